@@ -1,0 +1,74 @@
+"""Findings: what a run noticed, who it concerns, and a fingerprint that survives reruns."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class FindingKind(enum.Enum):
+    DUPLICATE_PATIENT_RISK = "duplicate_patient_risk"
+    MISSING_NEW_USER = "missing_new_user"
+    PENDING_INVITATION = "pending_invitation"
+    NO_PHYSITRACK_LICENCE = "no_physitrack_licence"
+    DEPARTED_PRACTITIONER = "departed_practitioner"
+    UNLINKED_USER = "unlinked_user"
+    MASTER_ACCOUNT_ISSUE = "master_account_issue"
+    AMBIGUOUS_MATCH = "ambiguous_match"
+    EXISTING_DUPLICATE_PATIENTS = "existing_duplicate_patients"
+
+
+class Severity(enum.Enum):
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+    INFO = "info"
+
+    @property
+    def rank(self) -> int:
+        return list(Severity).index(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """A practitioner as a report names them: PMS id, PT Direct email, display name."""
+
+    pms_id: str | None
+    email: str | None
+    name: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"pms_id": self.pms_id, "email": self.email, "name": self.name}
+
+
+def fingerprint(kind: FindingKind, subjects: tuple[str, ...]) -> str:
+    """Stable across runs: only the kind and the (sorted) subjects go in, never counts or text."""
+    material = "\x1f".join((kind.value, *sorted(subjects)))
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: FindingKind
+    severity: Severity
+    subjects: tuple[str, ...]
+    message: str
+    practitioners: tuple[Person, ...] = ()
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.kind, self.subjects)
+
+    def as_dict(self, state: str) -> dict[str, Any]:
+        return {
+            "kind": self.kind.value,
+            "severity": self.severity.value,
+            "state": state,
+            "fingerprint": self.fingerprint,
+            "message": self.message,
+            "practitioners": [person.as_dict() for person in self.practitioners],
+            "evidence": dict(self.evidence),
+        }

@@ -1,0 +1,131 @@
+"""Matching PMS practitioners to PT Direct users.
+
+Order of trust: the PMS link stored in PT Direct, then the normalised email. A matching name is
+only ever a suggestion for a person to confirm. When several candidates fit, nothing is matched
+and the ambiguity is reported: a wrong match would share patients with the wrong person.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass, field
+
+from sharing.model import PmsPractitioner, PtUser
+
+
+def normalise_email(email: str | None) -> str | None:
+    """Case and surrounding whitespace are not significant; plus-addressing is kept."""
+    if email is None:
+        return None
+    cleaned = email.strip().lower()
+    return cleaned or None
+
+
+def normalise_name(name: str | None) -> str:
+    if not name:
+        return ""
+    decomposed = unicodedata.normalize("NFKD", name)
+    without_accents = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return " ".join(without_accents.casefold().split())
+
+
+@dataclass(frozen=True, slots=True)
+class Ambiguity:
+    """One subject with several candidates on the other side."""
+
+    side: str  # "pms": a PMS practitioner with several users; "ptdirect": the reverse
+    subject: str
+    candidates: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class IdentityMap:
+    user_by_practitioner: dict[str, PtUser] = field(default_factory=dict)
+    practitioner_by_email: dict[str, PmsPractitioner] = field(default_factory=dict)
+    matched_by: dict[str, str] = field(default_factory=dict)
+    ambiguities: tuple[Ambiguity, ...] = ()
+    ambiguous_practitioners: frozenset[str] = frozenset()
+    ambiguous_emails: frozenset[str] = frozenset()
+    name_suggestions: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+def match_identities(
+    system: str, practitioners: tuple[PmsPractitioner, ...], users: tuple[PtUser, ...]
+) -> IdentityMap:
+    system_key = system.strip().lower()
+    known_ids = {practitioner.id for practitioner in practitioners}
+    users_by_link: dict[str, list[PtUser]] = {}
+    users_by_email: dict[str, list[PtUser]] = {}
+    for user in users:
+        link = user.pms_link
+        linked_elsewhere = (
+            link is not None
+            and link.system.strip().lower() == system_key
+            and link.practitioner_id in known_ids
+        )
+        if link is not None and link.system.strip().lower() == system_key:
+            users_by_link.setdefault(link.practitioner_id, []).append(user)
+        email = normalise_email(user.email)
+        if email and not linked_elsewhere:
+            users_by_email.setdefault(email, []).append(user)
+
+    tentative: dict[str, tuple[PtUser, str]] = {}
+    ambiguities: list[Ambiguity] = []
+    ambiguous_practitioners: set[str] = set()
+    ambiguous_emails: set[str] = set()
+    for practitioner in practitioners:
+        candidates = users_by_link.get(practitioner.id)
+        method = "pms_link"
+        if not candidates:
+            email = normalise_email(practitioner.email)
+            candidates = users_by_email.get(email, []) if email else []
+            method = "email"
+        distinct = {normalise_email(user.email): user for user in candidates}
+        if len(distinct) > 1:
+            ambiguities.append(Ambiguity("pms", practitioner.id, tuple(sorted(distinct))))
+            ambiguous_practitioners.add(practitioner.id)
+            ambiguous_emails.update(email for email in distinct if email)
+        elif distinct:
+            tentative[practitioner.id] = (next(iter(distinct.values())), method)
+
+    practitioners_by_user: dict[str, list[str]] = {}
+    for practitioner_id, (user, _) in tentative.items():
+        practitioners_by_user.setdefault(normalise_email(user.email) or "", []).append(practitioner_id)
+    by_id = {practitioner.id: practitioner for practitioner in practitioners}
+    user_by_practitioner: dict[str, PtUser] = {}
+    practitioner_by_email: dict[str, PmsPractitioner] = {}
+    matched_by: dict[str, str] = {}
+    for email, practitioner_ids in practitioners_by_user.items():
+        if len(practitioner_ids) > 1:
+            ambiguities.append(Ambiguity("ptdirect", email, tuple(sorted(practitioner_ids))))
+            ambiguous_emails.add(email)
+            ambiguous_practitioners.update(practitioner_ids)
+            continue
+        practitioner_id = practitioner_ids[0]
+        user, method = tentative[practitioner_id]
+        user_by_practitioner[practitioner_id] = user
+        practitioner_by_email[email] = by_id[practitioner_id]
+        matched_by[practitioner_id] = method
+
+    unmatched_users_by_name: dict[str, list[str]] = {}
+    for user in users:
+        email = normalise_email(user.email) or ""
+        if email not in practitioner_by_email and email not in ambiguous_emails:
+            unmatched_users_by_name.setdefault(normalise_name(user.name), []).append(email)
+    suggestions: dict[str, tuple[str, ...]] = {}
+    for practitioner in practitioners:
+        if practitioner.id in user_by_practitioner or practitioner.id in ambiguous_practitioners:
+            continue
+        name = normalise_name(practitioner.name)
+        if name and name in unmatched_users_by_name:
+            suggestions[practitioner.id] = tuple(sorted(unmatched_users_by_name[name]))
+
+    return IdentityMap(
+        user_by_practitioner=user_by_practitioner,
+        practitioner_by_email=practitioner_by_email,
+        matched_by=matched_by,
+        ambiguities=tuple(sorted(ambiguities, key=lambda a: (a.side, a.subject))),
+        ambiguous_practitioners=frozenset(ambiguous_practitioners),
+        ambiguous_emails=frozenset(ambiguous_emails),
+        name_suggestions=suggestions,
+    )

@@ -1,0 +1,155 @@
+"""Domain types of the reconciliation core.
+
+Everything here is an immutable value: a run's inputs are snapshots taken once, and the core
+never mutates them, so the same inputs always give the same findings and operations.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from sharing.access import AccessLog, AccessSource, AccessStatus, PatientAccess
+
+
+@dataclass(frozen=True, slots=True)
+class PmsPractitioner:
+    id: str
+    name: str
+    email: str | None = None
+    active: bool = True
+    role: str | None = None
+    updated_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccessGroup:
+    """An access model that grants every member access to each other's patients."""
+
+    id: str
+    name: str
+    practitioner_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PmsLink:
+    system: str
+    practitioner_id: str
+
+
+class UserStatus(enum.Enum):
+    CONFIRMED = "confirmed"
+    UNCONFIRMED = "unconfirmed"
+
+
+@dataclass(frozen=True, slots=True)
+class PtUser:
+    email: str
+    name: str
+    status: UserStatus = UserStatus.CONFIRMED
+    practitioner_access: bool = True
+    pms_link: PmsLink | None = None
+
+    @property
+    def confirmed(self) -> bool:
+        return self.status is UserStatus.CONFIRMED
+
+
+@dataclass(frozen=True, slots=True)
+class MasterAccount:
+    email: str
+    recipients: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SharingMember:
+    email: str
+    share_content: bool = True
+    share_patients: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class PhysitrackClient:
+    """A client record as Physitrack's v2 API lists it under one practitioner."""
+
+    practitioner_email: str
+    client_id: str
+    external_id: str | None = None
+    name: str | None = None
+    year_of_birth: int | None = None
+    email: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PtDirectSnapshot:
+    users: tuple[PtUser, ...] = ()
+    master_account: MasterAccount | None = None
+    sharing_members: tuple[SharingMember, ...] = ()
+    clients: tuple[PhysitrackClient, ...] | None = None
+    """Physitrack client lists, when practitioner API keys are configured (else None)."""
+    complete: bool = True
+    """False when any part of the fetch failed: nothing it implies may be acted on."""
+
+
+class Mode(enum.Enum):
+    OBSERVE = "observe"
+    PROPOSE = "propose"
+    APPLY_SAFE = "apply-safe"
+
+
+class SharingScope(enum.Enum):
+    CO_TREATING = "co-treating"
+    EVERYONE = "everyone"
+
+
+class MasterRecipients(enum.Enum):
+    ALL_ACTIVE = "all-active"
+    MANUAL = "manual"
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    mode: Mode = Mode.PROPOSE
+    sharing_scope: SharingScope = SharingScope.CO_TREATING
+    master_recipients: MasterRecipients = MasterRecipients.ALL_ACTIVE
+    schedule: str = "0 * * * *"
+    lookback_days: int = 540
+    recent_days: int = 90
+    """Shared patients seen within this many days make a duplicate risk more urgent."""
+
+    def __post_init__(self) -> None:
+        if self.lookback_days < 1:
+            raise ValueError("lookback_days must be at least 1")
+        if self.recent_days < 1:
+            raise ValueError("recent_days must be at least 1")
+
+
+@dataclass(frozen=True, slots=True)
+class PmsSnapshot:
+    system: str
+    practitioners: tuple[PmsPractitioner, ...]
+    access: AccessLog
+    access_groups: tuple[AccessGroup, ...] = ()
+    complete: bool = True
+
+
+__all__ = [
+    "AccessGroup",
+    "AccessLog",
+    "AccessSource",
+    "AccessStatus",
+    "MasterAccount",
+    "MasterRecipients",
+    "Mode",
+    "PatientAccess",
+    "PhysitrackClient",
+    "PmsLink",
+    "PmsPractitioner",
+    "PmsSnapshot",
+    "Policy",
+    "PtDirectSnapshot",
+    "PtUser",
+    "SharingMember",
+    "SharingScope",
+    "UserStatus",
+]

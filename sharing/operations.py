@@ -1,0 +1,79 @@
+"""Operations a proposal may hold, and which of them a machine may apply unasked."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+
+class OpKind(enum.Enum):
+    ADD_SHARING_MEMBER = "add_sharing_member"
+    ENABLE_PATIENT_SHARING = "enable_patient_sharing"
+    ADD_MASTER_RECIPIENT = "add_master_recipient"
+    REMOVE_SHARING_MEMBER = "remove_sharing_member"
+    REMOVE_MASTER_RECIPIENT = "remove_master_recipient"
+    SET_MASTER_ACCOUNT = "set_master_account"
+    INVITE_PRACTITIONER = "invite_practitioner"
+    TRANSFER_PATIENTS = "transfer_patients"
+
+    @property
+    def safe(self) -> bool:
+        """Additions that cannot cut anyone off; `apply-safe` may apply them unasked."""
+        return self in _SAFE
+
+    @property
+    def advisory(self) -> bool:
+        """Only a person can do these, in the PT Direct console."""
+        return self in _ADVISORY
+
+    @property
+    def removal(self) -> bool:
+        return self in _REMOVALS
+
+
+_SAFE = {OpKind.ADD_SHARING_MEMBER, OpKind.ENABLE_PATIENT_SHARING, OpKind.ADD_MASTER_RECIPIENT}
+_ADVISORY = {OpKind.INVITE_PRACTITIONER, OpKind.TRANSFER_PATIENTS}
+_REMOVALS = {OpKind.REMOVE_SHARING_MEMBER, OpKind.REMOVE_MASTER_RECIPIENT}
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    op: OpKind
+    email: str
+    requires_approval: bool = True
+    share_content: bool | None = None
+    share_patients: bool | None = None
+    name: str | None = None
+    reason: str = ""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """What the operation is about, for de-duplication and idempotency keys."""
+        return (self.op.value, self.email.strip().lower())
+
+    def as_dict(self) -> dict[str, Any]:
+        document: dict[str, Any] = {"op": self.op.value, "email": self.email}
+        if self.op is OpKind.ADD_SHARING_MEMBER:
+            document["share_content"] = self.share_content
+            document["share_patients"] = self.share_patients
+        if self.op is OpKind.INVITE_PRACTITIONER and self.name:
+            document["name"] = self.name
+        document["requires_approval"] = self.requires_approval
+        if self.op.advisory:
+            document["advisory"] = True
+        if self.reason:
+            document["reason"] = self.reason
+        return document
+
+    @classmethod
+    def from_dict(cls, document: dict[str, Any]) -> Operation:
+        return cls(
+            op=OpKind(document["op"]),
+            email=document["email"],
+            requires_approval=bool(document.get("requires_approval", True)),
+            share_content=document.get("share_content"),
+            share_patients=document.get("share_patients"),
+            name=document.get("name"),
+            reason=document.get("reason", ""),
+        )

@@ -1,0 +1,155 @@
+"""Planning: the operations that take PT Direct to the state the policy asks for.
+
+Like ssosync's diff functions, this returns a list of operations and changes nothing. Safety
+rules live here, in one place: unconfirmed users and the master account's patient sharing are
+never touched, removals always wait for a person, and an incomplete fetch plans no removals.
+"""
+
+from __future__ import annotations
+
+from sharing.context import Context
+from sharing.identity import normalise_email
+from sharing.model import MasterRecipients, Mode
+from sharing.operations import Operation, OpKind
+
+# Additions first; a departed member's patients are transferred before anyone is removed.
+_ORDER = {
+    kind: index
+    for index, kind in enumerate(
+        (
+            OpKind.ADD_SHARING_MEMBER,
+            OpKind.ENABLE_PATIENT_SHARING,
+            OpKind.ADD_MASTER_RECIPIENT,
+            OpKind.SET_MASTER_ACCOUNT,
+            OpKind.INVITE_PRACTITIONER,
+            OpKind.TRANSFER_PATIENTS,
+            OpKind.REMOVE_SHARING_MEMBER,
+            OpKind.REMOVE_MASTER_RECIPIENT,
+        )
+    )
+}
+
+
+def plan_operations(context: Context) -> tuple[Operation, ...]:
+    if context.policy.mode is Mode.OBSERVE:
+        return ()
+    planned = [*_sharing_additions(context), *_master_additions(context)]
+    if context.complete:
+        planned += [*_departures(context), *_master_departures(context)]
+    safe_to_touch = [op for op in planned if _may_touch(context, op)]
+    unique = {op.key: op for op in safe_to_touch}
+    ordered = sorted(unique.values(), key=lambda op: (_ORDER[op.op], op.email.lower()))
+    return tuple(_with_approval(context, op) for op in ordered)
+
+
+def _may_touch(context: Context, op: Operation) -> bool:
+    email = normalise_email(op.email)
+    user = context.users.get(email or "")
+    if op.op is OpKind.INVITE_PRACTITIONER:
+        return user is None
+    if user is None or not user.confirmed:
+        return False
+    gives_patient_sharing = op.op in (OpKind.ADD_SHARING_MEMBER, OpKind.ENABLE_PATIENT_SHARING)
+    return not (email == context.master_email and gives_patient_sharing)
+
+
+def _with_approval(context: Context, op: Operation) -> Operation:
+    automatic = context.policy.mode is Mode.APPLY_SAFE and op.op.safe
+    return Operation(
+        op=op.op,
+        email=op.email,
+        requires_approval=not automatic,
+        share_content=op.share_content,
+        share_patients=op.share_patients,
+        name=op.name,
+        reason=op.reason,
+    )
+
+
+def _sharing_additions(context: Context) -> list[Operation]:
+    operations = []
+    for practitioner_id, user in context.belongs_in_sharing().items():
+        name = context.practitioners[practitioner_id].name
+        member = context.members.get(normalise_email(user.email) or "")
+        if member is None:
+            operations.append(
+                Operation(
+                    OpKind.ADD_SHARING_MEMBER,
+                    user.email,
+                    share_content=True,
+                    share_patients=True,
+                    reason=f"{name} should share patients with colleagues who treat the same patients",
+                )
+            )
+        elif not member.share_patients:
+            operations.append(
+                Operation(
+                    OpKind.ENABLE_PATIENT_SHARING,
+                    user.email,
+                    reason=f"{name} is in practitioner sharing but does not share patients",
+                )
+            )
+    return operations
+
+
+def _master_additions(context: Context) -> list[Operation]:
+    if (
+        context.ptdirect.master_account is None
+        or context.policy.master_recipients is not MasterRecipients.ALL_ACTIVE
+    ):
+        return []
+    return [
+        Operation(
+            OpKind.ADD_MASTER_RECIPIENT,
+            user.email,
+            reason=f"{context.practitioners[pid].name} is active and should receive master content",
+        )
+        for pid, user in context.eligible.items()
+        if normalise_email(user.email) not in context.recipients
+    ]
+
+
+def _departures(context: Context) -> list[Operation]:
+    operations = []
+    for email, member in context.members.items():
+        user = context.users.get(email)
+        if not member.share_patients or user is None or email == context.master_email:
+            continue
+        if context.departed_reason(email) is None:
+            continue
+        operations.append(
+            Operation(
+                OpKind.TRANSFER_PATIENTS,
+                user.email,
+                reason=f"transfer {user.name}'s patients to a colleague before removing them",
+            )
+        )
+        operations.append(
+            Operation(
+                OpKind.REMOVE_SHARING_MEMBER,
+                user.email,
+                reason=f"{user.name} has left the PMS (only after their patients are transferred)",
+            )
+        )
+    return operations
+
+
+def _master_departures(context: Context) -> list[Operation]:
+    if (
+        context.ptdirect.master_account is None
+        or context.policy.master_recipients is not MasterRecipients.ALL_ACTIVE
+    ):
+        return []
+    operations = []
+    for email in context.recipients:
+        user = context.users.get(email)
+        if user is None or context.departed_reason(email) is None:
+            continue
+        operations.append(
+            Operation(
+                OpKind.REMOVE_MASTER_RECIPIENT,
+                user.email,
+                reason=f"{user.name} has left the PMS",
+            )
+        )
+    return operations

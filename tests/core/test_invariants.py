@@ -1,0 +1,187 @@
+"""Property tests for the invariants of DESIGN.md section 2, on generated clinics."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from datetime import timedelta
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sharing import (
+    AccessGroup,
+    AccessLog,
+    AccessSource,
+    AccessStatus,
+    MasterAccount,
+    MasterRecipients,
+    Mode,
+    PatientAccess,
+    PmsLink,
+    PmsPractitioner,
+    PmsSnapshot,
+    Policy,
+    PtDirectSnapshot,
+    PtUser,
+    RunInfo,
+    SharingMember,
+    SharingScope,
+    UserStatus,
+    apply_operations,
+    build_report,
+    reconcile,
+)
+from sharing.identity import normalise_email
+from sharing.operations import OpKind
+from tests.clinic import AS_OF, KEY
+
+practitioner_strategy = st.fixed_dictionaries(
+    {
+        "active": st.booleans(),
+        "user": st.sampled_from(["linked", "email", "none"]),
+        "confirmed": st.booleans(),
+        "practitioner_access": st.booleans(),
+        "membership": st.sampled_from(["none", "content", "patients"]),
+        "recipient": st.booleans(),
+        "email_case": st.sampled_from(["lower", "upper"]),
+    }
+)
+
+row_strategy = st.tuples(
+    st.integers(0, 7),  # practitioner index
+    st.integers(0, 12),  # patient
+    st.integers(-5, 700),  # days ago
+    st.sampled_from(list(AccessStatus)),
+    st.sampled_from(list(AccessSource)),
+)
+
+
+@st.composite
+def clinics(draw):
+    people = draw(st.lists(practitioner_strategy, min_size=1, max_size=8))
+    practitioners, users, members, recipients = [], [], [], []
+    for index, person in enumerate(people):
+        pid = f"{index + 100}"
+        email = f"p{index}@clinic.example"
+        pms_email = email.upper() if person["email_case"] == "upper" else email
+        practitioners.append(PmsPractitioner(pid, f"Person {index}", pms_email, person["active"]))
+        if person["user"] == "none":
+            continue
+        link = PmsLink("cliniko", pid) if person["user"] == "linked" else None
+        status = UserStatus.CONFIRMED if person["confirmed"] else UserStatus.UNCONFIRMED
+        users.append(PtUser(email, f"Person {index}", status, person["practitioner_access"], link))
+        if person["membership"] != "none":
+            members.append(SharingMember(email, True, person["membership"] == "patients"))
+        if person["recipient"]:
+            recipients.append(email)
+    if draw(st.booleans()):  # a leaver linked to a practitioner the PMS no longer has
+        users.append(PtUser("gone@clinic.example", "Gone", pms_link=PmsLink("cliniko", "999")))
+        members.append(SharingMember("gone@clinic.example", True, draw(st.booleans())))
+    master_choice = draw(st.sampled_from(["none", "content", "practitioner"]))
+    master = None
+    if master_choice == "content":
+        users.append(PtUser("content@clinic.example", "Content"))
+        if draw(st.booleans()):
+            members.append(SharingMember("content@clinic.example", True, True))
+        master = MasterAccount("content@clinic.example", tuple(recipients))
+    elif master_choice == "practitioner" and users:
+        master = MasterAccount(users[0].email, tuple(recipients))
+    rows = [
+        PatientAccess(
+            f"{index % len(people) + 100}", f"pat-{patient}", source, AS_OF - timedelta(days=days_ago), status
+        )
+        for index, patient, days_ago, status, source in draw(st.lists(row_strategy, max_size=40))
+    ]
+    groups = ()
+    if len(people) > 2 and draw(st.booleans()):
+        groups = (AccessGroup("g", "Team", ("100", "101")),)
+    pms = PmsSnapshot("cliniko", tuple(practitioners), AccessLog.from_rows(rows), groups)
+    ptdirect = PtDirectSnapshot(tuple(users), master, tuple(members))
+    policy = Policy(
+        mode=draw(st.sampled_from([Mode.PROPOSE, Mode.APPLY_SAFE])),
+        sharing_scope=draw(st.sampled_from(list(SharingScope))),
+        master_recipients=draw(st.sampled_from(list(MasterRecipients))),
+    )
+    return pms, ptdirect, policy
+
+
+def _run(pms, ptdirect, policy):
+    return reconcile(pms, ptdirect, policy, as_of=AS_OF, pseudonym_key=KEY)
+
+
+common = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@common
+@given(clinics(), st.randoms(use_true_random=False))
+def test_reconciliation_is_a_pure_function_of_its_inputs(clinic, shuffler: random.Random):
+    # Given the same inputs, also in another order
+    pms, ptdirect, policy = clinic
+    users, members = list(ptdirect.users), list(ptdirect.sharing_members)
+    shuffler.shuffle(users)
+    shuffler.shuffle(members)
+    reordered = replace(ptdirect, users=tuple(users), sharing_members=tuple(members))
+    # When reconciled twice
+    first, second, third = (
+        _run(pms, ptdirect, policy),
+        _run(pms, ptdirect, policy),
+        _run(pms, reordered, policy),
+    )
+    # Then the outputs are identical
+    assert first == second
+    assert first.findings == third.findings
+    assert first.operations == third.operations
+
+
+@common
+@given(clinics())
+def test_applying_a_proposal_converges_to_no_operations(clinic):
+    pms, ptdirect, policy = clinic
+    plan = _run(pms, ptdirect, policy)
+    after = apply_operations(ptdirect, plan.operations)
+    assert _run(pms, after, policy).operations == ()
+
+
+@common
+@given(clinics())
+def test_no_operation_ever_touches_an_unconfirmed_user(clinic):
+    pms, ptdirect, policy = clinic
+    unconfirmed = {normalise_email(u.email) for u in ptdirect.users if not u.confirmed}
+    for op in _run(pms, ptdirect, policy).operations:
+        assert normalise_email(op.email) not in unconfirmed
+
+
+@common
+@given(clinics())
+def test_the_master_account_is_never_added_to_patient_sharing(clinic):
+    pms, ptdirect, policy = clinic
+    if ptdirect.master_account is None:
+        return
+    master = normalise_email(ptdirect.master_account.email)
+    plan = _run(pms, ptdirect, policy)
+    for op in plan.operations:
+        if op.op in (OpKind.ADD_SHARING_MEMBER, OpKind.ENABLE_PATIENT_SHARING):
+            assert normalise_email(op.email) != master
+    was_sharing = any(
+        normalise_email(m.email) == master and m.share_patients for m in ptdirect.sharing_members
+    )
+    after = apply_operations(ptdirect, plan.operations)
+    now_sharing = any(normalise_email(m.email) == master and m.share_patients for m in after.sharing_members)
+    assert now_sharing <= was_sharing
+
+
+@common
+@given(clinics(), st.sampled_from(["pms", "ptdirect", "both"]))
+def test_an_incomplete_fetch_proposes_no_removals_and_marks_findings_indeterminate(clinic, broken):
+    pms, ptdirect, policy = clinic
+    if broken in ("pms", "both"):
+        pms = replace(pms, complete=False)
+    if broken in ("ptdirect", "both"):
+        ptdirect = replace(ptdirect, complete=False)
+    result = _run(pms, ptdirect, policy)
+    assert not [op for op in result.operations if op.op.removal]
+    run = RunInfo("r", "manual", "succeeded", None, None)
+    report = build_report("org", run, result, {}, None)
+    assert {f["state"] for f in report["findings"]} <= {"indeterminate"}
+    assert report["resolved"] == []
