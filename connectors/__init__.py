@@ -1,0 +1,1 @@
+"""Everything that talks to the outside: PMS connectors and PT Direct adapters."""

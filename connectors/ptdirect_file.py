@@ -1,0 +1,253 @@
+"""The PT Direct file adapter: a `ptsync.ptdirect/1` snapshot on disk.
+
+Reads are validated field by field (errors name the file and the JSON path). Writes are atomic
+(temp file, fsync, rename) and serialised by an exclusive lock on a sibling `.lock` file, so two
+appliers can never interleave and a crash leaves either the old file or the new one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from connectors.errors import InputFileError
+from sharing import (
+    MasterAccount,
+    Operation,
+    PhysitrackClient,
+    PmsLink,
+    PtDirectSnapshot,
+    PtUser,
+    SharingMember,
+    UserStatus,
+)
+from sharing.apply import apply_operation, is_in_effect
+
+NAME = "ptdirect file"
+SCHEMA = "ptsync.ptdirect/1"
+
+
+class PtDirectFileAdapter:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def read(self) -> PtDirectSnapshot:
+        return parse_snapshot(self._load(), str(self.path))
+
+    def apply(self, operation: Operation, *, idempotency_key: str) -> None:
+        with self._locked():
+            snapshot = self.read()
+            if is_in_effect(snapshot, operation):
+                return
+            self.write(apply_operation(snapshot, operation))
+
+    def write(self, snapshot: PtDirectSnapshot) -> None:
+        document = snapshot_document(snapshot)
+        directory = self.path.parent
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=directory)
+        try:
+            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+                json.dump(document, handle, indent=2)
+                handle.write("\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, self.path)
+            directory_fd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(directory_fd)
+            finally:
+                os.close(directory_fd)
+        except BaseException:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+            raise
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        with open(lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _load(self) -> Any:
+        if not self.path.is_file():
+            raise InputFileError(NAME, str(self.path), "file not found")
+        try:
+            return json.loads(self.path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise InputFileError(NAME, str(self.path), "not UTF-8 text") from None
+        except json.JSONDecodeError as exc:
+            raise InputFileError(NAME, str(self.path), f"invalid JSON: {exc.msg}", line=exc.lineno) from None
+
+
+class _Reader:
+    """Typed access to a JSON document that reports the path of whatever is wrong."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def fail(self, where: str, reason: str) -> InputFileError:
+        return InputFileError(NAME, self.path, reason, field=where)
+
+    def obj(self, value: Any, where: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(where, "expected an object")
+        return value
+
+    def array(self, value: Any, where: str) -> list[Any]:
+        if not isinstance(value, list):
+            raise self.fail(where, "expected an array")
+        return value
+
+    def text(self, parent: dict[str, Any], key: str, where: str, *, optional: bool = False) -> str | None:
+        value = parent.get(key)
+        if value is None and optional:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(f"{where}.{key}", "expected a non-empty string")
+        return value.strip()
+
+    def email(self, parent: dict[str, Any], key: str, where: str) -> str:
+        value = self.text(parent, key, where) or ""
+        if "@" not in value:
+            raise self.fail(f"{where}.{key}", f"not an email address: {value!r}")
+        return value
+
+    def flag(self, parent: dict[str, Any], key: str, where: str) -> bool:
+        value = parent.get(key)
+        if not isinstance(value, bool):
+            raise self.fail(f"{where}.{key}", "expected true or false")
+        return value
+
+
+def parse_snapshot(document: Any, path: str) -> PtDirectSnapshot:
+    r = _Reader(path)
+    root = r.obj(document, "$")
+    if root.get("schema") != SCHEMA:
+        raise r.fail("schema", f"expected {SCHEMA!r}, got {root.get('schema')!r}")
+    users = []
+    seen: set[str] = set()
+    for index, raw in enumerate(r.array(root.get("users"), "users")):
+        where = f"users[{index}]"
+        item = r.obj(raw, where)
+        email = r.email(item, "email", where)
+        if email.lower() in seen:
+            raise r.fail(f"{where}.email", f"duplicate user {email!r}")
+        seen.add(email.lower())
+        status = item.get("status")
+        if status not in ("confirmed", "unconfirmed"):
+            raise r.fail(f"{where}.status", f"expected 'confirmed' or 'unconfirmed', got {status!r}")
+        link = None
+        if item.get("pms_link") is not None:
+            raw_link = r.obj(item["pms_link"], f"{where}.pms_link")
+            practitioner_id = raw_link.get("practitioner_id")
+            if isinstance(practitioner_id, int) and not isinstance(practitioner_id, bool):
+                practitioner_id = str(practitioner_id)
+            raw_link = {**raw_link, "practitioner_id": practitioner_id}
+            link = PmsLink(
+                r.text(raw_link, "system", f"{where}.pms_link") or "",
+                r.text(raw_link, "practitioner_id", f"{where}.pms_link") or "",
+            )
+        users.append(
+            PtUser(
+                email=email,
+                name=r.text(item, "name", where) or "",
+                status=UserStatus(status),
+                practitioner_access=r.flag(item, "practitioner_access", where),
+                pms_link=link,
+            )
+        )
+    master = None
+    if root.get("master_account") is not None:
+        raw_master = r.obj(root["master_account"], "master_account")
+        recipients = r.array(raw_master.get("recipients", []), "master_account.recipients")
+        for index, recipient in enumerate(recipients):
+            if not isinstance(recipient, str) or "@" not in recipient:
+                raise r.fail(f"master_account.recipients[{index}]", "expected an email address")
+        master = MasterAccount(r.email(raw_master, "email", "master_account"), tuple(recipients))
+    sharing = r.obj(root.get("practitioner_sharing", {"members": []}), "practitioner_sharing")
+    members = []
+    for index, raw in enumerate(r.array(sharing.get("members"), "practitioner_sharing.members")):
+        where = f"practitioner_sharing.members[{index}]"
+        item = r.obj(raw, where)
+        members.append(
+            SharingMember(
+                r.email(item, "email", where),
+                r.flag(item, "share_content", where),
+                r.flag(item, "share_patients", where),
+            )
+        )
+    clients = None
+    if root.get("clients") is not None:
+        clients = tuple(
+            _parse_client(r, raw, f"clients[{index}]")
+            for index, raw in enumerate(r.array(root["clients"], "clients"))
+        )
+    return PtDirectSnapshot(tuple(users), master, tuple(members), clients)
+
+
+def _parse_client(r: _Reader, raw: Any, where: str) -> PhysitrackClient:
+    item = r.obj(raw, where)
+    year = item.get("year_of_birth")
+    if year is not None and (not isinstance(year, int) or isinstance(year, bool)):
+        raise r.fail(f"{where}.year_of_birth", "expected a whole number")
+    client_id = item.get("client_id")
+    external_id = item.get("external_id")
+    return PhysitrackClient(
+        practitioner_email=r.email(item, "practitioner_email", where),
+        client_id=str(client_id) if isinstance(client_id, int) else (r.text(item, "client_id", where) or ""),
+        external_id=str(external_id) if external_id is not None else None,
+        name=r.text(item, "name", where, optional=True),
+        year_of_birth=year,
+        email=r.text(item, "email", where, optional=True),
+    )
+
+
+def snapshot_document(snapshot: PtDirectSnapshot) -> dict[str, Any]:
+    master = snapshot.master_account
+    document: dict[str, Any] = {
+        "schema": SCHEMA,
+        "users": [
+            {
+                "email": user.email,
+                "name": user.name,
+                "status": user.status.value,
+                "practitioner_access": user.practitioner_access,
+                "pms_link": None
+                if user.pms_link is None
+                else {"system": user.pms_link.system, "practitioner_id": user.pms_link.practitioner_id},
+            }
+            for user in snapshot.users
+        ],
+        "master_account": None
+        if master is None
+        else {"email": master.email, "recipients": list(master.recipients)},
+        "practitioner_sharing": {
+            "members": [
+                {"email": m.email, "share_content": m.share_content, "share_patients": m.share_patients}
+                for m in snapshot.sharing_members
+            ]
+        },
+    }
+    if snapshot.clients is not None:
+        document["clients"] = [
+            {
+                "practitioner_email": c.practitioner_email,
+                "client_id": c.client_id,
+                "external_id": c.external_id,
+                "name": c.name,
+                "year_of_birth": c.year_of_birth,
+                "email": c.email,
+            }
+            for c in snapshot.clients
+        ]
+    return document

@@ -1,0 +1,1 @@
+"""The imperative shell of ptsync: settings, storage, queues, the CLI."""

@@ -1,0 +1,88 @@
+"""Dramatiq actors: thin, idempotent, ids only in messages. Each calls one service function.
+
+Names are namespaced (`ptsync.*`); retry and time limits fit a sync, not dramatiq's defaults.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import dramatiq
+
+from worker.broker import broker
+from worker.runtime import get_runtime
+from worker.services import proposals, sync
+
+log = logging.getLogger(__name__)
+
+SECOND = 1000
+MINUTE = 60 * SECOND
+
+
+@dramatiq.actor(
+    actor_name="ptsync.request_sync",
+    max_retries=10,
+    time_limit=30 * SECOND,
+    min_backoff=SECOND,
+    max_backoff=30 * SECOND,
+    broker=broker,
+)
+def request_sync(slug: str, trigger: str) -> None:
+    run_id, created = sync.request_sync(get_runtime(), slug, trigger)
+    if created:
+        sync_org.send(run_id)
+
+
+@dramatiq.actor(
+    actor_name="ptsync.sync_org",
+    max_retries=5,
+    time_limit=20 * MINUTE,
+    min_backoff=2 * SECOND,
+    max_backoff=2 * MINUTE,
+    on_retry_exhausted="ptsync.sync_gave_up",
+    broker=broker,
+)
+def sync_org(run_id: str) -> None:
+    try:
+        outcome = sync.run_sync(get_runtime(), run_id)
+    except sync.OrganisationBusy as busy:
+        # Not a failure: wait for the other run's lease, without spending the retry budget.
+        sync_org.send_with_options(args=(run_id,), delay=int(busy.delay_seconds * SECOND) + 100)
+        return
+    if outcome.auto_apply_proposal:
+        apply_safe_operations.send(outcome.auto_apply_proposal)
+
+
+@dramatiq.actor(actor_name="ptsync.sync_gave_up", max_retries=10, time_limit=30 * SECOND, broker=broker)
+def sync_gave_up(message: dict, retry_info: dict) -> None:
+    run_id = message["args"][0]
+    sync.fail_after_retries(get_runtime(), run_id, f"{retry_info.get('retries')} attempts failed")
+
+
+@dramatiq.actor(
+    actor_name="ptsync.apply_proposal",
+    max_retries=5,
+    time_limit=10 * MINUTE,
+    min_backoff=2 * SECOND,
+    max_backoff=MINUTE,
+    broker=broker,
+)
+def apply_proposal(proposal_id: str) -> None:
+    _after_apply(proposals.apply(get_runtime(), proposal_id))
+
+
+@dramatiq.actor(
+    actor_name="ptsync.apply_safe_operations",
+    max_retries=5,
+    time_limit=10 * MINUTE,
+    min_backoff=2 * SECOND,
+    max_backoff=MINUTE,
+    broker=broker,
+)
+def apply_safe_operations(proposal_id: str) -> None:
+    _after_apply(proposals.apply(get_runtime(), proposal_id, automatic_only=True))
+
+
+def _after_apply(outcome: proposals.ApplyOutcome) -> None:
+    if outcome.resync_org:
+        request_sync.send(outcome.resync_org, "replan")

@@ -1,0 +1,33 @@
+"""Broker selection. Imported before any actor module, so actors bind to the right broker.
+
+`PTSYNC_BROKER_URL` set: Redis, with a short heartbeat so a killed worker's messages are
+redelivered within seconds. Unset: dramatiq's StubBroker, driven by an in-process worker, so
+the embedded default runs the very same actors and middleware.
+"""
+
+from __future__ import annotations
+
+import dramatiq
+from dramatiq.brokers.stub import StubBroker
+
+from worker.settings import get_settings
+
+
+def _build_broker() -> dramatiq.Broker:
+    settings = get_settings()
+    if settings.broker_url:
+        from dramatiq.brokers.redis import RedisBroker
+
+        return RedisBroker(
+            url=settings.broker_url,
+            namespace="ptsync",
+            heartbeat_timeout=settings.redis_heartbeat_timeout_ms,
+            maintenance_chance=settings.redis_maintenance_chance,
+        )
+    stub = StubBroker()
+    stub.emit_after("process_boot")
+    return stub
+
+
+broker = _build_broker()
+dramatiq.set_broker(broker)

@@ -1,0 +1,486 @@
+"""The `ptsync` command line (contract: DESIGN.md section 7).
+
+Documents (`--format json|csv`) go to stdout alone; tables are for people; messages, progress
+and errors go to stderr. Every error is one line and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy.exc import OperationalError
+
+from connectors.errors import ConnectorError
+from worker.errors import PtsyncError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Keep Physitrack PT Direct share groups in step with your PMS.",
+)
+org_app = typer.Typer(no_args_is_help=True, help="Manage organisations.")
+app.add_typer(org_app, name="org")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+DEMO_SLUG = "demo-clinic"
+DEMO_FOLDER = "ptsync-demo"
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+    html = "html"
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """One line on stderr and a non-zero exit."""
+    err.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
+    raise typer.Exit(code)
+
+
+def _exit_with(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
+    sys.exit(code)
+
+
+def _runtime():
+    from worker.runtime import get_runtime
+
+    return get_runtime()
+
+
+def _actors():
+    from worker import actors
+
+    return actors
+
+
+@org_app.command("add")
+def org_add(
+    slug: Annotated[str, typer.Argument(help="Short name, e.g. clinic-a")],
+    pms: Annotated[str, typer.Option(help="cliniko, fhir or csv")],
+    ptdirect: Annotated[str, typer.Option(help="file or api")],
+    pms_url: Annotated[str | None, typer.Option(help="Override the connector's base URL")] = None,
+    pms_key: Annotated[str | None, typer.Option(help="PMS API key (stored encrypted)")] = None,
+    pms_path: Annotated[str | None, typer.Option(help="CSV folder for --pms csv")] = None,
+    ptdirect_path: Annotated[str | None, typer.Option(help="Snapshot file for --ptdirect file")] = None,
+    ptdirect_url: Annotated[str | None, typer.Option(help="Admin bridge URL for --ptdirect api")] = None,
+    ptdirect_key: Annotated[str | None, typer.Option(help="Admin bridge key (stored encrypted)")] = None,
+    policy: Annotated[str, typer.Option(help="observe, propose or apply-safe")] = "propose",
+    schedule: Annotated[str, typer.Option(help="Cron expression for scheduled syncs")] = "0 * * * *",
+) -> None:
+    """Add an organisation and its PMS and PT Direct connections."""
+    from worker.services.orgs import NewOrganisation, add_organisation
+
+    org = add_organisation(
+        _runtime(),
+        NewOrganisation(
+            slug=slug,
+            pms=pms,
+            ptdirect=ptdirect,
+            pms_url=pms_url,
+            pms_key=pms_key,
+            pms_path=pms_path,
+            ptdirect_path=ptdirect_path,
+            ptdirect_url=ptdirect_url,
+            ptdirect_key=ptdirect_key,
+            policy=policy,
+            schedule=schedule,
+        ),
+    )
+    err.print(
+        f"added organisation {org.slug} (pms {org.pms_kind}, PT Direct {org.ptdirect_kind}, "
+        f"policy {org.mode})"
+    )
+
+
+@org_app.command("list")
+def org_list() -> None:
+    """List organisations."""
+    from sqlalchemy import select
+
+    from worker.store.models import Organisation
+
+    with _runtime().db.transaction() as session:
+        orgs = list(session.scalars(select(Organisation).order_by(Organisation.slug)))
+        table = Table("slug", "pms", "PT Direct", "policy", "schedule")
+        for org in orgs:
+            table.add_row(org.slug, org.pms_kind, org.ptdirect_kind, org.mode, org.schedule)
+    out.print(table)
+
+
+def _start_sync(slug: str, trigger: str) -> str:
+    from worker.services.sync import request_sync
+
+    runtime = _runtime()
+    run_id, created = request_sync(runtime, slug, trigger)
+    _actors().sync_org.send(run_id)  # idempotent: a coalesced run is claimed once
+    if not created:
+        err.print(f"a sync of {slug} was already queued; joined run {run_id}")
+    return run_id
+
+
+def _wait_for_run(run_id: str, timeout: float) -> str:
+    """Wait for a run to finish, draining the in-process broker if that is the one in use."""
+    from worker.inprocess import drain, is_in_process
+    from worker.store.models import Run
+
+    runtime = _runtime()
+    drainer = None
+    if is_in_process():
+        drainer = threading.Thread(target=drain, name="in-process-worker", daemon=True)
+        drainer.start()
+    deadline = time.monotonic() + timeout
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err, transient=True
+    ) as progress:
+        task = progress.add_task("waiting for a worker", total=None)
+        while True:
+            with runtime.db.transaction() as session:
+                run = session.get(Run, run_id)
+                status, counts = run.status, dict(run.counts or {})
+            if status in ("succeeded", "failed"):
+                break
+            if drainer is not None and not drainer.is_alive():
+                break
+            if time.monotonic() > deadline:
+                fail(f"run {run_id} did not finish within {timeout:.0f}s (status: {status})")
+            described = "waiting for a worker" if status == "queued" else "syncing"
+            if "progress" in counts:
+                described = (
+                    f"syncing: {counts['progress']['rows']:,} {counts['progress']['resource']} rows read"
+                )
+            progress.update(task, description=described)
+            time.sleep(0.2)
+    if drainer is not None:
+        drainer.join()
+        with runtime.db.transaction() as session:
+            status = session.get(Run, run_id).status
+    return status
+
+
+def _report_run_result(run_id: str, status: str) -> None:
+    from worker.store.models import Run
+
+    with _runtime().db.transaction() as session:
+        run = session.get(Run, run_id)
+        error, counts = run.error, run.counts or {}
+    if status == "succeeded":
+        findings = sum((counts.get("findings") or {}).values())
+        err.print(f"run {run_id} succeeded: {findings} findings, {counts.get('operations', 0)} operations")
+    else:
+        fail(f"run {run_id} {status}: {error or 'no reason recorded'}")
+
+
+@app.command()
+def sync(
+    slug: str,
+    wait: Annotated[bool, typer.Option("--wait", help="Return when the run has finished")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait")] = 3600,
+) -> None:
+    """Start a sync of an organisation (joins one already queued)."""
+    from worker.inprocess import is_in_process
+
+    run_id = _start_sync(slug, "manual")
+    if not wait and not is_in_process():
+        err.print(f"queued run {run_id}")
+        out.print(run_id)
+        return
+    status = _wait_for_run(run_id, timeout)
+    out.print(run_id)
+    _report_run_result(run_id, status)
+
+
+@app.command()
+def report(
+    slug: str,
+    format: Annotated[Format, typer.Option("--format", help="table, json, csv or html")] = Format.table,
+    output: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout")] = None,
+) -> None:
+    """Print the latest run's report."""
+    from worker.reports import latest_report, render_csv, render_html
+
+    document, failed_after = latest_report(_runtime(), slug)
+    if failed_after is not None:
+        err.print(
+            f"[yellow]note:[/yellow] the newest run {failed_after.id} failed "
+            f"({failed_after.error}); this is the last good report"
+        )
+    if format is Format.json:
+        text = json.dumps(document, indent=2) + "\n"
+    elif format is Format.csv:
+        text = render_csv(document)
+    elif format is Format.html:
+        text = render_html(document)
+    else:
+        if output is None:
+            _print_report_table(document, out)
+            return
+        console = Console(file=open(output, "w"), width=120)  # noqa: SIM115
+        _print_report_table(document, console)
+        console.file.close()
+        err.print(f"wrote {output}")
+        return
+    if output is not None:
+        output.write_text(text)
+        err.print(f"wrote {output}")
+    else:
+        sys.stdout.write(text)
+
+
+_SEVERITY_STYLE = {"high": "bold red", "medium": "yellow", "low": "cyan", "info": "dim"}
+
+
+def _print_report_table(document: dict, console: Console) -> None:
+    run = document["run"]
+    summary = document["summary"]
+    console.print(
+        f"[bold]{document['org']}[/bold]: run {run['id']} ({run['trigger']}, {run['status']}, "
+        f"finished {run['finished_at']})"
+    )
+    console.print(f"{summary['practitioners']} practitioners, {summary['patients']} patients in the window")
+    table = Table("state", "severity", "kind", "finding", show_lines=False, expand=False)
+    for finding in document["findings"]:
+        style = _SEVERITY_STYLE.get(finding["severity"], "")
+        table.add_row(
+            finding["state"], f"[{style}]{finding['severity']}[/{style}]", finding["kind"], finding["message"]
+        )
+    for finding in document.get("resolved", []):
+        table.add_row("resolved", finding["severity"], finding["kind"], finding["message"])
+    if document["findings"] or document.get("resolved"):
+        console.print(table)
+    else:
+        console.print("No findings: PT Direct sharing matches the PMS.")
+    proposal = document.get("proposal")
+    if proposal:
+        console.print(f"\n[bold]Proposal {proposal['id']}[/bold] ({proposal['status']})")
+        ops = Table("operation", "practitioner", "needs approval", "status")
+        for op in proposal["operations"]:
+            ops.add_row(
+                op["op"], op["email"], "yes" if op["requires_approval"] else "no", op.get("status", "pending")
+            )
+        console.print(ops)
+        if proposal["status"] == "proposed":
+            console.print(f"Approve with: ptsync approve {proposal['id']}")
+
+
+@app.command()
+def proposals(slug: str) -> None:
+    """List an organisation's proposals, newest first."""
+    from worker.store import repositories as repo
+
+    with _runtime().db.transaction() as session:
+        org = repo.get_org(session, slug)
+        items = repo.proposals_of(session, org.id)
+        if not items:
+            err.print(f"no proposals for {slug}")
+            return
+        table = Table("created", "status", "operations", "needs approval")
+        table.add_column("proposal", no_wrap=True, overflow="fold")
+        for proposal in items:
+            table.add_row(
+                proposal.created_at.strftime("%Y-%m-%d %H:%M"),
+                proposal.status,
+                str(len(proposal.operations)),
+                str(sum(1 for op in proposal.operations if op.requires_approval)),
+                proposal.id,
+            )
+        out.print(table)
+        latest = items[0]
+        ops = Table(
+            "#", "operation", "practitioner", "needs approval", "status", title=f"Proposal {latest.id}"
+        )
+        for op in latest.operations:
+            ops.add_row(
+                str(op.position + 1), op.op, op.email, "yes" if op.requires_approval else "no", op.status
+            )
+        out.print(ops)
+
+
+@app.command()
+def approve(
+    proposal_id: str,
+    transferred: Annotated[
+        bool,
+        typer.Option("--transferred", help="Confirm the departed practitioners' patients were transferred"),
+    ] = False,
+    by: Annotated[str, typer.Option(help="Who approves (for the audit log)")] = "",
+) -> None:
+    """Approve a proposal and apply it."""
+    from worker.inprocess import drain, is_in_process
+    from worker.services import proposals as service
+
+    actor = by or f"cli:{os.environ.get('USER', 'unknown')}"
+    service.approve(_runtime(), proposal_id, actor, transferred=transferred)
+    err.print(f"proposal {proposal_id} approved by {actor}")
+    _actors().apply_proposal.send(proposal_id)
+    if not is_in_process():
+        err.print("queued for a worker to apply")
+        return
+    drain()
+    _print_proposal_result(proposal_id)
+
+
+def _print_proposal_result(proposal_id: str) -> None:
+    from worker.store import repositories as repo
+
+    with _runtime().db.transaction() as session:
+        proposal = repo.get_proposal(session, proposal_id)
+        table = Table(
+            "operation", "practitioner", "status", title=f"Proposal {proposal_id}: {proposal.status}"
+        )
+        waiting = manual = False
+        for op in proposal.operations:
+            table.add_row(op.op, op.email, op.status)
+            waiting |= op.status == "waiting"
+            manual |= op.status == "manual"
+        out.print(table)
+        if proposal.status == "superseded":
+            err.print(
+                "PT Direct changed since this proposal was planned: a new sync was requested; "
+                "review its proposal"
+            )
+        if manual:
+            err.print("Operations marked 'manual' must be done by a person in the PT Direct admin console.")
+        if waiting:
+            err.print(
+                f"Removals wait until patients are transferred: after transferring them in PT Direct, "
+                f"run `ptsync approve {proposal_id} --transferred`."
+            )
+        if proposal.status == "failed":
+            fail(f"proposal {proposal_id} failed: {proposal.error}")
+
+
+@app.command()
+def reject(proposal_id: str, by: Annotated[str, typer.Option(help="Who rejects")] = "") -> None:
+    """Reject a proposal: nothing of it is applied."""
+    from worker.services import proposals as service
+
+    actor = by or f"cli:{os.environ.get('USER', 'unknown')}"
+    service.reject(_runtime(), proposal_id, actor)
+    err.print(f"proposal {proposal_id} rejected by {actor}")
+
+
+@app.command()
+def demo() -> None:
+    """Run the bundled demo clinic end to end and print its report."""
+    from worker.clock import utcnow
+    from worker.demo import write_demo_clinic
+    from worker.services.orgs import NewOrganisation, add_organisation
+    from worker.store import repositories as repo
+
+    runtime = _runtime()
+    folder = Path.cwd() / DEMO_FOLDER
+    with runtime.db.transaction() as session:
+        exists = repo.find_org(session, DEMO_SLUG) is not None
+    if not exists:
+        if not (folder / "ptdirect.json").exists():
+            write_demo_clinic(folder, utcnow().date())
+            err.print(f"wrote the demo clinic's PMS export and PT Direct snapshot to {folder}/")
+        add_organisation(
+            runtime,
+            NewOrganisation(
+                slug=DEMO_SLUG,
+                pms="csv",
+                pms_path=str(folder),
+                ptdirect="file",
+                ptdirect_path=str(folder / "ptdirect.json"),
+                policy="propose",
+            ),
+        )
+        err.print(f"added organisation {DEMO_SLUG}")
+    run_id = _start_sync(DEMO_SLUG, "demo")
+    status = _wait_for_run(run_id, 600)
+    _report_run_result(run_id, status)
+    report(DEMO_SLUG, Format.table, None)
+    err.print(
+        f"\nNext: `ptsync report {DEMO_SLUG} --format html --output report.html`, "
+        f"`ptsync proposals {DEMO_SLUG}`, `ptsync approve PROPOSAL_ID`."
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date (the Procfile release step)."""
+    from worker.settings import get_settings
+    from worker.store.db import Database
+
+    database = Database(get_settings().resolved_database_url)
+    database.migrate()
+    err.print("database schema is up to date")
+
+
+@app.command("worker")
+def run_worker(
+    processes: Annotated[int, typer.Option(help="Worker processes")] = 2,
+    threads: Annotated[int, typer.Option(help="Threads per process")] = 4,
+) -> None:
+    """Run queue workers (needs PTSYNC_BROKER_URL: the in-process broker has no separate worker)."""
+    from worker.settings import get_settings
+
+    if not get_settings().broker_url:
+        fail(
+            "`ptsync worker` needs PTSYNC_BROKER_URL (e.g. redis://127.0.0.1:6379/0); without it, "
+            "syncs run inside the ptsync command itself"
+        )
+    os.execv(
+        sys.executable,
+        [
+            sys.executable,
+            "-m",
+            "dramatiq",
+            "worker.actors",
+            "--processes",
+            str(processes),
+            "--threads",
+            str(threads),
+        ],
+    )
+
+
+@app.command()
+def web() -> None:
+    """Run the HTTP app (webhooks, admin API, report pages)."""
+    fail("the HTTP app is not part of this version yet; use `ptsync report --format html`", code=2)
+
+
+@app.command()
+def clock() -> None:
+    """Run the scheduler that starts due syncs."""
+    fail("the scheduler is not part of this version yet; run `ptsync sync SLUG` from cron instead", code=2)
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=os.environ.get("PTSYNC_LOG_LEVEL", "WARNING"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        app()
+    except (PtsyncError, ConnectorError) as exc:
+        _exit_with(str(exc))
+    except OperationalError as exc:
+        _exit_with(f"database error: {exc.orig.__class__.__name__}: {str(exc.orig).splitlines()[0]}")
+    except KeyboardInterrupt:
+        _exit_with("interrupted", code=130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""Reading the latest report and rendering it as JSON, CSV or HTML."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from worker.errors import NotFound
+from worker.runtime import Runtime
+from worker.store import repositories as repo
+from worker.store.models import Proposal, Run
+
+CSV_COLUMNS = ("state", "kind", "severity", "fingerprint", "practitioners", "emails", "message")
+_SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2, "info": 3}
+
+
+def latest_report(runtime: Runtime, slug: str) -> tuple[dict[str, Any], Run | None]:
+    """The newest report, with the proposal's current status; and the newest run if it failed."""
+    with runtime.db.transaction() as session:
+        org = repo.get_org(session, slug)
+        report_run = repo.latest_report_run(session, org.id)
+        newest = repo.latest_run(session, org.id)
+        if report_run is None or report_run.report is None:
+            if newest is not None and newest.status == repo.FAILED:
+                raise NotFound(f"no report for {slug} yet: the last run failed: {newest.error}")
+            raise NotFound(f"no report for {slug} yet: run `ptsync sync {slug} --wait` first")
+        report = copy.deepcopy(report_run.report)
+        if report.get("proposal"):
+            proposal = session.get(Proposal, report["proposal"]["id"])
+            if proposal is not None:
+                report["proposal"]["status"] = proposal.status
+                for document, row in zip(report["proposal"]["operations"], proposal.operations, strict=False):
+                    document["status"] = row.status
+        failed_after = (
+            newest
+            if newest is not None
+            and newest.status == repo.FAILED
+            and (newest.requested_at > report_run.requested_at)
+            else None
+        )
+        return report, failed_after
+
+
+def render_csv(report: dict[str, Any]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for finding in [*report["findings"], *report.get("resolved", [])]:
+        people = finding.get("practitioners", [])
+        writer.writerow(
+            [
+                finding["state"],
+                finding["kind"],
+                finding["severity"],
+                finding["fingerprint"],
+                "; ".join(person.get("name") or "" for person in people),
+                "; ".join(person.get("email") or "" for person in people),
+                finding["message"],
+            ]
+        )
+    return buffer.getvalue()
+
+
+_environment = Environment(
+    loader=PackageLoader("worker", "templates"),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def render_html(report: dict[str, Any]) -> str:
+    groups = {"new": [], "ongoing": [], "indeterminate": []}
+    for finding in sorted(report["findings"], key=lambda f: _SEVERITY_ORDER.get(f["severity"], 9)):
+        groups.setdefault(finding["state"], []).append(finding)
+    return _environment.get_template("report.html").render(
+        report=report, groups=groups, resolved=report.get("resolved", [])
+    )

@@ -1,0 +1,48 @@
+"""The shell's shared dependencies (settings, database, secrets), built once per process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from worker.crypto import SecretBox, load_secret_box
+from worker.errors import ConfigurationError
+from worker.settings import Settings, get_settings
+from worker.store.db import Database, alembic_config
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    secrets: SecretBox
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    db = Database(settings.resolved_database_url)
+    if settings.is_sqlite:
+        db.migrate()  # the embedded default migrates itself; production uses the release step
+    else:
+        _require_current_schema(db)
+    return Runtime(settings=settings, db=db, secrets=load_secret_box(settings))
+
+
+def _require_current_schema(db: Database) -> None:
+    head = ScriptDirectory.from_config(alembic_config(db.engine)).get_current_head()
+    try:
+        with db.engine.connect() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+    except Exception as exc:  # connection refused, bad URL, ...
+        raise ConfigurationError(f"cannot reach the database: {exc.__class__.__name__}") from exc
+    if current != head:
+        raise ConfigurationError(
+            "the database schema is not up to date: run `ptsync migrate` (the Procfile release step)"
+        )
+
+
+@lru_cache(maxsize=1)
+def get_runtime() -> Runtime:
+    return build_runtime(get_settings())

@@ -1,0 +1,1 @@
+"""Service functions: what actors, the CLI and the HTTP app call. One transaction each."""

@@ -1,0 +1,118 @@
+"""Adding organisations: validate every setting before anything is stored."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from sharing import Mode
+from worker.clock import utcnow
+from worker.connections import AVAILABLE_PMS, AVAILABLE_PTDIRECT, PMS_KINDS, PTDIRECT_KINDS
+from worker.errors import InvalidInput
+from worker.runtime import Runtime
+from worker.store import repositories as repo
+from worker.store.models import Organisation
+
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_CRON_FIELD = re.compile(r"^[0-9*/,\-]+$")
+
+
+@dataclass(frozen=True)
+class NewOrganisation:
+    slug: str
+    pms: str
+    ptdirect: str
+    pms_url: str | None = None
+    pms_key: str | None = None
+    pms_path: str | None = None
+    ptdirect_path: str | None = None
+    ptdirect_url: str | None = None
+    ptdirect_key: str | None = None
+    policy: str = "propose"
+    schedule: str = "0 * * * *"
+
+
+def validate(new: NewOrganisation) -> None:
+    if not _SLUG.match(new.slug):
+        raise InvalidInput(
+            f"invalid organisation slug {new.slug!r}: use lower-case letters, digits and '-' (max 63)"
+        )
+    if new.pms not in PMS_KINDS:
+        raise InvalidInput(f"--pms must be one of {', '.join(PMS_KINDS)}")
+    if new.pms not in AVAILABLE_PMS:
+        raise InvalidInput(
+            f"the {new.pms} connector is not available in this version "
+            f"(available: {', '.join(AVAILABLE_PMS)})"
+        )
+    if new.ptdirect not in PTDIRECT_KINDS:
+        raise InvalidInput(f"--ptdirect must be one of {', '.join(PTDIRECT_KINDS)}")
+    if new.ptdirect not in AVAILABLE_PTDIRECT:
+        raise InvalidInput(
+            f"the PT Direct {new.ptdirect} adapter is not available in this version "
+            f"(available: {', '.join(AVAILABLE_PTDIRECT)})"
+        )
+    if new.pms == "csv":
+        if not new.pms_path:
+            raise InvalidInput(
+                "--pms csv needs --pms-path DIR (a folder with practitioners.csv and patient_access.csv)"
+            )
+        if not Path(new.pms_path).is_dir():
+            raise InvalidInput(f"--pms-path {new.pms_path}: not a folder")
+    if new.ptdirect == "file":
+        if not new.ptdirect_path:
+            raise InvalidInput("--ptdirect file needs --ptdirect-path FILE (a ptsync.ptdirect/1 snapshot)")
+        path = Path(new.ptdirect_path)
+        if not path.is_file():
+            raise InvalidInput(f"--ptdirect-path {new.ptdirect_path}: file not found")
+        if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK):
+            raise InvalidInput(f"--ptdirect-path {new.ptdirect_path}: not writable (applying rewrites it)")
+    try:
+        Mode(new.policy)
+    except ValueError:
+        raise InvalidInput("--policy must be one of observe, propose, apply-safe") from None
+    fields = new.schedule.split()
+    if len(fields) != 5 or not all(_CRON_FIELD.match(field) for field in fields):
+        raise InvalidInput(f"--schedule {new.schedule!r} is not a 5-field cron expression (e.g. '0 * * * *')")
+
+
+def add_organisation(runtime: Runtime, new: NewOrganisation, actor: str = "cli") -> Organisation:
+    validate(new)
+    now = utcnow()
+    secrets = runtime.secrets
+    with runtime.db.transaction() as session:
+        if repo.find_org(session, new.slug) is not None:
+            raise InvalidInput(f"organisation {new.slug!r} already exists")
+        org = Organisation(
+            slug=new.slug,
+            pms_kind=new.pms,
+            pms_url=new.pms_url,
+            pms_path=str(Path(new.pms_path).resolve()) if new.pms_path else None,
+            pms_key_encrypted=secrets.encrypt(new.pms_key.encode()) if new.pms_key else None,
+            ptdirect_kind=new.ptdirect,
+            ptdirect_url=new.ptdirect_url,
+            ptdirect_path=str(Path(new.ptdirect_path).resolve()) if new.ptdirect_path else None,
+            ptdirect_key_encrypted=secrets.encrypt(new.ptdirect_key.encode()) if new.ptdirect_key else None,
+            pseudonym_key_encrypted=secrets.encrypt(os.urandom(32)),
+            mode=new.policy,
+            sharing_scope="co-treating",
+            master_recipients="all-active",
+            schedule=new.schedule,
+            lookback_days=540,
+            created_at=now,
+        )
+        session.add(org)
+        session.flush()
+        repo.audit(
+            session,
+            org.id,
+            actor,
+            "organisation_added",
+            now,
+            slug=new.slug,
+            pms=new.pms,
+            ptdirect=new.ptdirect,
+            policy=new.policy,
+        )
+        return org

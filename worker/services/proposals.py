@@ -1,0 +1,223 @@
+"""Approving, rejecting and applying proposals.
+
+Applying is exactly-once in effect: every operation is marked `applying` before it is sent and
+`applied` after; a redelivered apply re-reads PT Direct, accepts only the states this proposal
+itself could have produced (anything else means someone changed PT Direct: the plan is
+superseded and a new sync is requested), and skips changes already in place.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from connectors.errors import ConnectorError
+from connectors.ptdirect_file import parse_snapshot
+from sharing import Operation, OpKind, apply_operations, state_digest
+from sharing.apply import apply_operation, is_in_effect
+from worker.clock import utcnow
+from worker.connections import ptdirect_adapter
+from worker.errors import InvalidInput
+from worker.runtime import Runtime
+from worker.store import repositories as repo
+from worker.store.models import Proposal, ProposalOperation
+
+log = logging.getLogger(__name__)
+
+FINAL_STATES = ("applied", "rejected", "superseded", "failed")
+
+
+@dataclass(frozen=True)
+class ApplyOutcome:
+    proposal_id: str
+    status: str
+    applied: int = 0
+    resync_org: str | None = None
+
+
+class RetryableApplyError(Exception):
+    pass
+
+
+def approve(runtime: Runtime, proposal_id: str, actor: str, *, transferred: bool = False) -> Proposal:
+    """Approve a proposal (idempotent). `transferred` confirms the transfer-first steps are done."""
+    now = utcnow()
+    with runtime.db.transaction() as session:
+        proposal = repo.get_proposal(session, proposal_id)
+        if proposal.status in ("superseded", "rejected"):
+            raise InvalidInput(
+                f"proposal {proposal_id} is {proposal.status} and cannot be approved; "
+                "approve the organisation's latest proposal instead (ptsync proposals SLUG)"
+            )
+        if proposal.status == "proposed":
+            proposal.status = "approved"
+            proposal.decided_at = now
+            proposal.decided_by = actor
+            repo.audit(session, proposal.org_id, actor, "proposal_approved", now, proposal_id=proposal_id)
+        if transferred:
+            for operation in proposal.operations:
+                if operation.op == OpKind.TRANSFER_PATIENTS.value and operation.status != "applied":
+                    operation.status = "applied"
+                    operation.applied_at = now
+                    repo.audit(
+                        session,
+                        proposal.org_id,
+                        actor,
+                        "transfer_confirmed",
+                        now,
+                        proposal_id=proposal_id,
+                        email=operation.email,
+                    )
+                if operation.status == "waiting":
+                    operation.status = "pending"
+            if proposal.status in ("applied", "failed"):
+                proposal.status = "approved"
+        return proposal
+
+
+def reject(runtime: Runtime, proposal_id: str, actor: str) -> Proposal:
+    now = utcnow()
+    with runtime.db.transaction() as session:
+        proposal = repo.get_proposal(session, proposal_id)
+        if proposal.status in ("applied", "applying"):
+            raise InvalidInput(f"proposal {proposal_id} is {proposal.status} and cannot be rejected")
+        if proposal.status != "rejected":
+            proposal.status = "rejected"
+            proposal.decided_at = now
+            proposal.decided_by = actor
+            repo.audit(session, proposal.org_id, actor, "proposal_rejected", now, proposal_id=proposal_id)
+        return proposal
+
+
+def apply(runtime: Runtime, proposal_id: str, *, automatic_only: bool = False) -> ApplyOutcome:
+    """Apply an approved proposal, or (automatic_only) just its operations that need no approval."""
+    with runtime.db.transaction() as session:
+        proposal = repo.get_proposal(session, proposal_id)
+        if proposal.status in FINAL_STATES or proposal.status == "rejected":
+            return ApplyOutcome(proposal_id, proposal.status)
+        if not automatic_only and proposal.status not in ("approved", "applying"):
+            return ApplyOutcome(proposal_id, proposal.status)
+        if not automatic_only:
+            proposal.status = "applying"
+        org = proposal.organisation
+        session.expunge(org)
+        planned = parse_snapshot(proposal.planned_state, f"proposal {proposal_id}")
+        operations = [
+            (row.id, row.position, row.status, row.requires_approval, Operation.from_dict(row.document))
+            for row in proposal.operations
+        ]
+
+    adapter = ptdirect_adapter(org, runtime.secrets)
+    try:
+        current = adapter.read()
+    except ConnectorError as exc:
+        if exc.retryable:
+            raise RetryableApplyError(str(exc)) from exc
+        return _fail_proposal(runtime, proposal_id, str(exc))
+
+    done = [op for _, _, status, _, op in operations if status == "applied" and not op.op.advisory]
+    expected = apply_operations(planned, done)
+    in_flight = [op for _, _, status, _, op in operations if status == "applying"]
+    acceptable = {state_digest(expected)} | {state_digest(apply_operation(expected, op)) for op in in_flight}
+    if state_digest(current) not in acceptable:
+        return _supersede(runtime, proposal_id, org.slug)
+
+    transfers_pending = {
+        op.email.lower()
+        for _, _, status, _, op in operations
+        if op.op is OpKind.TRANSFER_PATIENTS and status != "applied"
+    }
+    applied = 0
+    for row_id, position, status, requires_approval, op in operations:
+        if status in ("applied", "manual") or (automatic_only and requires_approval):
+            continue
+        if op.op.advisory:
+            _set_operation(runtime, row_id, "manual")
+            continue
+        if op.op is OpKind.REMOVE_SHARING_MEMBER and op.email.lower() in transfers_pending:
+            _set_operation(runtime, row_id, "waiting")
+            continue
+        if is_in_effect(current, op):
+            _set_operation(runtime, row_id, "applied", proposal_id=proposal_id, op=op)
+            continue
+        _set_operation(runtime, row_id, "applying")
+        try:
+            adapter.apply(op, idempotency_key=f"{proposal_id}:{position}")
+        except ConnectorError as exc:
+            if exc.retryable:
+                raise RetryableApplyError(str(exc)) from exc
+            _set_operation(runtime, row_id, "failed", error=str(exc))
+            return _fail_proposal(runtime, proposal_id, str(exc))
+        current = apply_operation(current, op)
+        _set_operation(runtime, row_id, "applied", proposal_id=proposal_id, op=op)
+        applied += 1
+    return _settle(runtime, proposal_id, applied, automatic_only)
+
+
+def _set_operation(
+    runtime: Runtime,
+    row_id: int,
+    status: str,
+    *,
+    error: str | None = None,
+    proposal_id: str | None = None,
+    op: Operation | None = None,
+) -> None:
+    now = utcnow()
+    with runtime.db.transaction() as session:
+        row = session.get(ProposalOperation, row_id)
+        if row is None or row.status == status:
+            return
+        row.status = status
+        row.error = error
+        if status == "applied":
+            row.applied_at = now
+            proposal = session.get(Proposal, row.proposal_id)
+            repo.audit(
+                session,
+                proposal.org_id if proposal else None,
+                "worker",
+                "operation_applied",
+                now,
+                proposal_id=proposal_id,
+                op=op.op.value if op else row.op,
+                email=row.email,
+            )
+
+
+def _settle(runtime: Runtime, proposal_id: str, applied: int, automatic_only: bool) -> ApplyOutcome:
+    now = utcnow()
+    with runtime.db.transaction() as session:
+        proposal = repo.get_proposal(session, proposal_id)
+        machine_ops = [row for row in proposal.operations if row.status not in ("manual",)]
+        all_done = all(row.status == "applied" for row in machine_ops)
+        if all_done:
+            proposal.status = "applied"
+            proposal.applied_at = now
+            repo.audit(session, proposal.org_id, "worker", "proposal_applied", now, proposal_id=proposal_id)
+        elif not automatic_only:
+            proposal.status = "approved"  # some steps wait for a person (transfer first)
+        return ApplyOutcome(proposal_id, proposal.status, applied)
+
+
+def _supersede(runtime: Runtime, proposal_id: str, slug: str) -> ApplyOutcome:
+    now = utcnow()
+    with runtime.db.transaction() as session:
+        proposal = repo.get_proposal(session, proposal_id)
+        proposal.status = "superseded"
+        proposal.error = "PT Direct changed since this proposal was planned; a new sync re-plans it"
+        repo.audit(session, proposal.org_id, "worker", "proposal_superseded", now, proposal_id=proposal_id)
+    log.info("proposal %s superseded: PT Direct changed since planning", proposal_id)
+    return ApplyOutcome(proposal_id, "superseded", resync_org=slug)
+
+
+def _fail_proposal(runtime: Runtime, proposal_id: str, reason: str) -> ApplyOutcome:
+    now = utcnow()
+    with runtime.db.transaction() as session:
+        proposal = repo.get_proposal(session, proposal_id)
+        proposal.status = "failed"
+        proposal.error = reason
+        repo.audit(
+            session, proposal.org_id, "worker", "proposal_failed", now, proposal_id=proposal_id, error=reason
+        )
+    return ApplyOutcome(proposal_id, "failed")

@@ -1,0 +1,46 @@
+"""Configuration from the environment (`PTSYNC_*`), read once per process."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_FILE = "ptsync.db"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PTSYNC_", extra="ignore")
+
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy URL; unset means a SQLite file ptsync.db in the working directory",
+    )
+    broker_url: str = Field(default="", description="redis://... ; unset means in-process")
+    secret_key: str = Field(default="", description="Fernet key(s), comma-separated, newest first")
+    contact_email: str = Field(default="ops@example.invalid", description="for API User-Agents")
+    run_lease_seconds: int = Field(default=30, ge=2, description="a silent sync is presumed dead after this")
+    redis_heartbeat_timeout_ms: int = Field(default=15_000, ge=1_000)
+    redis_maintenance_chance: int = Field(default=50_000, ge=1, le=1_000_000)
+    log_level: str = "INFO"
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{Path.cwd() / DEFAULT_DATABASE_FILE}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def embedded_broker(self) -> bool:
+        return not self.broker_url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

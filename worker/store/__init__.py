@@ -1,0 +1,1 @@
+"""Persistence: models, the database engine and migrations, and repositories."""

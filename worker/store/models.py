@@ -1,0 +1,182 @@
+"""SQLAlchemy models: the database is the source of truth for runs and proposals.
+
+Two partial unique indexes carry the concurrency rules: at most one queued run per
+organisation (duplicate triggers coalesce into it) and at most one running run (one sync per
+organisation at a time, whatever the number of worker processes).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+class UtcDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend (SQLite drops the zone otherwise)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar = {dict[str, Any]: JSON, datetime: UtcDateTime}
+
+
+class Organisation(Base):
+    __tablename__ = "organisations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    pms_kind: Mapped[str] = mapped_column(String(16))
+    pms_url: Mapped[str | None] = mapped_column(Text)
+    pms_path: Mapped[str | None] = mapped_column(Text)
+    pms_key_encrypted: Mapped[str | None] = mapped_column(Text)
+    ptdirect_kind: Mapped[str] = mapped_column(String(16))
+    ptdirect_url: Mapped[str | None] = mapped_column(Text)
+    ptdirect_path: Mapped[str | None] = mapped_column(Text)
+    ptdirect_key_encrypted: Mapped[str | None] = mapped_column(Text)
+    pseudonym_key_encrypted: Mapped[str] = mapped_column(Text)
+    mode: Mapped[str] = mapped_column(String(16), default="propose")
+    sharing_scope: Mapped[str] = mapped_column(String(16), default="co-treating")
+    master_recipients: Mapped[str] = mapped_column(String(16), default="all-active")
+    schedule: Mapped[str] = mapped_column(String(64), default="0 * * * *")
+    lookback_days: Mapped[int] = mapped_column(Integer, default=540)
+    created_at: Mapped[datetime]
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    __table_args__ = (
+        Index(
+            "one_queued_run_per_org",
+            "org_id",
+            unique=True,
+            sqlite_where=text("status = 'queued'"),
+            postgresql_where=text("status = 'queued'"),
+        ),
+        Index(
+            "one_running_run_per_org",
+            "org_id",
+            unique=True,
+            sqlite_where=text("status = 'running'"),
+            postgresql_where=text("status = 'running'"),
+        ),
+        Index("runs_by_org_and_time", "org_id", "requested_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
+    trigger: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))  # queued, running, succeeded, failed
+    requested_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_token: Mapped[str | None] = mapped_column(String(32))
+    lease_expires_at: Mapped[datetime | None]
+    complete: Mapped[bool | None] = mapped_column(Boolean)
+    error: Mapped[str | None] = mapped_column(Text)
+    counts: Mapped[dict[str, Any] | None]
+    report: Mapped[dict[str, Any] | None]
+
+    organisation: Mapped[Organisation] = relationship()
+
+
+class FindingRecord(Base):
+    __tablename__ = "findings"
+    __table_args__ = (Index("findings_by_run", "run_id"), Index("findings_by_org", "org_id", "fingerprint"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
+    fingerprint: Mapped[str] = mapped_column(String(40))
+    kind: Mapped[str] = mapped_column(String(40))
+    severity: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    document: Mapped[dict[str, Any]]
+
+
+class Proposal(Base):
+    __tablename__ = "proposals"
+    __table_args__ = (Index("proposals_by_org", "org_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    # proposed, approved, applying, applied, rejected, superseded, failed
+    status: Mapped[str] = mapped_column(String(16))
+    state_digest: Mapped[str] = mapped_column(String(64))
+    planned_state: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+    decided_at: Mapped[datetime | None]
+    decided_by: Mapped[str | None] = mapped_column(String(128))
+    applied_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+
+    operations: Mapped[list[ProposalOperation]] = relationship(
+        order_by="ProposalOperation.position", cascade="all, delete-orphan"
+    )
+    organisation: Mapped[Organisation] = relationship()
+
+
+class ProposalOperation(Base):
+    __tablename__ = "proposal_operations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    proposal_id: Mapped[str] = mapped_column(ForeignKey("proposals.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    op: Mapped[str] = mapped_column(String(40))
+    email: Mapped[str] = mapped_column(String(320))
+    requires_approval: Mapped[bool] = mapped_column(Boolean)
+    # pending, applying, applied, manual (a person must do it), waiting (for a transfer), failed
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    document: Mapped[dict[str, Any]]
+    applied_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class SyncCursor(Base):
+    __tablename__ = "sync_cursors"
+
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), primary_key=True)
+    resource: Mapped[str] = mapped_column(String(64), primary_key=True)
+    cursor: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime]
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("audit_by_org", "org_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]]

@@ -1,0 +1,232 @@
+"""Queries and state transitions, each a small function on a session.
+
+Run transitions are conditional UPDATEs (compare-and-set on status and lease token), so they
+are atomic on SQLite and PostgreSQL alike and a stale worker can never overwrite a newer one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from worker.clock import new_id
+from worker.errors import NotFound
+from worker.store.models import AuditEntry, Organisation, Proposal, Run, SyncCursor
+
+QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
+OPEN_PROPOSAL_STATES = ("proposed", "approved")
+
+
+def find_org(session: Session, slug: str) -> Organisation | None:
+    return session.scalar(select(Organisation).where(Organisation.slug == slug))
+
+
+def get_org(session: Session, slug: str) -> Organisation:
+    org = find_org(session, slug)
+    if org is None:
+        raise NotFound(f"unknown organisation {slug!r} (add it with: ptsync org add {slug} ...)")
+    return org
+
+
+def get_run(session: Session, run_id: str) -> Run:
+    run = session.get(Run, run_id)
+    if run is None:
+        raise NotFound(f"unknown run {run_id!r}")
+    return run
+
+
+def get_proposal(session: Session, proposal_id: str) -> Proposal:
+    proposal = session.get(Proposal, proposal_id)
+    if proposal is None:
+        raise NotFound(f"unknown proposal {proposal_id!r} (list them with: ptsync proposals SLUG)")
+    return proposal
+
+
+def audit(session: Session, org_id: int | None, actor: str, action: str, at: datetime, **detail: Any) -> None:
+    session.add(AuditEntry(org_id=org_id, at=at, actor=actor, action=action, detail=detail))
+
+
+def queue_run(session: Session, org: Organisation, trigger: str, now: datetime) -> tuple[Run, bool]:
+    """The org's queued run, or a new one. Returns (run, created).
+
+    A partial unique index allows one queued run per organisation: when two triggers race,
+    the loser's insert fails and it joins the winner's run instead.
+    """
+    existing = _queued_run(session, org.id)
+    if existing is not None:
+        return existing, False
+    run = Run(id=new_id(), org_id=org.id, trigger=trigger, status=QUEUED, requested_at=now, attempts=0)
+    try:
+        with session.begin_nested():
+            session.add(run)
+            session.flush()
+    except IntegrityError:
+        existing = _queued_run(session, org.id)
+        if existing is None:
+            raise
+        return existing, False
+    return run, True
+
+
+def _queued_run(session: Session, org_id: int) -> Run | None:
+    return session.scalar(select(Run).where(Run.org_id == org_id, Run.status == QUEUED))
+
+
+@dataclass(frozen=True)
+class Claim:
+    run_id: str
+    org_id: int
+    token: str
+
+
+def claim_run(session: Session, run_id: str, now: datetime, lease: timedelta) -> Claim | None:
+    """Take a queued run, or a running one whose worker stopped renewing its lease."""
+    token = new_id()
+    run = session.get(Run, run_id)
+    if run is None:
+        return None
+    try:
+        with session.begin_nested():
+            result = session.execute(
+                update(Run)
+                .where(
+                    Run.id == run_id,
+                    or_(
+                        Run.status == QUEUED,
+                        and_(Run.status == RUNNING, Run.lease_expires_at < now),
+                    ),
+                )
+                .values(
+                    status=RUNNING,
+                    lease_token=token,
+                    lease_expires_at=now + lease,
+                    attempts=Run.attempts + 1,
+                    started_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            )
+    except IntegrityError:
+        return None  # another run of this organisation is running
+    if result.rowcount != 1:
+        return None
+    return Claim(run_id, run.org_id, token)
+
+
+def running_run(session: Session, org_id: int, other_than: str) -> Run | None:
+    return session.scalar(
+        select(Run).where(Run.org_id == org_id, Run.status == RUNNING, Run.id != other_than)
+    )
+
+
+def renew_lease(
+    session: Session, claim: Claim, now: datetime, lease: timedelta, progress: dict[str, Any] | None
+) -> bool:
+    values: dict[str, Any] = {"lease_expires_at": now + lease}
+    if progress is not None:
+        values["counts"] = progress
+    result = session.execute(
+        update(Run)
+        .where(Run.id == claim.run_id, Run.lease_token == claim.token, Run.status == RUNNING)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def finish_run(session: Session, claim: Claim, status: str, now: datetime, **values: Any) -> bool:
+    """Close a run we hold the lease on. False when the lease was lost (nothing changes)."""
+    result = session.execute(
+        update(Run)
+        .where(Run.id == claim.run_id, Run.lease_token == claim.token, Run.status == RUNNING)
+        .values(status=status, finished_at=now, lease_token=None, lease_expires_at=None, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def release_for_retry(session: Session, claim: Claim, now: datetime, error: str) -> None:
+    """Give the lease back at once so the retried message (or a newer run) can proceed."""
+    session.execute(
+        update(Run)
+        .where(Run.id == claim.run_id, Run.lease_token == claim.token, Run.status == RUNNING)
+        .values(lease_expires_at=now, error=error)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def fail_unfinished_run(session: Session, run_id: str, now: datetime, error: str) -> bool:
+    result = session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.status.in_((QUEUED, RUNNING)))
+        .values(status=FAILED, finished_at=now, lease_token=None, lease_expires_at=None, error=error)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def latest_run(session: Session, org_id: int) -> Run | None:
+    return session.scalar(
+        select(Run).where(Run.org_id == org_id).order_by(Run.requested_at.desc(), Run.id.desc()).limit(1)
+    )
+
+
+def latest_report_run(session: Session, org_id: int, before: datetime | None = None) -> Run | None:
+    query = select(Run).where(Run.org_id == org_id, Run.status == SUCCEEDED, Run.report.is_not(None))
+    if before is not None:
+        query = query.where(Run.finished_at <= before)
+    return session.scalar(query.order_by(Run.finished_at.desc(), Run.id.desc()).limit(1))
+
+
+def runs_of(session: Session, org_id: int, limit: int = 20) -> list[Run]:
+    return list(
+        session.scalars(
+            select(Run).where(Run.org_id == org_id).order_by(Run.requested_at.desc()).limit(limit)
+        )
+    )
+
+
+def proposals_of(session: Session, org_id: int, limit: int = 20) -> list[Proposal]:
+    return list(
+        session.scalars(
+            select(Proposal)
+            .where(Proposal.org_id == org_id)
+            .order_by(Proposal.created_at.desc(), Proposal.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def supersede_open_proposals(session: Session, org_id: int, by: str) -> list[str]:
+    stale = list(
+        session.scalars(
+            select(Proposal).where(
+                Proposal.org_id == org_id,
+                Proposal.status.in_(OPEN_PROPOSAL_STATES),
+                Proposal.id != by,
+            )
+        )
+    )
+    for proposal in stale:
+        proposal.status = "superseded"
+        proposal.error = f"superseded by proposal {by}"
+    return [proposal.id for proposal in stale]
+
+
+def cursors_of(session: Session, org_id: int) -> dict[str, str]:
+    rows = session.scalars(select(SyncCursor).where(SyncCursor.org_id == org_id))
+    return {row.resource: row.cursor for row in rows}
+
+
+def store_cursors(session: Session, org_id: int, cursors: dict[str, str], now: datetime) -> None:
+    for resource, cursor in cursors.items():
+        row = session.get(SyncCursor, (org_id, resource))
+        if row is None:
+            session.add(SyncCursor(org_id=org_id, resource=resource, cursor=cursor, updated_at=now))
+        else:
+            row.cursor = cursor
+            row.updated_at = now
