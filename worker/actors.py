@@ -68,7 +68,10 @@ def sync_gave_up(message: dict, retry_info: dict) -> None:
     broker=broker,
 )
 def apply_proposal(proposal_id: str) -> None:
-    _after_apply(proposals.apply(get_runtime(), proposal_id))
+    try:
+        _after_apply(proposals.apply(get_runtime(), proposal_id))
+    except proposals.ApplyBusy as busy:
+        apply_proposal.send_with_options(args=(proposal_id,), delay=int(busy.delay_seconds * SECOND) + 100)
 
 
 @dramatiq.actor(
@@ -80,7 +83,12 @@ def apply_proposal(proposal_id: str) -> None:
     broker=broker,
 )
 def apply_safe_operations(proposal_id: str) -> None:
-    _after_apply(proposals.apply(get_runtime(), proposal_id, automatic_only=True))
+    try:
+        _after_apply(proposals.apply(get_runtime(), proposal_id, automatic_only=True))
+    except proposals.ApplyBusy as busy:
+        apply_safe_operations.send_with_options(
+            args=(proposal_id,), delay=int(busy.delay_seconds * SECOND) + 100
+        )
 
 
 def _after_apply(outcome: proposals.ApplyOutcome) -> None:

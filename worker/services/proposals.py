@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from connectors.errors import ConnectorError
 from connectors.ptdirect_file import parse_snapshot
@@ -89,14 +90,46 @@ def reject(runtime: Runtime, proposal_id: str, actor: str) -> Proposal:
         return proposal
 
 
+class ApplyBusy(Exception):
+    """Another applier holds this proposal; try again after `delay_seconds`."""
+
+    def __init__(self, delay_seconds: float) -> None:
+        super().__init__(f"proposal busy; retry in {delay_seconds:.1f}s")
+        self.delay_seconds = delay_seconds
+
+
+class _LeaseLost(Exception):
+    pass
+
+
 def apply(runtime: Runtime, proposal_id: str, *, automatic_only: bool = False) -> ApplyOutcome:
     """Apply an approved proposal, or (automatic_only) just its operations that need no approval."""
+    lease = timedelta(seconds=runtime.settings.run_lease_seconds * 2)
+    allowed = ("proposed", "approved", "applying") if automatic_only else ("approved", "applying")
     with runtime.db.transaction() as session:
         proposal = repo.get_proposal(session, proposal_id)
-        if proposal.status in FINAL_STATES or proposal.status == "rejected":
+        token = repo.claim_apply(session, proposal_id, utcnow(), lease, allowed)
+        if token is None:
+            session.refresh(proposal)
+            if proposal.status in allowed and proposal.apply_lease_expires_at is not None:
+                remaining = (proposal.apply_lease_expires_at - utcnow()).total_seconds()
+                raise ApplyBusy(max(remaining, 0.5))
             return ApplyOutcome(proposal_id, proposal.status)
-        if not automatic_only and proposal.status not in ("approved", "applying"):
-            return ApplyOutcome(proposal_id, proposal.status)
+    try:
+        return _apply_claimed(runtime, proposal_id, token, lease, automatic_only)
+    except _LeaseLost:
+        log.warning("proposal %s: another applier took over", proposal_id)
+        return ApplyOutcome(proposal_id, "lease_lost")
+    finally:
+        with runtime.db.transaction() as session:
+            repo.release_apply(session, proposal_id, token)
+
+
+def _apply_claimed(
+    runtime: Runtime, proposal_id: str, token: str, lease: timedelta, automatic_only: bool
+) -> ApplyOutcome:
+    with runtime.db.transaction() as session:
+        proposal = repo.get_proposal(session, proposal_id)
         if not automatic_only:
             proposal.status = "applying"
         org = proposal.organisation
@@ -127,62 +160,68 @@ def apply(runtime: Runtime, proposal_id: str, *, automatic_only: bool = False) -
         for _, _, status, _, op in operations
         if op.op is OpKind.TRANSFER_PATIENTS and status != "applied"
     }
+    step = _Step(runtime, proposal_id, token, lease)
     applied = 0
     for row_id, position, status, requires_approval, op in operations:
         if status in ("applied", "manual") or (automatic_only and requires_approval):
             continue
         if op.op.advisory:
-            _set_operation(runtime, row_id, "manual")
+            step.mark(row_id, "manual")
             continue
         if op.op is OpKind.REMOVE_SHARING_MEMBER and op.email.lower() in transfers_pending:
-            _set_operation(runtime, row_id, "waiting")
+            step.mark(row_id, "waiting")
             continue
         if is_in_effect(current, op):
-            _set_operation(runtime, row_id, "applied", proposal_id=proposal_id, op=op)
+            step.mark(row_id, "applied", op=op)
             continue
-        _set_operation(runtime, row_id, "applying")
+        step.mark(row_id, "applying")
         try:
             adapter.apply(op, idempotency_key=f"{proposal_id}:{position}")
         except ConnectorError as exc:
             if exc.retryable:
                 raise RetryableApplyError(str(exc)) from exc
-            _set_operation(runtime, row_id, "failed", error=str(exc))
+            step.mark(row_id, "failed", error=str(exc))
             return _fail_proposal(runtime, proposal_id, str(exc))
         current = apply_operation(current, op)
-        _set_operation(runtime, row_id, "applied", proposal_id=proposal_id, op=op)
+        step.mark(row_id, "applied", op=op)
         applied += 1
     return _settle(runtime, proposal_id, applied, automatic_only)
 
 
-def _set_operation(
-    runtime: Runtime,
-    row_id: int,
-    status: str,
-    *,
-    error: str | None = None,
-    proposal_id: str | None = None,
-    op: Operation | None = None,
-) -> None:
-    now = utcnow()
-    with runtime.db.transaction() as session:
-        row = session.get(ProposalOperation, row_id)
-        if row is None or row.status == status:
-            return
-        row.status = status
-        row.error = error
-        if status == "applied":
-            row.applied_at = now
-            proposal = session.get(Proposal, row.proposal_id)
-            repo.audit(
-                session,
-                proposal.org_id if proposal else None,
-                "worker",
-                "operation_applied",
-                now,
-                proposal_id=proposal_id,
-                op=op.op.value if op else row.op,
-                email=row.email,
-            )
+class _Step:
+    """Records each operation's progress, only while this applier still holds the lease."""
+
+    def __init__(self, runtime: Runtime, proposal_id: str, token: str, lease: timedelta) -> None:
+        self.runtime = runtime
+        self.proposal_id = proposal_id
+        self.token = token
+        self.lease = lease
+
+    def mark(
+        self, row_id: int, status: str, *, error: str | None = None, op: Operation | None = None
+    ) -> None:
+        now = utcnow()
+        with self.runtime.db.transaction() as session:
+            if not repo.holds_apply(session, self.proposal_id, self.token, now, self.lease):
+                raise _LeaseLost()
+            row = session.get(ProposalOperation, row_id)
+            if row is None or row.status == status:
+                return
+            row.status = status
+            row.error = error
+            if status == "applied":
+                row.applied_at = now
+                proposal = session.get(Proposal, row.proposal_id)
+                repo.audit(
+                    session,
+                    proposal.org_id if proposal else None,
+                    "worker",
+                    "operation_applied",
+                    now,
+                    proposal_id=self.proposal_id,
+                    op=op.op.value if op else row.op,
+                    email=row.email,
+                )
 
 
 def _settle(runtime: Runtime, proposal_id: str, applied: int, automatic_only: bool) -> ApplyOutcome:

@@ -79,6 +79,9 @@ def policy_of(org: Organisation) -> Policy:
 def run_sync(runtime: Runtime, run_id: str) -> SyncOutcome:
     lease = timedelta(seconds=runtime.settings.run_lease_seconds)
     with runtime.db.transaction() as session:
+        pending = session.get(Run, run_id)
+        if pending is not None:
+            _fail_lapsed_runs(session, pending.org_id, run_id, utcnow())
         claim = repo.claim_run(session, run_id, utcnow(), lease)
         if claim is None:
             return _not_claimed(session, run_id)
@@ -87,7 +90,6 @@ def run_sync(runtime: Runtime, run_id: str) -> SyncOutcome:
         session.expunge(org)
         trigger = run.trigger
         started_at = utcnow()
-        _fail_lapsed_runs(session, org.id, run_id, started_at)
 
     heartbeat = _Heartbeat(runtime, claim, lease)
     heartbeat.start()

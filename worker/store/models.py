@@ -138,6 +138,8 @@ class Proposal(Base):
     decided_by: Mapped[str | None] = mapped_column(String(128))
     applied_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
+    apply_token: Mapped[str | None] = mapped_column(String(32))
+    apply_lease_expires_at: Mapped[datetime | None]
 
     operations: Mapped[list[ProposalOperation]] = relationship(
         order_by="ProposalOperation.position", cascade="all, delete-orphan"

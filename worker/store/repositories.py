@@ -230,3 +230,41 @@ def store_cursors(session: Session, org_id: int, cursors: dict[str, str], now: d
         else:
             row.cursor = cursor
             row.updated_at = now
+
+
+def claim_apply(
+    session: Session, proposal_id: str, now: datetime, lease: timedelta, allowed: tuple[str, ...]
+) -> str | None:
+    """Take the right to apply a proposal (one applier at a time; a lapsed one is replaced)."""
+    token = new_id()
+    result = session.execute(
+        update(Proposal)
+        .where(
+            Proposal.id == proposal_id,
+            Proposal.status.in_(allowed),
+            or_(Proposal.apply_token.is_(None), Proposal.apply_lease_expires_at < now),
+        )
+        .values(apply_token=token, apply_lease_expires_at=now + lease)
+        .execution_options(synchronize_session=False)
+    )
+    return token if result.rowcount == 1 else None
+
+
+def holds_apply(session: Session, proposal_id: str, token: str, now: datetime, lease: timedelta) -> bool:
+    """Renew the apply lease; False if another applier has taken it over."""
+    result = session.execute(
+        update(Proposal)
+        .where(Proposal.id == proposal_id, Proposal.apply_token == token)
+        .values(apply_lease_expires_at=now + lease)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def release_apply(session: Session, proposal_id: str, token: str) -> None:
+    session.execute(
+        update(Proposal)
+        .where(Proposal.id == proposal_id, Proposal.apply_token == token)
+        .values(apply_token=None, apply_lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )

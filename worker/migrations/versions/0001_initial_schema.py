@@ -131,6 +131,8 @@ def upgrade() -> None:
         sa.Column("decided_by", sa.String(length=128), nullable=True),
         sa.Column("applied_at", worker.store.models.UtcDateTime(timezone=True), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("apply_token", sa.String(length=32), nullable=True),
+        sa.Column("apply_lease_expires_at", worker.store.models.UtcDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(["org_id"], ["organisations.id"], ondelete="CASCADE"),
         sa.ForeignKeyConstraint(["run_id"], ["runs.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),

@@ -1,0 +1,51 @@
+"""Writes small clinics as the CSV folder and PT Direct snapshot formats of DESIGN.md section 7."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import date, timedelta
+from pathlib import Path
+
+TODAY = date.today()
+
+
+def write_clinic(folder: Path, *, cara_in_sharing: bool = False) -> tuple[Path, Path]:
+    """Ana and Ben share patients; Cara treats Ana's patients but is not in sharing."""
+    pms = folder / "pms"
+    pms.mkdir(parents=True, exist_ok=True)
+    (pms / "practitioners.csv").write_text(
+        "id,name,email,active,updated_at\n"
+        "101,Ana Silva,ana@clinic.example,true,2026-01-01T00:00:00Z\n"
+        "102,Ben Ode,ben@clinic.example,true,\n"
+        "103,Cara Lim,cara@clinic.example,true,\n"
+    )
+    rows = []
+    for patient in range(1, 6):
+        rows.append(("101", f"p{patient}", "appointment", (TODAY - timedelta(days=patient)).isoformat()))
+        rows.append(("102", f"p{patient}", "appointment", (TODAY - timedelta(days=patient)).isoformat()))
+    for patient in range(6, 9):
+        rows.append(("101", f"p{patient}", "appointment", (TODAY - timedelta(days=3)).isoformat()))
+        rows.append(("103", f"p{patient}", "care_team", (TODAY - timedelta(days=3)).isoformat()))
+    with (pms / "patient_access.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["practitioner_id", "patient_id", "source", "last_seen"])
+        writer.writerows(rows)
+    ptdirect = folder / "ptdirect.json"
+    members = [
+        {"email": "ana@clinic.example", "share_content": True, "share_patients": True},
+        {"email": "ben@clinic.example", "share_content": True, "share_patients": True},
+    ]
+    if cara_in_sharing:
+        members.append({"email": "cara@clinic.example", "share_content": True, "share_patients": True})
+    ptdirect.write_text(json.dumps({
+        "schema": "ptsync.ptdirect/1",
+        "users": [
+            {"email": f"{name}@clinic.example", "name": name.title(), "status": "confirmed",
+             "practitioner_access": True, "pms_link": {"system": "csv", "practitioner_id": pid}}
+            for pid, name in (("101", "ana"), ("102", "ben"), ("103", "cara"))
+        ],
+        "master_account": None,
+        "practitioner_sharing": {"members": members},
+    }))
+    return pms, ptdirect

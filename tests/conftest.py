@@ -1,0 +1,100 @@
+"""Shared fixtures: real SQLite and PostgreSQL databases, a real Redis, a runtime per test.
+
+Locally, tests that need PostgreSQL or Redis skip when the service is down; under CI
+(CI=true) they fail instead, so a missing service can never pass as green.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+
+# The test process always uses the in-process StubBroker; Redis is reached through subprocesses.
+os.environ.pop("PTSYNC_BROKER_URL", None)
+
+POSTGRES_ADMIN_URL = os.environ.get("PTSYNC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("PTSYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    if _reachable(host, port):
+        return
+    message = f"{name} is not reachable on {host}:{port}"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message + " (CI=true: services are required)")
+    pytest.skip(message)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    import psycopg
+
+    name = f"ptsync_test_{uuid.uuid4().hex[:12]}"
+    admin = POSTGRES_ADMIN_URL
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    yield admin.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'ptsync.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request) -> str:
+    if request.param == "sqlite":
+        return request.getfixturevalue("sqlite_url")
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    require_service("Redis", "127.0.0.1", 6379)
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    yield REDIS_URL
+    client.flushdb()
+
+
+@pytest.fixture
+def secret_key() -> str:
+    return Fernet.generate_key().decode()
+
+
+@pytest.fixture
+def runtime(sqlite_url: str, secret_key: str, monkeypatch):
+    """The process-wide runtime, pointed at this test's database (actors use it too)."""
+    from worker import runtime as runtime_module
+    from worker import settings as settings_module
+
+    monkeypatch.setenv("PTSYNC_DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("PTSYNC_SECRET_KEY", secret_key)
+    monkeypatch.setenv("PTSYNC_RUN_LEASE_SECONDS", "3")
+    settings_module.get_settings.cache_clear()
+    runtime_module.get_runtime.cache_clear()
+    built = runtime_module.get_runtime()
+    yield built
+    built.db.dispose()
+    settings_module.get_settings.cache_clear()
+    runtime_module.get_runtime.cache_clear()

@@ -1,0 +1,196 @@
+"""Actors on dramatiq's StubBroker with a real worker thread, against a real SQLite database."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import dramatiq
+import pytest
+from sqlalchemy import func, select
+
+from connectors.errors import TransientConnectorError
+from tests.clinic_files import write_clinic
+from worker import actors
+from worker.clock import utcnow
+from worker.services import proposals as proposal_service
+from worker.services.orgs import NewOrganisation, add_organisation
+from worker.store import repositories as repo
+from worker.store.models import AuditEntry, FindingRecord, Proposal, Run
+
+
+@pytest.fixture
+def stub_worker(runtime):
+    broker = actors.broker
+    broker.flush_all()
+    worker = dramatiq.Worker(broker, worker_timeout=50, worker_threads=2)
+    worker.start()
+    yield broker
+    worker.stop()
+    broker.flush_all()
+
+
+def _join(broker) -> None:
+    broker.join("default", fail_fast=False, timeout=30_000)
+
+
+def _add_org(runtime, tmp_path, policy="propose", **clinic):
+    pms, ptdirect = write_clinic(tmp_path, **clinic)
+    add_organisation(runtime, NewOrganisation(
+        slug="clinic-a", pms="csv", pms_path=str(pms), ptdirect="file", ptdirect_path=str(ptdirect),
+        policy=policy,
+    ))
+    return pms, ptdirect
+
+
+def _runs(runtime) -> list[Run]:
+    with runtime.db.transaction() as session:
+        return list(session.scalars(select(Run).order_by(Run.requested_at)))
+
+
+def _count(runtime, model, *where) -> int:
+    with runtime.db.transaction() as session:
+        return session.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def test_a_requested_sync_runs_and_stores_its_report_findings_and_proposal(runtime, stub_worker, tmp_path):
+    # Given an organisation where Cara co-treats with Ana but does not share
+    _add_org(runtime, tmp_path)
+    # When a sync is requested through the actor
+    actors.request_sync.send("clinic-a", "manual")
+    _join(stub_worker)
+    # Then one run succeeded with a contract report, findings rows and a proposal
+    [run] = _runs(runtime)
+    assert run.status == "succeeded" and run.attempts == 1
+    assert run.report["schema"] == "ptsync.report/1"
+    assert run.report["summary"]["findings"] == {"duplicate_patient_risk": 1, "missing_new_user": 1}
+    assert _count(runtime, FindingRecord) == 2
+    assert _count(runtime, Proposal) == 1
+
+
+def test_duplicate_triggers_while_queued_coalesce_into_one_run(runtime, stub_worker, tmp_path):
+    _add_org(runtime, tmp_path)
+    stub_worker.flush_all()
+    for trigger in ("schedule", "webhook", "manual"):
+        actors.request_sync.send("clinic-a", trigger)
+    _join(stub_worker)
+    assert len(_runs(runtime)) <= 2  # the later triggers join the queued run, or run after it
+    assert all(run.status == "succeeded" for run in _runs(runtime))
+
+
+def test_a_redelivered_sync_message_completes_the_run_exactly_once(runtime, stub_worker, tmp_path):
+    _add_org(runtime, tmp_path)
+    from worker.services.sync import request_sync
+
+    run_id, _ = request_sync(runtime, "clinic-a", "manual")
+    for _ in range(3):  # at-least-once delivery: the same message three times
+        actors.sync_org.send(run_id)
+    _join(stub_worker)
+    [run] = _runs(runtime)
+    assert run.status == "succeeded" and run.attempts == 1
+    assert _count(runtime, Proposal) == 1
+    assert _count(runtime, AuditEntry, AuditEntry.action == "sync_succeeded") == 1
+
+
+def test_a_bad_csv_fails_the_run_with_file_and_line_and_stores_no_findings(runtime, stub_worker, tmp_path):
+    pms, _ = _add_org(runtime, tmp_path)
+    with (pms / "patient_access.csv").open("a") as handle:
+        handle.write("101,p99,appointment,not-a-date\n")
+    actors.request_sync.send("clinic-a", "manual")
+    _join(stub_worker)
+    [run] = _runs(runtime)
+    assert run.status == "failed"
+    assert "patient_access.csv, line 18, field 'last_seen'" in run.error
+    assert run.attempts == 1  # a bad file is not retried
+    assert run.report is None
+    assert _count(runtime, FindingRecord) == 0 and _count(runtime, Proposal) == 0
+
+
+def test_a_transient_failure_is_retried_and_the_run_fails_when_retries_run_out(
+    runtime, stub_worker, tmp_path, monkeypatch
+):
+    _add_org(runtime, tmp_path)
+
+    class FlakyPms:
+        system = "csv"
+
+        def pull(self, **_):
+            raise TransientConnectorError("csv", "the share is not mounted (try again)")
+
+    monkeypatch.setattr("worker.services.sync.pms_connector", lambda org, secrets: FlakyPms())
+    from worker.services.sync import request_sync
+
+    run_id, _ = request_sync(runtime, "clinic-a", "manual")
+    actors.sync_org.send_with_options(args=(run_id,), max_retries=2, min_backoff=10, max_backoff=20)
+    _join(stub_worker)
+    [run] = _runs(runtime)
+    assert run.status == "failed"
+    assert run.attempts == 3
+    assert run.error == "gave up after retries: csv: the share is not mounted (try again)"
+
+
+def test_a_sync_waits_while_another_run_of_the_organisation_holds_the_lease(runtime, stub_worker, tmp_path):
+    # Given a run whose worker vanished mid-sync (its lease lapses after 3 s)
+    _add_org(runtime, tmp_path)
+    now = utcnow()
+    with runtime.db.transaction() as session:
+        lost, _ = repo.queue_run(session, repo.get_org(session, "clinic-a"), "manual", now)
+    with runtime.db.transaction() as session:
+        assert repo.claim_run(session, lost.id, now, timedelta(seconds=3))
+    # When another sync is requested
+    actors.request_sync.send("clinic-a", "schedule")
+    _join(stub_worker)
+    # Then it runs once the lease lapses, and the lost run is closed as interrupted
+    runs = {run.trigger: run for run in _runs(runtime)}
+    assert runs["schedule"].status == "succeeded"
+    assert runs["manual"].status == "failed" and "interrupted" in runs["manual"].error
+
+
+def test_apply_safe_applies_safe_additions_automatically(runtime, stub_worker, tmp_path):
+    _, ptdirect = _add_org(runtime, tmp_path, policy="apply-safe")
+    actors.request_sync.send("clinic-a", "schedule")
+    _join(stub_worker)
+    members = json.loads(ptdirect.read_text())["practitioner_sharing"]["members"]
+    assert {"email": "cara@clinic.example", "share_content": True, "share_patients": True} in members
+    with runtime.db.transaction() as session:
+        proposal = session.scalar(select(Proposal))
+        assert proposal.status == "applied"
+
+
+def test_an_approved_proposal_is_applied_and_the_next_run_proposes_nothing(runtime, stub_worker, tmp_path):
+    _add_org(runtime, tmp_path)
+    actors.request_sync.send("clinic-a", "manual")
+    _join(stub_worker)
+    with runtime.db.transaction() as session:
+        proposal_id = session.scalar(select(Proposal.id))
+    proposal_service.approve(runtime, proposal_id, "test-admin")
+    actors.apply_proposal.send(proposal_id)
+    actors.apply_proposal.send(proposal_id)  # redelivered: no second change
+    _join(stub_worker)
+    actors.request_sync.send("clinic-a", "manual")
+    _join(stub_worker)
+    latest = _runs(runtime)[-1]
+    assert latest.report["proposal"] is None
+    assert latest.report["findings"] == []
+    assert {f["kind"] for f in latest.report["resolved"]} == {"duplicate_patient_risk", "missing_new_user"}
+    assert _count(runtime, AuditEntry, AuditEntry.action == "proposal_approved") == 1
+    assert _count(runtime, AuditEntry, AuditEntry.action == "operation_applied") == 1
+
+
+def test_a_plan_is_superseded_when_pt_direct_changed_since_planning(runtime, stub_worker, tmp_path):
+    _, ptdirect = _add_org(runtime, tmp_path)
+    actors.request_sync.send("clinic-a", "manual")
+    _join(stub_worker)
+    with runtime.db.transaction() as session:
+        proposal_id = session.scalar(select(Proposal.id))
+    document = json.loads(ptdirect.read_text())
+    document["practitioner_sharing"]["members"].pop(0)  # an admin removed Ana by hand
+    ptdirect.write_text(json.dumps(document))
+    proposal_service.approve(runtime, proposal_id, "test-admin")
+    actors.apply_proposal.send(proposal_id)
+    _join(stub_worker)
+    with runtime.db.transaction() as session:
+        assert session.get(Proposal, proposal_id).status == "superseded"
+    replan = _runs(runtime)[-1]
+    assert replan.trigger == "replan" and replan.status == "succeeded"
+    assert "cara@clinic.example" in json.dumps(replan.report["proposal"])

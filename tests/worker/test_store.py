@@ -1,0 +1,120 @@
+"""The store against both SQLite and the real PostgreSQL: migrations, runs, leases, secrets."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import inspect, select
+from sqlalchemy.exc import IntegrityError
+
+from worker.clock import new_id, utcnow
+from worker.crypto import SecretBox
+from worker.services.orgs import NewOrganisation, add_organisation
+from worker.settings import Settings
+from worker.store import repositories as repo
+from worker.store.db import Database
+from worker.store.models import Organisation, Run
+
+
+@pytest.fixture
+def store(database_url: str, secret_key: str, tmp_path):
+    from worker.runtime import Runtime
+
+    db = Database(database_url)
+    db.migrate()
+    yield Runtime(Settings(database_url=database_url, secret_key=secret_key), db, SecretBox([secret_key]))
+    db.dispose()
+
+
+@pytest.fixture
+def org(store, tmp_path):
+    from tests.clinic_files import write_clinic
+
+    pms, ptdirect = write_clinic(tmp_path)
+    return add_organisation(store, NewOrganisation(
+        slug="clinic-a", pms="csv", pms_path=str(pms), ptdirect="file", ptdirect_path=str(ptdirect),
+        pms_key="sk-very-secret",
+    ))
+
+
+def test_migrations_create_every_table_and_running_them_again_changes_nothing(store):
+    store.db.migrate()
+    tables = set(inspect(store.db.engine).get_table_names())
+    assert {"organisations", "runs", "findings", "proposals", "proposal_operations", "sync_cursors",
+            "audit_log", "alembic_version"} <= tables
+
+
+def test_credentials_are_stored_encrypted_and_decrypt_with_the_key(store, org):
+    with store.db.transaction() as session:
+        stored = session.scalar(select(Organisation.pms_key_encrypted))
+    assert "sk-very-secret" not in stored
+    assert store.secrets.decrypt(stored) == b"sk-very-secret"
+
+
+def test_duplicate_triggers_while_a_run_is_queued_join_that_run(store, org):
+    now = utcnow()
+    with store.db.transaction() as session:
+        first, created_first = repo.queue_run(session, repo.get_org(session, "clinic-a"), "schedule", now)
+    with store.db.transaction() as session:
+        second, created_second = repo.queue_run(session, repo.get_org(session, "clinic-a"), "webhook", now)
+    assert (created_first, created_second) == (True, False)
+    assert first.id == second.id
+
+
+def test_the_database_refuses_a_second_queued_run_for_one_organisation(store, org):
+    now = utcnow()
+    with store.db.transaction() as session:
+        session.add(Run(id=new_id(), org_id=org.id, trigger="a", status="queued", requested_at=now))
+    with pytest.raises(IntegrityError), store.db.transaction() as session:
+        session.add(Run(id=new_id(), org_id=org.id, trigger="b", status="queued", requested_at=now))
+
+
+def test_only_one_claim_wins_and_a_lapsed_lease_can_be_taken_over(store, org):
+    now = utcnow()
+    lease = timedelta(seconds=30)
+    with store.db.transaction() as session:
+        run, _ = repo.queue_run(session, repo.get_org(session, "clinic-a"), "manual", now)
+    with store.db.transaction() as session:
+        first = repo.claim_run(session, run.id, now, lease)
+    with store.db.transaction() as session:
+        second = repo.claim_run(session, run.id, now + timedelta(seconds=1), lease)
+    assert first is not None and second is None
+    with store.db.transaction() as session:
+        takeover = repo.claim_run(session, run.id, now + timedelta(seconds=31), lease)
+    assert takeover is not None and takeover.token != first.token
+    with store.db.transaction() as session:
+        assert repo.finish_run(session, first, "succeeded", now) is False  # the stale worker
+    with store.db.transaction() as session:
+        assert repo.finish_run(session, takeover, "succeeded", now) is True
+        assert repo.get_run(session, run.id).attempts == 2
+
+
+def test_a_second_run_cannot_start_while_another_runs_for_the_organisation(store, org):
+    now = utcnow()
+    lease = timedelta(seconds=30)
+    with store.db.transaction() as session:
+        first, _ = repo.queue_run(session, repo.get_org(session, "clinic-a"), "manual", now)
+    with store.db.transaction() as session:
+        assert repo.claim_run(session, first.id, now, lease) is not None
+    with store.db.transaction() as session:
+        second, created = repo.queue_run(session, repo.get_org(session, "clinic-a"), "manual", now)
+    assert created
+    with store.db.transaction() as session:
+        assert repo.claim_run(session, second.id, now, lease) is None
+
+
+def test_timestamps_come_back_in_utc(store, org):
+    with store.db.transaction() as session:
+        created = session.scalar(select(Organisation.created_at))
+    assert created.utcoffset() == timedelta(0)
+
+
+def test_the_migrations_create_exactly_the_schema_the_models_describe(store):
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from worker.store.models import Base
+
+    with store.db.engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
