@@ -43,7 +43,7 @@ class CsvPmsConnector:
 
     def _rows(self, name: str, required: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
         path = self.folder / name
-        if not path.is_file():
+        if not path.exists() or path.is_dir():  # not is_file(): a named pipe is a fine source
             raise InputFileError(NAME, str(path), "file not found")
         try:
             with path.open(newline="", encoding="utf-8-sig") as handle:

@@ -38,14 +38,23 @@ def write_clinic(folder: Path, *, cara_in_sharing: bool = False) -> tuple[Path, 
     ]
     if cara_in_sharing:
         members.append({"email": "cara@clinic.example", "share_content": True, "share_patients": True})
-    ptdirect.write_text(json.dumps({
-        "schema": "ptsync.ptdirect/1",
-        "users": [
-            {"email": f"{name}@clinic.example", "name": name.title(), "status": "confirmed",
-             "practitioner_access": True, "pms_link": {"system": "csv", "practitioner_id": pid}}
-            for pid, name in (("101", "ana"), ("102", "ben"), ("103", "cara"))
-        ],
-        "master_account": None,
-        "practitioner_sharing": {"members": members},
-    }))
+    ptdirect.write_text(
+        json.dumps(
+            {
+                "schema": "ptsync.ptdirect/1",
+                "users": [
+                    {
+                        "email": f"{name}@clinic.example",
+                        "name": name.title(),
+                        "status": "confirmed",
+                        "practitioner_access": True,
+                        "pms_link": {"system": "csv", "practitioner_id": pid},
+                    }
+                    for pid, name in (("101", "ana"), ("102", "ben"), ("103", "cara"))
+                ],
+                "master_account": None,
+                "practitioner_sharing": {"members": members},
+            }
+        )
+    )
     return pms, ptdirect

@@ -466,6 +466,13 @@ def clock() -> None:
     fail("the scheduler is not part of this version yet; run `ptsync sync SLUG` from cron instead", code=2)
 
 
+class _TerminalFormatter(logging.Formatter):
+    """`warning: ...` lines for people; services log with timestamps through dramatiq instead."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
 def main() -> None:
     logging.basicConfig(
         level=os.environ.get("PTSYNC_LOG_LEVEL", "WARNING"),

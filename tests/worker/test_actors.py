@@ -36,10 +36,17 @@ def _join(broker) -> None:
 
 def _add_org(runtime, tmp_path, policy="propose", **clinic):
     pms, ptdirect = write_clinic(tmp_path, **clinic)
-    add_organisation(runtime, NewOrganisation(
-        slug="clinic-a", pms="csv", pms_path=str(pms), ptdirect="file", ptdirect_path=str(ptdirect),
-        policy=policy,
-    ))
+    add_organisation(
+        runtime,
+        NewOrganisation(
+            slug="clinic-a",
+            pms="csv",
+            pms_path=str(pms),
+            ptdirect="file",
+            ptdirect_path=str(ptdirect),
+            policy=policy,
+        ),
+    )
     return pms, ptdirect
 
 

@@ -32,17 +32,32 @@ def org(store, tmp_path):
     from tests.clinic_files import write_clinic
 
     pms, ptdirect = write_clinic(tmp_path)
-    return add_organisation(store, NewOrganisation(
-        slug="clinic-a", pms="csv", pms_path=str(pms), ptdirect="file", ptdirect_path=str(ptdirect),
-        pms_key="sk-very-secret",
-    ))
+    return add_organisation(
+        store,
+        NewOrganisation(
+            slug="clinic-a",
+            pms="csv",
+            pms_path=str(pms),
+            ptdirect="file",
+            ptdirect_path=str(ptdirect),
+            pms_key="sk-very-secret",
+        ),
+    )
 
 
 def test_migrations_create_every_table_and_running_them_again_changes_nothing(store):
     store.db.migrate()
     tables = set(inspect(store.db.engine).get_table_names())
-    assert {"organisations", "runs", "findings", "proposals", "proposal_operations", "sync_cursors",
-            "audit_log", "alembic_version"} <= tables
+    assert {
+        "organisations",
+        "runs",
+        "findings",
+        "proposals",
+        "proposal_operations",
+        "sync_cursors",
+        "audit_log",
+        "alembic_version",
+    } <= tables
 
 
 def test_credentials_are_stored_encrypted_and_decrypt_with_the_key(store, org):

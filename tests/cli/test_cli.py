@@ -1,0 +1,170 @@
+"""The `ptsync` console script, run as a user would: a fresh folder, the embedded default."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.clinic_files import write_clinic
+
+PTSYNC = str(Path(sys.executable).parent / "ptsync")
+ALL_KINDS = {
+    "duplicate_patient_risk",
+    "missing_new_user",
+    "pending_invitation",
+    "no_physitrack_licence",
+    "departed_practitioner",
+    "unlinked_user",
+    "master_account_issue",
+    "ambiguous_match",
+    "existing_duplicate_patients",
+}
+
+
+def ptsync(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PTSYNC_")}
+    clean["COLUMNS"] = "200"
+    clean.update(env or {})
+    return subprocess.run([PTSYNC, *args], cwd=cwd, env=clean, capture_output=True, text=True, timeout=120)
+
+
+def _add_clinic(tmp_path: Path, policy: str = "propose") -> subprocess.CompletedProcess:
+    pms, ptdirect = write_clinic(tmp_path)
+    return ptsync(
+        tmp_path,
+        "org",
+        "add",
+        "clinic-a",
+        "--pms",
+        "csv",
+        "--pms-path",
+        str(pms),
+        "--ptdirect",
+        "file",
+        "--ptdirect-path",
+        str(ptdirect),
+        "--policy",
+        policy,
+    )
+
+
+def test_demo_shows_every_finding_kind_and_a_second_run_shows_them_as_ongoing(tmp_path):
+    # Given a fresh folder; When the demo runs twice
+    first = ptsync(tmp_path, "demo")
+    second = ptsync(tmp_path, "demo")
+    # Then both succeed, the report covers every finding kind, and the second run's are ongoing
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0, second.stderr
+    report = json.loads(ptsync(tmp_path, "report", "demo-clinic", "--format", "json").stdout)
+    assert {f["kind"] for f in report["findings"]} == ALL_KINDS
+    assert {f["state"] for f in report["findings"]} == {"ongoing"}
+    assert "new" in first.stdout and "ongoing" in second.stdout
+
+
+def test_org_add_then_sync_wait_then_report_json_on_the_embedded_default(tmp_path):
+    assert _add_clinic(tmp_path).returncode == 0
+    synced = ptsync(tmp_path, "sync", "clinic-a", "--wait")
+    assert synced.returncode == 0, synced.stderr
+    assert "succeeded" in synced.stderr
+    result = ptsync(tmp_path, "report", "clinic-a", "--format", "json")
+    report = json.loads(result.stdout)  # stdout holds only the document
+    assert report["schema"] == "ptsync.report/1"
+    assert report["run"]["status"] == "succeeded"
+    assert report["summary"]["findings"] == {"duplicate_patient_risk": 1, "missing_new_user": 1}
+    assert report["proposal"]["operations"][0]["op"] == "add_sharing_member"
+    assert (tmp_path / "ptsync.db").exists()
+    assert stat.S_IMODE((tmp_path / "ptsync.key").stat().st_mode) == 0o600
+
+
+def test_report_as_csv_and_html_to_a_file(tmp_path):
+    _add_clinic(tmp_path)
+    ptsync(tmp_path, "sync", "clinic-a", "--wait")
+    csv_text = ptsync(tmp_path, "report", "clinic-a", "--format", "csv").stdout
+    assert csv_text.splitlines()[0] == "state,kind,severity,fingerprint,practitioners,emails,message"
+    assert len(csv_text.splitlines()) == 3
+    written = ptsync(tmp_path, "report", "clinic-a", "--format", "html", "--output", "report.html")
+    assert written.returncode == 0 and written.stdout == ""
+    html = (tmp_path / "report.html").read_text()
+    assert "<h1>Sharing report for clinic-a</h1>" in html and "Cara Lim" in html
+
+
+def test_a_bad_csv_exits_non_zero_names_the_file_and_line_and_stores_no_report(tmp_path):
+    _add_clinic(tmp_path)
+    with (tmp_path / "pms" / "practitioners.csv").open("a") as handle:
+        handle.write("104,Dan Roe,dan@clinic.example,sometimes,\n")
+    synced = ptsync(tmp_path, "sync", "clinic-a", "--wait")
+    assert synced.returncode == 1
+    assert (
+        "practitioners.csv, line 5, field 'active': expected true or false, got 'sometimes'" in synced.stderr
+    )
+    assert "Traceback" not in synced.stderr
+    report = ptsync(tmp_path, "report", "clinic-a")
+    assert report.returncode == 1 and "no report for clinic-a yet: the last run failed" in report.stderr
+    assert ptsync(tmp_path, "proposals", "clinic-a").stderr.strip() == "no proposals for clinic-a"
+
+
+def test_an_unknown_organisation_is_one_clear_line_and_a_non_zero_exit(tmp_path):
+    for args in (("sync", "nope", "--wait"), ("report", "nope"), ("proposals", "nope")):
+        result = ptsync(tmp_path, *args)
+        assert result.returncode == 1
+        last_line = result.stderr.strip().splitlines()[-1]
+        assert last_line == "error: unknown organisation 'nope' (add it with: ptsync org add nope ...)"
+        assert "Traceback" not in result.stderr
+
+
+def test_org_add_rejects_bad_settings_without_storing_anything(tmp_path):
+    missing = ptsync(
+        tmp_path,
+        "org",
+        "add",
+        "clinic-a",
+        "--pms",
+        "csv",
+        "--pms-path",
+        "nowhere",
+        "--ptdirect",
+        "file",
+        "--ptdirect-path",
+        "nothing.json",
+    )
+    assert missing.returncode == 1 and "--pms-path nowhere: not a folder" in missing.stderr
+    unavailable = ptsync(tmp_path, "org", "add", "clinic-a", "--pms", "fhir", "--ptdirect", "file")
+    assert "the fhir connector is not available in this version" in unavailable.stderr
+    assert "clinic-a" not in ptsync(tmp_path, "org", "list").stdout
+
+
+def test_approve_applies_the_proposal_and_the_next_sync_has_nothing_left_to_do(tmp_path):
+    _add_clinic(tmp_path)
+    ptsync(tmp_path, "sync", "clinic-a", "--wait")
+    proposal_id = json.loads(ptsync(tmp_path, "report", "clinic-a", "--format", "json").stdout)["proposal"][
+        "id"
+    ]
+    approved = ptsync(tmp_path, "approve", proposal_id, "--by", "ana")
+    assert approved.returncode == 0, approved.stderr
+    assert "applied" in approved.stdout
+    ptsync(tmp_path, "sync", "clinic-a", "--wait")
+    report = json.loads(ptsync(tmp_path, "report", "clinic-a", "--format", "json").stdout)
+    assert report["findings"] == [] and report["proposal"] is None
+    assert len(report["resolved"]) == 2
+
+
+def test_a_database_other_than_sqlite_requires_a_secret_key(tmp_path, postgres_url):
+    result = ptsync(tmp_path, "org", "list", env={"PTSYNC_DATABASE_URL": postgres_url})
+    assert result.returncode == 1
+    assert "schema is not up to date" in result.stderr or "PTSYNC_SECRET_KEY is required" in result.stderr
+    migrated = ptsync(tmp_path, "migrate", env={"PTSYNC_DATABASE_URL": postgres_url})
+    assert migrated.returncode == 0, migrated.stderr
+    result = ptsync(tmp_path, "org", "list", env={"PTSYNC_DATABASE_URL": postgres_url})
+    assert result.stderr.strip() == "error: PTSYNC_SECRET_KEY is required when the database is not SQLite"
+
+
+@pytest.mark.parametrize("command", ["web", "clock"])
+def test_processes_not_in_this_version_say_so_instead_of_pretending(tmp_path, command):
+    result = ptsync(tmp_path, command)
+    assert result.returncode == 2 and "not part of this version" in result.stderr
