@@ -84,6 +84,12 @@ def org_add(
     ptdirect_key: Annotated[str | None, typer.Option(help="Admin bridge key (stored encrypted)")] = None,
     policy: Annotated[str, typer.Option(help="observe, propose or apply-safe")] = "propose",
     schedule: Annotated[str, typer.Option(help="Cron expression for scheduled syncs")] = "0 * * * *",
+    physitrack_region: Annotated[
+        str | None, typer.Option(help="us, uk, ca or au (API v2 client lists)")
+    ] = None,
+    physitrack_url: Annotated[
+        str | None, typer.Option(help="Override the Physitrack API v2 base URL")
+    ] = None,
 ) -> None:
     """Add an organisation and its PMS and PT Direct connections."""
     from worker.services.orgs import NewOrganisation, add_organisation
@@ -108,6 +114,21 @@ def org_add(
         f"added organisation {org.slug} (pms {org.pms_kind}, PT Direct {org.ptdirect_kind}, "
         f"policy {org.mode})"
     )
+
+
+@org_app.command("physitrack-key")
+def org_physitrack_key(
+    slug: str,
+    email: Annotated[str, typer.Argument(help="The practitioner's PT Direct email")],
+    key: Annotated[str | None, typer.Option(help="The key; omit to read it from standard input")] = None,
+) -> None:
+    """Store a practitioner's Physitrack API v2 key (encrypted) to check for duplicate patients."""
+    from worker.services.orgs import set_physitrack_key
+
+    if key is None:
+        key = sys.stdin.readline()
+    set_physitrack_key(_runtime(), slug, email, key)
+    err.print(f"stored the Physitrack key of {email} for {slug} (encrypted)")
 
 
 @org_app.command("list")
@@ -375,6 +396,31 @@ def reject(proposal_id: str, by: Annotated[str, typer.Option(help="Who rejects")
     actor = by or f"cli:{os.environ.get('USER', 'unknown')}"
     service.reject(_runtime(), proposal_id, actor)
     err.print(f"proposal {proposal_id} rejected by {actor}")
+
+
+@app.command()
+def checklist(proposal_id: str) -> None:
+    """Print a proposal as steps to follow by hand in the PT Direct admin console."""
+    from worker.services import proposals as service
+
+    proposal, steps = service.checklist_of(_runtime(), proposal_id)
+    if not steps:
+        err.print(f"proposal {proposal_id} ({proposal.status}) has nothing left to do by hand")
+        return
+    out.print(f"Proposal {proposal_id} ({proposal.status}): in PT Direct, as an admin:\n")
+    for step in steps:
+        out.print(step)
+    out.print(f"\nWhen done: ptsync mark-applied {proposal_id}  (the next sync checks it)")
+
+
+@app.command("mark-applied")
+def mark_applied(proposal_id: str, by: Annotated[str, typer.Option(help="Who applied it")] = "") -> None:
+    """Record that a proposal was applied by hand; the next sync confirms or reopens it."""
+    from worker.services import proposals as service
+
+    actor = by or f"cli:{os.environ.get('USER', 'unknown')}"
+    service.mark_applied_by_hand(_runtime(), proposal_id, actor)
+    err.print(f"proposal {proposal_id} marked as applied by hand by {actor}; the next sync will verify it")
 
 
 @app.command()

@@ -1,18 +1,26 @@
-"""Builds an organisation's PMS connector and PT Direct adapter from its stored settings."""
+"""Builds an organisation's PMS connector and PT Direct adapters from its stored settings."""
 
 from __future__ import annotations
 
 from connectors.base import PmsConnector, PtDirectAdapter
 from connectors.csv_pms import CsvPmsConnector
+from connectors.physitrack_v2 import pull_clients
+from connectors.ptdirect_api import PtDirectApiAdapter
 from connectors.ptdirect_file import PtDirectFileAdapter
+from sharing import PhysitrackClient
 from worker.crypto import SecretBox
 from worker.errors import ConfigurationError
+from worker.settings import get_settings
 from worker.store.models import Organisation
 
 PMS_KINDS = ("cliniko", "fhir", "csv")
 PTDIRECT_KINDS = ("file", "api")
 AVAILABLE_PMS = ("csv",)
-AVAILABLE_PTDIRECT = ("file",)
+AVAILABLE_PTDIRECT = ("file", "api")
+
+
+def user_agent() -> str:
+    return f"ptsync/0.1 ({get_settings().contact_email})"
 
 
 def pms_connector(org: Organisation, secrets: SecretBox) -> PmsConnector:
@@ -31,7 +39,23 @@ def ptdirect_adapter(org: Organisation, secrets: SecretBox) -> PtDirectAdapter:
         if not org.ptdirect_path:
             raise ConfigurationError(f"organisation {org.slug}: the file adapter needs --ptdirect-path")
         return PtDirectFileAdapter(org.ptdirect_path)
-    raise ConfigurationError(
-        f"organisation {org.slug}: the PT Direct {org.ptdirect_kind} adapter is not available in "
-        f"this version (available: {', '.join(AVAILABLE_PTDIRECT)})"
+    if org.ptdirect_kind == "api":
+        if not org.ptdirect_url or not org.ptdirect_key_encrypted:
+            raise ConfigurationError(
+                f"organisation {org.slug}: the api adapter needs --ptdirect-url and --ptdirect-key"
+            )
+        key = secrets.decrypt(org.ptdirect_key_encrypted).decode()
+        return PtDirectApiAdapter(org.ptdirect_url, key, user_agent=user_agent())
+    raise ConfigurationError(f"organisation {org.slug}: unknown PT Direct adapter {org.ptdirect_kind!r}")
+
+
+def physitrack_clients(
+    org: Organisation, secrets: SecretBox, encrypted_keys: dict[str, str]
+) -> tuple[PhysitrackClient, ...] | None:
+    """Client lists of the practitioners whose v2 keys are configured; None when there are none."""
+    if not encrypted_keys:
+        return None
+    keys = {email: secrets.decrypt(token).decode() for email, token in encrypted_keys.items()}
+    return pull_clients(
+        keys, region=org.physitrack_region or "uk", base_url=org.physitrack_url, user_agent=user_agent()
     )

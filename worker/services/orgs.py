@@ -7,13 +7,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from connectors.physitrack_v2 import REGIONS
 from sharing import Mode
 from worker.clock import utcnow
 from worker.connections import AVAILABLE_PMS, AVAILABLE_PTDIRECT, PMS_KINDS, PTDIRECT_KINDS
 from worker.errors import InvalidInput
 from worker.runtime import Runtime
 from worker.store import repositories as repo
-from worker.store.models import Organisation
+from worker.store.models import Organisation, PhysitrackKey
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _CRON_FIELD = re.compile(r"^[0-9*/,\-]+$")
@@ -32,6 +33,8 @@ class NewOrganisation:
     ptdirect_key: str | None = None
     policy: str = "propose"
     schedule: str = "0 * * * *"
+    physitrack_region: str | None = None
+    physitrack_url: str | None = None
 
 
 def validate(new: NewOrganisation) -> None:
@@ -68,6 +71,17 @@ def validate(new: NewOrganisation) -> None:
             raise InvalidInput(f"--ptdirect-path {new.ptdirect_path}: file not found")
         if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK):
             raise InvalidInput(f"--ptdirect-path {new.ptdirect_path}: not writable (applying rewrites it)")
+    if new.ptdirect == "api":
+        if not new.ptdirect_url or not new.ptdirect_url.startswith(("http://", "https://")):
+            raise InvalidInput(
+                "--ptdirect api needs --ptdirect-url http(s)://... (the admin bridge's base URL)"
+            )
+        if not new.ptdirect_key:
+            raise InvalidInput("--ptdirect api needs --ptdirect-key (the admin bridge's key)")
+    if new.physitrack_region is not None and new.physitrack_region not in REGIONS:
+        raise InvalidInput(f"--physitrack-region must be one of {', '.join(REGIONS)}")
+    if new.physitrack_url is not None and not new.physitrack_url.startswith(("http://", "https://")):
+        raise InvalidInput("--physitrack-url must start with http:// or https://")
     try:
         Mode(new.policy)
     except ValueError:
@@ -100,6 +114,8 @@ def add_organisation(runtime: Runtime, new: NewOrganisation, actor: str = "cli")
             master_recipients="all-active",
             schedule=new.schedule,
             lookback_days=540,
+            physitrack_region=new.physitrack_region,
+            physitrack_url=new.physitrack_url,
             created_at=now,
         )
         session.add(org)
@@ -116,3 +132,27 @@ def add_organisation(runtime: Runtime, new: NewOrganisation, actor: str = "cli")
             policy=new.policy,
         )
         return org
+
+
+def set_physitrack_key(runtime: Runtime, slug: str, email: str, key: str, actor: str = "cli") -> None:
+    """Store (or replace) a practitioner's Physitrack v2 key, encrypted."""
+    email = email.strip()
+    if "@" not in email:
+        raise InvalidInput(f"not an email address: {email!r}")
+    if not key.strip():
+        raise InvalidInput("the key is empty")
+    now = utcnow()
+    with runtime.db.transaction() as session:
+        org = repo.get_org(session, slug)
+        row = session.get(PhysitrackKey, (org.id, email.lower()))
+        token = runtime.secrets.encrypt(key.strip().encode())
+        if row is None:
+            session.add(
+                PhysitrackKey(
+                    org_id=org.id, practitioner_email=email.lower(), key_encrypted=token, updated_at=now
+                )
+            )
+        else:
+            row.key_encrypted = token
+            row.updated_at = now
+        repo.audit(session, org.id, actor, "physitrack_key_set", now, practitioner=email.lower())

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from connectors.errors import ConnectorError
 from connectors.ptdirect_file import parse_snapshot
-from sharing import Operation, OpKind, apply_operations, state_digest
+from sharing import Operation, OpKind, PtDirectSnapshot, apply_operations, state_digest
 from sharing.apply import apply_operation, is_in_effect
+from sharing.checklist import checklist
 from worker.clock import utcnow
 from worker.connections import ptdirect_adapter
 from worker.errors import InvalidInput
@@ -260,3 +261,65 @@ def _fail_proposal(runtime: Runtime, proposal_id: str, reason: str) -> ApplyOutc
             session, proposal.org_id, "worker", "proposal_failed", now, proposal_id=proposal_id, error=reason
         )
     return ApplyOutcome(proposal_id, "failed")
+
+
+def checklist_of(runtime: Runtime, proposal_id: str) -> tuple[Proposal, list[str]]:
+    """The proposal's steps for a person in the PT Direct console, with names from its plan."""
+    with runtime.db.transaction() as session:
+        proposal = repo.get_proposal(session, proposal_id)
+        planned = parse_snapshot(proposal.planned_state, f"proposal {proposal_id}")
+        names = {user.email.lower(): user.name for user in planned.users}
+        pending = [
+            Operation.from_dict(row.document) for row in proposal.operations if row.status != "applied"
+        ]
+        return proposal, checklist(pending, names)
+
+
+def mark_applied_by_hand(runtime: Runtime, proposal_id: str, actor: str) -> Proposal:
+    """Record that a person followed the checklist; the next sync confirms or reopens it."""
+    now = utcnow()
+    with runtime.db.transaction() as session:
+        proposal = repo.get_proposal(session, proposal_id)
+        if proposal.status not in ("proposed", "approved", "reopened", "failed"):
+            raise InvalidInput(
+                f"proposal {proposal_id} is {proposal.status}; only open proposals can be marked"
+            )
+        proposal.status = "applied_by_hand"
+        proposal.decided_by = proposal.decided_by or actor
+        proposal.decided_at = proposal.decided_at or now
+        proposal.applied_at = now
+        proposal.verified_at = None
+        for row in proposal.operations:
+            if row.status != "applied":
+                row.status = "applied"
+                row.applied_at = now
+        repo.audit(session, proposal.org_id, actor, "proposal_applied_by_hand", now, proposal_id=proposal_id)
+        return proposal
+
+
+def verify_applied(session, org_id: int, state: PtDirectSnapshot, read_at: datetime) -> None:
+    """After a complete read, check that proposals applied before it really took effect."""
+    now = utcnow()
+    for proposal in repo.unverified_applied_proposals(session, org_id, before=read_at):
+        operations = [
+            Operation.from_dict(row.document) for row in proposal.operations if row.status == "applied"
+        ]
+        missing = [op for op in operations if not op.op.advisory and not is_in_effect(state, op)]
+        proposal.verified_at = now
+        if missing:
+            proposal.status = "reopened"
+            proposal.error = "not in effect in PT Direct: " + ", ".join(
+                f"{op.op.value} {op.email}" for op in missing
+            )
+            repo.audit(
+                session,
+                org_id,
+                "worker",
+                "proposal_reopened",
+                now,
+                proposal_id=proposal.id,
+                missing=[op.as_dict() for op in missing],
+            )
+        else:
+            proposal.status = "applied"
+            repo.audit(session, org_id, "worker", "proposal_verified", now, proposal_id=proposal.id)

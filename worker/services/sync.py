@@ -27,9 +27,10 @@ from sharing import (
     state_digest,
 )
 from worker.clock import iso, new_id, utcnow
-from worker.connections import pms_connector, ptdirect_adapter
+from worker.connections import physitrack_clients, pms_connector, ptdirect_adapter
 from worker.errors import PtsyncError
 from worker.runtime import Runtime
+from worker.services.proposals import verify_applied
 from worker.store import repositories as repo
 from worker.store.models import FindingRecord, Organisation, Proposal, ProposalOperation, Run
 
@@ -155,7 +156,13 @@ def _sync_claimed(
     pms = pms_connector(org, runtime.secrets).pull(
         window_start=window_start, cursors=cursors, progress=heartbeat.progress
     )
+    read_at = utcnow()
     ptdirect = ptdirect_adapter(org, runtime.secrets).read()
+    with runtime.db.transaction() as session:
+        keys = repo.physitrack_keys_of(session, org.id)
+    clients = physitrack_clients(org, runtime.secrets, keys)
+    if clients is not None:
+        ptdirect = replace(ptdirect, clients=clients)
     key = runtime.secrets.decrypt(org.pseudonym_key_encrypted)
     result = reconcile(pms.snapshot, ptdirect, policy, as_of=as_of, pseudonym_key=key)
     finished_at = utcnow()
@@ -238,6 +245,8 @@ def _sync_claimed(
             )
         if result.complete:
             repo.store_cursors(session, org.id, pms.cursors, finished_at)
+        if ptdirect.complete:
+            verify_applied(session, org.id, ptdirect, read_at)
         repo.audit(
             session,
             org.id,

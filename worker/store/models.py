@@ -67,6 +67,8 @@ class Organisation(Base):
     master_recipients: Mapped[str] = mapped_column(String(16), default="all-active")
     schedule: Mapped[str] = mapped_column(String(64), default="0 * * * *")
     lookback_days: Mapped[int] = mapped_column(Integer, default=540)
+    physitrack_region: Mapped[str | None] = mapped_column(String(8))
+    physitrack_url: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
 
 
@@ -129,7 +131,7 @@ class Proposal(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
-    # proposed, approved, applying, applied, rejected, superseded, failed
+    # proposed, approved, applying, applied, applied_by_hand, reopened, rejected, superseded, failed
     status: Mapped[str] = mapped_column(String(16))
     state_digest: Mapped[str] = mapped_column(String(64))
     planned_state: Mapped[dict[str, Any]]
@@ -138,6 +140,7 @@ class Proposal(Base):
     decided_by: Mapped[str | None] = mapped_column(String(128))
     applied_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
+    verified_at: Mapped[datetime | None]
     apply_token: Mapped[str | None] = mapped_column(String(32))
     apply_lease_expires_at: Mapped[datetime | None]
 
@@ -161,6 +164,17 @@ class ProposalOperation(Base):
     document: Mapped[dict[str, Any]]
     applied_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class PhysitrackKey(Base):
+    """A practitioner's Physitrack API v2 key (encrypted), for pulling their client list."""
+
+    __tablename__ = "physitrack_keys"
+
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), primary_key=True)
+    practitioner_email: Mapped[str] = mapped_column(String(320), primary_key=True)
+    key_encrypted: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime]
 
 
 class SyncCursor(Base):

@@ -16,10 +16,10 @@ from sqlalchemy.orm import Session
 
 from worker.clock import new_id
 from worker.errors import NotFound
-from worker.store.models import AuditEntry, Organisation, Proposal, Run, SyncCursor
+from worker.store.models import AuditEntry, Organisation, PhysitrackKey, Proposal, Run, SyncCursor
 
 QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
-OPEN_PROPOSAL_STATES = ("proposed", "approved")
+OPEN_PROPOSAL_STATES = ("proposed", "approved", "reopened")
 
 
 def find_org(session: Session, slug: str) -> Organisation | None:
@@ -267,4 +267,23 @@ def release_apply(session: Session, proposal_id: str, token: str) -> None:
         .where(Proposal.id == proposal_id, Proposal.apply_token == token)
         .values(apply_token=None, apply_lease_expires_at=None)
         .execution_options(synchronize_session=False)
+    )
+
+
+def physitrack_keys_of(session: Session, org_id: int) -> dict[str, str]:
+    """Practitioner email -> encrypted Physitrack v2 key."""
+    rows = session.scalars(select(PhysitrackKey).where(PhysitrackKey.org_id == org_id))
+    return {row.practitioner_email: row.key_encrypted for row in rows}
+
+
+def unverified_applied_proposals(session: Session, org_id: int, before: datetime) -> list[Proposal]:
+    return list(
+        session.scalars(
+            select(Proposal).where(
+                Proposal.org_id == org_id,
+                Proposal.status.in_(("applied", "applied_by_hand")),
+                Proposal.verified_at.is_(None),
+                Proposal.applied_at <= before,
+            )
+        )
     )

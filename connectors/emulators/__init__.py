@@ -1,0 +1,1 @@
+"""Local emulators of the outside APIs, for end-to-end tests, benchmarks and the demo."""

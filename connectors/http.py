@@ -1,0 +1,233 @@
+"""The one HTTP layer every connector uses.
+
+- One `requests.Session` per connector, with connect and read timeouts on every call.
+- One table, `classify`, decides what a response or exception means: ok, retry (a blip),
+  rate-limited (come back at a known time) or fatal. 400/401/403/404 are never retried.
+- tenacity owns the short retries (bounded total time); anything longer is handed to the job
+  layer as `RateLimited` with the time to come back.
+- Errors name the connector, the method, the URL path and the status; never a credential
+  (keys live in headers, and query strings are left out of messages).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import enum
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay
+
+from connectors.errors import ConnectorError, TransientConnectorError
+
+DEFAULT_TIMEOUT = (5.0, 30.0)
+SHORT_WAIT_LIMIT = 30.0
+"""A rate limit that lifts within this many seconds is waited out here; longer goes to the job."""
+
+
+class Verdict(enum.Enum):
+    OK = "ok"
+    RETRY = "retry"
+    RATE_LIMITED = "rate_limited"
+    FATAL = "fatal"
+
+
+@dataclass(frozen=True)
+class Classification:
+    verdict: Verdict
+    retry_after: float | None = None
+
+
+_FATAL_STATUSES = {400, 401, 403, 404, 405, 409, 410, 422}
+_RETRY_STATUSES = {408, 425, 500, 502, 503, 504}
+
+
+def classify(outcome: requests.Response | BaseException, now: float | None = None) -> Classification:
+    """What a response or exception means for the caller. Pure apart from reading `now`."""
+    if isinstance(outcome, BaseException):
+        if isinstance(outcome, requests.Timeout | requests.ConnectionError):
+            return Classification(Verdict.RETRY)
+        return Classification(Verdict.FATAL)
+    status = outcome.status_code
+    if 200 <= status < 300:
+        return Classification(Verdict.OK)
+    if status == 429:
+        return Classification(Verdict.RATE_LIMITED, retry_after_seconds(outcome.headers, now))
+    if status == 503 and "Retry-After" in outcome.headers:
+        return Classification(Verdict.RATE_LIMITED, retry_after_seconds(outcome.headers, now))
+    if status in _RETRY_STATUSES:
+        return Classification(Verdict.RETRY)
+    return Classification(Verdict.FATAL)
+
+
+def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float:
+    """Seconds until the server allows another request (Retry-After, else X-RateLimit-Reset)."""
+    now = time.time() if now is None else now
+    retry_after = headers.get("Retry-After")
+    if retry_after:
+        try:
+            return max(float(retry_after), 0.0)
+        except ValueError:
+            parsed = email.utils.parsedate_to_datetime(retry_after)
+            if parsed is not None:
+                return max(parsed.timestamp() - now, 0.0)
+    reset = headers.get("X-RateLimit-Reset")
+    if reset:
+        try:
+            return max(float(reset) - now, 0.0)
+        except ValueError:
+            pass
+    return 60.0
+
+
+class RateLimited(TransientConnectorError):
+    """The server asked us to wait longer than is sensible inside one job attempt."""
+
+    def __init__(self, connector: str, reason: str, retry_after: float) -> None:
+        super().__init__(connector, reason)
+        self.retry_after = retry_after
+
+
+class HttpError(ConnectorError):
+    def __init__(self, connector: str, method: str, path: str, status: int | None, detail: str) -> None:
+        where = f"{method} {path}"
+        super().__init__(
+            connector, f"{where} failed: {detail}" if status is None else f"{where} -> {status} {detail}"
+        )
+        self.status = status
+        self.path = path
+
+
+class TransientHttpError(HttpError):
+    retryable = True
+
+
+def _path_of(url: str) -> str:
+    return urlsplit(url).path or "/"
+
+
+def _describe(response: requests.Response) -> str:
+    reason = response.reason or ""
+    try:
+        body = response.json()
+    except ValueError:
+        return reason
+    if isinstance(body, dict):
+        for key in ("error", "errors", "message", "detail"):
+            if key in body:
+                value = body[key]
+                if isinstance(value, dict):
+                    value = value.get("message", value)
+                if isinstance(value, list):
+                    value = "; ".join(str(item) for item in value)
+                return f"{reason}: {str(value)[:200]}"
+    return reason
+
+
+class HttpClient:
+    """A connector's HTTP session: base URL, auth headers, timeouts, retries, classification."""
+
+    def __init__(
+        self,
+        connector: str,
+        base_url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        retry_budget_seconds: float = 30.0,
+        before_request: Callable[[], None] | None = None,
+        on_response: Callable[[requests.Response], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.connector = connector
+        self.base_url = base_url.rstrip("/")
+        self.session = requests.Session()
+        self.session.headers.update({"Accept": "application/json", **(headers or {})})
+        if auth is not None:
+            self.session.auth = auth
+        self.timeout = timeout
+        self.retry_budget_seconds = retry_budget_seconds
+        self.before_request = before_request
+        self.on_response = on_response
+        self.sleep = sleep
+        self.requests_sent = 0
+
+    def url(self, path: str) -> str:
+        if path.startswith("http://") or path.startswith("https://"):
+            return path
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """Send with short retries for blips; raise HttpError / RateLimited otherwise."""
+        url = self.url(path)
+        retrying = Retrying(
+            stop=stop_after_delay(self.retry_budget_seconds),
+            wait=self._wait,
+            retry=retry_if_exception_type(TransientHttpError),
+            sleep=self.sleep,
+            reraise=True,
+        )
+        return retrying(self._send_once, method, url, **kwargs)
+
+    def _wait(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, _ShortRateLimit):
+            return error.retry_after
+        return min(0.5 * 2 ** (state.attempt_number - 1), 8.0)
+
+    def _send_once(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        if self.before_request is not None:
+            self.before_request()
+        kwargs.setdefault("timeout", self.timeout)
+        path = _path_of(url)
+        try:
+            self.requests_sent += 1
+            response = self.session.request(method, url, **kwargs)
+        except requests.RequestException as exc:
+            verdict = classify(exc)
+            error_class = TransientHttpError if verdict.verdict is Verdict.RETRY else HttpError
+            raise error_class(self.connector, method, path, None, exc.__class__.__name__) from None
+        if self.on_response is not None:
+            self.on_response(response)
+        verdict = classify(response)
+        if verdict.verdict is Verdict.OK:
+            return response
+        if verdict.verdict is Verdict.RATE_LIMITED:
+            wait = verdict.retry_after or 0.0
+            if wait <= SHORT_WAIT_LIMIT:
+                raise _ShortRateLimit(
+                    self.connector, method, path, response.status_code, "rate limited", wait
+                )
+            raise RateLimited(self.connector, f"{method} {path} -> {response.status_code} rate limited", wait)
+        error_class = TransientHttpError if verdict.verdict is Verdict.RETRY else HttpError
+        raise error_class(self.connector, method, path, response.status_code, _describe(response))
+
+    def get_json(self, path: str, **kwargs: Any) -> Any:
+        response = self.request("GET", path, **kwargs)
+        return self.decode(response)
+
+    def decode(self, response: requests.Response) -> Any:
+        try:
+            return response.json()
+        except (ValueError, json.JSONDecodeError):
+            raise HttpError(
+                self.connector,
+                response.request.method or "GET",
+                _path_of(response.url),
+                response.status_code,
+                "the response is not valid JSON",
+            ) from None
+
+
+class _ShortRateLimit(TransientHttpError):
+    def __init__(
+        self, connector: str, method: str, path: str, status: int, detail: str, retry_after: float
+    ) -> None:
+        super().__init__(connector, method, path, status, detail)
+        self.retry_after = retry_after
