@@ -108,6 +108,8 @@ def org_add(
             ptdirect_key=ptdirect_key,
             policy=policy,
             schedule=schedule,
+            physitrack_region=physitrack_region,
+            physitrack_url=physitrack_url,
         ),
     )
     err.print(

@@ -201,3 +201,39 @@ def test_a_plan_is_superseded_when_pt_direct_changed_since_planning(runtime, stu
     replan = _runs(runtime)[-1]
     assert replan.trigger == "replan" and replan.status == "succeeded"
     assert "cara@clinic.example" in json.dumps(replan.report["proposal"])
+
+
+def test_apply_safe_leaves_removals_waiting_for_approval(runtime, stub_worker, tmp_path):
+    # Given an apply-safe organisation with a newcomer (Cara) and a leaver (Dan) who shares patients
+    pms, ptdirect = _add_org(runtime, tmp_path, policy="apply-safe")
+    with (pms / "practitioners.csv").open("a") as handle:
+        handle.write("104,Dan Roe,dan@clinic.example,false,\n")
+    document = json.loads(ptdirect.read_text())
+    document["users"].append(
+        {
+            "email": "dan@clinic.example",
+            "name": "Dan Roe",
+            "status": "confirmed",
+            "practitioner_access": True,
+            "pms_link": {"system": "csv", "practitioner_id": "104"},
+        }
+    )
+    document["practitioner_sharing"]["members"].append(
+        {"email": "dan@clinic.example", "share_content": True, "share_patients": True}
+    )
+    ptdirect.write_text(json.dumps(document))
+    # When a scheduled sync runs
+    actors.request_sync.send("clinic-a", "schedule")
+    _join(stub_worker)
+    # Then Cara was added automatically, Dan is still a member, and the proposal waits for a person
+    members = {m["email"] for m in json.loads(ptdirect.read_text())["practitioner_sharing"]["members"]}
+    assert "cara@clinic.example" in members and "dan@clinic.example" in members
+    with runtime.db.transaction() as session:
+        proposal = session.scalar(select(Proposal))
+        statuses = {op.op: op.status for op in proposal.operations}
+        assert proposal.status == "proposed"
+    assert statuses == {
+        "add_sharing_member": "applied",
+        "transfer_patients": "pending",
+        "remove_sharing_member": "pending",
+    }
