@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
-from typing import Protocol
+from datetime import date, datetime
+from typing import Any, Protocol
 
 from sharing import Operation, PmsSnapshot, PtDirectSnapshot
 
@@ -15,19 +15,31 @@ Progress = Callable[[str, int], None]
 
 @dataclass(frozen=True)
 class PmsPull:
-    """A PMS snapshot plus the cursors to store if (and only if) the run completes."""
+    """A PMS snapshot, plus what to store if (and only if) the run completes: the cursors for
+    the next incremental pull, and the connector's state (rows read so far) they rely on."""
 
     snapshot: PmsSnapshot
     cursors: dict[str, str] = field(default_factory=dict)
+    state: dict[str, Any] | None = None
 
 
 class PmsConnector(Protocol):
     system: str
 
     def pull(
-        self, *, window_start: date, cursors: dict[str, str], progress: Progress | None = None
+        self,
+        *,
+        window_start: date,
+        cursors: dict[str, str],
+        state: dict[str, Any] | None = None,
+        started_at: datetime | None = None,
+        progress: Progress | None = None,
     ) -> PmsPull:
-        """Read practitioners and access rows. Raise ConnectorError on any failure."""
+        """Read practitioners and access rows. Raise ConnectorError on any failure.
+
+        `cursors` and `state` are what the last complete run stored; `started_at` is this run's
+        start, which a new cursor must never pass.
+        """
         ...
 
 

@@ -14,6 +14,7 @@ import csv
 from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 from connectors.base import PmsPull, Progress
 from connectors.errors import InputFileError
@@ -34,8 +35,15 @@ class CsvPmsConnector:
         self.folder = Path(folder)
 
     def pull(
-        self, *, window_start: date, cursors: dict[str, str], progress: Progress | None = None
+        self,
+        *,
+        window_start: date,
+        cursors: dict[str, str],
+        state: dict[str, Any] | None = None,
+        started_at: datetime | None = None,
+        progress: Progress | None = None,
     ) -> PmsPull:
+        """A folder is always read whole: no cursors, no state."""
         practitioners = self._read_practitioners()
         known = {practitioner.id for practitioner in practitioners}
         access = self._read_access(known, progress)

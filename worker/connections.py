@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from connectors.base import PmsConnector, PtDirectAdapter
+from connectors.cliniko import ClinikoConnector
 from connectors.csv_pms import CsvPmsConnector
+from connectors.fhir import FhirConnector
 from connectors.physitrack_v2 import pull_clients
 from connectors.ptdirect_api import PtDirectApiAdapter
 from connectors.ptdirect_file import PtDirectFileAdapter
+from connectors.ratelimit import InProcessRateLimiter, RateLimiter, RedisRateLimiter, limiter_name
 from sharing import PhysitrackClient
 from worker.crypto import SecretBox
 from worker.errors import ConfigurationError
@@ -15,23 +20,55 @@ from worker.store.models import Organisation
 
 PMS_KINDS = ("cliniko", "fhir", "csv")
 PTDIRECT_KINDS = ("file", "api")
-AVAILABLE_PMS = ("csv",)
-AVAILABLE_PTDIRECT = ("file", "api")
 
 
 def user_agent() -> str:
     return f"ptsync/0.1 ({get_settings().contact_email})"
 
 
+def rate_limiter(secret: str, requests_per_minute: float) -> RateLimiter:
+    """Shared through Redis when workers run on Redis, else in this process."""
+    settings = get_settings()
+    name = limiter_name(secret)
+    if settings.broker_url:
+        return RedisRateLimiter(_redis(settings.broker_url), name, requests_per_minute)
+    return InProcessRateLimiter.for_key(name, requests_per_minute)
+
+
+@lru_cache(maxsize=4)
+def _redis(url: str):
+    import redis
+
+    return redis.Redis.from_url(url)
+
+
 def pms_connector(org: Organisation, secrets: SecretBox) -> PmsConnector:
+    settings = get_settings()
     if org.pms_kind == "csv":
         if not org.pms_path:
             raise ConfigurationError(f"organisation {org.slug}: the csv connector needs --pms-path")
         return CsvPmsConnector(org.pms_path)
-    raise ConfigurationError(
-        f"organisation {org.slug}: the {org.pms_kind} connector is not available in this version "
-        f"(available: {', '.join(AVAILABLE_PMS)})"
-    )
+    if org.pms_kind == "cliniko":
+        if not org.pms_key_encrypted:
+            raise ConfigurationError(f"organisation {org.slug}: the cliniko connector needs --pms-key")
+        key = secrets.decrypt(org.pms_key_encrypted).decode()
+        return ClinikoConnector(
+            key,
+            base_url=org.pms_url,
+            user_agent=user_agent(),
+            limiter=rate_limiter(key, settings.cliniko_requests_per_minute),
+        )
+    if org.pms_kind == "fhir":
+        if not org.pms_url:
+            raise ConfigurationError(f"organisation {org.slug}: the fhir connector needs --pms-url")
+        token = secrets.decrypt(org.pms_key_encrypted).decode() if org.pms_key_encrypted else None
+        return FhirConnector(
+            org.pms_url,
+            token=token,
+            user_agent=user_agent(),
+            limiter=rate_limiter(f"{org.pms_url}|{token or ''}", settings.fhir_requests_per_minute),
+        )
+    raise ConfigurationError(f"organisation {org.slug}: unknown PMS connector {org.pms_kind!r}")
 
 
 def ptdirect_adapter(org: Organisation, secrets: SecretBox) -> PtDirectAdapter:

@@ -24,6 +24,10 @@ class Settings(BaseSettings):
     run_lease_seconds: int = Field(default=30, ge=2, description="a silent sync is presumed dead after this")
     redis_heartbeat_timeout_ms: int = Field(default=15_000, ge=1_000)
     redis_maintenance_chance: int = Field(default=50_000, ge=1, le=1_000_000)
+    cliniko_requests_per_minute: float = Field(
+        default=190, gt=0, description="per API key, all processes together (Cliniko allows 200)"
+    )
+    fhir_requests_per_minute: float = Field(default=600, gt=0, description="per FHIR server and token")
     log_level: str = "INFO"
 
     @property

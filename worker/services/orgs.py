@@ -7,10 +7,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from connectors.cliniko import base_url_for_key
+from connectors.errors import ConnectorError
 from connectors.physitrack_v2 import REGIONS
 from sharing import Mode
 from worker.clock import utcnow
-from worker.connections import AVAILABLE_PMS, AVAILABLE_PTDIRECT, PMS_KINDS, PTDIRECT_KINDS
+from worker.connections import PMS_KINDS, PTDIRECT_KINDS
 from worker.errors import InvalidInput
 from worker.runtime import Runtime
 from worker.store import repositories as repo
@@ -44,17 +46,23 @@ def validate(new: NewOrganisation) -> None:
         )
     if new.pms not in PMS_KINDS:
         raise InvalidInput(f"--pms must be one of {', '.join(PMS_KINDS)}")
-    if new.pms not in AVAILABLE_PMS:
-        raise InvalidInput(
-            f"the {new.pms} connector is not available in this version "
-            f"(available: {', '.join(AVAILABLE_PMS)})"
-        )
     if new.ptdirect not in PTDIRECT_KINDS:
         raise InvalidInput(f"--ptdirect must be one of {', '.join(PTDIRECT_KINDS)}")
-    if new.ptdirect not in AVAILABLE_PTDIRECT:
+    if new.pms_url is not None and not new.pms_url.startswith(("http://", "https://")):
+        raise InvalidInput("--pms-url must start with http:// or https://")
+    if new.pms == "cliniko":
+        if not new.pms_key:
+            raise InvalidInput(
+                "--pms cliniko needs --pms-key (a Cliniko API key, ending in its shard, e.g. -au1)"
+            )
+        if new.pms_url is None:
+            try:
+                base_url_for_key(new.pms_key)
+            except ConnectorError as exc:
+                raise InvalidInput(exc.reason) from None
+    if new.pms == "fhir" and not new.pms_url:
         raise InvalidInput(
-            f"the PT Direct {new.ptdirect} adapter is not available in this version "
-            f"(available: {', '.join(AVAILABLE_PTDIRECT)})"
+            "--pms fhir needs --pms-url (the FHIR base URL); --pms-key is an optional bearer token"
         )
     if new.pms == "csv":
         if not new.pms_path:

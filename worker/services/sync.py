@@ -153,8 +153,13 @@ def _sync_claimed(
     window_start = as_of - timedelta(days=policy.lookback_days)
     with runtime.db.transaction() as session:
         cursors = repo.cursors_of(session, org.id)
+        state = repo.pms_state_of(session, org.id)
     pms = pms_connector(org, runtime.secrets).pull(
-        window_start=window_start, cursors=cursors, progress=heartbeat.progress
+        window_start=window_start,
+        cursors=cursors,
+        state=state,
+        started_at=started_at,
+        progress=heartbeat.progress,
     )
     read_at = utcnow()
     ptdirect = ptdirect_adapter(org, runtime.secrets).read()
@@ -245,6 +250,8 @@ def _sync_claimed(
             )
         if result.complete:
             repo.store_cursors(session, org.id, pms.cursors, finished_at)
+            if pms.state is not None:
+                repo.store_pms_state(session, org.id, pms.state, finished_at)
         if ptdirect.complete:
             verify_applied(session, org.id, ptdirect, read_at)
         repo.audit(

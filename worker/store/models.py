@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     text,
@@ -174,6 +175,20 @@ class PhysitrackKey(Base):
     org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), primary_key=True)
     practitioner_email: Mapped[str] = mapped_column(String(320), primary_key=True)
     key_encrypted: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime]
+
+
+class PmsState(Base):
+    """What an incremental connector read in earlier runs (zlib-compressed JSON).
+
+    Written in the same transaction as the cursors, only when a run completes, so the cursors
+    never point past rows the state does not hold.
+    """
+
+    __tablename__ = "pms_state"
+
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
     updated_at: Mapped[datetime]
 
 

@@ -6,6 +6,8 @@ are atomic on SQLite and PostgreSQL alike and a stale worker can never overwrite
 
 from __future__ import annotations
 
+import json
+import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from worker.clock import new_id
 from worker.errors import NotFound
-from worker.store.models import AuditEntry, Organisation, PhysitrackKey, Proposal, Run, SyncCursor
+from worker.store.models import AuditEntry, Organisation, PhysitrackKey, PmsState, Proposal, Run, SyncCursor
 
 QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
 OPEN_PROPOSAL_STATES = ("proposed", "approved", "reopened")
@@ -287,3 +289,20 @@ def unverified_applied_proposals(session: Session, org_id: int, before: datetime
             )
         )
     )
+
+
+def pms_state_of(session: Session, org_id: int) -> dict[str, Any] | None:
+    row = session.get(PmsState, org_id)
+    if row is None:
+        return None
+    return json.loads(zlib.decompress(row.data))
+
+
+def store_pms_state(session: Session, org_id: int, state: dict[str, Any], now: datetime) -> None:
+    data = zlib.compress(json.dumps(state, separators=(",", ":")).encode(), 6)
+    row = session.get(PmsState, org_id)
+    if row is None:
+        session.add(PmsState(org_id=org_id, data=data, updated_at=now))
+    else:
+        row.data = data
+        row.updated_at = now

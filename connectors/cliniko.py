@@ -1,0 +1,254 @@
+"""The Cliniko connector (`--pms cliniko`).
+
+Reads users (for emails), active and inactive practitioners, individual appointments, group
+appointments and their attendees. Archived rows are asked for (`q[]=archived_at:*`) so that
+cancelled, archived and deleted appointments are known and excluded by the core, not silently
+missed. Ids are opaque strings, parsed from `links.self` URLs.
+
+Incremental: after a complete run, each resource is asked only for rows updated after its
+cursor; the rows from earlier runs come from the connector state the worker stored with that
+run (so a run always reconciles the whole window, from few requests).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from connectors.base import PmsPull, Progress
+from connectors.errors import ConnectorError
+from connectors.http import HttpClient, retry_after_seconds
+from connectors.paging import pages
+from connectors.ratelimit import RateLimiter
+from sharing import AccessLogBuilder, AccessSource, AccessStatus, PmsPractitioner, PmsSnapshot
+
+NAME = "cliniko"
+SHARD_REGIONS = ("au", "uk", "ca", "eu")
+_SHARD = re.compile(r"^(?P<region>[a-z]{2})(?P<number>\d{1,2})$")
+PER_PAGE = 100
+CURSOR_OVERLAP = timedelta(minutes=1)
+STATE_VERSION = 1
+APPOINTMENT_RESOURCES = ("individual_appointments", "group_appointments", "attendees")
+
+
+def base_url_for_key(api_key: str) -> str:
+    """`...-au2` -> https://api.au2.cliniko.com/v1; no suffix -> au1; unknown shard -> error."""
+    if "-" not in api_key:
+        return "https://api.au1.cliniko.com/v1"
+    suffix = api_key.rsplit("-", 1)[1].lower()
+    match = _SHARD.match(suffix)
+    if match is None or match["region"] not in SHARD_REGIONS:
+        raise ConnectorError(
+            NAME,
+            f"the API key ends in an unknown shard '-{suffix}' (expected e.g. -au1, -uk2, -ca1, -eu1); "
+            "pass --pms-url to set the API address yourself",
+        )
+    return f"https://api.{suffix}.cliniko.com/v1"
+
+
+def id_from_link(value: Any, where: str) -> str:
+    """The id at the end of a `{"links": {"self": ".../things/123"}}` reference."""
+    try:
+        url = value["links"]["self"]
+    except (TypeError, KeyError):
+        raise ConnectorError(NAME, f"{where}: expected a reference with links.self") from None
+    if not isinstance(url, str) or not url.rstrip("/"):
+        raise ConnectorError(NAME, f"{where}: links.self is not a URL")
+    identifier = url.rstrip("/").rsplit("/", 1)[-1]
+    if not identifier:
+        raise ConnectorError(NAME, f"{where}: links.self has no id")
+    return identifier
+
+
+def _text_id(value: Any, where: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ConnectorError(NAME, f"{where}: id must be a string")
+    return str(value)
+
+
+def _day(value: Any, where: str) -> int:
+    if not isinstance(value, str):
+        raise ConnectorError(NAME, f"{where}: expected an ISO timestamp")
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConnectorError(NAME, f"{where}: expected an ISO timestamp, got {value!r}") from None
+    return moment.date().toordinal()
+
+
+def _status(row: dict[str, Any]) -> int:
+    if row.get("deleted_at"):
+        return int(AccessStatus.DELETED)
+    if row.get("archived_at"):
+        return int(AccessStatus.ARCHIVED)
+    if row.get("cancelled_at"):
+        return int(AccessStatus.CANCELLED)
+    return int(AccessStatus.ACTIVE)
+
+
+def _items(document: Any, key: str, where: str) -> list[dict[str, Any]]:
+    if not isinstance(document, dict) or not isinstance(document.get(key), list):
+        raise ConnectorError(NAME, f"{where}: the response has no '{key}' list")
+    items = document[key]
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ConnectorError(NAME, f"{where}: item {index} is not an object")
+    return items
+
+
+def _next(document: Any) -> str | None:
+    links = document.get("links") if isinstance(document, dict) else None
+    return links.get("next") if isinstance(links, dict) else None
+
+
+class ClinikoConnector:
+    system = "cliniko"
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        base_url: str | None = None,
+        user_agent: str,
+        limiter: RateLimiter | None = None,
+        **http: Any,
+    ) -> None:
+        self.base_url = base_url or base_url_for_key(api_key)
+        self.limiter = limiter
+        self.http = HttpClient(
+            NAME,
+            self.base_url,
+            headers={"User-Agent": user_agent},
+            auth=(api_key, ""),
+            before_request=limiter.acquire if limiter else None,
+            on_response=self._on_response,
+            **http,
+        )
+
+    def _on_response(self, response) -> None:
+        if response.status_code == 429 and self.limiter is not None:
+            self.limiter.block_until(time.time() + retry_after_seconds(response.headers))
+
+    @property
+    def requests_sent(self) -> int:
+        return self.http.requests_sent
+
+    def pull(
+        self,
+        *,
+        window_start: date,
+        cursors: dict[str, str],
+        state: dict[str, Any] | None = None,
+        started_at: datetime | None = None,
+        progress: Progress | None = None,
+    ) -> PmsPull:
+        started_at = started_at or datetime.now(UTC)
+        incremental = (
+            bool(state)
+            and state.get("version") == STATE_VERSION
+            and all(resource in cursors for resource in APPOINTMENT_RESOURCES)
+        )
+        records: dict[str, dict[str, list[Any]]] = (
+            {resource: dict(state[resource]) for resource in APPOINTMENT_RESOURCES}
+            if incremental and state
+            else {resource: {} for resource in APPOINTMENT_RESOURCES}
+        )
+        emails = self._user_emails()
+        practitioners = self._practitioners(emails)
+        window_filter = f"starts_at:>={window_start.isoformat()}T00:00:00Z"
+        for resource in APPOINTMENT_RESOURCES:
+            filters = ["archived_at:*"]
+            if resource != "attendees":
+                filters.append(window_filter)
+            if incremental:
+                filters.append(f"updated_at:>{cursors[resource]}")
+            self._read_appointments(resource, filters, records[resource], progress)
+        window_day = window_start.toordinal()
+        for resource in ("individual_appointments", "group_appointments"):
+            records[resource] = {k: v for k, v in records[resource].items() if v[-2] >= window_day}
+        cursor = (started_at - CURSOR_OVERLAP).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        snapshot = PmsSnapshot(self.system, tuple(practitioners), _access_log(records))
+        new_state = {"version": STATE_VERSION, **records}
+        return PmsPull(snapshot, {resource: cursor for resource in APPOINTMENT_RESOURCES}, new_state)
+
+    def _all(self, path: str, key: str, filters: list[str] | None = None):
+        params: list[tuple[str, Any]] = [("per_page", PER_PAGE)]
+        params += [("q[]", item) for item in filters or []]
+        for document in pages(self.http, path, params, _next):
+            yield from _items(document, key, f"GET /{path}")
+
+    def _user_emails(self) -> dict[str, str | None]:
+        emails: dict[str, str | None] = {}
+        for index, user in enumerate(self._all("users", "users")):
+            user_id = _text_id(user.get("id"), f"users item {index}")
+            email = user.get("email")
+            emails[user_id] = email if isinstance(email, str) and "@" in email else None
+        return emails
+
+    def _practitioners(self, emails: dict[str, str | None]) -> list[PmsPractitioner]:
+        found: dict[str, PmsPractitioner] = {}
+        for path, active in (("practitioners", True), ("practitioners/inactive", False)):
+            for index, row in enumerate(self._all(path, "practitioners")):
+                where = f"GET /{path} item {index}"
+                practitioner_id = _text_id(row.get("id"), where)
+                user = row.get("user")
+                email = emails.get(id_from_link(user, f"{where}.user")) if user else None
+                name = " ".join(
+                    str(row[part]).strip() for part in ("first_name", "last_name") if row.get(part)
+                ) or str(row.get("display_name") or practitioner_id)
+                is_active = bool(row.get("active", active)) and active
+                found[practitioner_id] = PmsPractitioner(
+                    practitioner_id, name, email, is_active, row.get("designation"), row.get("updated_at")
+                )
+        return [found[key] for key in sorted(found)]
+
+    def _read_appointments(
+        self, resource: str, filters: list[str], into: dict[str, list[Any]], progress: Progress | None
+    ) -> None:
+        for index, row in enumerate(self._all(resource, resource, filters)):
+            where = f"GET /{resource} item {index}"
+            row_id = _text_id(row.get("id"), where)
+            status = _status(row)
+            if resource == "individual_appointments":
+                into[row_id] = [
+                    id_from_link(row.get("practitioner"), f"{where}.practitioner"),
+                    id_from_link(row.get("patient"), f"{where}.patient"),
+                    _day(row.get("starts_at"), f"{where}.starts_at"),
+                    status,
+                ]
+            elif resource == "group_appointments":
+                into[row_id] = [
+                    id_from_link(row.get("practitioner"), f"{where}.practitioner"),
+                    _day(row.get("starts_at"), f"{where}.starts_at"),
+                    status,
+                ]
+            else:
+                booking = row.get("booking") or row.get("group_appointment") or row.get("appointment")
+                into[row_id] = [
+                    id_from_link(booking, f"{where}.booking"),
+                    id_from_link(row.get("patient"), f"{where}.patient"),
+                    status,
+                ]
+            if progress is not None and index % 1000 == 999:
+                progress(resource, index + 1)
+
+
+def _access_log(records: dict[str, dict[str, list[Any]]]):
+    builder = AccessLogBuilder()
+    for practitioner, patient, day, status in records["individual_appointments"].values():
+        builder.add(
+            practitioner, patient, AccessSource.APPOINTMENT, date.fromordinal(day), AccessStatus(status)
+        )
+    groups = records["group_appointments"]
+    for group_id, patient, attendee_status in records["attendees"].values():
+        group = groups.get(group_id)
+        if group is None:
+            continue  # the class is outside the window
+        practitioner, day, group_status = group
+        status = max(attendee_status, group_status)  # a cancelled class cancels every attendance
+        builder.add(
+            practitioner, patient, AccessSource.APPOINTMENT, date.fromordinal(day), AccessStatus(status)
+        )
+    return builder.build()

@@ -1,0 +1,234 @@
+"""An emulator of the parts of Cliniko's API that ptsync reads.
+
+It enforces HTTP Basic auth with the API key (with or without its shard suffix) and a
+User-Agent with a contact email, pages by `per_page` (at most 100) and `page` with `links.next`,
+understands the `q[]` filters ptsync sends (`archived_at:*`, `starts_at:>=`, `updated_at:>`),
+limits requests per key in a sliding window (429 with `X-RateLimit-Reset`), and records every
+request so tests and benchmarks can count them.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+import time
+from collections import deque
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from connectors.emulators.base import JsonServer, Request, Response
+
+RESOURCES = ("users", "practitioners", "individual_appointments", "group_appointments", "attendees")
+_LINKED = {
+    "user": "users",
+    "practitioner": "practitioners",
+    "patient": "patients",
+    "booking": "group_appointments",
+}
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class ClinikoEmulator(JsonServer):
+    def __init__(
+        self,
+        data: dict[str, list[dict[str, Any]]],
+        api_key: str,
+        *,
+        requests_per_window: int = 200,
+        window_seconds: float = 60.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        super().__init__(host, port)
+        self.data = {resource: list(data.get(resource, [])) for resource in RESOURCES}
+        self.api_key = api_key.rsplit("-", 1)[0] if "-" in api_key else api_key
+        self.requests_per_window = requests_per_window
+        self.window_seconds = window_seconds
+        self._recent: deque[float] = deque()
+        self.rate_limited = 0
+        self.route("GET", "/v1/users", lambda r: self._list(r, "users"))
+        self.route("GET", "/v1/practitioners", lambda r: self._list(r, "practitioners", active=True))
+        self.route(
+            "GET", "/v1/practitioners/inactive", lambda r: self._list(r, "practitioners", active=False)
+        )
+        for resource in RESOURCES[2:]:
+            self.route("GET", f"/v1/{resource}", lambda r, resource=resource: self._list(r, resource))
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/v1"
+
+    def authorise(self, request: Request) -> Response | None:
+        header = request.headers.get("authorization", "")
+        try:
+            user = base64.b64decode(header.removeprefix("Basic ")).decode().split(":", 1)[0]
+        except ValueError:
+            user = ""
+        key = user.rsplit("-", 1)[0] if "-" in user else user
+        if not header.startswith("Basic ") or key != self.api_key:
+            return Response(401, {"errors": ["Unauthorized"]})
+        if "@" not in request.headers.get("user-agent", ""):
+            return Response(400, {"errors": ["A User-Agent with a contact email is required"]})
+        now = time.time()
+        while self._recent and self._recent[0] <= now - self.window_seconds:
+            self._recent.popleft()
+        if len(self._recent) >= self.requests_per_window:
+            self.rate_limited += 1
+            reset = self._recent[0] + self.window_seconds
+            return Response(429, {"errors": ["Too many requests"]}, {"X-RateLimit-Reset": f"{reset:.3f}"})
+        self._recent.append(now)
+        return None
+
+    def _list(self, request: Request, resource: str, active: bool | None = None) -> Response:
+        try:
+            per_page = min(int(request.query.get("per_page", ["50"])[0]), 100)
+            page = int(request.query.get("page", ["1"])[0])
+        except ValueError:
+            return Response(400, {"errors": ["per_page and page must be numbers"]})
+        rows = self.data[resource]
+        if active is not None:
+            rows = [row for row in rows if row.get("active", True) is active]
+        filters = request.query.get("q[]", [])
+        if "archived_at:*" not in filters:
+            rows = [row for row in rows if not row.get("archived_at")]
+        for expression in filters:
+            field, _, condition = expression.partition(":")
+            if condition.startswith(">="):
+                rows = [row for row in rows if (row.get(field) or "") >= condition[2:]]
+            elif condition.startswith(">"):
+                rows = [row for row in rows if (row.get(field) or "") > condition[1:]]
+        start = (page - 1) * per_page
+        chunk = rows[start : start + per_page]
+        links = {"self": self._page_url(request, page)}
+        if start + per_page < len(rows):
+            links["next"] = self._page_url(request, page + 1)
+        return Response(
+            200,
+            {
+                resource.split("/")[0]: [self._render(row) for row in chunk],
+                "total_entries": len(rows),
+                "links": links,
+            },
+        )
+
+    def _page_url(self, request: Request, page: int) -> str:
+        query = [(k, v) for k, values in request.query.items() if k != "page" for v in values]
+        return f"{self.url}{request.path}?{urlencode([*query, ('page', page)])}"
+
+    def _render(self, row: dict[str, Any]) -> dict[str, Any]:
+        rendered = dict(row)
+        for field, resource in _LINKED.items():
+            if field in rendered and not isinstance(rendered[field], dict):
+                rendered[field] = {"links": {"self": f"{self.base_url}/{resource}/{rendered[field]}"}}
+        rendered["links"] = {"self": f"{self.base_url}/{row.get('_resource', 'things')}/{row['id']}"}
+        rendered.pop("_resource", None)
+        return rendered
+
+    def update_appointments(self, count: int, now: datetime, seed: int = 1) -> list[str]:
+        """Change `count` individual appointments (cancel them), as a clinic's day would."""
+        rng = random.Random(seed)
+        with self.lock:
+            rows = rng.sample(self.data["individual_appointments"], count)
+            for row in rows:
+                row["cancelled_at"] = _iso(now)
+                row["updated_at"] = _iso(now)
+        return [str(row["id"]) for row in rows]
+
+
+def generate_account(
+    *,
+    patients: int,
+    practitioners: int,
+    appointments: int,
+    today: date,
+    seed: int = 42,
+    group_classes: int = 0,
+    updated: datetime | None = None,
+) -> dict[str, list[dict[str, Any]]]:
+    """A Cliniko account: practitioners in teams of about 8, patients mostly seen within a team."""
+    rng = random.Random(seed)
+    stamp = _iso(updated or datetime(today.year, today.month, today.day, tzinfo=UTC) - timedelta(days=1))
+    base_id = 1_000_000_000_000_000_000
+    users, rows = [], []
+    for index in range(practitioners):
+        user_id = str(base_id + 500 + index)
+        users.append(
+            {
+                "id": user_id,
+                "email": f"practitioner{index}@clinic.example",
+                "first_name": f"P{index}",
+                "last_name": "Example",
+                "_resource": "users",
+            }
+        )
+        rows.append(
+            {
+                "id": str(base_id + 100 + index),
+                "first_name": f"P{index}",
+                "last_name": "Example",
+                "active": index % 13 != 12,
+                "user": user_id,
+                "updated_at": stamp,
+                "_resource": "practitioners",
+            }
+        )
+    team_size = 8
+    appointments_rows = []
+    for index in range(appointments):
+        patient = rng.randrange(patients)
+        team = patient % max(practitioners // team_size, 1)
+        practitioner = min(team * team_size + rng.randrange(team_size), practitioners - 1)
+        starts = datetime(today.year, today.month, today.day, 9, tzinfo=UTC) - timedelta(
+            days=rng.randrange(0, 500), minutes=15 * rng.randrange(0, 32)
+        )
+        roll = rng.random()
+        appointments_rows.append(
+            {
+                "id": str(base_id + 10_000_000 + index),
+                "starts_at": _iso(starts),
+                "practitioner": str(base_id + 100 + practitioner),
+                "patient": str(base_id + 2_000_000 + patient),
+                "cancelled_at": _iso(starts - timedelta(days=1)) if roll < 0.05 else None,
+                "archived_at": _iso(starts) if 0.05 <= roll < 0.07 else None,
+                "did_not_arrive": False,
+                "updated_at": stamp,
+                "_resource": "individual_appointments",
+            }
+        )
+    groups, attendees = [], []
+    for index in range(group_classes):
+        starts = datetime(today.year, today.month, today.day, 18, tzinfo=UTC) - timedelta(days=7 * index)
+        group_id = str(base_id + 20_000_000 + index)
+        groups.append(
+            {
+                "id": group_id,
+                "starts_at": _iso(starts),
+                "practitioner": str(base_id + 100),
+                "archived_at": None,
+                "updated_at": stamp,
+                "_resource": "group_appointments",
+            }
+        )
+        for seat in range(4):
+            attendees.append(
+                {
+                    "id": str(base_id + 30_000_000 + index * 10 + seat),
+                    "booking": group_id,
+                    "patient": str(base_id + 2_000_000 + rng.randrange(patients)),
+                    "cancelled_at": None,
+                    "archived_at": None,
+                    "updated_at": stamp,
+                    "_resource": "attendees",
+                }
+            )
+    return {
+        "users": users,
+        "practitioners": rows,
+        "individual_appointments": appointments_rows,
+        "group_appointments": groups,
+        "attendees": attendees,
+    }
