@@ -211,26 +211,28 @@ class ClinikoConnector:
             where = f"GET /{resource} item {index}"
             row_id = _text_id(row.get("id"), where)
             status = _status(row)
+            # Tuples of strings and ints are untracked by the garbage collector: with tens of
+            # thousands of rows, lists here made full collections stall the pull.
             if resource == "individual_appointments":
-                into[row_id] = [
+                into[row_id] = (
                     id_from_link(row.get("practitioner"), f"{where}.practitioner"),
                     id_from_link(row.get("patient"), f"{where}.patient"),
                     _day(row.get("starts_at"), f"{where}.starts_at"),
                     status,
-                ]
+                )
             elif resource == "group_appointments":
-                into[row_id] = [
+                into[row_id] = (
                     id_from_link(row.get("practitioner"), f"{where}.practitioner"),
                     _day(row.get("starts_at"), f"{where}.starts_at"),
                     status,
-                ]
+                )
             else:
                 booking = row.get("booking") or row.get("group_appointment") or row.get("appointment")
-                into[row_id] = [
+                into[row_id] = (
                     id_from_link(booking, f"{where}.booking"),
                     id_from_link(row.get("patient"), f"{where}.patient"),
                     status,
-                ]
+                )
             if progress is not None and index % 1000 == 999:
                 progress(resource, index + 1)
 

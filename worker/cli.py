@@ -487,6 +487,9 @@ def run_worker(
             "`ptsync worker` needs PTSYNC_BROKER_URL (e.g. redis://127.0.0.1:6379/0); without it, "
             "syncs run inside the ptsync command itself"
         )
+    # A sync holds a worker thread for seconds or minutes: a process must not hoard queued syncs
+    # (dramatiq prefetches two per thread by default) while other processes sit idle.
+    os.environ.setdefault("dramatiq_queue_prefetch", str(threads))
     os.execv(
         sys.executable,
         [

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +25,8 @@ class Request:
     headers: dict[str, str]
     body: Any
     params: dict[str, str] = field(default_factory=dict)
+    received_at: float = field(default_factory=time.time)
+    client: str = ""
 
 
 @dataclass
@@ -46,6 +49,7 @@ class JsonServer:
 
         class _Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out as separate writes
 
             def log_message(self, *args: Any) -> None:  # keep test output clean
                 pass
@@ -120,11 +124,17 @@ class JsonServer:
             parse_qs(split.query),
             {k.lower(): v for k, v in raw.headers.items()},
             body,
+            client=f"{raw.client_address[0]}:{raw.client_address[1]}",
         )
         with self.lock:
             self.log.append(request)
         response = self._injected_fault(request.path) or self.authorise(request) or self._route(request)
-        encoded = b"" if response.body is None else json.dumps(response.body).encode()
+        if response.body is None:
+            encoded = b""
+        elif isinstance(response.body, bytes):  # already encoded (emulators cache hot pages)
+            encoded = response.body
+        else:
+            encoded = json.dumps(response.body).encode()
         raw.send_response(response.status)
         for name, value in response.headers.items():
             raw.send_header(name, value)

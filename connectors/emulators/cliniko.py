@@ -10,6 +10,7 @@ request so tests and benchmarks can count them.
 from __future__ import annotations
 
 import base64
+import json
 import random
 import time
 from collections import deque
@@ -50,6 +51,8 @@ class ClinikoEmulator(JsonServer):
         self.window_seconds = window_seconds
         self._recent: deque[float] = deque()
         self.rate_limited = 0
+        self._cache: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+        self._pages: dict[tuple[Any, ...], bytes] = {}
         self.route("GET", "/v1/users", lambda r: self._list(r, "users"))
         self.route("GET", "/v1/practitioners", lambda r: self._list(r, "practitioners", active=True))
         self.route(
@@ -89,10 +92,36 @@ class ClinikoEmulator(JsonServer):
             page = int(request.query.get("page", ["1"])[0])
         except ValueError:
             return Response(400, {"errors": ["per_page and page must be numbers"]})
+        filters = request.query.get("q[]", [])
+        page_key = (resource, active, tuple(filters), per_page, page, request.path)
+        cached = self._pages.get(page_key)
+        if cached is not None:
+            return Response(200, cached)
+        rows = self._filtered(resource, active, tuple(filters))
+        start = (page - 1) * per_page
+        chunk = rows[start : start + per_page]
+        links = {"self": self._page_url(request, page)}
+        if start + per_page < len(rows):
+            links["next"] = self._page_url(request, page + 1)
+        body = json.dumps(
+            {
+                resource.split("/")[0]: [self._render(row) for row in chunk],
+                "total_entries": len(rows),
+                "links": links,
+            }
+        ).encode()
+        self._pages[page_key] = body
+        return Response(200, body)
+
+    def _filtered(self, resource: str, active: bool | None, filters: tuple[str, ...]) -> list[dict[str, Any]]:
+        """Rows matching a query; cached per query (pages of one listing share it) until data changes."""
+        key = (resource, active, filters)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
         rows = self.data[resource]
         if active is not None:
             rows = [row for row in rows if row.get("active", True) is active]
-        filters = request.query.get("q[]", [])
         if "archived_at:*" not in filters:
             rows = [row for row in rows if not row.get("archived_at")]
         for expression in filters:
@@ -101,19 +130,8 @@ class ClinikoEmulator(JsonServer):
                 rows = [row for row in rows if (row.get(field) or "") >= condition[2:]]
             elif condition.startswith(">"):
                 rows = [row for row in rows if (row.get(field) or "") > condition[1:]]
-        start = (page - 1) * per_page
-        chunk = rows[start : start + per_page]
-        links = {"self": self._page_url(request, page)}
-        if start + per_page < len(rows):
-            links["next"] = self._page_url(request, page + 1)
-        return Response(
-            200,
-            {
-                resource.split("/")[0]: [self._render(row) for row in chunk],
-                "total_entries": len(rows),
-                "links": links,
-            },
-        )
+        self._cache[key] = rows
+        return rows
 
     def _page_url(self, request: Request, page: int) -> str:
         query = [(k, v) for k, values in request.query.items() if k != "page" for v in values]
@@ -128,6 +146,13 @@ class ClinikoEmulator(JsonServer):
         rendered.pop("_resource", None)
         return rendered
 
+    def update_row(self, resource: str, index: int, **fields: Any) -> None:
+        """Change one stored row (tests use it to serve bad or changed data)."""
+        with self.lock:
+            self.data[resource][index].update(fields)
+            self._cache.clear()
+            self._pages.clear()
+
     def update_appointments(self, count: int, now: datetime, seed: int = 1) -> list[str]:
         """Change `count` individual appointments (cancel them), as a clinic's day would."""
         rng = random.Random(seed)
@@ -136,6 +161,8 @@ class ClinikoEmulator(JsonServer):
             for row in rows:
                 row["cancelled_at"] = _iso(now)
                 row["updated_at"] = _iso(now)
+            self._cache.clear()
+            self._pages.clear()
         return [str(row["id"]) for row in rows]
 
 

@@ -135,7 +135,7 @@ def test_org_add_rejects_bad_settings_without_storing_anything(tmp_path):
     )
     assert missing.returncode == 1 and "--pms-path nowhere: not a folder" in missing.stderr
     unavailable = ptsync(tmp_path, "org", "add", "clinic-a", "--pms", "fhir", "--ptdirect", "file")
-    assert "the fhir connector is not available in this version" in unavailable.stderr
+    assert "--pms fhir needs --pms-url" in unavailable.stderr
     assert "clinic-a" not in ptsync(tmp_path, "org", "list").stdout
 
 
