@@ -506,15 +506,55 @@ def run_worker(
 
 
 @app.command()
-def web() -> None:
-    """Run the HTTP app (webhooks, admin API, report pages)."""
-    fail("the HTTP app is not part of this version yet; use `ptsync report --format html`", code=2)
+def web(
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="PORT", help="Port (or $PORT)")] = 8000,
+) -> None:
+    """Run the HTTP app: webhooks, the admin API (/docs) and the admin pages (/orgs/SLUG/)."""
+    import uvicorn
+
+    from worker.web import create_app
+
+    _runtime()  # fail early, with one line, on configuration errors
+    uvicorn.run(create_app(), host=host, port=port, log_level="warning", proxy_headers=True)
 
 
 @app.command()
 def clock() -> None:
-    """Run the scheduler that starts due syncs."""
-    fail("the scheduler is not part of this version yet; run `ptsync sync SLUG` from cron instead", code=2)
+    """Run the scheduler that starts due syncs (one leader at a time through a Redis lock)."""
+    from worker.clock_process import run
+
+    _runtime()
+    run()
+
+
+@org_app.command("token")
+def org_token(slug: str, label: Annotated[str, typer.Option(help="What the token is for")] = "admin") -> None:
+    """Create an admin token for the API and pages (printed once; stored hashed)."""
+    from worker.services.credentials import create_admin_token
+
+    token = create_admin_token(_runtime(), slug, label)
+    out.print(token)
+    err.print(f"admin token for {slug} ({label}); it is shown only now. Log in at /orgs/{slug}/login")
+
+
+@org_app.command("webhooks")
+def org_webhooks(
+    slug: str,
+    base_url: Annotated[
+        str, typer.Option(help="Where the web process is reachable")
+    ] = "http://127.0.0.1:8000",
+) -> None:
+    """Create (or rotate) the organisation's webhook URLs and signing secret (printed once)."""
+    from worker.services.credentials import rotate_webhook_credentials
+
+    creds = rotate_webhook_credentials(_runtime(), slug)
+    base = base_url.rstrip("/")
+    out.print(f"physitrack_url={base}/webhooks/physitrack/{creds.url_token}")
+    out.print(f"fhir_url={base}/webhooks/fhir/{creds.url_token}")
+    out.print(f"generic_url={base}/webhooks/generic/{slug}")
+    out.print(f"generic_signing_secret={creds.signing_secret}")
+    err.print("shown only now; the previous URLs and secret no longer work")
 
 
 class _TerminalFormatter(logging.Formatter):

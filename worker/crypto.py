@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
 from pathlib import Path
@@ -21,6 +23,7 @@ class SecretBox:
     def __init__(self, keys: list[str]) -> None:
         try:
             self._fernet = MultiFernet([Fernet(key.strip().encode()) for key in keys])
+            self._primary = keys[0].strip().encode()
         except (ValueError, TypeError) as exc:
             raise ConfigurationError(
                 "PTSYNC_SECRET_KEY is not a valid Fernet key (or comma-separated list of keys)"
@@ -37,6 +40,10 @@ class SecretBox:
                 "a stored secret cannot be decrypted with PTSYNC_SECRET_KEY (was the key changed "
                 "without keeping the old one in the list?)"
             ) from exc
+
+    def derive_key(self, purpose: str) -> bytes:
+        """A stable key for one purpose (e.g. signing session cookies), derived from the newest key."""
+        return hmac.new(self._primary, purpose.encode(), hashlib.sha256).digest()
 
     def rotate(self, token: str) -> str:
         return self._fernet.rotate(token.encode("ascii")).decode("ascii")

@@ -9,8 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.clinic_files import write_clinic
 
 PTSYNC = str(Path(sys.executable).parent / "ptsync")
@@ -162,9 +160,3 @@ def test_a_database_other_than_sqlite_requires_a_secret_key(tmp_path, postgres_u
     assert migrated.returncode == 0, migrated.stderr
     result = ptsync(tmp_path, "org", "list", env={"PTSYNC_DATABASE_URL": postgres_url})
     assert result.stderr.strip() == "error: PTSYNC_SECRET_KEY is required when the database is not SQLite"
-
-
-@pytest.mark.parametrize("command", ["web", "clock"])
-def test_processes_not_in_this_version_say_so_instead_of_pretending(tmp_path, command):
-    result = ptsync(tmp_path, command)
-    assert result.returncode == 2 and "not part of this version" in result.stderr

@@ -15,11 +15,11 @@ from worker.clock import utcnow
 from worker.connections import PMS_KINDS, PTDIRECT_KINDS
 from worker.errors import InvalidInput
 from worker.runtime import Runtime
+from worker.services.schedule import parse_schedule
 from worker.store import repositories as repo
 from worker.store.models import Organisation, PhysitrackKey
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-_CRON_FIELD = re.compile(r"^[0-9*/,\-]+$")
 
 
 @dataclass(frozen=True)
@@ -94,9 +94,9 @@ def validate(new: NewOrganisation) -> None:
         Mode(new.policy)
     except ValueError:
         raise InvalidInput("--policy must be one of observe, propose, apply-safe") from None
-    fields = new.schedule.split()
-    if len(fields) != 5 or not all(_CRON_FIELD.match(field) for field in fields):
+    if len(new.schedule.split()) != 5:
         raise InvalidInput(f"--schedule {new.schedule!r} is not a 5-field cron expression (e.g. '0 * * * *')")
+    parse_schedule(new.schedule)
 
 
 def add_organisation(runtime: Runtime, new: NewOrganisation, actor: str = "cli") -> Organisation:

@@ -208,6 +208,7 @@ def _sync_claimed(
             "access_rows": len(pms.snapshot.access),
             "findings": report["summary"]["findings"],
             "operations": len(result.operations),
+            "picture": _sharing_picture(result, pms.snapshot),
         }
         if not repo.finish_run(
             session,
@@ -265,6 +266,22 @@ def _sync_claimed(
         )
     automatic = proposal is not None and any(not op.requires_approval for op in result.operations)
     return SyncOutcome(claim.run_id, repo.SUCCEEDED, proposal.id if automatic and proposal else None)
+
+
+PICTURE_EDGES = 150
+
+
+def _sharing_picture(result, snapshot) -> dict[str, Any]:
+    """Who shares patients with whom (the busiest pairs, at-risk first), for the report page."""
+    pairs = sorted(result.shared_pairs, key=lambda p: (not p.at_risk, -p.shared_patients, p.first, p.second))
+    edges = [[p.first, p.second, p.shared_patients, p.at_risk] for p in pairs[:PICTURE_EDGES]]
+    names = {practitioner.id: practitioner.name for practitioner in snapshot.practitioners}
+    nodes = sorted({pid for edge in edges for pid in edge[:2]})
+    return {
+        "nodes": [[pid, names.get(pid, pid)] for pid in nodes],
+        "edges": edges,
+        "total_pairs": len(result.shared_pairs),
+    }
 
 
 class _Heartbeat:

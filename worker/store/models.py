@@ -20,6 +20,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -70,6 +71,8 @@ class Organisation(Base):
     lookback_days: Mapped[int] = mapped_column(Integer, default=540)
     physitrack_region: Mapped[str | None] = mapped_column(String(8))
     physitrack_url: Mapped[str | None] = mapped_column(Text)
+    webhook_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    webhook_secret_encrypted: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
 
 
@@ -190,6 +193,44 @@ class PmsState(Base):
     org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
     updated_at: Mapped[datetime]
+
+
+class Delivery(Base):
+    """The inbox/outbox: a webhook or schedule tick, committed before it is acknowledged.
+
+    The unique key (organisation, source, delivery id) makes a repeated delivery a no-op and
+    a duplicate schedule tick impossible; the relay turns pending rows into sync requests.
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("org_id", "source", "delivery_id", name="one_row_per_delivery"),
+        Index("deliveries_by_status", "status", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
+    source: Mapped[str] = mapped_column(String(16))  # physitrack, fhir, generic, schedule
+    delivery_id: Mapped[str] = mapped_column(String(200))
+    event: Mapped[str] = mapped_column(String(64))
+    body_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # pending, relayed
+    received_at: Mapped[datetime]
+    relayed_at: Mapped[datetime | None]
+    run_id: Mapped[str | None] = mapped_column(String(32))
+
+
+class AdminToken(Base):
+    """An organisation's admin token, stored as a SHA-256 hash (the token is shown once)."""
+
+    __tablename__ = "admin_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
 
 
 class SyncCursor(Base):

@@ -1,0 +1,206 @@
+"""Webhooks: committed before acknowledged, deduplicated, verified, and nothing stored on bad input."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+
+import pytest
+from sqlalchemy import func, select
+from standardwebhooks.webhooks import Webhook
+
+from worker.store.models import Delivery, Run
+
+
+def _count(runtime, model) -> int:
+    with runtime.db.transaction() as session:
+        return session.scalar(select(func.count()).select_from(model))
+
+
+def _nothing_stored(runtime) -> bool:
+    return _count(runtime, Delivery) == 0 and _count(runtime, Run) == 0
+
+
+def _physitrack(client, clinic, body) -> object:
+    credentials, _ = clinic
+    payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return client.post(
+        f"/webhooks/physitrack/{credentials.url_token}",
+        content=payload,
+        headers={"Content-Type": "application/json"},
+    )
+
+
+def _signed(
+    clinic, body: bytes, *, msg_id: str = "msg_1", timestamp: float | None = None, secret: str | None = None
+) -> dict[str, str]:
+    credentials, _ = clinic
+    when = int(timestamp if timestamp is not None else time.time())
+    from datetime import UTC, datetime
+
+    signature = Webhook(secret or credentials.signing_secret).sign(
+        msg_id, datetime.fromtimestamp(when, tz=UTC), body.decode()
+    )
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(when),
+        "webhook-signature": signature,
+        "Content-Type": "application/json",
+    }
+
+
+def test_a_new_client_event_is_committed_and_relayed_into_one_sync(runtime, client, clinic, sent):
+    # Given a Physitrack event for the organisation's webhook URL
+    # When it arrives
+    response = _physitrack(client, clinic, {"id": "evt-1", "event": "new_client_created", "client_id": 42})
+    # Then it is acknowledged after being stored, and one sync was requested
+    assert response.status_code == 200 and response.json()["status"] == "accepted"
+    with runtime.db.transaction() as session:
+        [delivery] = session.scalars(select(Delivery)).all()
+        [run] = session.scalars(select(Run)).all()
+        assert (delivery.status, delivery.run_id, run.status) == ("relayed", run.id, "queued")
+    assert sent == [run.id]
+
+
+def test_the_same_event_delivered_again_is_acknowledged_and_causes_no_second_run(
+    runtime, client, clinic, sent
+):
+    body = {"id": "evt-1", "event": "new_client_created"}
+    assert _physitrack(client, clinic, body).json()["status"] == "accepted"
+    again = _physitrack(client, clinic, body)
+    assert again.status_code == 200 and again.json()["status"] == "duplicate"
+    assert _count(runtime, Delivery) == 1 and _count(runtime, Run) == 1
+
+
+def test_duplicate_deliveries_sent_concurrently_cause_one_run(runtime, client, clinic, sent):
+    body = {"id": "evt-7", "event": "new_client_created"}
+    answers: list[int] = []
+    barrier = threading.Barrier(8)
+
+    def deliver() -> None:
+        barrier.wait()
+        answers.append(_physitrack(client, clinic, body).status_code)
+
+    threads = [threading.Thread(target=deliver) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == [200] * 8
+    assert _count(runtime, Delivery) == 1 and _count(runtime, Run) == 1
+
+
+def test_a_burst_of_events_for_one_organisation_coalesces_into_one_run(runtime, client, clinic, sent):
+    for number in range(10):
+        assert (
+            _physitrack(client, clinic, {"id": f"evt-{number}", "event": "new_client_created"}).status_code
+            == 200
+        )
+    assert _count(runtime, Delivery) == 10
+    assert _count(runtime, Run) == 1
+    assert set(sent) == {sent[0]}
+
+
+def test_events_that_do_not_concern_sharing_are_acknowledged_but_start_nothing(runtime, client, clinic, sent):
+    response = _physitrack(client, clinic, {"id": "evt-9", "event": "program_assigned"})
+    assert response.json()["status"] == "ignored"
+    assert _count(runtime, Run) == 0 and sent == []
+
+
+def test_an_unknown_webhook_url_is_404_and_stores_nothing(runtime, client, clinic):
+    response = client.post(
+        "/webhooks/physitrack/not-a-token", json={"id": "1", "event": "new_client_created"}
+    )
+    assert response.status_code == 404
+    assert _nothing_stored(runtime)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "reason"),
+    [
+        (b"{not json", 400, "not valid JSON"),
+        (b"[1, 2]", 400, "must be a JSON object"),
+        (json.dumps({"event": "new_client_created"}).encode(), 400, "has no id"),
+        (json.dumps({"id": "e1"}).encode(), 400, "has no type"),
+        (
+            json.dumps({"id": "e1", "event": "new_client_created", "pad": "x" * 300_000}).encode(),
+            413,
+            "larger than",
+        ),
+    ],
+)
+def test_a_malformed_or_oversized_event_is_refused_and_stores_nothing(
+    runtime, client, clinic, body, status, reason
+):
+    response = _physitrack(client, clinic, body)
+    assert response.status_code == status and reason in response.json()["detail"]
+    assert _nothing_stored(runtime)
+
+
+def test_a_fhir_subscription_notification_requests_a_sync(runtime, client, clinic, sent):
+    credentials, _ = clinic
+    bundle = {"resourceType": "Bundle", "id": "notif-1", "type": "subscription-notification", "entry": []}
+    response = client.post(f"/webhooks/fhir/{credentials.url_token}", json=bundle)
+    assert response.status_code == 200 and len(sent) == 1
+    refused = client.post(
+        f"/webhooks/fhir/{credentials.url_token}", json={"resourceType": "Patient", "id": "x"}
+    )
+    assert refused.status_code == 400 and _count(runtime, Delivery) == 1
+
+
+def test_a_correctly_signed_webhook_is_accepted(runtime, client, clinic, sent):
+    body = json.dumps({"type": "appointment.updated"}).encode()
+    response = client.post("/webhooks/generic/clinic-a", content=body, headers=_signed(clinic, body))
+    assert response.status_code == 200 and response.json()["status"] == "accepted"
+    assert len(sent) == 1
+
+
+def test_a_bad_signature_is_401_and_stores_nothing(runtime, client, clinic):
+    body = json.dumps({"type": "appointment.updated"}).encode()
+    other_secret = "whsec_" + base64.b64encode(b"x" * 32).decode()
+    response = client.post(
+        "/webhooks/generic/clinic-a", content=body, headers=_signed(clinic, body, secret=other_secret)
+    )
+    assert response.status_code == 401 and "verification failed" in response.json()["detail"]
+    assert _nothing_stored(runtime)
+
+
+@pytest.mark.parametrize("offset", [-3600, 3600])
+def test_a_stale_or_future_timestamp_is_401_and_stores_nothing(runtime, client, clinic, offset):
+    body = json.dumps({"type": "appointment.updated"}).encode()
+    response = client.post(
+        "/webhooks/generic/clinic-a",
+        content=body,
+        headers=_signed(clinic, body, timestamp=time.time() + offset),
+    )
+    assert response.status_code == 401
+    assert _nothing_stored(runtime)
+
+
+def test_a_replayed_id_with_another_body_is_409_and_changes_nothing(runtime, client, clinic, sent):
+    first = json.dumps({"type": "appointment.updated", "n": 1}).encode()
+    assert (
+        client.post("/webhooks/generic/clinic-a", content=first, headers=_signed(clinic, first)).status_code
+        == 200
+    )
+    replay = json.dumps({"type": "appointment.updated", "n": 2}).encode()
+    response = client.post("/webhooks/generic/clinic-a", content=replay, headers=_signed(clinic, replay))
+    assert response.status_code == 409
+    repeat = client.post("/webhooks/generic/clinic-a", content=first, headers=_signed(clinic, first))
+    assert repeat.json()["status"] == "duplicate"
+    assert _count(runtime, Delivery) == 1 and _count(runtime, Run) == 1
+
+
+def test_a_signed_webhook_for_an_unknown_organisation_is_404(runtime, client, clinic):
+    body = b"{}"
+    response = client.post("/webhooks/generic/nobody", content=body, headers=_signed(clinic, body))
+    assert response.status_code == 404
+    assert _nothing_stored(runtime)
+
+
+def test_missing_signature_headers_are_401(runtime, client, clinic):
+    response = client.post("/webhooks/generic/clinic-a", json={"type": "x"})
+    assert response.status_code == 401
+    assert _nothing_stored(runtime)

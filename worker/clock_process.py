@@ -1,0 +1,114 @@
+"""The `clock` process: one scheduler for the whole deployment.
+
+APScheduler runs a tick every few seconds; a tick does anything only while this process holds
+the leader lock in Redis (SET NX with a TTL, renewed each tick, released on exit), so a second
+clock waits as a hot standby. Even two leaders could not double a run: due times are recorded
+under a unique key (see services/schedule.py). Each tick also relays pending deliveries.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import signal
+
+from apscheduler.schedulers.blocking import BlockingScheduler
+
+from worker.clock import utcnow
+from worker.runtime import get_runtime
+from worker.services.deliveries import relay_quietly
+from worker.services.schedule import record_due_syncs
+from worker.settings import get_settings
+
+log = logging.getLogger(__name__)
+TICK_SECONDS = 5
+LOCK_KEY = "ptsync:clock:leader"
+LOCK_TTL_MS = 20_000
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class Leadership:
+    """Redis leader lock; without Redis (embedded default) the single process leads."""
+
+    def __init__(self, redis_url: str | None) -> None:
+        self.identity = secrets.token_hex(8)
+        self.client = None
+        if redis_url:
+            import redis
+
+            self.client = redis.Redis.from_url(redis_url)
+            self._renew = self.client.register_script(_RENEW)
+            self._release = self.client.register_script(_RELEASE)
+
+    def hold(self) -> bool:
+        if self.client is None:
+            return True
+        if self._renew(keys=[LOCK_KEY], args=[self.identity, LOCK_TTL_MS]):
+            return True
+        return bool(self.client.set(LOCK_KEY, self.identity, nx=True, px=LOCK_TTL_MS))
+
+    def release(self) -> None:
+        if self.client is not None:
+            self._release(keys=[LOCK_KEY], args=[self.identity])
+
+
+def tick(leadership: Leadership, send) -> None:
+    try:
+        if not leadership.hold():
+            return
+        runtime = get_runtime()
+        created = record_due_syncs(runtime, utcnow())
+        if created:
+            log.info("scheduled syncs due for %d organisation(s)", len(created))
+        relay_quietly(runtime, send)
+    except Exception:
+        log.exception("clock tick failed; the next tick tries again")
+
+
+def run() -> None:
+    from worker.actors import sync_org
+    from worker.inprocess import is_in_process
+
+    settings = get_settings()
+    leadership = Leadership(settings.broker_url or None)
+    worker = None
+    if is_in_process():
+        import dramatiq
+
+        from worker.actors import broker
+
+        worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=200)
+        worker.start()
+    scheduler = BlockingScheduler(timezone="UTC")
+    scheduler.add_job(
+        tick,
+        "interval",
+        seconds=TICK_SECONDS,
+        args=[leadership, sync_org.send],
+        max_instances=1,
+        coalesce=True,
+        next_run_time=utcnow(),
+    )
+
+    def stop(*_: object) -> None:
+        scheduler.shutdown(wait=False)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        scheduler.start()
+    finally:
+        leadership.release()
+        if worker is not None:
+            worker.stop()

@@ -1,0 +1,249 @@
+"""The admin API: per-organisation bearer tokens; another organisation's data is a 404.
+
+Reports are the `ptsync.report/1` contract (or CSV); approving sends the apply to the queue;
+starting a sync goes through the same outbox as webhooks.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from worker.clock import iso
+from worker.errors import InvalidInput, NotFound
+from worker.reports import render_csv
+from worker.services import credentials
+from worker.services import proposals as proposal_service
+from worker.services.deliveries import accept, relay_quietly
+from worker.store import repositories as repo
+from worker.store.models import Proposal, Run
+
+router = APIRouter(prefix="/api/v1", tags=["admin"])
+bearer = HTTPBearer(auto_error=False, description="An organisation admin token (ptsync org token SLUG)")
+
+
+class RunSummary(BaseModel):
+    id: str
+    trigger: str
+    status: str
+    requested_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    error: str | None
+    counts: dict[str, Any] | None
+
+
+class OperationView(BaseModel):
+    position: int
+    op: str
+    email: str
+    requires_approval: bool
+    status: str
+
+
+class ProposalView(BaseModel):
+    id: str
+    run_id: str
+    status: str
+    created_at: str | None
+    decided_by: str | None
+    decided_at: str | None
+    error: str | None
+    operations: list[OperationView]
+
+
+class ApproveRequest(BaseModel):
+    transferred: bool = Field(
+        False, description="Confirm that departed practitioners' patients were transferred"
+    )
+
+
+class SyncStarted(BaseModel):
+    delivery: int
+    run_id: str | None
+
+
+def principal_for(
+    slug: str, request: Request, token: HTTPAuthorizationCredentials | None = Depends(bearer)
+) -> credentials.Principal:
+    if token is None:
+        raise HTTPException(
+            401,
+            "an admin token is required (Authorization: Bearer ...)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    principal = credentials.authenticate(request.app.state.runtime(), token.credentials)
+    if principal is None:
+        raise HTTPException(401, "unknown admin token", headers={"WWW-Authenticate": "Bearer"})
+    if principal.slug != slug:
+        raise HTTPException(404, "not found")  # never confirm that another organisation exists
+    return principal
+
+
+def _run_summary(run: Run) -> RunSummary:
+    counts = dict(run.counts or {})
+    counts.pop("picture", None)
+    return RunSummary(
+        id=run.id,
+        trigger=run.trigger,
+        status=run.status,
+        requested_at=iso(run.requested_at),
+        started_at=iso(run.started_at),
+        finished_at=iso(run.finished_at),
+        error=run.error,
+        counts=counts,
+    )
+
+
+def proposal_view(proposal: Proposal) -> ProposalView:
+    return ProposalView(
+        id=proposal.id,
+        run_id=proposal.run_id,
+        status=proposal.status,
+        created_at=iso(proposal.created_at),
+        decided_by=proposal.decided_by,
+        decided_at=iso(proposal.decided_at),
+        error=proposal.error,
+        operations=[
+            OperationView(
+                position=op.position,
+                op=op.op,
+                email=op.email,
+                requires_approval=op.requires_approval,
+                status=op.status,
+            )
+            for op in proposal.operations
+        ],
+    )
+
+
+@router.get("/orgs/{slug}/runs", response_model=list[RunSummary], summary="Run history, newest first")
+def list_runs(
+    request: Request,
+    principal: credentials.Principal = Depends(principal_for),
+    limit: int = Query(20, ge=1, le=200),
+) -> list[RunSummary]:
+    with request.app.state.runtime().db.transaction() as session:
+        return [_run_summary(run) for run in repo.runs_of(session, principal.org_id, limit)]
+
+
+@router.get(
+    "/orgs/{slug}/runs/{run_id}/report",
+    summary="A run's report (ptsync.report/1 JSON, or CSV)",
+    responses={200: {"content": {"application/json": {}, "text/csv": {}}}},
+)
+def run_report(
+    run_id: str,
+    request: Request,
+    principal: credentials.Principal = Depends(principal_for),
+    format: Literal["json", "csv"] = Query("json"),
+) -> Any:
+    with request.app.state.runtime().db.transaction() as session:
+        run = session.get(Run, run_id)
+        if run is None or run.org_id != principal.org_id or run.report is None:
+            raise HTTPException(404, "no report for that run")
+        report = run.report
+    if format == "csv":
+        return PlainTextResponse(render_csv(report), media_type="text/csv")
+    return report
+
+
+@router.get(
+    "/orgs/{slug}/report",
+    summary="The latest report (ptsync.report/1 JSON, or CSV)",
+    responses={200: {"content": {"application/json": {}, "text/csv": {}}}},
+)
+def latest(
+    request: Request,
+    principal: credentials.Principal = Depends(principal_for),
+    format: Literal["json", "csv"] = Query("json"),
+) -> Any:
+    from worker.reports import latest_report
+
+    try:
+        report, _ = latest_report(request.app.state.runtime(), principal.slug)
+    except NotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    if format == "csv":
+        return PlainTextResponse(render_csv(report), media_type="text/csv")
+    return report
+
+
+@router.get("/orgs/{slug}/proposals", response_model=list[ProposalView], summary="Proposals, newest first")
+def list_proposals(
+    request: Request, principal: credentials.Principal = Depends(principal_for)
+) -> list[ProposalView]:
+    with request.app.state.runtime().db.transaction() as session:
+        return [proposal_view(p) for p in repo.proposals_of(session, principal.org_id)]
+
+
+def _own_proposal(request: Request, principal: credentials.Principal, proposal_id: str) -> None:
+    with request.app.state.runtime().db.transaction() as session:
+        proposal = session.get(Proposal, proposal_id)
+        if proposal is None or proposal.org_id != principal.org_id:
+            raise HTTPException(404, "not found")
+
+
+@router.post(
+    "/orgs/{slug}/proposals/{proposal_id}/approve",
+    response_model=ProposalView,
+    summary="Approve a proposal and queue its apply",
+)
+def approve(
+    proposal_id: str,
+    request: Request,
+    body: ApproveRequest | None = None,
+    principal: credentials.Principal = Depends(principal_for),
+) -> ProposalView:
+    _own_proposal(request, principal, proposal_id)
+    runtime = request.app.state.runtime()
+    try:
+        proposal_service.approve(
+            runtime,
+            proposal_id,
+            f"api:token-{principal.token_id}",
+            transferred=bool(body and body.transferred),
+        )
+    except InvalidInput as exc:
+        raise HTTPException(409, str(exc)) from None
+    from worker.actors import apply_proposal
+
+    apply_proposal.send(proposal_id)
+    with runtime.db.transaction() as session:
+        return proposal_view(repo.get_proposal(session, proposal_id))
+
+
+@router.post(
+    "/orgs/{slug}/proposals/{proposal_id}/reject", response_model=ProposalView, summary="Reject a proposal"
+)
+def reject(
+    proposal_id: str, request: Request, principal: credentials.Principal = Depends(principal_for)
+) -> ProposalView:
+    _own_proposal(request, principal, proposal_id)
+    runtime = request.app.state.runtime()
+    try:
+        proposal_service.reject(runtime, proposal_id, f"api:token-{principal.token_id}")
+    except InvalidInput as exc:
+        raise HTTPException(409, str(exc)) from None
+    with runtime.db.transaction() as session:
+        return proposal_view(repo.get_proposal(session, proposal_id))
+
+
+@router.post("/orgs/{slug}/syncs", response_model=SyncStarted, status_code=202, summary="Start a sync")
+def start_sync(request: Request, principal: credentials.Principal = Depends(principal_for)) -> SyncStarted:
+    runtime = request.app.state.runtime()
+    stamp = datetime.now().isoformat()
+    accepted = accept(runtime, principal.org_id, "api", f"{stamp}-{secrets.token_hex(4)}", "manual", b"")
+    relay_quietly(runtime, request.app.state.send, only=accepted.delivery)
+    from worker.store.models import Delivery
+
+    with runtime.db.transaction() as session:
+        row = session.scalar(select(Delivery).where(Delivery.id == accepted.delivery))
+        return SyncStarted(delivery=accepted.delivery, run_id=row.run_id if row else None)

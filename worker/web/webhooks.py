@@ -1,0 +1,152 @@
+"""Webhook endpoints: Physitrack events, FHIR subscription notifications, signed generic hooks.
+
+Each answers 2xx only after the delivery is committed to the inbox, then relays it at once
+(or, if the broker is down, the relay thread does later). Bad input gets a clear 4xx and
+stores nothing: unknown organisation 404, oversized 413, malformed 400, bad or stale
+signature 401, a delivery id reused for another body 409.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import BaseModel
+from sqlalchemy import select
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from worker.errors import NotFound
+from worker.services import credentials
+from worker.services.deliveries import DeliveryConflict, accept, relay_quietly
+from worker.store.models import Organisation
+
+router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+MAX_BODY_BYTES = 256 * 1024
+RELEVANT_PHYSITRACK_EVENTS = ("new_client_created", "client_updated", "client_deleted", "client_merged")
+
+
+class DeliveryAnswer(BaseModel):
+    status: str  # accepted, duplicate, ignored
+    delivery: int | None = None
+
+
+async def _body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise HTTPException(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise HTTPException(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    return body
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise HTTPException(400, "the body is not valid JSON") from None
+    if not isinstance(document, dict):
+        raise HTTPException(400, "the body must be a JSON object")
+    return document
+
+
+def _text(document: dict[str, Any], *keys: str) -> str | None:
+    for key in keys:
+        value = document.get(key)
+        if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
+            return str(value).strip()
+    return None
+
+
+def _record(
+    request: Request,
+    org_id: int,
+    source: str,
+    delivery_id: str,
+    event: str,
+    body: bytes,
+    relevant: bool = True,
+) -> DeliveryAnswer:
+    runtime = request.app.state.runtime()
+    try:
+        accepted = accept(
+            runtime, org_id, source, delivery_id, event, body, status="pending" if relevant else "ignored"
+        )
+    except DeliveryConflict as exc:
+        raise HTTPException(409, str(exc)) from None
+    if accepted.duplicate:
+        return DeliveryAnswer(status="duplicate", delivery=accepted.delivery)
+    if not relevant:
+        return DeliveryAnswer(status="ignored", delivery=accepted.delivery)
+    relay_quietly(runtime, request.app.state.send, only=accepted.delivery)
+    return DeliveryAnswer(status="accepted", delivery=accepted.delivery)
+
+
+def _org_by_token(request: Request, url_token: str) -> Organisation:
+    try:
+        return credentials.org_for_webhook_token(request.app.state.runtime(), url_token)
+    except NotFound:
+        raise HTTPException(404, "unknown webhook URL") from None
+
+
+@router.post(
+    "/physitrack/{url_token}",
+    response_model=DeliveryAnswer,
+    summary="Physitrack event (unsigned: the URL token identifies the organisation)",
+)
+async def physitrack_event(url_token: str, request: Request) -> DeliveryAnswer:
+    body = await _body(request)
+    org = _org_by_token(request, url_token)
+    document = _json_object(body)
+    event_id = _text(document, "id", "event_id")
+    event = _text(document, "event", "event_type", "type")
+    if event_id is None:
+        raise HTTPException(400, "the event has no id (expected 'id' or 'event_id')")
+    if event is None:
+        raise HTTPException(400, "the event has no type (expected 'event', 'event_type' or 'type')")
+    relevant = event in RELEVANT_PHYSITRACK_EVENTS
+    return _record(request, org.id, "physitrack", event_id, event, body, relevant)
+
+
+@router.post(
+    "/fhir/{url_token}",
+    response_model=DeliveryAnswer,
+    summary="FHIR subscription notification (a Bundle; the URL token identifies the organisation)",
+)
+async def fhir_notification(url_token: str, request: Request) -> DeliveryAnswer:
+    body = await _body(request)
+    org = _org_by_token(request, url_token)
+    document = _json_object(body)
+    if document.get("resourceType") != "Bundle":
+        raise HTTPException(400, "expected a FHIR Bundle (subscription notification)")
+    bundle_id = _text(document, "id")
+    if bundle_id is None:
+        raise HTTPException(400, "the notification Bundle has no id")
+    return _record(request, org.id, "fhir", bundle_id, "subscription-notification", body)
+
+
+@router.post(
+    "/generic/{slug}",
+    response_model=DeliveryAnswer,
+    summary="Any PMS or integration platform, signed per the Standard Webhooks spec",
+)
+async def signed_event(slug: str, request: Request) -> DeliveryAnswer:
+    body = await _body(request)
+    runtime = request.app.state.runtime()
+    with runtime.db.transaction() as session:
+        org = session.scalar(select(Organisation).where(Organisation.slug == slug))
+        if org is not None:
+            session.expunge(org)
+    secret = credentials.signing_secret_of(runtime, org) if org is not None else None
+    if org is None or secret is None:
+        raise HTTPException(404, "unknown organisation, or no signing secret set for it")
+    try:
+        Webhook(secret).verify(body, dict(request.headers), json_parse=False)
+    except WebhookVerificationError as exc:
+        raise HTTPException(401, f"webhook verification failed: {exc}") from None
+    document = _json_object(body)
+    event = _text(document, "type", "event") or "generic"
+    return _record(request, org.id, "generic", request.headers["webhook-id"], event, body)
