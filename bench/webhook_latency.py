@@ -1,0 +1,208 @@
+"""Benchmark: signed webhooks in, updated reports out.
+
+The web app (`ptsync web`), a real Redis broker, PostgreSQL and two worker processes on this
+machine; 100 organisations (small CSV clinics); 1,000 Standard-Webhooks-signed deliveries
+spread over 10 seconds. Prints accepted per second, every webhook's time from accepted to the
+report of the run that covers it (p50 / p95 / p99), runs executed, and the most runs any one
+organisation had running at once (must be 1: coalescing and one sync per organisation).
+
+Needs PostgreSQL and Redis on 127.0.0.1 (Redis database 13, a scratch PostgreSQL database).
+Run: .venv/bin/python bench/webhook_latency.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import redis
+import requests
+from cryptography.fernet import Fernet
+from standardwebhooks.webhooks import Webhook
+
+ORGS = 100
+WEBHOOKS = 1_000
+SECONDS = 10.0
+REDIS_URL = "redis://127.0.0.1:6379/13"
+ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
+PTSYNC = str(Path(sys.executable).parent / "ptsync")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def main() -> None:
+    from tests.clinic_files import write_clinic
+
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    database = f"ptsync_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{database}"')
+    database_url = ADMIN_URL.rsplit("/", 1)[0] + f"/{database}"
+    work = Path(tempfile.mkdtemp(prefix="ptsync-webhooks-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PTSYNC_")}
+    env.update(
+        {
+            "PTSYNC_DATABASE_URL": database_url,
+            "PTSYNC_BROKER_URL": REDIS_URL,
+            "PTSYNC_SECRET_KEY": Fernet.generate_key().decode(),
+        }
+    )
+
+    def ptsync(*args: str) -> str:
+        result = subprocess.run([PTSYNC, *args], env=env, capture_output=True, text=True, cwd=work)
+        if result.returncode != 0:
+            raise SystemExit(f"ptsync {' '.join(args)}: {result.stderr}")
+        return result.stdout
+
+    processes: list[subprocess.Popen] = []
+    try:
+        ptsync("migrate")
+        secrets: dict[str, str] = {}
+        for number in range(ORGS):
+            slug = f"org-{number:03d}"
+            pms, ptdirect = write_clinic(work / slug)
+            ptsync(
+                "org",
+                "add",
+                slug,
+                "--pms",
+                "csv",
+                "--pms-path",
+                str(pms),
+                "--ptdirect",
+                "file",
+                "--ptdirect-path",
+                str(ptdirect),
+                "--policy",
+                "propose",
+            )
+            lines = dict(line.split("=", 1) for line in ptsync("org", "webhooks", slug).split())
+            secrets[slug] = lines["generic_signing_secret"]
+        port = _free_port()
+        for command in (["web", "--port", str(port)], ["worker", "--processes", "2", "--threads", "2"]):
+            processes.append(
+                subprocess.Popen(
+                    [PTSYNC, *command],
+                    env=env,
+                    cwd=work,
+                    start_new_session=True,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{base}/openapi.json", timeout=1).ok:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        time.sleep(2)  # let the workers boot
+
+        session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=16, pool_maxsize=16)
+        session.mount("http://", adapter)
+
+        def deliver(number: int) -> tuple[int, float, float]:
+            slug = f"org-{number % ORGS:03d}"
+            body = json.dumps({"type": "appointment.updated", "n": number})
+            message_id = f"msg_{number}"
+            signature = Webhook(secrets[slug]).sign(message_id, datetime.now(UTC), body)
+            headers = {
+                "webhook-id": message_id,
+                "webhook-timestamp": str(int(time.time())),
+                "webhook-signature": signature,
+                "Content-Type": "application/json",
+            }
+            target = start + number * SECONDS / WEBHOOKS
+            time.sleep(max(target - time.monotonic(), 0))
+            sent = time.monotonic()
+            response = session.post(f"{base}/webhooks/generic/{slug}", data=body, headers=headers, timeout=30)
+            return response.status_code, sent, time.monotonic()
+
+        start = time.monotonic()
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            answers = list(pool.map(deliver, range(WEBHOOKS)))
+        sending = max(done for _, _, done in answers) - start
+        accepted = sum(1 for status, _, _ in answers if status == 200)
+
+        deadline = time.monotonic() + 300
+        with psycopg.connect(database_url) as connection:
+            while time.monotonic() < deadline:
+                open_runs = connection.execute(
+                    "select count(*) from runs where status in ('queued', 'running')"
+                ).fetchone()[0]
+                pending = connection.execute(
+                    "select count(*) from deliveries where status = 'pending'"
+                ).fetchone()[0]
+                if open_runs == 0 and pending == 0:
+                    break
+                time.sleep(0.3)
+            latencies = [
+                row[0]
+                for row in connection.execute(
+                    "select extract(epoch from (r.finished_at - d.received_at)) from deliveries d "
+                    "join runs r on r.id = d.run_id where d.source = 'generic' and r.status = 'succeeded'"
+                )
+            ]
+            runs = connection.execute(
+                "select count(*), count(*) filter (where status = 'succeeded') from runs"
+            ).fetchone()
+            intervals = connection.execute(
+                "select org_id, started_at, finished_at from runs where started_at is not null "
+                "order by org_id, started_at"
+            ).fetchall()
+    finally:
+        for process in processes:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout=30)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                pass
+        with psycopg.connect(ADMIN_URL, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+    most_at_once = 1
+    for org_id, started, finished in intervals:
+        overlapping = sum(
+            1
+            for other_org, other_start, other_end in intervals
+            if other_org == org_id and other_start < finished and other_end > started
+        )
+        most_at_once = max(most_at_once, overlapping)
+    quantiles = statistics.quantiles(latencies, n=100) if len(latencies) >= 2 else [float("nan")] * 99
+    print(
+        f"{WEBHOOKS} signed webhooks for {ORGS} organisations over {SECONDS:.0f} s; web + Redis + "
+        "PostgreSQL + 2 worker processes (2 threads each) on this machine"
+    )
+    print(f"accepted: {accepted}/{WEBHOOKS} ({accepted / sending:.1f} per second over {sending:.2f} s)")
+    print(
+        f"accepted -> updated report: p50 {quantiles[49]:.2f} s, p95 {quantiles[94]:.2f} s, "
+        f"p99 {quantiles[98]:.2f} s over {len(latencies)} webhooks (target p95 < 2 s)"
+    )
+    print(
+        f"runs executed: {runs[0]} ({runs[1]} succeeded) for {WEBHOOKS} webhooks; "
+        f"most runs of one organisation running at once: {most_at_once} (expected 1)"
+    )
+
+
+if __name__ == "__main__":
+    main()
