@@ -98,3 +98,21 @@ def runtime(sqlite_url: str, secret_key: str, monkeypatch):
     built.db.dispose()
     settings_module.get_settings.cache_clear()
     runtime_module.get_runtime.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def fresh_stub_broker():
+    """Each test starts with empty in-process queues.
+
+    A worker stopped mid-test (the web app's, in the browser test) can leave a consumed but
+    unacknowledged message behind, whose unfinished-task count would make `join` wait forever.
+    """
+    from queue import Queue
+
+    from worker.broker import broker
+
+    if hasattr(broker, "dead_letters_by_queue"):
+        for name in list(broker.queues):
+            broker.queues[name] = Queue()
+        broker.dead_letters_by_queue.clear()
+    yield

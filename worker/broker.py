@@ -16,10 +16,13 @@ from worker.settings import get_settings
 def _build_broker() -> dramatiq.Broker:
     settings = get_settings()
     if settings.broker_url:
+        import redis
         from dramatiq.brokers.redis import RedisBroker
 
+        # Bounded socket waits: a hung Redis must fail a send (the outbox retries it), not hang it.
+        pool = redis.ConnectionPool.from_url(settings.broker_url, socket_connect_timeout=2, socket_timeout=10)
         return RedisBroker(
-            url=settings.broker_url,
+            client=redis.Redis(connection_pool=pool),
             namespace="ptsync",
             heartbeat_timeout=settings.redis_heartbeat_timeout_ms,
             maintenance_chance=settings.redis_maintenance_chance,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, BackgroundTasks, HTTPException, Request
 from pydantic import BaseModel
 from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -63,6 +63,7 @@ def _text(document: dict[str, Any], *keys: str) -> str | None:
 
 def _record(
     request: Request,
+    tasks: BackgroundTasks,
     org_id: int,
     source: str,
     delivery_id: str,
@@ -81,7 +82,9 @@ def _record(
         return DeliveryAnswer(status="duplicate", delivery=accepted.delivery)
     if not relevant:
         return DeliveryAnswer(status="ignored", delivery=accepted.delivery)
-    relay_quietly(runtime, request.app.state.send, only=accepted.delivery)
+    # Answered now (the row is committed); relayed right after the answer is sent, so a slow
+    # broker can never hold the sender past its timeout. The relay thread catches up if this fails.
+    tasks.add_task(relay_quietly, runtime, request.app.state.send, only=accepted.delivery)
     return DeliveryAnswer(status="accepted", delivery=accepted.delivery)
 
 
@@ -97,7 +100,7 @@ def _org_by_token(request: Request, url_token: str) -> Organisation:
     response_model=DeliveryAnswer,
     summary="Physitrack event (unsigned: the URL token identifies the organisation)",
 )
-async def physitrack_event(url_token: str, request: Request) -> DeliveryAnswer:
+async def physitrack_event(url_token: str, request: Request, tasks: BackgroundTasks) -> DeliveryAnswer:
     body = await _body(request)
     org = _org_by_token(request, url_token)
     document = _json_object(body)
@@ -108,7 +111,7 @@ async def physitrack_event(url_token: str, request: Request) -> DeliveryAnswer:
     if event is None:
         raise HTTPException(400, "the event has no type (expected 'event', 'event_type' or 'type')")
     relevant = event in RELEVANT_PHYSITRACK_EVENTS
-    return _record(request, org.id, "physitrack", event_id, event, body, relevant)
+    return _record(request, tasks, org.id, "physitrack", event_id, event, body, relevant)
 
 
 @router.post(
@@ -116,7 +119,7 @@ async def physitrack_event(url_token: str, request: Request) -> DeliveryAnswer:
     response_model=DeliveryAnswer,
     summary="FHIR subscription notification (a Bundle; the URL token identifies the organisation)",
 )
-async def fhir_notification(url_token: str, request: Request) -> DeliveryAnswer:
+async def fhir_notification(url_token: str, request: Request, tasks: BackgroundTasks) -> DeliveryAnswer:
     body = await _body(request)
     org = _org_by_token(request, url_token)
     document = _json_object(body)
@@ -125,7 +128,7 @@ async def fhir_notification(url_token: str, request: Request) -> DeliveryAnswer:
     bundle_id = _text(document, "id")
     if bundle_id is None:
         raise HTTPException(400, "the notification Bundle has no id")
-    return _record(request, org.id, "fhir", bundle_id, "subscription-notification", body)
+    return _record(request, tasks, org.id, "fhir", bundle_id, "subscription-notification", body)
 
 
 @router.post(
@@ -133,7 +136,7 @@ async def fhir_notification(url_token: str, request: Request) -> DeliveryAnswer:
     response_model=DeliveryAnswer,
     summary="Any PMS or integration platform, signed per the Standard Webhooks spec",
 )
-async def signed_event(slug: str, request: Request) -> DeliveryAnswer:
+async def signed_event(slug: str, request: Request, tasks: BackgroundTasks) -> DeliveryAnswer:
     body = await _body(request)
     runtime = request.app.state.runtime()
     with runtime.db.transaction() as session:
@@ -149,4 +152,4 @@ async def signed_event(slug: str, request: Request) -> DeliveryAnswer:
         raise HTTPException(401, f"webhook verification failed: {exc}") from None
     document = _json_object(body)
     event = _text(document, "type", "event") or "generic"
-    return _record(request, org.id, "generic", request.headers["webhook-id"], event, body)
+    return _record(request, tasks, org.id, "generic", request.headers["webhook-id"], event, body)
