@@ -13,13 +13,13 @@ run (so a run always reconciles the whole window, from few requests).
 from __future__ import annotations
 
 import re
-import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 from connectors.base import PmsPull, Progress
 from connectors.errors import ConnectorError
-from connectors.http import HttpClient, retry_after_seconds
+from connectors.http import HttpClient
+from connectors.incremental import next_cursor, previous_records
 from connectors.paging import pages
 from connectors.ratelimit import RateLimiter
 from sharing import AccessLogBuilder, AccessSource, AccessStatus, PmsPractitioner, PmsSnapshot
@@ -28,7 +28,6 @@ NAME = "cliniko"
 SHARD_REGIONS = ("au", "uk", "ca", "eu")
 _SHARD = re.compile(r"^(?P<region>[a-z]{2})(?P<number>\d{1,2})$")
 PER_PAGE = 100
-CURSOR_OVERLAP = timedelta(minutes=1)
 STATE_VERSION = 1
 APPOINTMENT_RESOURCES = ("individual_appointments", "group_appointments", "attendees")
 
@@ -122,14 +121,9 @@ class ClinikoConnector:
             self.base_url,
             headers={"User-Agent": user_agent},
             auth=(api_key, ""),
-            before_request=limiter.acquire if limiter else None,
-            on_response=self._on_response,
+            limiter=limiter,
             **http,
         )
-
-    def _on_response(self, response) -> None:
-        if response.status_code == 429 and self.limiter is not None:
-            self.limiter.block_until(time.time() + retry_after_seconds(response.headers))
 
     @property
     def requests_sent(self) -> int:
@@ -144,17 +138,9 @@ class ClinikoConnector:
         started_at: datetime | None = None,
         progress: Progress | None = None,
     ) -> PmsPull:
-        started_at = started_at or datetime.now(UTC)
-        incremental = (
-            bool(state)
-            and state.get("version") == STATE_VERSION
-            and all(resource in cursors for resource in APPOINTMENT_RESOURCES)
-        )
-        records: dict[str, dict[str, list[Any]]] = (
-            {resource: dict(state[resource]) for resource in APPOINTMENT_RESOURCES}
-            if incremental and state
-            else {resource: {} for resource in APPOINTMENT_RESOURCES}
-        )
+        previous = previous_records(state, cursors, APPOINTMENT_RESOURCES, STATE_VERSION)
+        incremental = previous is not None
+        records = previous or {resource: {} for resource in APPOINTMENT_RESOURCES}
         emails = self._user_emails()
         practitioners = self._practitioners(emails)
         window_filter = f"starts_at:>={window_start.isoformat()}T00:00:00Z"
@@ -168,7 +154,7 @@ class ClinikoConnector:
         window_day = window_start.toordinal()
         for resource in ("individual_appointments", "group_appointments"):
             records[resource] = {k: v for k, v in records[resource].items() if v[-2] >= window_day}
-        cursor = (started_at - CURSOR_OVERLAP).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        cursor = next_cursor(started_at)
         snapshot = PmsSnapshot(self.system, tuple(practitioners), _access_log(records))
         new_state = {"version": STATE_VERSION, **records}
         return PmsPull(snapshot, {resource: cursor for resource in APPOINTMENT_RESOURCES}, new_state)

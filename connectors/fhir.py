@@ -13,13 +13,13 @@ only for `_lastUpdated=gt<cursor>` and merge the answers into the state stored w
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 from connectors.base import PmsPull, Progress
 from connectors.errors import ConnectorError
-from connectors.http import HttpClient, retry_after_seconds
+from connectors.http import HttpClient
+from connectors.incremental import next_cursor, previous_records
 from connectors.paging import pages
 from connectors.ratelimit import RateLimiter
 from sharing import AccessLogBuilder, AccessSource, AccessStatus, PmsPractitioner, PmsSnapshot
@@ -27,7 +27,6 @@ from sharing import AccessLogBuilder, AccessSource, AccessStatus, PmsPractitione
 NAME = "fhir"
 PAGE_SIZE = 200
 STATE_VERSION = 1
-CURSOR_OVERLAP = timedelta(minutes=1)
 RESOURCES = ("Practitioner", "Appointment", "Encounter", "CareTeam", "Patient")
 _EXCLUDED = {
     "Appointment": {"cancelled": AccessStatus.CANCELLED, "entered-in-error": AccessStatus.DELETED},
@@ -84,18 +83,9 @@ class FhirConnector:
             NAME,
             base_url,
             headers=headers,
-            before_request=limiter.acquire if limiter else None,
-            on_response=self._on_response,
+            limiter=limiter,
             **http,
         )
-
-    def _on_response(self, response) -> None:
-        if (
-            response.status_code in (429, 503)
-            and self.limiter is not None
-            and "Retry-After" in response.headers
-        ):
-            self.limiter.block_until(time.time() + retry_after_seconds(response.headers))
 
     @property
     def requests_sent(self) -> int:
@@ -110,15 +100,9 @@ class FhirConnector:
         started_at: datetime | None = None,
         progress: Progress | None = None,
     ) -> PmsPull:
-        started_at = started_at or datetime.now(UTC)
-        incremental = (
-            bool(state) and state.get("version") == STATE_VERSION and all(r in cursors for r in RESOURCES)
-        )
-        records: dict[str, dict[str, Any]] = (
-            {resource: dict(state[resource]) for resource in RESOURCES}
-            if incremental and state
-            else {resource: {} for resource in RESOURCES}
-        )
+        previous = previous_records(state, cursors, RESOURCES, STATE_VERSION)
+        incremental = previous is not None
+        records = previous or {resource: {} for resource in RESOURCES}
         for resource in RESOURCES:
             params: list[tuple[str, Any]] = [("_count", PAGE_SIZE)]
             if resource in ("Appointment", "Encounter"):
@@ -136,7 +120,7 @@ class FhirConnector:
             PmsPractitioner(pid, name, email, active, None, updated)
             for pid, (name, email, active, updated) in sorted(records["Practitioner"].items())
         ]
-        cursor = (started_at - CURSOR_OVERLAP).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        cursor = next_cursor(started_at)
         snapshot = PmsSnapshot(self.system, tuple(practitioners), _access_log(records, window_start))
         return PmsPull(snapshot, dict.fromkeys(RESOURCES, cursor), {"version": STATE_VERSION, **records})
 

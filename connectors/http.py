@@ -24,6 +24,7 @@ import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay
 
 from connectors.errors import ConnectorError, TransientConnectorError
+from connectors.ratelimit import RateLimiter
 
 DEFAULT_TIMEOUT = (5.0, 30.0)
 SHORT_WAIT_LIMIT = 30.0
@@ -141,8 +142,7 @@ class HttpClient:
         auth: tuple[str, str] | None = None,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         retry_budget_seconds: float = 30.0,
-        before_request: Callable[[], None] | None = None,
-        on_response: Callable[[requests.Response], None] | None = None,
+        limiter: RateLimiter | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.connector = connector
@@ -153,8 +153,7 @@ class HttpClient:
             self.session.auth = auth
         self.timeout = timeout
         self.retry_budget_seconds = retry_budget_seconds
-        self.before_request = before_request
-        self.on_response = on_response
+        self.limiter = limiter
         self.sleep = sleep
         self.requests_sent = 0
 
@@ -182,8 +181,8 @@ class HttpClient:
         return min(0.5 * 2 ** (state.attempt_number - 1), 8.0)
 
     def _send_once(self, method: str, url: str, **kwargs: Any) -> requests.Response:
-        if self.before_request is not None:
-            self.before_request()
+        if self.limiter is not None:
+            self.limiter.acquire()
         kwargs.setdefault("timeout", self.timeout)
         path = _path_of(url)
         try:
@@ -193,9 +192,10 @@ class HttpClient:
             verdict = classify(exc)
             error_class = TransientHttpError if verdict.verdict is Verdict.RETRY else HttpError
             raise error_class(self.connector, method, path, None, exc.__class__.__name__) from None
-        if self.on_response is not None:
-            self.on_response(response)
         verdict = classify(response)
+        if verdict.verdict is Verdict.RATE_LIMITED and self.limiter is not None:
+            # Every process sharing this key waits too: nothing is sent before the server's time.
+            self.limiter.block_until(time.time() + (verdict.retry_after or 0.0))
         if verdict.verdict is Verdict.OK:
             return response
         if verdict.verdict is Verdict.RATE_LIMITED:

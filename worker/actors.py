@@ -59,36 +59,32 @@ def sync_gave_up(message: dict, retry_info: dict) -> None:
     sync.fail_after_retries(get_runtime(), run_id, f"{retry_info.get('retries')} attempts failed")
 
 
-@dramatiq.actor(
-    actor_name="ptsync.apply_proposal",
-    max_retries=5,
-    time_limit=10 * MINUTE,
-    min_backoff=2 * SECOND,
-    max_backoff=MINUTE,
-    broker=broker,
-)
+APPLY_OPTIONS = {
+    "max_retries": 5,
+    "time_limit": 10 * MINUTE,
+    "min_backoff": 2 * SECOND,
+    "max_backoff": MINUTE,
+}
+
+
+@dramatiq.actor(actor_name="ptsync.apply_proposal", broker=broker, **APPLY_OPTIONS)
 def apply_proposal(proposal_id: str) -> None:
-    try:
-        _after_apply(proposals.apply(get_runtime(), proposal_id))
-    except proposals.ApplyBusy as busy:
-        apply_proposal.send_with_options(args=(proposal_id,), delay=int(busy.delay_seconds * SECOND) + 100)
+    _apply(apply_proposal, proposal_id, automatic_only=False)
 
 
-@dramatiq.actor(
-    actor_name="ptsync.apply_safe_operations",
-    max_retries=5,
-    time_limit=10 * MINUTE,
-    min_backoff=2 * SECOND,
-    max_backoff=MINUTE,
-    broker=broker,
-)
+@dramatiq.actor(actor_name="ptsync.apply_safe_operations", broker=broker, **APPLY_OPTIONS)
 def apply_safe_operations(proposal_id: str) -> None:
+    _apply(apply_safe_operations, proposal_id, automatic_only=True)
+
+
+def _apply(actor: dramatiq.Actor, proposal_id: str, *, automatic_only: bool) -> None:
     try:
-        _after_apply(proposals.apply(get_runtime(), proposal_id, automatic_only=True))
+        outcome = proposals.apply(get_runtime(), proposal_id, automatic_only=automatic_only)
     except proposals.ApplyBusy as busy:
-        apply_safe_operations.send_with_options(
-            args=(proposal_id,), delay=int(busy.delay_seconds * SECOND) + 100
-        )
+        # Another applier holds the proposal: come back when its lease ends, without spending retries.
+        actor.send_with_options(args=(proposal_id,), delay=int(busy.delay_seconds * SECOND) + 100)
+        return
+    _after_apply(outcome)
 
 
 def _after_apply(outcome: proposals.ApplyOutcome) -> None:
