@@ -53,14 +53,24 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        instance = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
         yield instance
         instance.close()
 
 
-def test_an_admin_logs_in_reads_the_report_approves_and_sees_the_change_applied(runtime, tmp_path, server, browser):
+def test_an_admin_logs_in_reads_the_report_approves_and_sees_the_change_applied(
+    runtime, tmp_path, server, browser
+):
     # Given a synced clinic where Cara treats Ana's patients but is not in sharing
     _, token = add_clinic(runtime, tmp_path, "clinic-a")
     run_id, _ = request_sync(runtime, "clinic-a", "manual")
@@ -91,7 +101,9 @@ def test_an_admin_logs_in_reads_the_report_approves_and_sees_the_change_applied(
     assert set(statuses) == {"applied"}
     assert page.locator(".proposal").first.get_attribute("data-status") == "applied"
     page.screenshot(path=str(ARTIFACTS / "applied-laptop.png"), full_page=True)
-    members = json.loads((tmp_path / "clinic-a" / "ptdirect.json").read_text())["practitioner_sharing"]["members"]
+    members = json.loads((tmp_path / "clinic-a" / "ptdirect.json").read_text())["practitioner_sharing"][
+        "members"
+    ]
     assert "cara@clinic.example" in {m["email"] for m in members}
     # And the page reads on a phone too
     phone = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
@@ -113,6 +125,7 @@ def test_a_form_without_the_csrf_token_is_refused(runtime, tmp_path, server, bro
     action = page.locator("#proposals form").first.get_attribute("action")
     status = page.evaluate(
         "async (url) => (await fetch(url, {method: 'POST', body: new URLSearchParams({csrf: 'forged'})})).status",
-        f"{server}{action}")
+        f"{server}{action}",
+    )
     assert status == 403
     assert shutil.which("chromium") or Path(CHROMIUM).exists()
