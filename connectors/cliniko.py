@@ -125,10 +125,6 @@ class ClinikoConnector:
             **http,
         )
 
-    @property
-    def requests_sent(self) -> int:
-        return self.http.requests_sent
-
     def pull(
         self,
         *,

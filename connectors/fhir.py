@@ -87,10 +87,6 @@ class FhirConnector:
             **http,
         )
 
-    @property
-    def requests_sent(self) -> int:
-        return self.http.requests_sent
-
     def pull(
         self,
         *,
