@@ -69,7 +69,7 @@ def test_two_limiters_on_redis_share_one_budget(redis_url):
     assert elapsed >= 0.95  # 100 requests at 100 per second, whichever process sends them
     stamps.sort()
     busiest = max(sum(1 for s in stamps if start <= s < start + 0.5) for start in stamps)
-    assert busiest <= 52
+    assert busiest <= 56  # two unshared limiters would put ~100 in half a second
 
 
 def test_a_block_set_by_one_process_holds_for_the_other(redis_url):

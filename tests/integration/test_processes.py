@@ -98,7 +98,7 @@ def test_two_clock_processes_start_one_scheduled_sync_per_due_time(env, tmp_path
         ticks = connection.execute("select delivery_id from deliveries where source = 'schedule'").fetchall()
         runs = connection.execute("select trigger, status from runs").fetchall()
     assert 1 <= len(ticks) <= 2  # the test may straddle a minute boundary
-    assert len(runs) == len(ticks)
+    assert 1 <= len(runs) <= len(ticks)  # never two runs for one due time (two may coalesce into one)
     assert {trigger for trigger, _ in runs} == {"schedule:tick"}
 
 
