@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass, field
+from difflib import SequenceMatcher
 
 from sharing.model import PmsPractitioner, PtUser
 
@@ -47,6 +48,44 @@ class IdentityMap:
     ambiguous_practitioners: frozenset[str] = frozenset()
     ambiguous_emails: frozenset[str] = frozenset()
     name_suggestions: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+SIMILAR_NAME_RATIO = 0.88
+FUZZY_COMPARISON_BUDGET = 200_000
+"""Above this many practitioner x user comparisons only exact (normalised) names are suggested."""
+
+
+def _similar(first: str, second: str) -> bool:
+    if first == second or sorted(first.split()) == sorted(second.split()):
+        return True
+    return SequenceMatcher(None, first, second).ratio() >= SIMILAR_NAME_RATIO
+
+
+def suggest_by_name(
+    practitioners: list[PmsPractitioner], users: list[tuple[str, str]]
+) -> dict[str, tuple[str, ...]]:
+    """Users whose name looks like an unmatched practitioner's: shown to a person, never acted on.
+
+    `users` holds (normalised name, email) pairs. Exact, reordered ("Silva Ana") and nearly equal
+    names ("Ana Silva" / "Anna Silva") count.
+    """
+    fuzzy = len(practitioners) * len(users) <= FUZZY_COMPARISON_BUDGET
+    by_name: dict[str, list[str]] = {}
+    for name, email in users:
+        if name:
+            by_name.setdefault(name, []).append(email)
+    suggestions: dict[str, tuple[str, ...]] = {}
+    for practitioner in practitioners:
+        name = normalise_name(practitioner.name)
+        if not name:
+            continue
+        if fuzzy:
+            found = sorted({email for user_name, email in users if user_name and _similar(name, user_name)})
+        else:
+            found = sorted(by_name.get(name, []))
+        if found:
+            suggestions[practitioner.id] = tuple(found)
+    return suggestions
 
 
 def match_identities(
@@ -107,18 +146,16 @@ def match_identities(
         practitioner_by_email[email] = by_id[practitioner_id]
         matched_by[practitioner_id] = method
 
-    unmatched_users_by_name: dict[str, list[str]] = {}
-    for user in users:
-        email = normalise_email(user.email) or ""
-        if email not in practitioner_by_email and email not in ambiguous_emails:
-            unmatched_users_by_name.setdefault(normalise_name(user.name), []).append(email)
-    suggestions: dict[str, tuple[str, ...]] = {}
-    for practitioner in practitioners:
-        if practitioner.id in user_by_practitioner or practitioner.id in ambiguous_practitioners:
-            continue
-        name = normalise_name(practitioner.name)
-        if name and name in unmatched_users_by_name:
-            suggestions[practitioner.id] = tuple(sorted(unmatched_users_by_name[name]))
+    unmatched_users = [
+        (normalise_name(user.name), normalise_email(user.email) or "")
+        for user in users
+        if (normalise_email(user.email) or "") not in practitioner_by_email
+        and (normalise_email(user.email) or "") not in ambiguous_emails
+    ]
+    unmatched_practitioners = [
+        p for p in practitioners if p.id not in user_by_practitioner and p.id not in ambiguous_practitioners
+    ]
+    suggestions = suggest_by_name(unmatched_practitioners, unmatched_users)
 
     return IdentityMap(
         user_by_practitioner=user_by_practitioner,

@@ -354,3 +354,20 @@ def test_unconfirmed_member_gone_from_pms_is_not_reported_as_departed():
     result = clinic.reconcile()
     assert of_kind(result, "departed_practitioner") == []
     assert result.operations == ()
+
+
+def test_reordered_or_nearly_equal_names_are_suggested_but_unrelated_ones_are_not():
+    from sharing.identity import suggest_by_name
+
+    practitioners = [
+        PmsPractitioner("1", "Ana Silva"),
+        PmsPractitioner("2", "Ben Ode"),
+        PmsPractitioner("3", "Cara Lim"),
+    ]
+    users = [
+        ("silva ana", "a@x.example"),
+        ("anna silva", "a2@x.example"),
+        ("ben odegaard", "b@x.example"),
+        ("dan roe", "d@x.example"),
+    ]
+    assert suggest_by_name(practitioners, users) == {"1": ("a2@x.example", "a@x.example")}
