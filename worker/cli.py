@@ -177,7 +177,7 @@ def _wait_for_run(run_id: str, timeout: float) -> str:
         while True:
             with runtime.db.transaction() as session:
                 run = session.get(Run, run_id)
-                status, counts = run.status, dict(run.counts or {})
+                status, counts, last_error = run.status, dict(run.counts or {}), run.error
             if status in ("succeeded", "failed"):
                 break
             if drainer is not None and not drainer.is_alive():
@@ -189,6 +189,8 @@ def _wait_for_run(run_id: str, timeout: float) -> str:
                 described = (
                     f"syncing: {counts['progress']['rows']:,} {counts['progress']['resource']} rows read"
                 )
+            if last_error and last_error.startswith("attempt failed"):
+                described = f"{described} (retrying; {last_error})"
             progress.update(task, description=described)
             time.sleep(0.2)
     if drainer is not None:
