@@ -68,9 +68,7 @@ def generate(patients: int):
     statuses = np.where(rng.random(rows) < 0.08, 1, 0).astype(np.int8)
     sources = np.zeros(rows, dtype=np.int8)
     patient_ids = [str(2_000_000_000_000_000_000 + i * 104729) for i in range(patients)]
-    access = AccessLog.from_codes(
-        practitioner_ids, patient_ids, row_practitioner, row_patient, sources, statuses, days
-    )
+    access = AccessLog(practitioner_ids, patient_ids, row_practitioner, row_patient, sources, statuses, days)
 
     pms_practitioners = tuple(
         PmsPractitioner(pid, f"Practitioner {i}", f"p{i}@group.example", active=(i % 97 != 0))

@@ -97,18 +97,11 @@ class CoAccess:
     distinct_patients: int
     pairs: dict[tuple[str, str], PairStat]
 
-    def peers_of(self) -> dict[str, set[str]]:
-        peers: dict[str, set[str]] = {}
-        for first, second in self.pairs:
-            peers.setdefault(first, set()).add(second)
-            peers.setdefault(second, set()).add(first)
-        return peers
-
 
 class AccessLog:
     """An immutable, columnar set of access rows with interned ids.
 
-    Build one with `AccessLog.from_rows`, an `AccessLogBuilder`, or `AccessLog.from_codes`
+    Build one with `AccessLog.from_rows`, an `AccessLogBuilder`, or the constructor
     when the columns already exist (bulk loads and benchmarks).
     """
 
@@ -168,19 +161,6 @@ class AccessLog:
         for row in rows:
             builder.add_row(row)
         return builder.build()
-
-    @classmethod
-    def from_codes(
-        cls,
-        practitioner_ids: Sequence[str],
-        patient_ids: Sequence[str],
-        practitioner_codes: np.ndarray,
-        patient_codes: np.ndarray,
-        sources: np.ndarray,
-        statuses: np.ndarray,
-        days: np.ndarray,
-    ) -> AccessLog:
-        return cls(practitioner_ids, patient_ids, practitioner_codes, patient_codes, sources, statuses, days)
 
     def __len__(self) -> int:
         return len(self.practitioner_codes)
@@ -251,19 +231,6 @@ class AccessLog:
                 ordered = (first, second) if first < second else (second, first)
                 pairs[ordered] = PairStat(count, last_day + since_day)
         return CoAccess(patients_per_practitioner, distinct, pairs)
-
-    def patients_of(self, practitioner_id: str, since: date) -> set[str]:
-        """The patient ids a practitioner could see since `since` (for targeted checks)."""
-        try:
-            code = self.practitioner_ids.index(practitioner_id)
-        except ValueError:
-            return set()
-        mask = (
-            (self.practitioner_codes == code)
-            & (self.statuses == AccessStatus.ACTIVE)
-            & (self.days >= day_number(since))
-        )
-        return {self.patient_ids[patient] for patient in np.unique(self.patient_codes[mask]).tolist()}
 
 
 def _latest_per_key(keys: np.ndarray, days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -55,10 +55,6 @@ class Context:
         return self.pms.complete and self.ptdirect.complete
 
     @property
-    def window_start(self) -> date:
-        return self.as_of - timedelta(days=self.policy.lookback_days)
-
-    @property
     def recent_day(self) -> int:
         return day_number(self.as_of - timedelta(days=self.policy.recent_days))
 

@@ -43,7 +43,6 @@ class Ambiguity:
 class IdentityMap:
     user_by_practitioner: dict[str, PtUser] = field(default_factory=dict)
     practitioner_by_email: dict[str, PmsPractitioner] = field(default_factory=dict)
-    matched_by: dict[str, str] = field(default_factory=dict)
     ambiguities: tuple[Ambiguity, ...] = ()
     ambiguous_practitioners: frozenset[str] = frozenset()
     ambiguous_emails: frozenset[str] = frozenset()
@@ -108,32 +107,29 @@ def match_identities(
         if email and not linked_elsewhere:
             users_by_email.setdefault(email, []).append(user)
 
-    tentative: dict[str, tuple[PtUser, str]] = {}
+    tentative: dict[str, PtUser] = {}
     ambiguities: list[Ambiguity] = []
     ambiguous_practitioners: set[str] = set()
     ambiguous_emails: set[str] = set()
     for practitioner in practitioners:
         candidates = users_by_link.get(practitioner.id)
-        method = "pms_link"
         if not candidates:
             email = normalise_email(practitioner.email)
             candidates = users_by_email.get(email, []) if email else []
-            method = "email"
         distinct = {normalise_email(user.email): user for user in candidates}
         if len(distinct) > 1:
             ambiguities.append(Ambiguity("pms", practitioner.id, tuple(sorted(distinct))))
             ambiguous_practitioners.add(practitioner.id)
             ambiguous_emails.update(email for email in distinct if email)
         elif distinct:
-            tentative[practitioner.id] = (next(iter(distinct.values())), method)
+            tentative[practitioner.id] = next(iter(distinct.values()))
 
     practitioners_by_user: dict[str, list[str]] = {}
-    for practitioner_id, (user, _) in tentative.items():
+    for practitioner_id, user in tentative.items():
         practitioners_by_user.setdefault(normalise_email(user.email) or "", []).append(practitioner_id)
     by_id = {practitioner.id: practitioner for practitioner in practitioners}
     user_by_practitioner: dict[str, PtUser] = {}
     practitioner_by_email: dict[str, PmsPractitioner] = {}
-    matched_by: dict[str, str] = {}
     for email, practitioner_ids in practitioners_by_user.items():
         if len(practitioner_ids) > 1:
             ambiguities.append(Ambiguity("ptdirect", email, tuple(sorted(practitioner_ids))))
@@ -141,10 +137,8 @@ def match_identities(
             ambiguous_practitioners.update(practitioner_ids)
             continue
         practitioner_id = practitioner_ids[0]
-        user, method = tentative[practitioner_id]
-        user_by_practitioner[practitioner_id] = user
+        user_by_practitioner[practitioner_id] = tentative[practitioner_id]
         practitioner_by_email[email] = by_id[practitioner_id]
-        matched_by[practitioner_id] = method
 
     unmatched_users = [
         (normalise_name(user.name), normalise_email(user.email) or "")
@@ -160,7 +154,6 @@ def match_identities(
     return IdentityMap(
         user_by_practitioner=user_by_practitioner,
         practitioner_by_email=practitioner_by_email,
-        matched_by=matched_by,
         ambiguities=tuple(sorted(ambiguities, key=lambda a: (a.side, a.subject))),
         ambiguous_practitioners=frozenset(ambiguous_practitioners),
         ambiguous_emails=frozenset(ambiguous_emails),

@@ -58,3 +58,22 @@ def write_clinic(folder: Path, *, cara_in_sharing: bool = False) -> tuple[Path, 
         )
     )
     return pms, ptdirect
+
+
+def csv_org_add_args(folder: Path, slug: str = "clinic-a", *extra: str) -> list[str]:
+    """Writes the clinic and returns `ptsync org add` arguments for it (CSV PMS, PT Direct file)."""
+    pms, ptdirect = write_clinic(folder)
+    return [
+        "org",
+        "add",
+        slug,
+        "--pms",
+        "csv",
+        "--pms-path",
+        str(pms),
+        "--ptdirect",
+        "file",
+        "--ptdirect-path",
+        str(ptdirect),
+        *extra,
+    ]

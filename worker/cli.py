@@ -49,12 +49,7 @@ class Format(StrEnum):
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    """One line on stderr and a non-zero exit."""
-    err.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
-    raise typer.Exit(code)
-
-
-def _exit_with(message: str, code: int = 1) -> NoReturn:
+    """One line on stderr and a non-zero exit (inside a command or around the whole app)."""
     err.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
     sys.exit(code)
 
@@ -575,11 +570,11 @@ def main() -> None:
     try:
         app()
     except (PtsyncError, ConnectorError) as exc:
-        _exit_with(str(exc))
+        fail(str(exc))
     except OperationalError as exc:
-        _exit_with(f"database error: {exc.orig.__class__.__name__}: {str(exc.orig).splitlines()[0]}")
+        fail(f"database error: {exc.orig.__class__.__name__}: {str(exc.orig).splitlines()[0]}")
     except KeyboardInterrupt:
-        _exit_with("interrupted", code=130)
+        fail("interrupted", code=130)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ class Settings(BaseSettings):
         default=190, gt=0, description="per API key, all processes together (Cliniko allows 200)"
     )
     fhir_requests_per_minute: float = Field(default=600, gt=0, description="per FHIR server and token")
-    log_level: str = "INFO"
 
     @property
     def resolved_database_url(self) -> str:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.clinic_files import write_clinic
+from tests.clinic_files import csv_org_add_args
 
 PTSYNC = str(Path(sys.executable).parent / "ptsync")
 ALL_KINDS = {
@@ -33,23 +33,7 @@ def ptsync(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subproce
 
 
 def _add_clinic(tmp_path: Path, policy: str = "propose") -> subprocess.CompletedProcess:
-    pms, ptdirect = write_clinic(tmp_path)
-    return ptsync(
-        tmp_path,
-        "org",
-        "add",
-        "clinic-a",
-        "--pms",
-        "csv",
-        "--pms-path",
-        str(pms),
-        "--ptdirect",
-        "file",
-        "--ptdirect-path",
-        str(ptdirect),
-        "--policy",
-        policy,
-    )
+    return ptsync(tmp_path, *csv_org_add_args(tmp_path, "clinic-a", "--policy", policy))
 
 
 def test_demo_shows_every_finding_kind_and_a_second_run_shows_them_as_ongoing(tmp_path):

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 import requests
 
-from tests.clinic_files import write_clinic
+from tests.clinic_files import csv_org_add_args
 
 PTSYNC = str(Path(sys.executable).parent / "ptsync")
 pytestmark = pytest.mark.slow
@@ -57,24 +57,8 @@ def _cli(env, *args: str) -> str:
 
 
 def _add_org(env, tmp_path, schedule: str = "0 * * * *") -> None:
-    pms, ptdirect = write_clinic(tmp_path)
     _cli(env, "migrate")
-    _cli(
-        env,
-        "org",
-        "add",
-        "clinic-a",
-        "--pms",
-        "csv",
-        "--pms-path",
-        str(pms),
-        "--ptdirect",
-        "file",
-        "--ptdirect-path",
-        str(ptdirect),
-        "--schedule",
-        schedule,
-    )
+    _cli(env, *csv_org_add_args(tmp_path, "clinic-a", "--schedule", schedule))
 
 
 def test_two_clock_processes_start_one_scheduled_sync_per_due_time(env, tmp_path, spawn, postgres_url):

@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.clinic_files import write_clinic
+from tests.clinic_files import csv_org_add_args
 
 PTSYNC = str(Path(sys.executable).parent / "ptsync")
 pytestmark = pytest.mark.slow
@@ -92,25 +92,12 @@ def _wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def _setup_org(env, tmp_path) -> tuple[Path, Path]:
-    pms, ptdirect = write_clinic(tmp_path)
+def _setup_org(env, tmp_path) -> Path:
+    """Migrates, adds clinic-a, and returns its PMS folder."""
     assert ptsync(env, "migrate").returncode == 0
-    added = ptsync(
-        env,
-        "org",
-        "add",
-        "clinic-a",
-        "--pms",
-        "csv",
-        "--pms-path",
-        str(pms),
-        "--ptdirect",
-        "file",
-        "--ptdirect-path",
-        str(ptdirect),
-    )
+    added = ptsync(env, *csv_org_add_args(tmp_path))
     assert added.returncode == 0, added.stderr
-    return pms, ptdirect
+    return tmp_path / "pms"
 
 
 def test_a_real_worker_process_syncs_an_organisation_end_to_end(service_env, workers, tmp_path, postgres_url):
@@ -131,7 +118,7 @@ def test_a_worker_killed_mid_sync_leaves_no_run_stuck_and_the_run_completes_once
     service_env, workers, tmp_path, postgres_url
 ):
     # Given an organisation whose access export is a named pipe, so a pull blocks mid-sync
-    pms, _ = _setup_org(service_env, tmp_path)
+    pms = _setup_org(service_env, tmp_path)
     access = pms / "patient_access.csv"
     content = access.read_text()
     access.unlink()

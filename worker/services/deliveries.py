@@ -99,18 +99,10 @@ def relay(runtime: Runtime, send: Callable[[str], None], *, only: int | None = N
             row = session.get(Delivery, delivery_id)
             if org is None or row is None or row.status != "pending":
                 continue
-            run, created = repo.queue_run(session, org, f"{row.source}:{row.event}"[:32], utcnow())
+            run, _ = repo.request_run(
+                session, org, f"{row.source}:{row.event}"[:32], row.source, utcnow(), delivery=row.delivery_id
+            )
             run_id = run.id
-            if created:
-                repo.audit(
-                    session,
-                    org.id,
-                    row.source,
-                    "sync_requested",
-                    utcnow(),
-                    run_id=run_id,
-                    delivery=row.delivery_id,
-                )
         send(run_id)  # may raise: the row stays pending and the next relay sends again
         with runtime.db.transaction() as session:
             row = session.get(Delivery, delivery_id)

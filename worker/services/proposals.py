@@ -26,8 +26,6 @@ from worker.store.models import Proposal, ProposalOperation
 
 log = logging.getLogger(__name__)
 
-FINAL_STATES = ("applied", "rejected", "superseded", "failed")
-
 
 @dataclass(frozen=True)
 class ApplyOutcome:
@@ -46,7 +44,7 @@ def approve(runtime: Runtime, proposal_id: str, actor: str, *, transferred: bool
     now = utcnow()
     with runtime.db.transaction() as session:
         proposal = repo.get_proposal(session, proposal_id)
-        if proposal.status in ("superseded", "rejected"):
+        if proposal.status in ("superseded", "rejected", "reopened"):
             raise InvalidInput(
                 f"proposal {proposal_id} is {proposal.status} and cannot be approved; "
                 "approve the organisation's latest proposal instead (ptsync proposals SLUG)"

@@ -60,10 +60,7 @@ def request_sync(runtime: Runtime, slug: str, trigger: str) -> tuple[str, bool]:
     """Queue a run for the organisation, or join the one already queued. Returns (run id, new)."""
     now = utcnow()
     with runtime.db.transaction() as session:
-        org = repo.get_org(session, slug)
-        run, created = repo.queue_run(session, org, trigger, now)
-        if created:
-            repo.audit(session, org.id, trigger, "sync_requested", now, run_id=run.id)
+        run, created = repo.request_run(session, repo.get_org(session, slug), trigger, trigger, now)
         return run.id, created
 
 

@@ -75,6 +75,16 @@ def queue_run(session: Session, org: Organisation, trigger: str, now: datetime) 
     return run, True
 
 
+def request_run(
+    session: Session, org: Organisation, trigger: str, actor: str, now: datetime, **detail: Any
+) -> tuple[Run, bool]:
+    """`queue_run`, with an audit entry when a new run was queued (not when joining one)."""
+    run, created = queue_run(session, org, trigger, now)
+    if created:
+        audit(session, org.id, actor, "sync_requested", now, run_id=run.id, **detail)
+    return run, created
+
+
 def _queued_run(session: Session, org_id: int) -> Run | None:
     return session.scalar(select(Run).where(Run.org_id == org_id, Run.status == QUEUED))
 

@@ -6,24 +6,21 @@ starting a sync goes through the same outbox as webhooks.
 
 from __future__ import annotations
 
-import secrets
-from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 
-from worker.clock import iso
+from worker.clock import iso, new_id
 from worker.errors import InvalidInput, NotFound
 from worker.reports import render_csv
 from worker.services import credentials
 from worker.services import proposals as proposal_service
 from worker.services.deliveries import accept, relay_quietly
 from worker.store import repositories as repo
-from worker.store.models import Proposal, Run
+from worker.store.models import Delivery, Proposal, Run
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
 bearer = HTTPBearer(auto_error=False, description="An organisation admin token (ptsync org token SLUG)")
@@ -239,11 +236,8 @@ def reject(
 @router.post("/orgs/{slug}/syncs", response_model=SyncStarted, status_code=202, summary="Start a sync")
 def start_sync(request: Request, principal: credentials.Principal = Depends(principal_for)) -> SyncStarted:
     runtime = request.app.state.runtime()
-    stamp = datetime.now().isoformat()
-    accepted = accept(runtime, principal.org_id, "api", f"{stamp}-{secrets.token_hex(4)}", "manual", b"")
+    accepted = accept(runtime, principal.org_id, "api", new_id(), "manual", b"")
     relay_quietly(runtime, request.app.state.send, only=accepted.delivery)
-    from worker.store.models import Delivery
-
     with runtime.db.transaction() as session:
-        row = session.scalar(select(Delivery).where(Delivery.id == accepted.delivery))
+        row = session.get(Delivery, accepted.delivery)
         return SyncStarted(delivery=accepted.delivery, run_id=row.run_id if row else None)

@@ -15,7 +15,6 @@ from typing import Any
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
-from sqlalchemy import select
 
 from worker.clock import iso
 from worker.errors import InvalidInput, NotFound
@@ -212,7 +211,7 @@ def _check_form(request: Request, slug: str, csrf: str) -> int:
 
 def _own(request: Request, org_id: int, proposal_id: str) -> None:
     with request.app.state.runtime().db.transaction() as session:
-        proposal = session.scalar(select(Proposal).where(Proposal.id == proposal_id))
+        proposal = session.get(Proposal, proposal_id)
         if proposal is None or proposal.org_id != org_id:
             raise HTTPException(404, "not found")
 
