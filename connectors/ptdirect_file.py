@@ -28,6 +28,7 @@ from sharing import (
     UserStatus,
 )
 from sharing.apply import apply_operation, is_in_effect
+from sharing.identity import normalise_email
 
 NAME = "ptdirect file"
 SCHEMA = "ptsync.ptdirect/1"
@@ -122,6 +123,18 @@ class _Reader:
             raise self.fail(f"{where}.{key}", f"not an email address: {value!r}")
         return value
 
+    def unique(self, seen: dict[str, tuple[str, str]], email: str, where: str, what: str) -> None:
+        """Refuse a second entry for the same person: the result would depend on the order."""
+        key = normalise_email(email) or ""
+        if key in seen:
+            first_where, first_email = seen[key]
+            raise self.fail(
+                where,
+                f"duplicate {what} {email!r}: the same person as {first_where} {first_email!r} "
+                "(emails are compared ignoring case, surrounding spaces and Unicode form)",
+            )
+        seen[key] = (where, email)
+
     def flag(self, parent: dict[str, Any], key: str, where: str) -> bool:
         value = parent.get(key)
         if not isinstance(value, bool):
@@ -135,14 +148,12 @@ def parse_snapshot(document: Any, path: str) -> PtDirectSnapshot:
     if root.get("schema") != SCHEMA:
         raise r.fail("schema", f"expected {SCHEMA!r}, got {root.get('schema')!r}")
     users = []
-    seen: set[str] = set()
+    seen: dict[str, tuple[str, str]] = {}
     for index, raw in enumerate(r.array(root.get("users"), "users")):
         where = f"users[{index}]"
         item = r.obj(raw, where)
         email = r.email(item, "email", where)
-        if email.lower() in seen:
-            raise r.fail(f"{where}.email", f"duplicate user {email!r}")
-        seen.add(email.lower())
+        r.unique(seen, email, f"{where}.email", "user")
         status = item.get("status")
         if status not in ("confirmed", "unconfirmed"):
             raise r.fail(f"{where}.status", f"expected 'confirmed' or 'unconfirmed', got {status!r}")
@@ -170,18 +181,23 @@ def parse_snapshot(document: Any, path: str) -> PtDirectSnapshot:
     if root.get("master_account") is not None:
         raw_master = r.obj(root["master_account"], "master_account")
         recipients = r.array(raw_master.get("recipients", []), "master_account.recipients")
+        seen_recipients: dict[str, tuple[str, str]] = {}
         for index, recipient in enumerate(recipients):
             if not isinstance(recipient, str) or "@" not in recipient:
                 raise r.fail(f"master_account.recipients[{index}]", "expected an email address")
+            r.unique(seen_recipients, recipient, f"master_account.recipients[{index}]", "recipient")
         master = MasterAccount(r.email(raw_master, "email", "master_account"), tuple(recipients))
     sharing = r.obj(root.get("practitioner_sharing", {"members": []}), "practitioner_sharing")
     members = []
+    seen_members: dict[str, tuple[str, str]] = {}
     for index, raw in enumerate(r.array(sharing.get("members"), "practitioner_sharing.members")):
         where = f"practitioner_sharing.members[{index}]"
         item = r.obj(raw, where)
+        member_email = r.email(item, "email", where)
+        r.unique(seen_members, member_email, f"{where}.email", "sharing member")
         members.append(
             SharingMember(
-                r.email(item, "email", where),
+                member_email,
                 r.flag(item, "share_content", where),
                 r.flag(item, "share_patients", where),
             )

@@ -6,6 +6,7 @@ the operations that would fix them. Same inputs, same output.
 
 from sharing.access import AccessLog, AccessLogBuilder, AccessSource, AccessStatus, PatientAccess
 from sharing.apply import apply_operations, state_digest
+from sharing.context import Baseline
 from sharing.findings import Finding, FindingKind, Severity
 from sharing.model import (
     AccessGroup,
@@ -33,6 +34,7 @@ __all__ = [
     "AccessLogBuilder",
     "AccessSource",
     "AccessStatus",
+    "Baseline",
     "Finding",
     "FindingKind",
     "MasterAccount",

@@ -79,6 +79,18 @@ def apply_operation(snapshot: PtDirectSnapshot, operation: Operation) -> PtDirec
     return snapshot  # transfer_patients changes no share-group state
 
 
+def still_called_for(
+    planned: Iterable[Operation], current_plan: Iterable[tuple[str, str]]
+) -> tuple[Operation, ...]:
+    """The planned operations that the current plan (its operation keys) still calls for.
+
+    An apply sends only these: a plan made from one picture of the clinic is never applied to
+    another. Whatever the newer plan dropped (a leaver who came back) is closed, never sent.
+    """
+    wanted = set(current_plan)
+    return tuple(op for op in planned if op.key in wanted)
+
+
 def state_digest(snapshot: PtDirectSnapshot) -> str:
     """A hash of the share-group state a plan depends on (not of client lists).
 

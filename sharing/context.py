@@ -31,6 +31,33 @@ class SharedAccess:
     access_groups: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    """What the last accepted complete run saw, to notice a PMS read that suddenly loses people."""
+
+    active_practitioners: frozenset[str]
+    accept_drop: bool = False
+    """The admin confirmed that the people missing since the baseline really left."""
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """A PMS read that lost too many active practitioners at once to be trusted for removals."""
+
+    previously_active: int
+    now_active: int
+    lost: tuple[str, ...]
+    """Ids of practitioners active in the baseline and now inactive or missing."""
+    accepted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Departure:
+    email: str
+    user: PtUser
+    reason: str  # inactive_in_pms or gone_from_pms
+
+
 @dataclass(frozen=True)
 class Context:
     pms: PmsSnapshot
@@ -49,10 +76,25 @@ class Context:
     licensed_active: dict[str, PtUser]
     eligible: dict[str, PtUser]
     peers: dict[str, frozenset[str]]
+    active_pms_emails: frozenset[str]
+    drop: Drop | None
+
+    @property
+    def suspicious(self) -> bool:
+        """The PMS lost too many people at once and nobody has confirmed it: plan no removals."""
+        return self.drop is not None and not self.drop.accepted
 
     @property
     def complete(self) -> bool:
-        return self.pms.complete and self.ptdirect.complete
+        """Complete and trustworthy enough to propose removals and to call findings resolved."""
+        return self.pms.complete and self.ptdirect.complete and not self.suspicious
+
+    def pair_at_risk(self, first: str, second: str) -> bool:
+        """Both can share patients in PT Direct, and at least one of them does not yet."""
+        one, two = self.eligible.get(first), self.eligible.get(second)
+        if one is None or two is None:
+            return False
+        return not (self.is_sharing_patients(one.email) and self.is_sharing_patients(two.email))
 
     @property
     def recent_day(self) -> int:
@@ -87,8 +129,14 @@ class Context:
         }
 
     def departed_reason(self, email: str) -> str | None:
-        """Why a PT Direct user counts as gone from the PMS, or None if they are not."""
+        """Why a PT Direct user counts as gone from the PMS, or None if they are not.
+
+        Never for an email an active PMS practitioner has, nor for an ambiguous identity: a
+        removal built on a guess could cut a working practitioner's peers off their patients.
+        """
         key = normalise_email(email) or ""
+        if key in self.active_pms_emails or key in self.identity.ambiguous_emails:
+            return None
         practitioner = self.identity.practitioner_by_email.get(key)
         if practitioner is not None:
             return None if practitioner.active else "inactive_in_pms"
@@ -102,6 +150,23 @@ class Context:
             return "gone_from_pms"
         return None
 
+    def departures(self) -> list[Departure]:
+        """Confirmed sharing members who share patients and have left the PMS (not the master).
+
+        The one definition both the `departed_practitioner` rule and the planner read.
+        """
+        found = []
+        for email, member in sorted(self.members.items()):
+            user = self.users.get(email)
+            if not member.share_patients or user is None or not user.confirmed:
+                continue
+            if email == self.master_email:
+                continue
+            reason = self.departed_reason(email)
+            if reason is not None:
+                found.append(Departure(user.email, user, reason))
+        return found
+
 
 def build_context(
     pms: PmsSnapshot,
@@ -109,6 +174,7 @@ def build_context(
     policy: Policy,
     as_of: date,
     pseudonym_key: bytes,
+    baseline: Baseline | None = None,
 ) -> Context:
     practitioners = {practitioner.id: practitioner for practitioner in pms.practitioners}
     identity = match_identities(pms.system, pms.practitioners, ptdirect.users)
@@ -147,6 +213,9 @@ def build_context(
         for practitioner_id, user in licensed_active.items()
         if normalise_email(user.email) != master_email
     }
+    active_pms_emails = frozenset(
+        email for p in pms.practitioners if p.active and (email := normalise_email(p.email))
+    )
     return Context(
         pms=pms,
         ptdirect=ptdirect,
@@ -164,4 +233,29 @@ def build_context(
         licensed_active=licensed_active,
         eligible=eligible,
         peers={key: frozenset(value) for key, value in peers.items()},
+        active_pms_emails=active_pms_emails,
+        drop=detect_drop(pms, policy, baseline),
     )
+
+
+def detect_drop(pms: PmsSnapshot, policy: Policy, baseline: Baseline | None) -> Drop | None:
+    """A read with nobody in it, or one that lost more than the policy's share of active people.
+
+    Like the accidental-deletion threshold of directory-sync tools: an export cut short or an
+    API filter gone wrong must not make a whole clinic look departed.
+    """
+    if not pms.complete:
+        return None  # an incomplete read already plans no removals
+    active = frozenset(p.id for p in pms.practitioners if p.active)
+    accepted = baseline is not None and baseline.accept_drop
+    if not pms.practitioners:
+        before = len(baseline.active_practitioners) if baseline else 0
+        lost = tuple(sorted(baseline.active_practitioners)) if baseline else ()
+        return Drop(before, 0, lost, accepted)
+    if baseline is None or not baseline.active_practitioners:
+        return None
+    lost = tuple(sorted(baseline.active_practitioners - active))
+    share = 100 * len(lost) / len(baseline.active_practitioners)
+    if len(lost) > policy.removal_threshold_people and share > policy.removal_threshold_percent:
+        return Drop(len(baseline.active_practitioners), len(active), lost, accepted)
+    return None

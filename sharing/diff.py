@@ -30,8 +30,13 @@ def diff_findings(
     previous: Mapping[str, Mapping[str, Any]],
     *,
     complete: bool,
+    policy_only: frozenset[str] = frozenset(),
 ) -> FindingDiff:
-    """`previous` maps fingerprint to the previous report's finding document."""
+    """`previous` maps fingerprint to the previous report's finding document.
+
+    `policy_only`: fingerprints the current inputs still show under the previous policy. They
+    vanished because the rules changed, not because anyone fixed anything: not resolved.
+    """
     current = []
     seen = set()
     for finding in findings:
@@ -41,7 +46,11 @@ def diff_findings(
         else:
             state = INDETERMINATE
         current.append(finding.as_dict(state))
-    leftovers = [dict(doc) for fingerprint, doc in sorted(previous.items()) if fingerprint not in seen]
+    leftovers = [
+        dict(doc)
+        for fingerprint, doc in sorted(previous.items())
+        if fingerprint not in seen and fingerprint not in policy_only
+    ]
     if complete:
         return FindingDiff(tuple(current), tuple({**doc, "state": RESOLVED} for doc in leftovers))
     carried = [{**doc, "state": INDETERMINATE} for doc in leftovers]

@@ -18,6 +18,7 @@ class FindingKind(enum.Enum):
     MASTER_ACCOUNT_ISSUE = "master_account_issue"
     AMBIGUOUS_MATCH = "ambiguous_match"
     EXISTING_DUPLICATE_PATIENTS = "existing_duplicate_patients"
+    SUSPICIOUS_PMS_DROP = "suspicious_pms_drop"
 
 
 class Severity(enum.Enum):
@@ -57,6 +58,8 @@ class Finding:
     message: str
     practitioners: tuple[Person, ...] = ()
     evidence: dict[str, Any] = field(default_factory=dict)
+    operations: tuple[tuple[str, str], ...] = ()
+    """(op, email) of the planned operations that fix this finding (filled in after planning)."""
 
     @property
     def fingerprint(self) -> str:
@@ -71,4 +74,5 @@ class Finding:
             "message": self.message,
             "practitioners": [person.as_dict() for person in self.practitioners],
             "evidence": dict(self.evidence),
+            "operations": [{"op": op, "email": email} for op, email in self.operations],
         }

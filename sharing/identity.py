@@ -15,10 +15,14 @@ from sharing.model import PmsPractitioner, PtUser
 
 
 def normalise_email(email: str | None) -> str | None:
-    """Case and surrounding whitespace are not significant; plus-addressing is kept."""
+    """Unicode NFC, case and surrounding whitespace are not significant; plus-addressing is kept.
+
+    NFC first, so an address typed with a combining accent ("e" + U+0301) and one typed with the
+    precomposed letter ("\u00e9") are the same person, as they are to a mail server.
+    """
     if email is None:
         return None
-    cleaned = email.strip().lower()
+    cleaned = unicodedata.normalize("NFC", email).strip().lower()
     return cleaned or None
 
 
@@ -37,6 +41,7 @@ class Ambiguity:
     side: str  # "pms": a PMS practitioner with several users; "ptdirect": the reverse
     subject: str
     candidates: tuple[str, ...]
+    reason: str = "several_candidates"  # or "stale_link": linked to an inactive record, email active
 
 
 @dataclass(frozen=True)
@@ -111,7 +116,14 @@ def match_identities(
     ambiguities: list[Ambiguity] = []
     ambiguous_practitioners: set[str] = set()
     ambiguous_emails: set[str] = set()
+    by_id = {practitioner.id: practitioner for practitioner in practitioners}
+    for stale in _stale_links(system_key, users, by_id, practitioners):
+        ambiguities.append(stale)
+        ambiguous_emails.add(stale.subject)
+        ambiguous_practitioners.update(stale.candidates)
     for practitioner in practitioners:
+        if practitioner.id in ambiguous_practitioners:
+            continue
         candidates = users_by_link.get(practitioner.id)
         if not candidates:
             email = normalise_email(practitioner.email)
@@ -126,8 +138,9 @@ def match_identities(
 
     practitioners_by_user: dict[str, list[str]] = {}
     for practitioner_id, user in tentative.items():
+        if (normalise_email(user.email) or "") in ambiguous_emails:
+            continue
         practitioners_by_user.setdefault(normalise_email(user.email) or "", []).append(practitioner_id)
-    by_id = {practitioner.id: practitioner for practitioner in practitioners}
     user_by_practitioner: dict[str, PtUser] = {}
     practitioner_by_email: dict[str, PmsPractitioner] = {}
     for email, practitioner_ids in practitioners_by_user.items():
@@ -159,3 +172,35 @@ def match_identities(
         ambiguous_emails=frozenset(ambiguous_emails),
         name_suggestions=suggestions,
     )
+
+
+def _stale_links(
+    system_key: str,
+    users: tuple[PtUser, ...],
+    by_id: dict[str, PmsPractitioner],
+    practitioners: tuple[PmsPractitioner, ...],
+) -> list[Ambiguity]:
+    """Users whose PMS link names an inactive record while an active record has their email.
+
+    The usual story is a re-hire: the PMS got a new, active record and PT Direct still links the
+    old one. The link says "inactive" and the email says "active"; acting on either could remove
+    a working practitioner from sharing, so both records become candidates of an ambiguity.
+    """
+    active_by_email: dict[str, list[str]] = {}
+    for practitioner in practitioners:
+        email = normalise_email(practitioner.email)
+        if email and practitioner.active:
+            active_by_email.setdefault(email, []).append(practitioner.id)
+    found = []
+    for user in users:
+        link = user.pms_link
+        if link is None or link.system.strip().lower() != system_key:
+            continue
+        linked = by_id.get(link.practitioner_id)
+        email = normalise_email(user.email)
+        if linked is None or linked.active or not email:
+            continue
+        others = [pid for pid in active_by_email.get(email, []) if pid != linked.id]
+        if others:
+            found.append(Ambiguity("ptdirect", email, tuple(sorted([linked.id, *others])), "stale_link"))
+    return found

@@ -116,10 +116,18 @@ class Policy:
     lookback_days: int = 540
     recent_days: int = 90
     """Shared patients seen within this many days make a duplicate risk more urgent."""
+    removal_threshold_percent: int = 30
+    removal_threshold_people: int = 2
+    """A read that loses more than this share AND more than this many active practitioners at
+    once is suspicious: no removals until an admin accepts the drop."""
 
     def __post_init__(self) -> None:
         if self.lookback_days < 1:
             raise ValueError("lookback_days must be at least 1")
+        if not 0 <= self.removal_threshold_percent <= 100:
+            raise ValueError("removal_threshold_percent must be between 0 and 100")
+        if self.removal_threshold_people < 0:
+            raise ValueError("removal_threshold_people must not be negative")
         if self.recent_days < 1:
             raise ValueError("recent_days must be at least 1")
 

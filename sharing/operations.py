@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,11 @@ _ADVISORY = {OpKind.INVITE_PRACTITIONER, OpKind.TRANSFER_PATIENTS}
 _REMOVALS = {OpKind.REMOVE_SHARING_MEMBER, OpKind.REMOVE_MASTER_RECIPIENT}
 
 
+def operation_key(op: str, email: str) -> tuple[str, str]:
+    """What an operation is about: its kind and its person (email in NFC, case-insensitive)."""
+    return (op, unicodedata.normalize("NFC", email).strip().lower())
+
+
 @dataclass(frozen=True, slots=True)
 class Operation:
     op: OpKind
@@ -50,7 +56,7 @@ class Operation:
     @property
     def key(self) -> tuple[str, str]:
         """What the operation is about, for de-duplication and idempotency keys."""
-        return (self.op.value, self.email.strip().lower())
+        return operation_key(self.op.value, self.email)
 
     def as_dict(self) -> dict[str, Any]:
         document: dict[str, Any] = {"op": self.op.value, "email": self.email}

@@ -36,7 +36,7 @@ def plan_operations(context: Context) -> tuple[Operation, ...]:
     planned = [*_sharing_additions(context), *_master_additions(context)]
     if context.complete:
         planned += [*_departures(context), *_master_departures(context)]
-    safe_to_touch = [op for op in planned if _may_touch(context, op)]
+    safe_to_touch = [op for op in planned if _may_touch(context, op) and not _cuts_off_active(context, op)]
     unique = {op.key: op for op in safe_to_touch}
     ordered = sorted(unique.values(), key=lambda op: (_ORDER[op.op], op.email.lower()))
     return tuple(_with_approval(context, op) for op in ordered)
@@ -51,6 +51,18 @@ def _may_touch(context: Context, op: Operation) -> bool:
         return False
     gives_patient_sharing = op.op in (OpKind.ADD_SHARING_MEMBER, OpKind.ENABLE_PATIENT_SHARING)
     return not (email == context.master_email and gives_patient_sharing)
+
+
+def _cuts_off_active(context: Context, op: Operation) -> bool:
+    """A last guard: nothing destructive for anyone an active PMS practitioner could be."""
+    if not (op.op.removal or op.op is OpKind.TRANSFER_PATIENTS):
+        return False
+    email = normalise_email(op.email) or ""
+    user = context.users.get(email)
+    link = user.pms_link if user else None
+    same_system = link is not None and link.system.strip().lower() == context.pms.system.strip().lower()
+    linked = context.practitioners.get(link.practitioner_id) if link and same_system else None
+    return email in context.active_pms_emails or (linked is not None and linked.active)
 
 
 def _with_approval(context: Context, op: Operation) -> Operation:
@@ -111,12 +123,8 @@ def _master_additions(context: Context) -> list[Operation]:
 
 def _departures(context: Context) -> list[Operation]:
     operations = []
-    for email, member in context.members.items():
-        user = context.users.get(email)
-        if not member.share_patients or user is None or email == context.master_email:
-            continue
-        if context.departed_reason(email) is None:
-            continue
+    for departure in context.departures():
+        user = departure.user
         operations.append(
             Operation(
                 OpKind.TRANSFER_PATIENTS,

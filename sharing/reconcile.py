@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 from sharing.access import day_from_number
-from sharing.context import build_context
-from sharing.findings import Finding
+from sharing.context import Baseline, Context, build_context
+from sharing.findings import Finding, FindingKind
+from sharing.identity import normalise_email
 from sharing.model import PmsSnapshot, Policy, PtDirectSnapshot
-from sharing.operations import Operation
+from sharing.operations import Operation, OpKind
 from sharing.plan import plan_operations
 from sharing.rules import RULES
 
@@ -31,6 +32,11 @@ class Reconciliation:
     findings: tuple[Finding, ...]
     operations: tuple[Operation, ...]
     complete: bool
+    """Complete and trusted: removals may be proposed and missing findings count as resolved."""
+    suspicious: bool
+    """The PMS read lost too many people at once (see `suspicious_pms_drop`)."""
+    active_practitioners: frozenset[str]
+    """Ids of the PMS practitioners active in this read: the next run's baseline."""
     practitioner_count: int
     patient_count: int
     shared_pairs: tuple[SharedPair, ...]
@@ -43,16 +49,16 @@ def reconcile(
     *,
     as_of: date,
     pseudonym_key: bytes,
+    baseline: Baseline | None = None,
 ) -> Reconciliation:
-    """Decide findings and operations. No clock and no I/O: `as_of` is the run's date."""
-    context = build_context(pms, ptdirect, policy, as_of, pseudonym_key)
-    findings = [finding for rule in RULES for finding in rule(context)]
+    """Decide findings and operations. No clock and no I/O: `as_of` is the run's date.
+
+    `baseline` is what the last accepted run saw, so a read that suddenly loses people is noticed.
+    """
+    context = build_context(pms, ptdirect, policy, as_of, pseudonym_key, baseline)
+    operations = plan_operations(context)
+    findings = [_link(finding, operations) for rule in RULES for finding in rule(context)]
     findings.sort(key=lambda f: (f.severity.rank, f.kind.value, f.fingerprint))
-    at_risk = {
-        tuple(subject.removeprefix("pms:") for subject in finding.subjects)
-        for finding in findings
-        if finding.kind.value == "duplicate_patient_risk"
-    }
     pairs = tuple(
         SharedPair(
             first=first,
@@ -60,15 +66,48 @@ def reconcile(
             shared_patients=shared.stat.shared_patients if shared.stat else 0,
             last_shared_on=day_from_number(shared.stat.last_shared_day) if shared.stat else None,
             access_groups=shared.access_groups,
-            at_risk=(first, second) in at_risk,
+            at_risk=context.pair_at_risk(first, second),
         )
         for (first, second), shared in sorted(context.shared.items())
     )
     return Reconciliation(
         findings=tuple(findings),
-        operations=plan_operations(context),
+        operations=operations,
         complete=context.complete,
+        suspicious=context.suspicious,
+        active_practitioners=frozenset(p.id for p in pms.practitioners if p.active),
         practitioner_count=len(pms.practitioners),
         patient_count=context.co_access.distinct_patients,
         shared_pairs=pairs,
     )
+
+
+_FIXED_BY = {
+    FindingKind.DUPLICATE_PATIENT_RISK: (OpKind.ADD_SHARING_MEMBER, OpKind.ENABLE_PATIENT_SHARING),
+    FindingKind.MISSING_NEW_USER: (OpKind.ADD_SHARING_MEMBER, OpKind.ADD_MASTER_RECIPIENT),
+    FindingKind.DEPARTED_PRACTITIONER: (OpKind.TRANSFER_PATIENTS, OpKind.REMOVE_SHARING_MEMBER),
+}
+
+
+def _link(finding: Finding, operations: tuple[Operation, ...]) -> Finding:
+    """Attach the planned operations that fix a finding: those for its first person, of its kind.
+
+    Reports and pages use the link to show a finding beside its fix, and to show a finding that
+    an automatic apply already fixed as fixed rather than new.
+    """
+    kinds = _FIXED_BY.get(finding.kind)
+    if not kinds or not finding.practitioners or finding.practitioners[0].email is None:
+        return finding
+    email = normalise_email(finding.practitioners[0].email)
+    wanted = set(kinds)
+    if finding.kind is FindingKind.MISSING_NEW_USER:
+        missing_from = finding.evidence.get("missing_from")
+        to_master = missing_from == "master_recipients"
+        wanted = {OpKind.ADD_MASTER_RECIPIENT} if to_master else {OpKind.ADD_SHARING_MEMBER}
+    linked = tuple(
+        (op.op.value, op.email) for op in operations if op.op in wanted and normalise_email(op.email) == email
+    )
+    return replace(finding, operations=linked) if linked else finding
+
+
+__all__ = ["Baseline", "Context", "Reconciliation", "SharedPair", "reconcile"]

@@ -45,8 +45,12 @@ def build_report(
     reconciliation: Reconciliation,
     previous: Mapping[str, Mapping[str, Any]],
     proposal: ProposalInfo | None,
+    *,
+    policy_only: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
-    diff = diff_findings(reconciliation.findings, previous, complete=reconciliation.complete)
+    diff = diff_findings(
+        reconciliation.findings, previous, complete=reconciliation.complete, policy_only=policy_only
+    )
     counts = Counter(finding["kind"] for finding in diff.current)
     return {
         "schema": SCHEMA,

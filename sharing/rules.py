@@ -21,10 +21,18 @@ def _user_subject(email: str) -> str:
 
 
 def _names(people: list[Person]) -> str:
-    names = [person.name for person in people]
-    if len(names) <= 1:
-        return "".join(names)
-    return ", ".join(names[:-1]) + " and " + names[-1]
+    return _join([person.name for person in people])
+
+
+def _join(items: list[str]) -> str:
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def plural(count: int, noun: str) -> str:
+    """`1 patient`, `3 patients`: messages are read by people."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _risk_severity(context: Context, shared: SharedAccess) -> Severity:
@@ -39,54 +47,79 @@ def _risk_severity(context: Context, shared: SharedAccess) -> Severity:
     return Severity.LOW
 
 
+_COLLEAGUES_NAMED = 5
+
+
+def _pair_detail(context: Context, peer_name: str, shared: SharedAccess) -> str:
+    """'Ana Silva (3 patients, most recently 2026-11-20)'; future days read as bookings."""
+    if shared.stat is None:
+        groups = ", ".join(f"'{group}'" for group in shared.access_groups)
+        return f"{peer_name} (through the PMS access group {groups})"
+    last = day_from_number(shared.stat.last_shared_day)
+    when = f"booked for {last.isoformat()}" if last > context.as_of else f"most recently {last.isoformat()}"
+    return f"{peer_name} ({plural(shared.stat.shared_patients, 'patient')}, {when})"
+
+
 def duplicate_patient_risk(context: Context) -> Iterator[Finding]:
-    for (first, second), shared in sorted(context.shared.items()):
-        first_user = context.licensed_active.get(first)
-        second_user = context.licensed_active.get(second)
-        if first_user is None or second_user is None:
+    """One finding per practitioner who must change, listing every colleague they share with.
+
+    Per pair would not scale (a patient seen by four people is six pairs); the person who is not
+    sharing is the one whose setting the admin changes. Every pair stays in `evidence.pairs`.
+    """
+    colleagues: dict[str, list[tuple[str, SharedAccess]]] = {}
+    for (first, second), shared in context.shared.items():
+        if not context.pair_at_risk(first, second):
             continue
-        not_sharing = [
-            (practitioner_id, user)
-            for practitioner_id, user in ((first, first_user), (second, second_user))
-            if not context.is_sharing_patients(user.email)
-        ]
-        if not not_sharing:
-            continue
-        people = [context.person(first), context.person(second)]
-        gaps = []
-        for practitioner_id, user in not_sharing:
-            name = context.practitioners[practitioner_id].name
-            if normalise_email(user.email) in context.members:
-                gaps.append(f"{name} does not share patients in practitioner sharing")
-            else:
-                gaps.append(f"{name} is not in practitioner sharing")
-        evidence: dict[str, object] = {
-            "lookback_days": context.policy.lookback_days,
-            "not_sharing_patients": sorted(user.email for _, user in not_sharing),
+        for me, peer in ((first, second), (second, first)):
+            if not context.is_sharing_patients(context.eligible[me].email):
+                colleagues.setdefault(me, []).append((peer, shared))
+    for practitioner_id, peers in sorted(colleagues.items()):
+        yield _risk_for(context, practitioner_id, peers)
+
+
+def _risk_for(context: Context, practitioner_id: str, peers: list[tuple[str, SharedAccess]]) -> Finding:
+    user = context.eligible[practitioner_id]
+    name = context.practitioners[practitioner_id].name
+    peers.sort(key=lambda item: (-(item[1].stat.shared_patients if item[1].stat else 0), item[0]))
+    if normalise_email(user.email) in context.members:
+        gap = f"{name} does not share patients in practitioner sharing"
+    else:
+        gap = f"{name} is not in practitioner sharing"
+    details = [_pair_detail(context, context.practitioners[peer].name, shared) for peer, shared in peers]
+    if len(details) > _COLLEAGUES_NAMED:
+        details = [*details[:_COLLEAGUES_NAMED], plural(len(details) - _COLLEAGUES_NAMED, "other colleague")]
+    who = "a colleague" if len(peers) == 1 else plural(len(peers), "colleague")
+    pairs = []
+    for peer, shared in peers:
+        pair: dict[str, object] = {
+            "emails": [user.email, context.eligible[peer].email],
+            "shared_patients": shared.stat.shared_patients if shared.stat else 0,
+            "last_shared_on": (
+                day_from_number(shared.stat.last_shared_day).isoformat() if shared.stat else None
+            ),
         }
-        if shared.stat is not None:
-            last = day_from_number(shared.stat.last_shared_day).isoformat()
-            reason = (
-                f"{_names(people)} treated {shared.stat.shared_patients} of the same patients "
-                f"in the last {context.policy.lookback_days} days (most recently {last})"
-            )
-            evidence["shared_patients"] = shared.stat.shared_patients
-            evidence["last_shared_on"] = last
-        else:
-            evidence["shared_patients"] = 0
         if shared.access_groups:
-            evidence["access_groups"] = list(shared.access_groups)
-            if shared.stat is None:
-                groups = ", ".join(f"'{group}'" for group in shared.access_groups)
-                reason = f"{_names(people)} share patients through the PMS access group {groups}"
-        yield Finding(
-            kind=FindingKind.DUPLICATE_PATIENT_RISK,
-            severity=_risk_severity(context, shared),
-            subjects=("pms:" + first, "pms:" + second),
-            message=f"{reason} but {' and '.join(gaps)}.",
-            practitioners=tuple(people),
-            evidence=evidence,
-        )
+            pair["access_groups"] = list(shared.access_groups)
+        pairs.append(pair)
+    severity = min((_risk_severity(context, shared) for _, shared in peers), key=lambda s: s.rank)
+    return Finding(
+        kind=FindingKind.DUPLICATE_PATIENT_RISK,
+        severity=severity,
+        subjects=("pms:" + practitioner_id,),
+        message=(
+            f"{gap}, but shares patients in the PMS with {who} within the last "
+            f"{context.policy.lookback_days} days: {_join(details)}. Each of them can create a "
+            "separate copy of the same patient in Physitrack."
+        ),
+        practitioners=(context.person(practitioner_id), *(context.person(peer) for peer, _ in peers)),
+        evidence={
+            "lookback_days": context.policy.lookback_days,
+            "not_sharing_patients": [user.email],
+            "colleagues": len(peers),
+            "shared_patients": sum(shared.stat.shared_patients for _, shared in peers if shared.stat),
+            "pairs": pairs,
+        },
+    )
 
 
 def missing_new_user(context: Context) -> Iterator[Finding]:
@@ -174,34 +207,31 @@ def no_physitrack_licence(context: Context) -> Iterator[Finding]:
             kind=FindingKind.NO_PHYSITRACK_LICENCE,
             severity=Severity.INFO,
             subjects=("pms:" + practitioner_id,),
-            message=(f"{practitioner.name} treats {treating} patients in the PMS but {detail}."),
+            message=(
+                f"{practitioner.name} has {plural(treating, 'patient')} in the PMS within the last "
+                f"{context.policy.lookback_days} days but {detail}."
+            ),
             practitioners=(context.person(practitioner_id),),
             evidence=evidence,
         )
 
 
 def departed_practitioner(context: Context) -> Iterator[Finding]:
-    for email, member in sorted(context.members.items()):
-        user = context.users.get(email)
-        if not member.share_patients or user is None or not user.confirmed:
-            continue
-        if email == context.master_email:
-            continue
-        reason = context.departed_reason(email)
-        if reason is None:
-            continue
-        person = context.person_for_email(user.email)
-        where = "inactive in the PMS" if reason == "inactive_in_pms" else "no longer in the PMS"
+    if context.suspicious:
+        return  # one suspicious_pms_drop finding instead of a clinic full of "departures"
+    for departure in context.departures():
+        person = context.person_for_email(departure.email)
+        where = "inactive in the PMS" if departure.reason == "inactive_in_pms" else "no longer in the PMS"
         yield Finding(
             kind=FindingKind.DEPARTED_PRACTITIONER,
             severity=Severity.HIGH,
-            subjects=(_user_subject(user.email),),
+            subjects=(_user_subject(departure.email),),
             message=(
                 f"{person.name} shares patients in practitioner sharing but is {where}: "
                 "transfer their patients before removing them, or peers lose access to them."
             ),
             practitioners=(person,),
-            evidence={"reason": reason},
+            evidence={"reason": departure.reason},
         )
 
 
@@ -209,22 +239,21 @@ def unlinked_user(context: Context) -> Iterator[Finding]:
     for email, user in sorted(context.users.items()):
         if email in context.identity.practitioner_by_email or email in context.identity.ambiguous_emails:
             continue
+        if email == context.master_email:
+            continue  # a dedicated content account is expected; master_account_issue covers it
         member = context.members.get(email)
         if member is not None and member.share_patients and context.departed_reason(email):
             continue  # reported as departed_practitioner instead
-        is_master = email == context.master_email
-        what = "the master account" if is_master else "a PT Direct user"
         yield Finding(
             kind=FindingKind.UNLINKED_USER,
             severity=Severity.INFO,
             subjects=(_user_subject(user.email),),
             message=(
-                f"{user.name} ({user.email}) is {what} with no matching PMS practitioner "
+                f"{user.name} ({user.email}) is a PT Direct user with no matching PMS practitioner "
                 "(a content account, an admin or a leaver?)."
             ),
             practitioners=(Person(pms_id=None, email=user.email, name=user.name),),
             evidence={
-                "master_account": is_master,
                 "confirmed": user.confirmed,
                 "practitioner_access": user.practitioner_access,
                 "in_practitioner_sharing": member is not None,
@@ -255,6 +284,18 @@ def master_account_issue(context: Context) -> Iterator[Finding]:
                 "sharing on; it should be a content-only account.",
             )
         )
+    practitioner = context.identity.practitioner_by_email.get(context.master_email)
+    patients = context.co_access.patients_per_practitioner.get(practitioner.id, 0) if practitioner else 0
+    if patients:
+        problems.append(
+            (
+                "treats_patients",
+                f"The master account {master.email} also has {plural(patients, 'patient')} in the PMS "
+                f"({practitioner.name}). Other practitioners cannot share patients with the master "
+                "account, so its patients will be duplicated: use a dedicated content-only account "
+                "as the master account.",
+            )
+        )
     if not master.recipients:
         problems.append(
             (
@@ -273,6 +314,12 @@ def master_account_issue(context: Context) -> Iterator[Finding]:
         )
 
 
+def _record(context: Context, practitioner_id: str) -> str:
+    practitioner = context.practitioners[practitioner_id]
+    state = "active" if practitioner.active else "inactive"
+    return f"{practitioner.name} (PMS id {practitioner_id}, {state})"
+
+
 def ambiguous_match(context: Context) -> Iterator[Finding]:
     for ambiguity in context.identity.ambiguities:
         if ambiguity.side == "pms":
@@ -280,8 +327,9 @@ def ambiguous_match(context: Context) -> Iterator[Finding]:
             people = [Person(practitioner.id, practitioner.email, practitioner.name)]
             people += [context.person_for_email(email) for email in ambiguity.candidates]
             message = (
-                f"{practitioner.name} (PMS id {practitioner.id}) matches several PT Direct users "
-                f"({', '.join(ambiguity.candidates)}); link the right one in PT Direct."
+                f"{_record(context, practitioner.id)} matches several PT Direct users "
+                f"({', '.join(ambiguity.candidates)}); link the right one in PT Direct. "
+                "ptsync changes nothing for them until then."
             )
             subjects = ("pms:" + practitioner.id,)
         else:
@@ -291,10 +339,18 @@ def ambiguous_match(context: Context) -> Iterator[Finding]:
                 for pid in ambiguity.candidates
             ]
             name = user.name if user else ambiguity.subject
-            message = (
-                f"PT Direct user {name} ({ambiguity.subject}) matches several PMS practitioners "
-                f"({_names(people)}); link the right one in PT Direct."
-            )
+            records = _join([_record(context, pid) for pid in ambiguity.candidates])
+            if ambiguity.reason == "stale_link":
+                message = (
+                    f"PT Direct user {name} ({ambiguity.subject}) is linked to an inactive PMS record, "
+                    f"but an active record has the same email: {records}. Update the PMS link in "
+                    "PT Direct; ptsync changes nothing for them until then (a re-hire is not a leaver)."
+                )
+            else:
+                message = (
+                    f"PT Direct user {name} ({ambiguity.subject}) matches several PMS practitioners: "
+                    f"{records}. Link the right one in PT Direct; ptsync changes nothing for them until then."
+                )
             subjects = (_user_subject(ambiguity.subject),)
         yield Finding(
             kind=FindingKind.AMBIGUOUS_MATCH,
@@ -302,7 +358,11 @@ def ambiguous_match(context: Context) -> Iterator[Finding]:
             subjects=subjects,
             message=message,
             practitioners=tuple(people),
-            evidence={"side": ambiguity.side, "candidates": list(ambiguity.candidates)},
+            evidence={
+                "side": ambiguity.side,
+                "reason": ambiguity.reason,
+                "candidates": list(ambiguity.candidates),
+            },
         )
 
 
@@ -342,12 +402,49 @@ def existing_duplicate_patients(context: Context) -> Iterator[Finding]:
             severity=Severity.HIGH,
             subjects=("patient:" + pseudonym,),
             message=(
-                f"Patient {pseudonym} already exists {len(copies)} times in Physitrack, under "
+                f"Patient {pseudonym} already exists {plural(len(copies), 'time')} in Physitrack, under "
                 f"{_names(people)} ({how}): merge or transfer the copies."
             ),
             practitioners=tuple(people),
             evidence={"patient": pseudonym, "copies": len(copies), "matched_on": matched_on},
         )
+
+
+def suspicious_pms_drop(context: Context) -> Iterator[Finding]:
+    drop = context.drop
+    if drop is None or drop.accepted:
+        return
+    known = context.practitioners
+    names = [known[pid].name if pid in known else f"PMS id {pid}" for pid in drop.lost]
+    shown = names[:_COLLEAGUES_NAMED]
+    if len(names) > len(shown):
+        shown.append(plural(len(names) - len(shown), "other"))
+    if context.pms.practitioners:
+        what = (
+            f"The PMS read lists {plural(drop.now_active, 'active practitioner')}, "
+            f"{len(drop.lost)} fewer than the {drop.previously_active} of the last accepted sync "
+            f"({_join(shown)} are now missing or inactive)"
+        )
+    else:
+        what = "The PMS read lists no practitioners at all"
+    yield Finding(
+        kind=FindingKind.SUSPICIOUS_PMS_DROP,
+        severity=Severity.HIGH,
+        subjects=("pms_drop",),
+        message=(
+            f"{what}. That looks like a cut-short export or a PMS problem, so nobody is treated as "
+            "departed and no removal is proposed. Check the PMS; if these people really left, accept "
+            "the drop: run the next sync with --accept-drop (`ptsync sync ORG --accept-drop`, or "
+            "'accept_drop' on the admin API's start-sync)."
+        ),
+        evidence={
+            "previously_active": drop.previously_active,
+            "now_active": drop.now_active,
+            "lost": list(drop.lost),
+            "threshold_percent": context.policy.removal_threshold_percent,
+            "threshold_people": context.policy.removal_threshold_people,
+        },
+    )
 
 
 RULES: tuple[Rule, ...] = (
@@ -360,4 +457,5 @@ RULES: tuple[Rule, ...] = (
     master_account_issue,
     ambiguous_match,
     existing_duplicate_patients,
+    suspicious_pms_drop,
 )

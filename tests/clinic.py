@@ -10,6 +10,7 @@ from sharing import (
     AccessLog,
     AccessSource,
     AccessStatus,
+    Baseline,
     MasterAccount,
     PatientAccess,
     PhysitrackClient,
@@ -115,6 +116,12 @@ class Clinic:
             policy or Policy(),
             as_of=AS_OF,
             pseudonym_key=KEY,
+        )
+
+    def reconcile_with(self, baseline: Baseline, policy: Policy | None = None):
+        """Reconcile as a later run does: against the roster of the last accepted run."""
+        return reconcile(
+            self.pms(), self.ptdirect(), policy or Policy(), as_of=AS_OF, pseudonym_key=KEY, baseline=baseline
         )
 
 

@@ -205,12 +205,13 @@ def test_a_fhir_server_syncs_end_to_end(tmp_path, fhir):
     report = json.loads(ptsync(tmp_path, "report", "clinic-f", "--format", "json").stdout)
     assert report["summary"]["practitioners"] == 6
     risky = {
-        tuple(sorted(p["pms_id"] for p in f["practitioners"]))
+        tuple(sorted(email.split("@")[0] for email in pair["emails"]))
         for f in report["findings"]
         if f["kind"] == "duplicate_patient_risk"
+        for pair in f["evidence"]["pairs"]
     }
-    assert ("pr0", "pr1") in risky and (
-        "pr0",
-        "pr4",
-    ) in risky  # pt1: pr0, pr2 by appointment, pr4 by care team
+    emails = {p["pms_id"]: p["email"].split("@")[0] for f in report["findings"] for p in f["practitioners"]}
+    # pt1: pr0, pr2 by appointment, pr4 by care team
+    assert tuple(sorted((emails["pr0"], emails["pr1"]))) in risky
+    assert tuple(sorted((emails["pr0"], emails["pr4"]))) in risky
     assert all(r.headers.get("authorization") == "Bearer fhir-token" for r in fhir.log)

@@ -32,6 +32,7 @@ from sharing import (
     build_report,
     reconcile,
 )
+from sharing.apply import still_called_for
 from sharing.identity import normalise_email
 from sharing.operations import OpKind
 from tests.clinic import AS_OF, KEY
@@ -185,3 +186,58 @@ def test_an_incomplete_fetch_proposes_no_removals_and_marks_findings_indetermina
     report = build_report("org", run, result, {}, None)
     assert {f["state"] for f in report["findings"]} <= {"indeterminate"}
     assert report["resolved"] == []
+
+
+def _active_people(pms) -> set[str]:
+    """Emails and PMS ids of everyone active in this PMS read."""
+    return {normalise_email(p.email) for p in pms.practitioners if p.active and p.email} | {
+        p.id for p in pms.practitioners if p.active
+    }
+
+
+def _destructive_for_active(pms, ptdirect, operations) -> list[str]:
+    active = _active_people(pms)
+    links = {normalise_email(u.email): u.pms_link.practitioner_id for u in ptdirect.users if u.pms_link}
+    return [
+        op.email
+        for op in operations
+        if (op.op.removal or op.op is OpKind.TRANSFER_PATIENTS)
+        and (normalise_email(op.email) in active or links.get(normalise_email(op.email)) in active)
+    ]
+
+
+@common
+@given(clinics())
+def test_no_destructive_operation_for_any_practitioner_active_in_the_pms(clinic):
+    # Given any clinic
+    pms, ptdirect, policy = clinic
+    # When it is planned
+    plan = _run(pms, ptdirect, policy)
+    # Then nobody active in the PMS is transferred away or removed
+    assert _destructive_for_active(pms, ptdirect, plan.operations) == []
+
+
+@st.composite
+def pms_changes(draw, pms):
+    """The same clinic a little later: people go on leave or come back, rows come and go."""
+    practitioners = [
+        replace(p, active=not p.active) if draw(st.booleans()) and draw(st.booleans()) else p
+        for p in pms.practitioners
+    ]
+    rows = [row for row in pms.access if draw(st.booleans()) or draw(st.booleans())]
+    return replace(pms, practitioners=tuple(practitioners), access=AccessLog.from_rows(rows))
+
+
+@common
+@given(st.data())
+def test_a_plan_made_from_one_state_is_never_applied_to_another(data):
+    # Given a plan made from one picture of the clinic
+    pms, ptdirect, policy = data.draw(clinics())
+    old_plan = _run(pms, ptdirect, policy)
+    # When the PMS changes before the apply, and a newer complete run plans again
+    later = data.draw(pms_changes(pms))
+    new_plan = _run(later, ptdirect, policy)
+    sent = still_called_for(old_plan.operations, [op.key for op in new_plan.operations])
+    # Then only what the new plan calls for is sent, and nobody active now is cut off
+    assert {op.key for op in sent} <= {op.key for op in new_plan.operations}
+    assert _destructive_for_active(later, ptdirect, sent) == []

@@ -52,12 +52,14 @@ def test_report_serialises_exactly_to_the_contract_shape():
         "message",
         "practitioners",
         "evidence",
+        "operations",
     }
-    assert finding["practitioners"][0] == {
+    assert finding["practitioners"][1] == {
         "pms_id": "101",
         "email": "ana@clinic.example",
         "name": "Ana Silva",
     }
+    assert finding["operations"] == [{"op": "add_sharing_member", "email": "cara@clinic.example"}]
     assert report["proposal"]["operations"][0] == {
         "op": "add_sharing_member",
         "email": "cara@clinic.example",

@@ -27,15 +27,17 @@ def test_practitioners_who_treat_the_same_patients_but_do_not_share_are_a_duplic
     clinic.co_treat("101", "103", patients=3, days_ago=5)
     # When the run reconciles
     result = clinic.reconcile()
-    # Then one duplicate risk names both and says who is missing, with the evidence
+    # Then one duplicate risk, about Cara (who must change), names Ana with the evidence
     [risk] = of_kind(result, "duplicate_patient_risk")
-    assert [person.pms_id for person in risk.practitioners] == ["101", "103"]
+    assert [person.pms_id for person in risk.practitioners] == ["103", "101"]
     assert risk.message.startswith(
-        "Ana Silva and Cara Lim treated 3 of the same patients in the last 540 days"
+        "Cara Lim is not in practitioner sharing, but shares patients in the PMS with a colleague "
+        "within the last 540 days: Ana Silva (3 patients, most recently 2026-11-20)."
     )
-    assert risk.message.endswith("but Cara Lim is not in practitioner sharing.")
     assert risk.evidence["shared_patients"] == 3
-    assert risk.evidence["last_shared_on"] == "2026-11-20"
+    assert risk.evidence["pairs"] == [
+        {"emails": ["cara@clinic.example", "ana@clinic.example"], "shared_patients": 3, "last_shared_on": "2026-11-20"}
+    ]
 
 
 def test_member_who_does_not_share_patients_is_a_risk_fixed_by_enabling_patient_sharing():
@@ -105,8 +107,8 @@ def test_members_of_a_shared_access_group_share_patients_without_common_appointm
     clinic.groups.append(AccessGroup("g1", "Team North", ("101", "102")))
     result = clinic.reconcile()
     [risk] = of_kind(result, "duplicate_patient_risk")
-    assert risk.evidence["access_groups"] == ["Team North"]
-    assert "access group 'Team North'" in risk.message
+    assert risk.evidence["pairs"][0]["access_groups"] == ["Team North"]
+    assert "Ana Silva (through the PMS access group 'Team North')" in risk.message
 
 
 def test_duplicate_risk_is_high_when_many_recent_shared_patients_and_low_when_few_and_old():
@@ -119,7 +121,7 @@ def test_duplicate_risk_is_high_when_many_recent_shared_patients_and_low_when_fe
     clinic.co_treat("101", "103", patients=1, days_ago=300)
     clinic.co_treat("101", "104", patients=1, days_ago=3)
     result = clinic.reconcile()
-    severity = {f.practitioners[1].pms_id: f.severity for f in of_kind(result, "duplicate_patient_risk")}
+    severity = {f.practitioners[0].pms_id: f.severity for f in of_kind(result, "duplicate_patient_risk")}
     assert severity == {"102": Severity.HIGH, "103": Severity.LOW, "104": Severity.MEDIUM}
 
 
@@ -164,7 +166,9 @@ def test_treating_practitioner_without_a_physitrack_user_has_no_licence():
     [finding] = of_kind(result, "no_physitrack_licence")
     assert finding.severity is Severity.INFO
     assert finding.evidence["patients_in_window"] == 4
-    assert finding.message == "Gus Hale treats 4 patients in the PMS but no PT Direct user matches them."
+    assert finding.message == (
+        "Gus Hale has 4 patients in the PMS within the last 540 days but no PT Direct user matches them."
+    )
 
 
 def test_practitioner_who_treats_nobody_in_the_window_needs_no_licence():
@@ -285,7 +289,7 @@ def test_one_user_matching_two_practitioners_is_ambiguous():
     clinic.users.append(PtUser("ana@clinic.example", "Ana Silva"))
     result = clinic.reconcile()
     [ambiguous] = of_kind(result, "ambiguous_match")
-    assert ambiguous.evidence == {"side": "ptdirect", "candidates": ["101", "201"]}
+    assert ambiguous.evidence == {"side": "ptdirect", "reason": "several_candidates", "candidates": ["101", "201"]}
     assert [p.pms_id for p in ambiguous.practitioners] == ["101", "201"]
 
 
