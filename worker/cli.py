@@ -85,6 +85,20 @@ def org_add(
     physitrack_url: Annotated[
         str | None, typer.Option(help="Override the Physitrack API v2 base URL")
     ] = None,
+    sharing_scope: Annotated[
+        str, typer.Option(help="co-treating (only those who share patients) or everyone")
+    ] = "co-treating",
+    master_recipients: Annotated[
+        str, typer.Option(help="all-active (every active practitioner) or manual (left as they are)")
+    ] = "all-active",
+    lookback_days: Annotated[int, typer.Option(help="How far back shared patients count")] = 540,
+    removal_threshold: Annotated[
+        int, typer.Option(help="A read losing more than this % of active practitioners proposes no removals")
+    ] = 30,
+    removal_threshold_people: Annotated[
+        int, typer.Option(help="...and more than this many people (both must be exceeded)")
+    ] = 2,
+    timezone: Annotated[str, typer.Option(help="IANA time zone for dates, e.g. Europe/London")] = "UTC",
 ) -> None:
     """Add an organisation and its PMS and PT Direct connections."""
     from worker.services.orgs import NewOrganisation, add_organisation
@@ -105,6 +119,12 @@ def org_add(
             schedule=schedule,
             physitrack_region=physitrack_region,
             physitrack_url=physitrack_url,
+            sharing_scope=sharing_scope,
+            master_recipients=master_recipients,
+            lookback_days=lookback_days,
+            removal_threshold=removal_threshold,
+            removal_threshold_people=removal_threshold_people,
+            timezone=timezone,
         ),
     )
     err.print(
@@ -143,11 +163,11 @@ def org_list() -> None:
     out.print(table)
 
 
-def _start_sync(slug: str, trigger: str) -> str:
+def _start_sync(slug: str, trigger: str, *, accept_drop: bool = False) -> str:
     from worker.services.sync import request_sync
 
     runtime = _runtime()
-    run_id, created = request_sync(runtime, slug, trigger)
+    run_id, created = request_sync(runtime, slug, trigger, accept_drop=accept_drop)
     _actors().sync_org.send(run_id)  # idempotent: a coalesced run is claimed once
     if not created:
         err.print(f"a sync of {slug} was already queued; joined run {run_id}")
@@ -196,16 +216,20 @@ def _wait_for_run(run_id: str, timeout: float) -> str:
 
 
 def _report_run_result(run_id: str, status: str) -> None:
-    from worker.store.models import Run
+    from worker.services.sync import run_result
 
-    with _runtime().db.transaction() as session:
-        run = session.get(Run, run_id)
-        error, counts = run.error, run.counts or {}
-    if status == "succeeded":
-        findings = sum((counts.get("findings") or {}).values())
-        err.print(f"run {run_id} succeeded: {findings} findings, {counts.get('operations', 0)} operations")
-    else:
-        fail(f"run {run_id} {status}: {error or 'no reason recorded'}")
+    result = run_result(_runtime(), run_id)
+    if status != "succeeded":
+        fail(f"run {run_id} {status}: {result.error or 'no reason recorded'}")
+    line = f"run {run_id} succeeded: {result.findings} findings, {result.operations} operations"
+    if result.applied_automatically:
+        line += f" ({result.applied_automatically} applied automatically)"
+    err.print(line)
+    if result.suspicious:
+        err.print(
+            "[yellow]warning:[/yellow] the PMS read lost many practitioners at once: no removals were "
+            "proposed. If they really left, run the sync again with --accept-drop."
+        )
 
 
 @app.command()
@@ -213,11 +237,18 @@ def sync(
     slug: str,
     wait: Annotated[bool, typer.Option("--wait", help="Return when the run has finished")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait")] = 3600,
+    accept_drop: Annotated[
+        bool,
+        typer.Option(
+            "--accept-drop",
+            help="Confirm that practitioners missing from the PMS since the last sync really left",
+        ),
+    ] = False,
 ) -> None:
     """Start a sync of an organisation (joins one already queued)."""
     from worker.inprocess import is_in_process
 
-    run_id = _start_sync(slug, "manual")
+    run_id = _start_sync(slug, "manual", accept_drop=accept_drop)
     if not wait and not is_in_process():
         err.print(f"queued run {run_id}")
         out.print(run_id)
@@ -357,34 +388,35 @@ def approve(
     _print_proposal_result(proposal_id)
 
 
-def _print_proposal_result(proposal_id: str) -> None:
+def _print_proposal_result(proposal_id: str, depth: int = 0) -> None:
+    """What applying did. Exits non-zero when nothing was applied because the plan was stale."""
     from worker.store import repositories as repo
 
     with _runtime().db.transaction() as session:
         proposal = repo.get_proposal(session, proposal_id)
-        table = Table(
-            "operation", "practitioner", "status", title=f"Proposal {proposal_id}: {proposal.status}"
+        status, error, successor = proposal.status, proposal.error, proposal.superseded_by
+        rows = [(op.op, op.email, op.status, op.note) for op in proposal.operations]
+    table = Table("operation", "practitioner", "status", "note", title=f"Proposal {proposal_id}: {status}")
+    for row in rows:
+        table.add_row(row[0], row[1], row[2], row[3] or "")
+    out.print(table)
+    applied = sum(1 for row in rows if row[2] == "applied")
+    if status == "superseded":
+        if successor and depth < 3:
+            err.print(f"proposal {proposal_id} was replaced by proposal {successor} (approvals carried over)")
+            _print_proposal_result(successor, depth + 1)
+            return
+        message = f"proposal {proposal_id} is superseded: {error or 'a newer sync replaced it'}"
+        fail(message + ("" if applied else "; nothing was applied"))
+    if any(row[2] == "manual" for row in rows):
+        err.print("Operations marked 'manual' must be done by a person in the PT Direct admin console.")
+    if any(row[2] == "waiting" and (row[3] or "").startswith("waiting until") for row in rows):
+        err.print(
+            f"Removals wait until patients are transferred: after transferring them in PT Direct, "
+            f"run `ptsync approve {proposal_id} --transferred`."
         )
-        waiting = manual = False
-        for op in proposal.operations:
-            table.add_row(op.op, op.email, op.status)
-            waiting |= op.status == "waiting"
-            manual |= op.status == "manual"
-        out.print(table)
-        if proposal.status == "superseded":
-            err.print(
-                "PT Direct changed since this proposal was planned: a new sync was requested; "
-                "review its proposal"
-            )
-        if manual:
-            err.print("Operations marked 'manual' must be done by a person in the PT Direct admin console.")
-        if waiting:
-            err.print(
-                f"Removals wait until patients are transferred: after transferring them in PT Direct, "
-                f"run `ptsync approve {proposal_id} --transferred`."
-            )
-        if proposal.status == "failed":
-            fail(f"proposal {proposal_id} failed: {proposal.error}")
+    if status == "failed":
+        fail(f"proposal {proposal_id} failed: {error}")
 
 
 @app.command()

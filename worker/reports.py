@@ -32,9 +32,7 @@ def latest_report(runtime: Runtime, slug: str) -> tuple[dict[str, Any], Run | No
         if report.get("proposal"):
             proposal = session.get(Proposal, report["proposal"]["id"])
             if proposal is not None:
-                report["proposal"]["status"] = proposal.status
-                for document, row in zip(report["proposal"]["operations"], proposal.operations, strict=False):
-                    document["status"] = row.status
+                _overlay_progress(report, proposal)
         failed_after = (
             newest
             if newest is not None
@@ -43,6 +41,27 @@ def latest_report(runtime: Runtime, slug: str) -> tuple[dict[str, Any], Run | No
             else None
         )
         return report, failed_after
+
+
+def _overlay_progress(report: dict[str, Any], proposal: Proposal) -> None:
+    """The stored report as of now: each operation's status, and findings its applied fixes fixed.
+
+    A finding whose every fixing operation has been applied (automatically under apply-safe, or
+    after approval) shows as `fixed` instead of new or ongoing; the next sync confirms it and
+    lists it as resolved.
+    """
+    report["proposal"]["status"] = proposal.status
+    statuses = {}
+    for document, row in zip(report["proposal"]["operations"], proposal.operations, strict=False):
+        document["status"] = row.status
+        if row.note:
+            document["note"] = row.note
+        statuses[(row.op, row.email.strip().lower())] = row.status
+    for finding in report["findings"]:
+        linked = [(op["op"], op["email"].strip().lower()) for op in finding.get("operations") or []]
+        fixed = linked and all(statuses.get(key) == "applied" for key in linked)
+        if fixed and finding["state"] in ("new", "ongoing"):
+            finding["state"] = "fixed"
 
 
 def render_csv(report: dict[str, Any]) -> str:
@@ -74,7 +93,7 @@ _environment = Environment(
 
 
 def render_html(report: dict[str, Any]) -> str:
-    groups = {"new": [], "ongoing": [], "indeterminate": []}
+    groups = {"new": [], "ongoing": [], "indeterminate": [], "fixed": []}
     for finding in sorted(report["findings"], key=lambda f: _SEVERITY_ORDER.get(f["severity"], 9)):
         groups.setdefault(finding["state"], []).append(finding)
     return _environment.get_template("report.html").render(

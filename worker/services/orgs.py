@@ -6,11 +6,12 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from connectors.cliniko import base_url_for_key
 from connectors.errors import ConnectorError
 from connectors.physitrack_v2 import REGIONS
-from sharing import Mode
+from sharing import MasterRecipients, Mode, SharingScope
 from worker.clock import utcnow
 from worker.connections import PMS_KINDS, PTDIRECT_KINDS
 from worker.errors import InvalidInput
@@ -37,6 +38,39 @@ class NewOrganisation:
     schedule: str = "0 * * * *"
     physitrack_region: str | None = None
     physitrack_url: str | None = None
+    sharing_scope: str = "co-treating"
+    master_recipients: str = "all-active"
+    lookback_days: int = 540
+    removal_threshold: int = 30
+    removal_threshold_people: int = 2
+    timezone: str = "UTC"
+
+
+def validate_settings(new: NewOrganisation) -> None:
+    """The reconciliation settings: each checked with the option name a person typed."""
+    try:
+        SharingScope(new.sharing_scope)
+    except ValueError:
+        raise InvalidInput("--sharing-scope must be co-treating or everyone") from None
+    try:
+        MasterRecipients(new.master_recipients)
+    except ValueError:
+        raise InvalidInput("--master-recipients must be all-active or manual") from None
+    if not 1 <= new.lookback_days <= 3650:
+        raise InvalidInput(f"--lookback-days must be between 1 and 3650, got {new.lookback_days}")
+    if not 0 <= new.removal_threshold <= 100:
+        raise InvalidInput(
+            f"--removal-threshold must be a percentage from 0 to 100, got {new.removal_threshold}"
+        )
+    if new.removal_threshold_people < 0:
+        raise InvalidInput("--removal-threshold-people must not be negative")
+    try:
+        ZoneInfo(new.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(
+            f"--timezone {new.timezone!r} is not an IANA time zone name "
+            "(e.g. Europe/London, Australia/Sydney)"
+        ) from None
 
 
 def validate(new: NewOrganisation) -> None:
@@ -94,6 +128,7 @@ def validate(new: NewOrganisation) -> None:
         Mode(new.policy)
     except ValueError:
         raise InvalidInput("--policy must be one of observe, propose, apply-safe") from None
+    validate_settings(new)
     if len(new.schedule.split()) != 5:
         raise InvalidInput(f"--schedule {new.schedule!r} is not a 5-field cron expression (e.g. '0 * * * *')")
     parse_schedule(new.schedule)
@@ -118,10 +153,13 @@ def add_organisation(runtime: Runtime, new: NewOrganisation, actor: str = "cli")
             ptdirect_key_encrypted=secrets.encrypt(new.ptdirect_key.encode()) if new.ptdirect_key else None,
             pseudonym_key_encrypted=secrets.encrypt(os.urandom(32)),
             mode=new.policy,
-            sharing_scope="co-treating",
-            master_recipients="all-active",
+            sharing_scope=new.sharing_scope,
+            master_recipients=new.master_recipients,
             schedule=new.schedule,
-            lookback_days=540,
+            lookback_days=new.lookback_days,
+            removal_threshold_percent=new.removal_threshold,
+            removal_threshold_people=new.removal_threshold_people,
+            timezone=new.timezone,
             physitrack_region=new.physitrack_region,
             physitrack_url=new.physitrack_url,
             created_at=now,

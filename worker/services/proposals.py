@@ -9,20 +9,24 @@ superseded and a new sync is requested), and skips changes already in place.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from connectors.base import PtDirectAdapter
 from connectors.errors import ConnectorError
 from connectors.ptdirect_file import parse_snapshot
 from sharing import Operation, OpKind, PtDirectSnapshot, apply_operations, state_digest
-from sharing.apply import apply_operation, is_in_effect
+from sharing.apply import apply_operation, is_in_effect, still_called_for
 from sharing.checklist import checklist
+from sharing.identity import normalise_email
+from sharing.operations import operation_key
 from worker.clock import utcnow
 from worker.connections import ptdirect_adapter
 from worker.errors import InvalidInput
 from worker.runtime import Runtime
+from worker.services.settle import policy_digest, policy_of
 from worker.store import repositories as repo
-from worker.store.models import Proposal, ProposalOperation
+from worker.store.models import Organisation, Proposal, ProposalOperation
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +37,8 @@ class ApplyOutcome:
     status: str
     applied: int = 0
     resync_org: str | None = None
+    skipped: int = 0
+    """Operations not sent because the current plan no longer calls for them (closed)."""
 
 
 class RetryableApplyError(Exception):
@@ -45,15 +51,21 @@ def approve(runtime: Runtime, proposal_id: str, actor: str, *, transferred: bool
     with runtime.db.transaction() as session:
         proposal = repo.get_proposal(session, proposal_id)
         if proposal.status in ("superseded", "rejected", "reopened"):
+            successor = (
+                f" (its current form is proposal {proposal.superseded_by})" if proposal.superseded_by else ""
+            )
             raise InvalidInput(
-                f"proposal {proposal_id} is {proposal.status} and cannot be approved; "
-                "approve the organisation's latest proposal instead (ptsync proposals SLUG)"
+                f"proposal {proposal_id} is {proposal.status}{successor} and cannot be approved: "
+                f"{proposal.error or 'a newer sync replaced it'}"
             )
         if proposal.status == "proposed":
             proposal.status = "approved"
             proposal.decided_at = now
             proposal.decided_by = actor
             repo.audit(session, proposal.org_id, actor, "proposal_approved", now, proposal_id=proposal_id)
+        for row in proposal.operations:
+            if row.requires_approval and row.approved_at is None and row.status not in ("applied", "closed"):
+                row.approved_at, row.approved_by = now, actor
         if transferred:
             for operation in proposal.operations:
                 if operation.op == OpKind.TRANSFER_PATIENTS.value and operation.status != "applied":
@@ -116,6 +128,8 @@ def apply(runtime: Runtime, proposal_id: str, *, automatic_only: bool = False) -
             return ApplyOutcome(proposal_id, proposal.status)
     try:
         return _apply_claimed(runtime, proposal_id, token, lease, automatic_only)
+    except _ApplyFailed as failed:
+        return _fail_proposal(runtime, proposal_id, str(failed))
     except _LeaseLost:
         log.warning("proposal %s: another applier took over", proposal_id)
         return ApplyOutcome(proposal_id, "lease_lost")
@@ -124,67 +138,170 @@ def apply(runtime: Runtime, proposal_id: str, *, automatic_only: bool = False) -
             repo.release_apply(session, proposal_id, token)
 
 
-def _apply_claimed(
-    runtime: Runtime, proposal_id: str, token: str, lease: timedelta, automatic_only: bool
-) -> ApplyOutcome:
+@dataclass(frozen=True)
+class _Row:
+    """One operation of the proposal being applied, as read when the apply started."""
+
+    id: int
+    position: int
+    status: str
+    cleared: bool
+    """Needs no approval, or was approved (here or in an earlier form of the proposal)."""
+    approved_at: datetime | None
+    operation: Operation
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What the proposal was planned from, and what the current plan says about it."""
+
+    org: Organisation
+    planned: PtDirectSnapshot
+    rows: list[_Row]
+    confirmed_at: datetime | None
+    policy_changed: bool
+    current_plan: frozenset[tuple[str, str]] | None
+    """(op, email) of the newest complete run's plan, when a run newer than this proposal exists."""
+
+
+def _load(runtime: Runtime, proposal_id: str, automatic_only: bool) -> _Plan:
     with runtime.db.transaction() as session:
         proposal = repo.get_proposal(session, proposal_id)
         if not automatic_only:
             proposal.status = "applying"
         org = proposal.organisation
         session.expunge(org)
-        planned = parse_snapshot(proposal.planned_state, f"proposal {proposal_id}")
-        operations = [
-            (row.id, row.position, row.status, row.requires_approval, Operation.from_dict(row.document))
+        rows = [
+            _Row(
+                row.id,
+                row.position,
+                row.status,
+                not row.requires_approval or row.approved_at is not None,
+                row.approved_at,
+                Operation.from_dict(row.document),
+            )
             for row in proposal.operations
         ]
+        latest = repo.latest_complete_run(session, org.id)
+        newer = latest is not None and (
+            proposal.confirmed_at is None or latest.finished_at > proposal.confirmed_at
+        )
+        current_plan = None
+        if newer and latest is not None:
+            current_plan = frozenset(operation_key(op, email) for op, email in latest.plan or ())
+        policy_changed = proposal.policy_digest is not None and proposal.policy_digest != policy_digest(
+            policy_of(org)
+        )
+        return _Plan(
+            org,
+            parse_snapshot(proposal.planned_state, f"proposal {proposal_id}"),
+            rows,
+            proposal.confirmed_at,
+            policy_changed,
+            current_plan,
+        )
 
-    adapter = ptdirect_adapter(org, runtime.secrets)
+
+def _apply_claimed(
+    runtime: Runtime, proposal_id: str, token: str, lease: timedelta, automatic_only: bool
+) -> ApplyOutcome:
+    plan = _load(runtime, proposal_id, automatic_only)
+    if plan.policy_changed:
+        reason = "the organisation's policy changed since this was planned; a new sync re-plans it"
+        return _supersede(runtime, proposal_id, plan.org.slug, reason)
+    adapter = ptdirect_adapter(plan.org, runtime.secrets)
     try:
         current = adapter.read()
     except ConnectorError as exc:
         if exc.retryable:
             raise RetryableApplyError(str(exc)) from exc
         return _fail_proposal(runtime, proposal_id, str(exc))
-
-    done = [op for _, _, status, _, op in operations if status == "applied" and not op.op.advisory]
-    expected = apply_operations(planned, done)
-    in_flight = [op for _, _, status, _, op in operations if status == "applying"]
-    acceptable = {state_digest(expected)} | {state_digest(apply_operation(expected, op)) for op in in_flight}
-    if state_digest(current) not in acceptable:
-        return _supersede(runtime, proposal_id, org.slug)
-
-    transfers_pending = {
-        op.email.lower()
-        for _, _, status, _, op in operations
-        if op.op is OpKind.TRANSFER_PATIENTS and status != "applied"
-    }
+    if not _state_is_ours(plan, current):
+        reason = "PT Direct changed since this proposal was planned; a new sync re-plans it"
+        return _supersede(runtime, proposal_id, plan.org.slug, reason)
     step = _Step(runtime, proposal_id, token, lease)
-    applied = 0
-    for row_id, position, status, requires_approval, op in operations:
-        if status in ("applied", "manual") or (automatic_only and requires_approval):
+    applied, skipped, resync = _send(plan, current, adapter, step, proposal_id, automatic_only)
+    outcome = _settle(runtime, proposal_id, applied, automatic_only, skipped)
+    return replace(outcome, resync_org=plan.org.slug if resync else None)
+
+
+def _state_is_ours(plan: _Plan, current: PtDirectSnapshot) -> bool:
+    """Only states this proposal itself could have produced: anything else is someone else's change."""
+    done = [r.operation for r in plan.rows if r.status == "applied" and not r.operation.op.advisory]
+    expected = apply_operations(plan.planned, done)
+    in_flight = [r.operation for r in plan.rows if r.status == "applying"]
+    acceptable = {state_digest(expected)} | {state_digest(apply_operation(expected, op)) for op in in_flight}
+    return state_digest(current) in acceptable
+
+
+def _send(
+    plan: _Plan,
+    current: PtDirectSnapshot,
+    adapter: PtDirectAdapter,
+    step: _Step,
+    proposal_id: str,
+    automatic_only: bool,
+) -> tuple[int, int, bool]:
+    """Send each cleared operation the current plan still calls for. Returns (applied, skipped, resync)."""
+    transfers_pending = {
+        normalise_email(r.operation.email)
+        for r in plan.rows
+        if r.operation.op is OpKind.TRANSFER_PATIENTS and r.status != "applied"
+    }
+    applied = skipped = 0
+    resync = False
+    for row in plan.rows:
+        op = row.operation
+        if row.status in ("applied", "manual", "closed") or (automatic_only and not row.cleared):
+            continue
+        if plan.current_plan is not None and not still_called_for([op], plan.current_plan):
+            step.mark(row.id, "closed", note="no longer called for by the latest sync: never sent")
+            skipped += 1
             continue
         if op.op.advisory:
-            step.mark(row_id, "manual")
+            step.mark(row.id, "manual")
             continue
-        if op.op is OpKind.REMOVE_SHARING_MEMBER and op.email.lower() in transfers_pending:
-            step.mark(row_id, "waiting")
+        if op.op is OpKind.REMOVE_SHARING_MEMBER and normalise_email(op.email) in transfers_pending:
+            step.mark(row.id, "waiting", note="waiting until their patients are transferred")
+            continue
+        if _destructive(op) and not _confirmed_after_approval(plan, row):
+            step.mark(row.id, "waiting", note="waiting for a sync to confirm it is still called for")
+            resync = True
             continue
         if is_in_effect(current, op):
-            step.mark(row_id, "applied", op=op)
+            step.mark(row.id, "applied", op=op)
             continue
-        step.mark(row_id, "applying")
+        step.mark(row.id, "applying")
         try:
-            adapter.apply(op, idempotency_key=f"{proposal_id}:{position}")
+            adapter.apply(op, idempotency_key=f"{proposal_id}:{row.position}")
         except ConnectorError as exc:
             if exc.retryable:
                 raise RetryableApplyError(str(exc)) from exc
-            step.mark(row_id, "failed", error=str(exc))
-            return _fail_proposal(runtime, proposal_id, str(exc))
+            step.mark(row.id, "failed", error=str(exc))
+            raise _ApplyFailed(str(exc)) from exc
         current = apply_operation(current, op)
-        step.mark(row_id, "applied", op=op)
+        step.mark(row.id, "applied", op=op)
         applied += 1
-    return _settle(runtime, proposal_id, applied, automatic_only)
+    return applied, skipped, resync
+
+
+def _destructive(op: Operation) -> bool:
+    return op.op.removal or op.op is OpKind.SET_MASTER_ACCOUNT
+
+
+def _confirmed_after_approval(plan: _Plan, row: _Row) -> bool:
+    """A removal goes out only if a complete run planned it again after it was approved.
+
+    Approval says "yes, remove them"; the confirming run says "and they are still gone". Both are
+    needed, so an approval given against an old picture can never remove someone who came back.
+    """
+    return (
+        plan.confirmed_at is not None and row.approved_at is not None and plan.confirmed_at > row.approved_at
+    )
+
+
+class _ApplyFailed(Exception):
+    pass
 
 
 class _Step:
@@ -197,17 +314,24 @@ class _Step:
         self.lease = lease
 
     def mark(
-        self, row_id: int, status: str, *, error: str | None = None, op: Operation | None = None
+        self,
+        row_id: int,
+        status: str,
+        *,
+        error: str | None = None,
+        op: Operation | None = None,
+        note: str | None = None,
     ) -> None:
         now = utcnow()
         with self.runtime.db.transaction() as session:
             if not repo.holds_apply(session, self.proposal_id, self.token, now, self.lease):
                 raise _LeaseLost()
             row = session.get(ProposalOperation, row_id)
-            if row is None or row.status == status:
+            if row is None or (row.status == status and row.note == note):
                 return
             row.status = status
             row.error = error
+            row.note = note
             if status == "applied":
                 row.applied_at = now
                 proposal = session.get(Proposal, row.proposal_id)
@@ -223,29 +347,47 @@ class _Step:
                 )
 
 
-def _settle(runtime: Runtime, proposal_id: str, applied: int, automatic_only: bool) -> ApplyOutcome:
+def _settle(
+    runtime: Runtime, proposal_id: str, applied: int, automatic_only: bool, skipped: int = 0
+) -> ApplyOutcome:
     now = utcnow()
     with runtime.db.transaction() as session:
         proposal = repo.get_proposal(session, proposal_id)
-        machine_ops = [row for row in proposal.operations if row.status not in ("manual",)]
-        all_done = all(row.status == "applied" for row in machine_ops)
-        if all_done:
+        machine_ops = [row for row in proposal.operations if row.status not in ("manual", "closed")]
+        if not machine_ops and skipped:
+            proposal.status = "superseded"
+            proposal.error = "the latest sync no longer calls for any of its changes: nothing was sent"
+            repo.audit(
+                session, proposal.org_id, "worker", "proposal_superseded", now, proposal_id=proposal_id
+            )
+        elif all(row.status == "applied" for row in machine_ops):
             proposal.status = "applied"
             proposal.applied_at = now
             repo.audit(session, proposal.org_id, "worker", "proposal_applied", now, proposal_id=proposal_id)
         elif not automatic_only:
-            proposal.status = "approved"  # some steps wait for a person (transfer first)
-        return ApplyOutcome(proposal_id, proposal.status, applied)
+            proposal.status = "approved"  # some steps wait for a person (transfer first) or a sync
+        return ApplyOutcome(proposal_id, proposal.status, applied, skipped=skipped)
 
 
-def _supersede(runtime: Runtime, proposal_id: str, slug: str) -> ApplyOutcome:
+def _supersede(runtime: Runtime, proposal_id: str, slug: str, reason: str) -> ApplyOutcome:
     now = utcnow()
     with runtime.db.transaction() as session:
         proposal = repo.get_proposal(session, proposal_id)
         proposal.status = "superseded"
-        proposal.error = "PT Direct changed since this proposal was planned; a new sync re-plans it"
-        repo.audit(session, proposal.org_id, "worker", "proposal_superseded", now, proposal_id=proposal_id)
-    log.info("proposal %s superseded: PT Direct changed since planning", proposal_id)
+        proposal.error = reason
+        for row in proposal.operations:
+            if row.status not in ("applied", "closed"):
+                row.status, row.note = "closed", "not sent: " + reason.split(";")[0]
+        repo.audit(
+            session,
+            proposal.org_id,
+            "worker",
+            "proposal_superseded",
+            now,
+            proposal_id=proposal_id,
+            reason=reason,
+        )
+    log.info("proposal %s superseded: %s", proposal_id, reason)
     return ApplyOutcome(proposal_id, "superseded", resync_org=slug)
 
 

@@ -10,29 +10,45 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from sqlalchemy.orm import Session
+
+from connectors.base import PmsPull
 from connectors.errors import ConnectorError
 from connectors.ptdirect_file import snapshot_document
 from sharing import (
+    Baseline,
     MasterRecipients,
     Mode,
+    Operation,
     Policy,
     ProposalInfo,
+    PtDirectSnapshot,
+    Reconciliation,
     RunInfo,
     SharingScope,
     build_report,
     reconcile,
     state_digest,
 )
-from worker.clock import iso, new_id, utcnow
+from worker.clock import iso, utcnow
 from worker.connections import physitrack_clients, pms_connector, ptdirect_adapter
 from worker.errors import PtsyncError
 from worker.runtime import Runtime
 from worker.services.proposals import verify_applied
+from worker.services.settle import (
+    NewPlan,
+    cleared_to_apply,
+    policy_digest,
+    policy_document,
+    policy_of,
+    settle,
+)
 from worker.store import repositories as repo
-from worker.store.models import FindingRecord, Organisation, Proposal, ProposalOperation, Run
+from worker.store.models import Organisation, Proposal, Run
 
 log = logging.getLogger(__name__)
 
@@ -56,22 +72,19 @@ class SyncOutcome:
     auto_apply_proposal: str | None = None
 
 
-def request_sync(runtime: Runtime, slug: str, trigger: str) -> tuple[str, bool]:
-    """Queue a run for the organisation, or join the one already queued. Returns (run id, new)."""
+def request_sync(runtime: Runtime, slug: str, trigger: str, *, accept_drop: bool = False) -> tuple[str, bool]:
+    """Queue a run for the organisation, or join the one already queued. Returns (run id, new).
+
+    `accept_drop`: the admin confirms that practitioners missing from the PMS really left, so
+    this run may treat them as departed even though the read lost many people at once.
+    """
     now = utcnow()
     with runtime.db.transaction() as session:
         run, created = repo.request_run(session, repo.get_org(session, slug), trigger, trigger, now)
+        if accept_drop and not run.accept_drop:
+            run.accept_drop = True
+            repo.audit(session, run.org_id, trigger, "pms_drop_accepted", now, run_id=run.id)
         return run.id, created
-
-
-def policy_of(org: Organisation) -> Policy:
-    return Policy(
-        mode=Mode(org.mode),
-        sharing_scope=SharingScope(org.sharing_scope),
-        master_recipients=MasterRecipients(org.master_recipients),
-        schedule=org.schedule,
-        lookback_days=org.lookback_days,
-    )
 
 
 def run_sync(runtime: Runtime, run_id: str) -> SyncOutcome:
@@ -142,15 +155,53 @@ def _fail(runtime: Runtime, claim: repo.Claim, reason: str) -> SyncOutcome:
     return SyncOutcome(claim.run_id, repo.FAILED)
 
 
+@dataclass(frozen=True)
+class _Inputs:
+    """Everything a run read, before deciding anything."""
+
+    pms: PmsPull
+    ptdirect: PtDirectSnapshot
+    read_at: datetime
+    baseline: Baseline | None
+    previous_report: dict[str, Any] | None
+    previous_policy: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class _Decision:
+    result: Reconciliation
+    policy: Policy
+    policy_only: frozenset[str]
+    """Fingerprints that vanished only because the policy changed (not resolved)."""
+
+
 def _sync_claimed(
-    runtime: Runtime, claim, org: Organisation, trigger: str, started_at, heartbeat
+    runtime: Runtime,
+    claim: repo.Claim,
+    org: Organisation,
+    trigger: str,
+    started_at: datetime,
+    heartbeat: _Heartbeat,
 ) -> SyncOutcome:
+    """Pull, reconcile (pure), save: the three steps of every run."""
+    inputs = _pull(runtime, claim, org, started_at, heartbeat)
+    decision = _reconcile(runtime, org, inputs, started_at)
+    return _save(runtime, claim, org, trigger, started_at, inputs, decision)
+
+
+def _pull(
+    runtime: Runtime, claim: repo.Claim, org: Organisation, started_at: datetime, heartbeat: _Heartbeat
+) -> _Inputs:
     policy = policy_of(org)
-    as_of = started_at.date()
-    window_start = as_of - timedelta(days=policy.lookback_days)
+    window_start = _as_of(org, started_at) - timedelta(days=policy.lookback_days)
     with runtime.db.transaction() as session:
         cursors = repo.cursors_of(session, org.id)
         state = repo.pms_state_of(session, org.id)
+        keys = repo.physitrack_keys_of(session, org.id)
+        baseline = repo.baseline_of(session, org.id, claim.run_id)
+        previous_run = repo.latest_report_run(session, org.id)
+        previous_report = previous_run.report if previous_run is not None else None
+        previous_policy = previous_run.policy if previous_run is not None else None
     pms = pms_connector(org, runtime.secrets).pull(
         window_start=window_start,
         cursors=cursors,
@@ -160,109 +211,135 @@ def _sync_claimed(
     )
     read_at = utcnow()
     ptdirect = ptdirect_adapter(org, runtime.secrets).read()
-    with runtime.db.transaction() as session:
-        keys = repo.physitrack_keys_of(session, org.id)
     clients = physitrack_clients(org, runtime.secrets, keys)
     if clients is not None:
         ptdirect = replace(ptdirect, clients=clients)
-    key = runtime.secrets.decrypt(org.pseudonym_key_encrypted)
-    result = reconcile(pms.snapshot, ptdirect, policy, as_of=as_of, pseudonym_key=key)
-    finished_at = utcnow()
+    return _Inputs(pms, ptdirect, read_at, baseline, previous_report, previous_policy)
 
+
+def _as_of(org: Organisation, moment: datetime) -> date:
+    """The run's date in the organisation's time zone (what "today" means to the clinic)."""
+    return moment.astimezone(ZoneInfo(org.timezone or "UTC")).date()
+
+
+def _reconcile(runtime: Runtime, org: Organisation, inputs: _Inputs, started_at: datetime) -> _Decision:
+    policy = policy_of(org)
+    key = runtime.secrets.decrypt(org.pseudonym_key_encrypted)
+    as_of = _as_of(org, started_at)
+    snapshot = inputs.pms.snapshot
+    def run(rules: Policy) -> Reconciliation:
+        return reconcile(
+            snapshot, inputs.ptdirect, rules, as_of=as_of, pseudonym_key=key, baseline=inputs.baseline
+        )
+
+    result = run(policy)
+    policy_only: frozenset[str] = frozenset()
+    if inputs.previous_policy and inputs.previous_policy != policy_document(policy):
+        # The same clinic under the previous policy: what vanished only because the rules changed
+        # is not "resolved" (nobody fixed anything).
+        earlier = run(_policy_from(inputs.previous_policy, policy))
+        policy_only = frozenset(f.fingerprint for f in earlier.findings)
+    return _Decision(result, policy, policy_only)
+
+
+def _policy_from(document: dict[str, Any], current: Policy) -> Policy:
+    try:
+        return replace(
+            current,
+            mode=Mode(document["mode"]),
+            sharing_scope=SharingScope(document["sharing_scope"]),
+            master_recipients=MasterRecipients(document["master_recipients"]),
+            lookback_days=int(document["lookback_days"]),
+        )
+    except (KeyError, ValueError):
+        return current
+
+
+def _save(
+    runtime: Runtime,
+    claim: repo.Claim,
+    org: Organisation,
+    trigger: str,
+    started_at: datetime,
+    inputs: _Inputs,
+    decision: _Decision,
+) -> SyncOutcome:
+    """Store the run's outcome in one transaction, only while this worker holds the lease."""
+    result = decision.result
+    finished_at = utcnow()
     with runtime.db.transaction() as session:
-        previous_run = repo.latest_report_run(session, org.id)
-        previous = {}
-        if previous_run is not None and previous_run.report:
-            previous = {f["fingerprint"]: f for f in previous_run.report.get("findings", [])}
-        proposal = None
-        if result.operations:
-            proposal = Proposal(
-                id=new_id(),
-                org_id=org.id,
-                run_id=claim.run_id,
-                status="proposed",
-                state_digest=state_digest(ptdirect),
-                planned_state=snapshot_document(replace(ptdirect, clients=None)),
-                created_at=finished_at,
-            )
-            proposal.operations = [
-                ProposalOperation(
-                    position=position,
-                    op=operation.op.value,
-                    email=operation.email,
-                    requires_approval=operation.requires_approval,
-                    status="pending",
-                    document=operation.as_dict(),
-                )
-                for position, operation in enumerate(result.operations)
-            ]
-        info = RunInfo(claim.run_id, trigger, repo.SUCCEEDED, iso(started_at), iso(finished_at))
-        proposal_info = ProposalInfo(proposal.id, proposal.status, result.operations) if proposal else None
-        report = build_report(org.slug, info, result, previous, proposal_info)
-        counts: dict[str, Any] = {
-            "practitioners": result.practitioner_count,
-            "patients": result.patient_count,
-            "access_rows": len(pms.snapshot.access),
-            "findings": report["summary"]["findings"],
-            "operations": len(result.operations),
-            "picture": _sharing_picture(result, pms.snapshot),
-        }
-        if not repo.finish_run(
+        proposal = _settle(session, claim, inputs, decision, finished_at) if result.complete else None
+        report = _report(org, claim, trigger, started_at, finished_at, inputs, decision, proposal)
+        stored = repo.save_run_outcome(
             session,
             claim,
-            repo.SUCCEEDED,
-            finished_at,
-            report=report,
-            counts=counts,
-            complete=result.complete,
-            error=None,
-        ):
+            repo.RunOutcome(
+                finished_at=finished_at,
+                report=report,
+                counts=_counts(result, inputs, report),
+                complete=result.complete,
+                roster=sorted(result.active_practitioners) if result.complete else None,
+                plan=[[op.op.value, op.email] for op in result.operations] if result.complete else None,
+                policy=policy_document(decision.policy),
+                cursors=inputs.pms.cursors if result.complete else None,
+                pms_state=inputs.pms.state if result.complete else None,
+            ),
+        )
+        if not stored:
             session.rollback()
             log.warning("run %s lost its lease before finishing; another worker owns it", claim.run_id)
             return SyncOutcome(claim.run_id, "lease_lost")
-        for finding in report["findings"]:
-            session.add(
-                FindingRecord(
-                    run_id=claim.run_id,
-                    org_id=org.id,
-                    fingerprint=finding["fingerprint"],
-                    kind=finding["kind"],
-                    severity=finding["severity"],
-                    state=finding["state"],
-                    document=finding,
-                )
-            )
-        if proposal is not None:
-            session.add(proposal)
-            session.flush()
-            superseded = repo.supersede_open_proposals(session, org.id, by=proposal.id)
-            repo.audit(
-                session,
-                org.id,
-                "worker",
-                "proposal_created",
-                finished_at,
-                proposal_id=proposal.id,
-                operations=len(result.operations),
-                superseded=superseded,
-            )
-        if result.complete:
-            repo.store_cursors(session, org.id, pms.cursors, finished_at)
-            if pms.state is not None:
-                repo.store_pms_state(session, org.id, pms.state, finished_at)
-        if ptdirect.complete:
-            verify_applied(session, org.id, ptdirect, read_at)
-        repo.audit(
-            session,
-            org.id,
-            "worker",
-            "sync_succeeded",
-            finished_at,
-            run_id=claim.run_id,
-            findings=len(report["findings"]),
-        )
-    automatic = proposal is not None and any(not op.requires_approval for op in result.operations)
-    return SyncOutcome(claim.run_id, repo.SUCCEEDED, proposal.id if automatic and proposal else None)
+        if inputs.ptdirect.complete:
+            verify_applied(session, org.id, inputs.ptdirect, inputs.read_at)
+        to_apply = proposal.id if proposal is not None and cleared_to_apply(proposal) else None
+    return SyncOutcome(claim.run_id, repo.SUCCEEDED, to_apply)
+
+
+def _settle(
+    session: Session, claim: repo.Claim, inputs: _Inputs, decision: _Decision, now: datetime
+) -> Proposal | None:
+    plan = NewPlan(
+        org_id=claim.org_id,
+        run_id=claim.run_id,
+        operations=decision.result.operations,
+        state_digest=state_digest(inputs.ptdirect),
+        planned_state=snapshot_document(replace(inputs.ptdirect, clients=None)),
+        policy_digest=policy_digest(decision.policy),
+    )
+    return settle(session, plan, now)
+
+
+def _report(
+    org: Organisation,
+    claim: repo.Claim,
+    trigger: str,
+    started_at: datetime,
+    finished_at: datetime,
+    inputs: _Inputs,
+    decision: _Decision,
+    proposal: Proposal | None,
+) -> dict[str, Any]:
+    previous = {f["fingerprint"]: f for f in (inputs.previous_report or {}).get("findings", [])}
+    info = RunInfo(claim.run_id, trigger, repo.SUCCEEDED, iso(started_at), iso(finished_at))
+    proposal_info = None
+    if proposal is not None:
+        operations = tuple(Operation.from_dict(row.document) for row in proposal.operations)
+        proposal_info = ProposalInfo(proposal.id, proposal.status, operations)
+    return build_report(
+        org.slug, info, decision.result, previous, proposal_info, policy_only=decision.policy_only
+    )
+
+
+def _counts(result: Reconciliation, inputs: _Inputs, report: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "practitioners": result.practitioner_count,
+        "patients": result.patient_count,
+        "access_rows": len(inputs.pms.snapshot.access),
+        "findings": report["summary"]["findings"],
+        "operations": len(result.operations),
+        "suspicious": result.suspicious,
+        "picture": _sharing_picture(result, inputs.pms.snapshot),
+    }
 
 
 PICTURE_EDGES = 150
@@ -323,3 +400,36 @@ def fail_after_retries(runtime: Runtime, run_id: str, reason: str) -> None:
         message = f"gave up after retries: {last or reason}"
         if repo.fail_unfinished_run(session, run_id, now, message) and run is not None:
             repo.audit(session, run.org_id, "worker", "sync_failed", now, run_id=run_id, error=message)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How a finished run went, in the terms its one-line summary uses."""
+
+    status: str
+    error: str | None
+    findings: int
+    operations: int
+    applied_automatically: int
+    suspicious: bool
+
+
+def run_result(runtime: Runtime, run_id: str) -> RunResult:
+    with runtime.db.transaction() as session:
+        run = repo.get_run(session, run_id)
+        counts = run.counts or {}
+        proposal_id = ((run.report or {}).get("proposal") or {}).get("id")
+        proposal = session.get(Proposal, proposal_id) if proposal_id else None
+        automatic = 0
+        if proposal is not None:
+            automatic = sum(
+                1 for row in proposal.operations if row.status == "applied" and not row.requires_approval
+            )
+        return RunResult(
+            status=run.status,
+            error=run.error,
+            findings=sum((counts.get("findings") or {}).values()),
+            operations=int(counts.get("operations", 0)),
+            applied_automatically=automatic,
+            suspicious=bool(counts.get("suspicious")),
+        )

@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -69,6 +70,9 @@ class Organisation(Base):
     master_recipients: Mapped[str] = mapped_column(String(16), default="all-active")
     schedule: Mapped[str] = mapped_column(String(64), default="0 * * * *")
     lookback_days: Mapped[int] = mapped_column(Integer, default=540)
+    removal_threshold_percent: Mapped[int] = mapped_column(Integer, default=30, server_default="30")
+    removal_threshold_people: Mapped[int] = mapped_column(Integer, default=2, server_default="2")
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
     physitrack_region: Mapped[str | None] = mapped_column(String(8))
     physitrack_url: Mapped[str | None] = mapped_column(Text)
     webhook_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
@@ -110,6 +114,14 @@ class Run(Base):
     error: Mapped[str | None] = mapped_column(Text)
     counts: Mapped[dict[str, Any] | None]
     report: Mapped[dict[str, Any] | None]
+    accept_drop: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """The admin confirmed that practitioners missing from the PMS since the baseline left."""
+    roster: Mapped[list[str] | None] = mapped_column(JSON)
+    """Active PMS practitioner ids of a complete, trusted run: the next runs' baseline."""
+    plan: Mapped[list[list[str]] | None] = mapped_column(JSON)
+    """(op, email) of every operation a complete run planned: what 'the current plan' calls for."""
+    policy: Mapped[dict[str, Any] | None]
+    """The policy the run reconciled under (a policy change is not a clinic change)."""
 
     organisation: Mapped[Organisation] = relationship()
 
@@ -147,6 +159,10 @@ class Proposal(Base):
     verified_at: Mapped[datetime | None]
     apply_token: Mapped[str | None] = mapped_column(String(32))
     apply_lease_expires_at: Mapped[datetime | None]
+    policy_digest: Mapped[str | None] = mapped_column(String(64))
+    confirmed_at: Mapped[datetime | None]
+    """When a complete run last planned exactly this proposal (created or re-confirmed it)."""
+    superseded_by: Mapped[str | None] = mapped_column(String(32))
 
     operations: Mapped[list[ProposalOperation]] = relationship(
         order_by="ProposalOperation.position", cascade="all, delete-orphan"
@@ -163,11 +179,16 @@ class ProposalOperation(Base):
     op: Mapped[str] = mapped_column(String(40))
     email: Mapped[str] = mapped_column(String(320))
     requires_approval: Mapped[bool] = mapped_column(Boolean)
-    # pending, applying, applied, manual (a person must do it), waiting (for a transfer), failed
+    # pending, applying, applied, manual (a person must do it), waiting (for a transfer or a
+    # confirming sync), failed, closed (no longer called for: never sent)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     document: Mapped[dict[str, Any]]
     applied_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
+    approved_at: Mapped[datetime | None]
+    approved_by: Mapped[str | None] = mapped_column(String(128))
+    note: Mapped[str | None] = mapped_column(Text)
+    """Why the operation waits, was skipped or was closed, in words for the admin."""
 
 
 class PhysitrackKey(Base):

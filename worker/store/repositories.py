@@ -16,9 +16,19 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from sharing import Baseline
 from worker.clock import new_id
 from worker.errors import NotFound
-from worker.store.models import AuditEntry, Organisation, PhysitrackKey, PmsState, Proposal, Run, SyncCursor
+from worker.store.models import (
+    AuditEntry,
+    FindingRecord,
+    Organisation,
+    PhysitrackKey,
+    PmsState,
+    Proposal,
+    Run,
+    SyncCursor,
+)
 
 QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
 OPEN_PROPOSAL_STATES = ("proposed", "approved", "reopened")
@@ -316,3 +326,92 @@ def store_pms_state(session: Session, org_id: int, state: dict[str, Any], now: d
     else:
         row.data = data
         row.updated_at = now
+
+
+def baseline_of(session: Session, org_id: int, run_id: str) -> Baseline | None:
+    """The roster of the latest trusted complete run, and whether this run accepts a drop."""
+    run = session.get(Run, run_id)
+    accept_drop = bool(run is not None and run.accept_drop)
+    previous = session.scalar(
+        select(Run)
+        .where(Run.org_id == org_id, Run.status == SUCCEEDED, Run.roster.is_not(None), Run.id != run_id)
+        .order_by(Run.finished_at.desc(), Run.id.desc())
+        .limit(1)
+    )
+    if previous is None:
+        return Baseline(frozenset(), accept_drop) if accept_drop else None
+    return Baseline(frozenset(previous.roster or ()), accept_drop)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What a successful run stores, all in its final transaction."""
+
+    finished_at: datetime
+    report: dict[str, Any]
+    counts: dict[str, Any]
+    complete: bool
+    roster: list[str] | None
+    plan: list[list[str]] | None
+    policy: dict[str, Any]
+    cursors: dict[str, str] | None
+    pms_state: dict[str, Any] | None
+
+
+def save_run_outcome(session: Session, claim: Claim, outcome: RunOutcome) -> bool:
+    """Close the run as succeeded with its report, findings, cursors and state. False: lease lost.
+
+    Cursors and connector state are stored only for a complete run, in this same transaction, so
+    an incremental cursor never points past rows the stored state does not hold.
+    """
+    if not finish_run(
+        session,
+        claim,
+        SUCCEEDED,
+        outcome.finished_at,
+        report=outcome.report,
+        counts=outcome.counts,
+        complete=outcome.complete,
+        error=None,
+        roster=outcome.roster,
+        plan=outcome.plan,
+        policy=outcome.policy,
+    ):
+        return False
+    for finding in outcome.report["findings"]:
+        session.add(
+            FindingRecord(
+                run_id=claim.run_id,
+                org_id=claim.org_id,
+                fingerprint=finding["fingerprint"],
+                kind=finding["kind"],
+                severity=finding["severity"],
+                state=finding["state"],
+                document=finding,
+            )
+        )
+    if outcome.cursors is not None:
+        store_cursors(session, claim.org_id, outcome.cursors, outcome.finished_at)
+    if outcome.pms_state is not None:
+        store_pms_state(session, claim.org_id, outcome.pms_state, outcome.finished_at)
+    audit(
+        session,
+        claim.org_id,
+        "worker",
+        "sync_succeeded",
+        outcome.finished_at,
+        run_id=claim.run_id,
+        findings=len(outcome.report["findings"]),
+        complete=outcome.complete,
+    )
+    return True
+
+
+def latest_complete_run(session: Session, org_id: int) -> Run | None:
+    """The newest run whose plan counts: complete and trusted (its `plan` is stored)."""
+    return session.scalar(
+        select(Run)
+        .where(Run.org_id == org_id, Run.status == SUCCEEDED, Run.plan.is_not(None))
+        .order_by(Run.finished_at.desc(), Run.id.desc())
+        .limit(1)
+    )

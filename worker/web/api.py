@@ -62,6 +62,14 @@ class ApproveRequest(BaseModel):
     )
 
 
+class SyncRequest(BaseModel):
+    accept_drop: bool = Field(
+        False,
+        description="Confirm that practitioners missing from the PMS since the last sync really left "
+        "(see the suspicious_pms_drop finding)",
+    )
+
+
 class SyncStarted(BaseModel):
     delivery: int
     run_id: str | None
@@ -234,8 +242,17 @@ def reject(
 
 
 @router.post("/orgs/{slug}/syncs", response_model=SyncStarted, status_code=202, summary="Start a sync")
-def start_sync(request: Request, principal: credentials.Principal = Depends(principal_for)) -> SyncStarted:
+def start_sync(
+    request: Request,
+    body: SyncRequest | None = None,
+    principal: credentials.Principal = Depends(principal_for),
+) -> SyncStarted:
     runtime = request.app.state.runtime()
+    if body is not None and body.accept_drop:
+        # Queue the run with the confirmation now; the relay below joins this queued run.
+        from worker.services.sync import request_sync
+
+        request_sync(runtime, principal.slug, f"api:token-{principal.token_id}", accept_drop=True)
     accepted = accept(runtime, principal.org_id, "api", new_id(), "manual", b"")
     relay_quietly(runtime, request.app.state.send, only=accepted.delivery)
     with runtime.db.transaction() as session:
