@@ -47,6 +47,7 @@ def build_report(
     proposal: ProposalInfo | None,
     *,
     policy_only: frozenset[str] = frozenset(),
+    timezone: str = "UTC",
 ) -> dict[str, Any]:
     diff = diff_findings(
         reconciliation.findings, previous, complete=reconciliation.complete, policy_only=policy_only
@@ -55,6 +56,7 @@ def build_report(
     return {
         "schema": SCHEMA,
         "org": org,
+        "timezone": timezone,
         "run": run.as_dict(),
         "summary": {
             "practitioners": reconciliation.practitioner_count,

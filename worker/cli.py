@@ -295,6 +295,20 @@ def report(
         sys.stdout.write(text)
 
 
+def _local_time(stamp: str | None, zone: str | None) -> str:
+    """An ISO UTC timestamp as the clinic reads it: in the organisation's time zone."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    if not stamp:
+        return "not yet"
+    try:
+        moment = datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone(ZoneInfo(zone or "UTC"))
+    except (ValueError, KeyError):
+        return stamp
+    return moment.strftime("%Y-%m-%d %H:%M %Z")
+
+
 _SEVERITY_STYLE = {"high": "bold red", "medium": "yellow", "low": "cyan", "info": "dim"}
 
 
@@ -303,7 +317,7 @@ def _print_report_table(document: dict, console: Console) -> None:
     summary = document["summary"]
     console.print(
         f"[bold]{document['org']}[/bold]: run {run['id']} ({run['trigger']}, {run['status']}, "
-        f"finished {run['finished_at']})"
+        f"finished {_local_time(run['finished_at'], document.get('timezone'))})"
     )
     console.print(f"{summary['practitioners']} practitioners, {summary['patients']} patients in the window")
     table = Table("state", "severity", "kind", "finding", show_lines=False, expand=False)

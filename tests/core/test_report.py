@@ -31,6 +31,7 @@ def test_report_serialises_exactly_to_the_contract_shape():
     assert json.loads(json.dumps(report)) == report
     assert report["schema"] == "ptsync.report/1"
     assert report["org"] == "clinic-a"
+    assert report["timezone"] == "UTC"
     assert report["run"] == {
         "id": "run-1",
         "trigger": "manual",

@@ -410,7 +410,9 @@ def checklist_of(runtime: Runtime, proposal_id: str) -> tuple[Proposal, list[str
         planned = parse_snapshot(proposal.planned_state, f"proposal {proposal_id}")
         names = {user.email.lower(): user.name for user in planned.users}
         pending = [
-            Operation.from_dict(row.document) for row in proposal.operations if row.status != "applied"
+            Operation.from_dict(row.document)
+            for row in proposal.operations
+            if row.status not in ("applied", "closed")
         ]
         return proposal, checklist(pending, names)
 

@@ -326,7 +326,13 @@ def _report(
         operations = tuple(Operation.from_dict(row.document) for row in proposal.operations)
         proposal_info = ProposalInfo(proposal.id, proposal.status, operations)
     return build_report(
-        org.slug, info, decision.result, previous, proposal_info, policy_only=decision.policy_only
+        org.slug,
+        info,
+        decision.result,
+        previous,
+        proposal_info,
+        policy_only=decision.policy_only,
+        timezone=org.timezone or "UTC",
     )
 
 
