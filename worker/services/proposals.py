@@ -23,6 +23,8 @@ from sharing.operations import operation_key
 from worker.clock import utcnow
 from worker.connections import ptdirect_adapter
 from worker.errors import InvalidInput
+from worker.lifecycle import IllegalTransition, OperationStatus
+from worker.lifecycle import ProposalStatus as P
 from worker.runtime import Runtime
 from worker.services.settle import policy_digest, policy_of
 from worker.store import repositories as repo
@@ -58,10 +60,9 @@ def approve(runtime: Runtime, proposal_id: str, actor: str, *, transferred: bool
                 f"proposal {proposal_id} is {proposal.status}{successor} and cannot be approved: "
                 f"{proposal.error or 'a newer sync replaced it'}"
             )
-        if proposal.status == "proposed":
-            proposal.status = "approved"
-            proposal.decided_at = now
-            proposal.decided_by = actor
+        if proposal.status == "proposed" and repo.transition_proposal(
+            session, proposal_id, P.APPROVED, now, expected=(P.PROPOSED,), decided_at=now, decided_by=actor
+        ):
             repo.audit(session, proposal.org_id, actor, "proposal_approved", now, proposal_id=proposal_id)
         for row in proposal.operations:
             if row.requires_approval and row.approved_at is None and row.status not in ("applied", "closed"):
@@ -82,8 +83,10 @@ def approve(runtime: Runtime, proposal_id: str, actor: str, *, transferred: bool
                     )
                 if operation.status == "waiting":
                     operation.status = "pending"
-            if proposal.status in ("applied", "failed"):
-                proposal.status = "approved"
+            if proposal.status == "failed":
+                repo.transition_proposal(session, proposal_id, P.APPROVED, now, expected=(P.FAILED,))
+        session.flush()  # before the refresh: expiring cascades to the operations' pending changes
+        session.refresh(proposal)
         return proposal
 
 
@@ -91,13 +94,15 @@ def reject(runtime: Runtime, proposal_id: str, actor: str) -> Proposal:
     now = utcnow()
     with runtime.db.transaction() as session:
         proposal = repo.get_proposal(session, proposal_id)
-        if proposal.status in ("applied", "applying"):
+        if proposal.status == "rejected":
+            return proposal
+        if not repo.transition_proposal(
+            session, proposal_id, P.REJECTED, now, unowned=True, decided_at=now, decided_by=actor
+        ):
             raise InvalidInput(f"proposal {proposal_id} is {proposal.status} and cannot be rejected")
-        if proposal.status != "rejected":
-            proposal.status = "rejected"
-            proposal.decided_at = now
-            proposal.decided_by = actor
-            repo.audit(session, proposal.org_id, actor, "proposal_rejected", now, proposal_id=proposal_id)
+        repo.audit(session, proposal.org_id, actor, "proposal_rejected", now, proposal_id=proposal_id)
+        session.flush()  # before the refresh: expiring cascades to the operations' pending changes
+        session.refresh(proposal)
         return proposal
 
 
@@ -129,7 +134,10 @@ def apply(runtime: Runtime, proposal_id: str, *, automatic_only: bool = False) -
     try:
         return _apply_claimed(runtime, proposal_id, token, lease, automatic_only)
     except _ApplyFailed as failed:
-        return _fail_proposal(runtime, proposal_id, str(failed))
+        try:
+            return _fail_proposal(runtime, proposal_id, token, str(failed))
+        except _LeaseLost:
+            return ApplyOutcome(proposal_id, "lease_lost")
     except _LeaseLost:
         log.warning("proposal %s: another applier took over", proposal_id)
         return ApplyOutcome(proposal_id, "lease_lost")
@@ -164,11 +172,13 @@ class _Plan:
     """(op, email) of the newest complete run's plan, when a run newer than this proposal exists."""
 
 
-def _load(runtime: Runtime, proposal_id: str, automatic_only: bool) -> _Plan:
+def _load(runtime: Runtime, proposal_id: str, token: str, automatic_only: bool) -> _Plan:
     with runtime.db.transaction() as session:
-        proposal = repo.get_proposal(session, proposal_id)
         if not automatic_only:
-            proposal.status = "applying"
+            repo.transition_proposal(
+                session, proposal_id, P.APPLYING, utcnow(), expected=(P.APPROVED, P.APPLYING), token=token
+            )
+        proposal = repo.get_proposal(session, proposal_id)
         org = proposal.organisation
         session.expunge(org)
         rows = [
@@ -205,23 +215,23 @@ def _load(runtime: Runtime, proposal_id: str, automatic_only: bool) -> _Plan:
 def _apply_claimed(
     runtime: Runtime, proposal_id: str, token: str, lease: timedelta, automatic_only: bool
 ) -> ApplyOutcome:
-    plan = _load(runtime, proposal_id, automatic_only)
+    plan = _load(runtime, proposal_id, token, automatic_only)
     if plan.policy_changed:
         reason = "the organisation's policy changed since this was planned; a new sync re-plans it"
-        return _supersede(runtime, proposal_id, plan.org.slug, reason)
+        return _supersede(runtime, proposal_id, token, plan.org.slug, reason)
     adapter = ptdirect_adapter(plan.org, runtime.secrets)
     try:
         current = adapter.read()
     except ConnectorError as exc:
         if exc.retryable:
             raise RetryableApplyError(str(exc)) from exc
-        return _fail_proposal(runtime, proposal_id, str(exc))
+        return _fail_proposal(runtime, proposal_id, token, str(exc))
     if not _state_is_ours(plan, current):
         reason = "PT Direct changed since this proposal was planned; a new sync re-plans it"
-        return _supersede(runtime, proposal_id, plan.org.slug, reason)
+        return _supersede(runtime, proposal_id, token, plan.org.slug, reason)
     step = _Step(runtime, proposal_id, token, lease)
     applied, skipped, resync = _send(plan, current, adapter, step, proposal_id, automatic_only)
-    outcome = _settle(runtime, proposal_id, applied, automatic_only, skipped)
+    outcome = _settle(runtime, proposal_id, token, applied, automatic_only, skipped)
     return replace(outcome, resync_org=plan.org.slug if resync else None)
 
 
@@ -329,11 +339,12 @@ class _Step:
             row = session.get(ProposalOperation, row_id)
             if row is None or (row.status == status and row.note == note):
                 return
-            row.status = status
-            row.error = error
-            row.note = note
+            values = {"error": error, "note": note}
             if status == "applied":
-                row.applied_at = now
+                values["applied_at"] = now
+            if not repo.transition_operation(session, row_id, OperationStatus(status), **values):
+                raise IllegalTransition(f"operation {row_id}: {row.status} -> {status}")
+            if status == "applied":
                 proposal = session.get(Proposal, row.proposal_id)
                 repo.audit(
                     session,
@@ -348,33 +359,39 @@ class _Step:
 
 
 def _settle(
-    runtime: Runtime, proposal_id: str, applied: int, automatic_only: bool, skipped: int = 0
+    runtime: Runtime, proposal_id: str, token: str, applied: int, automatic_only: bool, skipped: int = 0
 ) -> ApplyOutcome:
+    """The proposal's status after an apply pass, set only while this applier holds the lease."""
     now = utcnow()
     with runtime.db.transaction() as session:
         proposal = repo.get_proposal(session, proposal_id)
+        org_id = proposal.org_id
         machine_ops = [row for row in proposal.operations if row.status not in ("manual", "closed")]
         if not machine_ops and skipped:
-            proposal.status = "superseded"
-            proposal.error = "the latest sync no longer calls for any of its changes: nothing was sent"
-            repo.audit(
-                session, proposal.org_id, "worker", "proposal_superseded", now, proposal_id=proposal_id
+            target, values, action = (
+                P.SUPERSEDED,
+                {"error": "the latest sync no longer calls for any of its changes: nothing was sent"},
+                "proposal_superseded",
             )
         elif all(row.status == "applied" for row in machine_ops):
-            proposal.status = "applied"
-            proposal.applied_at = now
-            repo.audit(session, proposal.org_id, "worker", "proposal_applied", now, proposal_id=proposal_id)
+            target, values, action = P.APPLIED, {"applied_at": now}, "proposal_applied"
         elif not automatic_only:
-            proposal.status = "approved"  # some steps wait for a person (transfer first) or a sync
-        return ApplyOutcome(proposal_id, proposal.status, applied, skipped=skipped)
+            target, values, action = P.APPROVED, {}, None  # steps wait for a person or a confirming sync
+        else:
+            return ApplyOutcome(proposal_id, proposal.status, applied, skipped=skipped)
+        if not repo.transition_proposal(session, proposal_id, target, now, token=token, **values):
+            raise _LeaseLost()
+        if action:
+            repo.audit(session, org_id, "worker", action, now, proposal_id=proposal_id)
+        return ApplyOutcome(proposal_id, target.value, applied, skipped=skipped)
 
 
-def _supersede(runtime: Runtime, proposal_id: str, slug: str, reason: str) -> ApplyOutcome:
+def _supersede(runtime: Runtime, proposal_id: str, token: str, slug: str, reason: str) -> ApplyOutcome:
     now = utcnow()
     with runtime.db.transaction() as session:
+        if not repo.transition_proposal(session, proposal_id, P.SUPERSEDED, now, token=token, error=reason):
+            raise _LeaseLost()
         proposal = repo.get_proposal(session, proposal_id)
-        proposal.status = "superseded"
-        proposal.error = reason
         for row in proposal.operations:
             if row.status not in ("applied", "closed"):
                 row.status, row.note = "closed", "not sent: " + reason.split(";")[0]
@@ -391,15 +408,13 @@ def _supersede(runtime: Runtime, proposal_id: str, slug: str, reason: str) -> Ap
     return ApplyOutcome(proposal_id, "superseded", resync_org=slug)
 
 
-def _fail_proposal(runtime: Runtime, proposal_id: str, reason: str) -> ApplyOutcome:
+def _fail_proposal(runtime: Runtime, proposal_id: str, token: str, reason: str) -> ApplyOutcome:
     now = utcnow()
     with runtime.db.transaction() as session:
-        proposal = repo.get_proposal(session, proposal_id)
-        proposal.status = "failed"
-        proposal.error = reason
-        repo.audit(
-            session, proposal.org_id, "worker", "proposal_failed", now, proposal_id=proposal_id, error=reason
-        )
+        if not repo.transition_proposal(session, proposal_id, P.FAILED, now, token=token, error=reason):
+            raise _LeaseLost()
+        org_id = repo.get_proposal(session, proposal_id).org_id
+        repo.audit(session, org_id, "worker", "proposal_failed", now, proposal_id=proposal_id, error=reason)
     return ApplyOutcome(proposal_id, "failed")
 
 

@@ -23,10 +23,11 @@ from sqlalchemy.orm import Session
 
 from sharing import MasterRecipients, Mode, Operation, OpKind, Policy, SharingScope
 from worker.clock import new_id
+from worker.lifecycle import OPEN_PROPOSALS, ProposalStatus
 from worker.store import repositories as repo
 from worker.store.models import Organisation, Proposal, ProposalOperation
 
-OPEN_STATES = ("proposed", "approved", "reopened", "failed", "applying")
+OPEN_STATES = tuple(sorted(state.value for state in OPEN_PROPOSALS))
 
 
 def policy_of(org: Organisation) -> Policy:
@@ -213,6 +214,18 @@ def _new_proposal(plan: NewPlan, open_proposals: list[Proposal], now: datetime) 
 def _close(
     session: Session, proposal: Proposal, now: datetime, reason: str, successor: Proposal | None = None
 ) -> None:
+    """Supersede an open proposal, unless an applier took it meanwhile (compare-and-set)."""
+    closed = repo.transition_proposal(
+        session,
+        proposal.id,
+        ProposalStatus.SUPERSEDED,
+        now,
+        unowned=True,
+        error=reason,
+        superseded_by=successor.id if successor is not None else None,
+    )
+    if not closed:
+        return  # being applied: its applier finishes it; the next complete run settles it
     carried = set()
     if successor is not None:
         carried = {(row.op, row.email.strip().lower()) for row in successor.operations}
@@ -224,9 +237,6 @@ def _close(
         else:
             row.note = "no longer called for by the latest sync: never sent"
         row.status = "closed"
-    proposal.status = "superseded"
-    proposal.error = reason
-    proposal.superseded_by = successor.id if successor is not None else None
     repo.audit(
         session, proposal.org_id, "worker", "proposal_superseded", now, proposal_id=proposal.id, reason=reason
     )

@@ -122,6 +122,8 @@ class Run(Base):
     """(op, email) of every operation a complete run planned: what 'the current plan' calls for."""
     policy: Mapped[dict[str, Any] | None]
     """The policy the run reconciled under (a policy change is not a clinic change)."""
+    enqueued_at: Mapped[datetime | None]
+    """When its message was last sent; the re-driver re-sends a run nobody took after a while."""
 
     organisation: Mapped[Organisation] = relationship()
 
@@ -163,6 +165,8 @@ class Proposal(Base):
     confirmed_at: Mapped[datetime | None]
     """When a complete run last planned exactly this proposal (created or re-confirmed it)."""
     superseded_by: Mapped[str | None] = mapped_column(String(32))
+    apply_requested_at: Mapped[datetime | None]
+    """When an apply message was last sent for it (approval, automatic apply or re-driver)."""
 
     operations: Mapped[list[ProposalOperation]] = relationship(
         order_by="ProposalOperation.position", cascade="all, delete-orphan"

@@ -19,6 +19,15 @@ from sqlalchemy.orm import Session
 from sharing import Baseline
 from worker.clock import new_id
 from worker.errors import NotFound
+from worker.lifecycle import (
+    OPEN_PROPOSALS,
+    OPERATION_MOVES,
+    PROPOSAL_MOVES,
+    IllegalTransition,
+    OperationStatus,
+    ProposalStatus,
+    sources,
+)
 from worker.store.models import (
     AuditEntry,
     FindingRecord,
@@ -26,6 +35,7 @@ from worker.store.models import (
     PhysitrackKey,
     PmsState,
     Proposal,
+    ProposalOperation,
     Run,
     SyncCursor,
 )
@@ -273,10 +283,18 @@ def claim_apply(
 
 
 def holds_apply(session: Session, proposal_id: str, token: str, now: datetime, lease: timedelta) -> bool:
-    """Renew the apply lease; False if another applier has taken it over."""
+    """Renew the apply lease; False if another applier took it over or the proposal was closed.
+
+    A superseded or rejected proposal sends nothing more, even to an applier that still holds
+    what it thinks is a live lease.
+    """
     result = session.execute(
         update(Proposal)
-        .where(Proposal.id == proposal_id, Proposal.apply_token == token)
+        .where(
+            Proposal.id == proposal_id,
+            Proposal.apply_token == token,
+            Proposal.status.in_([state.value for state in OPEN_PROPOSALS]),
+        )
         .values(apply_lease_expires_at=now + lease)
         .execution_options(synchronize_session=False)
     )
@@ -415,3 +433,47 @@ def latest_complete_run(session: Session, org_id: int) -> Run | None:
         .order_by(Run.finished_at.desc(), Run.id.desc())
         .limit(1)
     )
+
+
+def transition_proposal(
+    session: Session,
+    proposal_id: str,
+    target: ProposalStatus,
+    now: datetime,
+    *,
+    expected: tuple[ProposalStatus, ...] | None = None,
+    token: str | None = None,
+    unowned: bool = False,
+    **values: Any,
+) -> bool:
+    """Compare-and-set a proposal's status: only from the states the lifecycle allows.
+
+    `token`: only while this applier holds the apply lease. `unowned`: only when no applier holds
+    a live lease (a sync never supersedes a proposal that is being applied). False: someone else
+    moved first, nothing changed.
+    """
+    allowed = sources(PROPOSAL_MOVES, target)
+    if expected is not None:
+        if any(state.value not in allowed for state in expected):
+            raise IllegalTransition(f"{[s.value for s in expected]} -> {target.value} is not allowed")
+        allowed = tuple(state.value for state in expected)
+    query = update(Proposal).where(Proposal.id == proposal_id, Proposal.status.in_(allowed))
+    if token is not None:
+        query = query.where(Proposal.apply_token == token)
+    if unowned:
+        query = query.where(or_(Proposal.apply_token.is_(None), Proposal.apply_lease_expires_at < now))
+    result = session.execute(
+        query.values(status=target.value, **values).execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def transition_operation(session: Session, row_id: int, target: OperationStatus, **values: Any) -> bool:
+    """Compare-and-set an operation's status from the states the lifecycle allows."""
+    result = session.execute(
+        update(ProposalOperation)
+        .where(ProposalOperation.id == row_id, ProposalOperation.status.in_(sources(OPERATION_MOVES, target)))
+        .values(status=target.value, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1

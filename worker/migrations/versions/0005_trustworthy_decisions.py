@@ -31,12 +31,18 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("roster", sa.JSON(), nullable=True))
         batch_op.add_column(sa.Column("plan", sa.JSON(), nullable=True))
         batch_op.add_column(sa.Column("policy", sa.JSON(), nullable=True))
+        batch_op.add_column(
+            sa.Column("enqueued_at", worker.store.models.UtcDateTime(timezone=True), nullable=True)
+        )
     with op.batch_alter_table("proposals", schema=None) as batch_op:
         batch_op.add_column(sa.Column("policy_digest", sa.String(length=64), nullable=True))
         batch_op.add_column(
             sa.Column("confirmed_at", worker.store.models.UtcDateTime(timezone=True), nullable=True)
         )
         batch_op.add_column(sa.Column("superseded_by", sa.String(length=32), nullable=True))
+        batch_op.add_column(
+            sa.Column("apply_requested_at", worker.store.models.UtcDateTime(timezone=True), nullable=True)
+        )
     with op.batch_alter_table("proposal_operations", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column("approved_at", worker.store.models.UtcDateTime(timezone=True), nullable=True)
@@ -51,10 +57,12 @@ def downgrade() -> None:
         batch_op.drop_column("approved_by")
         batch_op.drop_column("approved_at")
     with op.batch_alter_table("proposals", schema=None) as batch_op:
+        batch_op.drop_column("apply_requested_at")
         batch_op.drop_column("superseded_by")
         batch_op.drop_column("confirmed_at")
         batch_op.drop_column("policy_digest")
     with op.batch_alter_table("runs", schema=None) as batch_op:
+        batch_op.drop_column("enqueued_at")
         batch_op.drop_column("policy")
         batch_op.drop_column("plan")
         batch_op.drop_column("roster")
