@@ -89,4 +89,7 @@ def _apply(actor: dramatiq.Actor, proposal_id: str, *, automatic_only: bool) -> 
 
 def _after_apply(outcome: proposals.ApplyOutcome) -> None:
     if outcome.resync_org:
-        request_sync.send(outcome.resync_org, "replan")
+        # Queued in the database first, so the re-driver sends it again if this message is lost.
+        run_id, created = sync.request_sync(get_runtime(), outcome.resync_org, "replan")
+        if created:
+            sync_org.send(run_id)

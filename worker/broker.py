@@ -11,6 +11,7 @@ import dramatiq
 from dramatiq.brokers.stub import StubBroker
 
 from worker.settings import get_settings
+from worker.watchdog import ConsumerWatchdog
 
 
 def _build_broker() -> dramatiq.Broker:
@@ -21,12 +22,14 @@ def _build_broker() -> dramatiq.Broker:
 
         # Bounded socket waits: a hung Redis must fail a send (the outbox retries it), not hang it.
         pool = redis.ConnectionPool.from_url(settings.broker_url, socket_connect_timeout=2, socket_timeout=10)
-        return RedisBroker(
+        redis_broker = RedisBroker(
             client=redis.Redis(connection_pool=pool),
             namespace="ptsync",
             heartbeat_timeout=settings.redis_heartbeat_timeout_ms,
             maintenance_chance=settings.redis_maintenance_chance,
         )
+        redis_broker.add_middleware(ConsumerWatchdog())
+        return redis_broker
     stub = StubBroker()
     stub.emit_after("process_boot")
     return stub

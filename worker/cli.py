@@ -392,9 +392,13 @@ def approve(
     from worker.services import proposals as service
 
     actor = by or f"cli:{os.environ.get('USER', 'unknown')}"
-    service.approve(_runtime(), proposal_id, actor, transferred=transferred)
+    approval = service.approve_and_apply(
+        _runtime(), proposal_id, actor, _actors().apply_proposal.send, transferred=transferred
+    )
     err.print(f"proposal {proposal_id} approved by {actor}")
-    _actors().apply_proposal.send(proposal_id)
+    if not approval.queued:
+        err.print("the queue is unreachable: the clock's re-driver sends the apply once it is back")
+        return
     if not is_in_process():
         err.print("queued for a worker to apply")
         return

@@ -3,7 +3,8 @@
 APScheduler runs a tick every few seconds; a tick does anything only while this process holds
 the leader lock in Redis (SET NX with a TTL, renewed each tick, released on exit), so a second
 clock waits as a hot standby. Even two leaders could not double a run: due times are recorded
-under a unique key (see services/schedule.py). Each tick also relays pending deliveries.
+under a unique key (see services/schedule.py). Each tick also relays pending deliveries and runs
+the re-driver (services/redrive.py), which re-sends work the database says nobody is doing.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from __future__ import annotations
 import logging
 import secrets
 import signal
+from datetime import timedelta
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from worker.clock import utcnow
 from worker.runtime import get_runtime
 from worker.services.deliveries import relay_quietly
+from worker.services.redrive import redrive
 from worker.services.schedule import record_due_syncs
 from worker.settings import get_settings
 
@@ -64,7 +67,7 @@ class Leadership:
             self._release(keys=[LOCK_KEY], args=[self.identity])
 
 
-def tick(leadership: Leadership, send) -> None:
+def tick(leadership: Leadership, send, send_apply=None) -> None:
     try:
         if not leadership.hold():
             return
@@ -73,8 +76,17 @@ def tick(leadership: Leadership, send) -> None:
         if created:
             log.info("scheduled syncs due for %d organisation(s)", len(created))
         relay_quietly(runtime, send)
+        if send_apply is not None:
+            after = timedelta(seconds=runtime.settings.redrive_after_seconds)
+            redrive(runtime, send, send_apply, utcnow(), after=after)
     except Exception:
         log.exception("clock tick failed; the next tick tries again")
+
+
+def send_apply(proposal_id: str, automatic_only: bool) -> None:
+    from worker.actors import apply_proposal, apply_safe_operations
+
+    (apply_safe_operations if automatic_only else apply_proposal).send(proposal_id)
 
 
 def run() -> None:
@@ -96,7 +108,7 @@ def run() -> None:
         tick,
         "interval",
         seconds=TICK_SECONDS,
-        args=[leadership, sync_org.send],
+        args=[leadership, sync_org.send, send_apply],
         max_instances=1,
         coalesce=True,
         next_run_time=utcnow(),

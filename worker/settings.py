@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     secret_key: str = Field(default="", description="Fernet key(s), comma-separated, newest first")
     contact_email: str = Field(default="ops@example.invalid", description="for API User-Agents")
     run_lease_seconds: int = Field(default=30, ge=2, description="a silent sync is presumed dead after this")
+    redrive_after_seconds: float = Field(
+        default=30, gt=0, description="pending work whose message went unanswered this long is sent again"
+    )
     redis_heartbeat_timeout_ms: int = Field(default=15_000, ge=1_000)
     redis_maintenance_chance: int = Field(default=50_000, ge=1, le=1_000_000)
     cliniko_requests_per_minute: float = Field(

@@ -9,6 +9,7 @@ superseded and a new sync is requested), and skips changes already in place.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -88,6 +89,40 @@ def approve(runtime: Runtime, proposal_id: str, actor: str, *, transferred: bool
         session.flush()  # before the refresh: expiring cascades to the operations' pending changes
         session.refresh(proposal)
         return proposal
+
+
+@dataclass(frozen=True)
+class Approval:
+    proposal_id: str
+    status: str
+    queued: bool
+    """The apply message reached the queue. If not, the clock's re-driver sends it shortly."""
+
+
+def approve_and_apply(
+    runtime: Runtime,
+    proposal_id: str,
+    actor: str,
+    send_apply: Callable[[str], None],
+    *,
+    transferred: bool = False,
+) -> Approval:
+    """The one "approve, then apply" flow the CLI, the API and the pages share.
+
+    The approval is committed first; the apply message may then fail to reach the broker (Redis
+    down): the approval still stands, and the re-driver sends the apply once the queue is back.
+    """
+    proposal = approve(runtime, proposal_id, actor, transferred=transferred)
+    try:
+        send_apply(proposal_id)
+    except Exception as exc:
+        log.warning(
+            "proposal %s approved; the apply waits for the queue (%s)", proposal_id, exc.__class__.__name__
+        )
+        return Approval(proposal_id, proposal.status, queued=False)
+    with runtime.db.transaction() as session:
+        repo.get_proposal(session, proposal_id).apply_requested_at = utcnow()
+    return Approval(proposal_id, proposal.status, queued=True)
 
 
 def reject(runtime: Runtime, proposal_id: str, actor: str) -> Proposal:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
@@ -200,29 +200,33 @@ def _own_proposal(request: Request, principal: credentials.Principal, proposal_i
     "/orgs/{slug}/proposals/{proposal_id}/approve",
     response_model=ProposalView,
     summary="Approve a proposal and queue its apply",
+    responses={202: {"description": "Approved; the queue is unreachable, the apply is sent when it is back"}},
 )
 def approve(
     proposal_id: str,
     request: Request,
     body: ApproveRequest | None = None,
     principal: credentials.Principal = Depends(principal_for),
-) -> ProposalView:
+) -> Any:
     _own_proposal(request, principal, proposal_id)
     runtime = request.app.state.runtime()
+    from worker.actors import apply_proposal
+
     try:
-        proposal_service.approve(
+        approval = proposal_service.approve_and_apply(
             runtime,
             proposal_id,
             f"api:token-{principal.token_id}",
+            apply_proposal.send,
             transferred=bool(body and body.transferred),
         )
     except InvalidInput as exc:
         raise HTTPException(409, str(exc)) from None
-    from worker.actors import apply_proposal
-
-    apply_proposal.send(proposal_id)
     with runtime.db.transaction() as session:
-        return proposal_view(repo.get_proposal(session, proposal_id))
+        view = proposal_view(repo.get_proposal(session, proposal_id))
+    if not approval.queued:  # committed; the re-driver sends the apply when the queue is back
+        return JSONResponse({**view.model_dump(), "detail": "approved, will apply"}, status_code=202)
+    return view
 
 
 @router.post(

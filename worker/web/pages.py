@@ -222,16 +222,22 @@ def approve(
 ) -> Response:
     org_id = _check_form(request, slug, csrf)
     _own(request, org_id, proposal_id)
+    from worker.actors import apply_proposal
+
     try:
-        proposal_service.approve(
-            request.app.state.runtime(), proposal_id, f"web:{slug}", transferred=transferred == "yes"
+        approval = proposal_service.approve_and_apply(
+            request.app.state.runtime(),
+            proposal_id,
+            f"web:{slug}",
+            apply_proposal.send,
+            transferred=transferred == "yes",
         )
     except InvalidInput as exc:
         return RedirectResponse(f"/orgs/{slug}/?notice={exc}", status_code=303)
-    from worker.actors import apply_proposal
-
-    apply_proposal.send(proposal_id)
-    return RedirectResponse(f"/orgs/{slug}/?notice=Proposal approved: applying it now.", status_code=303)
+    notice = "Proposal approved: applying it now."
+    if not approval.queued:
+        notice = "Proposal approved: it will be applied as soon as the queue is reachable."
+    return RedirectResponse(f"/orgs/{slug}/?notice={notice}", status_code=303)
 
 
 @router.post("/orgs/{slug}/proposals/{proposal_id}/reject")
