@@ -299,3 +299,34 @@ def test_a_storm_of_lost_messages_ends_with_every_run_final_and_every_change_mad
             report = session.get(Run, run_id).report
         assert report["proposal"] is None, slug
     assert lossy.lost > 0
+
+
+def test_a_worker_stops_working_on_a_run_another_worker_took_over(runtime, tmp_path, monkeypatch):
+    # Given a slow pull, and a run that another worker takes over while it is under way
+    _org(runtime, tmp_path)
+    run_id, _ = request_sync(runtime, "clinic-a", "manual")
+    taken_over = threading.Event()
+
+    class SlowPms:
+        system = "csv"
+
+        def pull(self, *, progress, **_):
+            for rows in range(200):
+                if rows == 3:
+                    with runtime.db.transaction() as session:  # the lease lapses; another worker claims it
+                        session.execute(update(Run).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+                        assert repo.claim_run(session, run_id, utcnow(), timedelta(minutes=5))
+                    taken_over.set()
+                progress("appointments", rows)
+                threading.Event().wait(0.05)
+            raise AssertionError("the pull should have been stopped")
+
+    monkeypatch.setattr("worker.services.sync.pms_connector", lambda org, secrets: SlowPms())
+    # When the first worker carries on
+    outcome = run_sync(runtime, run_id)
+    # Then it stops at the next progress report and leaves the run to its new owner
+    assert taken_over.is_set()
+    assert outcome.status == "lease_lost"
+    with runtime.db.transaction() as session:
+        run = session.get(Run, run_id)
+        assert run.status == "running" and run.attempts == 2

@@ -61,6 +61,10 @@ class OrganisationBusy(Exception):
         self.delay_seconds = delay_seconds
 
 
+class RunTakenOver(Exception):
+    """This worker's lease on the run lapsed and another worker took the run over."""
+
+
 class RetryableSyncError(Exception):
     """A transient failure; the job layer retries the whole sync."""
 
@@ -106,6 +110,10 @@ def run_sync(runtime: Runtime, run_id: str) -> SyncOutcome:
     heartbeat.start()
     try:
         outcome = _sync_claimed(runtime, claim, org, trigger, started_at, heartbeat)
+    except RunTakenOver:
+        heartbeat.stop()
+        log.warning("run %s was taken over by another worker; this attempt stopped", run_id)
+        return SyncOutcome(run_id, "lease_lost")
     except ConnectorError as exc:
         heartbeat.stop()
         if exc.retryable:
@@ -185,7 +193,9 @@ def _sync_claimed(
 ) -> SyncOutcome:
     """Pull, reconcile (pure), save: the three steps of every run."""
     inputs = _pull(runtime, claim, org, started_at, heartbeat)
+    heartbeat.check()
     decision = _reconcile(runtime, org, inputs, started_at)
+    heartbeat.check()
     return _save(runtime, claim, org, trigger, started_at, inputs, decision)
 
 
@@ -372,11 +382,18 @@ class _Heartbeat:
         self._claim = claim
         self._lease = lease
         self._stop = threading.Event()
+        self._lost = threading.Event()
         self._progress: dict[str, Any] | None = None
         self._thread = threading.Thread(target=self._beat, name=f"lease-{claim.run_id[:8]}", daemon=True)
 
     def progress(self, resource: str, rows: int) -> None:
+        self.check()
         self._progress = {"progress": {"resource": resource, "rows": rows}}
+
+    def check(self) -> None:
+        """Stop working on a run another worker has taken over (its lease lapsed while we worked)."""
+        if self._lost.is_set():
+            raise RunTakenOver(self._claim.run_id)
 
     def start(self) -> None:
         self._thread.start()
@@ -392,7 +409,8 @@ class _Heartbeat:
             try:
                 with self._runtime.db.transaction() as session:
                     if not repo.renew_lease(session, self._claim, utcnow(), self._lease, self._progress):
-                        log.warning("run %s: lease lost", self._claim.run_id)
+                        log.warning("run %s: lease lost; stopping work on it", self._claim.run_id)
+                        self._lost.set()
                         return
             except Exception:  # the database blinked; the next beat tries again
                 log.exception("run %s: could not renew the lease", self._claim.run_id)
