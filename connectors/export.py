@@ -35,6 +35,7 @@ from sharing import AccessLogBuilder, AccessSource, AccessStatus, PmsPractitione
 
 NAME = "export"
 _SPACES = re.compile(r"\s+")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _PROGRESS_EVERY = 20_000
 MAX_REPORTED = 20
 
@@ -136,8 +137,11 @@ def _interpret(
         return Rejection(file, number, columns.get(key, key), reason)
 
     for key, column in columns.items():
-        if len(_text(raw, column)) > MAX_CELL_CHARS:
+        text = _text(raw, column)
+        if len(text) > MAX_CELL_CHARS:
             return reject(key, f"longer than {MAX_CELL_CHARS} characters")
+        if _CONTROL.search(text):
+            return reject(key, "contains control characters (a damaged or hostile file?)")
     patient = _text(raw, columns["patient_id"])
     if not patient:
         return reject("patient_id", "a patient id is required")

@@ -100,6 +100,7 @@ class SembleEmulator(JsonServer):
         self.window_seconds = window_seconds
         self._recent: deque[float] = deque()
         self.rate_limited = 0
+        self.retry_afters: list[str] = []
         self._filtered: dict[str, list[dict[str, Any]]] = {}
         self.route("POST", "/graphql", self._graphql)
 
@@ -116,7 +117,8 @@ class SembleEmulator(JsonServer):
                 self._recent.popleft()
             if len(self._recent) >= self.requests_per_window:
                 self.rate_limited += 1
-                wait = self._recent[0] + self.window_seconds - now
+                wait = f"{max(self._recent[0] + self.window_seconds - now, 0.001):.3f}"
+                self.retry_afters.append(wait)
                 return Response(
                     429,
                     {
@@ -124,7 +126,7 @@ class SembleEmulator(JsonServer):
                             {"message": "Too many requests", "extensions": {"code": "TOO_MANY_REQUESTS"}}
                         ]
                     },
-                    {"Retry-After": f"{max(wait, 0.001):.3f}"},
+                    {"Retry-After": wait},
                 )
             self._recent.append(now)
         return None
