@@ -140,7 +140,7 @@ class SembleConnector:
             options["updatedAt"] = {"start": since, "end": _iso(started + timedelta(days=1))}
         date_range = {
             "start": f"{window_start.isoformat()}T00:00:00.000Z",
-            "end": _iso(started + timedelta(days=FUTURE_DAYS)),
+            "end": f"{(started + timedelta(days=FUTURE_DAYS)).date().isoformat()}T23:59:59.999Z",
         }
         for index, row in enumerate(
             self._all("bookings", BOOKINGS_QUERY, dateRange=date_range, options=options)
