@@ -91,7 +91,7 @@ class Staff:
 
 
 def read_export(
-    path: str | Path, mapping: Mapping, staff: Staff | None = None, *, window_start: date | None = None
+    path: str | Path, mapping: Mapping, staff: Staff | None = None
 ) -> tuple[list[ExportRow], list[Rejection]]:
     """Every row of the export as ptsync reads it, and every row it rejects with the reason."""
     rows: list[ExportRow] = []
@@ -101,7 +101,7 @@ def read_export(
             outcome = _interpret(file.name, number, raw, mapping, staff)
             if isinstance(outcome, Rejection):
                 rejections.append(outcome)
-            elif window_start is None or outcome.day >= window_start:
+            else:
                 rows.append(outcome)
     return rows, rejections
 
@@ -240,7 +240,7 @@ class ExportConnector:
         """An export is always read whole: no cursors, no state."""
         mapping = load_mapping(self.mapping_name)
         staff = Staff.load(self.staff_path) if self.staff_path else None
-        rows, rejections = read_export(self.path, mapping, staff, window_start=window_start)
+        rows, rejections = read_export(self.path, mapping, staff)
         if rejections:
             raise ConnectorError(NAME, rejection_summary(rejections, str(self.path)))
         practitioners: dict[str, PmsPractitioner] = {}
@@ -252,7 +252,10 @@ class ExportConnector:
                 practitioners[row.practitioner_id] = PmsPractitioner(
                     row.practitioner_id, row.practitioner_name, row.practitioner_email, True, None, None
                 )
-            builder.add(row.practitioner_id, row.patient_id, AccessSource.APPOINTMENT, row.day, row.status)
+            if row.day >= window_start:  # older rows still name a practitioner, but give no access
+                builder.add(
+                    row.practitioner_id, row.patient_id, AccessSource.APPOINTMENT, row.day, row.status
+                )
             if progress is not None and index % _PROGRESS_EVERY == _PROGRESS_EVERY - 1:
                 progress("appointments", index + 1)
         people = tuple(practitioners[key] for key in sorted(practitioners))
