@@ -224,3 +224,13 @@ def test_the_check_command_shows_rows_and_rejections_and_exits_non_zero(tmp_path
     assert (
         CliRunner().invoke(app, ["export-mapping", "check", str(path), "--mapping", "generic"]).exit_code == 0
     )
+
+
+def test_a_practitioner_seen_only_before_the_window_is_known_but_gives_no_access(tmp_path):
+    # Given an export where Cy's only appointment is older than the lookback window
+    path = _write(tmp_path, "a.csv", GENERIC + "p3,Cy,cy@x.example,pat3,2020-01-01,booked\n")
+    # When it is pulled with a window starting in 2025
+    pulled = _pull(path)
+    # Then Cy is a practitioner (not "gone from the PMS"), with no access row
+    assert "p3" in {p.id for p in pulled.snapshot.practitioners}
+    assert "p3" not in {r.practitioner_id for r in pulled.snapshot.access}
