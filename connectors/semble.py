@@ -36,6 +36,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from connectors.base import PmsPull, Progress
 from connectors.errors import ConnectorError, TransientConnectorError
@@ -130,29 +131,17 @@ class SembleConnector:
         bookings = previous["bookings"] if previous is not None else {}
         full_at = state.get("full_at") if previous is not None and state else _iso(started)
         practitioners = self._clinicians()
-        options: dict[str, Any] = {"includeDeleted": True}
-        if previous is not None:
-            since = (
-                cursors["bookings"].replace("Z", ".000Z")
-                if "." not in cursors["bookings"]
-                else cursors["bookings"]
-            )
-            options["updatedAt"] = {"start": since, "end": _iso(started + timedelta(days=1))}
-        date_range = {
-            "start": f"{window_start.isoformat()}T00:00:00.000Z",
-            "end": f"{(started + timedelta(days=FUTURE_DAYS)).date().isoformat()}T23:59:59.999Z",
-        }
-        for index, row in enumerate(
-            self._all("bookings", BOOKINGS_QUERY, dateRange=date_range, options=options)
-        ):
+        since = cursors["bookings"] if previous is not None else None
+        variables = _booking_variables(window_start, started, since)
+        for index, row in enumerate(self._all("bookings", BOOKINGS_QUERY, **variables)):
             where = f"bookings item {index}"
-            doctor = row.get("doctor")
-            if not isinstance(doctor, dict):
-                continue  # a booking without a clinician (a room or resource) gives nobody access
-            patient = row.get("patientId")
-            if patient is None:
-                continue  # a blocked slot without a patient
-            bookings[_text_id(row.get("id"), f"{where}.id")] = (
+            booking_id = _text_id(row.get("id"), f"{where}.id")
+            doctor, patient = row.get("doctor"), row.get("patientId")
+            if not isinstance(doctor, dict) or patient is None:
+                # No clinician (a room or resource) or no patient (a blocked slot): nobody's access.
+                bookings.pop(booking_id, None)
+                continue
+            bookings[booking_id] = (
                 _text_id(doctor.get("id"), f"{where}.doctor.id"),
                 _text_id(patient, f"{where}.patientId"),
                 _day(row.get("start"), f"{where}.start"),
@@ -218,8 +207,6 @@ class SembleConnector:
 
     @property
     def _path(self) -> str:
-        from urllib.parse import urlsplit
-
         return urlsplit(self.url).path or "/"
 
     def query(self, query: str, variables: dict[str, Any], field: str) -> dict[str, Any]:
@@ -248,6 +235,19 @@ class SembleConnector:
             reason += " (the token's role must allow reading users and bookings)"
         error_class = TransientConnectorError if code in _RETRYABLE_CODES else ConnectorError
         return error_class(NAME, reason)
+
+
+def _booking_variables(window_start: date, started: datetime, since: str | None) -> dict[str, Any]:
+    """The window (up to a year ahead), deleted bookings included, and `updatedAt` when incremental."""
+    options: dict[str, Any] = {"includeDeleted": True}
+    if since is not None:
+        start = since if "." in since else since.replace("Z", ".000Z")
+        options["updatedAt"] = {"start": start, "end": _iso(started + timedelta(days=1))}
+    end = (started + timedelta(days=FUTURE_DAYS)).date().isoformat()
+    return {
+        "dateRange": {"start": f"{window_start.isoformat()}T00:00:00.000Z", "end": f"{end}T23:59:59.999Z"},
+        "options": options,
+    }
 
 
 def _full_read_is_stale(state: dict[str, Any] | None, now: datetime) -> bool:
