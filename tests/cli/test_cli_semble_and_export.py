@@ -63,33 +63,6 @@ def test_a_semble_practice_syncs_and_a_second_run_is_incremental(tmp_path, sembl
     assert TOKEN not in first.stderr + second.stderr
 
 
-def test_org_add_refuses_semble_without_a_token_and_export_without_a_format_in_one_line(tmp_path):
-    (tmp_path / "ptdirect.json").write_text("{}")
-    common = ("--ptdirect", "file", "--ptdirect-path", str(tmp_path / "ptdirect.json"))
-    no_token = ptsync(tmp_path, "org", "add", "a", "--pms", "semble", *common)
-    no_format = ptsync(tmp_path, "org", "add", "b", "--pms", "export", "--pms-path", str(tmp_path), *common)
-    bad_format = ptsync(
-        tmp_path,
-        "org",
-        "add",
-        "c",
-        "--pms",
-        "export",
-        "--pms-path",
-        str(tmp_path),
-        "--pms-format",
-        "nope",
-        *common,
-    )
-    assert no_token.returncode == 1 and "--pms semble needs --pms-key" in no_token.stderr
-    assert no_format.returncode == 1 and "--pms export needs --pms-path" in no_format.stderr
-    assert "--pms-format: mapping nope: not a preset (generic, mirah)" in bad_format.stderr
-    errors = [
-        line for r in (no_token, no_format, bad_format) for line in r.stderr.splitlines() if "error" in line
-    ]
-    assert len(errors) == 3
-
-
 def test_an_appointment_export_syncs_and_a_bad_export_fails_the_run_and_keeps_the_report(tmp_path):
     # Given an organisation reading a generic export where two practitioners share patients
     export = tmp_path / "export"
