@@ -212,17 +212,19 @@ class SembleEmulator(JsonServer):
         key = json.dumps(["bookings", date_range, options], sort_keys=True)
         rows = self._filtered.get(key)
         if rows is None:
-            users = {user["id"]: user for user in self.data["users"]}
             updated = options.get("updatedAt") or {}
             rows = [
-                _render_booking(booking, users)
+                booking
                 for booking in self.data["bookings"]
                 if (options.get("includeDeleted") or not booking.get("deleted"))
                 and _within(booking["start"], date_range)
                 and _within(booking["updatedAt"], updated)
             ]
             self._filtered[key] = rows
-        return _page(rows, pagination)
+        page = _page(rows, pagination)
+        users = {user["id"]: user for user in self.data["users"]}
+        page["data"] = [_render_booking(booking, users) for booking in page["data"]]
+        return page
 
     def change_bookings(self, count: int, now: datetime, seed: int = 1) -> list[str]:
         """Delete (cancel) `count` bookings, as a clinic's day would; their updatedAt moves."""
