@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 
 from connectors.base import PmsPull, Progress
 from connectors.errors import ConnectorError, TransientConnectorError
-from connectors.http import HttpClient
+from connectors.http import HttpClient, HttpError
 from connectors.incremental import next_cursor, previous_records
 from connectors.ratelimit import RateLimiter
 from sharing import AccessLogBuilder, AccessSource, AccessStatus, PmsPractitioner, PmsSnapshot
@@ -53,6 +53,7 @@ STATE_VERSION = 1
 FULL_READ_EVERY = timedelta(hours=24)
 FUTURE_DAYS = 366
 """Bookings up to a year ahead count: a patient booked with two clinicians is shared already."""
+_TOKEN_HINT = " (check the API token: Semble Settings, API access)"
 _RETRYABLE_CODES = {"INTERNAL_SERVER_ERROR", "SERVICE_UNAVAILABLE"}
 
 USERS_QUERY = """
@@ -211,7 +212,12 @@ class SembleConnector:
 
     def query(self, query: str, variables: dict[str, Any], field: str) -> dict[str, Any]:
         """POST one GraphQL operation; `errors` in the answer (even with HTTP 200) fail the pull."""
-        response = self.http.request("POST", self.url, json={"query": query, "variables": variables})
+        try:
+            response = self.http.request("POST", self.url, json={"query": query, "variables": variables})
+        except HttpError as exc:
+            if exc.status in (401, 403):
+                raise ConnectorError(NAME, f"{exc.reason}{_TOKEN_HINT}") from None
+            raise
         document = self.http.decode(response)
         if not isinstance(document, dict):
             raise ConnectorError(NAME, f"POST {self._path} {field}: the answer is not a GraphQL document")
@@ -230,7 +236,7 @@ class SembleConnector:
         code = str(extensions.get("code")) if isinstance(extensions, dict) and extensions.get("code") else ""
         reason = f"POST {self._path} {field}: GraphQL error {code + ': ' if code else ''}{message}"
         if code == "UNAUTHENTICATED":
-            reason += " (check the API token: Semble Settings, API access)"
+            reason += _TOKEN_HINT
         elif code == "FORBIDDEN":
             reason += " (the token's role must allow reading users and bookings)"
         error_class = TransientConnectorError if code in _RETRYABLE_CODES else ConnectorError

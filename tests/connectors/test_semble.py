@@ -10,7 +10,6 @@ import pytest
 import responses
 
 from connectors.errors import ConnectorError, TransientConnectorError
-from connectors.http import HttpError
 from connectors.semble import DEFAULT_URL, PAGE_SIZE, SembleConnector
 from sharing import AccessStatus
 
@@ -134,11 +133,13 @@ def test_a_refused_token_is_a_401_that_is_not_retried_and_does_not_show_the_toke
         json={"errors": [{"message": "Missing token.", "extensions": {"code": "UNAUTHENTICATED"}}]},
     )
     # When the connector pulls
-    with pytest.raises(HttpError) as caught:
+    with pytest.raises(ConnectorError) as caught:
         _connector().pull(window_start=WINDOW, cursors={}, started_at=STARTED)
     # Then one request was made and the error says 401 without the token
     assert len(responses.calls) == 1
     assert "POST /graphql -> 401" in str(caught.value) and TOKEN not in str(caught.value)
+    assert str(caught.value).endswith("(check the API token: Semble Settings, API access)")
+    assert not caught.value.retryable
 
 
 @responses.activate
