@@ -234,3 +234,10 @@ def test_a_practitioner_seen_only_before_the_window_is_known_but_gives_no_access
     # Then Cy is a practitioner (not "gone from the PMS"), with no access row
     assert "p3" in {p.id for p in pulled.snapshot.practitioners}
     assert "p3" not in {r.practitioner_id for r in pulled.snapshot.access}
+
+
+def test_a_file_over_the_row_limit_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(export_files, "MAX_ROWS", 2)
+    path = _write(tmp_path, "a.csv", GENERIC)
+    with pytest.raises(InputFileError, match="more than 2 rows"):
+        _pull(path)
