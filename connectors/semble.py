@@ -14,7 +14,9 @@ Built on Semble's public documentation, read 2026-11-25:
   (strings in JSON).
 - docs.semble.io/docs/API/inputs/query-options and /inputs/date-range: the `bookings` query takes
   `dateRange: DateRange {start, end}` and `options: QueryOptions {includeDeleted, createdAt,
-  updatedAt: DateRange}`; this is the modification-time filter incremental runs use.
+  updatedAt: DateRange}`; this is the modification-time filter incremental runs use. DateRange
+  "makes no assumptions or adjustments to the times in the supplied dates", so ptsync sends full
+  UTC timestamps.
 - docs.semble.io/docs/how-to/paginate and /objects/page-info: `pagination: {page, pageSize}`
   (pages from 1), answers `{data: [...], pageInfo: {page, pageSize, hasMore}}`.
 - Errors: the GraphQL `errors` array (`message`, `extensions.code`, e.g. UNAUTHENTICATED), also
