@@ -77,10 +77,14 @@ class CsvPmsConnector:
             raise InputFileError(NAME, str(path), f"not valid CSV ({exc})") from None
 
     def _read_practitioners(self) -> list[PmsPractitioner]:
-        path = str(self.folder / PRACTITIONERS_FILE)
+        return self.read_practitioners_file(PRACTITIONERS_FILE)
+
+    def read_practitioners_file(self, name: str) -> list[PmsPractitioner]:
+        """A practitioners.csv-shaped file in the folder (also an export connector's staff list)."""
+        path = str(self.folder / name)
         seen: set[str] = set()
         practitioners = []
-        for line, row in self._rows(PRACTITIONERS_FILE, ("id", "name", "email", "active")):
+        for line, row in self._rows(name, ("id", "name", "email", "active")):
             pid = _required(row, "id", path, line)
             if pid in seen:
                 raise InputFileError(NAME, path, f"duplicate practitioner id {pid!r}", line=line, field="id")

@@ -33,6 +33,9 @@ app = typer.Typer(
 )
 org_app = typer.Typer(no_args_is_help=True, help="Manage organisations.")
 app.add_typer(org_app, name="org")
+from worker.commands.export_mapping import export_mapping_app  # noqa: E402
+
+app.add_typer(export_mapping_app, name="export-mapping")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
@@ -69,11 +72,21 @@ def _actors():
 @org_app.command("add")
 def org_add(
     slug: Annotated[str, typer.Argument(help="Short name, e.g. clinic-a")],
-    pms: Annotated[str, typer.Option(help="cliniko, fhir or csv")],
+    pms: Annotated[str, typer.Option(help="cliniko, fhir, csv, semble or export")],
     ptdirect: Annotated[str, typer.Option(help="file or api")],
     pms_url: Annotated[str | None, typer.Option(help="Override the connector's base URL")] = None,
-    pms_key: Annotated[str | None, typer.Option(help="PMS API key (stored encrypted)")] = None,
-    pms_path: Annotated[str | None, typer.Option(help="CSV folder for --pms csv")] = None,
+    pms_key: Annotated[
+        str | None, typer.Option(help="PMS API key; for --pms semble its API token (stored encrypted)")
+    ] = None,
+    pms_path: Annotated[
+        str | None, typer.Option(help="CSV folder for --pms csv; export file or folder for --pms export")
+    ] = None,
+    pms_format: Annotated[
+        str | None, typer.Option(help="--pms export: a preset (generic, mirah) or a mapping .toml file")
+    ] = None,
+    pms_staff: Annotated[
+        str | None, typer.Option(help="--pms export: optional staff list CSV (id,name,email,active)")
+    ] = None,
     ptdirect_path: Annotated[str | None, typer.Option(help="Snapshot file for --ptdirect file")] = None,
     ptdirect_url: Annotated[str | None, typer.Option(help="Admin bridge URL for --ptdirect api")] = None,
     ptdirect_key: Annotated[str | None, typer.Option(help="Admin bridge key (stored encrypted)")] = None,
@@ -125,6 +138,8 @@ def org_add(
             removal_threshold=removal_threshold,
             removal_threshold_people=removal_threshold_people,
             timezone=timezone,
+            pms_format=pms_format,
+            pms_staff=pms_staff,
         ),
     )
     err.print(

@@ -7,18 +7,20 @@ from functools import lru_cache
 from connectors.base import PmsConnector, PtDirectAdapter
 from connectors.cliniko import ClinikoConnector
 from connectors.csv_pms import CsvPmsConnector
+from connectors.export import ExportConnector
 from connectors.fhir import FhirConnector
 from connectors.physitrack_v2 import pull_clients
 from connectors.ptdirect_api import PtDirectApiAdapter
 from connectors.ptdirect_file import PtDirectFileAdapter
 from connectors.ratelimit import InProcessRateLimiter, RateLimiter, RedisRateLimiter, limiter_name
+from connectors.semble import SembleConnector
 from sharing import PhysitrackClient
 from worker.crypto import SecretBox
 from worker.errors import ConfigurationError
 from worker.settings import get_settings
 from worker.store.models import Organisation
 
-PMS_KINDS = ("cliniko", "fhir", "csv")
+PMS_KINDS = ("cliniko", "fhir", "csv", "semble", "export")
 PTDIRECT_KINDS = ("file", "api")
 
 
@@ -68,6 +70,22 @@ def pms_connector(org: Organisation, secrets: SecretBox) -> PmsConnector:
             user_agent=user_agent(),
             limiter=rate_limiter(f"{org.pms_url}|{token or ''}", settings.fhir_requests_per_minute),
         )
+    if org.pms_kind == "semble":
+        if not org.pms_key_encrypted:
+            raise ConfigurationError(f"organisation {org.slug}: the semble connector needs --pms-key")
+        token = secrets.decrypt(org.pms_key_encrypted).decode()
+        return SembleConnector(
+            token,
+            url=org.pms_url,
+            user_agent=user_agent(),
+            limiter=rate_limiter(f"semble|{token}", settings.semble_requests_per_minute),
+        )
+    if org.pms_kind == "export":
+        if not org.pms_path or not org.pms_format:
+            raise ConfigurationError(
+                f"organisation {org.slug}: the export connector needs --pms-path and --pms-format"
+            )
+        return ExportConnector(org.pms_path, org.pms_format, staff_path=org.pms_staff_path)
     raise ConfigurationError(f"organisation {org.slug}: unknown PMS connector {org.pms_kind!r}")
 
 

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
         default=190, gt=0, description="per API key, all processes together (Cliniko allows 200)"
     )
     fhir_requests_per_minute: float = Field(default=600, gt=0, description="per FHIR server and token")
+    semble_requests_per_minute: float = Field(
+        default=230, gt=0, description="per Semble API token, all processes together (Semble allows 240)"
+    )
 
     @property
     def resolved_database_url(self) -> str:

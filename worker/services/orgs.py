@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from connectors.cliniko import base_url_for_key
 from connectors.errors import ConnectorError
+from connectors.export_mapping import load_mapping, preset_names
 from connectors.physitrack_v2 import REGIONS
 from sharing import MasterRecipients, Mode, SharingScope
 from worker.clock import utcnow
@@ -44,6 +45,8 @@ class NewOrganisation:
     removal_threshold: int = 30
     removal_threshold_people: int = 2
     timezone: str = "UTC"
+    pms_format: str | None = None  # --pms export: a preset name or a mapping TOML file
+    pms_staff: str | None = None  # --pms export: an optional staff list CSV
 
 
 def validate_settings(new: NewOrganisation) -> None:
@@ -105,6 +108,7 @@ def validate(new: NewOrganisation) -> None:
             )
         if not Path(new.pms_path).is_dir():
             raise InvalidInput(f"--pms-path {new.pms_path}: not a folder")
+    _validate_semble_or_export(new)
     if new.ptdirect == "file":
         if not new.ptdirect_path:
             raise InvalidInput("--ptdirect file needs --ptdirect-path FILE (a ptsync.ptdirect/1 snapshot)")
@@ -134,6 +138,36 @@ def validate(new: NewOrganisation) -> None:
     parse_schedule(new.schedule)
 
 
+def _validate_semble_or_export(new: NewOrganisation) -> None:
+    if new.pms == "semble" and not (new.pms_key or "").strip():
+        raise InvalidInput("--pms semble needs --pms-key (an API token from Semble: Settings, API access)")
+    if new.pms != "export":
+        if new.pms_format or new.pms_staff:
+            raise InvalidInput("--pms-format and --pms-staff are only for --pms export")
+        return
+    if not new.pms_path or not new.pms_format:
+        raise InvalidInput(
+            "--pms export needs --pms-path FILE_OR_DIR (CSV or XLSX) and --pms-format NAME "
+            f"(a preset: {', '.join(preset_names())}; or a mapping .toml file)"
+        )
+    path = Path(new.pms_path)
+    if not path.exists():
+        raise InvalidInput(f"--pms-path {new.pms_path}: no such file or folder")
+    try:
+        load_mapping(new.pms_format)
+    except ConnectorError as exc:
+        raise InvalidInput(f"--pms-format: {exc.reason}") from None
+    if new.pms_staff is not None and not Path(new.pms_staff).is_file():
+        raise InvalidInput(f"--pms-staff {new.pms_staff}: file not found (a CSV id,name,email,active)")
+
+
+def _stored_format(name: str | None) -> str | None:
+    """A preset is stored by name, a mapping file by its absolute path."""
+    if name is None or name in preset_names():
+        return name
+    return str(Path(name).resolve())
+
+
 def add_organisation(runtime: Runtime, new: NewOrganisation, actor: str = "cli") -> Organisation:
     validate(new)
     now = utcnow()
@@ -147,6 +181,8 @@ def add_organisation(runtime: Runtime, new: NewOrganisation, actor: str = "cli")
             pms_url=new.pms_url,
             pms_path=str(Path(new.pms_path).resolve()) if new.pms_path else None,
             pms_key_encrypted=secrets.encrypt(new.pms_key.encode()) if new.pms_key else None,
+            pms_format=_stored_format(new.pms_format),
+            pms_staff_path=str(Path(new.pms_staff).resolve()) if new.pms_staff else None,
             ptdirect_kind=new.ptdirect,
             ptdirect_url=new.ptdirect_url,
             ptdirect_path=str(Path(new.ptdirect_path).resolve()) if new.ptdirect_path else None,

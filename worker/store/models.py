@@ -60,6 +60,8 @@ class Organisation(Base):
     pms_url: Mapped[str | None] = mapped_column(Text)
     pms_path: Mapped[str | None] = mapped_column(Text)
     pms_key_encrypted: Mapped[str | None] = mapped_column(Text)
+    pms_format: Mapped[str | None] = mapped_column(Text)  # --pms export: a preset name or mapping file
+    pms_staff_path: Mapped[str | None] = mapped_column(Text)  # --pms export: an optional staff list
     ptdirect_kind: Mapped[str] = mapped_column(String(16))
     ptdirect_url: Mapped[str | None] = mapped_column(Text)
     ptdirect_path: Mapped[str | None] = mapped_column(Text)
