@@ -330,3 +330,19 @@ def test_a_worker_stops_working_on_a_run_another_worker_took_over(runtime, tmp_p
     with runtime.db.transaction() as session:
         run = session.get(Run, run_id)
         assert run.status == "running" and run.attempts == 2
+
+
+def test_the_web_answers_503_retry_while_the_database_is_down(runtime):
+    # Given the web process while its database is unreachable
+    from dataclasses import replace as with_changes
+
+    from worker.store.db import Database
+
+    down = with_changes(runtime, db=Database("postgresql://postgres@127.0.0.1:1/ptsync"))
+    # When a signed webhook and an API call arrive
+    with TestClient(create_app(runtime=lambda: down, send=Recorder(), background=False)) as client:
+        webhook = client.post("/webhooks/generic/clinic-a", content=b"{}")
+        api = client.get("/api/v1/orgs/clinic-a/runs", headers={"Authorization": "Bearer pts_x"})
+    # Then both say "try again" (503 with Retry-After), not a server error
+    assert webhook.status_code == 503 and webhook.headers["retry-after"] == "5"
+    assert api.status_code == 503

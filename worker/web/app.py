@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 
 from worker.errors import InvalidInput, NotFound
 from worker.runtime import Runtime, get_runtime
@@ -86,6 +87,16 @@ def create_app(
     @app.exception_handler(NotFound)
     async def not_found(request: Request, exc: NotFound) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(OperationalError)
+    async def database_unavailable(request: Request, exc: OperationalError) -> JSONResponse:
+        # The database is down or restarting: nothing was stored, so the sender should retry.
+        log.warning("database unavailable: %s", exc.orig.__class__.__name__ if exc.orig else "error")
+        return JSONResponse(
+            {"detail": "the database is unavailable; nothing was stored, try again shortly"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
 
     @app.exception_handler(InvalidInput)
     async def invalid(request: Request, exc: InvalidInput) -> JSONResponse:
