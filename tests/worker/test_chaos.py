@@ -346,3 +346,47 @@ def test_the_web_answers_503_retry_while_the_database_is_down(runtime):
     # Then both say "try again" (503 with Retry-After), not a server error
     assert webhook.status_code == 503 and webhook.headers["retry-after"] == "5"
     assert api.status_code == 503
+
+
+def test_of_two_appliers_only_the_one_holding_the_lease_sends(runtime, tmp_path, monkeypatch):
+    # Given two deliveries of one approval: A claims the proposal first and stalls after its read
+    with PtDirectBridgeEmulator(_bridge_state(write_clinic(tmp_path)[1]), "bridge-key") as bridge:
+        add_organisation(
+            runtime,
+            NewOrganisation(
+                slug="clinic-a",
+                pms="csv",
+                pms_path=str(tmp_path / "pms"),
+                ptdirect="api",
+                ptdirect_url=f"{bridge.url}/v1",
+                ptdirect_key="bridge-key",
+            ),
+        )
+        proposal_id = _synced_proposal(runtime)
+        service.approve(runtime, proposal_id, "admin")
+        real_adapter = service.ptdirect_adapter
+        outcomes = {}
+
+        def stalled_adapter(org, secrets):
+            adapter = real_adapter(org, secrets)
+            read = adapter.read
+
+            def read_then_stall():
+                state = read()
+                if "a_read" not in outcomes:  # only A stalls: its lease lapses and B runs meanwhile
+                    outcomes["a_read"] = True
+                    with runtime.db.transaction() as session:
+                        session.execute(update(Proposal).values(apply_lease_expires_at=utcnow() - timedelta(seconds=1)))
+                    outcomes["b"] = service.apply(runtime, proposal_id)
+                return state
+
+            adapter.read = read_then_stall
+            return adapter
+
+        monkeypatch.setattr(service, "ptdirect_adapter", stalled_adapter)
+        # When A carries on after B took over and finished
+        outcomes["a"] = service.apply(runtime, proposal_id)
+        # Then B applied every change once, and A sent nothing
+        assert outcomes["b"].status == "applied" and outcomes["b"].applied == 3
+        assert outcomes["a"].status == "lease_lost"
+        assert set(bridge.changes.values()) == {1} and len(bridge.changes) == 3
