@@ -507,6 +507,10 @@ class Chaos:
             ]
             runs = dict(db.execute("select status, count(*) from runs group by status").fetchall())
             proposals = dict(db.execute("select status, count(*) from proposals group by status").fetchall())
+            failures = Counter(
+                (error or "")[:60]
+                for (error,) in db.execute("select error from runs where status = 'failed'").fetchall()
+            )
         changes = sum(sum(bridge.changes.values()) for bridge in self.bridges.values())
         print(
             f"chaos: {ORGS} organisations, {self.seconds:.0f} s of load at ~{RATE:.0f} requests/s; "
@@ -518,6 +522,7 @@ class Chaos:
         )
         print(f"faults: {dict(self.faults)} (processes killed: {sum(p.kills for p in everyone)})")
         print(f"runs: {runs}; proposals: {proposals}; PT Direct changes made: {changes}")
+        print(f"why runs failed (a run covered by a later one, or retries spent during an outage): {dict(failures)}")
         failed = 0
         for name, ok, detail in checks:
             failed += not ok
