@@ -20,7 +20,6 @@ import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy.exc import OperationalError
 
 from connectors.errors import ConnectorError
 from worker.errors import PtsyncError
@@ -636,10 +635,14 @@ def main() -> None:
         app()
     except (PtsyncError, ConnectorError) as exc:
         fail(str(exc))
-    except OperationalError as exc:
-        fail(f"database error: {exc.orig.__class__.__name__}: {str(exc.orig).splitlines()[0]}")
     except KeyboardInterrupt:
         fail("interrupted", code=130)
+    except Exception as exc:
+        # SQLAlchemy is imported only by commands that touch the database, not by `--help`.
+        database_errors = sys.modules.get("sqlalchemy.exc")
+        if database_errors is None or not isinstance(exc, database_errors.OperationalError):
+            raise
+        fail(f"database error: {exc.orig.__class__.__name__}: {str(exc.orig).splitlines()[0]}")
 
 
 if __name__ == "__main__":

@@ -19,9 +19,6 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from connectors.export import Staff, read_export
-from connectors.export_mapping import load_mapping
-
 export_mapping_app = typer.Typer(
     no_args_is_help=True, help="Check appointment-export mappings (--pms export)."
 )
@@ -42,6 +39,10 @@ def check(
 ) -> None:
     """Show how ptsync reads an export with a mapping, and every row it rejects."""
     out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    # Imported here: the connector pulls in the core (numpy), which `ptsync --help` must not pay for.
+    from connectors.export import Staff, read_export
+    from connectors.export_mapping import load_mapping
+
     loaded = load_mapping(mapping)
     staff_list = Staff.load(staff) if staff else None
     read, rejected = read_export(path, loaded, staff_list)
