@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 from connectors.emulators.base import JsonServer, Request, Response
 
-RESOURCES = ("Practitioner", "Appointment", "Encounter", "CareTeam", "Patient")
+RESOURCES = ("Practitioner", "PractitionerRole", "Appointment", "Encounter", "CareTeam", "Patient")
 _DATE_FIELD = {"Appointment": ("start",), "Encounter": ("period", "start")}
 
 
