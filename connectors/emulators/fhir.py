@@ -29,35 +29,45 @@ class FhirEmulator(JsonServer):
         window_seconds: float = 1.0,
         host: str = "127.0.0.1",
         port: int = 0,
+        prefix: str = "/fhir",
+        served: tuple[str, ...] = RESOURCES,
     ) -> None:
         super().__init__(host, port)
-        self.resources = {name: list(resources.get(name, [])) for name in RESOURCES}
+        self.prefix = prefix
+        self.resources = {name: list(resources.get(name, [])) for name in served}
         self.token = token
         self.requests_per_window = requests_per_window
         self.window_seconds = window_seconds
         self._recent: deque[float] = deque()
         self.rate_limited = 0
-        for name in RESOURCES:
-            self.route("GET", f"/fhir/{name}", lambda r, name=name: self._search(r, name))
+        for name in served:
+            self.route("GET", f"{prefix}/{name}", lambda r, name=name: self._search(r, name))
 
     @property
     def base_url(self) -> str:
-        return f"{self.url}/fhir"
+        return f"{self.url}{self.prefix}"
 
     def authorise(self, request: Request) -> Response | None:
         if self.token and request.headers.get("authorization") != f"Bearer {self.token}":
             return Response(401, _outcome("login", "missing or wrong bearer token"))
+        return self.admit()
+
+    def admit(self) -> Response | None:
+        """Count one request in the sliding window; a 429 with `Retry-After` when it is full."""
         now = time.time()
         while self._recent and self._recent[0] <= now - self.window_seconds:
             self._recent.popleft()
         if len(self._recent) >= self.requests_per_window:
             self.rate_limited += 1
-            wait = max(self._recent[0] + self.window_seconds - now, 0.001)
-            return Response(
-                429, _outcome("throttled", "too many requests"), {"Retry-After": str(math.ceil(wait))}
-            )
+            return self.throttled(max(self._recent[0] + self.window_seconds - now, 0.001))
         self._recent.append(now)
         return None
+
+    def throttled(self, wait: float) -> Response:
+        """The 429 answer, asking the client to wait `wait` seconds (rounded up)."""
+        return Response(
+            429, _outcome("throttled", "too many requests"), {"Retry-After": str(math.ceil(wait))}
+        )
 
     def _search(self, request: Request, name: str) -> Response:
         query = request.query
