@@ -69,7 +69,7 @@ def _actors():
 @org_app.command("add")
 def org_add(
     slug: Annotated[str, typer.Argument(help="Short name, e.g. clinic-a")],
-    pms: Annotated[str, typer.Option(help="cliniko, fhir or csv")],
+    pms: Annotated[str, typer.Option(help="cliniko, fhir, halaxy, nookal or csv")],
     ptdirect: Annotated[str, typer.Option(help="file or api")],
     pms_url: Annotated[str | None, typer.Option(help="Override the connector's base URL")] = None,
     pms_key: Annotated[str | None, typer.Option(help="PMS API key (stored encrypted)")] = None,
@@ -84,6 +84,13 @@ def org_add(
     ] = None,
     physitrack_url: Annotated[
         str | None, typer.Option(help="Override the Physitrack API v2 base URL")
+    ] = None,
+    pms_client_id: Annotated[str | None, typer.Option(help="Halaxy API client id (--pms halaxy)")] = None,
+    pms_client_secret: Annotated[
+        str | None, typer.Option(help="Halaxy API client secret (stored encrypted)")
+    ] = None,
+    pms_token_url: Annotated[
+        str | None, typer.Option(help="Halaxy token endpoint (default: oauth/token under --pms-url)")
     ] = None,
 ) -> None:
     """Add an organisation and its PMS and PT Direct connections."""
@@ -105,6 +112,9 @@ def org_add(
             schedule=schedule,
             physitrack_region=physitrack_region,
             physitrack_url=physitrack_url,
+            pms_client_id=pms_client_id,
+            pms_client_secret=pms_client_secret,
+            pms_token_url=pms_token_url,
         ),
     )
     err.print(

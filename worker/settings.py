@@ -28,6 +28,12 @@ class Settings(BaseSettings):
         default=190, gt=0, description="per API key, all processes together (Cliniko allows 200)"
     )
     fhir_requests_per_minute: float = Field(default=600, gt=0, description="per FHIR server and token")
+    halaxy_requests_per_minute: float = Field(
+        default=475, gt=0, description="per Halaxy API client, all processes together (Halaxy allows 500)"
+    )
+    nookal_requests_per_minute: float = Field(
+        default=120, gt=0, description="per Nookal API key, all processes together (none published)"
+    )
 
     @property
     def resolved_database_url(self) -> str:
