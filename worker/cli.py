@@ -559,6 +559,7 @@ def org_webhooks(
     base = base_url.rstrip("/")
     out.print(f"physitrack_url={base}/webhooks/physitrack/{creds.url_token}")
     out.print(f"fhir_url={base}/webhooks/fhir/{creds.url_token}")
+    out.print(f"halaxy_url={base}/webhooks/halaxy/{creds.url_token}")
     out.print(f"generic_url={base}/webhooks/generic/{slug}")
     out.print(f"generic_signing_secret={creds.signing_secret}")
     err.print("shown only now; the previous URLs and secret no longer work")
