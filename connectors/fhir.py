@@ -75,6 +75,7 @@ class FhirConnector:
     system = "fhir"
     name = NAME
     resources: tuple[str, ...] = RESOURCES
+    page_size = PAGE_SIZE
 
     def __init__(
         self,
@@ -109,7 +110,7 @@ class FhirConnector:
         incremental = previous is not None
         records = previous or {resource: {} for resource in self.resources}
         for resource in self.resources:
-            params: list[tuple[str, Any]] = [("_count", PAGE_SIZE)]
+            params: list[tuple[str, Any]] = [("_count", self.page_size)]
             if resource in ("Appointment", "Encounter"):
                 params.append(("date", f"ge{window_start.isoformat()}"))
             if incremental:

@@ -180,6 +180,8 @@ class HalaxyConnector(FhirConnector):
     system = "halaxy"
     name = NAME
     resources = ("Practitioner", "PractitionerRole", "Appointment")
+    page_size = 500
+    """The docs give no maximum `_count`; a server that caps lower still pages by `next` links."""
 
     def __init__(
         self,

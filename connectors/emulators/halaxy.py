@@ -125,6 +125,7 @@ class HalaxyEmulator(FhirEmulator):
                 for participant in row["participant"]:
                     for extension in participant.get("extension", []):
                         extension["valueString"] = "cancelled"
+        self.changed()
         return [row["id"] for row in rows]
 
 
