@@ -144,6 +144,11 @@ class BearerClient(HttpClient):
         self.tokens = tokens
 
     def _send_once(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        if _origin(url) != _origin(self.base_url):
+            # A next link to another host (a server bug or worse) must never receive the token.
+            raise ConnectorError(
+                self.connector, f"{method} {urlsplit(url).path}: refusing to send the token to another origin"
+            )
         token = self.tokens.get()
         try:
             return super()._send_once(method, url, **_with_bearer(kwargs, token))
@@ -151,6 +156,11 @@ class BearerClient(HttpClient):
             if exc.status != 401:
                 raise
         return super()._send_once(method, url, **_with_bearer(kwargs, self.tokens.refresh(token)))
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
 
 
 def _with_bearer(kwargs: dict[str, Any], token: str) -> dict[str, Any]:

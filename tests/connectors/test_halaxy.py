@@ -9,6 +9,7 @@ import pytest
 import responses
 
 from connectors.emulators.halaxy import STATUS_EXTENSION, HalaxyEmulator, generate_clinic
+from connectors.errors import ConnectorError
 from connectors.halaxy import HalaxyConnector, TokenSource
 from connectors.http import HttpClient, HttpError
 from sharing import AccessStatus
@@ -162,6 +163,19 @@ def test_a_second_401_is_fatal_and_names_the_path_not_the_secret():
     assert str(failure.value).startswith("halaxy: GET /main/Practitioner -> 401")
     assert len([c for c in responses.calls if "/Practitioner" in c.request.url]) == 2
     assert SECRET not in str(failure.value)
+
+
+@responses.activate
+def test_a_next_link_to_another_origin_never_receives_the_token():
+    # Given an appointment page whose next link points at another host
+    _register()
+    page = _bundle("Appointment", [])
+    page["link"].append({"relation": "next", "url": "https://elsewhere.test/main/Appointment?page=2"})
+    responses.replace(responses.GET, f"{BASE}/Appointment", json=page)
+    # When the account is pulled, Then the pull fails before anything is sent there
+    with pytest.raises(ConnectorError, match="refusing to send the token to another origin"):
+        _connector().pull(window_start=WINDOW, cursors={}, started_at=STARTED)
+    assert not any("elsewhere.test" in c.request.url for c in responses.calls)
 
 
 @responses.activate
