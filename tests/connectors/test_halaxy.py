@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -274,3 +275,28 @@ def test_the_emulated_account_is_read_completely_then_incrementally_with_a_token
         if a["id"] in changed
     }
     assert any(r.status is AccessStatus.CANCELLED for r in second.snapshot.access if r.patient_id in patients)
+
+
+def test_the_emulators_429_is_waited_out_for_exactly_its_retry_after_and_the_pull_completes():
+    # Given an emulated Halaxy that allows 4 requests a second, and no client-side limiter
+    today = datetime.now(UTC).date()
+    clinic = generate_clinic(patients=30, practitioners=4, appointments=900, today=today)
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        time.sleep(seconds)
+
+    with HalaxyEmulator(
+        clinic, client_id="cid", client_secret=SECRET, requests_per_window=4, window_seconds=1
+    ) as halaxy:
+        connector = HalaxyConnector(
+            halaxy.base_url, client_id="cid", client_secret=SECRET, user_agent="ptsync", sleep=sleep
+        )
+        connector.page_size = 100
+        # When it is read (12 requests: the token, 2 listings, 9 appointment pages)
+        pulled = connector.pull(window_start=today - timedelta(days=540), cursors={}, started_at=STARTED)
+        throttled = halaxy.rate_limited
+    # Then every 429 was waited out for the whole second it asked, and nothing was lost
+    assert throttled >= 1 and sleeps == [1.0] * throttled
+    assert len(pulled.snapshot.practitioners) == 4
