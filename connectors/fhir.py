@@ -40,14 +40,20 @@ _EXCLUDED = {
 }
 
 
-def reference_id(reference: Any, kind: str) -> str | None:
-    """`Practitioner/123`, an absolute URL or a `_history` reference -> '123' (else None)."""
+def _parse_reference(reference: Any) -> tuple[str, str] | None:
+    """`Practitioner/123`, an absolute URL or a `_history` reference -> ('Practitioner', '123')."""
     if not isinstance(reference, dict) or not isinstance(reference.get("reference"), str):
         return None
     parts = reference["reference"].split("/_history/")[0].rstrip("/").split("/")
-    if len(parts) >= 2 and parts[-2] == kind and parts[-1]:
-        return parts[-1]
+    if len(parts) >= 2 and parts[-2] and parts[-1]:
+        return parts[-2], parts[-1]
     return None
+
+
+def reference_id(reference: Any, kind: str) -> str | None:
+    """`Practitioner/123`, an absolute URL or a `_history` reference -> '123' (else None)."""
+    parsed = _parse_reference(reference)
+    return parsed[1] if parsed is not None and parsed[0] == kind else None
 
 
 def _next(bundle: Any) -> str | None:
@@ -198,10 +204,12 @@ class FhirConnector:
 
 def _people(references: list[Any]) -> tuple[list[str], list[str], list[str]]:
     """Practitioner ids, PractitionerRole ids and Patient ids among some references."""
-    return tuple(  # type: ignore[return-value]
-        [i for i in (reference_id(r, kind) for r in references) if i]
-        for kind in ("Practitioner", "PractitionerRole", "Patient")
-    )
+    found: dict[str, list[str]] = {"Practitioner": [], "PractitionerRole": [], "Patient": []}
+    for reference in references:
+        parsed = _parse_reference(reference)
+        if parsed is not None and parsed[0] in found:
+            found[parsed[0]].append(parsed[1])
+    return found["Practitioner"], found["PractitionerRole"], found["Patient"]
 
 
 _SOURCE = {
