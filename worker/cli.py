@@ -74,6 +74,13 @@ def org_add(
     pms_url: Annotated[str | None, typer.Option(help="Override the connector's base URL")] = None,
     pms_key: Annotated[str | None, typer.Option(help="PMS API key (stored encrypted)")] = None,
     pms_path: Annotated[str | None, typer.Option(help="CSV folder for --pms csv")] = None,
+    pms_client_id: Annotated[str | None, typer.Option(help="Halaxy API client id (--pms halaxy)")] = None,
+    pms_client_secret: Annotated[
+        str | None, typer.Option(help="Halaxy API client secret (stored encrypted)")
+    ] = None,
+    pms_token_url: Annotated[
+        str | None, typer.Option(help="Halaxy token endpoint (default: oauth/token under --pms-url)")
+    ] = None,
     ptdirect_path: Annotated[str | None, typer.Option(help="Snapshot file for --ptdirect file")] = None,
     ptdirect_url: Annotated[str | None, typer.Option(help="Admin bridge URL for --ptdirect api")] = None,
     ptdirect_key: Annotated[str | None, typer.Option(help="Admin bridge key (stored encrypted)")] = None,
@@ -84,13 +91,6 @@ def org_add(
     ] = None,
     physitrack_url: Annotated[
         str | None, typer.Option(help="Override the Physitrack API v2 base URL")
-    ] = None,
-    pms_client_id: Annotated[str | None, typer.Option(help="Halaxy API client id (--pms halaxy)")] = None,
-    pms_client_secret: Annotated[
-        str | None, typer.Option(help="Halaxy API client secret (stored encrypted)")
-    ] = None,
-    pms_token_url: Annotated[
-        str | None, typer.Option(help="Halaxy token endpoint (default: oauth/token under --pms-url)")
     ] = None,
 ) -> None:
     """Add an organisation and its PMS and PT Direct connections."""
@@ -105,6 +105,9 @@ def org_add(
             pms_url=pms_url,
             pms_key=pms_key,
             pms_path=pms_path,
+            pms_client_id=pms_client_id,
+            pms_client_secret=pms_client_secret,
+            pms_token_url=pms_token_url,
             ptdirect_path=ptdirect_path,
             ptdirect_url=ptdirect_url,
             ptdirect_key=ptdirect_key,
@@ -112,9 +115,6 @@ def org_add(
             schedule=schedule,
             physitrack_region=physitrack_region,
             physitrack_url=physitrack_url,
-            pms_client_id=pms_client_id,
-            pms_client_secret=pms_client_secret,
-            pms_token_url=pms_token_url,
         ),
     )
     err.print(

@@ -31,6 +31,9 @@ class NewOrganisation:
     pms_url: str | None = None
     pms_key: str | None = None
     pms_path: str | None = None
+    pms_client_id: str | None = None
+    pms_client_secret: str | None = None
+    pms_token_url: str | None = None
     ptdirect_path: str | None = None
     ptdirect_url: str | None = None
     ptdirect_key: str | None = None
@@ -38,9 +41,6 @@ class NewOrganisation:
     schedule: str = "0 * * * *"
     physitrack_region: str | None = None
     physitrack_url: str | None = None
-    pms_client_id: str | None = None
-    pms_client_secret: str | None = None
-    pms_token_url: str | None = None
 
 
 def _validate_halaxy_and_nookal(new: NewOrganisation) -> None:
