@@ -136,9 +136,7 @@ class FhirConnector:
         ]
         cursor = next_cursor(started_at)
         snapshot = PmsSnapshot(self.system, tuple(practitioners), _access_log(records, window_start))
-        return PmsPull(
-            snapshot, dict.fromkeys(self.resources, cursor), {"version": STATE_VERSION, **records}
-        )
+        return PmsPull(snapshot, dict.fromkeys(self.resources, cursor), {"version": STATE_VERSION, **records})
 
     def _skip(self, resource: str, identifier: str) -> bool:
         """Hook: leave a row out (Halaxy's external practitioners)."""
@@ -226,14 +224,16 @@ def _access_log(records: dict[str, dict[str, Any]], window_start: date):
     role_owner = {role: owner for role, (owner, _) in (records.get("PractitionerRole") or {}).items()}
     floor = window_start.toordinal()
     for resource, source in _SOURCE.items():
-        for practitioners, roles, patients, day, status in (records.get(resource) or {}).values():
+        for practitioners, roles, patients, day, status, *own in (records.get(resource) or {}).values():
             if day is None:
                 continue
             # Care teams and GP assignments are standing access: they count as of their last update
             # or the window start, whichever is later.
             seen = max(day, floor) if source is not AccessSource.APPOINTMENT else day
             owners = {*practitioners, *(role_owner.get(role) for role in roles)}
+            per_patient = own[0] if own else {}  # a patient's own state, where the connector knows it
             for practitioner in sorted(owner for owner in owners if owner in known):
                 for patient in patients:
-                    builder.add(practitioner, patient, source, date.fromordinal(seen), AccessStatus(status))
+                    state = AccessStatus(per_patient.get(patient, status))
+                    builder.add(practitioner, patient, source, date.fromordinal(seen), state)
     return builder.build()

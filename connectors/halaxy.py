@@ -27,9 +27,10 @@ Not found in those documents, so assumed from FHIR R4B: the extension's full URL
 name at the end), and the search parameters `_count`, `date=ge`, `_lastUpdated=gt` with paging by
 `link[relation=next]`.
 
-States (what counts as access): a cancelled appointment (FHIR `status` cancelled, or the
-patient's attendance "cancelled" / "rejected") never counts; entered-in-error is deleted. A
-patient who did not attend (attendance "did not attend" / "non-attendance" / DNA, or FHIR
+States (what counts as access), decided per patient (a group session can hold a patient who
+cancelled beside one who came): a cancelled booking (FHIR `status` cancelled, or the patient's
+attendance "cancelled" / "rejected") never counts; entered-in-error is deleted. A patient who
+did not attend (attendance "did not attend" / "non-attendance" / DNA, or FHIR
 `noshow`) still counts: the booking shows the practitioner treats that patient, and counting it
 can only add a finding or hold back a removal, never take access away. Cliniko's and the
 generic FHIR connector's did-not-arrive rows count the same way.
@@ -48,7 +49,7 @@ from urllib.parse import urlsplit
 import requests
 
 from connectors.errors import ConnectorError
-from connectors.fhir import FhirConnector
+from connectors.fhir import FhirConnector, reference_id
 from connectors.http import HttpClient, HttpError
 from connectors.ratelimit import RateLimiter
 from sharing import AccessStatus
@@ -167,22 +168,30 @@ def _with_bearer(kwargs: dict[str, Any], token: str) -> dict[str, Any]:
     return {**kwargs, "headers": {**(kwargs.get("headers") or {}), "Authorization": f"Bearer {token}"}}
 
 
-def attendance(entry: dict[str, Any]) -> str | None:
-    """The patient's attendance from Halaxy's participant extension, lower-cased (else None)."""
-    for participant in entry.get("participant") or []:
-        if not isinstance(participant, dict):
+def attendance(participant: Any) -> str | None:
+    """A participant's attendance from Halaxy's extension, lower-cased (else None)."""
+    if not isinstance(participant, dict):
+        return None
+    for extension in participant.get("extension") or []:
+        if not isinstance(extension, dict) or not str(extension.get("url", "")).endswith(
+            ATTENDANCE_EXTENSION
+        ):
             continue
-        for extension in participant.get("extension") or []:
-            if not isinstance(extension, dict) or not str(extension.get("url", "")).endswith(
-                ATTENDANCE_EXTENSION
-            ):
-                continue
-            value = extension.get("valueString") or extension.get("valueCode")
-            coding = extension.get("valueCoding")
-            if value is None and isinstance(coding, dict):
-                value = coding.get("code") or coding.get("display")
-            if isinstance(value, str) and value.strip():
-                return value.strip().lower()
+        value = extension.get("valueString") or extension.get("valueCode")
+        coding = extension.get("valueCoding")
+        if value is None and isinstance(coding, dict):
+            value = coding.get("code") or coding.get("display")
+        if isinstance(value, str) and value.strip():
+            return value.strip().lower()
+    return None
+
+
+def _attendance_status(state: str | None) -> AccessStatus | None:
+    """What one patient's attendance says, when it says more than the appointment's status."""
+    if state in _DID_NOT_ATTEND:
+        return AccessStatus.ACTIVE  # see the module docstring: a no-show still counts
+    if state in _CANCELLED:
+        return AccessStatus.CANCELLED
     return None
 
 
@@ -221,12 +230,22 @@ class HalaxyConnector(FhirConnector):
         return resource in ("Practitioner", "PractitionerRole") and identifier.startswith(EXTERNAL_PREFIX)
 
     def _appointment_status(self, entry: dict[str, Any]) -> AccessStatus:
-        recorded = super()._appointment_status(entry)
-        if recorded is AccessStatus.DELETED:
-            return recorded
-        state = attendance(entry)
-        if state in _DID_NOT_ATTEND or entry.get("status") == "noshow":
-            return AccessStatus.ACTIVE  # see the module docstring: a no-show still counts
-        if state in _CANCELLED:
-            return AccessStatus.CANCELLED
-        return recorded
+        if entry.get("status") == "noshow":
+            return AccessStatus.ACTIVE
+        return super()._appointment_status(entry)
+
+    def _normalise(self, resource: str, entry: dict[str, Any]) -> Any:
+        """Appointments also get each patient's own state (a group session can have a patient who
+        cancelled beside one who came): `{patient id: status}` where attendance decides it."""
+        record = super()._normalise(resource, entry)
+        if resource != "Appointment" or record[-1] == AccessStatus.DELETED:
+            return record
+        own: dict[str, int] = {}
+        for participant in entry.get("participant") or []:
+            patient = (
+                reference_id(participant.get("actor"), "Patient") if isinstance(participant, dict) else None
+            )
+            state = _attendance_status(attendance(participant))
+            if patient and state is not None:
+                own[patient] = int(state)
+        return [*record, own] if own else record

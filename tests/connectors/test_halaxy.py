@@ -237,6 +237,28 @@ def test_attendance_states_map_to_what_counts_and_external_practitioners_are_lef
     assert pulled.snapshot.system == "halaxy"
 
 
+@responses.activate
+def test_in_a_group_session_each_patients_own_attendance_decides_for_that_patient():
+    # Given one session with three patients: one came, one cancelled, one did not attend
+    session = _appointment("7", "PR-11", "201", "attended")
+    for patient, state in (("202", "cancelled"), ("203", "did not attend")):
+        session["participant"].append(
+            {
+                "actor": {"reference": f"/main/Patient/{patient}", "type": "Patient"},
+                "extension": [{"url": STATUS_EXTENSION, "valueString": state}],
+            }
+        )
+    _register([session])
+    # When the account is pulled
+    pulled = _connector().pull(window_start=WINDOW, cursors={}, started_at=STARTED)
+    # Then the cancelled booking does not count, and the others do
+    assert {r.patient_id: r.status for r in pulled.snapshot.access} == {
+        "201": AccessStatus.ACTIVE,
+        "202": AccessStatus.CANCELLED,
+        "203": AccessStatus.ACTIVE,
+    }
+
+
 def test_the_emulated_account_is_read_completely_then_incrementally_with_a_token_refresh():
     # Given an emulated Halaxy practice group
     today = datetime.now(UTC).date()
