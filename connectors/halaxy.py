@@ -120,7 +120,13 @@ class TokenSource:
         return self.get()
 
     def _fetch(self) -> _Token:
-        response = self.http.request("POST", self.token_url, json=self._credentials)
+        try:
+            response = self.http.request("POST", self.token_url, json=self._credentials)
+        except ConnectorError as exc:  # a server may echo what it was sent in its error body
+            secret = self._credentials["client_secret"]
+            exc.reason = exc.reason.replace(secret, "[redacted]")
+            exc.args = (str(exc).replace(secret, "[redacted]"),)
+            raise
         body = self.http.decode(response)
         where = f"POST {urlsplit(self.token_url).path}"
         token = body.get("access_token") if isinstance(body, dict) else None

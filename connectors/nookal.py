@@ -222,7 +222,12 @@ class NookalConnector:
                 raise ConnectorError(NAME, f"GET /{endpoint}: the server repeated page {page}: stopping")
             seen.add(page)
             query = {**params, "page": page, "page_length": PAGE_LENGTH, "api_key": self._key}
-            document = self.http.get_json(endpoint, params=query)
+            try:
+                document = self.http.get_json(endpoint, params=query)
+            except ConnectorError as exc:  # a server may echo the request line in its error body
+                exc.reason = self._scrub(exc.reason)
+                exc.args = (self._scrub(str(exc)),)
+                raise
             yield from self._rows(document, endpoint, key)
             page = _next_page(document, endpoint)
 

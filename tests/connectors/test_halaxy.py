@@ -181,7 +181,7 @@ def test_a_next_link_to_another_origin_never_receives_the_token():
 
 @responses.activate
 def test_refused_client_credentials_fail_with_the_token_path_and_never_the_secret():
-    responses.post(TOKEN_URL, status=401, json={"error": "invalid_client"})
+    responses.post(TOKEN_URL, status=401, json={"error": f"invalid_client (secret {SECRET})"})
     with pytest.raises(HttpError) as failure:
         _connector().pull(window_start=WINDOW, cursors={}, started_at=STARTED)
     assert "halaxy: POST /main/oauth/token -> 401" in str(failure.value)

@@ -188,6 +188,12 @@ def test_the_key_never_appears_in_errors_or_log_lines(caplog):
         lambda: None,
         lambda: responses.replace(responses.GET, f"{BASE}/getPractitioners", status=500, body="oops"),
         lambda: responses.replace(responses.GET, f"{BASE}/getPractitioners", json={"unexpected": KEY}),
+        lambda: responses.replace(
+            responses.GET,
+            f"{BASE}/getPractitioners",
+            status=404,
+            json={"message": f"no route for GET /getPractitioners?api_key={KEY}&page=1"},
+        ),
     ):
         setup()
         with pytest.raises(ConnectorError) as failed:
