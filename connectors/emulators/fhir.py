@@ -52,7 +52,7 @@ class FhirEmulator(JsonServer):
 
     def authorise(self, request: Request) -> Response | None:
         if self.token and request.headers.get("authorization") != f"Bearer {self.token}":
-            return Response(401, _outcome("login", "missing or wrong bearer token"))
+            return Response(401, outcome("login", "missing or wrong bearer token"))
         return self.admit()
 
     def admit(self) -> Response | None:
@@ -69,7 +69,7 @@ class FhirEmulator(JsonServer):
     def throttled(self, wait: float) -> Response:
         """The 429 answer, asking the client to wait `wait` seconds (rounded up)."""
         return Response(
-            429, _outcome("throttled", "too many requests"), {"Retry-After": str(math.ceil(wait))}
+            429, outcome("throttled", "too many requests"), {"Retry-After": str(math.ceil(wait))}
         )
 
     def changed(self) -> None:
@@ -110,7 +110,7 @@ class FhirEmulator(JsonServer):
             count = min(int(query.get("_count", ["50"])[0]), 500)
             offset = int(query.get("_offset", ["0"])[0])
         except ValueError:
-            return Response(400, _outcome("invalid", "_count and _offset must be numbers"))
+            return Response(400, outcome("invalid", "_count and _offset must be numbers"))
         rows = self._matching(name, tuple(query.get("_lastUpdated", [])), tuple(query.get("date", [])))
         page = rows[offset : offset + count]
         kept = [(k, v) for k, values in query.items() if k != "_offset" for v in values]
@@ -143,7 +143,7 @@ def _date_of(resource: dict[str, Any], path: tuple[str, ...]) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _outcome(code: str, text: str) -> dict[str, Any]:
+def outcome(code: str, text: str) -> dict[str, Any]:
     return {
         "resourceType": "OperationOutcome",
         "issue": [{"severity": "error", "code": code, "diagnostics": text}],

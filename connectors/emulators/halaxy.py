@@ -28,7 +28,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from connectors.emulators.base import Request, Response, serve_until_interrupted
-from connectors.emulators.fhir import FhirEmulator, _outcome
+from connectors.emulators.fhir import FhirEmulator, outcome
 
 SERVED = ("Practitioner", "PractitionerRole", "Appointment", "Patient")
 STATUS_EXTENSION = "https://fhir.halaxy.com/StructureDefinition/appointment-participant-status"
@@ -89,13 +89,13 @@ class HalaxyEmulator(FhirEmulator):
         header = request.headers.get("authorization", "")
         expires = self.tokens.get(header.removeprefix("Bearer ")) if header.startswith("Bearer ") else None
         if expires is None or expires < time.time():
-            return Response(401, _outcome("login", "the access token is missing, unknown or expired"))
+            return Response(401, outcome("login", "the access token is missing, unknown or expired"))
         return self.admit()
 
     def throttled(self, wait: float) -> Response:
         return Response(
             429,
-            _outcome("throttled", "Too Many Requests"),
+            outcome("throttled", "Too Many Requests"),
             {
                 "retry-after": str(math.ceil(wait)),
                 "x-ratelimit-limit": str(self.requests_per_window),
