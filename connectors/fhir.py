@@ -10,7 +10,8 @@ comes from four places, each a source of access rows:
 A participant may reference a `PractitionerRole` instead of a `Practitioner` (FHIR R4 allows
 both, and Halaxy always books a role): `PractitionerRole.practitioner` says whose role it is, and
 the row counts for that practitioner. Roles are resolved when the access log is built, so a role
-that moves to another practitioner is followed on the next run.
+that moves to another practitioner is followed on the next run. A server that does not support
+`PractitionerRole` (404 on its search) is read as having none; any other failure fails the run.
 
 Searches page through `link[relation=next]` with `_count`; after a complete run, later runs ask
 only for `_lastUpdated=gt<cursor>` and merge the answers into the state stored with that run.
@@ -23,7 +24,7 @@ from typing import Any
 
 from connectors.base import PmsPull, Progress
 from connectors.errors import ConnectorError
-from connectors.http import HttpClient
+from connectors.http import HttpClient, HttpError
 from connectors.incremental import next_cursor, previous_records
 from connectors.paging import pages
 from connectors.ratelimit import RateLimiter
@@ -82,6 +83,8 @@ class FhirConnector:
     name = NAME
     resources: tuple[str, ...] = RESOURCES
     page_size = PAGE_SIZE
+    optional: tuple[str, ...] = ("PractitionerRole",)
+    """Resource types a server may not support (404 on search): then it simply has none."""
 
     def __init__(
         self,
@@ -121,15 +124,12 @@ class FhirConnector:
                 params.append(("date", f"ge{window_start.isoformat()}"))
             if incremental:
                 params.append(("_lastUpdated", f"gt{cursors[resource]}"))
-            for count, entry in enumerate(self._search(resource, params), start=1):
-                identifier = entry.get("id")
-                if not isinstance(identifier, str) or not identifier:
-                    raise ConnectorError(self.name, f"GET /{resource}: an entry has no id")
-                if self._skip(resource, identifier):
-                    continue
-                records[resource][identifier] = self._normalise(resource, entry)
-                if progress is not None and count % 1000 == 0:
-                    progress(resource, count)
+            try:
+                self._read(resource, params, records[resource], progress)
+            except HttpError as exc:
+                # A server without the resource type answers its search with 404: it has none.
+                if not (resource in self.optional and exc.status == 404 and not records[resource]):
+                    raise
         practitioners = [
             PmsPractitioner(pid, name, email, active, None, updated)
             for pid, (name, email, active, updated) in sorted(records["Practitioner"].items())
@@ -137,6 +137,19 @@ class FhirConnector:
         cursor = next_cursor(started_at)
         snapshot = PmsSnapshot(self.system, tuple(practitioners), _access_log(records, window_start))
         return PmsPull(snapshot, dict.fromkeys(self.resources, cursor), {"version": STATE_VERSION, **records})
+
+    def _read(
+        self, resource: str, params: list[tuple[str, Any]], into: dict[str, Any], progress: Progress | None
+    ) -> None:
+        for count, entry in enumerate(self._search(resource, params), start=1):
+            identifier = entry.get("id")
+            if not isinstance(identifier, str) or not identifier:
+                raise ConnectorError(self.name, f"GET /{resource}: an entry has no id")
+            if self._skip(resource, identifier):
+                continue
+            into[identifier] = self._normalise(resource, entry)
+            if progress is not None and count % 1000 == 0:
+                progress(resource, count)
 
     def _skip(self, resource: str, identifier: str) -> bool:
         """Hook: leave a row out (Halaxy's external practitioners)."""

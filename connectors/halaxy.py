@@ -205,6 +205,7 @@ class HalaxyConnector(FhirConnector):
     system = "halaxy"
     name = NAME
     resources = ("Practitioner", "PractitionerRole", "Appointment")
+    optional = ()  # Halaxy documents every resource read here: a 404 is an error
     page_size = 500
     """The docs give no maximum `_count`; a server that caps lower still pages by `next` links."""
 

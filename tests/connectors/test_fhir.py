@@ -273,3 +273,25 @@ def test_a_role_that_moves_to_another_practitioner_is_followed_by_an_incremental
     )
     # Then the stored appointment now counts for pr2
     assert {(r.practitioner_id, r.patient_id) for r in second.snapshot.access} == {("pr2", "pt1")}
+
+
+@responses.activate
+def test_a_server_without_practitioner_roles_is_read_as_having_none():
+    # Given a server that answers 404 to a PractitionerRole search
+    _register(appointments=[_appointment("a1", "pr1", "pt1")])
+    responses.replace(
+        responses.GET, f"{BASE}/PractitionerRole", status=404, json={"resourceType": "OperationOutcome"}
+    )
+    # When it is read, Then the pull completes with the practitioner-referenced rows
+    pulled = _connector().pull(window_start=WINDOW, cursors={}, started_at=STARTED)
+    assert {(r.practitioner_id, r.patient_id) for r in pulled.snapshot.access} == {("pr1", "pt1")}
+
+
+@responses.activate
+def test_a_404_on_a_resource_every_server_has_still_fails_the_pull():
+    _register()
+    responses.replace(
+        responses.GET, f"{BASE}/Appointment", status=404, json={"resourceType": "OperationOutcome"}
+    )
+    with pytest.raises(HttpError):
+        _connector().pull(window_start=WINDOW, cursors={}, started_at=STARTED)
