@@ -81,7 +81,8 @@ class TokenSource:
     before it expires, and replaced at once when the server refuses it."""
 
     _cache: ClassVar[dict[str, _Token]] = {}
-    _lock: ClassVar[threading.Lock] = threading.Lock()
+    _locks: ClassVar[dict[str, threading.Lock]] = {}
+    _registry: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(
         self,
@@ -101,6 +102,8 @@ class TokenSource:
         }
         self._key = hashlib.sha256(f"{token_url}\n{client_id}\n{client_secret}".encode()).hexdigest()
         self._clock = clock
+        with self._registry:  # one lock per client: a slow token fetch holds up no other client
+            self._lock = self._locks.setdefault(self._key, threading.Lock())
 
     def get(self) -> str:
         with self._lock:
