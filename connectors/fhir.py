@@ -1,4 +1,4 @@
-"""The FHIR R4 connector (`--pms fhir`): any FHIR server, Halaxy included.
+"""The FHIR R4 connector (`--pms fhir`): any FHIR server (Halaxy has its own, `connectors.halaxy`).
 
 Practitioners come from `Practitioner` (active flag, email from `telecom`). Who can see whom
 comes from four places, each a source of access rows:
@@ -6,6 +6,12 @@ comes from four places, each a source of access rows:
 - `Encounter.participant.individual` with `Encounter.subject` (appointment),
 - `CareTeam.participant.member` with `CareTeam.subject` (care_team),
 - `Patient.generalPractitioner` (assignment).
+
+A participant may reference a `PractitionerRole` instead of a `Practitioner` (FHIR R4 allows
+both, and Halaxy always books a role): `PractitionerRole.practitioner` says whose role it is, and
+the row counts for that practitioner. Roles are resolved when the access log is built, so a role
+that moves to another practitioner is followed on the next run. A server that does not support
+`PractitionerRole` (404 on its search) is read as having none; any other failure fails the run.
 
 Searches page through `link[relation=next]` with `_count`; after a complete run, later runs ask
 only for `_lastUpdated=gt<cursor>` and merge the answers into the state stored with that run.
@@ -18,7 +24,7 @@ from typing import Any
 
 from connectors.base import PmsPull, Progress
 from connectors.errors import ConnectorError
-from connectors.http import HttpClient
+from connectors.http import HttpClient, HttpError
 from connectors.incremental import next_cursor, previous_records
 from connectors.paging import pages
 from connectors.ratelimit import RateLimiter
@@ -26,8 +32,8 @@ from sharing import AccessLogBuilder, AccessSource, AccessStatus, PmsPractitione
 
 NAME = "fhir"
 PAGE_SIZE = 200
-STATE_VERSION = 1
-RESOURCES = ("Practitioner", "Appointment", "Encounter", "CareTeam", "Patient")
+STATE_VERSION = 2
+RESOURCES = ("Practitioner", "PractitionerRole", "Appointment", "Encounter", "CareTeam", "Patient")
 _EXCLUDED = {
     "Appointment": {"cancelled": AccessStatus.CANCELLED, "entered-in-error": AccessStatus.DELETED},
     "Encounter": {"cancelled": AccessStatus.CANCELLED, "entered-in-error": AccessStatus.DELETED},
@@ -35,14 +41,20 @@ _EXCLUDED = {
 }
 
 
-def reference_id(reference: Any, kind: str) -> str | None:
-    """`Practitioner/123`, an absolute URL or a `_history` reference -> '123' (else None)."""
+def _parse_reference(reference: Any) -> tuple[str, str] | None:
+    """`Practitioner/123`, an absolute URL or a `_history` reference -> ('Practitioner', '123')."""
     if not isinstance(reference, dict) or not isinstance(reference.get("reference"), str):
         return None
     parts = reference["reference"].split("/_history/")[0].rstrip("/").split("/")
-    if len(parts) >= 2 and parts[-2] == kind and parts[-1]:
-        return parts[-1]
+    if len(parts) >= 2 and parts[-2] and parts[-1]:
+        return parts[-2], parts[-1]
     return None
+
+
+def reference_id(reference: Any, kind: str) -> str | None:
+    """`Practitioner/123`, an absolute URL or a `_history` reference -> '123' (else None)."""
+    parsed = _parse_reference(reference)
+    return parsed[1] if parsed is not None and parsed[0] == kind else None
 
 
 def _next(bundle: Any) -> str | None:
@@ -64,7 +76,15 @@ def _day(value: Any) -> int | None:
 
 
 class FhirConnector:
+    """Reads a FHIR R4 server. Subclasses (Halaxy) change the resources read, the HTTP client
+    (authentication) and how an appointment's status is read, through the hooks below."""
+
     system = "fhir"
+    name = NAME
+    resources: tuple[str, ...] = RESOURCES
+    page_size = PAGE_SIZE
+    optional: tuple[str, ...] = ("PractitionerRole",)
+    """Resource types a server may not support (404 on search): then it simply has none."""
 
     def __init__(
         self,
@@ -79,13 +99,12 @@ class FhirConnector:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self.limiter = limiter
-        self.http = HttpClient(
-            NAME,
-            base_url,
-            headers=headers,
-            limiter=limiter,
-            **http,
-        )
+        self.http = self._client(base_url, headers, limiter, http)
+
+    def _client(
+        self, base_url: str, headers: dict[str, str], limiter: RateLimiter | None, http: dict[str, Any]
+    ) -> HttpClient:
+        return HttpClient(self.name, base_url, headers=headers, limiter=limiter, **http)
 
     def pull(
         self,
@@ -96,44 +115,63 @@ class FhirConnector:
         started_at: datetime | None = None,
         progress: Progress | None = None,
     ) -> PmsPull:
-        previous = previous_records(state, cursors, RESOURCES, STATE_VERSION)
+        previous = previous_records(state, cursors, self.resources, STATE_VERSION)
         incremental = previous is not None
-        records = previous or {resource: {} for resource in RESOURCES}
-        for resource in RESOURCES:
-            params: list[tuple[str, Any]] = [("_count", PAGE_SIZE)]
+        records = previous or {resource: {} for resource in self.resources}
+        for resource in self.resources:
+            params: list[tuple[str, Any]] = [("_count", self.page_size)]
             if resource in ("Appointment", "Encounter"):
                 params.append(("date", f"ge{window_start.isoformat()}"))
             if incremental:
                 params.append(("_lastUpdated", f"gt{cursors[resource]}"))
-            for count, entry in enumerate(self._search(resource, params), start=1):
-                identifier = entry.get("id")
-                if not isinstance(identifier, str) or not identifier:
-                    raise ConnectorError(NAME, f"GET /{resource}: an entry has no id")
-                records[resource][identifier] = self._normalise(resource, entry)
-                if progress is not None and count % 1000 == 0:
-                    progress(resource, count)
+            try:
+                self._read(resource, params, records[resource], progress)
+            except HttpError as exc:
+                # A server without the resource type answers its search with 404: it has none.
+                if not (resource in self.optional and exc.status == 404 and not records[resource]):
+                    raise
         practitioners = [
             PmsPractitioner(pid, name, email, active, None, updated)
             for pid, (name, email, active, updated) in sorted(records["Practitioner"].items())
         ]
         cursor = next_cursor(started_at)
         snapshot = PmsSnapshot(self.system, tuple(practitioners), _access_log(records, window_start))
-        return PmsPull(snapshot, dict.fromkeys(RESOURCES, cursor), {"version": STATE_VERSION, **records})
+        return PmsPull(snapshot, dict.fromkeys(self.resources, cursor), {"version": STATE_VERSION, **records})
+
+    def _read(
+        self, resource: str, params: list[tuple[str, Any]], into: dict[str, Any], progress: Progress | None
+    ) -> None:
+        for count, entry in enumerate(self._search(resource, params), start=1):
+            identifier = entry.get("id")
+            if not isinstance(identifier, str) or not identifier:
+                raise ConnectorError(self.name, f"GET /{resource}: an entry has no id")
+            if self._skip(resource, identifier):
+                continue
+            into[identifier] = self._normalise(resource, entry)
+            if progress is not None and count % 1000 == 0:
+                progress(resource, count)
+
+    def _skip(self, resource: str, identifier: str) -> bool:
+        """Hook: leave a row out (Halaxy's external practitioners)."""
+        return False
+
+    def _appointment_status(self, entry: dict[str, Any]) -> AccessStatus:
+        """Hook: whether an Appointment counts, from its FHIR status."""
+        return _EXCLUDED["Appointment"].get(entry.get("status"), AccessStatus.ACTIVE)
 
     def _search(self, resource: str, params: list[tuple[str, Any]]):
         for bundle in pages(self.http, resource, params, _next):
             if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
-                raise ConnectorError(NAME, f"GET /{resource}: expected a Bundle")
+                raise ConnectorError(self.name, f"GET /{resource}: expected a Bundle")
             for index, item in enumerate(bundle.get("entry") or []):
                 entry = item.get("resource") if isinstance(item, dict) else None
                 if not isinstance(entry, dict):
-                    raise ConnectorError(NAME, f"GET /{resource}: entry {index} has no resource")
+                    raise ConnectorError(self.name, f"GET /{resource}: entry {index} has no resource")
                 if entry.get("resourceType") != resource:
                     continue  # _include'd or OperationOutcome entries
                 yield entry
 
-    @staticmethod
-    def _normalise(resource: str, entry: dict[str, Any]) -> Any:
+    def _normalise(self, resource: str, entry: dict[str, Any]) -> Any:
         updated = (entry.get("meta") or {}).get("lastUpdated")
         if resource == "Practitioner":
             names = entry.get("name") or [{}]
@@ -153,25 +191,36 @@ class FhirConnector:
                 entry.get("active", True) is not False,
                 updated,
             ]
-        status = int(_EXCLUDED.get(resource, {}).get(entry.get("status"), AccessStatus.ACTIVE))
+        if resource == "PractitionerRole":
+            return [reference_id(entry.get("practitioner"), "Practitioner"), updated]
         if resource == "Appointment":
+            status = int(self._appointment_status(entry))
             actors = [p.get("actor") for p in entry.get("participant") or [] if isinstance(p, dict)]
-            practitioners = [i for i in (reference_id(a, "Practitioner") for a in actors) if i]
-            patients = [i for i in (reference_id(a, "Patient") for a in actors) if i]
-            return [practitioners, patients, _day(entry.get("start")) or _day(updated), status]
+            return [*_people(actors), _day(entry.get("start")) or _day(updated), status]
+        status = int(_EXCLUDED.get(resource, {}).get(entry.get("status"), AccessStatus.ACTIVE))
         if resource == "Encounter":
             individuals = [p.get("individual") for p in entry.get("participant") or [] if isinstance(p, dict)]
-            practitioners = [i for i in (reference_id(a, "Practitioner") for a in individuals) if i]
+            practitioners, roles, _ = _people(individuals)
             patient = reference_id(entry.get("subject"), "Patient")
             day = _day((entry.get("period") or {}).get("start")) or _day(updated)
-            return [practitioners, [patient] if patient else [], day, status]
+            return [practitioners, roles, [patient] if patient else [], day, status]
         if resource == "CareTeam":
             members = [p.get("member") for p in entry.get("participant") or [] if isinstance(p, dict)]
-            practitioners = [i for i in (reference_id(m, "Practitioner") for m in members) if i]
+            practitioners, roles, _ = _people(members)
             patient = reference_id(entry.get("subject"), "Patient")
-            return [practitioners, [patient] if patient else [], _day(updated), status]
-        general = [reference_id(g, "Practitioner") for g in entry.get("generalPractitioner") or []]
-        return [[i for i in general if i], [entry["id"]], _day(updated), int(AccessStatus.ACTIVE)]
+            return [practitioners, roles, [patient] if patient else [], _day(updated), status]
+        practitioners, roles, _ = _people(entry.get("generalPractitioner") or [])
+        return [practitioners, roles, [entry["id"]], _day(updated), int(AccessStatus.ACTIVE)]
+
+
+def _people(references: list[Any]) -> tuple[list[str], list[str], list[str]]:
+    """Practitioner ids, PractitionerRole ids and Patient ids among some references."""
+    found: dict[str, list[str]] = {"Practitioner": [], "PractitionerRole": [], "Patient": []}
+    for reference in references:
+        parsed = _parse_reference(reference)
+        if parsed is not None and parsed[0] in found:
+            found[parsed[0]].append(parsed[1])
+    return found["Practitioner"], found["PractitionerRole"], found["Patient"]
 
 
 _SOURCE = {
@@ -185,17 +234,19 @@ _SOURCE = {
 def _access_log(records: dict[str, dict[str, Any]], window_start: date):
     builder = AccessLogBuilder()
     known = set(records["Practitioner"])
+    role_owner = {role: owner for role, (owner, _) in (records.get("PractitionerRole") or {}).items()}
     floor = window_start.toordinal()
     for resource, source in _SOURCE.items():
-        for practitioners, patients, day, status in records[resource].values():
+        for practitioners, roles, patients, day, status, *own in (records.get(resource) or {}).values():
             if day is None:
                 continue
             # Care teams and GP assignments are standing access: they count as of their last update
             # or the window start, whichever is later.
             seen = max(day, floor) if source is not AccessSource.APPOINTMENT else day
-            for practitioner in practitioners:
-                if practitioner not in known:
-                    continue
+            owners = {*practitioners, *(role_owner.get(role) for role in roles)}
+            per_patient = own[0] if own else {}  # a patient's own state, where the connector knows it
+            for practitioner in sorted(owner for owner in owners if owner in known):
                 for patient in patients:
-                    builder.add(practitioner, patient, source, date.fromordinal(seen), AccessStatus(status))
+                    state = AccessStatus(per_patient.get(patient, status))
+                    builder.add(practitioner, patient, source, date.fromordinal(seen), state)
     return builder.build()

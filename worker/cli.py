@@ -71,7 +71,7 @@ def _actors():
 @org_app.command("add")
 def org_add(
     slug: Annotated[str, typer.Argument(help="Short name, e.g. clinic-a")],
-    pms: Annotated[str, typer.Option(help="cliniko, fhir, csv, semble or export")],
+    pms: Annotated[str, typer.Option(help="cliniko, fhir, halaxy, nookal, semble, export or csv")],
     ptdirect: Annotated[str, typer.Option(help="file or api")],
     pms_url: Annotated[str | None, typer.Option(help="Override the connector's base URL")] = None,
     pms_key: Annotated[
@@ -85,6 +85,13 @@ def org_add(
     ] = None,
     pms_staff: Annotated[
         str | None, typer.Option(help="--pms export: optional staff list CSV (id,name,email,active)")
+    ] = None,
+    pms_client_id: Annotated[str | None, typer.Option(help="Halaxy API client id (--pms halaxy)")] = None,
+    pms_client_secret: Annotated[
+        str | None, typer.Option(help="Halaxy API client secret (stored encrypted)")
+    ] = None,
+    pms_token_url: Annotated[
+        str | None, typer.Option(help="Halaxy token endpoint (default: oauth/token under --pms-url)")
     ] = None,
     ptdirect_path: Annotated[str | None, typer.Option(help="Snapshot file for --ptdirect file")] = None,
     ptdirect_url: Annotated[str | None, typer.Option(help="Admin bridge URL for --ptdirect api")] = None,
@@ -124,6 +131,9 @@ def org_add(
             pms_url=pms_url,
             pms_key=pms_key,
             pms_path=pms_path,
+            pms_client_id=pms_client_id,
+            pms_client_secret=pms_client_secret,
+            pms_token_url=pms_token_url,
             ptdirect_path=ptdirect_path,
             ptdirect_url=ptdirect_url,
             ptdirect_key=ptdirect_key,
@@ -613,6 +623,7 @@ def org_webhooks(
     base = base_url.rstrip("/")
     out.print(f"physitrack_url={base}/webhooks/physitrack/{creds.url_token}")
     out.print(f"fhir_url={base}/webhooks/fhir/{creds.url_token}")
+    out.print(f"halaxy_url={base}/webhooks/halaxy/{creds.url_token}")
     out.print(f"generic_url={base}/webhooks/generic/{slug}")
     out.print(f"generic_signing_secret={creds.signing_secret}")
     err.print("shown only now; the previous URLs and secret no longer work")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 
 from connectors.base import PmsConnector, PtDirectAdapter
@@ -9,6 +10,8 @@ from connectors.cliniko import ClinikoConnector
 from connectors.csv_pms import CsvPmsConnector
 from connectors.export import ExportConnector
 from connectors.fhir import FhirConnector
+from connectors.halaxy import HalaxyConnector
+from connectors.nookal import NookalConnector
 from connectors.physitrack_v2 import pull_clients
 from connectors.ptdirect_api import PtDirectApiAdapter
 from connectors.ptdirect_file import PtDirectFileAdapter
@@ -20,7 +23,7 @@ from worker.errors import ConfigurationError
 from worker.settings import get_settings
 from worker.store.models import Organisation
 
-PMS_KINDS = ("cliniko", "fhir", "csv", "semble", "export")
+PMS_KINDS = ("cliniko", "fhir", "halaxy", "nookal", "csv", "semble", "export")
 PTDIRECT_KINDS = ("file", "api")
 
 
@@ -86,6 +89,32 @@ def pms_connector(org: Organisation, secrets: SecretBox) -> PmsConnector:
                 f"organisation {org.slug}: the export connector needs --pms-path and --pms-format"
             )
         return ExportConnector(org.pms_path, org.pms_format, staff_path=org.pms_staff_path)
+    if org.pms_kind == "halaxy":
+        if not org.pms_key_encrypted:
+            raise ConfigurationError(
+                f"organisation {org.slug}: the halaxy connector needs --pms-client-id and --pms-client-secret"
+            )
+        client = json.loads(secrets.decrypt(org.pms_key_encrypted))
+        return HalaxyConnector(
+            org.pms_url,
+            client_id=client["client_id"],
+            client_secret=client["client_secret"],
+            token_url=client.get("token_url"),
+            user_agent=user_agent(),
+            limiter=rate_limiter(
+                f"halaxy|{org.pms_url or ''}|{client['client_id']}", settings.halaxy_requests_per_minute
+            ),
+        )
+    if org.pms_kind == "nookal":
+        if not org.pms_key_encrypted:
+            raise ConfigurationError(f"organisation {org.slug}: the nookal connector needs --pms-key")
+        key = secrets.decrypt(org.pms_key_encrypted).decode()
+        return NookalConnector(
+            key,
+            base_url=org.pms_url,
+            user_agent=user_agent(),
+            limiter=rate_limiter(key, settings.nookal_requests_per_minute),
+        )
     raise ConfigurationError(f"organisation {org.slug}: unknown PMS connector {org.pms_kind!r}")
 
 

@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     semble_requests_per_minute: float = Field(
         default=230, gt=0, description="per Semble API token, all processes together (Semble allows 240)"
     )
+    halaxy_requests_per_minute: float = Field(
+        default=475, gt=0, description="per Halaxy API client, all processes together (Halaxy allows 500)"
+    )
+    nookal_requests_per_minute: float = Field(
+        default=120, gt=0, description="per Nookal API key, all processes together (none published)"
+    )
 
     @property
     def resolved_database_url(self) -> str:

@@ -160,3 +160,14 @@ class JsonServer:
         if allowed:
             return Response(405, {"error": {"code": "method_not_allowed", "message": request.method}})
         return Response(404, {"error": {"code": "not_found", "message": request.path}})
+
+
+def serve_until_interrupted(server: JsonServer, message: str) -> None:
+    """Start `server`, print `message`, and serve until Ctrl-C (the emulators' `main`)."""
+    server.start()
+    print(message, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()

@@ -29,7 +29,7 @@ def _bundle(resource_type: str, resources: list[dict], next_url: str | None = No
     }
 
 
-def _register(appointments=(), encounters=(), care_teams=(), patients=()) -> None:
+def _register(appointments=(), encounters=(), care_teams=(), patients=(), roles=()) -> None:
     responses.get(
         f"{BASE}/Practitioner",
         json=_bundle(
@@ -48,6 +48,7 @@ def _register(appointments=(), encounters=(), care_teams=(), patients=()) -> Non
             ],
         ),
     )
+    responses.get(f"{BASE}/PractitionerRole", json=_bundle("PractitionerRole", list(roles)))
     responses.get(f"{BASE}/Appointment", json=_bundle("Appointment", list(appointments)))
     responses.get(f"{BASE}/Encounter", json=_bundle("Encounter", list(encounters)))
     responses.get(f"{BASE}/CareTeam", json=_bundle("CareTeam", list(care_teams)))
@@ -162,7 +163,7 @@ def test_a_503_with_retry_after_is_waited_out():
     responses.replace(responses.GET, f"{BASE}/Practitioner", status=503, headers={"Retry-After": "1"})
     responses.add(responses.GET, f"{BASE}/Practitioner", json=_bundle("Practitioner", []))
     _connector().pull(window_start=WINDOW, cursors={}, started_at=STARTED)
-    assert len([c for c in responses.calls if "/Practitioner" in c.request.url]) == 2
+    assert len([c for c in responses.calls if "/Practitioner?" in c.request.url]) == 2
 
 
 @responses.activate
@@ -195,3 +196,102 @@ def test_an_incremental_pull_asks_for_last_updated_after_the_cursor_and_merges()
         "pt1": AccessStatus.ACTIVE,
         "pt2": AccessStatus.CANCELLED,
     }
+
+
+@responses.activate
+def test_a_participant_that_references_a_practitioner_role_counts_for_that_roles_practitioner():
+    # Given an appointment booked with a role of pr2, an encounter with a role of pr1, and a role
+    # that names no practitioner
+    _register(
+        roles=[
+            {"id": "role-2", "practitioner": {"reference": "Practitioner/pr2"}},
+            {"id": "role-1", "practitioner": {"reference": f"{BASE}/Practitioner/pr1"}},
+            {"id": "role-x"},
+        ],
+        appointments=[
+            {
+                "id": "a1",
+                "status": "booked",
+                "start": "2026-11-01T09:00:00Z",
+                "participant": [
+                    {"actor": {"reference": "PractitionerRole/role-2"}},
+                    {"actor": {"reference": "Patient/pt1"}},
+                ],
+            },
+            {
+                "id": "a2",
+                "status": "booked",
+                "start": "2026-11-01T10:00:00Z",
+                "participant": [
+                    {"actor": {"reference": "PractitionerRole/role-x"}},
+                    {"actor": {"reference": "Patient/pt9"}},
+                ],
+            },
+        ],
+        encounters=[
+            {
+                "id": "e1",
+                "status": "finished",
+                "subject": {"reference": "Patient/pt2"},
+                "period": {"start": "2026-10-01T09:00:00Z"},
+                "participant": [{"individual": {"reference": "PractitionerRole/role-1"}}],
+            }
+        ],
+    )
+    # When the server is read
+    pulled = _connector().pull(window_start=WINDOW, cursors={}, started_at=STARTED)
+    # Then each row belongs to the role's practitioner, and a role without one gives no row
+    assert {(r.practitioner_id, r.patient_id) for r in pulled.snapshot.access} == {
+        ("pr2", "pt1"),
+        ("pr1", "pt2"),
+    }
+
+
+@responses.activate
+def test_a_role_that_moves_to_another_practitioner_is_followed_by_an_incremental_run():
+    # Given a first run where role-1 belongs to pr1
+    _register(
+        roles=[{"id": "role-1", "practitioner": {"reference": "Practitioner/pr1"}}],
+        appointments=[
+            {
+                "id": "a1",
+                "status": "booked",
+                "start": "2026-11-01T09:00:00Z",
+                "participant": [
+                    {"actor": {"reference": "PractitionerRole/role-1"}},
+                    {"actor": {"reference": "Patient/pt1"}},
+                ],
+            }
+        ],
+    )
+    first = _connector().pull(window_start=WINDOW, cursors={}, started_at=STARTED)
+    # When only the role changes (now pr2's)
+    responses.reset()
+    _register(roles=[{"id": "role-1", "practitioner": {"reference": "Practitioner/pr2"}}])
+    second = _connector().pull(
+        window_start=WINDOW, cursors=first.cursors, state=first.state, started_at=STARTED
+    )
+    # Then the stored appointment now counts for pr2
+    assert {(r.practitioner_id, r.patient_id) for r in second.snapshot.access} == {("pr2", "pt1")}
+
+
+@responses.activate
+def test_a_server_without_practitioner_roles_is_read_as_having_none():
+    # Given a server that answers 404 to a PractitionerRole search
+    _register(appointments=[_appointment("a1", "pr1", "pt1")])
+    responses.replace(
+        responses.GET, f"{BASE}/PractitionerRole", status=404, json={"resourceType": "OperationOutcome"}
+    )
+    # When it is read, Then the pull completes with the practitioner-referenced rows
+    pulled = _connector().pull(window_start=WINDOW, cursors={}, started_at=STARTED)
+    assert {(r.practitioner_id, r.patient_id) for r in pulled.snapshot.access} == {("pr1", "pt1")}
+
+
+@responses.activate
+def test_a_404_on_a_resource_every_server_has_still_fails_the_pull():
+    _register()
+    responses.replace(
+        responses.GET, f"{BASE}/Appointment", status=404, json={"resourceType": "OperationOutcome"}
+    )
+    with pytest.raises(HttpError):
+        _connector().pull(window_start=WINDOW, cursors={}, started_at=STARTED)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -32,6 +33,9 @@ class NewOrganisation:
     pms_url: str | None = None
     pms_key: str | None = None
     pms_path: str | None = None
+    pms_client_id: str | None = None
+    pms_client_secret: str | None = None
+    pms_token_url: str | None = None
     ptdirect_path: str | None = None
     ptdirect_url: str | None = None
     ptdirect_key: str | None = None
@@ -76,6 +80,40 @@ def validate_settings(new: NewOrganisation) -> None:
         ) from None
 
 
+def _validate_halaxy_and_nookal(new: NewOrganisation) -> None:
+    """Options of the OAuth (Halaxy) and query-key (Nookal) connectors."""
+    oauth = {"--pms-client-id": new.pms_client_id, "--pms-client-secret": new.pms_client_secret}
+    if new.pms != "halaxy":
+        given = [name for name, value in (*oauth.items(), ("--pms-token-url", new.pms_token_url)) if value]
+        if given:
+            raise InvalidInput(f"{given[0]} is only for --pms halaxy")
+        if new.pms == "nookal":
+            if not new.pms_key:
+                raise InvalidInput("--pms nookal needs --pms-key (a Nookal API key, from Setup > API Keys)")
+            if new.pms_url and ("?" in new.pms_url or "api_key" in new.pms_url):
+                raise InvalidInput("--pms-url must not contain a query string: give the key with --pms-key")
+        return
+    missing = [name for name, value in oauth.items() if not (value or "").strip()]
+    if missing:
+        raise InvalidInput(
+            f"--pms halaxy needs {' and '.join(missing)} (from the Halaxy developer page's API key)"
+        )
+    if new.pms_key:
+        raise InvalidInput("--pms halaxy takes --pms-client-id and --pms-client-secret, not --pms-key")
+    if new.pms_token_url is not None and not new.pms_token_url.startswith(("http://", "https://")):
+        raise InvalidInput("--pms-token-url must start with http:// or https://")
+
+
+def _pms_secret(new: NewOrganisation) -> bytes | None:
+    """What `pms_key_encrypted` holds: the key, or (Halaxy) the OAuth client as JSON."""
+    if new.pms == "halaxy":
+        client = {"client_id": new.pms_client_id.strip(), "client_secret": new.pms_client_secret.strip()}
+        if new.pms_token_url:
+            client["token_url"] = new.pms_token_url
+        return json.dumps(client).encode()
+    return new.pms_key.encode() if new.pms_key else None
+
+
 def validate(new: NewOrganisation) -> None:
     if not _SLUG.match(new.slug):
         raise InvalidInput(
@@ -101,6 +139,7 @@ def validate(new: NewOrganisation) -> None:
         raise InvalidInput(
             "--pms fhir needs --pms-url (the FHIR base URL); --pms-key is an optional bearer token"
         )
+    _validate_halaxy_and_nookal(new)
     if new.pms == "csv":
         if not new.pms_path:
             raise InvalidInput(
@@ -180,7 +219,7 @@ def add_organisation(runtime: Runtime, new: NewOrganisation, actor: str = "cli")
             pms_kind=new.pms,
             pms_url=new.pms_url,
             pms_path=str(Path(new.pms_path).resolve()) if new.pms_path else None,
-            pms_key_encrypted=secrets.encrypt(new.pms_key.encode()) if new.pms_key else None,
+            pms_key_encrypted=secrets.encrypt(secret) if (secret := _pms_secret(new)) else None,
             pms_format=_stored_format(new.pms_format),
             pms_staff_path=str(Path(new.pms_staff).resolve()) if new.pms_staff else None,
             ptdirect_kind=new.ptdirect,

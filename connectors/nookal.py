@@ -1,0 +1,289 @@
+"""The Nookal connector (`--pms nookal`): Nookal's REST API v2.
+
+Built on these documents (read 2026-11-25). Nookal's own reference (api.nookal.com/dev and
+api.nookal.com/developers) was NOT in the search index, so this follows what others recorded of it:
+- api-evangelist/nookal OpenAPI files (created 2026-07-12, revised to 2026-09): base
+  `https://api.nookal.com/production/v2`, the key as the `api_key` query parameter on GET
+  requests, `getPractitioners` (`include_inactive_practitioners`, `last_modified`),
+  `getAppointments` (`date_from`, `date_to`, `practitioner_id`, `patient_id`, `location_id`,
+  `appt_status`, `page`, `page_length` up to 100, `last_modified`: "only records modified after
+  this timestamp"), `getClassParticipants` (`appt_id`), and the envelope
+  `{status: success|failure, data, details: {totalItems, currentItems, currentPage, nextPage,
+  pageLength, errorMessage, errorCode, alerts}}` ("confirmed live" for verify/getLocations).
+- theo-agilelab/nookal-api (an Elixir client): results under `data.results.<name>`; field
+  names `ID`, `FirstName`, `LastName`, `Email` (practitioners) and `ID`, `patientID`,
+  `practitionerID`, `appointmentDate`, `cancelled`, `cancellationDate`, `lastModified`
+  (appointments); paging numbers under `settings` in a captured answer (read there too).
+- api-evangelist/nookal plans file (2026-07-12): API access only on the Professional and
+  Enterprise plans. No rate limit is published anywhere we found: ptsync keeps to its own
+  courtesy limit (`PTSYNC_NOOKAL_REQUESTS_PER_MINUTE`) and honours a 429's `Retry-After`.
+
+Assumed where nothing was found (and built so a wrong guess fails loudly, not silently): a class
+session is a `getAppointments` row with a non-zero `classID`, whose attendees come from
+`getClassParticipants?appt_id=ID` under `data.results.participants` (`patientID`, `cancelled`);
+an appointment's free-text `status` may say "Cancelled" or "DNA"; adding someone to a class
+updates the class's `lastModified` (an incremental run re-reads only changed classes).
+
+States: a cancelled appointment or class booking never counts (a cancelled class cancels every
+booking in it). A did-not-arrive (DNA) appointment counts: the booking shows the practitioner
+treats that patient, and counting it can only add a finding or hold back a removal, never take
+access away (Cliniko's and the FHIR connectors' no-shows count the same way).
+
+The key travels in the query string, so it must stay out of every log line, error and stored URL:
+requests are built from the base URL plus parameters (never a URL with the key), errors name
+the path only, a failure message is scrubbed of the key, and urllib3's debug log of request
+lines is redacted (`api_key=[redacted]`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from connectors.base import PmsPull, Progress
+from connectors.errors import ConnectorError
+from connectors.http import HttpClient
+from connectors.incremental import next_cursor, previous_records
+from connectors.ratelimit import RateLimiter
+from sharing import AccessLogBuilder, AccessSource, AccessStatus, PmsPractitioner, PmsSnapshot
+
+NAME = "nookal"
+DEFAULT_BASE_URL = "https://api.nookal.com/production/v2"
+PAGE_LENGTH = 100
+MAX_PAGES = 100_000
+STATE_VERSION = 1
+RESOURCES = ("appointments", "participants")
+FUTURE_DAYS = 3650
+"""`date_to` of the appointment search: booked appointments years ahead still count."""
+_KEY_IN_TEXT = re.compile(r"(api_key=)[^&\s\"']+")
+_TRUE = {"1", "true", "yes", "y"}
+
+
+class _RedactApiKey(logging.Filter):
+    """Rewrites urllib3's request-line debug records so no `api_key=` value is ever logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "api_key=" in message:
+            record.msg, record.args = _KEY_IN_TEXT.sub(r"\1[redacted]", message), ()
+        return True
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(_RedactApiKey())
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or (isinstance(value, int | str) and str(value).strip().lower() in _TRUE)
+
+
+def _text_id(value: Any, where: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).strip():
+        raise ConnectorError(NAME, f"{where}: expected an id")
+    return str(value).strip()
+
+
+def _day(value: Any, where: str) -> int:
+    if not isinstance(value, str):
+        raise ConnectorError(NAME, f"{where}: expected a date (YYYY-MM-DD)")
+    try:
+        return date.fromisoformat(value.strip()[:10]).toordinal()
+    except ValueError:
+        raise ConnectorError(NAME, f"{where}: expected a date (YYYY-MM-DD), got {value!r}") from None
+
+
+def _status(row: dict[str, Any]) -> int:
+    if _truthy(row.get("cancelled")) or "cancel" in str(row.get("status") or "").lower():
+        return int(AccessStatus.CANCELLED)
+    return int(AccessStatus.ACTIVE)  # booked, arrived, DNA: see the module docstring
+
+
+def nookal_cursor(started_at: datetime | None) -> str:
+    """Nookal's timestamp format, `YYYY-MM-DD HH:MM:SS`, in UTC.
+
+    Nookal stamps rows in the clinic's local time. Its clinics (AU, NZ, UK) are at or ahead of
+    UTC, so a UTC cursor can only re-read some recent rows, never skip one.
+    """
+    return next_cursor(started_at).replace("T", " ").removesuffix("Z")
+
+
+class NookalConnector:
+    system = "nookal"
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        base_url: str | None = None,
+        user_agent: str,
+        limiter: RateLimiter | None = None,
+        **http: Any,
+    ) -> None:
+        self._key = api_key
+        self.limiter = limiter
+        self.http = HttpClient(
+            NAME, base_url or DEFAULT_BASE_URL, headers={"User-Agent": user_agent}, limiter=limiter, **http
+        )
+
+    def pull(
+        self,
+        *,
+        window_start: date,
+        cursors: dict[str, str],
+        state: dict[str, Any] | None = None,
+        started_at: datetime | None = None,
+        progress: Progress | None = None,
+    ) -> PmsPull:
+        previous = previous_records(state, cursors, RESOURCES, STATE_VERSION)
+        records = previous or {resource: {} for resource in RESOURCES}
+        practitioners = self._practitioners()
+        today = (started_at or datetime.now()).date()
+        params: dict[str, Any] = {
+            "date_from": window_start.isoformat(),
+            "date_to": (today + timedelta(days=FUTURE_DAYS)).isoformat(),
+        }
+        if previous is not None:
+            params["last_modified"] = cursors["appointments"]
+        changed_classes = []
+        for index, row in enumerate(self._all("getAppointments", "appointments", params)):
+            where = f"GET /getAppointments item {index}"
+            row_id = _text_id(row.get("ID"), f"{where}.ID")
+            is_class = str(row.get("classID") or "0").strip() not in ("", "0")
+            patient = "" if is_class else _text_id(row.get("patientID"), f"{where}.patientID")
+            records["appointments"][row_id] = (
+                _text_id(row.get("practitionerID"), f"{where}.practitionerID"),
+                patient,
+                _day(row.get("appointmentDate"), f"{where}.appointmentDate"),
+                _status(row),
+                is_class,
+            )
+            if is_class:
+                changed_classes.append(row_id)
+            if progress is not None and index % 1000 == 999:
+                progress("appointments", index + 1)
+        for class_id in changed_classes:
+            records["participants"][class_id] = self._participants(class_id)
+        floor = window_start.toordinal()
+        records["appointments"] = {k: v for k, v in records["appointments"].items() if v[2] >= floor}
+        records["participants"] = {
+            k: v for k, v in records["participants"].items() if k in records["appointments"]
+        }
+        cursor = nookal_cursor(started_at)
+        snapshot = PmsSnapshot(self.system, tuple(practitioners), _access_log(records))
+        return PmsPull(snapshot, dict.fromkeys(RESOURCES, cursor), {"version": STATE_VERSION, **records})
+
+    def _practitioners(self) -> list[PmsPractitioner]:
+        active = {
+            _text_id(row.get("ID"), f"GET /getPractitioners item {index}.ID")
+            for index, row in enumerate(self._all("getPractitioners", "practitioners", {}))
+        }
+        found: dict[str, PmsPractitioner] = {}
+        everyone = self._all("getPractitioners", "practitioners", {"include_inactive_practitioners": "true"})
+        for index, row in enumerate(everyone):
+            practitioner_id = _text_id(row.get("ID"), f"GET /getPractitioners item {index}.ID")
+            name = (
+                " ".join(str(row[part]).strip() for part in ("FirstName", "LastName") if row.get(part))
+                or practitioner_id
+            )
+            email = row.get("Email")
+            found[practitioner_id] = PmsPractitioner(
+                practitioner_id,
+                name,
+                email.strip() if isinstance(email, str) and "@" in email else None,
+                practitioner_id in active,
+                row.get("Speciality") or None,
+                row.get("lastModified") or None,
+            )
+        missing = active - set(found)
+        if missing:
+            raise ConnectorError(
+                NAME,
+                f"GET /getPractitioners: {len(missing)} active practitioner(s) missing from the full list",
+            )
+        return [found[key] for key in sorted(found)]
+
+    def _participants(self, class_id: str) -> list[tuple[str, int]]:
+        rows = self._all("getClassParticipants", "participants", {"appt_id": class_id})
+        return [
+            (
+                _text_id(row.get("patientID"), f"GET /getClassParticipants item {index}.patientID"),
+                _status(row),
+            )
+            for index, row in enumerate(rows)
+        ]
+
+    def _all(self, endpoint: str, key: str, params: dict[str, Any]):
+        """Every row of a paged listing, page by page (`page`, `page_length`, `nextPage`)."""
+        page: int | None = 1
+        seen: set[int] = set()
+        while page is not None:
+            if page in seen or len(seen) >= MAX_PAGES:
+                raise ConnectorError(NAME, f"GET /{endpoint}: the server repeated page {page}: stopping")
+            seen.add(page)
+            query = {**params, "page": page, "page_length": PAGE_LENGTH, "api_key": self._key}
+            try:
+                document = self.http.get_json(endpoint, params=query)
+            except ConnectorError as exc:  # a server may echo the request line in its error body
+                exc.reason = self._scrub(exc.reason)
+                exc.args = (self._scrub(str(exc)),)
+                raise
+            yield from self._rows(document, endpoint, key)
+            page = _next_page(document, endpoint)
+
+    def _rows(self, document: Any, endpoint: str, key: str) -> list[dict[str, Any]]:
+        where = f"GET /{endpoint}"
+        if not isinstance(document, dict) or document.get("status") not in ("success", "failure"):
+            raise ConnectorError(NAME, f"{where}: the answer is not a Nookal envelope")
+        if document["status"] == "failure":
+            details = document.get("details") if isinstance(document.get("details"), dict) else {}
+            reason = " ".join(
+                str(part)
+                for part in (
+                    details.get("errorCode"),
+                    details.get("errorMessage"),
+                    *(details.get("alerts") or []),
+                )
+                if part
+            )
+            raise ConnectorError(NAME, f"{where} failed: {self._scrub(reason) or 'no reason given'}")
+        results = (
+            (document.get("data") or {}).get("results") if isinstance(document.get("data"), dict) else None
+        )
+        rows = results.get(key, []) if isinstance(results, dict) else None
+        if not isinstance(rows, list):
+            raise ConnectorError(NAME, f"{where}: the answer has no data.results.{key} list")
+        for index, row in enumerate(rows):
+            if not isinstance(row, dict):
+                raise ConnectorError(NAME, f"{where}: item {index} is not an object")
+        return rows
+
+    def _scrub(self, text: str) -> str:
+        text = _KEY_IN_TEXT.sub(r"\1[redacted]", text)
+        return text.replace(self._key, "[redacted]") if self._key else text
+
+
+def _next_page(document: dict[str, Any], endpoint: str) -> int | None:
+    for holder in (document.get("details"), document.get("settings")):
+        if isinstance(holder, dict) and "nextPage" in holder:
+            value = holder["nextPage"]
+            if value in (None, "", 0, "0", False):
+                return None
+            try:
+                return int(value)
+            except (TypeError, ValueError):
+                raise ConnectorError(NAME, f"GET /{endpoint}: nextPage is not a number") from None
+    return None
+
+
+def _access_log(records: dict[str, dict[str, Any]]):
+    builder = AccessLogBuilder()
+    for row_id, (practitioner, patient, day, status, is_class) in records["appointments"].items():
+        when = date.fromordinal(day)
+        if not is_class:
+            builder.add(practitioner, patient, AccessSource.APPOINTMENT, when, AccessStatus(status))
+            continue
+        for attendee, booking_status in records["participants"].get(row_id, []):
+            worst = AccessStatus(max(status, booking_status))  # a cancelled class cancels every booking
+            builder.add(practitioner, attendee, AccessSource.APPOINTMENT, when, worst)
+    return builder.build()

@@ -1,0 +1,63 @@
+"""`org add` options of the Halaxy and Nookal connectors: each mistake is one clear line."""
+
+from __future__ import annotations
+
+import pytest
+
+from worker.errors import InvalidInput
+from worker.services.orgs import NewOrganisation, validate
+
+
+def _org(**pms) -> NewOrganisation:
+    return NewOrganisation(
+        slug="clinic-x", ptdirect="api", ptdirect_url="https://bridge.test", ptdirect_key="k", **pms
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"pms": "halaxy", "pms_client_id": "cid"},
+            "--pms halaxy needs --pms-client-secret (from the Halaxy developer page's API key)",
+        ),
+        (
+            {"pms": "halaxy"},
+            "--pms halaxy needs --pms-client-id and --pms-client-secret (from the Halaxy developer page's API key)",
+        ),
+        (
+            {"pms": "halaxy", "pms_client_id": "c", "pms_client_secret": "s", "pms_key": "k"},
+            "--pms halaxy takes --pms-client-id and --pms-client-secret, not --pms-key",
+        ),
+        (
+            {"pms": "halaxy", "pms_client_id": "c", "pms_client_secret": "s", "pms_token_url": "ftp://x"},
+            "--pms-token-url must start with http:// or https://",
+        ),
+        ({"pms": "nookal"}, "--pms nookal needs --pms-key (a Nookal API key, from Setup > API Keys)"),
+        (
+            {"pms": "nookal", "pms_key": "k", "pms_url": "https://api.nookal.com/production/v2?api_key=k"},
+            "--pms-url must not contain a query string: give the key with --pms-key",
+        ),
+        ({"pms": "nookal", "pms_key": "k", "pms_client_id": "c"}, "--pms-client-id is only for --pms halaxy"),
+        (
+            {"pms": "cliniko", "pms_key": "k-au1", "pms_token_url": "https://t"},
+            "--pms-token-url is only for --pms halaxy",
+        ),
+    ],
+)
+def test_a_wrong_halaxy_or_nookal_option_is_refused_with_one_line(options, message):
+    # Given an organisation with one mistake in its PMS options; When it is validated
+    with pytest.raises(InvalidInput) as refused:
+        validate(_org(**options))
+    # Then the error names the option and what is expected
+    assert str(refused.value) == message
+
+
+def test_complete_halaxy_and_nookal_options_are_accepted():
+    validate(_org(pms="halaxy", pms_client_id="c", pms_client_secret="s"))
+    validate(
+        _org(
+            pms="halaxy", pms_client_id="c", pms_client_secret="s", pms_url="https://nz-api.halaxy.test/main"
+        )
+    )
+    validate(_org(pms="nookal", pms_key="k"))
