@@ -10,6 +10,7 @@ from sharing.context import build_context
 from sharing.findings import Finding
 from sharing.model import PmsSnapshot, Policy, PtDirectSnapshot
 from sharing.operations import Operation
+from sharing.picture import SharingPicture, sharing_picture
 from sharing.plan import plan_operations
 from sharing.rules import RULES
 
@@ -34,6 +35,7 @@ class Reconciliation:
     practitioner_count: int
     patient_count: int
     shared_pairs: tuple[SharedPair, ...]
+    picture: SharingPicture
 
 
 def reconcile(
@@ -71,4 +73,5 @@ def reconcile(
         practitioner_count=len(pms.practitioners),
         patient_count=context.co_access.distinct_patients,
         shared_pairs=pairs,
+        picture=sharing_picture(context),
     )

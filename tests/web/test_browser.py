@@ -83,9 +83,9 @@ def test_an_admin_logs_in_reads_the_report_approves_and_sees_the_change_applied(
     page.fill("#token", token)
     page.click("button[type=submit]")
     # Then the report shows the new findings, the sharing picture with the at-risk pair, and the proposal
-    page.wait_for_selector("#findings-new")
-    assert "Cara Lim is not in practitioner sharing" in page.inner_text("#findings-new")
-    assert page.locator("#picture line.risk").count() == 1
+    page.wait_for_selector("#findings")
+    assert "Cara Lim is not in practitioner sharing" in page.inner_text("#findings")
+    assert page.locator("#picture line.pair.at_risk").count() == 1
     page.screenshot(path=str(ARTIFACTS / "report-laptop.png"), full_page=True)
     # When they approve the proposal
     page.click("text=Approve and apply")
@@ -94,7 +94,7 @@ def test_an_admin_logs_in_reads_the_report_approves_and_sees_the_change_applied(
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         proposal = page.locator(".proposal").first
-        statuses = proposal.locator(".op-status").all_inner_texts()
+        statuses = [text.strip() for text in proposal.locator(".op-status").all_text_contents()]
         status = proposal.get_attribute("data-status")
         if status == "applied" and set(statuses) == {"applied"}:
             break

@@ -13,14 +13,14 @@ from fastapi.responses import PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
-from worker.clock import iso, new_id
+from worker.clock import iso
 from worker.errors import InvalidInput, NotFound
 from worker.reports import render_csv
 from worker.services import credentials
 from worker.services import proposals as proposal_service
-from worker.services.deliveries import accept, relay_quietly
+from worker.services.deliveries import start_manual_sync
 from worker.store import repositories as repo
-from worker.store.models import Delivery, Proposal, Run
+from worker.store.models import Proposal, Run
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
 bearer = HTTPBearer(auto_error=False, description="An organisation admin token (ptsync org token SLUG)")
@@ -235,9 +235,6 @@ def reject(
 
 @router.post("/orgs/{slug}/syncs", response_model=SyncStarted, status_code=202, summary="Start a sync")
 def start_sync(request: Request, principal: credentials.Principal = Depends(principal_for)) -> SyncStarted:
-    runtime = request.app.state.runtime()
-    accepted = accept(runtime, principal.org_id, "api", new_id(), "manual", b"")
-    relay_quietly(runtime, request.app.state.send, only=accepted.delivery)
-    with runtime.db.transaction() as session:
-        row = session.get(Delivery, accepted.delivery)
-        return SyncStarted(delivery=accepted.delivery, run_id=row.run_id if row else None)
+    runtime, send = request.app.state.runtime(), request.app.state.send
+    delivery, run_id = start_manual_sync(runtime, principal.org_id, send)
+    return SyncStarted(delivery=delivery, run_id=run_id)

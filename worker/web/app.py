@@ -79,6 +79,8 @@ def create_app(
         version="0.1.0",
         description="Webhooks, the admin API and report pages of ptsync.",
         lifespan=lifespan,
+        docs_url=None,  # served offline by worker.web.site
+        redoc_url=None,
     )
     app.state.runtime = runtime
     app.state.send = send
@@ -91,9 +93,12 @@ def create_app(
     async def invalid(request: Request, exc: InvalidInput) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=409)
 
-    from worker.web import api, pages, webhooks
+    from worker.web import api, pages, site, sync_pages, webhooks
 
     app.include_router(webhooks.router)
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(sync_pages.router)
+    app.include_router(site.router)
+    site.mount_static(app)
     return app
