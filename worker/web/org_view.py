@@ -50,6 +50,17 @@ class SeverityGroup:
         return sum(len(group.findings) for group in self.kinds)
 
 
+# Which operations fix which kind of finding (kinds not listed: any operation for its people).
+FIXED_BY = {
+    "duplicate_patient_risk": {"add_sharing_member", "enable_patient_sharing"},
+    "missing_new_user": {"add_sharing_member", "enable_patient_sharing", "add_master_recipient"},
+    "departed_practitioner": {"transfer_patients", "remove_sharing_member", "remove_master_recipient"},
+    "master_account_issue": {"set_master_account", "add_master_recipient", "remove_master_recipient"},
+    "pending_invitation": {"invite_practitioner"},
+    "no_physitrack_licence": {"invite_practitioner"},
+}
+
+
 def _emails_to_fix(finding: dict[str, Any]) -> set[str]:
     """Whose operations fix this finding (lower-cased emails)."""
     people = finding.get("practitioners") or []
@@ -84,7 +95,13 @@ def group_findings(
     for finding in sorted(findings, key=lambda f: (STATE_ORDER.get(f["state"], 9), f["message"])):
         if who and not _matches(finding, who):
             continue
-        fixes = [op for email in sorted(_emails_to_fix(finding)) for op in by_email.get(email, [])]
+        kinds = FIXED_BY.get(finding["kind"])
+        fixes = [
+            op
+            for email in sorted(_emails_to_fix(finding))
+            for op in by_email.get(email, [])
+            if kinds is None or op["op"] in kinds
+        ]
         shown = {
             **finding,
             "fixes": fixes,
