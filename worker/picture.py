@@ -124,10 +124,11 @@ def _text_width(text: str, font: float) -> float:
     return len(text) * font * 0.62 + 2
 
 
-def _marker(state: str, x: float, y: float, size: float) -> str:
+def _marker(state: str, x: float, y: float, size: float, titled: bool = True) -> str:
+    """A state's mark; the matrix draws hundreds, so there they go untitled in a stroked group."""
     fill, shape, text = STATES.get(state, ("#ffffff", "circle", state))
-    title = f"<title>{escape(text)}</title>"
-    common = f'fill="{fill}" stroke="#1d2330" stroke-width="1" class="marker {escape(state)}"'
+    title = f"<title>{escape(text)}</title>" if titled else ""
+    common = f'fill="{fill}"' + (f' stroke="#1d2330" class="marker {escape(state)}"' if titled else "")
     if shape == "square":
         return (
             f'<rect x="{x - size:.1f}" y="{y - size:.1f}" width="{2 * size:.1f}" '
@@ -246,7 +247,7 @@ def _shade(shared: int, levels: list[int]) -> int:
 
 def _matrix(people: list[list[Any]], pairs: list[list[Any]]) -> str:
     count = len(people)
-    label_width = max(_text_width(_label(p[1]), MATRIX_FONT) for p in people) + 22
+    label_width = math.ceil(max(_text_width(_label(p[1]), MATRIX_FONT) for p in people)) + 22
     side = count * CELL
     width, height = label_width + side + 10, label_width + side + 10
     x0, y0 = label_width, label_width
@@ -257,41 +258,36 @@ def _matrix(people: list[list[Any]], pairs: list[list[Any]]) -> str:
         f'height="{height:.0f}" viewBox="0 0 {width:.0f} {height:.0f}" font-family="system-ui, sans-serif">',
         f'<rect x="{x0}" y="{y0}" width="{side}" height="{side}" fill="#ffffff" stroke="#d8dde6"/>',
     ]
-    for i in range(0, count, 2):  # banded rows and columns help follow a line across
+    for i in range(0, count, 2):  # banded rows help follow a line across
         parts.append(f'<rect x="{x0}" y="{y0 + i * CELL}" width="{side}" height="{CELL}" fill="#f3f5f8"/>')
-        parts.append(
-            f'<rect x="{x0 + i * CELL}" y="{y0}" width="{CELL}" height="{side}" '
-            'fill="#f3f5f8" fill-opacity="0.6"/>'
-        )
+    markers = []
     for i, person in enumerate(people):
         middle = i * CELL + CELL / 2
         name = escape(_label(person[1]))
-        parts.append(_marker(person[2], x0 - 8, y0 + middle, 4.5))
+        full = f"<title>{escape(person[1])}</title>" if len(person[1]) > LABEL_CHARS else ""
+        markers.append(_marker(person[2], x0 - 8, y0 + middle, 4.5, titled=False))
         parts.append(
             f'<text class="label row" x="{x0 - 16}" y="{y0 + middle + MATRIX_FONT * 0.35:.1f}" '
-            f'font-size="{MATRIX_FONT}" text-anchor="end" fill="#1d2330">{name}'
-            f"<title>{escape(person[1])}</title></text>"
+            f'font-size="{MATRIX_FONT}" text-anchor="end" fill="#1d2330">{name}{full}</text>'
         )
-        parts.append(_marker(person[2], x0 + middle, y0 - 8, 4.5))
+        markers.append(_marker(person[2], x0 + middle, y0 - 8, 4.5, titled=False))
         parts.append(
             f'<text class="label column" '
             f'transform="translate({x0 + middle + MATRIX_FONT * 0.35:.1f} {y0 - 16}) rotate(-90)" '
             f'font-size="{MATRIX_FONT}" fill="#1d2330">{name}</text>'
         )
-        parts.append(
-            f'<rect x="{x0 + i * CELL + 3}" y="{y0 + i * CELL + 3}" width="{CELL - 6}" '
-            f'height="{CELL - 6}" fill="#d8dde6"/>'
-        )
+    parts.append(f'<g stroke="#1d2330" stroke-width="1">{"".join(markers)}</g>')
     for a, b, shared, kind in pairs:
         fill = PAIRS[kind][1][_shade(shared, levels)]
         stroke = ' stroke="#641e16" stroke-width="1.2"' if kind == "at_risk" else ""
         title = _pair_title(people, a, b, shared, kind)
-        cells = "".join(
-            f'<rect x="{x0 + column * CELL + 1}" y="{y0 + row * CELL + 1}" width="{CELL - 2}" '
-            f'height="{CELL - 2}"/>'
-            for row, column in ((a, b), (b, a))
+        square = f"h{CELL - 2}v{CELL - 2}h{2 - CELL}z"
+        outline = "".join(
+            f"M{x0 + column * CELL + 1} {y0 + row * CELL + 1}{square}" for row, column in ((a, b), (b, a))
         )
-        parts.append(f'<g class="cell {kind}" fill="{fill}"{stroke}><title>{title}</title>{cells}</g>')
+        parts.append(
+            f'<path class="cell {kind}" d="{outline}" fill="{fill}"{stroke}><title>{title}</title></path>'
+        )
     parts.append("</svg>")
     return "".join(parts)
 

@@ -18,7 +18,7 @@ def test_the_large_demo_builds_a_clinic_of_300_and_its_html_report_draws_the_mat
     assert report["summary"]["practitioners"] == 300
     html = (tmp_path / "report.html").read_text()
     assert '<figure class="picture matrix">' in html
-    assert html.count('<g class="cell at_risk"') > 0 and '<li data-kind="at_risk">' in html
+    assert html.count('<path class="cell at_risk"') > 0 and '<li data-kind="at_risk">' in html
     # And it stands alone: the stylesheet embedded, nothing fetched from anywhere
     assert ".legend" in html.split("</style>")[0]
     assert "<link" not in html and "<script" not in html

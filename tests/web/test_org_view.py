@@ -96,7 +96,7 @@ def test_up_to_fifteen_practitioners_are_drawn_as_a_node_link_picture_and_more_a
     # Then the first has lines (at-risk ones dashed) and labels; the second a cell pair per pair
     assert 'class="picture node-link"' in small and small.count('<line class="pair') == 14
     assert small.count('stroke-dasharray="7 4"') == 5 + 1  # 5 at-risk lines and the legend's sample
-    assert 'class="picture matrix"' in large and large.count('<g class="cell') == 15
+    assert 'class="picture matrix"' in large and large.count('<path class="cell') == 15
 
 
 def test_the_legend_counts_every_state_and_pair_kind():

@@ -121,7 +121,7 @@ def test_the_org_page_reads_on_a_laptop_and_a_phone(runtime, tmp_path, server, b
             rows = page.evaluate(OVERLAP_JS, "#picture svg.sharing-picture .label.row")
             columns = page.evaluate(OVERLAP_JS, "#picture svg.sharing-picture .label.column")
             assert rows["hits"] == [] and columns["hits"] == [] and rows["count"] > 15
-            drawn = page.locator("#picture g.cell").count()
+            drawn = page.locator("#picture path.cell").count()
         # And the legend counts exactly the pairs drawn
         legend = page.locator("#picture .legend li[data-kind] .count").all_inner_texts()
         assert sum(int(text.strip("()")) for text in legend) == drawn
