@@ -41,6 +41,12 @@ DEMO_SLUG = "demo-clinic"
 DEMO_FOLDER = "ptsync-demo"
 
 
+class DemoSize(StrEnum):
+    small = "small"
+    medium = "medium"
+    large = "large"
+
+
 class Format(StrEnum):
     table = "table"
     json = "json"
@@ -422,20 +428,6 @@ def mark_applied(proposal_id: str, by: Annotated[str, typer.Option(help="Who app
     err.print(f"proposal {proposal_id} marked as applied by hand by {actor}; the next sync will verify it")
 
 
-class DemoSize(StrEnum):
-    small = "small"
-    medium = "medium"
-    large = "large"
-
-
-# size: (practitioners, slug, folder); small is the hand-written clinic with every finding kind
-DEMO_SIZES = {
-    DemoSize.small: (None, DEMO_SLUG, DEMO_FOLDER),
-    DemoSize.medium: (40, "demo-clinic-40", "ptsync-demo-40"),
-    DemoSize.large: (300, "demo-clinic-300", "ptsync-demo-300"),
-}
-
-
 @app.command()
 def demo(
     size: Annotated[
@@ -445,11 +437,11 @@ def demo(
     """Run a demo clinic end to end and print its report."""
     from worker.clock import utcnow
     from worker.demo import write_demo_clinic
-    from worker.demo_generated import write_generated_clinic
+    from worker.demo_generated import DEMO_SIZES, write_generated_clinic
     from worker.services.orgs import NewOrganisation, add_organisation
     from worker.store import repositories as repo
 
-    practitioners, slug, folder_name = DEMO_SIZES[size]
+    practitioners, slug, folder_name = DEMO_SIZES.get(size, (None, DEMO_SLUG, DEMO_FOLDER))
     runtime = _runtime()
     folder = Path.cwd() / folder_name
     with runtime.db.transaction() as session:

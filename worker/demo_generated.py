@@ -39,6 +39,11 @@ DRAWN_STATES = (
     ("departed", 0.04),
 )
 DOMAIN = "generated-clinic.example"
+# `ptsync demo --size`: (practitioners, slug, folder); "small" is worker.demo's clinic instead
+DEMO_SIZES = {
+    "medium": (40, "demo-clinic-40", "ptsync-demo-40"),
+    "large": (300, "demo-clinic-300", "ptsync-demo-300"),
+}
 
 
 def _names(count: int, rng: random.Random) -> list[str]:
