@@ -54,6 +54,7 @@ OVERLAP_JS = """(selector) => {
 
 @pytest.fixture(scope="module")
 def browser():
+    ARTIFACTS.mkdir(exist_ok=True)
     with chromium() as instance:
         yield instance
 
@@ -93,7 +94,6 @@ def _no_inline_code(html: str) -> None:
 def test_the_org_page_reads_on_a_laptop_and_a_phone(runtime, tmp_path, server, browser, practitioners):
     # Given a generated clinic of this size, synced
     slug, token = _synced_clinic(runtime, tmp_path, practitioners)
-    ARTIFACTS.mkdir(exist_ok=True)
     for width in WIDTHS:
         # When an admin opens its page at this width
         page = _log_in(browser, server, slug, token, width)
@@ -172,6 +172,7 @@ def test_sync_now_follows_the_run_until_it_ends_and_the_landing_page_leads_to_lo
     page.wait_for_url(re.compile(r"/orgs/clinic-7/runs/[0-9a-f]+$"))
     page.wait_for_selector("#run[data-status=succeeded]", timeout=30000)
     assert "Done:" in page.inner_text("#run")
+    page.screenshot(path=str(ARTIFACTS / "run-390.png"), full_page=True)
     _no_inline_code(page.content())
     # And the org page's header names that run's status
     page.click("text=See the report")
@@ -179,6 +180,7 @@ def test_sync_now_follows_the_run_until_it_ends_and_the_landing_page_leads_to_lo
     # When someone opens / and asks for an organisation
     page.goto(server + "/")
     _no_inline_code(page.content())
+    page.screenshot(path=str(ARTIFACTS / "landing-390.png"), full_page=True)
     page.fill("#slug", slug)
     page.click("text=Go to its login page")
     # Then they reach that organisation's login page
