@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from tests.cli.test_cli import ptsync
 
 
@@ -14,9 +12,8 @@ def test_the_large_demo_builds_a_clinic_of_300_and_its_html_report_draws_the_mat
     # Then the clinic has 300 practitioners and the file draws the same picture as the page
     assert demo.returncode == 0, demo.stderr
     assert written.returncode == 0, written.stderr
-    report = json.loads(ptsync(tmp_path, "report", "demo-clinic-300", "--format", "json").stdout)
-    assert report["summary"]["practitioners"] == 300
     html = (tmp_path / "report.html").read_text()
+    assert "<li>300 practitioners</li>" in html
     assert '<figure class="picture matrix">' in html
     assert html.count('<path class="cell at_risk"') > 0 and '<li data-kind="at_risk">' in html
     # And it stands alone: the stylesheet embedded, nothing fetched from anywhere
