@@ -125,6 +125,14 @@ def test_the_org_page_reads_on_a_laptop_and_a_phone(runtime, tmp_path, server, b
         # And the legend counts exactly the pairs drawn
         legend = page.locator("#picture .legend li[data-kind] .count").all_inner_texts()
         assert sum(int(text.strip("()")) for text in legend) == drawn
+        # And a finding's "Fixed by" link opens the collapsed proposal at that operation
+        group = page.locator("#findings details.group:has(.fixes a)").first
+        if group.get_attribute("open") is None:
+            group.locator("summary").click()
+        link = group.locator(".fixes a").first
+        target = link.get_attribute("href")
+        link.click()
+        assert page.locator(target).is_visible(), target
         # And nothing is wider than the viewport, collapsed or with every group expanded
         layout = page.evaluate(OVERFLOW_JS)
         assert layout["wide"] == [] and layout["scrollWidth"] <= width, layout
