@@ -11,6 +11,7 @@ from sharing.findings import Finding, FindingKind
 from sharing.identity import normalise_email
 from sharing.model import PmsSnapshot, Policy, PtDirectSnapshot
 from sharing.operations import Operation, OpKind
+from sharing.picture import SharingPicture, sharing_picture
 from sharing.plan import plan_operations
 from sharing.rules import RULES
 
@@ -40,6 +41,7 @@ class Reconciliation:
     practitioner_count: int
     patient_count: int
     shared_pairs: tuple[SharedPair, ...]
+    picture: SharingPicture
 
 
 def reconcile(
@@ -79,6 +81,7 @@ def reconcile(
         practitioner_count=len(pms.practitioners),
         patient_count=context.co_access.distinct_patients,
         shared_pairs=pairs,
+        picture=sharing_picture(context),
     )
 
 

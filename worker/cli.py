@@ -43,6 +43,12 @@ DEMO_SLUG = "demo-clinic"
 DEMO_FOLDER = "ptsync-demo"
 
 
+class DemoSize(StrEnum):
+    small = "small"
+    medium = "medium"
+    large = "large"
+
+
 class Format(StrEnum):
     table = "table"
     json = "json"
@@ -289,7 +295,7 @@ def report(
     output: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout")] = None,
 ) -> None:
     """Print the latest run's report."""
-    from worker.reports import latest_report, render_csv, render_html
+    from worker.reports import latest_report, picture_of_report, render_csv, render_html
 
     document, failed_after = latest_report(_runtime(), slug)
     if failed_after is not None:
@@ -302,7 +308,7 @@ def report(
     elif format is Format.csv:
         text = render_csv(document)
     elif format is Format.html:
-        text = render_html(document)
+        text = render_html(document, picture_of_report(_runtime(), document))
     else:
         if output is None:
             _print_report_table(document, out)
@@ -497,25 +503,34 @@ def mark_applied(proposal_id: str, by: Annotated[str, typer.Option(help="Who app
 
 
 @app.command()
-def demo() -> None:
-    """Run the bundled demo clinic end to end and print its report."""
+def demo(
+    size: Annotated[
+        DemoSize, typer.Option(help="small: 12 practitioners; medium: 40; large: 300 (generated teams)")
+    ] = DemoSize.small,
+) -> None:
+    """Run a demo clinic end to end and print its report."""
     from worker.clock import utcnow
     from worker.demo import write_demo_clinic
+    from worker.demo_generated import DEMO_SIZES, write_generated_clinic
     from worker.services.orgs import NewOrganisation, add_organisation
     from worker.store import repositories as repo
 
+    practitioners, slug, folder_name = DEMO_SIZES.get(size, (None, DEMO_SLUG, DEMO_FOLDER))
     runtime = _runtime()
-    folder = Path.cwd() / DEMO_FOLDER
+    folder = Path.cwd() / folder_name
     with runtime.db.transaction() as session:
-        exists = repo.find_org(session, DEMO_SLUG) is not None
+        exists = repo.find_org(session, slug) is not None
     if not exists:
         if not (folder / "ptdirect.json").exists():
-            write_demo_clinic(folder, utcnow().date())
+            if practitioners is None:
+                write_demo_clinic(folder, utcnow().date())
+            else:
+                write_generated_clinic(folder, utcnow().date(), practitioners)
             err.print(f"wrote the demo clinic's PMS export and PT Direct snapshot to {folder}/")
         add_organisation(
             runtime,
             NewOrganisation(
-                slug=DEMO_SLUG,
+                slug=slug,
                 pms="csv",
                 pms_path=str(folder),
                 ptdirect="file",
@@ -523,14 +538,16 @@ def demo() -> None:
                 policy="propose",
             ),
         )
-        err.print(f"added organisation {DEMO_SLUG}")
-    run_id = _start_sync(DEMO_SLUG, "demo")
+        err.print(f"added organisation {slug}")
+    run_id = _start_sync(slug, "demo")
     status = _wait_for_run(run_id, 600)
     _report_run_result(run_id, status)
-    report(DEMO_SLUG, Format.table, None)
+    if practitioners is None or practitioners <= 40:
+        report(slug, Format.table, None)
     err.print(
-        f"\nNext: `ptsync report {DEMO_SLUG} --format html --output report.html`, "
-        f"`ptsync proposals {DEMO_SLUG}`, `ptsync approve PROPOSAL_ID`."
+        f"\nNext: `ptsync report {slug} --format html --output report.html`, "
+        f"`ptsync proposals {slug}`, `ptsync approve PROPOSAL_ID`; or see it in a browser: "
+        f"`ptsync org token {slug}`, `ptsync web`, then log in at http://127.0.0.1:8000/orgs/{slug}/login"
     )
 
 
@@ -587,6 +604,10 @@ def web(
     from worker.web import create_app
 
     _runtime()  # fail early, with one line, on configuration errors
+    shown = f"[{host}]" if ":" in host else host
+    err.print(
+        f"serving on http://{shown}:{port}/ (admin pages at /orgs/SLUG/, API docs at /docs)", soft_wrap=True
+    )
     uvicorn.run(create_app(), host=host, port=port, log_level="warning", proxy_headers=True)
 
 

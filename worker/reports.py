@@ -5,16 +5,20 @@ from __future__ import annotations
 import copy
 import csv
 import io
+from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 
 from worker.errors import NotFound
+from worker.picture import render_picture
 from worker.runtime import Runtime
 from worker.store import repositories as repo
 from worker.store.models import Proposal, Run
 
 CSV_COLUMNS = ("state", "kind", "severity", "fingerprint", "practitioners", "emails", "message")
+_STYLESHEET = Path(__file__).resolve().parent / "static" / "ptsync.css"
 _SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2, "info": 3}
 
 
@@ -92,10 +96,22 @@ _environment = Environment(
 )
 
 
-def render_html(report: dict[str, Any]) -> str:
+def render_html(report: dict[str, Any], picture: dict[str, Any] | None = None) -> str:
+    """A standalone HTML file: the page's stylesheet embedded, and the same sharing picture."""
     groups = {"new": [], "ongoing": [], "indeterminate": [], "fixed": []}
     for finding in sorted(report["findings"], key=lambda f: _SEVERITY_ORDER.get(f["severity"], 9)):
         groups.setdefault(finding["state"], []).append(finding)
     return _environment.get_template("report.html").render(
-        report=report, groups=groups, resolved=report.get("resolved", [])
+        report=report,
+        groups=groups,
+        resolved=report.get("resolved", []),
+        picture=render_picture(picture),
+        css=Markup(_STYLESHEET.read_text()),
     )
+
+
+def picture_of_report(runtime: Runtime, report: dict[str, Any]) -> dict[str, Any] | None:
+    """The sharing picture stored by the run that produced this report."""
+    with runtime.db.transaction() as session:
+        run = session.get(Run, report["run"]["id"])
+        return (run.counts or {}).get("picture") if run is not None else None

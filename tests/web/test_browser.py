@@ -4,68 +4,22 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
-import threading
 import time
 from pathlib import Path
 
 import pytest
-import uvicorn
 
-from tests.web.conftest import add_clinic
+from tests.web.conftest import CHROMIUM, add_clinic, chromium
 from worker.services.sync import request_sync, run_sync
-from worker.web import create_app
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture
-def server(runtime):
-    port = _free_port()
-    config = uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning")
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not instance.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    instance.should_exit = True
-    thread.join(timeout=10)
-
-
 @pytest.fixture
 def browser():
-    if not Path(CHROMIUM).exists():
-        import os
-
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("Chromium is missing (apt-get install chromium)")
-        pytest.skip("Chromium is not installed")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
+    with chromium() as instance:
         yield instance
-        instance.close()
 
 
 def test_an_admin_logs_in_reads_the_report_approves_and_sees_the_change_applied(
@@ -83,9 +37,9 @@ def test_an_admin_logs_in_reads_the_report_approves_and_sees_the_change_applied(
     page.fill("#token", token)
     page.click("button[type=submit]")
     # Then the report shows the new findings, the sharing picture with the at-risk pair, and the proposal
-    page.wait_for_selector("#findings-new")
-    assert "Cara Lim is not in practitioner sharing" in page.inner_text("#findings-new")
-    assert page.locator("#picture line.risk").count() == 1
+    page.wait_for_selector("#findings")
+    assert "Cara Lim is not in practitioner sharing" in page.inner_text("#findings")
+    assert page.locator("#picture line.pair.at_risk").count() == 1
     page.screenshot(path=str(ARTIFACTS / "report-laptop.png"), full_page=True)
     # When they approve the proposal
     page.click("text=Approve and apply")
@@ -94,7 +48,7 @@ def test_an_admin_logs_in_reads_the_report_approves_and_sees_the_change_applied(
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         proposal = page.locator(".proposal").first
-        statuses = proposal.locator(".op-status").all_inner_texts()
+        statuses = [text.strip() for text in proposal.locator(".op-status").all_text_contents()]
         status = proposal.get_attribute("data-status")
         if status == "applied" and set(statuses) == {"applied"}:
             break

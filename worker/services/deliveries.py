@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from worker.clock import utcnow
+from worker.clock import new_id, utcnow
 from worker.runtime import Runtime
 from worker.store import repositories as repo
 from worker.store.models import Delivery, Organisation
@@ -121,3 +121,18 @@ def relay_quietly(runtime: Runtime, send: Callable[[str], None], **kwargs) -> in
     except Exception as exc:  # broker down, database blip: the next pass retries
         log.warning("relay postponed: %s", exc.__class__.__name__)
         return 0
+
+
+def start_manual_sync(
+    runtime: Runtime, org_id: int, send: Callable[[str], None], source: str = "api"
+) -> tuple[int, str | None]:
+    """A person asked for a sync (API or page): record it like a webhook, relay it now.
+
+    Returns (delivery id, run id); the run id is None when the broker is down (the relay sends
+    it later) and the same queued run when one was already waiting.
+    """
+    accepted = accept(runtime, org_id, source, new_id(), "manual", b"")
+    relay_quietly(runtime, send, only=accepted.delivery)
+    with runtime.db.transaction() as session:
+        row = session.get(Delivery, accepted.delivery)
+        return accepted.delivery, row.run_id if row else None

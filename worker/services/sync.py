@@ -358,20 +358,11 @@ def _counts(result: Reconciliation, inputs: _Inputs, report: dict[str, Any]) -> 
     }
 
 
-PICTURE_EDGES = 150
-
-
 def _sharing_picture(result, snapshot) -> dict[str, Any]:
-    """Who shares patients with whom (the busiest pairs, at-risk first), for the report page."""
-    pairs = sorted(result.shared_pairs, key=lambda p: (not p.at_risk, -p.shared_patients, p.first, p.second))
-    edges = [[p.first, p.second, p.shared_patients, p.at_risk] for p in pairs[:PICTURE_EDGES]]
-    names = {practitioner.id: practitioner.name for practitioner in snapshot.practitioners}
-    nodes = sorted({pid for edge in edges for pid in edge[:2]})
-    return {
-        "nodes": [[pid, names.get(pid, pid)] for pid in nodes],
-        "edges": edges,
-        "total_pairs": len(result.shared_pairs),
-    }
+    """Each practitioner's state and who shares patients with whom, for the page and HTML report."""
+    from worker.picture import picture_document
+
+    return picture_document(result.picture)
 
 
 class _Heartbeat:

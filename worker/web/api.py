@@ -13,14 +13,14 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
-from worker.clock import iso, new_id
+from worker.clock import iso
 from worker.errors import InvalidInput, NotFound
 from worker.reports import render_csv
 from worker.services import credentials
 from worker.services import proposals as proposal_service
-from worker.services.deliveries import accept, relay_quietly
+from worker.services.deliveries import start_manual_sync
 from worker.store import repositories as repo
-from worker.store.models import Delivery, Proposal, Run
+from worker.store.models import Proposal, Run
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
 bearer = HTTPBearer(auto_error=False, description="An organisation admin token (ptsync org token SLUG)")
@@ -251,14 +251,11 @@ def start_sync(
     body: SyncRequest | None = None,
     principal: credentials.Principal = Depends(principal_for),
 ) -> SyncStarted:
-    runtime = request.app.state.runtime()
+    runtime, send = request.app.state.runtime(), request.app.state.send
     if body is not None and body.accept_drop:
         # Queue the run with the confirmation now; the relay below joins this queued run.
         from worker.services.sync import request_sync
 
         request_sync(runtime, principal.slug, f"api:token-{principal.token_id}", accept_drop=True)
-    accepted = accept(runtime, principal.org_id, "api", new_id(), "manual", b"")
-    relay_quietly(runtime, request.app.state.send, only=accepted.delivery)
-    with runtime.db.transaction() as session:
-        row = session.get(Delivery, accepted.delivery)
-        return SyncStarted(delivery=accepted.delivery, run_id=row.run_id if row else None)
+    delivery, run_id = start_manual_sync(runtime, principal.org_id, send)
+    return SyncStarted(delivery=delivery, run_id=run_id)

@@ -80,6 +80,8 @@ def create_app(
         version="0.1.0",
         description="Webhooks, the admin API and report pages of ptsync.",
         lifespan=lifespan,
+        docs_url=None,  # served offline by worker.web.site
+        redoc_url=None,
     )
     app.state.runtime = runtime
     app.state.send = send
@@ -102,10 +104,13 @@ def create_app(
     async def invalid(request: Request, exc: InvalidInput) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=409)
 
-    from worker.web import api, halaxy_webhooks, pages, webhooks
+    from worker.web import api, halaxy_webhooks, pages, site, sync_pages, webhooks
 
     app.include_router(webhooks.router)
     app.include_router(halaxy_webhooks.router)
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(sync_pages.router)
+    app.include_router(site.router)
+    site.mount_static(app)
     return app

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import math
 import time
 from typing import Any
 
@@ -16,13 +15,12 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from worker.clock import iso
-from worker.errors import InvalidInput, NotFound
-from worker.reports import latest_report
+from worker.errors import InvalidInput
 from worker.services import credentials
 from worker.services import proposals as proposal_service
 from worker.store import repositories as repo
 from worker.store.models import AdminToken, Proposal
+from worker.web.org_page import org_page_context
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 COOKIE = "ptsync_session"
@@ -98,105 +96,13 @@ def logout(slug: str) -> Response:
 
 
 @router.get("/orgs/{slug}/")
-def report_page(slug: str, request: Request, notice: str | None = None) -> Response:
+def report_page(slug: str, request: Request, notice: str | None = None, who: str | None = None) -> Response:
     session_info = _session(request, slug)
     if session_info is None:
         return RedirectResponse(f"/orgs/{slug}/login", status_code=303)
     org_id, cookie = session_info
-    runtime = request.app.state.runtime()
-    try:
-        report, failed_after = latest_report(runtime, slug)
-    except NotFound as exc:
-        report, failed_after, missing = None, None, str(exc)
-    else:
-        missing = None
-    with runtime.db.transaction() as session:
-        runs = repo.runs_of(session, org_id, 15)
-        history = [
-            {
-                "id": r.id,
-                "trigger": r.trigger,
-                "status": r.status,
-                "requested_at": iso(r.requested_at),
-                "finished_at": iso(r.finished_at),
-                "error": r.error,
-            }
-            for r in runs
-        ]
-        picture = next((r.counts.get("picture") for r in runs if r.counts and r.counts.get("picture")), None)
-        proposals = [
-            {
-                "id": p.id,
-                "status": p.status,
-                "created_at": iso(p.created_at),
-                "error": p.error,
-                "operations": [
-                    {
-                        "op": o.op,
-                        "email": o.email,
-                        "status": o.status,
-                        "requires_approval": o.requires_approval,
-                    }
-                    for o in p.operations
-                ],
-            }
-            for p in repo.proposals_of(session, org_id, 5)
-        ]
-    groups: dict[str, list[dict[str, Any]]] = {"new": [], "ongoing": [], "indeterminate": []}
-    for finding in (report or {}).get("findings", []):
-        groups.setdefault(finding["state"], []).append(finding)
-    return _render(
-        "org.html",
-        slug=slug,
-        report=report,
-        missing=missing,
-        failed_after=failed_after,
-        groups=groups,
-        resolved=(report or {}).get("resolved", []),
-        history=history,
-        proposals=proposals,
-        picture=_layout(picture),
-        csrf=_csrf(request, cookie),
-        notice=notice,
-    )
-
-
-def _layout(picture: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Places practitioners on a circle; edges carry shared-patient counts and risk."""
-    if not picture or not picture.get("nodes"):
-        return None
-    nodes = picture["nodes"]
-    count = len(nodes)
-    radius = 170 if count > 2 else 90
-    positions = {}
-    for index, (pid, name) in enumerate(nodes):
-        angle = 2 * math.pi * index / count - math.pi / 2
-        positions[pid] = (
-            round(250 + radius * math.cos(angle), 1),
-            round(230 + radius * math.sin(angle), 1),
-            name,
-        )
-    heaviest = max((edge[2] for edge in picture["edges"]), default=1) or 1
-    edges = [
-        {
-            "x1": positions[a][0],
-            "y1": positions[a][1],
-            "x2": positions[b][0],
-            "y2": positions[b][1],
-            "width": round(1 + 5 * shared / heaviest, 1),
-            "risk": risk,
-            "title": f"{positions[a][2]} and "
-            f"{positions[b][2]}: {shared} shared patients" + (" (at risk)" if risk else ""),
-        }
-        for a, b, shared, risk in picture["edges"]
-        if a in positions and b in positions
-    ]
-    return {
-        "nodes": [{"x": x, "y": y, "name": name} for x, y, name in positions.values()],
-        "edges": edges,
-        "shown": len(edges),
-        "total": picture.get("total_pairs", len(edges)),
-    }
+    context = org_page_context(request.app.state.runtime(), slug, org_id, who)
+    return _render("org.html", **context, slug=slug, csrf=_csrf(request, cookie), notice=notice)
 
 
 def _check_form(request: Request, slug: str, csrf: str) -> int:
