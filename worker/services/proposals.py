@@ -21,6 +21,7 @@ from worker.clock import utcnow
 from worker.connections import ptdirect_adapter
 from worker.errors import InvalidInput
 from worker.runtime import Runtime
+from worker.services import notify_delivery, notify_events
 from worker.store import repositories as repo
 from worker.store.models import Proposal, ProposalOperation
 
@@ -235,7 +236,10 @@ def _settle(runtime: Runtime, proposal_id: str, applied: int, automatic_only: bo
             repo.audit(session, proposal.org_id, "worker", "proposal_applied", now, proposal_id=proposal_id)
         elif not automatic_only:
             proposal.status = "approved"  # some steps wait for a person (transfer first)
-        return ApplyOutcome(proposal_id, proposal.status, applied)
+        notices = notify_events.record_apply_waits(session, proposal)
+        outcome = ApplyOutcome(proposal_id, proposal.status, applied)
+    notify_delivery.dispatch(notices)
+    return outcome
 
 
 def _supersede(runtime: Runtime, proposal_id: str, slug: str) -> ApplyOutcome:
@@ -258,6 +262,8 @@ def _fail_proposal(runtime: Runtime, proposal_id: str, reason: str) -> ApplyOutc
         repo.audit(
             session, proposal.org_id, "worker", "proposal_failed", now, proposal_id=proposal_id, error=reason
         )
+        notices = notify_events.record_apply_event(session, proposal, "failed", reason)
+    notify_delivery.dispatch(notices)
     return ApplyOutcome(proposal_id, "failed")
 
 

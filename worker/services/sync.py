@@ -26,10 +26,12 @@ from sharing import (
     reconcile,
     state_digest,
 )
+from worker import logs, metrics
 from worker.clock import iso, new_id, utcnow
 from worker.connections import physitrack_clients, pms_connector, ptdirect_adapter
 from worker.errors import PtsyncError
 from worker.runtime import Runtime
+from worker.services import notify_delivery, notify_events
 from worker.services.proposals import verify_applied
 from worker.store import repositories as repo
 from worker.store.models import FindingRecord, Organisation, Proposal, ProposalOperation, Run
@@ -146,30 +148,33 @@ def _sync_claimed(
     runtime: Runtime, claim, org: Organisation, trigger: str, started_at, heartbeat
 ) -> SyncOutcome:
     policy = policy_of(org)
+    logs.bind(org=org.slug, run_id=claim.run_id)
     as_of = started_at.date()
     window_start = as_of - timedelta(days=policy.lookback_days)
     with runtime.db.transaction() as session:
         cursors = repo.cursors_of(session, org.id)
         state = repo.pms_state_of(session, org.id)
-    pms = pms_connector(org, runtime.secrets).pull(
-        window_start=window_start,
-        cursors=cursors,
-        state=state,
-        started_at=started_at,
-        progress=heartbeat.progress,
-    )
-    read_at = utcnow()
-    ptdirect = ptdirect_adapter(org, runtime.secrets).read()
-    with runtime.db.transaction() as session:
-        keys = repo.physitrack_keys_of(session, org.id)
-    clients = physitrack_clients(org, runtime.secrets, keys)
+    with metrics.phase("pull"):
+        pms = pms_connector(org, runtime.secrets).pull(
+            window_start=window_start,
+            cursors=cursors,
+            state=state,
+            started_at=started_at,
+            progress=heartbeat.progress,
+        )
+        read_at = utcnow()
+        ptdirect = ptdirect_adapter(org, runtime.secrets).read()
+        with runtime.db.transaction() as session:
+            keys = repo.physitrack_keys_of(session, org.id)
+        clients = physitrack_clients(org, runtime.secrets, keys)
     if clients is not None:
         ptdirect = replace(ptdirect, clients=clients)
     key = runtime.secrets.decrypt(org.pseudonym_key_encrypted)
-    result = reconcile(pms.snapshot, ptdirect, policy, as_of=as_of, pseudonym_key=key)
+    with metrics.phase("reconcile"):
+        result = reconcile(pms.snapshot, ptdirect, policy, as_of=as_of, pseudonym_key=key)
     finished_at = utcnow()
 
-    with runtime.db.transaction() as session:
+    with metrics.phase("store"), runtime.db.transaction() as session:
         previous_run = repo.latest_report_run(session, org.id)
         previous = {}
         if previous_run is not None and previous_run.report:
@@ -261,6 +266,8 @@ def _sync_claimed(
             run_id=claim.run_id,
             findings=len(report["findings"]),
         )
+        notifications = notify_events.record_for_run(session, org, report, proposal)
+    notify_delivery.dispatch(notifications)  # after commit: a rolled-back run announces nothing
     automatic = proposal is not None and any(not op.requires_approval for op in result.operations)
     return SyncOutcome(claim.run_id, repo.SUCCEEDED, proposal.id if automatic and proposal else None)
 
