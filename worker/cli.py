@@ -33,6 +33,12 @@ app = typer.Typer(
 )
 org_app = typer.Typer(no_args_is_help=True, help="Manage organisations.")
 app.add_typer(org_app, name="org")
+from worker.commands import notify as _notify  # noqa: E402  (issue 15: notify, audit, prune)
+from worker.commands import ops as _ops  # noqa: E402
+
+app.add_typer(_notify.app, name="notify")
+app.command("audit")(_ops.audit)
+app.command("prune")(_ops.prune)
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
@@ -475,6 +481,9 @@ def migrate() -> None:
 def run_worker(
     processes: Annotated[int, typer.Option(help="Worker processes")] = 2,
     threads: Annotated[int, typer.Option(help="Threads per process")] = 4,
+    metrics_port: Annotated[
+        int, typer.Option(envvar="PTSYNC_WORKER_METRICS_PORT", help="/metrics, /healthz, /readyz (0: off)")
+    ] = 9191,
 ) -> None:
     """Run queue workers (needs PTSYNC_BROKER_URL: the in-process broker has no separate worker)."""
     from worker.settings import get_settings
@@ -487,6 +496,8 @@ def run_worker(
     # A sync holds a worker thread for seconds or minutes: a process must not hoard queued syncs
     # (dramatiq prefetches two per thread by default) while other processes sit idle.
     os.environ.setdefault("dramatiq_queue_prefetch", str(threads))
+    from worker.worker_ops import prepare_worker_environment
+
     os.execv(
         sys.executable,
         [
@@ -498,6 +509,7 @@ def run_worker(
             str(processes),
             "--threads",
             str(threads),
+            *prepare_worker_environment(metrics_port),
         ],
     )
 
@@ -517,12 +529,16 @@ def web(
 
 
 @app.command()
-def clock() -> None:
+def clock(
+    metrics_port: Annotated[
+        int, typer.Option(envvar="PTSYNC_CLOCK_METRICS_PORT", help="/metrics, /healthz, /readyz (0: off)")
+    ] = 9192,
+) -> None:
     """Run the scheduler that starts due syncs (one leader at a time through a Redis lock)."""
     from worker.clock_process import run
 
     _runtime()
-    run()
+    run(metrics_port=metrics_port)
 
 
 @org_app.command("token")
@@ -562,11 +578,9 @@ class _TerminalFormatter(logging.Formatter):
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=os.environ.get("PTSYNC_LOG_LEVEL", "WARNING"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    from worker import logs
+
+    logs.configure()  # PTSYNC_LOG_LEVEL (default WARNING), PTSYNC_LOG_FORMAT text|json
     try:
         app()
     except (PtsyncError, ConnectorError) as exc:

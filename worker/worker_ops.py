@@ -51,3 +51,19 @@ def _worker_prometheus() -> Middleware:
             return [serve_worker_port]
 
     return WorkerPrometheus()
+
+
+def prepare_worker_environment(metrics_port: int) -> list[str]:
+    """Environment for `ptsync worker`'s dramatiq processes; returns extra dramatiq arguments.
+
+    A fresh multiprocess directory each start (stale files of dead processes would be summed).
+    """
+    import tempfile
+
+    os.environ["PTSYNC_WORKER_PROCESS"] = "1"
+    os.environ["PTSYNC_WORKER_METRICS_PORT"] = str(metrics_port)
+    if metrics_port:
+        directory = tempfile.mkdtemp(prefix="ptsync-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        os.environ["dramatiq_prom_db"] = directory  # noqa: SIM112 (dramatiq's own name)
+    return ["--skip-logging"]

@@ -295,3 +295,14 @@ def send_test(runtime: Runtime, slug: str, actor: str) -> list[TestResult]:
             failed=[r.channel_id for r in results if not r.ok],
         )
     return results
+
+
+def relay_notifications_quietly(runtime: Runtime) -> int:
+    """The web process's relay pass: due messages to the actor; a broker outage only postpones."""
+    try:
+        from worker.actors import deliver_notification
+
+        return relay_due(runtime, deliver_notification.send)
+    except Exception as exc:
+        log.warning("notification relay postponed: %s", exc.__class__.__name__)
+        return 0

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from worker.errors import InvalidInput, NotFound
 from worker.runtime import Runtime, get_runtime
 from worker.services.deliveries import relay_quietly
+from worker.services.notify_delivery import relay_notifications_quietly
 
 log = logging.getLogger(__name__)
 RELAY_INTERVAL_SECONDS = 1.0
@@ -43,6 +44,7 @@ class Relay:
     def _loop(self) -> None:
         while not self._stop.wait(RELAY_INTERVAL_SECONDS):
             relay_quietly(self._runtime(), self._send)
+            relay_notifications_quietly(self._runtime())
 
 
 def create_app(
@@ -91,9 +93,11 @@ def create_app(
     async def invalid(request: Request, exc: InvalidInput) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=409)
 
-    from worker.web import api, pages, webhooks
+    from worker.web import api, ops, ops_pages, pages, webhooks
 
     app.include_router(webhooks.router)
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(ops.router)
+    app.include_router(ops_pages.router)
     return app
