@@ -70,6 +70,7 @@ def _count_run(run_id: str, status: str) -> None:
         run = session.get(Run, run_id)
         trigger = run.trigger if run is not None else None
     metrics.count_run(status, trigger)
+    log.info("run %s %s (trigger %s)", run_id, status, metrics.trigger_family(trigger))
 
 
 @dramatiq.actor(

@@ -6,16 +6,19 @@ import json
 import socket
 import threading
 from dataclasses import dataclass, field
+from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dramatiq
 import pytest
 
+from connectors.emulators.cliniko import ClinikoEmulator, generate_account
 from tests.clinic_files import write_clinic
 from worker import actors
 from worker.services.orgs import NewOrganisation, add_organisation
 
 SLUG = "clinic-a"
+KEY = "emulated-cliniko-key-au1"
 
 
 def free_port() -> int:
@@ -28,7 +31,7 @@ def free_port() -> int:
 class Mailbox:
     messages: list = field(default_factory=list)
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
+    async def handle_DATA(self, server, session, envelope):
         self.messages.append(envelope)
         return "250 OK"
 
@@ -64,7 +67,7 @@ def receiver():
     state = Receiver(f"http://127.0.0.1:{port}/hooks/ptsync")
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             body = self.rfile.read(int(self.headers.get("content-length", 0)))
             state.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
             self.send_response(state.status)
@@ -88,7 +91,9 @@ def clinic(runtime, tmp_path):
     pms, ptdirect = write_clinic(tmp_path / SLUG)
     add_organisation(
         runtime,
-        NewOrganisation(slug=SLUG, pms="csv", pms_path=str(pms), ptdirect="file", ptdirect_path=str(ptdirect)),
+        NewOrganisation(
+            slug=SLUG, pms="csv", pms_path=str(pms), ptdirect="file", ptdirect_path=str(ptdirect)
+        ),
     )
     return ptdirect
 
@@ -113,3 +118,44 @@ def sync_and_settle(broker, slug: str = SLUG) -> None:
 
 def payload_of(body: bytes) -> dict:
     return json.loads(body)
+
+
+@pytest.fixture
+def cliniko_clinic(runtime, tmp_path, monkeypatch):
+    """A clinic on the Cliniko emulator (real HTTP), its PT Direct as a snapshot file."""
+    monkeypatch.setattr(runtime.settings, "cliniko_requests_per_minute", 60_000)
+    data = generate_account(patients=40, practitioners=4, appointments=120, today=date.today())
+    users = [
+        {
+            "email": f"practitioner{i}@clinic.example",
+            "name": f"P{i} Example",
+            "status": "confirmed",
+            "practitioner_access": True,
+            "pms_link": {"system": "cliniko", "practitioner_id": p["id"]},
+        }
+        for i, p in enumerate(data["practitioners"])
+    ]
+    snapshot = tmp_path / "ptdirect.json"
+    snapshot.write_text(
+        json.dumps(
+            {
+                "schema": "ptsync.ptdirect/1",
+                "users": users,
+                "master_account": None,
+                "practitioner_sharing": {"members": []},
+            }
+        )
+    )
+    with ClinikoEmulator(data, KEY, requests_per_window=10_000) as emulator:
+        add_organisation(
+            runtime,
+            NewOrganisation(
+                slug="clinic-c",
+                pms="cliniko",
+                pms_url=emulator.base_url,
+                pms_key=KEY,
+                ptdirect="file",
+                ptdirect_path=str(snapshot),
+            ),
+        )
+        yield data

@@ -56,7 +56,7 @@ def test_a_signed_webhook_reaches_a_local_receiver_that_verifies_it(runtime, cli
     assert types == {"ptsync.findings", "ptsync.proposal"}
     # and a tampered body does not
     headers, body = receiver.requests[0]
-    with pytest.raises(Exception, match="(?i)signature"):
+    with pytest.raises(Exception, match=r"(?i)signature"):
         Webhook(added.signing_secret).verify(body.replace(b"clinic-a", b"clinic-b"), headers)
 
 
@@ -75,7 +75,9 @@ def test_an_ongoing_finding_is_not_announced_again_on_the_next_run(runtime, clin
 
 def test_min_severity_and_events_filter_what_a_channel_gets(runtime, clinic, receiver, worker_thread):
     # Given a findings channel for high severity only, and one from medium up
-    add_channel(runtime, SLUG, NewChannel(receiver.url, events=("findings",), min_severity="high"), "cli:test")
+    add_channel(
+        runtime, SLUG, NewChannel(receiver.url, events=("findings",), min_severity="high"), "cli:test"
+    )
     add_channel(runtime, SLUG, NewChannel(receiver.url + "?m", events=("findings",)), "cli:test")
     # When a sync finds two medium findings and a proposal
     sync_and_settle(worker_thread)
@@ -107,18 +109,26 @@ def test_a_notification_for_a_run_that_rolled_back_is_never_sent(runtime, clinic
         assert session.get(Run, run_id).status == "running"  # released: the retry redoes it all
 
 
-def test_a_channel_that_keeps_failing_is_retried_with_backoff_and_reported(runtime, clinic, receiver, worker_thread):
+def test_a_channel_that_keeps_failing_is_retried_with_backoff_and_reported(
+    runtime, clinic, receiver, worker_thread
+):
     # Given a webhook channel whose receiver answers 500
     receiver.status = 500
     add_channel(runtime, SLUG, NewChannel(receiver.url, events=("findings",)), "cli:test")
     sync_and_settle(worker_thread)
     [message] = _messages(runtime)
-    assert message.status == "pending" and message.attempts == 1 and message.last_error == "webhook answered HTTP 500"
+    assert (
+        message.status == "pending"
+        and message.attempts == 1
+        and message.last_error == "webhook answered HTTP 500"
+    )
     assert message.next_attempt_at - utcnow() > timedelta(seconds=20)  # backoff, not a busy loop
     # When the relay retries it twice more once each backoff has passed
     for _ in range(2):
         with runtime.db.transaction() as session:
-            session.execute(update(NotificationMessage).values(next_attempt_at=utcnow() - timedelta(seconds=1)))
+            session.execute(
+                update(NotificationMessage).values(next_attempt_at=utcnow() - timedelta(seconds=1))
+            )
         notify_delivery.relay_due(runtime, lambda i: notify_delivery.deliver(runtime, i))
     # Then the channel is reported as failing, with the reason and no URL secret
     [status] = notification_status(runtime, SLUG)
@@ -166,7 +176,9 @@ def test_syncs_failing_in_a_row_are_announced_once_per_streak(runtime, clinic, r
     assert data["failures"] == 3 and "invalid JSON" in data["error"]
 
 
-def test_an_organisation_without_a_recent_success_is_announced_as_stale(runtime, clinic, receiver, worker_thread):
+def test_an_organisation_without_a_recent_success_is_announced_as_stale(
+    runtime, clinic, receiver, worker_thread
+):
     # Given a channel for stale organisations and an hourly schedule with one successful run
     add_channel(runtime, SLUG, NewChannel(receiver.url, events=("stale",)), "cli:test")
     sync_and_settle(worker_thread)

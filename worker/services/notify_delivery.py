@@ -177,6 +177,7 @@ def deliver(runtime: Runtime, message_id: int) -> str:
             channel_row.last_attempt_at = done
             channel_row.last_error = None
     _observe(channel.kind, "sent")
+    log.info("notification %s sent through %s channel %s", message_id, channel.kind, channel.id)
     return "sent"
 
 
