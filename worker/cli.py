@@ -66,6 +66,13 @@ def _runtime():
     return get_runtime()
 
 
+def _cli_actor(by: str) -> str:
+    """Who is at the terminal, for the audit log: `cli:NAME` (--by) or `cli:USER@HOST`."""
+    from worker.services.audit import cli_actor
+
+    return cli_actor(by)
+
+
 def _actors():
     from worker import actors
 
@@ -352,7 +359,7 @@ def approve(
     from worker.inprocess import drain, is_in_process
     from worker.services import proposals as service
 
-    actor = by or f"cli:{os.environ.get('USER', 'unknown')}"
+    actor = _cli_actor(by)
     service.approve(_runtime(), proposal_id, actor, transferred=transferred)
     err.print(f"proposal {proposal_id} approved by {actor}")
     _actors().apply_proposal.send(proposal_id)
@@ -398,7 +405,7 @@ def reject(proposal_id: str, by: Annotated[str, typer.Option(help="Who rejects")
     """Reject a proposal: nothing of it is applied."""
     from worker.services import proposals as service
 
-    actor = by or f"cli:{os.environ.get('USER', 'unknown')}"
+    actor = _cli_actor(by)
     service.reject(_runtime(), proposal_id, actor)
     err.print(f"proposal {proposal_id} rejected by {actor}")
 
@@ -423,7 +430,7 @@ def mark_applied(proposal_id: str, by: Annotated[str, typer.Option(help="Who app
     """Record that a proposal was applied by hand; the next sync confirms or reopens it."""
     from worker.services import proposals as service
 
-    actor = by or f"cli:{os.environ.get('USER', 'unknown')}"
+    actor = _cli_actor(by)
     service.mark_applied_by_hand(_runtime(), proposal_id, actor)
     err.print(f"proposal {proposal_id} marked as applied by hand by {actor}; the next sync will verify it")
 
