@@ -21,7 +21,7 @@ from typing import Any, TextIO
 CONTEXT_FIELDS = ("org", "run_id", "actor", "message_id")
 _context: ContextVar[dict[str, Any]] = ContextVar("ptsync_log_context", default={})  # noqa: B039
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-QUIET_LOGGERS = ("urllib3", "requests", "apprise", "httpx", "httpcore")
+QUIET_LOGGERS = ("urllib3", "requests", "apprise", "httpx", "httpcore", "alembic")
 
 
 def bind(**fields: Any) -> None:

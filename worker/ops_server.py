@@ -57,9 +57,14 @@ def _readiness() -> tuple[bool, dict[str, str]]:
     return readiness(runtime)
 
 
-def start(port: int, exposition: Callable[[], bytes], host: str = "0.0.0.0") -> ThreadingHTTPServer:
-    """Serve in a daemon thread; returns the server (`shutdown()` stops it)."""
-    server = ThreadingHTTPServer((host, port), _handler(exposition))
+def start(port: int, exposition: Callable[[], bytes], host: str = "0.0.0.0") -> ThreadingHTTPServer | None:
+    """Serve in a daemon thread; returns the server (`shutdown()` stops it), or None if the port
+    is taken: the process goes on working without its metrics port, and says so."""
+    try:
+        server = ThreadingHTTPServer((host, port), _handler(exposition))
+    except OSError as exc:
+        log.error("metrics port %d not served: %s (choose another with --metrics-port)", port, exc.strerror)
+        return None
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="metrics-port", daemon=True).start()
     return server
@@ -90,7 +95,11 @@ def multiprocess_exposition() -> bytes:
 def serve_worker_port() -> int:
     """dramatiq fork function: the worker's metrics port, for all its processes together."""
     port = int(os.environ.get("PTSYNC_WORKER_METRICS_PORT", "9191"))
-    server = ThreadingHTTPServer(("0.0.0.0", port), _handler(multiprocess_exposition))
+    try:
+        server = ThreadingHTTPServer(("0.0.0.0", port), _handler(multiprocess_exposition))
+    except OSError as exc:  # the queue workers go on; only the metrics port is missing
+        log.error("metrics port %d not served: %s (choose another with --metrics-port)", port, exc.strerror)
+        return 1
     try:
         server.serve_forever()
     except KeyboardInterrupt:
