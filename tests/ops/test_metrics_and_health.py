@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import re
 import socket
 import threading
 
@@ -157,3 +159,28 @@ def test_readyz_fails_while_the_database_is_unreachable_and_recovers(postgres_ur
     finally:
         proxy.stop()
         database.dispose()
+
+
+def test_the_grafana_dashboard_uses_only_metrics_ptsync_exports(runtime):
+    from pathlib import Path
+
+    from worker.web.ops import exposition
+
+    # Given the metric families ptsync exports (process and database) and dramatiq's queue metrics
+    exported = {
+        family.name for family in text_string_to_metric_families(exposition(lambda: runtime).decode())
+    }
+    exported |= {"dramatiq_messages", "dramatiq_message_errors", "dramatiq_message_retries"}
+    exported |= {"dramatiq_messages_inprogress", "dramatiq_message_duration_milliseconds"}
+    # When the dashboard's queries are read
+    dashboard = json.loads(
+        (Path(__file__).resolve().parents[2] / "docs" / "grafana-dashboard.json").read_text()
+    )
+    queries = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    used = {
+        re.sub(r"_(total|bucket|count|sum)$", "", name)
+        for q in queries
+        for name in re.findall(r"\b(?:ptsync|dramatiq)_\w+", q)
+    }
+    # Then every metric it uses exists
+    assert used and used <= exported, used - exported
