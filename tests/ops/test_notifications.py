@@ -202,3 +202,23 @@ def test_a_bad_channel_url_is_refused_with_the_reason(runtime, clinic, url, reas
     with pytest.raises(InvalidInput, match=reason):
         add_channel(runtime, SLUG, NewChannel(url), "cli:test")
     assert notification_status(runtime, SLUG) == []
+
+
+def test_an_apply_that_fails_is_announced_with_the_reason(runtime, clinic, receiver, worker_thread):
+    from worker.services import proposals as proposal_service
+    from worker.store.models import Proposal
+
+    # Given an apply channel and an approved proposal
+    add_channel(runtime, SLUG, NewChannel(receiver.url, events=("apply",)), "cli:test")
+    sync_and_settle(worker_thread)
+    with runtime.db.transaction() as session:
+        proposal_id = session.scalar(select(Proposal.id))
+    proposal_service.approve(runtime, proposal_id, "cli:dana")
+    # When applying finds the PT Direct snapshot unreadable
+    clinic.write_text("[]")
+    assert proposal_service.apply(runtime, proposal_id).status == "failed"
+    worker_thread.join("default", fail_fast=True, timeout=10_000)
+    # Then one message says the apply failed, and why
+    [(_, body)] = receiver.requests
+    data = payload_of(body)["data"]
+    assert data["outcome"] == "failed" and data["proposal_id"] == proposal_id and data["reason"]
