@@ -532,7 +532,8 @@ def web(
     from worker.web import create_app
 
     _runtime()  # fail early, with one line, on configuration errors
-    uvicorn.run(create_app(), host=host, port=port, log_level="warning", proxy_headers=True)
+    # log_config=None: uvicorn's lines go through ptsync's handler (PTSYNC_LOG_FORMAT=json applies)
+    uvicorn.run(create_app(), host=host, port=port, log_level="warning", proxy_headers=True, log_config=None)
 
 
 @app.command()
