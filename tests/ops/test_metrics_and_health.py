@@ -184,3 +184,26 @@ def test_the_grafana_dashboard_uses_only_metrics_ptsync_exports(runtime):
     }
     # Then every metric it uses exists
     assert used and used <= exported, used - exported
+
+
+def test_readyz_names_an_outdated_schema_and_an_unreachable_broker(sqlite_url, secret_key):
+    from alembic import command
+
+    from worker.health import readiness
+    from worker.store.db import alembic_config
+
+    # Given a database left at an older migration and a broker URL nothing answers on
+    database = Database(sqlite_url)
+    command.upgrade(alembic_config(database.engine), "0004")
+    settings = Settings(
+        database_url=sqlite_url, secret_key=secret_key, broker_url=f"redis://127.0.0.1:{free_port()}/0"
+    )
+    runtime = Runtime(settings=settings, db=database, secrets=load_secret_box(settings))
+    # When readiness is checked
+    ready, checks = readiness(runtime)
+    database.dispose()
+    # Then it is not ready, and says which checks failed and what to do
+    assert not ready
+    assert checks["database"] == "ok"
+    assert checks["schema"].startswith("outdated") and "ptsync migrate" in checks["schema"]
+    assert checks["broker"].startswith("unreachable")
