@@ -222,3 +222,61 @@ def test_an_apply_that_fails_is_announced_with_the_reason(runtime, clinic, recei
     [(_, body)] = receiver.requests
     data = payload_of(body)["data"]
     assert data["outcome"] == "failed" and data["proposal_id"] == proposal_id and data["reason"]
+
+
+@pytest.mark.postgres
+def test_the_outbox_and_its_dedupe_work_on_postgresql(postgres_url, secret_key, tmp_path, receiver):
+    from tests.clinic_files import write_clinic
+    from worker.crypto import load_secret_box
+    from worker.runtime import Runtime
+    from worker.services.orgs import NewOrganisation, add_organisation
+    from worker.settings import Settings
+    from worker.store.db import Database
+
+    # Given an organisation on PostgreSQL with a webhook channel and a daily-digest channel
+    settings = Settings(database_url=postgres_url, secret_key=secret_key)
+    database = Database(postgres_url)
+    database.migrate()
+    runtime = Runtime(settings=settings, db=database, secrets=load_secret_box(settings))
+    pms, ptdirect = write_clinic(tmp_path / "pg")
+    add_organisation(
+        runtime,
+        NewOrganisation(
+            slug=SLUG, pms="csv", pms_path=str(pms), ptdirect="file", ptdirect_path=str(ptdirect)
+        ),
+    )
+    add_channel(runtime, SLUG, NewChannel(receiver.url, events=("findings",)), "cli:test")
+    add_channel(runtime, SLUG, NewChannel(receiver.url + "?digest", digest="daily"), "cli:test")
+    try:
+        # When two runs find the same findings, and the digest is compiled twice
+        for _ in range(2):
+            run_id, _ = sync.request_sync(runtime, SLUG, "manual")
+            assert sync.run_sync(runtime, run_id).status == "succeeded"
+            with runtime.db.transaction() as session:
+                pending = list(
+                    session.scalars(
+                        select(NotificationMessage.id).where(NotificationMessage.status == "pending")
+                    )
+                )
+            for message_id in pending:
+                notify_delivery.deliver(runtime, message_id)
+        for _ in range(2):
+            for message_id in notify_watch.watch(runtime, utcnow().replace(hour=9)):
+                notify_delivery.deliver(runtime, message_id)
+        # Then one findings message and one digest went out
+        assert sorted(payload_of(body)["type"] for _, body in receiver.requests) == [
+            "ptsync.digest",
+            "ptsync.findings",
+        ]
+        # and the database gauges read PostgreSQL too
+        from worker.web.ops import exposition
+
+        scrape = exposition(lambda: runtime).decode()
+        assert 'ptsync_org_consecutive_failures{org="clinic-a"} 0.0' in scrape
+        assert "ptsync_database_up 1.0" in scrape
+        # and retention runs there (nothing is old yet)
+        from worker.services.retention import prune
+
+        assert prune(runtime, dry_run=True).runs == 0
+    finally:
+        database.dispose()
