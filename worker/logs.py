@@ -5,7 +5,8 @@ logger and message, plus what is known of the context it ran in: organisation sl
 `run_id`, `actor` and dramatiq `message_id`, bound with `bound(...)` / `bind(...)` below.
 
 Nothing secret is logged by ptsync itself; urllib3's DEBUG lines (full request URLs, which can
-carry query parameters) are kept at WARNING so a DEBUG level cannot leak them either.
+carry query parameters) are kept at WARNING so a DEBUG level cannot leak them either, and
+apprise (whose messages quote channel URLs, tokens included) is silenced.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any, TextIO
 CONTEXT_FIELDS = ("org", "run_id", "actor", "message_id")
 _context: ContextVar[dict[str, Any]] = ContextVar("ptsync_log_context", default={})  # noqa: B039
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-QUIET_LOGGERS = ("urllib3", "requests", "apprise", "httpx", "httpcore", "alembic")
+QUIET_LOGGERS = ("urllib3", "requests", "httpx", "httpcore", "alembic")
 
 
 def bind(**fields: Any) -> None:
@@ -85,3 +86,10 @@ def configure(level: str | int | None = None, fmt: str | None = None, stream: Te
     root.setLevel(level if isinstance(level, int) else level.upper())
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(max(root.level, logging.WARNING))
+    silence_apprise()
+
+
+def silence_apprise() -> None:
+    """apprise logs the URLs it fails on (e.g. `Unparseable URL ...`), tokens and all: ptsync
+    records and reports its failures itself."""
+    logging.getLogger("apprise").setLevel(logging.CRITICAL + 1)

@@ -70,3 +70,23 @@ def test_text_logs_stay_the_default_and_show_known_context():
     # Then it is a readable line with the context appended
     line = buffer.getvalue().strip()
     assert line.endswith("INFO ptsync.test: hello [org=clinic-a run_id=r1]")
+
+
+def test_a_failing_chat_channel_never_puts_its_token_in_a_log_line(runtime, clinic, captured_logs):
+    from tests.ops.conftest import SLUG, free_port
+    from worker.services.notifications import NewChannel, add_channel, notification_status
+    from worker.errors import InvalidInput
+    from worker.services.notify_delivery import send_test
+
+    # Given an apprise channel whose URL carries a password, pointing at a closed port
+    add_channel(runtime, SLUG, NewChannel(f"json://ops:s3cret-pass@127.0.0.1:{free_port()}/hook"), "cli:test")
+    # When a test message fails to go out
+    [result] = send_test(runtime, SLUG, "cli:test")
+    # Then the failure is recorded and shown without the URL, and no log line holds the password
+    assert not result.ok and result.error == "JSON did not accept the message"
+    assert "s3cret-pass" not in notification_status(runtime, SLUG)[0].display
+    assert "s3cret-pass" not in captured_logs.getvalue()
+    # and neither does a URL apprise cannot parse (apprise itself would log it whole)
+    with pytest.raises(InvalidInput):
+        add_channel(runtime, SLUG, NewChannel("nosuchservice://ops:s3cret-pass@chat.example/x"), "cli:test")
+    assert "s3cret-pass" not in captured_logs.getvalue()

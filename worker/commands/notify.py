@@ -66,7 +66,9 @@ def list_channels(slug: str) -> None:
         "id", "kind", "target", "events", "min severity", "digest", "state", "last success", "pending"
     )
     for c in channels:
-        state = c.state if c.state != "failing" else f"failing ({c.consecutive_failures}x): {c.last_error}"
+        state = c.state if c.state != "failing" else f"failing ({c.consecutive_failures}x)"
+        if c.last_error:
+            state += f"; last error: {c.last_error}"
         table.add_row(
             str(c.id),
             c.kind,

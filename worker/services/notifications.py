@@ -104,6 +104,9 @@ def classify_target(url: str) -> tuple[str, str]:
             return "email", "email:" + ",".join(addresses)
     import apprise  # slow to import: only when a channel is added or sent
 
+    from worker.logs import silence_apprise
+
+    silence_apprise()
     plugin = apprise.Apprise.instantiate(url, suppress_exceptions=True)
     if plugin is None:
         scheme = url.split(":", 1)[0] if ":" in url else url[:20]

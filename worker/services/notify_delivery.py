@@ -107,15 +107,15 @@ def smtp_url(settings: Settings, to: list[str]) -> str:
 def _send_apprise(url: str, envelope: Envelope, name: str | None) -> None:
     import apprise
 
+    from worker.logs import silence_apprise
+
+    silence_apprise()
     notifier = apprise.Apprise()
     if not notifier.add(url):
         raise SendFailed(f"{name or 'channel'} URL is no longer valid")
     service = name or next(iter(notifier)).service_name
-    with apprise.LogCapture(level=apprise.logging.WARNING) as captured:
-        ok = notifier.notify(title=envelope.title, body=envelope.body)
-    if not ok:
-        # apprise's own log lines may quote the URL (and its token): keep only the service name.
-        log.debug("apprise: %d warning line(s) while sending", len(captured.getvalue().splitlines()))
+    if not notifier.notify(title=envelope.title, body=envelope.body):
+        # apprise's own reasons may quote the URL (and its token): keep only the service name.
         raise SendFailed(f"{service} did not accept the message")
 
 
