@@ -74,8 +74,8 @@ def test_text_logs_stay_the_default_and_show_known_context():
 
 def test_a_failing_chat_channel_never_puts_its_token_in_a_log_line(runtime, clinic, captured_logs):
     from tests.ops.conftest import SLUG, free_port
-    from worker.services.notifications import NewChannel, add_channel, notification_status
     from worker.errors import InvalidInput
+    from worker.services.notifications import NewChannel, add_channel, notification_status
     from worker.services.notify_delivery import send_test
 
     # Given an apprise channel whose URL carries a password, pointing at a closed port
