@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 
 from worker.clock import utcnow
 from worker.runtime import Runtime
@@ -83,23 +83,38 @@ class OpsCollector(Collector):
             "ptsync_org_notification_channels_failing", "Channels that keep failing to send.", labels=["org"]
         )
         with self._runtime().db.transaction() as session:
-            latest_ids = []
-            for org in session.scalars(select(Organisation)):
-                latest = repo.latest_report_run(session, org.id)
-                if latest is not None:
-                    latest_ids.append(latest.id)
-                    since.add_metric([org.slug], (now - latest.finished_at).total_seconds())
-                failed = session.scalar(
-                    select(func.count()).where(
-                        Run.org_id == org.id,
-                        Run.status == repo.FAILED,
-                        *([Run.finished_at > latest.finished_at] if latest is not None else []),
-                    )
+            # A few grouped queries whatever the number of organisations (reports are not loaded).
+            last = (
+                select(Run.org_id, func.max(Run.finished_at).label("at"))
+                .where(Run.status == repo.SUCCEEDED, Run.report.is_not(None))
+                .group_by(Run.org_id)
+                .subquery()
+            )
+            orgs = session.execute(
+                select(Organisation.id, Organisation.slug, Organisation.schedule, last.c.at).outerjoin(
+                    last, last.c.org_id == Organisation.id
                 )
-                failures.add_metric([org.slug], failed or 0)
-                gap = schedule_interval(org.schedule, now)
+            ).all()
+            failed = dict(
+                session.execute(
+                    select(Run.org_id, func.count())
+                    .outerjoin(last, last.c.org_id == Run.org_id)
+                    .where(Run.status == repo.FAILED, or_(last.c.at.is_(None), Run.finished_at > last.c.at))
+                    .group_by(Run.org_id)
+                ).all()
+            )
+            latest_ids = list(
+                session.scalars(
+                    select(Run.id).join(last, and_(last.c.org_id == Run.org_id, last.c.at == Run.finished_at))
+                )
+            )
+            for org_id, slug, schedule, at in orgs:
+                if at is not None:
+                    since.add_metric([slug], (now - _aware(at)).total_seconds())
+                failures.add_metric([slug], failed.get(org_id, 0))
+                gap = schedule_interval(schedule, now)
                 if gap is not None:
-                    interval.add_metric([org.slug], gap.total_seconds())
+                    interval.add_metric([slug], gap.total_seconds())
             counts = (
                 session.execute(
                     select(FindingRecord.kind, FindingRecord.severity, func.count())

@@ -174,6 +174,12 @@ def test_syncs_failing_in_a_row_are_announced_once_per_streak(runtime, clinic, r
     [(_, body)] = receiver.requests
     data = payload_of(body)["data"]
     assert data["failures"] == 3 and "invalid JSON" in data["error"]
+    # and the metrics say so too (the PtsyncSyncFailing alert)
+    from worker.web.ops import exposition
+
+    scrape = exposition(lambda: runtime).decode()
+    assert 'ptsync_org_consecutive_failures{org="clinic-a"} 3.0' in scrape
+    assert "ptsync_org_seconds_since_last_success{" not in scrape
 
 
 def test_an_organisation_without_a_recent_success_is_announced_as_stale(
