@@ -286,3 +286,8 @@ def test_the_outbox_and_its_dedupe_work_on_postgresql(postgres_url, secret_key, 
         assert prune(runtime, dry_run=True).runs == 0
     finally:
         database.dispose()
+
+
+def test_a_channel_with_no_events_is_refused(runtime, clinic):
+    with pytest.raises(InvalidInput, match="at least one event"):
+        add_channel(runtime, SLUG, NewChannel("email:a@clinic.example", events=()), "cli:test")

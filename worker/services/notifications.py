@@ -129,7 +129,9 @@ def add_channel(runtime: Runtime, slug: str, new: NewChannel, actor: str) -> Add
         raise InvalidInput(f"--min-severity must be one of {', '.join(SEVERITIES)}")
     if new.digest not in DIGESTS:
         raise InvalidInput(f"--digest must be one of {', '.join(DIGESTS)}")
-    events = tuple(new.events) or EVENTS
+    events = tuple(new.events)
+    if not events:
+        raise InvalidInput("choose at least one event to be told about")
     for event in events:
         if event not in EVENTS:
             raise InvalidInput(f"unknown event {event!r} (choose from {', '.join(EVENTS)})")
