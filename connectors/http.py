@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import enum
 import json
@@ -31,6 +32,30 @@ SHORT_WAIT_LIMIT = 30.0
 """A rate limit that lifts within this many seconds is waited out here; longer goes to the job."""
 
 
+@dataclass(frozen=True)
+class RequestEvent:
+    """What one request did, for observers (metrics): no URL, no header, no body."""
+
+    connector: str
+    outcome: str  # ok, rate_limited, retry, error, network
+    limiter_wait_seconds: float
+
+
+_observers: list[Callable[[RequestEvent], None]] = []
+
+
+def observe_requests(callback: Callable[[RequestEvent], None]) -> None:
+    """Register a callback for every request sent (the shell counts them; connectors stay pure)."""
+    if callback not in _observers:
+        _observers.append(callback)
+
+
+def _report(event: RequestEvent) -> None:
+    for callback in _observers:
+        with contextlib.suppress(Exception):  # an observer must never break a sync
+            callback(event)
+
+
 class Verdict(enum.Enum):
     OK = "ok"
     RETRY = "retry"
@@ -44,6 +69,12 @@ class Classification:
     retry_after: float | None = None
 
 
+_OUTCOMES = {
+    Verdict.OK: "ok",
+    Verdict.RETRY: "retry",
+    Verdict.RATE_LIMITED: "rate_limited",
+    Verdict.FATAL: "error",
+}
 _FATAL_STATUSES = {400, 401, 403, 404, 405, 409, 410, 422}
 _RETRY_STATUSES = {408, 425, 500, 502, 503, 504}
 
@@ -181,18 +212,23 @@ class HttpClient:
         return min(0.5 * 2 ** (state.attempt_number - 1), 8.0)
 
     def _send_once(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        waited = 0.0
         if self.limiter is not None:
+            started = time.monotonic()
             self.limiter.acquire()
+            waited = time.monotonic() - started
         kwargs.setdefault("timeout", self.timeout)
         path = _path_of(url)
         try:
             self.requests_sent += 1
             response = self.session.request(method, url, **kwargs)
         except requests.RequestException as exc:
+            _report(RequestEvent(self.connector, "network", waited))
             verdict = classify(exc)
             error_class = TransientHttpError if verdict.verdict is Verdict.RETRY else HttpError
             raise error_class(self.connector, method, path, None, exc.__class__.__name__) from None
         verdict = classify(response)
+        _report(RequestEvent(self.connector, _OUTCOMES[verdict.verdict], waited))
         if verdict.verdict is Verdict.RATE_LIMITED and self.limiter is not None:
             # Every process sharing this key waits too: nothing is sent before the server's time.
             self.limiter.block_until(time.time() + (verdict.retry_after or 0.0))

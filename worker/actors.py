@@ -9,9 +9,10 @@ import logging
 
 import dramatiq
 
+from worker import metrics
 from worker.broker import broker
 from worker.runtime import get_runtime
-from worker.services import proposals, sync
+from worker.services import notify_delivery, proposals, sync
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,8 @@ def sync_org(run_id: str) -> None:
         # Not a failure: wait for the other run's lease, without spending the retry budget.
         sync_org.send_with_options(args=(run_id,), delay=int(busy.delay_seconds * SECOND) + 100)
         return
+    if outcome.status in ("succeeded", "failed"):
+        _count_run(run_id, outcome.status)
     if outcome.auto_apply_proposal:
         apply_safe_operations.send(outcome.auto_apply_proposal)
 
@@ -57,6 +60,30 @@ def sync_org(run_id: str) -> None:
 def sync_gave_up(message: dict, retry_info: dict) -> None:
     run_id = message["args"][0]
     sync.fail_after_retries(get_runtime(), run_id, f"{retry_info.get('retries')} attempts failed")
+    _count_run(run_id, "failed")
+
+
+def _count_run(run_id: str, status: str) -> None:
+    from worker.store.models import Run
+
+    with get_runtime().db.transaction() as session:
+        run = session.get(Run, run_id)
+        trigger = run.trigger if run is not None else None
+    metrics.count_run(status, trigger)
+    log.info("run %s %s (trigger %s)", run_id, status, metrics.trigger_family(trigger))
+
+
+@dramatiq.actor(
+    actor_name="ptsync.deliver_notification",
+    max_retries=3,
+    time_limit=2 * MINUTE,
+    min_backoff=5 * SECOND,
+    max_backoff=MINUTE,
+    broker=broker,
+)
+def deliver_notification(message_id: int) -> None:
+    """Send one outbox message; its own retries (with backoff) are scheduled in the outbox."""
+    notify_delivery.deliver(get_runtime(), message_id)
 
 
 APPLY_OPTIONS = {

@@ -37,3 +37,7 @@ def _build_broker() -> dramatiq.Broker:
 
 broker = _build_broker()
 dramatiq.set_broker(broker)
+
+from worker.worker_ops import install as _install_ops  # noqa: E402  (needs the broker built)
+
+_install_ops(broker)

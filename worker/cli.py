@@ -35,6 +35,12 @@ app.add_typer(org_app, name="org")
 from worker.commands.export_mapping import export_mapping_app  # noqa: E402
 
 app.add_typer(export_mapping_app, name="export-mapping")
+from worker.commands import notify as _notify  # noqa: E402  (issue 15: notify, audit, prune)
+from worker.commands import ops as _ops  # noqa: E402
+
+app.add_typer(_notify.app, name="notify")
+app.command("audit")(_ops.audit)
+app.command("prune")(_ops.prune)
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
@@ -66,6 +72,13 @@ def _runtime():
     from worker.runtime import get_runtime
 
     return get_runtime()
+
+
+def _cli_actor(by: str) -> str:
+    """Who is at the terminal, for the audit log: `cli:NAME` (--by) or `cli:USER@HOST`."""
+    from worker.services.audit import cli_actor
+
+    return cli_actor(by)
 
 
 def _actors():
@@ -421,7 +434,7 @@ def approve(
     from worker.inprocess import drain, is_in_process
     from worker.services import proposals as service
 
-    actor = by or f"cli:{os.environ.get('USER', 'unknown')}"
+    actor = _cli_actor(by)
     approval = service.approve_and_apply(
         _runtime(), proposal_id, actor, _actors().apply_proposal.send, transferred=transferred
     )
@@ -472,7 +485,7 @@ def reject(proposal_id: str, by: Annotated[str, typer.Option(help="Who rejects")
     """Reject a proposal: nothing of it is applied."""
     from worker.services import proposals as service
 
-    actor = by or f"cli:{os.environ.get('USER', 'unknown')}"
+    actor = _cli_actor(by)
     service.reject(_runtime(), proposal_id, actor)
     err.print(f"proposal {proposal_id} rejected by {actor}")
 
@@ -497,7 +510,7 @@ def mark_applied(proposal_id: str, by: Annotated[str, typer.Option(help="Who app
     """Record that a proposal was applied by hand; the next sync confirms or reopens it."""
     from worker.services import proposals as service
 
-    actor = by or f"cli:{os.environ.get('USER', 'unknown')}"
+    actor = _cli_actor(by)
     service.mark_applied_by_hand(_runtime(), proposal_id, actor)
     err.print(f"proposal {proposal_id} marked as applied by hand by {actor}; the next sync will verify it")
 
@@ -566,6 +579,9 @@ def migrate() -> None:
 def run_worker(
     processes: Annotated[int, typer.Option(help="Worker processes")] = 2,
     threads: Annotated[int, typer.Option(help="Threads per process")] = 4,
+    metrics_port: Annotated[
+        int, typer.Option(envvar="PTSYNC_WORKER_METRICS_PORT", help="/metrics, /healthz, /readyz (0: off)")
+    ] = 9191,
 ) -> None:
     """Run queue workers (needs PTSYNC_BROKER_URL: the in-process broker has no separate worker)."""
     from worker.settings import get_settings
@@ -578,6 +594,8 @@ def run_worker(
     # A sync holds a worker thread for seconds or minutes: a process must not hoard queued syncs
     # (dramatiq prefetches two per thread by default) while other processes sit idle.
     os.environ.setdefault("dramatiq_queue_prefetch", str(threads))
+    from worker.worker_ops import prepare_worker_environment
+
     os.execv(
         sys.executable,
         [
@@ -589,6 +607,7 @@ def run_worker(
             str(processes),
             "--threads",
             str(threads),
+            *prepare_worker_environment(metrics_port),
         ],
     )
 
@@ -608,16 +627,21 @@ def web(
     err.print(
         f"serving on http://{shown}:{port}/ (admin pages at /orgs/SLUG/, API docs at /docs)", soft_wrap=True
     )
-    uvicorn.run(create_app(), host=host, port=port, log_level="warning", proxy_headers=True)
+    # log_config=None: uvicorn's lines go through ptsync's handler (PTSYNC_LOG_FORMAT=json applies)
+    uvicorn.run(create_app(), host=host, port=port, log_level="warning", proxy_headers=True, log_config=None)
 
 
 @app.command()
-def clock() -> None:
+def clock(
+    metrics_port: Annotated[
+        int, typer.Option(envvar="PTSYNC_CLOCK_METRICS_PORT", help="/metrics, /healthz, /readyz (0: off)")
+    ] = 9192,
+) -> None:
     """Run the scheduler that starts due syncs (one leader at a time through a Redis lock)."""
     from worker.clock_process import run
 
     _runtime()
-    run()
+    run(metrics_port=metrics_port)
 
 
 @org_app.command("token")
@@ -658,11 +682,9 @@ class _TerminalFormatter(logging.Formatter):
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=os.environ.get("PTSYNC_LOG_LEVEL", "WARNING"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    from worker import logs
+
+    logs.configure()  # PTSYNC_LOG_LEVEL (default WARNING), PTSYNC_LOG_FORMAT text|json
     try:
         app()
     except (PtsyncError, ConnectorError) as exc:

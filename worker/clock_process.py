@@ -19,6 +19,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from worker.clock import utcnow
 from worker.runtime import get_runtime
 from worker.services.deliveries import relay_quietly
+from worker.services.notify_watch import notify_tick
 from worker.services.redrive import redrive
 from worker.services.schedule import record_due_syncs
 from worker.settings import get_settings
@@ -76,6 +77,7 @@ def tick(leadership: Leadership, send, send_apply=None) -> None:
         if created:
             log.info("scheduled syncs due for %d organisation(s)", len(created))
         relay_quietly(runtime, send)
+        notify_tick(runtime, utcnow())
         if send_apply is not None:
             after = timedelta(seconds=runtime.settings.redrive_after_seconds)
             redrive(runtime, send, send_apply, utcnow(), after=after)
@@ -89,7 +91,19 @@ def send_apply(proposal_id: str, automatic_only: bool) -> None:
     (apply_safe_operations if automatic_only else apply_proposal).send(proposal_id)
 
 
-def run() -> None:
+def prune_daily(leadership: Leadership) -> None:
+    """The retention job (README "Retention"): the leader deletes what is past retention."""
+    from worker.services.retention import prune
+
+    try:
+        if leadership.hold():
+            result = prune(get_runtime(), actor="clock")
+            log.info("retention: deleted %d runs, %d deliveries", result.runs, result.deliveries)
+    except Exception:
+        log.exception("retention job failed; it runs again tomorrow")
+
+
+def run(metrics_port: int = 0) -> None:
     from worker.actors import sync_org
     from worker.inprocess import is_in_process
 
@@ -113,6 +127,14 @@ def run() -> None:
         coalesce=True,
         next_run_time=utcnow(),
     )
+
+    scheduler.add_job(
+        prune_daily, "cron", hour=3, minute=17, args=[leadership], max_instances=1, coalesce=True
+    )
+    if metrics_port:
+        from worker import ops_server
+
+        ops_server.start(metrics_port, ops_server.process_exposition)
 
     def stop(*_: object) -> None:
         scheduler.shutdown(wait=False)

@@ -40,6 +40,17 @@ class Settings(BaseSettings):
     nookal_requests_per_minute: float = Field(
         default=120, gt=0, description="per Nookal API key, all processes together (none published)"
     )
+    # Operating it (notifications, logs, retention): see README "Notifications" and "Monitoring".
+    public_url: str = Field(default="http://127.0.0.1:8000", description="base URL for links in messages")
+    smtp_host: str = Field(default="", description="SMTP server for email: channels")
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_user: str = Field(default="")
+    smtp_password: str = Field(default="")
+    smtp_from: str = Field(default="", description="sender address; defaults to PTSYNC_CONTACT_EMAIL")
+    smtp_security: str = Field(default="starttls", pattern="^(starttls|ssl|none)$")
+    notify_failures_in_a_row: int = Field(default=3, ge=1, description="failed runs before an alert")
+    log_format: str = Field(default="text", pattern="^(text|json)$")
+    retention_days: int = Field(default=180, ge=1, description="prune runs/deliveries older than this")
 
     @property
     def resolved_database_url(self) -> str:

@@ -87,7 +87,7 @@ def test_approving_through_the_api_records_who_and_queues_the_apply(client, two_
         f"/api/v1/orgs/clinic-a/proposals/{proposal_id}/approve", headers=_auth(tokens["clinic-a"])
     )
     assert response.status_code == 200
-    assert response.json()["status"] == "approved" and response.json()["decided_by"].startswith("api:token-")
+    assert response.json()["status"] == "approved" and response.json()["decided_by"].startswith("api:token ")
     again = client.post(
         f"/api/v1/orgs/clinic-a/proposals/{proposal_id}/reject", headers=_auth(tokens["clinic-a"])
     )

@@ -1,0 +1,1 @@
+"""Command groups of the `ptsync` CLI that live outside worker/cli.py (registered there)."""

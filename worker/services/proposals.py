@@ -27,6 +27,7 @@ from worker.errors import InvalidInput
 from worker.lifecycle import IllegalTransition, OperationStatus
 from worker.lifecycle import ProposalStatus as P
 from worker.runtime import Runtime
+from worker.services import notify_delivery, notify_events
 from worker.services.settle import policy_digest, policy_of
 from worker.store import repositories as repo
 from worker.store.models import Organisation, Proposal, ProposalOperation
@@ -418,7 +419,11 @@ def _settle(
             raise _LeaseLost()
         if action:
             repo.audit(session, org_id, "worker", action, now, proposal_id=proposal_id)
-        return ApplyOutcome(proposal_id, target.value, applied, skipped=skipped)
+        session.refresh(proposal)
+        notices = notify_events.record_apply_waits(session, proposal)
+        outcome = ApplyOutcome(proposal_id, target.value, applied, skipped=skipped)
+    notify_delivery.dispatch(notices)
+    return outcome
 
 
 def _supersede(runtime: Runtime, proposal_id: str, token: str, slug: str, reason: str) -> ApplyOutcome:
@@ -448,8 +453,13 @@ def _fail_proposal(runtime: Runtime, proposal_id: str, token: str, reason: str) 
     with runtime.db.transaction() as session:
         if not repo.transition_proposal(session, proposal_id, P.FAILED, now, token=token, error=reason):
             raise _LeaseLost()
-        org_id = repo.get_proposal(session, proposal_id).org_id
-        repo.audit(session, org_id, "worker", "proposal_failed", now, proposal_id=proposal_id, error=reason)
+        proposal = repo.get_proposal(session, proposal_id)
+        session.refresh(proposal)
+        repo.audit(
+            session, proposal.org_id, "worker", "proposal_failed", now, proposal_id=proposal_id, error=reason
+        )
+        notices = notify_events.record_apply_event(session, proposal, "failed", reason)
+    notify_delivery.dispatch(notices)
     return ApplyOutcome(proposal_id, "failed")
 
 

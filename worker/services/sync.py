@@ -34,10 +34,12 @@ from sharing import (
     reconcile,
     state_digest,
 )
+from worker import logs, metrics
 from worker.clock import iso, utcnow
 from worker.connections import physitrack_clients, pms_connector, ptdirect_adapter
 from worker.errors import PtsyncError
 from worker.runtime import Runtime
+from worker.services import notify_delivery, notify_events
 from worker.services.proposals import verify_applied
 from worker.services.settle import (
     NewPlan,
@@ -203,6 +205,7 @@ def _pull(
     runtime: Runtime, claim: repo.Claim, org: Organisation, started_at: datetime, heartbeat: _Heartbeat
 ) -> _Inputs:
     policy = policy_of(org)
+    logs.bind(org=org.slug, run_id=claim.run_id)
     window_start = _as_of(org, started_at) - timedelta(days=policy.lookback_days)
     with runtime.db.transaction() as session:
         cursors = repo.cursors_of(session, org.id)
@@ -212,16 +215,17 @@ def _pull(
         previous_run = repo.latest_report_run(session, org.id)
         previous_report = previous_run.report if previous_run is not None else None
         previous_policy = previous_run.policy if previous_run is not None else None
-    pms = pms_connector(org, runtime.secrets).pull(
-        window_start=window_start,
-        cursors=cursors,
-        state=state,
-        started_at=started_at,
-        progress=heartbeat.progress,
-    )
-    read_at = utcnow()
-    ptdirect = ptdirect_adapter(org, runtime.secrets).read()
-    clients = physitrack_clients(org, runtime.secrets, keys)
+    with metrics.phase("pull"):
+        pms = pms_connector(org, runtime.secrets).pull(
+            window_start=window_start,
+            cursors=cursors,
+            state=state,
+            started_at=started_at,
+            progress=heartbeat.progress,
+        )
+        read_at = utcnow()
+        ptdirect = ptdirect_adapter(org, runtime.secrets).read()
+        clients = physitrack_clients(org, runtime.secrets, keys)
     if clients is not None:
         ptdirect = replace(ptdirect, clients=clients)
     return _Inputs(pms, ptdirect, read_at, baseline, previous_report, previous_policy)
@@ -242,7 +246,8 @@ def _reconcile(runtime: Runtime, org: Organisation, inputs: _Inputs, started_at:
             snapshot, inputs.ptdirect, rules, as_of=as_of, pseudonym_key=key, baseline=inputs.baseline
         )
 
-    result = run(policy)
+    with metrics.phase("reconcile"):
+        result = run(policy)
     policy_only: frozenset[str] = frozenset()
     if inputs.previous_policy and inputs.previous_policy != policy_document(policy):
         # The same clinic under the previous policy: what vanished only because the rules changed
@@ -277,7 +282,7 @@ def _save(
     """Store the run's outcome in one transaction, only while this worker holds the lease."""
     result = decision.result
     finished_at = utcnow()
-    with runtime.db.transaction() as session:
+    with metrics.phase("store"), runtime.db.transaction() as session:
         proposal = _settle(session, claim, inputs, decision, finished_at) if result.complete else None
         report = _report(org, claim, trigger, started_at, finished_at, inputs, decision, proposal)
         stored = repo.save_run_outcome(
@@ -302,6 +307,8 @@ def _save(
         if inputs.ptdirect.complete:
             verify_applied(session, org.id, inputs.ptdirect, inputs.read_at)
         to_apply = proposal.id if proposal is not None and cleared_to_apply(proposal) else None
+        notifications = notify_events.record_for_run(session, org, report, proposal)
+    notify_delivery.dispatch(notifications)  # after commit: a rolled-back run announces nothing
     return SyncOutcome(claim.run_id, repo.SUCCEEDED, to_apply)
 
 

@@ -279,3 +279,73 @@ class AuditEntry(Base):
     actor: Mapped[str] = mapped_column(String(128))
     action: Mapped[str] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]]
+
+
+class NotificationChannel(Base):
+    """Where an organisation's notifications go: an apprise URL, an email address or a webhook.
+
+    The target (it may hold a token or password) and the webhook signing secret are stored
+    encrypted; `display` is the redacted form shown in lists.
+    """
+
+    __tablename__ = "notification_channels"
+    __table_args__ = (Index("channels_by_org", "org_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # apprise, email, webhook
+    target_encrypted: Mapped[str] = mapped_column(Text)
+    display: Mapped[str] = mapped_column(String(300))
+    events: Mapped[list[str]] = mapped_column(JSON)
+    min_severity: Mapped[str] = mapped_column(String(16), default="medium")
+    digest: Mapped[str] = mapped_column(String(16), default="none")  # none, daily
+    secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(128))
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_attempt_at: Mapped[datetime | None]
+    last_success_at: Mapped[datetime | None]
+
+
+class NotificationMessage(Base):
+    """The notification outbox: written in the transaction that decided to notify.
+
+    A row is sent by an actor after commit and retried with backoff until it is sent or gives
+    up, so a message goes out at least once, and never for a transaction that rolled back. The
+    unique key (channel, dedupe key) keeps an ongoing condition from being announced twice.
+    """
+
+    __tablename__ = "notification_outbox"
+    __table_args__ = (
+        UniqueConstraint("channel_id", "dedupe_key", name="one_message_per_key"),
+        Index("outbox_by_status", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
+    channel_id: Mapped[int] = mapped_column(ForeignKey("notification_channels.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(32))
+    dedupe_key: Mapped[str] = mapped_column(String(200))
+    run_id: Mapped[str | None] = mapped_column(String(32))
+    title: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16))  # pending, held (digest), sent, failed, digested
+    created_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class NotifiedFinding(Base):
+    """A finding already announced on a channel: it is not announced again while it lasts."""
+
+    __tablename__ = "notified_findings"
+
+    channel_id: Mapped[int] = mapped_column(
+        ForeignKey("notification_channels.id", ondelete="CASCADE"), primary_key=True
+    )
+    fingerprint: Mapped[str] = mapped_column(String(40), primary_key=True)
+    notified_at: Mapped[datetime]

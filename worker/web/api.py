@@ -189,6 +189,14 @@ def list_proposals(
         return [proposal_view(p) for p in repo.proposals_of(session, principal.org_id)]
 
 
+def _actor(runtime, principal: credentials.Principal) -> str:
+    """`api:token N "LABEL"`: the audit log names the token and its label."""
+    from worker.services.audit import token_actor
+
+    with runtime.db.transaction() as session:
+        return token_actor(session, "api", principal.token_id)
+
+
 def _own_proposal(request: Request, principal: credentials.Principal, proposal_id: str) -> None:
     with request.app.state.runtime().db.transaction() as session:
         proposal = session.get(Proposal, proposal_id)
@@ -216,7 +224,7 @@ def approve(
         approval = proposal_service.approve_and_apply(
             runtime,
             proposal_id,
-            f"api:token-{principal.token_id}",
+            _actor(runtime, principal),
             apply_proposal.send,
             transferred=bool(body and body.transferred),
         )
@@ -238,7 +246,7 @@ def reject(
     _own_proposal(request, principal, proposal_id)
     runtime = request.app.state.runtime()
     try:
-        proposal_service.reject(runtime, proposal_id, f"api:token-{principal.token_id}")
+        proposal_service.reject(runtime, proposal_id, _actor(runtime, principal))
     except InvalidInput as exc:
         raise HTTPException(409, str(exc)) from None
     with runtime.db.transaction() as session:

@@ -14,6 +14,7 @@ from sqlalchemy.exc import OperationalError
 from worker.errors import InvalidInput, NotFound
 from worker.runtime import Runtime, get_runtime
 from worker.services.deliveries import relay_quietly
+from worker.services.notify_delivery import relay_notifications_quietly
 
 log = logging.getLogger(__name__)
 RELAY_INTERVAL_SECONDS = 1.0
@@ -44,6 +45,7 @@ class Relay:
     def _loop(self) -> None:
         while not self._stop.wait(RELAY_INTERVAL_SECONDS):
             relay_quietly(self._runtime(), self._send)
+            relay_notifications_quietly(self._runtime())
 
 
 def create_app(
@@ -104,7 +106,7 @@ def create_app(
     async def invalid(request: Request, exc: InvalidInput) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=409)
 
-    from worker.web import api, halaxy_webhooks, pages, site, sync_pages, webhooks
+    from worker.web import api, halaxy_webhooks, ops, ops_pages, pages, site, sync_pages, webhooks
 
     app.include_router(webhooks.router)
     app.include_router(halaxy_webhooks.router)
@@ -113,4 +115,6 @@ def create_app(
     app.include_router(sync_pages.router)
     app.include_router(site.router)
     site.mount_static(app)
+    app.include_router(ops.router)
+    app.include_router(ops_pages.router)
     return app

@@ -1,0 +1,69 @@
+"""Broker middleware for operations: log context per message, and worker-process metrics.
+
+`install(broker)` runs when the broker is built. Every process gets the log-context middleware;
+processes started by `ptsync worker` (PTSYNC_WORKER_PROCESS=1) also configure logging (dramatiq
+runs with --skip-logging so PTSYNC_LOG_FORMAT applies) and, with a metrics port, dramatiq's
+Prometheus middleware in multiprocess mode, whose exposition fork is replaced by ours (it
+serves /healthz and /readyz too).
+"""
+
+from __future__ import annotations
+
+import os
+
+import dramatiq
+from dramatiq.middleware import Middleware
+
+from worker import logs
+
+
+class LogContext(Middleware):
+    """Binds message id, actor and (for syncs) run id to every log line of a message."""
+
+    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+        logs.clear()
+        run_id = message.args[0] if message.actor_name == "ptsync.sync_org" and message.args else None
+        logs.bind(message_id=message.message_id, actor=message.actor_name, run_id=run_id)
+
+    def after_process_message(self, broker, message, *, result=None, exception=None) -> None:
+        logs.clear()
+
+    after_skip_message = after_process_message
+
+
+def install(broker: dramatiq.Broker) -> None:
+    broker.add_middleware(LogContext())
+    if os.environ.get("PTSYNC_WORKER_PROCESS") != "1":
+        return
+    logs.configure(level=os.environ.get("PTSYNC_LOG_LEVEL") or "INFO")
+    if os.environ.get("PTSYNC_WORKER_METRICS_PORT", "0") != "0":
+        broker.add_middleware(_worker_prometheus())
+
+
+def _worker_prometheus() -> Middleware:
+    from dramatiq.middleware.prometheus import Prometheus
+
+    from worker.ops_server import serve_worker_port
+
+    class WorkerPrometheus(Prometheus):
+        @property
+        def forks(self):
+            return [serve_worker_port]
+
+    return WorkerPrometheus()
+
+
+def prepare_worker_environment(metrics_port: int) -> list[str]:
+    """Environment for `ptsync worker`'s dramatiq processes; returns extra dramatiq arguments.
+
+    A fresh multiprocess directory each start (stale files of dead processes would be summed).
+    """
+    import tempfile
+
+    os.environ["PTSYNC_WORKER_PROCESS"] = "1"
+    os.environ["PTSYNC_WORKER_METRICS_PORT"] = str(metrics_port)
+    if metrics_port:
+        directory = tempfile.mkdtemp(prefix="ptsync-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        os.environ["dramatiq_prom_db"] = directory  # noqa: SIM112 (dramatiq's own name)
+    return ["--skip-logging"]
