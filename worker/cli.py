@@ -85,6 +85,9 @@ def org_add(
     physitrack_url: Annotated[
         str | None, typer.Option(help="Override the Physitrack API v2 base URL")
     ] = None,
+    allow_insecure_http: Annotated[
+        bool, typer.Option(help="Accept plain http:// URLs to hosts other than this machine")
+    ] = False,
 ) -> None:
     """Add an organisation and its PMS and PT Direct connections."""
     from worker.services.orgs import NewOrganisation, add_organisation
@@ -105,6 +108,7 @@ def org_add(
             schedule=schedule,
             physitrack_region=physitrack_region,
             physitrack_url=physitrack_url,
+            allow_insecure_http=allow_insecure_http,
         ),
     )
     err.print(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from connectors.cliniko import base_url_for_key
 from connectors.errors import ConnectorError
@@ -37,6 +39,38 @@ class NewOrganisation:
     schedule: str = "0 * * * *"
     physitrack_region: str | None = None
     physitrack_url: str | None = None
+    allow_insecure_http: bool = False
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(option: str, url: str | None, allow_insecure_http: bool = False) -> None:
+    """A remote URL the credentials go to: https (plain http only on loopback or when allowed
+    explicitly), and no `user:password@` in it (keys go in their own, encrypted, option)."""
+    if url is None:
+        return
+    if not url.startswith(("http://", "https://")):
+        raise InvalidInput(f"{option} must start with https:// (or http:// on this machine)")
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        raise InvalidInput(
+            f"{option} must not carry credentials (user:password@...): give the key in its own "
+            "option, which is stored encrypted"
+        )
+    if not parts.hostname:
+        raise InvalidInput(f"{option} has no host")
+    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
+        raise InvalidInput(
+            f"{option} uses plain http:// to {parts.hostname}: credentials and patient data would "
+            "cross the network unencrypted; use https:// (or --allow-insecure-http on a trusted network)"
+        )
 
 
 def validate(new: NewOrganisation) -> None:
@@ -48,8 +82,9 @@ def validate(new: NewOrganisation) -> None:
         raise InvalidInput(f"--pms must be one of {', '.join(PMS_KINDS)}")
     if new.ptdirect not in PTDIRECT_KINDS:
         raise InvalidInput(f"--ptdirect must be one of {', '.join(PTDIRECT_KINDS)}")
-    if new.pms_url is not None and not new.pms_url.startswith(("http://", "https://")):
-        raise InvalidInput("--pms-url must start with http:// or https://")
+    check_url("--pms-url", new.pms_url, new.allow_insecure_http)
+    check_url("--ptdirect-url", new.ptdirect_url, new.allow_insecure_http)
+    check_url("--physitrack-url", new.physitrack_url, new.allow_insecure_http)
     if new.pms == "cliniko":
         if not new.pms_key:
             raise InvalidInput(
@@ -88,8 +123,6 @@ def validate(new: NewOrganisation) -> None:
             raise InvalidInput("--ptdirect api needs --ptdirect-key (the admin bridge's key)")
     if new.physitrack_region is not None and new.physitrack_region not in REGIONS:
         raise InvalidInput(f"--physitrack-region must be one of {', '.join(REGIONS)}")
-    if new.physitrack_url is not None and not new.physitrack_url.startswith(("http://", "https://")):
-        raise InvalidInput("--physitrack-url must start with http:// or https://")
     try:
         Mode(new.policy)
     except ValueError:
