@@ -24,6 +24,7 @@ from sqlalchemy.exc import OperationalError
 
 from connectors.errors import ConnectorError
 from worker.errors import PtsyncError
+from worker.terminal import safe
 
 app = typer.Typer(
     add_completion=False,
@@ -50,7 +51,7 @@ class Format(StrEnum):
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """One line on stderr and a non-zero exit (inside a command or around the whole app)."""
-    err.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
+    err.print(f"[red]error:[/red] {safe(message)}", markup=True, highlight=False)
     sys.exit(code)
 
 
@@ -129,7 +130,7 @@ def org_physitrack_key(
     if key is None:
         key = sys.stdin.readline()
     set_physitrack_key(_runtime(), slug, email, key)
-    err.print(f"stored the Physitrack key of {email} for {slug} (encrypted)")
+    err.print(f"stored the Physitrack key of {safe(email)} for {slug} (encrypted)")
 
 
 @org_app.command("list")
@@ -143,7 +144,9 @@ def org_list() -> None:
         orgs = list(session.scalars(select(Organisation).order_by(Organisation.slug)))
         table = Table("slug", "pms", "PT Direct", "policy", "schedule")
         for org in orgs:
-            table.add_row(org.slug, org.pms_kind, org.ptdirect_kind, org.mode, org.schedule)
+            table.add_row(
+                *(safe(v) for v in (org.slug, org.pms_kind, org.ptdirect_kind, org.mode, org.schedule))
+            )
     out.print(table)
 
 
@@ -189,7 +192,7 @@ def _wait_for_run(run_id: str, timeout: float) -> str:
                     f"syncing: {counts['progress']['rows']:,} {counts['progress']['resource']} rows read"
                 )
             if last_error and last_error.startswith("attempt failed"):
-                described = f"{described} (retrying; {last_error})"
+                described = f"{described} (retrying; {safe(last_error)})"
             progress.update(task, description=described)
             time.sleep(0.2)
     if drainer is not None:
@@ -244,7 +247,7 @@ def report(
     if failed_after is not None:
         err.print(
             f"[yellow]note:[/yellow] the newest run {failed_after.id} failed "
-            f"({failed_after.error}); this is the last good report"
+            f"({safe(failed_after.error)}); this is the last good report"
         )
     if format is Format.json:
         text = json.dumps(document, indent=2) + "\n"
@@ -275,29 +278,31 @@ def _print_report_table(document: dict, console: Console) -> None:
     run = document["run"]
     summary = document["summary"]
     console.print(
-        f"[bold]{document['org']}[/bold]: run {run['id']} ({run['trigger']}, {run['status']}, "
-        f"finished {run['finished_at']})"
+        f"[bold]{safe(document['org'])}[/bold]: run {safe(run['id'])} ({safe(run['trigger'])}, "
+        f"{safe(run['status'])}, finished {safe(run['finished_at'])})"
     )
     console.print(f"{summary['practitioners']} practitioners, {summary['patients']} patients in the window")
     table = Table("state", "severity", "kind", "finding", show_lines=False, expand=False)
     for finding in document["findings"]:
         style = _SEVERITY_STYLE.get(finding["severity"], "")
-        table.add_row(
-            finding["state"], f"[{style}]{finding['severity']}[/{style}]", finding["kind"], finding["message"]
-        )
+        severity = f"[{style}]{safe(finding['severity'])}[/{style}]" if style else safe(finding["severity"])
+        table.add_row(safe(finding["state"]), severity, safe(finding["kind"]), safe(finding["message"]))
     for finding in document.get("resolved", []):
-        table.add_row("resolved", finding["severity"], finding["kind"], finding["message"])
+        table.add_row("resolved", safe(finding["severity"]), safe(finding["kind"]), safe(finding["message"]))
     if document["findings"] or document.get("resolved"):
         console.print(table)
     else:
         console.print("No findings: PT Direct sharing matches the PMS.")
     proposal = document.get("proposal")
     if proposal:
-        console.print(f"\n[bold]Proposal {proposal['id']}[/bold] ({proposal['status']})")
+        console.print(f"\n[bold]Proposal {safe(proposal['id'])}[/bold] ({safe(proposal['status'])})")
         ops = Table("operation", "practitioner", "needs approval", "status")
         for op in proposal["operations"]:
             ops.add_row(
-                op["op"], op["email"], "yes" if op["requires_approval"] else "no", op.get("status", "pending")
+                safe(op["op"]),
+                safe(op["email"]),
+                "yes" if op["requires_approval"] else "no",
+                safe(op.get("status", "pending")),
             )
         console.print(ops)
         if proposal["status"] == "proposed":
@@ -332,7 +337,11 @@ def proposals(slug: str) -> None:
         )
         for op in latest.operations:
             ops.add_row(
-                str(op.position + 1), op.op, op.email, "yes" if op.requires_approval else "no", op.status
+                str(op.position + 1),
+                safe(op.op),
+                safe(op.email),
+                "yes" if op.requires_approval else "no",
+                safe(op.status),
             )
         out.print(ops)
 
@@ -352,7 +361,7 @@ def approve(
 
     actor = by or f"cli:{os.environ.get('USER', 'unknown')}"
     service.approve(_runtime(), proposal_id, actor, transferred=transferred)
-    err.print(f"proposal {proposal_id} approved by {actor}")
+    err.print(f"proposal {safe(proposal_id)} approved by {safe(actor)}")
     _actors().apply_proposal.send(proposal_id)
     if not is_in_process():
         err.print("queued for a worker to apply")
@@ -371,7 +380,7 @@ def _print_proposal_result(proposal_id: str) -> None:
         )
         waiting = manual = False
         for op in proposal.operations:
-            table.add_row(op.op, op.email, op.status)
+            table.add_row(safe(op.op), safe(op.email), safe(op.status))
             waiting |= op.status == "waiting"
             manual |= op.status == "manual"
         out.print(table)
@@ -388,7 +397,7 @@ def _print_proposal_result(proposal_id: str) -> None:
                 f"run `ptsync approve {proposal_id} --transferred`."
             )
         if proposal.status == "failed":
-            fail(f"proposal {proposal_id} failed: {proposal.error}")
+            fail(f"proposal {proposal_id} failed: {proposal.error}")  # fail() makes it safe
 
 
 @app.command()
@@ -398,7 +407,7 @@ def reject(proposal_id: str, by: Annotated[str, typer.Option(help="Who rejects")
 
     actor = by or f"cli:{os.environ.get('USER', 'unknown')}"
     service.reject(_runtime(), proposal_id, actor)
-    err.print(f"proposal {proposal_id} rejected by {actor}")
+    err.print(f"proposal {safe(proposal_id)} rejected by {safe(actor)}")
 
 
 @app.command()
@@ -412,7 +421,7 @@ def checklist(proposal_id: str) -> None:
         return
     out.print(f"Proposal {proposal_id} ({proposal.status}): in PT Direct, as an admin:\n")
     for step in steps:
-        out.print(step)
+        out.print(safe(step))
     out.print(f"\nWhen done: ptsync mark-applied {proposal_id}  (the next sync checks it)")
 
 
@@ -423,7 +432,10 @@ def mark_applied(proposal_id: str, by: Annotated[str, typer.Option(help="Who app
 
     actor = by or f"cli:{os.environ.get('USER', 'unknown')}"
     service.mark_applied_by_hand(_runtime(), proposal_id, actor)
-    err.print(f"proposal {proposal_id} marked as applied by hand by {actor}; the next sync will verify it")
+    err.print(
+        f"proposal {safe(proposal_id)} marked as applied by hand by {safe(actor)}; "
+        "the next sync will verify it"
+    )
 
 
 @app.command()
@@ -536,7 +548,7 @@ def org_token(slug: str, label: Annotated[str, typer.Option(help="What the token
 
     token = create_admin_token(_runtime(), slug, label)
     out.print(token)
-    err.print(f"admin token for {slug} ({label}); it is shown only now. Log in at /orgs/{slug}/login")
+    err.print(f"admin token for {slug} ({safe(label)}); it is shown only now. Log in at /orgs/{slug}/login")
 
 
 @org_app.command("webhooks")

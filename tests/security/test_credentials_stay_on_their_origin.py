@@ -29,8 +29,12 @@ def _pull(connector) -> None:
 @responses.activate
 @pytest.mark.parametrize(
     "foreign",
-    ["https://evil.example/v1/users?page=2", "http://api.au2.cliniko.com/v1/users?page=2",
-     "https://api.au2.cliniko.com:8443/v1/users?page=2", "//evil.example/v1/users?page=2"],
+    [
+        "https://evil.example/v1/users?page=2",
+        "http://api.au2.cliniko.com/v1/users?page=2",
+        "https://api.au2.cliniko.com:8443/v1/users?page=2",
+        "//evil.example/v1/users?page=2",
+    ],
 )
 def test_a_cliniko_next_link_to_another_origin_never_receives_the_api_key(foreign):
     # Given a Cliniko page whose next link names another host, scheme or port
@@ -51,7 +55,10 @@ def test_a_fhir_bundle_next_link_to_another_host_never_receives_the_bearer_token
     base = "https://fhir.clinic.example/r4"
     responses.get(
         f"{base}/Practitioner",
-        json={"resourceType": "Bundle", "link": [{"relation": "next", "url": "https://collector.example/r4?p=2"}]},
+        json={
+            "resourceType": "Bundle",
+            "link": [{"relation": "next", "url": "https://collector.example/r4?p=2"}],
+        },
     )
     # When the connector pulls
     with pytest.raises(ConnectorError) as raised:
@@ -64,10 +71,17 @@ def test_a_fhir_bundle_next_link_to_another_host_never_receives_the_bearer_token
 @responses.activate
 def test_a_redirect_to_another_origin_never_receives_the_credentials():
     # Given a server that redirects to another host
-    responses.get("https://api.example.test/v1/users", status=302, headers={"Location": "https://evil.example/x"})
+    responses.get(
+        "https://api.example.test/v1/users", status=302, headers={"Location": "https://evil.example/x"}
+    )
     responses.get("https://evil.example/x", json={"stolen": True})
-    client = HttpClient("bridge", "https://api.example.test/v1", headers={"X-Api-Key": "sk-secret"},
-                        auth=("basic-user", ""), sleep=lambda s: None)
+    client = HttpClient(
+        "bridge",
+        "https://api.example.test/v1",
+        headers={"X-Api-Key": "sk-secret"},
+        auth=("basic-user", ""),
+        sleep=lambda s: None,
+    )
     # When the client follows it
     with pytest.raises(ConnectorError) as raised:
         client.get_json("users")
@@ -81,7 +95,9 @@ def test_a_redirect_on_the_same_origin_is_still_followed():
     # Given a server that moves a path on its own origin
     responses.get("https://api.example.test/v1/users", status=301, headers={"Location": "/v2/users"})
     responses.get("https://api.example.test/v2/users", json={"ok": True})
-    client = HttpClient("bridge", "https://api.example.test/v1", headers={"X-Api-Key": "sk"}, sleep=lambda s: None)
+    client = HttpClient(
+        "bridge", "https://api.example.test/v1", headers={"X-Api-Key": "sk"}, sleep=lambda s: None
+    )
     # When / Then the redirect is followed, with the key, on the same origin
     assert client.get_json("users") == {"ok": True}
     assert responses.calls[1].request.headers["X-Api-Key"] == "sk"
@@ -99,8 +115,14 @@ def test_a_redirect_on_the_same_origin_is_still_followed():
 )
 def test_a_plain_http_pms_url_off_this_machine_is_refused_without_the_explicit_option(url, allowed):
     # Given an organisation whose PMS URL is plain http
-    new = NewOrganisation(slug="c", pms="fhir", pms_url=url, ptdirect="api",
-                          ptdirect_url="https://bridge.example", ptdirect_key="k")
+    new = NewOrganisation(
+        slug="c",
+        pms="fhir",
+        pms_url=url,
+        ptdirect="api",
+        ptdirect_url="https://bridge.example",
+        ptdirect_key="k",
+    )
     # When it is validated, Then only loopback (or https) passes without --allow-insecure-http
     if allowed:
         validate(new)
