@@ -23,6 +23,7 @@ from rich.table import Table
 from sqlalchemy.exc import OperationalError
 
 from connectors.errors import ConnectorError
+from worker.commands import tokens as _tokens
 from worker.errors import PtsyncError
 from worker.terminal import safe
 
@@ -34,6 +35,7 @@ app = typer.Typer(
 )
 org_app = typer.Typer(no_args_is_help=True, help="Manage organisations.")
 app.add_typer(org_app, name="org")
+_tokens.register(org_app)  # org tokens, org revoke-token
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
@@ -542,11 +544,17 @@ def clock() -> None:
 
 
 @org_app.command("token")
-def org_token(slug: str, label: Annotated[str, typer.Option(help="What the token is for")] = "admin") -> None:
+def org_token(
+    slug: str,
+    label: Annotated[str, typer.Option(help="What the token is for")] = "admin",
+    expires_in: Annotated[
+        int | None, typer.Option(help="Days until the token stops working (default: never)")
+    ] = None,
+) -> None:
     """Create an admin token for the API and pages (printed once; stored hashed)."""
     from worker.services.credentials import create_admin_token
 
-    token = create_admin_token(_runtime(), slug, label)
+    token = create_admin_token(_runtime(), slug, label, expires_in_days=expires_in)
     out.print(token)
     err.print(f"admin token for {slug} ({safe(label)}); it is shown only now. Log in at /orgs/{slug}/login")
 
