@@ -91,6 +91,9 @@ def org_add(
     allow_insecure_http: Annotated[
         bool, typer.Option(help="Accept plain http:// URLs to hosts other than this machine")
     ] = False,
+    webhook_min_interval: Annotated[
+        int, typer.Option(help="Seconds between webhook-triggered syncs (events wait, then join one)")
+    ] = 60,
 ) -> None:
     """Add an organisation and its PMS and PT Direct connections."""
     from worker.services.orgs import NewOrganisation, add_organisation
@@ -112,6 +115,7 @@ def org_add(
             physitrack_region=physitrack_region,
             physitrack_url=physitrack_url,
             allow_insecure_http=allow_insecure_http,
+            webhook_min_interval=webhook_min_interval,
         ),
     )
     err.print(

@@ -10,18 +10,26 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from worker.clock import utcnow
 from worker.runtime import Runtime
 from worker.store import repositories as repo
+from worker.store.db import SQLITE_BUSY_TIMEOUT_MS
 from worker.store.models import Delivery, Organisation
 
 log = logging.getLogger(__name__)
+MAX_DELIVERY_ID = 200
+"""The stored length of a delivery id; longer ids are refused by the endpoints, never cut."""
+INBOX_TIMEOUT_MS = 2000
+"""How long the inbox insert may wait for the database before the webhook is answered 503."""
 
 
 class DeliveryConflict(Exception):
@@ -48,14 +56,16 @@ def accept(
     status: str = "pending",
 ) -> Accepted:
     """Commit the delivery (or recognise a repeat of it). Raises DeliveryConflict on a replay."""
+    if len(delivery_id) > MAX_DELIVERY_ID:
+        raise ValueError(f"delivery id longer than {MAX_DELIVERY_ID} characters")
     digest = body_hash(body)
     now = utcnow()
     try:
-        with runtime.db.transaction() as session:
+        with runtime.db.transaction() as session, short_statements(session):
             row = Delivery(
                 org_id=org_id,
                 source=source,
-                delivery_id=delivery_id[:200],
+                delivery_id=delivery_id,
                 event=event[:64],
                 body_hash=digest,
                 status=status,
@@ -65,12 +75,12 @@ def accept(
             session.flush()
             return Accepted(row.id, duplicate=False)
     except IntegrityError:
-        with runtime.db.transaction() as session:
+        with runtime.db.transaction() as session, short_statements(session):
             existing = session.scalar(
                 select(Delivery).where(
                     Delivery.org_id == org_id,
                     Delivery.source == source,
-                    Delivery.delivery_id == delivery_id[:200],
+                    Delivery.delivery_id == delivery_id,
                 )
             )
             if existing is None:
@@ -82,13 +92,47 @@ def accept(
             return Accepted(existing.id, duplicate=True)
 
 
+@contextmanager
+def short_statements(session: Session, timeout_ms: int = INBOX_TIMEOUT_MS) -> Iterator[None]:
+    """Statements in this transaction give up after `timeout_ms` instead of waiting for a
+    locked or slow database (a webhook sender would time out first and retry anyway).
+
+    PostgreSQL: SET LOCAL (ends with the transaction). SQLite: the connection's busy timeout,
+    restored afterwards on the driver connection even when the statement failed.
+    """
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
+        connection.exec_driver_sql(f"SET LOCAL lock_timeout = {int(timeout_ms)}")
+        yield
+        return
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    driver = connection.connection.dbapi_connection
+    driver.execute(f"PRAGMA busy_timeout = {int(timeout_ms)}")
+    try:
+        yield
+    finally:
+        driver.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+
+
+WEBHOOK_SOURCES = ("physitrack", "fhir", "generic")
+
+
 def relay(runtime: Runtime, send: Callable[[str], None], *, only: int | None = None, limit: int = 200) -> int:
     """Turn pending deliveries into sync requests; returns how many were relayed.
 
     `send(run_id)` enqueues the run's message; if it raises, the delivery stays pending.
+    A webhook for an organisation whose last run was requested less than its
+    `webhook_min_interval_seconds` ago waits (pending) unless a queued run can take it: a burst
+    of webhooks becomes one run now and at most one per interval after, never one per event.
     """
     with runtime.db.transaction() as session:
+        waiting = _orgs_within_webhook_interval(session, utcnow())
         query = select(Delivery.id, Delivery.org_id).where(Delivery.status == "pending")
+        if waiting:
+            query = query.where(or_(Delivery.source.not_in(WEBHOOK_SOURCES), Delivery.org_id.not_in(waiting)))
         if only is not None:
             query = query.where(Delivery.id == only)
         pending = list(session.execute(query.order_by(Delivery.received_at).limit(limit)))
@@ -112,6 +156,26 @@ def relay(runtime: Runtime, send: Callable[[str], None], *, only: int | None = N
                 row.run_id = run_id
         relayed += 1
     return relayed
+
+
+def _orgs_within_webhook_interval(session: Session, now: datetime) -> set[int]:
+    """Organisations with pending webhooks that must wait: no queued run to join, and their
+    newest run was requested less than their minimum interval ago."""
+    org_ids = session.scalars(
+        select(Delivery.org_id)
+        .where(Delivery.status == "pending", Delivery.source.in_(WEBHOOK_SOURCES))
+        .distinct()
+    )
+    waiting = set()
+    for org_id in org_ids:
+        org = session.get(Organisation, org_id)
+        interval = timedelta(seconds=org.webhook_min_interval_seconds or 0) if org else timedelta(0)
+        if org is None or interval <= timedelta(0) or repo.queued_run(session, org_id) is not None:
+            continue
+        newest = repo.latest_run(session, org_id)
+        if newest is not None and newest.requested_at > now - interval:
+            waiting.add(org_id)
+    return waiting
 
 
 def relay_quietly(runtime: Runtime, send: Callable[[str], None], **kwargs) -> int:

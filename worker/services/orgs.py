@@ -40,6 +40,7 @@ class NewOrganisation:
     physitrack_region: str | None = None
     physitrack_url: str | None = None
     allow_insecure_http: bool = False
+    webhook_min_interval: int = 60
 
 
 def _is_loopback(host: str) -> bool:
@@ -123,6 +124,8 @@ def validate(new: NewOrganisation) -> None:
             raise InvalidInput("--ptdirect api needs --ptdirect-key (the admin bridge's key)")
     if new.physitrack_region is not None and new.physitrack_region not in REGIONS:
         raise InvalidInput(f"--physitrack-region must be one of {', '.join(REGIONS)}")
+    if not 0 <= new.webhook_min_interval <= 86_400:
+        raise InvalidInput("--webhook-min-interval must be between 0 and 86400 seconds")
     try:
         Mode(new.policy)
     except ValueError:
@@ -157,6 +160,7 @@ def add_organisation(runtime: Runtime, new: NewOrganisation, actor: str = "cli")
             lookback_days=540,
             physitrack_region=new.physitrack_region,
             physitrack_url=new.physitrack_url,
+            webhook_min_interval_seconds=new.webhook_min_interval,
             created_at=now,
         )
         session.add(org)

@@ -59,7 +59,7 @@ def queue_run(session: Session, org: Organisation, trigger: str, now: datetime) 
     A partial unique index allows one queued run per organisation: when two triggers race,
     the loser's insert fails and it joins the winner's run instead.
     """
-    existing = _queued_run(session, org.id)
+    existing = queued_run(session, org.id)
     if existing is not None:
         return existing, False
     run = Run(id=new_id(), org_id=org.id, trigger=trigger, status=QUEUED, requested_at=now, attempts=0)
@@ -68,7 +68,7 @@ def queue_run(session: Session, org: Organisation, trigger: str, now: datetime) 
             session.add(run)
             session.flush()
     except IntegrityError:
-        existing = _queued_run(session, org.id)
+        existing = queued_run(session, org.id)
         if existing is None:
             raise
         return existing, False
@@ -85,7 +85,7 @@ def request_run(
     return run, created
 
 
-def _queued_run(session: Session, org_id: int) -> Run | None:
+def queued_run(session: Session, org_id: int) -> Run | None:
     return session.scalar(select(Run).where(Run.org_id == org_id, Run.status == QUEUED))
 
 
