@@ -150,7 +150,7 @@ def _sync_claimed(
     window_start = as_of - timedelta(days=policy.lookback_days)
     with runtime.db.transaction() as session:
         cursors = repo.cursors_of(session, org.id)
-        state = repo.pms_state_of(session, org.id)
+        state = repo.pms_state_of(session, org.id, runtime.secrets)
     pms = pms_connector(org, runtime.secrets).pull(
         window_start=window_start,
         cursors=cursors,
@@ -249,7 +249,7 @@ def _sync_claimed(
         if result.complete:
             repo.store_cursors(session, org.id, pms.cursors, finished_at)
             if pms.state is not None:
-                repo.store_pms_state(session, org.id, pms.state, finished_at)
+                repo.store_pms_state(session, org.id, pms.state, finished_at, runtime.secrets)
         if ptdirect.complete:
             verify_applied(session, org.id, ptdirect, read_at)
         repo.audit(

@@ -17,7 +17,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from worker.clock import new_id
-from worker.errors import NotFound
+from worker.crypto import SecretBox
+from worker.errors import ConfigurationError, NotFound
 from worker.store.models import AuditEntry, Organisation, PhysitrackKey, PmsState, Proposal, Run, SyncCursor
 
 QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
@@ -301,15 +302,31 @@ def unverified_applied_proposals(session: Session, org_id: int, before: datetime
     )
 
 
-def pms_state_of(session: Session, org_id: int) -> dict[str, Any] | None:
+_ENCRYPTED_STATE = b"ptsync-fernet:1:"
+"""Marks a PMS state encrypted with the runtime's SecretBox (older rows are plain zlib)."""
+
+
+def pms_state_of(session: Session, org_id: int, box: SecretBox | None = None) -> dict[str, Any] | None:
+    """The stored state, decrypted with `box` (raw PMS patient ids never rest in clear text)."""
     row = session.get(PmsState, org_id)
     if row is None:
         return None
-    return json.loads(zlib.decompress(row.data))
+    data = bytes(row.data)
+    if data.startswith(_ENCRYPTED_STATE):
+        if box is None:
+            raise ConfigurationError("the stored PMS state is encrypted: pass the runtime's secrets")
+        data = box.decrypt(data[len(_ENCRYPTED_STATE) :].decode("ascii"))
+    return json.loads(zlib.decompress(data))
 
 
-def store_pms_state(session: Session, org_id: int, state: dict[str, Any], now: datetime) -> None:
+def store_pms_state(
+    session: Session, org_id: int, state: dict[str, Any], now: datetime, box: SecretBox | None = None
+) -> None:
+    """Store the connector's state, encrypted with `box` when given (the sync always gives it):
+    the state holds the PMS's own patient ids, which nothing else in the store keeps."""
     data = zlib.compress(json.dumps(state, separators=(",", ":")).encode(), 6)
+    if box is not None:
+        data = _ENCRYPTED_STATE + box.encrypt(data).encode("ascii")
     row = session.get(PmsState, org_id)
     if row is None:
         session.add(PmsState(org_id=org_id, data=data, updated_at=now))
