@@ -23,6 +23,7 @@ from rich.table import Table
 from sqlalchemy.exc import OperationalError
 
 from connectors.errors import ConnectorError
+from worker.commands import keys as _keys
 from worker.commands import tokens as _tokens
 from worker.errors import PtsyncError
 from worker.terminal import safe
@@ -36,6 +37,7 @@ app = typer.Typer(
 org_app = typer.Typer(no_args_is_help=True, help="Manage organisations.")
 app.add_typer(org_app, name="org")
 _tokens.register(org_app)  # org tokens, org revoke-token
+_keys.register(app)  # rotate-secrets
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)

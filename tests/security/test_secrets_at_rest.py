@@ -93,3 +93,44 @@ def test_credentials_pasted_into_a_url_are_refused_not_stored_in_clear(field):
     with pytest.raises(InvalidInput) as raised:
         validate(NewOrganisation(**values))
     assert "must not carry credentials" in str(raised.value) and "hunter2" not in str(raised.value)
+
+
+def test_after_a_key_rotation_the_old_key_can_be_dropped_without_losing_a_secret(runtime, tmp_path):
+    # Given an organisation whose secrets are encrypted with the current key
+    from cryptography.fernet import Fernet
+
+    from worker.crypto import SecretBox
+    from worker.runtime import Runtime
+    from worker.services.credentials import rotate_webhook_credentials
+    from worker.services.keys import reencrypt_secrets
+    from worker.services.orgs import set_physitrack_key
+
+    add_organisation(
+        runtime,
+        NewOrganisation(
+            slug="clinic-k",
+            pms="fhir",
+            pms_url="https://fhir.example/r4",
+            pms_key="fhir-secret",
+            ptdirect="api",
+            ptdirect_url="https://bridge.example",
+            ptdirect_key="bridge-secret",
+        ),
+    )
+    signing = rotate_webhook_credentials(runtime, "clinic-k").signing_secret
+    set_physitrack_key(runtime, "clinic-k", "ana@clinic.example", "pt-secret")
+    old_key = runtime.settings.secret_key
+    new_key = Fernet.generate_key().decode()
+    # When the new key is put first and the secrets are re-encrypted
+    rotating = Runtime(runtime.settings, runtime.db, SecretBox([new_key, old_key]))
+    assert reencrypt_secrets(rotating) == 5
+    # Then the new key alone opens every one of them
+    only_new = SecretBox([new_key])
+    with runtime.db.transaction() as session:
+        org = repo.get_org(session, "clinic-k")
+        assert only_new.decrypt(org.pms_key_encrypted) == b"fhir-secret"
+        assert only_new.decrypt(org.ptdirect_key_encrypted) == b"bridge-secret"
+        assert only_new.decrypt(org.webhook_secret_encrypted).decode() == signing
+        assert len(only_new.decrypt(org.pseudonym_key_encrypted)) == 32
+        keys = repo.physitrack_keys_of(session, org.id)
+        assert only_new.decrypt(keys["ana@clinic.example"]) == b"pt-secret"
