@@ -184,7 +184,6 @@ class HttpClient:
         self.base_url = base_url.rstrip("/")
         self.origin = origin_of(self.base_url)
         self.session = requests.Session()
-        self.session.trust_env = False  # no ~/.netrc credentials, no proxy from the environment
         self.session.headers.update({"Accept": "application/json", **(headers or {})})
         if auth is not None:
             self.session.auth = auth

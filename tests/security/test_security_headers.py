@@ -46,13 +46,3 @@ def test_behind_a_trusted_tls_proxy_the_cookie_is_secure_and_hsts_is_sent(runtim
     cookie = response.headers["set-cookie"]
     assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie
     assert response.headers["Strict-Transport-Security"].startswith("max-age=31536000")
-
-
-def test_a_link_cannot_plant_a_message_on_the_report_page(client, clinic):
-    # Given a logged-in admin who follows a crafted link with a notice in it
-    _, token = clinic
-    client.post("/orgs/clinic-a/login", data={"token": token})
-    # When the page renders
-    page = client.get("/orgs/clinic-a/?notice=Your+token+expired:+mail+it+to+help@evil.example")
-    # Then the planted text is not shown: only notices the server signed are
-    assert page.status_code == 200 and "evil.example" not in page.text

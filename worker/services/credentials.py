@@ -10,7 +10,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from worker.clock import utcnow
 from worker.errors import InvalidInput, NotFound
@@ -138,6 +138,9 @@ def start_session(runtime: Runtime, principal: Principal) -> str:
     cookie = secrets.token_urlsafe(32)
     now = utcnow()
     with runtime.db.transaction() as session:
+        session.execute(  # sessions over a day past their end are of no use to anyone
+            delete(AdminSession).where(AdminSession.expires_at < now - timedelta(days=1))
+        )
         session.add(
             AdminSession(
                 id_hash=token_hash(cookie),

@@ -109,8 +109,10 @@ def _render(name: str, **context: Any) -> HTMLResponse:
 
 
 @router.get("/orgs/{slug}/login")
-def login_form(slug: str, error: str | None = None) -> HTMLResponse:
-    return _render("login.html", slug=slug, error=error)
+def login_form(slug: str) -> HTMLResponse:
+    """The login form. Errors come only from a failed POST, never from the query string (a
+    link must not be able to put words on this page)."""
+    return _render("login.html", slug=slug, error=None)
 
 
 @router.post("/orgs/{slug}/login")
