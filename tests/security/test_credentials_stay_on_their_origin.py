@@ -130,3 +130,36 @@ def test_a_plain_http_pms_url_off_this_machine_is_refused_without_the_explicit_o
         with pytest.raises(InvalidInput, match=r"plain http:// to fhir\.clinic\.example"):
             validate(new)
         validate(NewOrganisation(**{**new.__dict__, "allow_insecure_http": True}))
+
+
+@responses.activate
+def test_a_run_whose_pms_links_elsewhere_fails_and_stores_nothing(runtime, tmp_path):
+    # Given a Cliniko organisation whose practitioners page links to another host
+    from tests.clinic_files import write_clinic
+    from worker.services.orgs import add_organisation
+    from worker.services.sync import request_sync, run_sync
+    from worker.store import repositories as repo
+    from worker.store.models import PmsState, SyncCursor
+
+    _, ptdirect = write_clinic(tmp_path / "clinic")
+    add_organisation(
+        runtime,
+        NewOrganisation(
+            slug="clinic-x", pms="cliniko", pms_key=KEY, ptdirect="file", ptdirect_path=str(ptdirect)
+        ),
+    )
+    responses.get(f"{BASE}/users", json={"users": [], "links": {}})
+    responses.get(
+        f"{BASE}/practitioners", json={"practitioners": [], "links": {"next": "https://evil.example/p2"}}
+    )
+    # When it syncs
+    run_id, _ = request_sync(runtime, "clinic-x", "test")
+    outcome = run_sync(runtime, run_id)
+    # Then the run failed naming the connector and the foreign origin, and nothing was stored
+    assert outcome.status == "failed"
+    with runtime.db.transaction() as session:
+        run = repo.get_run(session, run_id)
+        assert run.error.startswith("cliniko: refusing a next link to another origin https://evil.example")
+        assert run.report is None
+        assert session.query(SyncCursor).count() == 0 and session.query(PmsState).count() == 0
+    assert all("evil.example" not in call.request.url for call in responses.calls)
