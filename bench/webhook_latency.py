@@ -6,7 +6,8 @@ spread over 10 seconds. Prints accepted per second, every webhook's time from ac
 report of the run that covers it (p50 / p95 / p99), runs executed, and the most runs any one
 organisation had running at once (must be 1: coalescing and one sync per organisation).
 
-Needs PostgreSQL and Redis on 127.0.0.1 (Redis database 13, a scratch PostgreSQL database).
+Needs PostgreSQL and Redis on 127.0.0.1 (Redis database 13, or $BENCH_REDIS_URL; a scratch
+PostgreSQL database).
 Run: .venv/bin/python bench/webhook_latency.py
 """
 
@@ -37,7 +38,7 @@ WEBHOOKS = 1_000
 SECONDS = 10.0
 MIN_INTERVAL = int(os.environ.get("BENCH_WEBHOOK_MIN_INTERVAL", "60"))
 """Each organisation's minimum interval between webhook-triggered runs (`--webhook-min-interval`)."""
-REDIS_URL = "redis://127.0.0.1:6379/13"
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 PTSYNC = str(Path(sys.executable).parent / "ptsync")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

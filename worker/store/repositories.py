@@ -320,13 +320,12 @@ def pms_state_of(session: Session, org_id: int, box: SecretBox | None = None) ->
 
 
 def store_pms_state(
-    session: Session, org_id: int, state: dict[str, Any], now: datetime, box: SecretBox | None = None
+    session: Session, org_id: int, state: dict[str, Any], now: datetime, box: SecretBox
 ) -> None:
-    """Store the connector's state, encrypted with `box` when given (the sync always gives it):
-    the state holds the PMS's own patient ids, which nothing else in the store keeps."""
+    """Store the connector's state encrypted with `box` (the runtime's secrets): the state holds
+    the PMS's own patient ids, which nothing else in the store keeps in clear text."""
     data = zlib.compress(json.dumps(state, separators=(",", ":")).encode(), 6)
-    if box is not None:
-        data = _ENCRYPTED_STATE + box.encrypt(data).encode("ascii")
+    data = _ENCRYPTED_STATE + box.encrypt(data).encode("ascii")
     row = session.get(PmsState, org_id)
     if row is None:
         session.add(PmsState(org_id=org_id, data=data, updated_at=now))
