@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,7 +23,7 @@ from worker.clock import utcnow
 from worker.runtime import Runtime
 from worker.store import repositories as repo
 from worker.store.db import SQLITE_BUSY_TIMEOUT_MS
-from worker.store.models import Delivery, Organisation
+from worker.store.models import Delivery, Organisation, Run
 
 log = logging.getLogger(__name__)
 MAX_DELIVERY_ID = 200
@@ -129,7 +129,7 @@ def relay(runtime: Runtime, send: Callable[[str], None], *, only: int | None = N
     of webhooks becomes one run now and at most one per interval after, never one per event.
     """
     with runtime.db.transaction() as session:
-        waiting = _orgs_within_webhook_interval(session, utcnow())
+        waiting = _orgs_within_webhook_interval(session, utcnow(), only)
         query = select(Delivery.id, Delivery.org_id).where(Delivery.status == "pending")
         if waiting:
             query = query.where(or_(Delivery.source.not_in(WEBHOOK_SOURCES), Delivery.org_id.not_in(waiting)))
@@ -143,8 +143,11 @@ def relay(runtime: Runtime, send: Callable[[str], None], *, only: int | None = N
             row = session.get(Delivery, delivery_id)
             if org is None or row is None or row.status != "pending":
                 continue
+            now = utcnow()
+            if row.source in WEBHOOK_SOURCES and _must_wait(session, org, now):
+                continue  # decided again here: the queued run it was to join may have started
             run, _ = repo.request_run(
-                session, org, f"{row.source}:{row.event}"[:32], row.source, utcnow(), delivery=row.delivery_id
+                session, org, f"{row.source}:{row.event}"[:32], row.source, now, delivery=row.delivery_id
             )
             run_id = run.id
         send(run_id)  # may raise: the row stays pending and the next relay sends again
@@ -158,24 +161,41 @@ def relay(runtime: Runtime, send: Callable[[str], None], *, only: int | None = N
     return relayed
 
 
-def _orgs_within_webhook_interval(session: Session, now: datetime) -> set[int]:
-    """Organisations with pending webhooks that must wait: no queued run to join, and their
-    newest run was requested less than their minimum interval ago."""
-    org_ids = session.scalars(
-        select(Delivery.org_id)
-        .where(Delivery.status == "pending", Delivery.source.in_(WEBHOOK_SOURCES))
-        .distinct()
+def _must_wait(session: Session, org: Organisation, now: datetime) -> bool:
+    """A webhook for `org` must wait: no queued run to join, and its newest run was requested
+    less than its minimum interval ago."""
+    interval = timedelta(seconds=org.webhook_min_interval_seconds or 0)
+    if interval <= timedelta(0) or repo.queued_run(session, org.id) is not None:
+        return False
+    newest = repo.latest_run(session, org.id)
+    return newest is not None and newest.requested_at > now - interval
+
+
+def _orgs_within_webhook_interval(session: Session, now: datetime, only: int | None) -> set[int]:
+    """The organisations whose pending webhooks must wait (see `_must_wait`), in two grouped
+    queries, so their rows do not take the batch's places from organisations that may go."""
+    pending = select(Delivery.org_id).where(
+        Delivery.status == "pending", Delivery.source.in_(WEBHOOK_SOURCES)
     )
-    waiting = set()
-    for org_id in org_ids:
-        org = session.get(Organisation, org_id)
-        interval = timedelta(seconds=org.webhook_min_interval_seconds or 0) if org else timedelta(0)
-        if org is None or interval <= timedelta(0) or repo.queued_run(session, org_id) is not None:
-            continue
-        newest = repo.latest_run(session, org_id)
-        if newest is not None and newest.requested_at > now - interval:
-            waiting.add(org_id)
-    return waiting
+    if only is not None:
+        pending = pending.where(Delivery.id == only)
+    queued = set(
+        session.scalars(select(Run.org_id).where(Run.status == repo.QUEUED, Run.org_id.in_(pending)))
+    )
+    newest_runs = session.execute(
+        select(Organisation.id, Organisation.webhook_min_interval_seconds, func.max(Run.requested_at))
+        .join(Run, Run.org_id == Organisation.id)
+        .where(Organisation.id.in_(pending))
+        .group_by(Organisation.id, Organisation.webhook_min_interval_seconds)
+    )
+    return {
+        org_id
+        for org_id, seconds, newest in newest_runs
+        if org_id not in queued
+        and seconds
+        and newest is not None
+        and newest > now - timedelta(seconds=seconds)
+    }
 
 
 def relay_quietly(runtime: Runtime, send: Callable[[str], None], **kwargs) -> int:
