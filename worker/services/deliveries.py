@@ -28,7 +28,7 @@ from worker.store.models import Delivery, Organisation, Run
 log = logging.getLogger(__name__)
 MAX_DELIVERY_ID = 200
 """The stored length of a delivery id; longer ids are refused by the endpoints, never cut."""
-INBOX_TIMEOUT_MS = 2000
+INBOX_TIMEOUT_MS = 5000
 """How long the inbox insert may wait for the database before the webhook is answered 503."""
 
 
@@ -93,13 +93,14 @@ def accept(
 
 
 @contextmanager
-def short_statements(session: Session, timeout_ms: int = INBOX_TIMEOUT_MS) -> Iterator[None]:
+def short_statements(session: Session, timeout_ms: int | None = None) -> Iterator[None]:
     """Statements in this transaction give up after `timeout_ms` instead of waiting for a
     locked or slow database (a webhook sender would time out first and retry anyway).
 
     PostgreSQL: SET LOCAL (ends with the transaction). SQLite: the connection's busy timeout,
     restored afterwards on the driver connection even when the statement failed.
     """
+    timeout_ms = INBOX_TIMEOUT_MS if timeout_ms is None else timeout_ms
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
@@ -144,20 +145,35 @@ def relay(runtime: Runtime, send: Callable[[str], None], *, only: int | None = N
             if org is None or row is None or row.status != "pending":
                 continue
             now = utcnow()
-            if row.source in WEBHOOK_SOURCES and _must_wait(session, org, now):
-                continue  # decided again here: the queued run it was to join may have started
+            covered = [delivery_id]
+            if row.source in WEBHOOK_SOURCES:
+                if _must_wait(session, org, now):
+                    continue  # decided again here: the queued run it was to join may have started
+                # Every webhook of this organisation waiting now is covered by this one run (it
+                # starts after they arrived); relaying them one by one could let the run start
+                # in between and leave the rest waiting for another interval.
+                covered = list(
+                    session.scalars(
+                        select(Delivery.id).where(
+                            Delivery.org_id == org.id,
+                            Delivery.status == "pending",
+                            Delivery.source.in_(WEBHOOK_SOURCES),
+                        )
+                    )
+                )
             run, _ = repo.request_run(
                 session, org, f"{row.source}:{row.event}"[:32], row.source, now, delivery=row.delivery_id
             )
             run_id = run.id
-        send(run_id)  # may raise: the row stays pending and the next relay sends again
+        send(run_id)  # may raise: the rows stay pending and the next relay sends again
         with runtime.db.transaction() as session:
-            row = session.get(Delivery, delivery_id)
-            if row is not None and row.status == "pending":
-                row.status = "relayed"
-                row.relayed_at = utcnow()
-                row.run_id = run_id
-        relayed += 1
+            for covered_id in covered:
+                row = session.get(Delivery, covered_id)
+                if row is not None and row.status == "pending":
+                    row.status = "relayed"
+                    row.relayed_at = utcnow()
+                    row.run_id = run_id
+                    relayed += 1
     return relayed
 
 
