@@ -18,6 +18,7 @@ from typing import Any
 
 from connectors.base import PmsPull, Progress
 from connectors.errors import InputFileError
+from connectors.limits import limited_lines
 from sharing import AccessLogBuilder, AccessSource, AccessStatus, PmsPractitioner, PmsSnapshot
 
 NAME = "csv"
@@ -55,7 +56,7 @@ class CsvPmsConnector:
             raise InputFileError(NAME, str(path), "file not found")
         try:
             with path.open(newline="", encoding="utf-8-sig") as handle:
-                reader = csv.DictReader(handle)
+                reader = csv.DictReader(limited_lines(NAME, path, handle))
                 header = [column.strip() for column in (reader.fieldnames or [])]
                 if not header:
                     raise InputFileError(NAME, str(path), "the file is empty (no header row)", line=1)

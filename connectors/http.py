@@ -7,6 +7,9 @@
   layer as `RateLimited` with the time to come back.
 - Errors name the connector, the method, the URL path and the status; never a credential
   (keys live in headers, and query strings are left out of messages).
+- Credentials never leave the configured origin (scheme, host and port): an absolute URL on
+  another origin (a `next` link, a redirect's `Location`) is refused before anything is sent,
+  and redirects are followed here, same origin only, never by `requests` itself.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay
@@ -28,6 +31,7 @@ from connectors.errors import ConnectorError, TransientConnectorError
 from connectors.ratelimit import RateLimiter
 
 DEFAULT_TIMEOUT = (5.0, 30.0)
+MAX_REDIRECTS = 5
 SHORT_WAIT_LIMIT = 30.0
 """A rate limit that lifts within this many seconds is waited out here; longer goes to the job."""
 
@@ -143,6 +147,37 @@ def _path_of(url: str) -> str:
     return urlsplit(url).path or "/"
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin_of(url: str) -> str:
+    """`scheme://host[:port]`, lower-cased, default port left out: what the credentials belong to."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if ":" in host:
+        host = f"[{host}]"
+    if port is None or port == _DEFAULT_PORTS.get(scheme):
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
+class ForeignOriginError(ConnectorError):
+    """A link or redirect pointing away from the configured origin: the credentials stay home."""
+
+    def __init__(self, connector: str, what: str, foreign: str, expected: str) -> None:
+        super().__init__(
+            connector,
+            f"refusing {what} to another origin {foreign} (configured origin {expected}); "
+            "credentials are only ever sent to the configured origin",
+        )
+        self.foreign_origin = foreign
+
+
 def _describe(response: requests.Response) -> str:
     reason = response.reason or ""
     try:
@@ -178,6 +213,7 @@ class HttpClient:
     ) -> None:
         self.connector = connector
         self.base_url = base_url.rstrip("/")
+        self.origin = origin_of(self.base_url)
         self.session = requests.Session()
         self.session.headers.update({"Accept": "application/json", **(headers or {})})
         if auth is not None:
@@ -188,10 +224,18 @@ class HttpClient:
         self.sleep = sleep
         self.requests_sent = 0
 
-    def url(self, path: str) -> str:
-        if path.startswith("http://") or path.startswith("https://"):
+    def url(self, path: str, *, what: str = "a request") -> str:
+        """The absolute URL for `path`; an absolute URL must be on the configured origin."""
+        if "://" in path or path.startswith("//"):
+            self.check_origin(path, what)
             return path
         return f"{self.base_url}/{path.lstrip('/')}"
+
+    def check_origin(self, url: str, what: str = "a request") -> None:
+        """Raise ForeignOriginError unless `url` is on this client's origin."""
+        foreign = origin_of(url if "://" in url else urljoin(self.base_url + "/", url))
+        if foreign != self.origin:
+            raise ForeignOriginError(self.connector, what, foreign, self.origin)
 
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """Send with short retries for blips; raise HttpError / RateLimited otherwise."""
@@ -218,15 +262,28 @@ class HttpClient:
             self.limiter.acquire()
             waited = time.monotonic() - started
         kwargs.setdefault("timeout", self.timeout)
+        kwargs["allow_redirects"] = False  # followed below, on the configured origin only
         path = _path_of(url)
-        try:
-            self.requests_sent += 1
-            response = self.session.request(method, url, **kwargs)
-        except requests.RequestException as exc:
-            _report(RequestEvent(self.connector, "network", waited))
-            verdict = classify(exc)
-            error_class = TransientHttpError if verdict.verdict is Verdict.RETRY else HttpError
-            raise error_class(self.connector, method, path, None, exc.__class__.__name__) from None
+        for _ in range(MAX_REDIRECTS + 1):
+            try:
+                self.requests_sent += 1
+                response = self.session.request(method, url, **kwargs)
+            except requests.RequestException as exc:
+                _report(RequestEvent(self.connector, "network", waited))
+                verdict = classify(exc)
+                error_class = TransientHttpError if verdict.verdict is Verdict.RETRY else HttpError
+                raise error_class(self.connector, method, path, None, exc.__class__.__name__) from None
+            if not response.is_redirect:
+                break
+            target = urljoin(url, response.headers.get("Location", ""))
+            self.check_origin(target, f"a redirect from {path}")
+            if response.status_code in (301, 302, 303) and method not in ("GET", "HEAD"):
+                method = "GET"  # as browsers and requests do; the body is not sent again
+                kwargs.pop("json", None)
+                kwargs.pop("data", None)
+            url, path = target, _path_of(target)
+        else:
+            raise HttpError(self.connector, method, path, response.status_code, "too many redirects")
         verdict = classify(response)
         _report(RequestEvent(self.connector, _OUTCOMES[verdict.verdict], waited))
         if verdict.verdict is Verdict.RATE_LIMITED and self.limiter is not None:

@@ -2,6 +2,8 @@
 
 A server bug that hands back the same next link would otherwise loop forever, or worse,
 stop early and read as "these are all the rows". Either way the pull must fail instead.
+A next link on another origin (scheme, host or port) is refused before it is requested: the
+connector's credentials must never reach a host the clinic did not configure.
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ def pages(
         document = http.get_json(url, params=current_params)
         yield document
         url = next_link(document)
+        if url is not None:
+            if not isinstance(url, str):
+                raise ConnectorError(http.connector, "the server sent a next link that is not a string")
+            http.check_origin(url, "a next link")
         current_params = None  # a next link carries its own query
     raise ConnectorError(http.connector, f"more than {MAX_PAGES} pages: stopping")
 

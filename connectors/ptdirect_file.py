@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.errors import InputFileError
+from connectors.limits import read_json_file
 from sharing import (
     MasterAccount,
     Operation,
@@ -80,14 +81,7 @@ class PtDirectFileAdapter:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _load(self) -> Any:
-        if not self.path.is_file():
-            raise InputFileError(NAME, str(self.path), "file not found")
-        try:
-            return json.loads(self.path.read_text(encoding="utf-8"))
-        except UnicodeDecodeError:
-            raise InputFileError(NAME, str(self.path), "not UTF-8 text") from None
-        except json.JSONDecodeError as exc:
-            raise InputFileError(NAME, str(self.path), f"invalid JSON: {exc.msg}", line=exc.lineno) from None
+        return read_json_file(NAME, self.path)
 
 
 class _Reader:

@@ -22,7 +22,10 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from connectors.errors import ConnectorError
+from worker.commands import keys as _keys
+from worker.commands import tokens as _tokens
 from worker.errors import PtsyncError
+from worker.terminal import safe
 
 app = typer.Typer(
     add_completion=False,
@@ -41,6 +44,8 @@ from worker.commands import ops as _ops  # noqa: E402
 app.add_typer(_notify.app, name="notify")
 app.command("audit")(_ops.audit)
 app.command("prune")(_ops.prune)
+_tokens.register(org_app)  # org tokens, org revoke-token
+_keys.register(app)  # rotate-secrets
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
@@ -64,7 +69,7 @@ class Format(StrEnum):
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """One line on stderr and a non-zero exit (inside a command or around the whole app)."""
-    err.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
+    err.print(f"[red]error:[/red] {safe(message)}", markup=True, highlight=False)
     sys.exit(code)
 
 
@@ -137,6 +142,12 @@ def org_add(
         int, typer.Option(help="...and more than this many people (both must be exceeded)")
     ] = 2,
     timezone: Annotated[str, typer.Option(help="IANA time zone for dates, e.g. Europe/London")] = "UTC",
+    allow_insecure_http: Annotated[
+        bool, typer.Option(help="Accept plain http:// URLs to hosts other than this machine")
+    ] = False,
+    webhook_min_interval: Annotated[
+        int, typer.Option(help="Seconds between webhook-triggered syncs (events wait, then join one)")
+    ] = 60,
 ) -> None:
     """Add an organisation and its PMS and PT Direct connections."""
     from worker.services.orgs import NewOrganisation, add_organisation
@@ -168,6 +179,8 @@ def org_add(
             timezone=timezone,
             pms_format=pms_format,
             pms_staff=pms_staff,
+            allow_insecure_http=allow_insecure_http,
+            webhook_min_interval=webhook_min_interval,
         ),
     )
     err.print(
@@ -188,7 +201,7 @@ def org_physitrack_key(
     if key is None:
         key = sys.stdin.readline()
     set_physitrack_key(_runtime(), slug, email, key)
-    err.print(f"stored the Physitrack key of {email} for {slug} (encrypted)")
+    err.print(f"stored the Physitrack key of {safe(email)} for {slug} (encrypted)")
 
 
 @org_app.command("list")
@@ -202,7 +215,9 @@ def org_list() -> None:
         orgs = list(session.scalars(select(Organisation).order_by(Organisation.slug)))
         table = Table("slug", "pms", "PT Direct", "policy", "schedule")
         for org in orgs:
-            table.add_row(org.slug, org.pms_kind, org.ptdirect_kind, org.mode, org.schedule)
+            table.add_row(
+                *(safe(v) for v in (org.slug, org.pms_kind, org.ptdirect_kind, org.mode, org.schedule))
+            )
     out.print(table)
 
 
@@ -248,7 +263,7 @@ def _wait_for_run(run_id: str, timeout: float) -> str:
                     f"syncing: {counts['progress']['rows']:,} {counts['progress']['resource']} rows read"
                 )
             if last_error and last_error.startswith("attempt failed"):
-                described = f"{described} (retrying; {last_error})"
+                described = f"{described} (retrying; {safe(last_error)})"
             progress.update(task, description=described)
             time.sleep(0.2)
     if drainer is not None:
@@ -314,7 +329,7 @@ def report(
     if failed_after is not None:
         err.print(
             f"[yellow]note:[/yellow] the newest run {failed_after.id} failed "
-            f"({failed_after.error}); this is the last good report"
+            f"({safe(failed_after.error)}); this is the last good report"
         )
     if format is Format.json:
         text = json.dumps(document, indent=2) + "\n"
@@ -359,29 +374,31 @@ def _print_report_table(document: dict, console: Console) -> None:
     run = document["run"]
     summary = document["summary"]
     console.print(
-        f"[bold]{document['org']}[/bold]: run {run['id']} ({run['trigger']}, {run['status']}, "
-        f"finished {_local_time(run['finished_at'], document.get('timezone'))})"
+        f"[bold]{safe(document['org'])}[/bold]: run {safe(run['id'])} ({safe(run['trigger'])}, "
+        f"{safe(run['status'])}, finished {safe(_local_time(run['finished_at'], document.get('timezone')))})"
     )
     console.print(f"{summary['practitioners']} practitioners, {summary['patients']} patients in the window")
     table = Table("state", "severity", "kind", "finding", show_lines=False, expand=False)
     for finding in document["findings"]:
         style = _SEVERITY_STYLE.get(finding["severity"], "")
-        table.add_row(
-            finding["state"], f"[{style}]{finding['severity']}[/{style}]", finding["kind"], finding["message"]
-        )
+        severity = f"[{style}]{safe(finding['severity'])}[/{style}]" if style else safe(finding["severity"])
+        table.add_row(safe(finding["state"]), severity, safe(finding["kind"]), safe(finding["message"]))
     for finding in document.get("resolved", []):
-        table.add_row("resolved", finding["severity"], finding["kind"], finding["message"])
+        table.add_row("resolved", safe(finding["severity"]), safe(finding["kind"]), safe(finding["message"]))
     if document["findings"] or document.get("resolved"):
         console.print(table)
     else:
         console.print("No findings: PT Direct sharing matches the PMS.")
     proposal = document.get("proposal")
     if proposal:
-        console.print(f"\n[bold]Proposal {proposal['id']}[/bold] ({proposal['status']})")
+        console.print(f"\n[bold]Proposal {safe(proposal['id'])}[/bold] ({safe(proposal['status'])})")
         ops = Table("operation", "practitioner", "needs approval", "status")
         for op in proposal["operations"]:
             ops.add_row(
-                op["op"], op["email"], "yes" if op["requires_approval"] else "no", op.get("status", "pending")
+                safe(op["op"]),
+                safe(op["email"]),
+                "yes" if op["requires_approval"] else "no",
+                safe(op.get("status", "pending")),
             )
         console.print(ops)
         if proposal["status"] == "proposed":
@@ -416,7 +433,11 @@ def proposals(slug: str) -> None:
         )
         for op in latest.operations:
             ops.add_row(
-                str(op.position + 1), op.op, op.email, "yes" if op.requires_approval else "no", op.status
+                str(op.position + 1),
+                safe(op.op),
+                safe(op.email),
+                "yes" if op.requires_approval else "no",
+                safe(op.status),
             )
         out.print(ops)
 
@@ -438,7 +459,7 @@ def approve(
     approval = service.approve_and_apply(
         _runtime(), proposal_id, actor, _actors().apply_proposal.send, transferred=transferred
     )
-    err.print(f"proposal {proposal_id} approved by {actor}")
+    err.print(f"proposal {safe(proposal_id)} approved by {safe(actor)}")
     if not approval.queued:
         err.print("the queue is unreachable: the clock's re-driver sends the apply once it is back")
         return
@@ -459,7 +480,7 @@ def _print_proposal_result(proposal_id: str, depth: int = 0) -> None:
         rows = [(op.op, op.email, op.status, op.note) for op in proposal.operations]
     table = Table("operation", "practitioner", "status", "note", title=f"Proposal {proposal_id}: {status}")
     for row in rows:
-        table.add_row(row[0], row[1], row[2], row[3] or "")
+        table.add_row(*(safe(cell or "") for cell in row))
     out.print(table)
     applied = sum(1 for row in rows if row[2] == "applied")
     if status == "superseded":
@@ -487,7 +508,7 @@ def reject(proposal_id: str, by: Annotated[str, typer.Option(help="Who rejects")
 
     actor = _cli_actor(by)
     service.reject(_runtime(), proposal_id, actor)
-    err.print(f"proposal {proposal_id} rejected by {actor}")
+    err.print(f"proposal {safe(proposal_id)} rejected by {safe(actor)}")
 
 
 @app.command()
@@ -501,7 +522,7 @@ def checklist(proposal_id: str) -> None:
         return
     out.print(f"Proposal {proposal_id} ({proposal.status}): in PT Direct, as an admin:\n")
     for step in steps:
-        out.print(step)
+        out.print(safe(step))
     out.print(f"\nWhen done: ptsync mark-applied {proposal_id}  (the next sync checks it)")
 
 
@@ -512,7 +533,10 @@ def mark_applied(proposal_id: str, by: Annotated[str, typer.Option(help="Who app
 
     actor = _cli_actor(by)
     service.mark_applied_by_hand(_runtime(), proposal_id, actor)
-    err.print(f"proposal {proposal_id} marked as applied by hand by {actor}; the next sync will verify it")
+    err.print(
+        f"proposal {safe(proposal_id)} marked as applied by hand by {safe(actor)}; "
+        "the next sync will verify it"
+    )
 
 
 @app.command()
@@ -645,13 +669,19 @@ def clock(
 
 
 @org_app.command("token")
-def org_token(slug: str, label: Annotated[str, typer.Option(help="What the token is for")] = "admin") -> None:
+def org_token(
+    slug: str,
+    label: Annotated[str, typer.Option(help="What the token is for")] = "admin",
+    expires_in: Annotated[
+        int | None, typer.Option(help="Days until the token stops working (default: never)")
+    ] = None,
+) -> None:
     """Create an admin token for the API and pages (printed once; stored hashed)."""
     from worker.services.credentials import create_admin_token
 
-    token = create_admin_token(_runtime(), slug, label)
+    token = create_admin_token(_runtime(), slug, label, expires_in_days=expires_in)
     out.print(token)
-    err.print(f"admin token for {slug} ({label}); it is shown only now. Log in at /orgs/{slug}/login")
+    err.print(f"admin token for {slug} ({safe(label)}); it is shown only now. Log in at /orgs/{slug}/login")
 
 
 @org_app.command("webhooks")

@@ -66,25 +66,34 @@ def _overlay_progress(report: dict[str, Any], proposal: Proposal) -> None:
         fixed = linked and all(statuses.get(key) == "applied" for key in linked)
         if fixed and finding["state"] in ("new", "ongoing"):
             finding["state"] = "fixed"
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_cell(value: Any) -> str:
+    """A CSV cell a spreadsheet will not run: text starting with =, +, -, @, tab or carriage
+    return is prefixed with a single quote (OWASP, CSV injection), so a practitioner named
+    `=HYPERLINK(...)` is shown as text instead of becoming a formula."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_PREFIXES) else text
 
 
 def render_csv(report: dict[str, Any]) -> str:
+    """The findings as CSV; every cell neutralised against formula injection."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for finding in [*report["findings"], *report.get("resolved", [])]:
         people = finding.get("practitioners", [])
-        writer.writerow(
-            [
-                finding["state"],
-                finding["kind"],
-                finding["severity"],
-                finding["fingerprint"],
-                "; ".join(person.get("name") or "" for person in people),
-                "; ".join(person.get("email") or "" for person in people),
-                finding["message"],
-            ]
-        )
+        cells = [
+            finding["state"],
+            finding["kind"],
+            finding["severity"],
+            finding["fingerprint"],
+            "; ".join(person.get("name") or "" for person in people),
+            "; ".join(person.get("email") or "" for person in people),
+            finding["message"],
+        ]
+        writer.writerow([neutralise_cell(cell) for cell in cells])
     return buffer.getvalue()
 
 

@@ -10,18 +10,26 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from worker.clock import new_id, utcnow
 from worker.runtime import Runtime
 from worker.store import repositories as repo
-from worker.store.models import Delivery, Organisation
+from worker.store.db import SQLITE_BUSY_TIMEOUT_MS
+from worker.store.models import Delivery, Organisation, Run
 
 log = logging.getLogger(__name__)
+MAX_DELIVERY_ID = 200
+"""The stored length of a delivery id; longer ids are refused by the endpoints, never cut."""
+INBOX_TIMEOUT_MS = 5000
+"""How long the inbox insert may wait for the database before the webhook is answered 503."""
 
 
 class DeliveryConflict(Exception):
@@ -48,14 +56,16 @@ def accept(
     status: str = "pending",
 ) -> Accepted:
     """Commit the delivery (or recognise a repeat of it). Raises DeliveryConflict on a replay."""
+    if len(delivery_id) > MAX_DELIVERY_ID:
+        raise ValueError(f"delivery id longer than {MAX_DELIVERY_ID} characters")
     digest = body_hash(body)
     now = utcnow()
     try:
-        with runtime.db.transaction() as session:
+        with runtime.db.transaction() as session, short_statements(session):
             row = Delivery(
                 org_id=org_id,
                 source=source,
-                delivery_id=delivery_id[:200],
+                delivery_id=delivery_id,
                 event=event[:64],
                 body_hash=digest,
                 status=status,
@@ -65,12 +75,12 @@ def accept(
             session.flush()
             return Accepted(row.id, duplicate=False)
     except IntegrityError:
-        with runtime.db.transaction() as session:
+        with runtime.db.transaction() as session, short_statements(session):
             existing = session.scalar(
                 select(Delivery).where(
                     Delivery.org_id == org_id,
                     Delivery.source == source,
-                    Delivery.delivery_id == delivery_id[:200],
+                    Delivery.delivery_id == delivery_id,
                 )
             )
             if existing is None:
@@ -82,13 +92,48 @@ def accept(
             return Accepted(existing.id, duplicate=True)
 
 
+@contextmanager
+def short_statements(session: Session, timeout_ms: int | None = None) -> Iterator[None]:
+    """Statements in this transaction give up after `timeout_ms` instead of waiting for a
+    locked or slow database (a webhook sender would time out first and retry anyway).
+
+    PostgreSQL: SET LOCAL (ends with the transaction). SQLite: the connection's busy timeout,
+    restored afterwards on the driver connection even when the statement failed.
+    """
+    timeout_ms = INBOX_TIMEOUT_MS if timeout_ms is None else timeout_ms
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
+        connection.exec_driver_sql(f"SET LOCAL lock_timeout = {int(timeout_ms)}")
+        yield
+        return
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    driver = connection.connection.dbapi_connection
+    driver.execute(f"PRAGMA busy_timeout = {int(timeout_ms)}")
+    try:
+        yield
+    finally:
+        driver.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+
+
+WEBHOOK_SOURCES = ("physitrack", "fhir", "generic")
+
+
 def relay(runtime: Runtime, send: Callable[[str], None], *, only: int | None = None, limit: int = 200) -> int:
     """Turn pending deliveries into sync requests; returns how many were relayed.
 
     `send(run_id)` enqueues the run's message; if it raises, the delivery stays pending.
+    A webhook for an organisation whose last run was requested less than its
+    `webhook_min_interval_seconds` ago waits (pending) unless a queued run can take it: a burst
+    of webhooks becomes one run now and at most one per interval after, never one per event.
     """
     with runtime.db.transaction() as session:
+        waiting = _orgs_within_webhook_interval(session, utcnow(), only)
         query = select(Delivery.id, Delivery.org_id).where(Delivery.status == "pending")
+        if waiting:
+            query = query.where(or_(Delivery.source.not_in(WEBHOOK_SOURCES), Delivery.org_id.not_in(waiting)))
         if only is not None:
             query = query.where(Delivery.id == only)
         pending = list(session.execute(query.order_by(Delivery.received_at).limit(limit)))
@@ -99,19 +144,74 @@ def relay(runtime: Runtime, send: Callable[[str], None], *, only: int | None = N
             row = session.get(Delivery, delivery_id)
             if org is None or row is None or row.status != "pending":
                 continue
+            now = utcnow()
+            covered = [delivery_id]
+            if row.source in WEBHOOK_SOURCES:
+                if _must_wait(session, org, now):
+                    continue  # decided again here: the queued run it was to join may have started
+                # Every webhook of this organisation waiting now is covered by this one run (it
+                # starts after they arrived); relaying them one by one could let the run start
+                # in between and leave the rest waiting for another interval.
+                covered = list(
+                    session.scalars(
+                        select(Delivery.id).where(
+                            Delivery.org_id == org.id,
+                            Delivery.status == "pending",
+                            Delivery.source.in_(WEBHOOK_SOURCES),
+                        )
+                    )
+                )
             run, _ = repo.request_run(
-                session, org, f"{row.source}:{row.event}"[:32], row.source, utcnow(), delivery=row.delivery_id
+                session, org, f"{row.source}:{row.event}"[:32], row.source, now, delivery=row.delivery_id
             )
             run_id = run.id
-        send(run_id)  # may raise: the row stays pending and the next relay sends again
+        send(run_id)  # may raise: the rows stay pending and the next relay sends again
         with runtime.db.transaction() as session:
-            row = session.get(Delivery, delivery_id)
-            if row is not None and row.status == "pending":
-                row.status = "relayed"
-                row.relayed_at = utcnow()
-                row.run_id = run_id
-        relayed += 1
+            for covered_id in covered:
+                row = session.get(Delivery, covered_id)
+                if row is not None and row.status == "pending":
+                    row.status = "relayed"
+                    row.relayed_at = utcnow()
+                    row.run_id = run_id
+                    relayed += 1
     return relayed
+
+
+def _must_wait(session: Session, org: Organisation, now: datetime) -> bool:
+    """A webhook for `org` must wait: no queued run to join, and its newest run was requested
+    less than its minimum interval ago."""
+    interval = timedelta(seconds=org.webhook_min_interval_seconds or 0)
+    if interval <= timedelta(0) or repo.queued_run(session, org.id) is not None:
+        return False
+    newest = repo.latest_run(session, org.id)
+    return newest is not None and newest.requested_at > now - interval
+
+
+def _orgs_within_webhook_interval(session: Session, now: datetime, only: int | None) -> set[int]:
+    """The organisations whose pending webhooks must wait (see `_must_wait`), in two grouped
+    queries, so their rows do not take the batch's places from organisations that may go."""
+    pending = select(Delivery.org_id).where(
+        Delivery.status == "pending", Delivery.source.in_(WEBHOOK_SOURCES)
+    )
+    if only is not None:
+        pending = pending.where(Delivery.id == only)
+    queued = set(
+        session.scalars(select(Run.org_id).where(Run.status == repo.QUEUED, Run.org_id.in_(pending)))
+    )
+    newest_runs = session.execute(
+        select(Organisation.id, Organisation.webhook_min_interval_seconds, func.max(Run.requested_at))
+        .join(Run, Run.org_id == Organisation.id)
+        .where(Organisation.id.in_(pending))
+        .group_by(Organisation.id, Organisation.webhook_min_interval_seconds)
+    )
+    return {
+        org_id
+        for org_id, seconds, newest in newest_runs
+        if org_id not in queued
+        and seconds
+        and newest is not None
+        and newest > now - timedelta(seconds=seconds)
+    }
 
 
 def relay_quietly(runtime: Runtime, send: Callable[[str], None], **kwargs) -> int:

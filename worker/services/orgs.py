@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from connectors.cliniko import base_url_for_key
@@ -51,6 +53,8 @@ class NewOrganisation:
     timezone: str = "UTC"
     pms_format: str | None = None  # --pms export: a preset name or a mapping TOML file
     pms_staff: str | None = None  # --pms export: an optional staff list CSV
+    allow_insecure_http: bool = False
+    webhook_min_interval: int = 60
 
 
 def validate_settings(new: NewOrganisation) -> None:
@@ -114,6 +118,38 @@ def _pms_secret(new: NewOrganisation) -> bytes | None:
     return new.pms_key.encode() if new.pms_key else None
 
 
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(option: str, url: str | None, allow_insecure_http: bool = False) -> None:
+    """A remote URL the credentials go to: https (plain http only on loopback or when allowed
+    explicitly), and no `user:password@` in it (keys go in their own, encrypted, option)."""
+    if url is None:
+        return
+    if not url.startswith(("http://", "https://")):
+        raise InvalidInput(f"{option} must start with https:// (or http:// on this machine)")
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        raise InvalidInput(
+            f"{option} must not carry credentials (user:password@...): give the key in its own "
+            "option, which is stored encrypted"
+        )
+    if not parts.hostname:
+        raise InvalidInput(f"{option} has no host")
+    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
+        raise InvalidInput(
+            f"{option} uses plain http:// to {parts.hostname}: credentials and patient data would "
+            "cross the network unencrypted; use https:// (or --allow-insecure-http on a trusted network)"
+        )
+
+
 def validate(new: NewOrganisation) -> None:
     if not _SLUG.match(new.slug):
         raise InvalidInput(
@@ -123,8 +159,9 @@ def validate(new: NewOrganisation) -> None:
         raise InvalidInput(f"--pms must be one of {', '.join(PMS_KINDS)}")
     if new.ptdirect not in PTDIRECT_KINDS:
         raise InvalidInput(f"--ptdirect must be one of {', '.join(PTDIRECT_KINDS)}")
-    if new.pms_url is not None and not new.pms_url.startswith(("http://", "https://")):
-        raise InvalidInput("--pms-url must start with http:// or https://")
+    check_url("--pms-url", new.pms_url, new.allow_insecure_http)
+    check_url("--ptdirect-url", new.ptdirect_url, new.allow_insecure_http)
+    check_url("--physitrack-url", new.physitrack_url, new.allow_insecure_http)
     if new.pms == "cliniko":
         if not new.pms_key:
             raise InvalidInput(
@@ -165,8 +202,8 @@ def validate(new: NewOrganisation) -> None:
             raise InvalidInput("--ptdirect api needs --ptdirect-key (the admin bridge's key)")
     if new.physitrack_region is not None and new.physitrack_region not in REGIONS:
         raise InvalidInput(f"--physitrack-region must be one of {', '.join(REGIONS)}")
-    if new.physitrack_url is not None and not new.physitrack_url.startswith(("http://", "https://")):
-        raise InvalidInput("--physitrack-url must start with http:// or https://")
+    if not 0 <= new.webhook_min_interval <= 86_400:
+        raise InvalidInput("--webhook-min-interval must be between 0 and 86400 seconds")
     try:
         Mode(new.policy)
     except ValueError:
@@ -237,6 +274,7 @@ def add_organisation(runtime: Runtime, new: NewOrganisation, actor: str = "cli")
             timezone=new.timezone,
             physitrack_region=new.physitrack_region,
             physitrack_url=new.physitrack_url,
+            webhook_min_interval_seconds=new.webhook_min_interval,
             created_at=now,
         )
         session.add(org)

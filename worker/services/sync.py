@@ -209,7 +209,7 @@ def _pull(
     window_start = _as_of(org, started_at) - timedelta(days=policy.lookback_days)
     with runtime.db.transaction() as session:
         cursors = repo.cursors_of(session, org.id)
-        state = repo.pms_state_of(session, org.id)
+        state = repo.pms_state_of(session, org.id, runtime.secrets)
         keys = repo.physitrack_keys_of(session, org.id)
         baseline = repo.baseline_of(session, org.id, claim.run_id)
         previous_run = repo.latest_report_run(session, org.id)
@@ -299,6 +299,7 @@ def _save(
                 cursors=inputs.pms.cursors if result.complete else None,
                 pms_state=inputs.pms.state if result.complete else None,
             ),
+            runtime.secrets,
         )
         if not stored:
             session.rollback()

@@ -79,6 +79,7 @@ class Organisation(Base):
     physitrack_url: Mapped[str | None] = mapped_column(Text)
     webhook_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     webhook_secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    webhook_min_interval_seconds: Mapped[int] = mapped_column(Integer, default=60, server_default="60")
     created_at: Mapped[datetime]
 
 
@@ -258,6 +259,26 @@ class AdminToken(Base):
     label: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime]
     last_used_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class AdminSession(Base):
+    """A logged-in browser: the cookie is a random id, stored here only as its SHA-256 hash.
+
+    Logging out sets `ended_at`, so a copied cookie is refused afterwards; revoking the token
+    ends its sessions too.
+    """
+
+    __tablename__ = "admin_sessions"
+    __table_args__ = (Index("admin_sessions_by_token", "token_id"),)
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
+    token_id: Mapped[int] = mapped_column(ForeignKey("admin_tokens.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
 
 
 class SyncCursor(Base):

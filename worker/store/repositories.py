@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 
 from sharing import Baseline
 from worker.clock import new_id
-from worker.errors import NotFound
+from worker.crypto import SecretBox
+from worker.errors import ConfigurationError, NotFound
 from worker.lifecycle import (
     OPEN_PROPOSALS,
     OPERATION_MOVES,
@@ -79,7 +80,7 @@ def queue_run(session: Session, org: Organisation, trigger: str, now: datetime) 
     A partial unique index allows one queued run per organisation: when two triggers race,
     the loser's insert fails and it joins the winner's run instead.
     """
-    existing = _queued_run(session, org.id)
+    existing = queued_run(session, org.id)
     if existing is not None:
         return existing, False
     run = Run(id=new_id(), org_id=org.id, trigger=trigger, status=QUEUED, requested_at=now, attempts=0)
@@ -88,7 +89,7 @@ def queue_run(session: Session, org: Organisation, trigger: str, now: datetime) 
             session.add(run)
             session.flush()
     except IntegrityError:
-        existing = _queued_run(session, org.id)
+        existing = queued_run(session, org.id)
         if existing is None:
             raise
         return existing, False
@@ -105,7 +106,7 @@ def request_run(
     return run, created
 
 
-def _queued_run(session: Session, org_id: int) -> Run | None:
+def queued_run(session: Session, org_id: int) -> Run | None:
     return session.scalar(select(Run).where(Run.org_id == org_id, Run.status == QUEUED))
 
 
@@ -329,15 +330,30 @@ def unverified_applied_proposals(session: Session, org_id: int, before: datetime
     )
 
 
-def pms_state_of(session: Session, org_id: int) -> dict[str, Any] | None:
+_ENCRYPTED_STATE = b"ptsync-fernet:1:"
+"""Marks a PMS state encrypted with the runtime's SecretBox (older rows are plain zlib)."""
+
+
+def pms_state_of(session: Session, org_id: int, box: SecretBox | None = None) -> dict[str, Any] | None:
+    """The stored state, decrypted with `box` (raw PMS patient ids never rest in clear text)."""
     row = session.get(PmsState, org_id)
     if row is None:
         return None
-    return json.loads(zlib.decompress(row.data))
+    data = bytes(row.data)
+    if data.startswith(_ENCRYPTED_STATE):
+        if box is None:
+            raise ConfigurationError("the stored PMS state is encrypted: pass the runtime's secrets")
+        data = box.decrypt(data[len(_ENCRYPTED_STATE) :].decode("ascii"))
+    return json.loads(zlib.decompress(data))
 
 
-def store_pms_state(session: Session, org_id: int, state: dict[str, Any], now: datetime) -> None:
+def store_pms_state(
+    session: Session, org_id: int, state: dict[str, Any], now: datetime, box: SecretBox
+) -> None:
+    """Store the connector's state encrypted with `box` (the runtime's secrets): the state holds
+    the PMS's own patient ids, which nothing else in the store keeps in clear text."""
     data = zlib.compress(json.dumps(state, separators=(",", ":")).encode(), 6)
+    data = _ENCRYPTED_STATE + box.encrypt(data).encode("ascii")
     row = session.get(PmsState, org_id)
     if row is None:
         session.add(PmsState(org_id=org_id, data=data, updated_at=now))
@@ -376,7 +392,7 @@ class RunOutcome:
     pms_state: dict[str, Any] | None
 
 
-def save_run_outcome(session: Session, claim: Claim, outcome: RunOutcome) -> bool:
+def save_run_outcome(session: Session, claim: Claim, outcome: RunOutcome, box: SecretBox) -> bool:
     """Close the run as succeeded with its report, findings, cursors and state. False: lease lost.
 
     Cursors and connector state are stored only for a complete run, in this same transaction, so
@@ -411,7 +427,7 @@ def save_run_outcome(session: Session, claim: Claim, outcome: RunOutcome) -> boo
     if outcome.cursors is not None:
         store_cursors(session, claim.org_id, outcome.cursors, outcome.finished_at)
     if outcome.pms_state is not None:
-        store_pms_state(session, claim.org_id, outcome.pms_state, outcome.finished_at)
+        store_pms_state(session, claim.org_id, outcome.pms_state, outcome.finished_at, box)
     audit(
         session,
         claim.org_id,

@@ -21,6 +21,7 @@ from worker.services import proposals as proposal_service
 from worker.services.deliveries import start_manual_sync
 from worker.store import repositories as repo
 from worker.store.models import Proposal, Run
+from worker.web.throttle import record_failure, refuse_if_throttled
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
 bearer = HTTPBearer(auto_error=False, description="An organisation admin token (ptsync org token SLUG)")
@@ -78,6 +79,7 @@ class SyncStarted(BaseModel):
 def principal_for(
     slug: str, request: Request, token: HTTPAuthorizationCredentials | None = Depends(bearer)
 ) -> credentials.Principal:
+    refuse_if_throttled(request)
     if token is None:
         raise HTTPException(
             401,
@@ -86,7 +88,10 @@ def principal_for(
         )
     principal = credentials.authenticate(request.app.state.runtime(), token.credentials)
     if principal is None:
-        raise HTTPException(401, "unknown admin token", headers={"WWW-Authenticate": "Bearer"})
+        record_failure(request, "an API token", slug)
+        raise HTTPException(
+            401, "unknown, expired or revoked admin token", headers={"WWW-Authenticate": "Bearer"}
+        )
     if principal.slug != slug:
         raise HTTPException(404, "not found")  # never confirm that another organisation exists
     return principal

@@ -15,6 +15,8 @@ from worker.errors import InvalidInput, NotFound
 from worker.runtime import Runtime, get_runtime
 from worker.services.deliveries import relay_quietly
 from worker.services.notify_delivery import relay_notifications_quietly
+from worker.web.headers import SecurityHeaders
+from worker.web.throttle import FailureThrottle
 
 log = logging.getLogger(__name__)
 RELAY_INTERVAL_SECONDS = 1.0
@@ -87,6 +89,8 @@ def create_app(
     )
     app.state.runtime = runtime
     app.state.send = send
+    app.state.auth_throttle = FailureThrottle()
+    app.add_middleware(SecurityHeaders)
 
     @app.exception_handler(NotFound)
     async def not_found(request: Request, exc: NotFound) -> JSONResponse:

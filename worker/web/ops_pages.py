@@ -16,20 +16,13 @@ from worker.errors import InvalidInput, NotFound
 from worker.services import audit
 from worker.services import notifications as channels
 from worker.services.notify_delivery import send_test
-from worker.web.pages import _check_form, _csrf, _render, _session
+from worker.web.pages import _check_form, _csrf, _render, _session, page_actor
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
 
 def _page_actor(request: Request, slug: str) -> str:
-    """`web:token N "LABEL"` for the session's token, or `web:SLUG` when it cannot be told."""
-    session_info = _session(request, slug)
-    try:
-        token_id = int(session_info[1].split(":")[1])  # the session cookie names its token
-        with request.app.state.runtime().db.transaction() as session:
-            return audit.token_actor(session, "web", token_id)
-    except (TypeError, ValueError, IndexError):
-        return f"web:{slug}"
+    return page_actor(request, slug)
 
 
 def _back(slug: str, notice: str) -> RedirectResponse:

@@ -1,15 +1,17 @@
 """Admin pages: log in with an organisation token, read the report, act on proposals.
 
-The session is a signed cookie (HttpOnly, SameSite=Lax) naming the organisation and token;
-every form carries a CSRF token derived from that cookie, checked on POST.
+The session cookie (HttpOnly, SameSite=Lax, Secure over HTTPS) is a random id whose hash is
+stored server-side (`credentials.start_session`): logging out, or revoking the token, ends it
+for good. Every form carries a CSRF token derived from that cookie, checked on POST; the login
+and logout forms are also refused from another origin, and failed logins are rate limited.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import time
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -18,13 +20,13 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from worker.errors import InvalidInput
 from worker.services import credentials
 from worker.services import proposals as proposal_service
-from worker.store import repositories as repo
-from worker.store.models import AdminToken, Proposal
+from worker.store.models import Proposal
 from worker.web.org_page import org_page_context
+from worker.web.throttle import record_failure, refuse_if_throttled
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 COOKIE = "ptsync_session"
-SESSION_SECONDS = 8 * 3600
+SESSION_SECONDS = credentials.SESSION_SECONDS
 _templates = Environment(loader=PackageLoader("worker", "templates"), autoescape=select_autoescape(["html"]))
 
 
@@ -33,31 +35,82 @@ def _key(request: Request) -> bytes:
 
 
 def _sign(request: Request, value: str) -> str:
-    return hmac.new(_key(request), value.encode(), hashlib.sha256).hexdigest()
+    return hmac.new(_key(request), value.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()
+
+
+def _equal(a: str | None, b: str | None) -> bool:
+    """Constant-time comparison that accepts any text (hmac refuses non-ASCII str)."""
+    return hmac.compare_digest(
+        (a or "").encode("utf-8", "surrogateescape"), (b or "").encode("utf-8", "surrogateescape")
+    )
 
 
 def _session(request: Request, slug: str) -> tuple[int, str] | None:
-    """(org id, cookie) when the cookie is valid, unexpired, for this org and its token still exists."""
+    """(org id, cookie) when the cookie names a live server-side session of this organisation."""
     cookie = request.cookies.get(COOKIE, "")
-    try:
-        org_id, token_id, expires, signature = cookie.split(":")
-    except ValueError:
+    org_id = credentials.session_org(request.app.state.runtime(), cookie, slug)
+    if org_id is None:
         return None
-    payload = f"{org_id}:{token_id}:{expires}"
-    if not hmac.compare_digest(_sign(request, payload), signature) or int(expires) < time.time():
-        return None
-    with request.app.state.runtime().db.transaction() as session:
-        token = session.get(AdminToken, int(token_id))
-        if token is None or token.org_id != int(org_id):
-            return None
-        org = repo.find_org(session, slug)
-        if org is None or org.id != int(org_id):
-            return None
-    return int(org_id), cookie
+    return org_id, cookie
+
+
+def page_actor(request: Request, slug: str) -> str:
+    """`web:token N "LABEL"` for the session's token (the audit trail's "who"), else `web:SLUG`."""
+    from worker.services import audit
+
+    runtime = request.app.state.runtime()
+    token_id = credentials.session_token_id(runtime, request.cookies.get(COOKIE, ""))
+    if token_id is None:
+        return f"web:{slug}"
+    with runtime.db.transaction() as session:
+        return audit.token_actor(session, "web", token_id)
 
 
 def _csrf(request: Request, cookie: str) -> str:
     return _sign(request, "csrf:" + cookie)[:32]
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _same_origin(request: Request) -> bool:
+    """False when the browser says the form came from another site.
+
+    `Sec-Fetch-Site` first (every current browser sends it; with `Referrer-Policy: no-referrer`
+    a same-origin form's `Origin` is "null"), then `Origin` / `Referer`, comparing the host
+    and port (not the scheme: behind a TLS-terminating proxy the app may see http while the
+    browser sent https). A client that sends none of them is no browser, so no CSRF victim.
+    """
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site in ("same-origin", "none")
+    source = request.headers.get("origin") or request.headers.get("referer")
+    if not source:
+        return True
+    if source == "null":
+        return False
+    try:
+        theirs = urlsplit(source)
+        ours = urlsplit("//" + request.headers.get("host", ""))
+        default = _DEFAULT_PORTS.get(theirs.scheme, 0)
+        return bool(theirs.hostname) and (theirs.hostname, theirs.port or default) == (
+            ours.hostname,
+            ours.port or default,
+        )
+    except ValueError:
+        return False
+
+
+def _notice_url(request: Request, slug: str, notice: str) -> str:
+    """The report page with a notice the server wrote (signed, so a link cannot plant one)."""
+    query = urlencode({"notice": notice, "n": _sign(request, "notice:" + notice)[:32]})
+    return f"/orgs/{slug}/?{query}"
+
+
+def _notice(request: Request, notice: str | None, signature: str | None) -> str | None:
+    if notice and _equal(signature, _sign(request, "notice:" + notice)[:32]):
+        return notice
+    return None
 
 
 def _render(name: str, **context: Any) -> HTMLResponse:
@@ -65,20 +118,26 @@ def _render(name: str, **context: Any) -> HTMLResponse:
 
 
 @router.get("/orgs/{slug}/login")
-def login_form(slug: str, error: str | None = None) -> HTMLResponse:
-    return _render("login.html", slug=slug, error=error)
+def login_form(slug: str) -> HTMLResponse:
+    """The login form. Errors come only from a failed POST, never from the query string (a
+    link must not be able to put words on this page)."""
+    return _render("login.html", slug=slug, error=None)
 
 
 @router.post("/orgs/{slug}/login")
 def login(slug: str, request: Request, token: str = Form("")) -> Response:
-    principal = credentials.authenticate(request.app.state.runtime(), token.strip())
+    if not _same_origin(request):
+        raise HTTPException(403, "the login form was posted from another site")
+    refuse_if_throttled(request)
+    runtime = request.app.state.runtime()
+    principal = credentials.authenticate(runtime, token.strip())
     if principal is None or principal.slug != slug:
+        record_failure(request, "an admin login", slug)
         return _render("login.html", slug=slug, error="That token does not open this organisation.")
-    payload = f"{principal.org_id}:{principal.token_id}:{int(time.time()) + SESSION_SECONDS}"
     response = RedirectResponse(f"/orgs/{slug}/", status_code=303)
     response.set_cookie(
         COOKIE,
-        f"{payload}:{_sign(request, payload)}",
+        credentials.start_session(runtime, principal),
         max_age=SESSION_SECONDS,
         httponly=True,
         samesite="lax",
@@ -89,20 +148,38 @@ def login(slug: str, request: Request, token: str = Form("")) -> Response:
 
 
 @router.post("/orgs/{slug}/logout")
-def logout(slug: str) -> Response:
+def logout(slug: str, request: Request, csrf: str = Form("")) -> Response:
+    session_info = _session(request, slug)
+    if session_info is not None:
+        if not (_equal(_csrf(request, session_info[1]), csrf) or _has_same_origin_header(request)):
+            raise HTTPException(403, "the form has expired: reload the page and try again")
+        credentials.end_session(request.app.state.runtime(), session_info[1])
     response = RedirectResponse(f"/orgs/{slug}/login", status_code=303)
     response.delete_cookie(COOKIE, path="/")
     return response
 
 
+def _has_same_origin_header(request: Request) -> bool:
+    """A browser said so explicitly (a bare client saying nothing does not count here)."""
+    said = any(request.headers.get(name) for name in ("sec-fetch-site", "origin", "referer"))
+    return said and _same_origin(request)
+
+
 @router.get("/orgs/{slug}/")
-def report_page(slug: str, request: Request, notice: str | None = None, who: str | None = None) -> Response:
+def report_page(
+    slug: str,
+    request: Request,
+    notice: str | None = None,
+    n: str | None = None,
+    who: str | None = None,
+) -> Response:
     session_info = _session(request, slug)
     if session_info is None:
         return RedirectResponse(f"/orgs/{slug}/login", status_code=303)
     org_id, cookie = session_info
     context = org_page_context(request.app.state.runtime(), slug, org_id, who)
-    return _render("org.html", **context, slug=slug, csrf=_csrf(request, cookie), notice=notice)
+    notice_text = _notice(request, notice, n)
+    return _render("org.html", **context, slug=slug, csrf=_csrf(request, cookie), notice=notice_text)
 
 
 def _check_form(request: Request, slug: str, csrf: str) -> int:
@@ -110,7 +187,7 @@ def _check_form(request: Request, slug: str, csrf: str) -> int:
     if session_info is None:
         raise HTTPException(401, "log in first")
     org_id, cookie = session_info
-    if not hmac.compare_digest(_csrf(request, cookie), csrf or ""):
+    if not _equal(_csrf(request, cookie), csrf):
         raise HTTPException(403, "the form has expired: reload the page and try again")
     return org_id
 
@@ -134,16 +211,16 @@ def approve(
         approval = proposal_service.approve_and_apply(
             request.app.state.runtime(),
             proposal_id,
-            f"web:{slug}",
+            page_actor(request, slug),
             apply_proposal.send,
             transferred=transferred == "yes",
         )
     except InvalidInput as exc:
-        return RedirectResponse(f"/orgs/{slug}/?notice={exc}", status_code=303)
+        return RedirectResponse(_notice_url(request, slug, str(exc)), status_code=303)
     notice = "Proposal approved: applying it now."
     if not approval.queued:
         notice = "Proposal approved: it will be applied as soon as the queue is reachable."
-    return RedirectResponse(f"/orgs/{slug}/?notice={notice}", status_code=303)
+    return RedirectResponse(_notice_url(request, slug, notice), status_code=303)
 
 
 @router.post("/orgs/{slug}/proposals/{proposal_id}/reject")
@@ -151,10 +228,10 @@ def reject(slug: str, proposal_id: str, request: Request, csrf: str = Form("")) 
     org_id = _check_form(request, slug, csrf)
     _own(request, org_id, proposal_id)
     try:
-        proposal_service.reject(request.app.state.runtime(), proposal_id, f"web:{slug}")
+        proposal_service.reject(request.app.state.runtime(), proposal_id, page_actor(request, slug))
     except InvalidInput as exc:
-        return RedirectResponse(f"/orgs/{slug}/?notice={exc}", status_code=303)
-    return RedirectResponse(f"/orgs/{slug}/?notice=Proposal rejected.", status_code=303)
+        return RedirectResponse(_notice_url(request, slug, str(exc)), status_code=303)
+    return RedirectResponse(_notice_url(request, slug, "Proposal rejected."), status_code=303)
 
 
 @router.get("/orgs/{slug}/proposals/{proposal_id}/checklist")

@@ -2,23 +2,33 @@
 
 Each answers 2xx only after the delivery is committed to the inbox, then relays it at once
 (or, if the broker is down, the relay thread does later). Bad input gets a clear 4xx and
-stores nothing: unknown organisation 404, oversized 413, malformed 400, bad or stale
-signature 401, a delivery id reused for another body 409.
+stores nothing: unknown webhook URL 404, oversized 413, malformed 400 (including ids longer
+than the inbox stores, non-UTF-8 or too deeply nested JSON), bad or stale signature 401 (the
+signed endpoint answers an unknown organisation exactly like a bad signature), a delivery id
+reused for another body 409, and 503 when the inbox cannot be written within a short timeout.
+
+Only reading the body is async; everything that touches the database or decrypts a secret
+runs in the threadpool, so a slow or locked database never stalls the event loop (and with it
+every other route, the login page included).
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import secrets
 from typing import Any
 
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Request
 from pydantic import BaseModel
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+from starlette.concurrency import run_in_threadpool
 
 from worker.errors import NotFound
 from worker.services import credentials
-from worker.services.deliveries import DeliveryConflict, accept, relay_quietly
+from worker.services.deliveries import MAX_DELIVERY_ID, DeliveryConflict, accept, relay_quietly
 from worker.store.models import Organisation
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
@@ -45,9 +55,13 @@ async def _body(request: Request) -> bytes:
 
 def _json_object(body: bytes) -> dict[str, Any]:
     try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        document = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise HTTPException(400, "the body is not UTF-8 text") from None
+    except ValueError:
         raise HTTPException(400, "the body is not valid JSON") from None
+    except RecursionError:
+        raise HTTPException(400, "the body's JSON is nested too deeply") from None
     if not isinstance(document, dict):
         raise HTTPException(400, "the body must be a JSON object")
     return document
@@ -59,6 +73,16 @@ def _text(document: dict[str, Any], *keys: str) -> str | None:
         if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
             return str(value).strip()
     return None
+
+
+def _delivery_id(value: str | None, name: str) -> str:
+    """A delivery id as sent: one longer than the inbox stores is refused, never truncated
+    (two ids sharing their first 200 characters would otherwise collide)."""
+    if value is None:
+        raise HTTPException(400, f"the {name} is missing")
+    if len(value) > MAX_DELIVERY_ID:
+        raise HTTPException(400, f"the {name} is longer than {MAX_DELIVERY_ID} characters")
+    return value
 
 
 def _record(
@@ -78,6 +102,9 @@ def _record(
         )
     except DeliveryConflict as exc:
         raise HTTPException(409, str(exc)) from None
+    except DBAPIError:
+        # Locked or slow database: the statement timed out. The sender retries later.
+        raise HTTPException(503, "the inbox is busy: retry later", headers={"Retry-After": "5"}) from None
     if accepted.duplicate:
         return DeliveryAnswer(status="duplicate", delivery=accepted.delivery)
     if not relevant:
@@ -102,6 +129,12 @@ def _org_by_token(request: Request, url_token: str) -> Organisation:
 )
 async def physitrack_event(url_token: str, request: Request, tasks: BackgroundTasks) -> DeliveryAnswer:
     body = await _body(request)
+    return await run_in_threadpool(_physitrack_event, url_token, request, tasks, body)
+
+
+def _physitrack_event(
+    url_token: str, request: Request, tasks: BackgroundTasks, body: bytes
+) -> DeliveryAnswer:
     org = _org_by_token(request, url_token)
     document = _json_object(body)
     event_id = _text(document, "id", "event_id")
@@ -111,6 +144,7 @@ async def physitrack_event(url_token: str, request: Request, tasks: BackgroundTa
     if event is None:
         raise HTTPException(400, "the event has no type (expected 'event', 'event_type' or 'type')")
     relevant = event in RELEVANT_PHYSITRACK_EVENTS
+    event_id = _delivery_id(event_id, "event id")
     return _record(request, tasks, org.id, "physitrack", event_id, event, body, relevant)
 
 
@@ -121,6 +155,12 @@ async def physitrack_event(url_token: str, request: Request, tasks: BackgroundTa
 )
 async def fhir_notification(url_token: str, request: Request, tasks: BackgroundTasks) -> DeliveryAnswer:
     body = await _body(request)
+    return await run_in_threadpool(_fhir_notification, url_token, request, tasks, body)
+
+
+def _fhir_notification(
+    url_token: str, request: Request, tasks: BackgroundTasks, body: bytes
+) -> DeliveryAnswer:
     org = _org_by_token(request, url_token)
     document = _json_object(body)
     if document.get("resourceType") != "Bundle":
@@ -128,6 +168,7 @@ async def fhir_notification(url_token: str, request: Request, tasks: BackgroundT
     bundle_id = _text(document, "id")
     if bundle_id is None:
         raise HTTPException(400, "the notification Bundle has no id")
+    bundle_id = _delivery_id(bundle_id, "Bundle id")
     return _record(request, tasks, org.id, "fhir", bundle_id, "subscription-notification", body)
 
 
@@ -138,18 +179,29 @@ async def fhir_notification(url_token: str, request: Request, tasks: BackgroundT
 )
 async def signed_event(slug: str, request: Request, tasks: BackgroundTasks) -> DeliveryAnswer:
     body = await _body(request)
+    return await run_in_threadpool(_signed_event, slug, request, tasks, body)
+
+
+_UNKNOWN_SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+"""Verifies for an unknown organisation too, so it takes as long and answers the same."""
+
+
+def _signed_event(slug: str, request: Request, tasks: BackgroundTasks, body: bytes) -> DeliveryAnswer:
     runtime = request.app.state.runtime()
     with runtime.db.transaction() as session:
         org = session.scalar(select(Organisation).where(Organisation.slug == slug))
         if org is not None:
             session.expunge(org)
     secret = credentials.signing_secret_of(runtime, org) if org is not None else None
-    if org is None or secret is None:
-        raise HTTPException(404, "unknown organisation, or no signing secret set for it")
     try:
-        Webhook(secret).verify(body, dict(request.headers), json_parse=False)
-    except WebhookVerificationError as exc:
-        raise HTTPException(401, f"webhook verification failed: {exc}") from None
+        Webhook(secret or _UNKNOWN_SECRET).verify(body, dict(request.headers), json_parse=False)
+        if secret is None:
+            raise WebhookVerificationError("unknown organisation")
+    except (WebhookVerificationError, ValueError):
+        # Malformed signature or timestamp, non-UTF-8 body, unknown organisation, no secret set:
+        # one answer for all, so the endpoint does not reveal which organisations exist.
+        raise HTTPException(401, "webhook verification failed") from None
+    delivery_id = _delivery_id(request.headers.get("webhook-id"), "webhook-id")
     document = _json_object(body)
     event = _text(document, "type", "event") or "generic"
-    return _record(request, tasks, org.id, "generic", request.headers["webhook-id"], event, body)
+    return _record(request, tasks, org.id, "generic", delivery_id, event, body)

@@ -1,0 +1,67 @@
+"""Size and depth limits for input files, with errors that name the file.
+
+A snapshot or export file is read whole (JSON) or streamed (CSV) from a path an admin
+configured; a runaway export, a wrong file or a hostile one must end in a one-line error,
+not an exhausted machine or a traceback. Every file connector reads through these helpers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from connectors.errors import InputFileError
+
+
+def _megabytes(variable: str, default: int) -> int:
+    value = os.environ.get(variable, "")
+    return (int(value) if value.isdigit() and int(value) > 0 else default) * 1024 * 1024
+
+
+MAX_JSON_FILE_BYTES = _megabytes("PTSYNC_MAX_SNAPSHOT_MB", 256)
+"""A PT Direct snapshot (users, sharing, optional client lists) larger than this is refused."""
+MAX_CSV_FILE_BYTES = _megabytes("PTSYNC_MAX_EXPORT_MB", 2048)
+"""One PMS export CSV larger than this is refused (4 million access rows take about 200 MB)."""
+
+
+def _too_large(connector: str, path: Path | str, limit: int) -> InputFileError:
+    return InputFileError(
+        connector, str(path), f"larger than the {limit // (1024 * 1024)} MB limit: is this the right file?"
+    )
+
+
+def read_json_file(connector: str, path: Path, limit: int | None = None) -> Any:
+    """The parsed JSON of `path`, or an InputFileError naming it (missing, too large, not
+    UTF-8, invalid, or nested too deeply to parse)."""
+    limit = MAX_JSON_FILE_BYTES if limit is None else limit
+    if not path.is_file():
+        raise InputFileError(connector, str(path), "file not found")
+    with path.open("rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise _too_large(connector, path, limit)
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InputFileError(connector, str(path), "not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise InputFileError(connector, str(path), f"invalid JSON: {exc.msg}", line=exc.lineno) from None
+    except RecursionError:
+        raise InputFileError(connector, str(path), "JSON nested too deeply to read") from None
+
+
+def limited_lines(
+    connector: str, path: Path | str, lines: Iterable[str], limit: int | None = None
+) -> Iterator[str]:
+    """`lines` as they are read, failing once more than `limit` bytes (as characters) went by:
+    works for regular files and named pipes alike, without reading ahead."""
+    limit = MAX_CSV_FILE_BYTES if limit is None else limit
+    seen = 0
+    for line in lines:
+        seen += len(line)
+        if seen > limit:
+            raise _too_large(connector, path, limit)
+        yield line

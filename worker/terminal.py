@@ -1,0 +1,29 @@
+"""Text from a PMS or PT Direct, made safe to show in a terminal.
+
+Names, emails and messages come from systems ptsync does not control. Printed through rich,
+`[/bold]` in a name is markup (and an unbalanced closing tag crashes the print); an ANSI or
+OSC-8 escape sequence would recolour the terminal, rewrite the screen or plant a link. `safe`
+drops control characters (C0, C1, DEL and the bidirectional overrides that reorder text) and
+escapes rich markup, so what is printed is exactly the text, inert.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from rich.markup import escape
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_ESCAPE_SEQUENCE = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-_])")
+
+
+def strip_controls(text: str) -> str:
+    """The text without escape sequences or control characters; line breaks become spaces."""
+    text = _ESCAPE_SEQUENCE.sub("", text)
+    return _CONTROL.sub("", text.replace("\r\n", " ").replace("\n", " ").replace("\t", " "))
+
+
+def safe(value: Any) -> str:
+    """`value` as inert text for a rich console: no control characters, markup escaped."""
+    return escape(strip_controls("" if value is None else str(value)))

@@ -1,0 +1,54 @@
+"""Security headers on every response, as a plain ASGI middleware (no buffering, no threads).
+
+- Content-Security-Policy: only this origin's own scripts, styles and images; no framing
+  (`frame-ancestors 'none'`), no plugins, forms post only here. The interactive API docs
+  (`/docs`, `/redoc`) load Swagger/ReDoc from their CDN and get a policy that allows it.
+- `X-Content-Type-Options: nosniff`, `Referrer-Policy: no-referrer` (URLs carry webhook tokens
+  and organisation names), `X-Frame-Options: DENY` for old browsers.
+- `Cache-Control: no-store` on the pages and the API: reports must not stay in shared caches.
+- `Strict-Transport-Security` when the request came over HTTPS (directly, or through a proxy
+  uvicorn trusts: see FORWARDED_ALLOW_IPS in the README).
+"""
+
+from __future__ import annotations
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+CSP = "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
+    "font-src 'self' https://fonts.gstatic.com; img-src 'self' data: https://fastapi.tiangolo.com "
+    "https://cdn.redoc.ly; worker-src 'self' blob:; frame-ancestors 'none'; object-src 'none'"
+)
+DOCS_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc")
+PRIVATE_PREFIXES = ("/orgs/", "/api/")
+HSTS = "max-age=31536000; includeSubDomains"
+
+
+class SecurityHeaders:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        https = scope.get("scheme") == "https"
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("Content-Security-Policy", DOCS_CSP if path in DOCS_PATHS else CSP)
+                headers.setdefault("X-Content-Type-Options", "nosniff")
+                headers.setdefault("Referrer-Policy", "no-referrer")
+                headers.setdefault("X-Frame-Options", "DENY")
+                if path.startswith(PRIVATE_PREFIXES):
+                    headers["Cache-Control"] = "no-store"
+                if https:
+                    headers.setdefault("Strict-Transport-Security", HSTS)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
