@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_delay
 
 from connectors.errors import ConnectorError, TransientConnectorError
 from connectors.ratelimit import RateLimiter
@@ -108,6 +108,27 @@ class TransientHttpError(HttpError):
     retryable = True
 
 
+class Unreachable(TransientHttpError):
+    """No connection at all (refused, unknown host, TLS): the job retries later, not this call."""
+
+
+def unreachable_reason(url: str, exc: requests.RequestException) -> str:
+    """`cannot reach HOST: WHY` in a person's words (never the query string or a credential)."""
+    host = urlsplit(url).netloc.rsplit("@", 1)[-1] or url
+    text = repr(exc).lower()
+    if isinstance(exc, requests.Timeout):
+        why = "no answer in time (timed out)"
+    elif isinstance(exc, requests.exceptions.SSLError):
+        why = "the TLS certificate or handshake failed"
+    elif "name or service not known" in text or "nodename nor servname" in text or "getaddrinfo" in text:
+        why = "the host name does not resolve (check the URL)"
+    elif "refused" in text:
+        why = "the connection was refused (is the server running, is the port right?)"
+    else:
+        why = exc.__class__.__name__
+    return f"cannot reach {host}: {why}"
+
+
 def _path_of(url: str) -> str:
     return urlsplit(url).path or "/"
 
@@ -168,7 +189,9 @@ class HttpClient:
         retrying = Retrying(
             stop=stop_after_delay(self.retry_budget_seconds),
             wait=self._wait,
-            retry=retry_if_exception_type(TransientHttpError),
+            retry=retry_if_exception(
+                lambda error: isinstance(error, TransientHttpError) and not isinstance(error, Unreachable)
+            ),
             sleep=self.sleep,
             reraise=True,
         )
@@ -190,8 +213,10 @@ class HttpClient:
             response = self.session.request(method, url, **kwargs)
         except requests.RequestException as exc:
             verdict = classify(exc)
+            if isinstance(exc, requests.ConnectionError) and not isinstance(exc, requests.Timeout):
+                raise Unreachable(self.connector, method, path, None, unreachable_reason(url, exc)) from None
             error_class = TransientHttpError if verdict.verdict is Verdict.RETRY else HttpError
-            raise error_class(self.connector, method, path, None, exc.__class__.__name__) from None
+            raise error_class(self.connector, method, path, None, unreachable_reason(url, exc)) from None
         verdict = classify(response)
         if verdict.verdict is Verdict.RATE_LIMITED and self.limiter is not None:
             # Every process sharing this key waits too: nothing is sent before the server's time.

@@ -1,4 +1,4 @@
-"""The `ptsync` command line (contract: DESIGN.md section 7).
+"""The `ptsync` command line (documented in README.md and `ptsync --help`).
 
 Documents (`--format json|csv`) go to stdout alone; tables are for people; messages, progress
 and errors go to stderr. Every error is one line and a non-zero exit, never a traceback.
@@ -18,11 +18,13 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy.exc import OperationalError
 
 from connectors.errors import ConnectorError
+from worker.commands.terminal import SECRET_HELP, ExpectedFailures, read_secret
 from worker.errors import PtsyncError
 
 app = typer.Typer(
@@ -33,9 +35,12 @@ app = typer.Typer(
 )
 org_app = typer.Typer(no_args_is_help=True, help="Manage organisations.")
 app.add_typer(org_app, name="org")
+from worker.commands import register  # noqa: E402  (lifecycle, runs, ptdirect, --version)
+
+register(app, org_app)
 
 out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)  # an error stays one line at any width
 
 DEMO_SLUG = "demo-clinic"
 DEMO_FOLDER = "ptsync-demo"
@@ -50,7 +55,7 @@ class Format(StrEnum):
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """One line on stderr and a non-zero exit (inside a command or around the whole app)."""
-    err.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
+    err.print(f"[red]error:[/red] {escape(message)}", markup=True, highlight=False)
     sys.exit(code)
 
 
@@ -70,13 +75,19 @@ def _actors():
 def org_add(
     slug: Annotated[str, typer.Argument(help="Short name, e.g. clinic-a")],
     pms: Annotated[str, typer.Option(help="cliniko, fhir or csv")],
-    ptdirect: Annotated[str, typer.Option(help="file or api")],
+    ptdirect: Annotated[
+        str, typer.Option(help="manual (ptsync keeps PT Direct's state, recorded by you), file or api")
+    ] = "manual",
     pms_url: Annotated[str | None, typer.Option(help="Override the connector's base URL")] = None,
-    pms_key: Annotated[str | None, typer.Option(help="PMS API key (stored encrypted)")] = None,
+    pms_key: Annotated[
+        str | None, typer.Option(help=f"PMS API key (stored encrypted; {SECRET_HELP})")
+    ] = None,
     pms_path: Annotated[str | None, typer.Option(help="CSV folder for --pms csv")] = None,
     ptdirect_path: Annotated[str | None, typer.Option(help="Snapshot file for --ptdirect file")] = None,
     ptdirect_url: Annotated[str | None, typer.Option(help="Admin bridge URL for --ptdirect api")] = None,
-    ptdirect_key: Annotated[str | None, typer.Option(help="Admin bridge key (stored encrypted)")] = None,
+    ptdirect_key: Annotated[
+        str | None, typer.Option(help=f"Admin bridge key (stored encrypted; {SECRET_HELP})")
+    ] = None,
     policy: Annotated[str, typer.Option(help="observe, propose or apply-safe")] = "propose",
     schedule: Annotated[str, typer.Option(help="Cron expression for scheduled syncs")] = "0 * * * *",
     physitrack_region: Annotated[
@@ -85,11 +96,15 @@ def org_add(
     physitrack_url: Annotated[
         str | None, typer.Option(help="Override the Physitrack API v2 base URL")
     ] = None,
+    no_test: Annotated[bool, typer.Option("--no-test", help="Store without testing the connections")] = False,
 ) -> None:
-    """Add an organisation and its PMS and PT Direct connections."""
-    from worker.services.orgs import NewOrganisation, add_organisation
+    """Add an organisation and its PMS and PT Direct connections (tested first unless --no-test)."""
+    from worker.services.org_admin import add_tested
+    from worker.services.orgs import NewOrganisation
 
-    org = add_organisation(
+    pms_key = read_secret(pms_key, "--pms-key")
+    ptdirect_key = read_secret(ptdirect_key, "--ptdirect-key")
+    org, checks = add_tested(
         _runtime(),
         NewOrganisation(
             slug=slug,
@@ -106,40 +121,67 @@ def org_add(
             physitrack_region=physitrack_region,
             physitrack_url=physitrack_url,
         ),
+        test=not no_test,
     )
+    for check in checks:
+        err.print(check.line(), markup=False)
     err.print(
         f"added organisation {org.slug} (pms {org.pms_kind}, PT Direct {org.ptdirect_kind}, "
         f"policy {org.mode})"
     )
+    if org.ptdirect_kind == "manual":
+        err.print(
+            f"next: record what PT Direct shows at /orgs/{org.slug}/ptdirect (`ptsync org token {org.slug}` "
+            f"to log in) or with `ptsync ptdirect import {org.slug} FILE`, "
+            f"then `ptsync sync {org.slug} --wait`",
+            markup=False,
+        )
 
 
 @org_app.command("physitrack-key")
 def org_physitrack_key(
     slug: str,
     email: Annotated[str, typer.Argument(help="The practitioner's PT Direct email")],
-    key: Annotated[str | None, typer.Option(help="The key; omit to read it from standard input")] = None,
+    key: Annotated[
+        str | None, typer.Option(help=f"The key; omit to read it from standard input ({SECRET_HELP})")
+    ] = None,
 ) -> None:
     """Store a practitioner's Physitrack API v2 key (encrypted) to check for duplicate patients."""
     from worker.services.orgs import set_physitrack_key
 
-    if key is None:
-        key = sys.stdin.readline()
+    key = read_secret(key if key is not None else "-", "--key") or ""
     set_physitrack_key(_runtime(), slug, email, key)
     err.print(f"stored the Physitrack key of {email} for {slug} (encrypted)")
 
 
 @org_app.command("list")
 def org_list() -> None:
-    """List organisations."""
+    """List organisations: connections, policy, state, last run and next scheduled sync."""
     from sqlalchemy import select
 
+    from worker.clock import utcnow
+    from worker.services.org_admin import next_due
+    from worker.store import repositories as repo
     from worker.store.models import Organisation
 
+    now = utcnow()
     with _runtime().db.transaction() as session:
         orgs = list(session.scalars(select(Organisation).order_by(Organisation.slug)))
-        table = Table("slug", "pms", "PT Direct", "policy", "schedule")
+        table = Table("slug", "pms", "PT Direct", "policy", "state", "last run", "next sync (UTC)")
         for org in orgs:
-            table.add_row(org.slug, org.pms_kind, org.ptdirect_kind, org.mode, org.schedule)
+            last = repo.latest_run(session, org.id)
+            due = None if org.paused_at else next_due(org.schedule, now)
+            table.add_row(
+                org.slug,
+                org.pms_kind,
+                org.ptdirect_kind,
+                org.mode,
+                "paused" if org.paused_at else "active",
+                "none"
+                if last is None
+                else f"{last.status} {(last.finished_at or last.requested_at):%Y-%m-%d %H:%M}",
+                "-" if due is None else f"{due:%Y-%m-%d %H:%M}",
+            )
     out.print(table)
 
 
@@ -165,6 +207,7 @@ def _wait_for_run(run_id: str, timeout: float) -> str:
         drainer = threading.Thread(target=drain, name="in-process-worker", daemon=True)
         drainer.start()
     deadline = time.monotonic() + timeout
+    reported = None
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err, transient=True
     ) as progress:
@@ -186,6 +229,9 @@ def _wait_for_run(run_id: str, timeout: float) -> str:
                 )
             if last_error and last_error.startswith("attempt failed"):
                 described = f"{described} (retrying; {last_error})"
+                if last_error != reported and err.is_terminal:
+                    reported = last_error
+                    progress.console.print(_retry_notice(run_id, last_error), markup=False)
             progress.update(task, description=described)
             time.sleep(0.2)
     if drainer is not None:
@@ -193,6 +239,23 @@ def _wait_for_run(run_id: str, timeout: float) -> str:
         with runtime.db.transaction() as session:
             status = session.get(Run, run_id).status
     return status
+
+
+def _retry_notice(run_id: str, error: str) -> str:
+    """The first failed attempt, said at once, with when the worker tries again."""
+    from worker.store.models import Run
+
+    with _runtime().db.transaction() as session:
+        attempts = session.get(Run, run_id).attempts
+    options = _actors().sync_org.options
+    retries, low = options["max_retries"], options["min_backoff"] / 1000 * 2 ** max(attempts - 1, 0)
+    high = min(low * 2, options["max_backoff"] / 1000)
+    if attempts > retries:
+        return f"{error.removeprefix('attempt failed: ')} (attempt {attempts}; that was the last try)"
+    return (
+        f"attempt {attempts} of {retries + 1} failed: {error.removeprefix('attempt failed: ')}; "
+        f"the worker tries again in {low:.0f}-{high:.0f} s (Ctrl-C stops waiting; the run continues)"
+    )
 
 
 def _report_run_result(run_id: str, status: str) -> None:
@@ -236,6 +299,8 @@ def report(
     """Print the latest run's report."""
     from worker.reports import latest_report, render_csv, render_html
 
+    if output is not None and not output.parent.is_dir():
+        fail(f"--output {output}: the folder {output.parent} does not exist")
     document, failed_after = latest_report(_runtime(), slug)
     if failed_after is not None:
         err.print(
@@ -357,6 +422,17 @@ def approve(
     _print_proposal_result(proposal_id)
 
 
+def _after_approval(proposal_id: str) -> None:
+    from worker.services.proposals import after_approval
+    from worker.store import repositories as repo
+
+    with _runtime().db.transaction() as session:
+        org = repo.get_proposal(session, proposal_id).organisation
+        message = after_approval(org.ptdirect_kind, proposal_id, org.ptdirect_path)
+    if message:
+        err.print(message, markup=False)
+
+
 def _print_proposal_result(proposal_id: str) -> None:
     from worker.store import repositories as repo
 
@@ -378,6 +454,7 @@ def _print_proposal_result(proposal_id: str) -> None:
             )
         if manual:
             err.print("Operations marked 'manual' must be done by a person in the PT Direct admin console.")
+        kind = proposal.organisation.ptdirect_kind
         if waiting:
             err.print(
                 f"Removals wait until patients are transferred: after transferring them in PT Direct, "
@@ -385,6 +462,8 @@ def _print_proposal_result(proposal_id: str) -> None:
             )
         if proposal.status == "failed":
             fail(f"proposal {proposal_id} failed: {proposal.error}")
+    if kind in ("manual", "file"):
+        _after_approval(proposal_id)
 
 
 @app.command()
@@ -402,24 +481,49 @@ def checklist(proposal_id: str) -> None:
     """Print a proposal as steps to follow by hand in the PT Direct admin console."""
     from worker.services import proposals as service
 
-    proposal, steps = service.checklist_of(_runtime(), proposal_id)
-    if not steps:
+    proposal, steps = service.checklist_steps(_runtime(), proposal_id)
+    open_steps = [step for step in steps if not step.settled]
+    if not open_steps:
         err.print(f"proposal {proposal_id} ({proposal.status}) has nothing left to do by hand")
         return
-    out.print(f"Proposal {proposal_id} ({proposal.status}): in PT Direct, as an admin:\n")
+    out.print(f"Proposal {proposal_id} ({proposal.status}): in PT Direct, as an admin:\n", markup=False)
     for step in steps:
-        out.print(step)
-    out.print(f"\nWhen done: ptsync mark-applied {proposal_id}  (the next sync checks it)")
+        done = {"applied": "  [done]", "could_not_do": f"  [could not do: {step.note}]"}.get(step.status, "")
+        out.print(f"{step.number}. {step.text}{done}", markup=False)
+    out.print(
+        f"\nWhen done: ptsync mark-applied {proposal_id}  (a step you could not do: add --could-not NUMBER "
+        "--reason TEXT)",
+        markup=False,
+    )
 
 
 @app.command("mark-applied")
-def mark_applied(proposal_id: str, by: Annotated[str, typer.Option(help="Who applied it")] = "") -> None:
-    """Record that a proposal was applied by hand; the next sync confirms or reopens it."""
+def mark_applied(
+    proposal_id: str,
+    by: Annotated[str, typer.Option(help="Who applied it")] = "",
+    could_not: Annotated[
+        list[int] | None, typer.Option("--could-not", help="A step number you could not do (repeatable)")
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Why those steps could not be done")] = "",
+) -> None:
+    """Record that you did a proposal's steps in PT Direct (all, but the --could-not ones)."""
     from worker.services import proposals as service
 
     actor = by or f"cli:{os.environ.get('USER', 'unknown')}"
-    service.mark_applied_by_hand(_runtime(), proposal_id, actor)
-    err.print(f"proposal {proposal_id} marked as applied by hand by {actor}; the next sync will verify it")
+    skipped = {number - 1: reason or "the admin could not do this step" for number in could_not or []}
+    proposal = service.mark_applied_by_hand(_runtime(), proposal_id, actor, could_not=skipped)
+    kind = proposal.organisation.ptdirect_kind
+    recorded = (
+        "recorded the new PT Direct state in ptsync; the next sync plans from it"
+        if kind == "manual"
+        else "the next sync will verify it in PT Direct"
+    )
+    err.print(f"proposal {proposal_id} marked as applied by hand by {actor}; {recorded}")
+    if skipped:
+        err.print(
+            f"steps {', '.join(str(n + 1) for n in sorted(skipped))} recorded as not done; the next sync "
+            "proposes them again while they are still needed"
+        )
 
 
 @app.command()
@@ -433,7 +537,21 @@ def demo() -> None:
     runtime = _runtime()
     folder = Path.cwd() / DEMO_FOLDER
     with runtime.db.transaction() as session:
-        exists = repo.find_org(session, DEMO_SLUG) is not None
+        demo_org = repo.find_org(session, DEMO_SLUG)
+        exists = demo_org is not None
+        elsewhere = exists and demo_org.pms_path != str(folder.resolve())
+    if elsewhere:  # the database is per user: a demo run from another folder takes it over
+        from worker.services.org_admin import update_organisation
+
+        if not (folder / "ptdirect.json").exists():
+            write_demo_clinic(folder, utcnow().date())
+        update_organisation(
+            runtime,
+            DEMO_SLUG,
+            {"pms_path": str(folder), "ptdirect_path": str(folder / "ptdirect.json")},
+            test=False,
+        )
+        err.print(f"the demo clinic now reads {folder}/")
     if not exists:
         if not (folder / "ptdirect.json").exists():
             write_demo_clinic(folder, utcnow().date())
@@ -562,11 +680,10 @@ class _TerminalFormatter(logging.Formatter):
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=os.environ.get("PTSYNC_LOG_LEVEL", "WARNING"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_TerminalFormatter())
+    handler.addFilter(ExpectedFailures())
+    logging.basicConfig(level=os.environ.get("PTSYNC_LOG_LEVEL", "WARNING"), handlers=[handler])
     try:
         app()
     except (PtsyncError, ConnectorError) as exc:

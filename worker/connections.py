@@ -19,7 +19,7 @@ from worker.settings import get_settings
 from worker.store.models import Organisation
 
 PMS_KINDS = ("cliniko", "fhir", "csv")
-PTDIRECT_KINDS = ("file", "api")
+PTDIRECT_KINDS = ("manual", "file", "api")
 
 
 def user_agent() -> str:
@@ -72,6 +72,11 @@ def pms_connector(org: Organisation, secrets: SecretBox) -> PmsConnector:
 
 
 def ptdirect_adapter(org: Organisation, secrets: SecretBox) -> PtDirectAdapter:
+    if org.ptdirect_kind == "manual":
+        from worker.runtime import get_runtime
+        from worker.services.ptdirect_state import ManualPtDirectAdapter
+
+        return ManualPtDirectAdapter(get_runtime(), org.id, org.slug)
     if org.ptdirect_kind == "file":
         if not org.ptdirect_path:
             raise ConfigurationError(f"organisation {org.slug}: the file adapter needs --ptdirect-path")

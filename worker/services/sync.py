@@ -28,7 +28,7 @@ from sharing import (
 )
 from worker.clock import iso, new_id, utcnow
 from worker.connections import physitrack_clients, pms_connector, ptdirect_adapter
-from worker.errors import PtsyncError
+from worker.errors import InvalidInput, PtsyncError
 from worker.runtime import Runtime
 from worker.services.proposals import verify_applied
 from worker.store import repositories as repo
@@ -43,6 +43,10 @@ class OrganisationBusy(Exception):
     def __init__(self, delay_seconds: float) -> None:
         super().__init__(f"organisation busy; retry in {delay_seconds:.1f}s")
         self.delay_seconds = delay_seconds
+
+
+class OrganisationPaused(InvalidInput):
+    """A paused organisation is not synced: not by the clock, webhooks or a person."""
 
 
 class RetryableSyncError(Exception):
@@ -60,7 +64,13 @@ def request_sync(runtime: Runtime, slug: str, trigger: str) -> tuple[str, bool]:
     """Queue a run for the organisation, or join the one already queued. Returns (run id, new)."""
     now = utcnow()
     with runtime.db.transaction() as session:
-        run, created = repo.request_run(session, repo.get_org(session, slug), trigger, trigger, now)
+        org = repo.get_org(session, slug)
+        if org.paused_at is not None:
+            raise OrganisationPaused(
+                f"organisation {slug} is paused (since {iso(org.paused_at)}): nothing is synced until "
+                f"`ptsync org resume {slug}`"
+            )
+        run, created = repo.request_run(session, org, trigger, trigger, now)
         return run.id, created
 
 
@@ -206,6 +216,8 @@ def _sync_claimed(
             "findings": report["summary"]["findings"],
             "operations": len(result.operations),
             "picture": _sharing_picture(result, pms.snapshot),
+            # Pre-fills the PT Direct page of `--ptdirect manual` (names and emails, no patients).
+            "pms_practitioners": [[p.id, p.name, p.email, p.active] for p in pms.snapshot.practitioners],
         }
         if not repo.finish_run(
             session,
