@@ -197,10 +197,10 @@ def remove(
 
 def test(slug: str) -> None:
     """Check every connection of an organisation and say which one fails and why."""
-    from worker.services.org_admin import test_organisation
+    from worker.services.org_admin import check_organisation
 
     cli = _cli()
-    checks = test_organisation(cli._runtime(), slug)
+    checks = check_organisation(cli._runtime(), slug)
     for check in checks:
         cli.out.print(check.line(), markup=False)
     failed = [check for check in checks if not check.ok]

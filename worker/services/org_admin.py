@@ -150,7 +150,7 @@ def failed_checks_error(checks: list[ConnectionCheck]) -> InvalidInput:
     return InvalidInput(f"connection test failed, nothing stored: {failed} (skip the test with --no-test)")
 
 
-def test_organisation(runtime: Runtime, slug: str) -> list[ConnectionCheck]:
+def check_organisation(runtime: Runtime, slug: str) -> list[ConnectionCheck]:
     with runtime.db.transaction() as session:
         org = repo.get_org(session, slug)
         session.expunge(org)

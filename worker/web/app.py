@@ -91,9 +91,10 @@ def create_app(
     async def invalid(request: Request, exc: InvalidInput) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=409)
 
-    from worker.web import api, pages, webhooks
+    from worker.web import api, pages, ptdirect_pages, webhooks
 
     app.include_router(webhooks.router)
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(ptdirect_pages.router)
     return app

@@ -11,6 +11,7 @@ import hmac
 import math
 import time
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -231,7 +232,15 @@ def approve(
     from worker.actors import apply_proposal
 
     apply_proposal.send(proposal_id)
-    return RedirectResponse(f"/orgs/{slug}/?notice=Proposal approved: applying it now.", status_code=303)
+    notice = "Proposal approved: applying it now."
+    with request.app.state.runtime().db.transaction() as session:
+        org = repo.get_proposal(session, proposal_id).organisation
+        extra = proposal_service.after_approval(org.ptdirect_kind, proposal_id, org.ptdirect_path)
+    if org.ptdirect_kind == "manual":
+        notice = "Proposal approved. " + (extra or "")
+    elif extra:
+        notice = f"Proposal approved: {extra}"
+    return RedirectResponse(f"/orgs/{slug}/?notice={quote(notice)}", status_code=303)
 
 
 @router.post("/orgs/{slug}/proposals/{proposal_id}/reject")
@@ -246,10 +255,21 @@ def reject(slug: str, proposal_id: str, request: Request, csrf: str = Form("")) 
 
 
 @router.get("/orgs/{slug}/proposals/{proposal_id}/checklist")
-def checklist(slug: str, proposal_id: str, request: Request) -> Response:
+def checklist(slug: str, proposal_id: str, request: Request, notice: str | None = None) -> Response:
     session_info = _session(request, slug)
     if session_info is None:
         return RedirectResponse(f"/orgs/{slug}/login", status_code=303)
     _own(request, session_info[0], proposal_id)
-    proposal, steps = proposal_service.checklist_of(request.app.state.runtime(), proposal_id)
-    return _render("checklist.html", slug=slug, proposal_id=proposal_id, status=proposal.status, steps=steps)
+    proposal, steps = proposal_service.checklist_steps(request.app.state.runtime(), proposal_id)
+    return _render(
+        "checklist.html",
+        slug=slug,
+        proposal_id=proposal_id,
+        status=proposal.status,
+        kind=proposal.organisation.ptdirect_kind,
+        path=proposal.organisation.ptdirect_path,
+        steps=steps,
+        open_for_steps=proposal.status in proposal_service.OPEN_FOR_STEPS,
+        csrf=_csrf(request, session_info[1]),
+        notice=notice,
+    )
