@@ -572,9 +572,13 @@ def demo() -> None:
     status = _wait_for_run(run_id, 600)
     _report_run_result(run_id, status)
     report(DEMO_SLUG, Format.table, None)
+    from worker.reports import latest_report
+
+    proposal = latest_report(runtime, DEMO_SLUG)[0].get("proposal")
+    approve_hint = f"`ptsync approve {proposal['id']}`" if proposal else "`ptsync approve PROPOSAL_ID`"
     err.print(
         f"\nNext: `ptsync report {DEMO_SLUG} --format html --output report.html`, "
-        f"`ptsync proposals {DEMO_SLUG}`, `ptsync approve PROPOSAL_ID`."
+        f"`ptsync proposals {DEMO_SLUG}`, {approve_hint}."
     )
 
 

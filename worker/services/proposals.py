@@ -52,7 +52,8 @@ def approve(runtime: Runtime, proposal_id: str, actor: str, *, transferred: bool
         if proposal.status in ("superseded", "rejected", "reopened"):
             raise InvalidInput(
                 f"proposal {proposal_id} is {proposal.status} and cannot be approved; "
-                "approve the organisation's latest proposal instead (ptsync proposals SLUG)"
+                f"approve the organisation's latest proposal instead "
+                f"(ptsync proposals {proposal.organisation.slug})"
             )
         if proposal.status == "proposed":
             proposal.status = "approved"
