@@ -206,3 +206,17 @@ def test_removing_an_organisation_leaves_no_row_of_it_in_any_table(
         runtime.db.dispose()
         settings_module.get_settings.cache_clear()
         runtime_module.get_runtime.cache_clear()
+
+
+def test_org_update_has_an_option_for_every_setting_org_add_stores():
+    # Given the settings of org add (the fields of NewOrganisation)
+    import dataclasses
+    import inspect
+
+    from worker.commands import org_lifecycle
+
+    fields = {f.name for f in dataclasses.fields(NewOrganisation)} - {"slug"}
+    # Then org update offers each of them, changing nothing unless given
+    parameters = inspect.signature(org_lifecycle.update).parameters
+    assert fields <= set(parameters)
+    assert all(parameters[name].default is None for name in fields)
