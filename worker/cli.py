@@ -136,6 +136,12 @@ def org_add(
             f"then `ptsync sync {org.slug} --wait`",
             markup=False,
         )
+    elif org.ptdirect_kind == "file":
+        err.print(
+            f"approved changes are written to {org.ptdirect_path} only; PT Direct itself is never "
+            "touched (keep the file in step with PT Direct, or use --ptdirect manual)",
+            markup=False,
+        )
 
 
 @org_app.command("physitrack-key")

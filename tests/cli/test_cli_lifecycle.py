@@ -174,6 +174,12 @@ def test_manual_mode_from_the_command_line_import_approve_checklist_mark_applied
     ptsync(tmp_path, "org", "add", "clinic-m", "--pms", "csv", "--pms-path", str(pms))
     imported = ptsync(tmp_path, "ptdirect", "import", "clinic-m", str(snapshot))
     assert "recorded version 1" in imported.stderr
+    # And `ptdirect edit` records what the editor saved, as a new version
+    editor = tmp_path / "editor.sh"
+    editor.write_text('#!/bin/sh\nsed -i \'s/"name": "Ben"/"name": "Benjamin"/\' "$1"\n')
+    editor.chmod(0o755)
+    edited = ptsync(tmp_path, "ptdirect", "edit", "clinic-m", env={"EDITOR": str(editor)})
+    assert "recorded version 2" in edited.stderr and "name 'Ben' -> 'Benjamin'" in edited.stderr
     ptsync(tmp_path, "sync", "clinic-m", "--wait")
     proposal = json.loads(ptsync(tmp_path, "report", "clinic-m", "--format", "json").stdout)["proposal"]["id"]
     # When the proposal is approved; Then it says PT Direct did not change

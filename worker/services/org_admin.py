@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import Column, Table, delete, or_, select
 
 from connectors.errors import ConnectorError
 from connectors.http import HttpError
@@ -217,33 +217,42 @@ def set_paused(runtime: Runtime, slug: str, paused: bool, actor: str = "cli") ->
         return True
 
 
+def _organisation_column(table: Table) -> Column | None:
+    """The column by which a table's rows belong to an organisation (a foreign key to it)."""
+    for fk in table.foreign_keys:
+        if fk.column.table.name == Organisation.__tablename__:
+            return fk.parent
+    return None
+
+
 def remove_organisation(runtime: Runtime, slug: str, actor: str = "cli") -> dict[str, int]:
     """Delete the organisation and every row that belongs to it, in every table; returns counts.
 
-    Generic over the schema: any table with an `org_id` column, and any table whose rows hang
-    off such a table by a foreign key, is emptied of the organisation's rows before the
-    organisation itself, so tables added later are covered without a change here.
+    Generic over the schema: a table with a foreign key to `organisations`, and a table whose rows
+    hang off such a table by a foreign key, is emptied of the organisation's rows before the
+    organisation itself, so tables added later are covered without a change here. One audit
+    entry (not linked to any organisation) records the removal: who, when, which slug.
     """
     deleted: dict[str, int] = {}
     now = utcnow()
     with runtime.db.transaction() as session:
-        org = repo.get_org(session, slug)
-        org_id = org.id
-        owned = {t.name: t for t in Base.metadata.sorted_tables if "org_id" in t.c}
-        for table in reversed(Base.metadata.sorted_tables):
-            if table.name == Organisation.__tablename__:
-                continue
-            if "org_id" in table.c:
-                result = session.execute(delete(table).where(table.c.org_id == org_id))
+        org_id = repo.get_org(session, slug).id
+        tables = [t for t in Base.metadata.sorted_tables if t.name != Organisation.__tablename__]
+        owner = {t.name: _organisation_column(t) for t in tables}
+        for table in reversed(tables):
+            column = owner[table.name]
+            if column is not None:
+                condition = column == org_id
             else:
                 conditions = [
-                    fk.parent.in_(select(fk.column).where(owned[fk.column.table.name].c.org_id == org_id))
+                    fk.parent.in_(select(fk.column).where(owner[fk.column.table.name] == org_id))
                     for fk in table.foreign_keys
-                    if fk.column.table.name in owned
+                    if owner.get(fk.column.table.name) is not None
                 ]
                 if not conditions:
                     continue
-                result = session.execute(delete(table).where(or_(*conditions)))
+                condition = or_(*conditions)
+            result = session.execute(delete(table).where(condition))
             if result.rowcount:
                 deleted[table.name] = result.rowcount
         session.execute(delete(Organisation).where(Organisation.id == org_id))
