@@ -488,19 +488,24 @@ def checklist(proposal_id: str) -> None:
     from worker.services import proposals as service
 
     proposal, steps = service.checklist_steps(_runtime(), proposal_id)
+    kind = proposal.organisation.ptdirect_kind
     open_steps = [step for step in steps if not step.settled]
-    if not open_steps:
+    if not open_steps and kind != "file":
         err.print(f"proposal {proposal_id} ({proposal.status}) has nothing left to do by hand")
         return
     out.print(f"Proposal {proposal_id} ({proposal.status}): in PT Direct, as an admin:\n", markup=False)
+    done_label = "  [done]"
+    if kind == "file":
+        done_label = "  [written to the snapshot file only: do it in PT Direct too]"
     for step in steps:
-        done = {"applied": "  [done]", "could_not_do": f"  [could not do: {step.note}]"}.get(step.status, "")
+        done = {"applied": done_label, "could_not_do": f"  [could not do: {step.note}]"}.get(step.status, "")
         out.print(f"{step.number}. {step.text}{done}", markup=False)
-    out.print(
-        f"\nWhen done: ptsync mark-applied {proposal_id}  (a step you could not do: add --could-not NUMBER "
-        "--reason TEXT)",
-        markup=False,
-    )
+    if open_steps:
+        out.print(
+            f"\nWhen done: ptsync mark-applied {proposal_id}  (a step you could not do: add --could-not "
+            "NUMBER --reason TEXT)",
+            markup=False,
+        )
 
 
 @app.command("mark-applied")
