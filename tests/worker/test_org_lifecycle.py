@@ -211,6 +211,7 @@ def test_org_update_has_an_option_for_every_setting_org_add_stores():
     # Given the settings of org add (the fields of NewOrganisation)
     import dataclasses
     import inspect
+    import typing
 
     from worker.commands import org_lifecycle
 
@@ -219,3 +220,8 @@ def test_org_update_has_an_option_for_every_setting_org_add_stores():
     parameters = inspect.signature(org_lifecycle.update).parameters
     assert fields <= set(parameters)
     assert all(parameters[name].default is None for name in fields)
+    hints = typing.get_type_hints(NewOrganisation)
+    assert dict(org_lifecycle._organisation_fields()) == {
+        name: next(t for t in (*typing.get_args(hint), hint) if t is not type(None))
+        for name, hint in hints.items()
+    }

@@ -7,11 +7,11 @@ only words their help.
 
 from __future__ import annotations
 
-import dataclasses
+import ast
 import inspect
 import json
 import os
-import typing
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -82,29 +82,48 @@ def show(
     cli.out.print(table)
 
 
-def _update_signature() -> inspect.Signature:
-    from worker.services.orgs import NewOrganisation
+_TYPES = {"int": int, "float": float, "bool": bool}
 
-    hints = typing.get_type_hints(NewOrganisation)
+
+def _organisation_fields() -> list[tuple[str, type]]:
+    """(name, type) of each field of `NewOrganisation`, read from its source, not imported.
+
+    Building the CLI must stay quick (`--help`, `--version`); importing the service would load
+    every connector. A test checks that these are exactly the dataclass's fields.
+    """
+    source = (Path(__file__).resolve().parent.parent / "services" / "orgs.py").read_text()
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.ClassDef) and node.name == "NewOrganisation":
+            return [
+                (
+                    item.target.id,
+                    next((t for n, t in _TYPES.items() if n in ast.unparse(item.annotation)), str),
+                )
+                for item in node.body
+                if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)
+            ]
+    raise RuntimeError("worker/services/orgs.py has no NewOrganisation")
+
+
+def _update_signature() -> inspect.Signature:
     params = [
         inspect.Parameter(
             "slug", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Annotated[str, typer.Argument()]
         )
     ]
-    for field in dataclasses.fields(NewOrganisation):
-        if field.name == "slug":
+    for name, kind in _organisation_fields():
+        if name == "slug":
             continue
-        kind = next((t for t in typing.get_args(hints[field.name]) if t is not type(None)), hints[field.name])
         params.append(
             inspect.Parameter(
-                field.name,
+                name,
                 inspect.Parameter.KEYWORD_ONLY,
                 default=None,
                 annotation=Annotated[
                     kind | None,
                     typer.Option(
-                        f"--{field.name.replace('_', '-')}",
-                        help=ORG_OPTION_HELP.get(field.name, f"as on `org add` ({field.name})"),
+                        f"--{name.replace('_', '-')}",
+                        help=ORG_OPTION_HELP.get(name, f"as on `org add` ({name})"),
                         show_default=False,
                     ),
                 ],
