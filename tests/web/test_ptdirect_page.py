@@ -73,6 +73,11 @@ def test_an_admin_records_pt_direct_and_marks_a_manual_proposal_applied_on_lapto
     page.click("text=Checklist for PT Direct")
     page.wait_for_selector("#step-1")
     assert "Cara Lim" in page.inner_text("#step-1")
+    phone = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
+    phone.context.add_cookies(page.context.cookies())
+    phone.goto(page.url)
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 400
+    phone.screenshot(path=str(ARTIFACTS / "checklist-open-phone.png"), full_page=True)
     # When they tick the step done and press Mark applied
     page.check("#step-1 input[value=done]")
     page.click("button:has-text('Mark applied')")
@@ -85,8 +90,6 @@ def test_an_admin_records_pt_direct_and_marks_a_manual_proposal_applied_on_lapto
     run_id, _ = request_sync(runtime, "clinic-a", "manual")
     assert run_sync(runtime, run_id).status == "succeeded"
     # And both pages read on a phone without sideways scrolling
-    phone = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
-    phone.context.add_cookies(page.context.cookies())
     for path, shot in (
         (page.url, "checklist-phone.png"),
         (f"{server}/orgs/clinic-a/ptdirect", "ptdirect-phone.png"),
