@@ -51,7 +51,9 @@ def default_database_path() -> Path:
     The platform's user data directory: `$XDG_DATA_HOME/ptsync` (usually ~/.local/share/ptsync)
     on Linux, ~/Library/Application Support/ptsync on macOS, %LOCALAPPDATA%\\ptsync on Windows.
     """
-    return user_data_path("ptsync", appauthor=False) / DEFAULT_DATABASE_FILE
+    folder = user_data_path("ptsync", appauthor=False)
+    folder.mkdir(parents=True, exist_ok=True)  # SQLite creates the file, not its folder
+    return folder / DEFAULT_DATABASE_FILE
 
 
 @lru_cache(maxsize=1)
