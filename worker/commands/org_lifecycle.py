@@ -210,7 +210,7 @@ def remove(
     total = sum(deleted.values())
     cli.err.print(
         f"removed {slug} and {total} rows of its data "
-        f"({', '.join(f'{n} {t}' for t, n in sorted(deleted.items())) or 'nothing else'})"
+        f"({', '.join(f'{t}: {n}' for t, n in sorted(deleted.items())) or 'nothing else'})"
     )
 
 
