@@ -101,3 +101,20 @@ def physitrack_clients(
     return pull_clients(
         keys, region=org.physitrack_region or "uk", base_url=org.physitrack_url, user_agent=user_agent()
     )
+
+
+def missing_api_path_hint(org: Organisation, exc: Exception) -> str:
+    """A hint when a 404 came from a base URL without its API path (e.g. Cliniko without /v1)."""
+    from urllib.parse import urlsplit
+
+    from connectors.http import HttpError
+
+    if not isinstance(exc, HttpError) or exc.status != 404:
+        return ""
+    url = {"ptdirect api": org.ptdirect_url, "physitrack": org.physitrack_url}.get(exc.connector, org.pms_url)
+    if not url or urlsplit(url).path.strip("/"):
+        return ""
+    return (
+        f" (the URL {url} has no API path: Cliniko's ends in /v1, a FHIR server's base is usually "
+        "something like https://host/fhir)"
+    )

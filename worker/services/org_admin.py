@@ -12,14 +12,12 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import Column, Table, delete, or_, select
 
 from connectors.errors import ConnectorError
-from connectors.http import HttpError
 from worker.clock import iso, utcnow
-from worker.connections import pms_connector, ptdirect_adapter
+from worker.connections import missing_api_path_hint, pms_connector, ptdirect_adapter
 from worker.errors import InvalidInput, PtsyncError
 from worker.runtime import Runtime
 from worker.services.orgs import NewOrganisation, validate
@@ -83,15 +81,6 @@ class ConnectionCheck:
 PROBES = {"cliniko": ("practitioners", [("per_page", 1)]), "fhir": ("Practitioner", [("_count", 1)])}
 
 
-def _hint(url: str | None, exc: ConnectorError) -> str:
-    if isinstance(exc, HttpError) and exc.status == 404 and url and urlsplit(url).path.strip("/") == "":
-        return (
-            f" (the URL {url} has no API path: Cliniko's ends in /v1, a FHIR server's base is usually "
-            "something like https://host/fhir)"
-        )
-    return ""
-
-
 def _label(what: str, kind: str, where: str | None) -> str:
     return f"{what} ({kind}, {where})" if where else f"{what} ({kind})"
 
@@ -111,8 +100,7 @@ def check_connections(runtime: Runtime, org: Organisation) -> list[ConnectionChe
             detail = f"read, {len(pulled.snapshot.practitioners)} practitioners"
         checks.append(ConnectionCheck(name, True, detail))
     except (ConnectorError, PtsyncError) as exc:
-        hint = _hint(org.pms_url, exc) if isinstance(exc, ConnectorError) else ""
-        checks.append(ConnectionCheck(name, False, f"{exc}{hint}"))
+        checks.append(ConnectionCheck(name, False, f"{exc}{missing_api_path_hint(org, exc)}"))
     checks.append(_check_ptdirect(runtime, org))
     return checks
 
@@ -137,8 +125,7 @@ def _check_ptdirect(runtime: Runtime, org: Organisation) -> ConnectionCheck:
     try:
         snapshot = ptdirect_adapter(org, runtime.secrets).read()
     except (ConnectorError, PtsyncError) as exc:
-        hint = _hint(org.ptdirect_url, exc) if isinstance(exc, ConnectorError) else ""
-        return ConnectionCheck(name, False, f"{exc}{hint}")
+        return ConnectionCheck(name, False, f"{exc}{missing_api_path_hint(org, exc)}")
     where = " (a file: ptsync writes approved changes there, never to PT Direct itself)"
     return ConnectionCheck(
         name, True, f"read, {len(snapshot.users)} users" + (where if org.ptdirect_kind == "file" else "")

@@ -27,7 +27,12 @@ from sharing import (
     state_digest,
 )
 from worker.clock import iso, new_id, utcnow
-from worker.connections import physitrack_clients, pms_connector, ptdirect_adapter
+from worker.connections import (
+    missing_api_path_hint,
+    physitrack_clients,
+    pms_connector,
+    ptdirect_adapter,
+)
 from worker.errors import InvalidInput, PtsyncError
 from worker.runtime import Runtime
 from worker.services.proposals import verify_applied
@@ -109,7 +114,7 @@ def run_sync(runtime: Runtime, run_id: str) -> SyncOutcome:
             with runtime.db.transaction() as session:
                 repo.release_for_retry(session, claim, utcnow(), f"attempt failed: {exc}")
             raise RetryableSyncError(str(exc)) from exc
-        return _fail(runtime, claim, str(exc))
+        return _fail(runtime, claim, str(exc) + missing_api_path_hint(org, exc))
     except PtsyncError as exc:
         heartbeat.stop()
         return _fail(runtime, claim, str(exc))
