@@ -225,3 +225,24 @@ def test_org_update_has_an_option_for_every_setting_org_add_stores():
         name: next(t for t in (*typing.get_args(hint), hint) if t is not type(None))
         for name, hint in hints.items()
     }
+
+
+def test_a_sync_that_gets_a_404_from_a_url_without_its_api_path_says_so(runtime, tmp_path):
+    # Given a FHIR server whose base is /fhir, added with its bare host name (untested)
+    from connectors.emulators.fhir import FhirEmulator
+
+    _, snapshot = write_clinic(tmp_path / "c")
+    with FhirEmulator({}) as fhir:
+        add_organisation(
+            runtime,
+            NewOrganisation(
+                slug="clinic-f", pms="fhir", pms_url=fhir.url, ptdirect="file", ptdirect_path=str(snapshot)
+            ),
+        )
+        # When it syncs
+        run_id, _ = request_sync(runtime, "clinic-f", "manual")
+        assert run_sync(runtime, run_id).status == "failed"
+    # Then the failure says the URL lacks its API path
+    with runtime.db.transaction() as session:
+        error = repo.get_run(session, run_id).error
+    assert "-> 404" in error and f"the URL {fhir.url} has no API path" in error
