@@ -181,6 +181,8 @@ def test_manual_mode_from_the_command_line_import_approve_checklist_mark_applied
     editor.chmod(0o755)
     edited = ptsync(tmp_path, "ptdirect", "edit", "clinic-m", env={"EDITOR": str(editor)})
     assert "recorded version 2" in edited.stderr and "name 'Ben' -> 'Benjamin'" in edited.stderr
+    history = ptsync(tmp_path, "ptdirect", "history", "clinic-m").stdout
+    assert "edit" in history and "import" in history and "Benjamin" in history
     ptsync(tmp_path, "sync", "clinic-m", "--wait")
     proposal = json.loads(ptsync(tmp_path, "report", "clinic-m", "--format", "json").stdout)["proposal"]["id"]
     # When the proposal is approved; Then it says PT Direct did not change
