@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from connectors.errors import ConnectorError
@@ -21,7 +22,7 @@ from connectors.ptdirect_file import parse_snapshot, snapshot_document
 from sharing import Operation, PtDirectSnapshot
 from sharing.state_changes import describe_changes
 from worker.clock import utcnow
-from worker.errors import PtsyncError
+from worker.errors import InvalidInput, PtsyncError
 from worker.runtime import Runtime
 from worker.store import repositories as repo
 from worker.store.models import PtDirectState
@@ -114,8 +115,14 @@ def record_in(
         document=snapshot_document(snapshot),
         changes={"changes": changes},
     )
-    session.add(row)
-    session.flush()
+    try:
+        with session.begin_nested():  # two people saving at once: one wins, the other is told
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        raise InvalidInput(
+            f"someone else recorded {slug}'s PT Direct state at the same moment: reload and try again"
+        ) from None
     repo.audit(session, org_id, actor, "ptdirect_state_recorded", now, version=number, source=source)
     return _version(row, slug)
 
