@@ -128,3 +128,35 @@ def test_a_sharing_tick_for_someone_without_a_pt_direct_user_is_refused_and_noth
         assert ptdirect_state.latest(runtime, "clinic-a") is None
         # And a form without its CSRF token is refused
         assert client.post("/orgs/clinic-a/ptdirect", data={"rows": "0"}).status_code == 403
+
+
+def test_a_step_marked_not_possible_on_the_checklist_page_is_recorded_with_its_reason(runtime, tmp_path):
+    # Given a manual clinic with a recorded state and a proposal
+    import json
+
+    from worker.services import proposals as proposal_service
+
+    token = _manual_clinic(runtime, tmp_path)
+    snapshot = json.loads((tmp_path / "clinic-a" / "ptdirect.json").read_text())
+    ptdirect_state.record(runtime, "clinic-a", snapshot, "ana", "import", "pt.json")
+    run_id, _ = request_sync(runtime, "clinic-a", "manual")
+    run_sync(runtime, run_id)
+    with runtime.db.transaction() as session:
+        from worker.store import repositories as repo
+
+        proposal_id = repo.get_run(session, run_id).report["proposal"]["id"]
+    with TestClient(create_app(background=False)) as client:
+        client.post("/orgs/clinic-a/login", data={"token": token})
+        page = client.get(f"/orgs/clinic-a/proposals/{proposal_id}/checklist").text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+        # When the admin marks step 1 as not possible, saying why
+        response = client.post(
+            f"/orgs/clinic-a/proposals/{proposal_id}/steps",
+            data={"csrf": csrf, "step-0": "could_not", "reason-0": "Cara has no PT Direct login yet"},
+        )
+    # Then the page says so, the step keeps the reason, and PT Direct's state did not change
+    assert "Recorded 0 step(s) as done and 1 as not possible" in response.text
+    assert "Could not be done: Cara has no PT Direct login yet" in response.text
+    _, steps = proposal_service.checklist_steps(runtime, proposal_id)
+    assert steps[0].status == "could_not_do"
+    assert ptdirect_state.latest(runtime, "clinic-a").version == 1
