@@ -32,6 +32,14 @@ ORG_OPTION_HELP = {
     "schedule": "cron expression (UTC) for scheduled syncs",
     "physitrack_region": "us, uk, ca or au (API v2 client lists)",
     "physitrack_url": "override the Physitrack API v2 base URL",
+    "sharing_scope": "co-treating or everyone",
+    "master_recipients": "all-active or manual",
+    "lookback_days": "how far back shared patients count",
+    "removal_threshold": "a read losing more than this % of active practitioners proposes no removals",
+    "removal_threshold_people": "...and more than this many people",
+    "timezone": "IANA time zone, e.g. Europe/London",
+    "pms_format": "--pms export: a preset or a mapping .toml file",
+    "pms_staff": "--pms export: optional staff list CSV",
 }
 SECRET_FIELDS = ("pms_key", "ptdirect_key")
 

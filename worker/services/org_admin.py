@@ -27,10 +27,17 @@ from worker.store.models import Base, Organisation, PmsState, SyncCursor
 
 # NewOrganisation field -> Organisation column, where the names differ. A field `x_key` is
 # stored encrypted in `x_key_encrypted`; every other field is stored in the column of its name.
-COLUMN_OF = {"pms": "pms_kind", "ptdirect": "ptdirect_kind", "policy": "mode"}
+COLUMN_OF = {
+    "pms": "pms_kind",
+    "ptdirect": "ptdirect_kind",
+    "policy": "mode",
+    # Settings being added on main (issue 9, issue 16b) whose columns are named differently:
+    "removal_threshold": "removal_threshold_percent",
+    "pms_staff": "pms_staff_path",
+}
 OPTION_OF = {column: field for field, column in COLUMN_OF.items()}
-PATH_FIELDS = ("pms_path", "ptdirect_path")
-PMS_FIELDS = ("pms", "pms_url", "pms_key", "pms_path")
+PATH_FIELDS = ("pms_path", "ptdirect_path", "pms_staff")
+PMS_FIELDS = ("pms", "pms_url", "pms_key", "pms_path", "pms_format", "pms_staff")
 HIDDEN_COLUMNS = ("id", "slug", "created_at", "paused_at", "paused_by")
 
 
