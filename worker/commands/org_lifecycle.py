@@ -93,6 +93,12 @@ def show(
 _TYPES = {"int": int, "float": float, "bool": bool}
 
 
+def _type_of(annotation: ast.expr) -> type:
+    """int, float or bool when the annotation names one (`int | None`), else str."""
+    names = {node.id for node in ast.walk(annotation) if isinstance(node, ast.Name)}
+    return next((kind for name, kind in _TYPES.items() if name in names), str)
+
+
 def _organisation_fields() -> list[tuple[str, type]]:
     """(name, type) of each field of `NewOrganisation`, read from its source, not imported.
 
@@ -103,10 +109,7 @@ def _organisation_fields() -> list[tuple[str, type]]:
     for node in ast.parse(source).body:
         if isinstance(node, ast.ClassDef) and node.name == "NewOrganisation":
             return [
-                (
-                    item.target.id,
-                    next((t for n, t in _TYPES.items() if n in ast.unparse(item.annotation)), str),
-                )
+                (item.target.id, _type_of(item.annotation))
                 for item in node.body
                 if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)
             ]
