@@ -119,6 +119,21 @@ def import_(
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"{where}, line {exc.lineno}: invalid JSON: {exc.msg}") from None
     _report(slug, ptdirect_state.record(cli._runtime(), slug, document, _actor(), "import", where))
+    _warn_unless_manual(slug)
+
+
+def _warn_unless_manual(slug: str) -> None:
+    from worker.store import repositories as repo
+
+    cli = _cli()
+    with cli._runtime().db.transaction() as session:
+        kind = repo.get_org(session, slug).ptdirect_kind
+    if kind != "manual":
+        cli.err.print(
+            f"note: {slug} reads PT Direct from its {kind} source; this recorded state is used once you "
+            f"switch: `ptsync org update {slug} --ptdirect manual`",
+            markup=False,
+        )
 
 
 def _read(path: Path) -> str:
@@ -162,6 +177,7 @@ def edit(slug: str) -> None:
         cli.fail(f"{exc} (fix it, then `ptsync ptdirect import {slug} {name}`)")
     os.unlink(name)
     _report(slug, recorded)
+    _warn_unless_manual(slug)
 
 
 @ptdirect_app.command("history")
