@@ -1,6 +1,6 @@
 """The CSV PMS connector: a folder with practitioners.csv and patient_access.csv.
 
-Formats (DESIGN.md section 7):
+Formats (docs/csv-folder.md):
 - practitioners.csv: id,name,email,active,updated_at (more columns are ignored)
 - patient_access.csv: practitioner_id,patient_id,source,last_seen[,status]
 

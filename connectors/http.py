@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_delay
 
 from connectors.errors import ConnectorError, TransientConnectorError
 from connectors.ratelimit import RateLimiter
@@ -143,6 +143,27 @@ class TransientHttpError(HttpError):
     retryable = True
 
 
+class Unreachable(TransientHttpError):
+    """No connection at all (refused, unknown host, TLS): the job retries later, not this call."""
+
+
+def unreachable_reason(url: str, exc: requests.RequestException) -> str:
+    """`cannot reach HOST: WHY` in a person's words (never the query string or a credential)."""
+    host = urlsplit(url).netloc.rsplit("@", 1)[-1] or url
+    text = repr(exc).lower()
+    if isinstance(exc, requests.Timeout):
+        why = "no answer in time (timed out)"
+    elif isinstance(exc, requests.exceptions.SSLError):
+        why = "the TLS certificate or handshake failed"
+    elif "name or service not known" in text or "nodename nor servname" in text or "getaddrinfo" in text:
+        why = "the host name does not resolve (check the URL)"
+    elif "refused" in text:
+        why = "the connection was refused (is the server running, is the port right?)"
+    else:
+        why = exc.__class__.__name__
+    return f"cannot reach {host}: {why}"
+
+
 def _path_of(url: str) -> str:
     return urlsplit(url).path or "/"
 
@@ -243,7 +264,9 @@ class HttpClient:
         retrying = Retrying(
             stop=stop_after_delay(self.retry_budget_seconds),
             wait=self._wait,
-            retry=retry_if_exception_type(TransientHttpError),
+            retry=retry_if_exception(
+                lambda error: isinstance(error, TransientHttpError) and not isinstance(error, Unreachable)
+            ),
             sleep=self.sleep,
             reraise=True,
         )
@@ -271,8 +294,11 @@ class HttpClient:
             except requests.RequestException as exc:
                 _report(RequestEvent(self.connector, "network", waited))
                 verdict = classify(exc)
+                if isinstance(exc, requests.ConnectionError) and not isinstance(exc, requests.Timeout):
+                    reason = unreachable_reason(url, exc)
+                    raise Unreachable(self.connector, method, path, None, reason) from None
                 error_class = TransientHttpError if verdict.verdict is Verdict.RETRY else HttpError
-                raise error_class(self.connector, method, path, None, exc.__class__.__name__) from None
+                raise error_class(self.connector, method, path, None, unreachable_reason(url, exc)) from None
             if not response.is_redirect:
                 break
             target = urljoin(url, response.headers.get("Location", ""))

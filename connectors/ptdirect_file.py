@@ -7,14 +7,19 @@ appliers can never interleave and a crash leaves either the old file or the new 
 
 from __future__ import annotations
 
+import difflib
 import fcntl
 import json
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
 
 from connectors.errors import InputFileError
 from connectors.limits import read_json_file
@@ -33,6 +38,42 @@ from sharing.identity import normalise_email
 
 NAME = "ptdirect file"
 SCHEMA = "ptsync.ptdirect/1"
+SCHEMA_FILE = Path(__file__).resolve().parent / "schemas" / "ptsync.ptdirect-1.schema.json"
+
+
+@lru_cache(maxsize=1)
+def _validator() -> Draft202012Validator:
+    return Draft202012Validator(json.loads(SCHEMA_FILE.read_text(encoding="utf-8")))
+
+
+def _json_path(parts: Any) -> str:
+    path = ""
+    for part in parts:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "$"
+
+
+def _unknown_keys(error: ValidationError) -> list[tuple[str, str]]:
+    """(path of the unknown key, reason) for an additionalProperties error."""
+    allowed = sorted(error.schema.get("properties", {}))
+    found = []
+    for key in sorted(set(error.instance) - set(allowed)):
+        hint = difflib.get_close_matches(key, allowed, n=1)
+        reason = f"unknown key {key!r} (not part of {SCHEMA}"
+        reason += f"; did you mean {hint[0]!r}?)" if hint else f"; expected one of {', '.join(allowed)})"
+        found.append((_json_path([*error.absolute_path, key]), reason))
+    return found
+
+
+def _schema_errors(document: Any) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(unknown keys, other violations) of the JSON Schema, each as (path, reason)."""
+    unknown, other = [], []
+    for error in sorted(_validator().iter_errors(document), key=lambda e: list(map(str, e.absolute_path))):
+        if error.validator == "additionalProperties":
+            unknown += _unknown_keys(error)
+        else:
+            other.append((_json_path(error.absolute_path), error.message))
+    return unknown, other
 
 
 class PtDirectFileAdapter:
@@ -141,6 +182,16 @@ def parse_snapshot(document: Any, path: str) -> PtDirectSnapshot:
     root = r.obj(document, "$")
     if root.get("schema") != SCHEMA:
         raise r.fail("schema", f"expected {SCHEMA!r}, got {root.get('schema')!r}")
+    unknown, violations = _schema_errors(root)
+    if unknown:  # a misspelt key must never be silently ignored
+        raise r.fail(*unknown[0])
+    snapshot = _parse_checked(r, root)
+    if violations:  # anything the field checks above did not already name
+        raise r.fail(*violations[0])
+    return snapshot
+
+
+def _parse_checked(r: _Reader, root: dict[str, Any]) -> PtDirectSnapshot:
     users = []
     seen: dict[str, tuple[str, str]] = {}
     for index, raw in enumerate(r.array(root.get("users"), "users")):

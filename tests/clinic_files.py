@@ -1,4 +1,4 @@
-"""Writes small clinics as the CSV folder and PT Direct snapshot formats of DESIGN.md section 7."""
+"""Writes small clinics in the CSV folder and PT Direct state formats (see docs/)."""
 
 from __future__ import annotations
 

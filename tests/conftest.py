@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,8 @@ from cryptography.fernet import Fernet
 
 # The test process always uses the in-process StubBroker; Redis is reached through subprocesses.
 os.environ.pop("PTSYNC_BROKER_URL", None)
+# Never the real user's data directory (the embedded database's default home).
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="ptsync-tests-data-")
 
 POSTGRES_ADMIN_URL = os.environ.get("PTSYNC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("PTSYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")

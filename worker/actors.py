@@ -29,7 +29,11 @@ MINUTE = 60 * SECOND
     broker=broker,
 )
 def request_sync(slug: str, trigger: str) -> None:
-    run_id, created = sync.request_sync(get_runtime(), slug, trigger)
+    try:
+        run_id, created = sync.request_sync(get_runtime(), slug, trigger)
+    except sync.OrganisationPaused:
+        log.info("%s is paused: no %s sync", slug, trigger)
+        return
     if created:
         sync_org.send(run_id)
 

@@ -1,4 +1,4 @@
-"""The `ptsync` command line (contract: DESIGN.md section 7).
+"""The `ptsync` command line (documented in README.md and `ptsync --help`).
 
 Documents (`--format json|csv`) go to stdout alone; tables are for people; messages, progress
 and errors go to stderr. Every error is one line and a non-zero exit, never a traceback.
@@ -24,8 +24,9 @@ from rich.table import Table
 from connectors.errors import ConnectorError
 from worker.commands import keys as _keys
 from worker.commands import tokens as _tokens
+from worker.commands.terminal import SECRET_HELP, ExpectedFailures, read_secret
 from worker.errors import PtsyncError
-from worker.terminal import safe
+from worker.terminal import safe, strip_controls
 
 app = typer.Typer(
     add_completion=False,
@@ -46,9 +47,12 @@ app.command("audit")(_ops.audit)
 app.command("prune")(_ops.prune)
 _tokens.register(org_app)  # org tokens, org revoke-token
 _keys.register(app)  # rotate-secrets
+from worker.commands import register  # noqa: E402  (lifecycle, runs, ptdirect, --version)
+
+register(app, org_app)
 
 out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)  # an error stays one line at any width
 
 DEMO_SLUG = "demo-clinic"
 DEMO_FOLDER = "ptsync-demo"
@@ -96,10 +100,13 @@ def _actors():
 def org_add(
     slug: Annotated[str, typer.Argument(help="Short name, e.g. clinic-a")],
     pms: Annotated[str, typer.Option(help="cliniko, fhir, halaxy, nookal, semble, export or csv")],
-    ptdirect: Annotated[str, typer.Option(help="file or api")],
+    ptdirect: Annotated[
+        str, typer.Option(help="manual (ptsync keeps PT Direct's state, recorded by you), file or api")
+    ] = "manual",
     pms_url: Annotated[str | None, typer.Option(help="Override the connector's base URL")] = None,
     pms_key: Annotated[
-        str | None, typer.Option(help="PMS API key; for --pms semble its API token (stored encrypted)")
+        str | None,
+        typer.Option(help=f"PMS API key; for --pms semble its API token (stored encrypted; {SECRET_HELP})"),
     ] = None,
     pms_path: Annotated[
         str | None, typer.Option(help="CSV folder for --pms csv; export file or folder for --pms export")
@@ -119,7 +126,9 @@ def org_add(
     ] = None,
     ptdirect_path: Annotated[str | None, typer.Option(help="Snapshot file for --ptdirect file")] = None,
     ptdirect_url: Annotated[str | None, typer.Option(help="Admin bridge URL for --ptdirect api")] = None,
-    ptdirect_key: Annotated[str | None, typer.Option(help="Admin bridge key (stored encrypted)")] = None,
+    ptdirect_key: Annotated[
+        str | None, typer.Option(help=f"Admin bridge key (stored encrypted; {SECRET_HELP})")
+    ] = None,
     policy: Annotated[str, typer.Option(help="observe, propose or apply-safe")] = "propose",
     schedule: Annotated[str, typer.Option(help="Cron expression for scheduled syncs")] = "0 * * * *",
     physitrack_region: Annotated[
@@ -148,11 +157,15 @@ def org_add(
     webhook_min_interval: Annotated[
         int, typer.Option(help="Seconds between webhook-triggered syncs (events wait, then join one)")
     ] = 60,
+    no_test: Annotated[bool, typer.Option("--no-test", help="Store without testing the connections")] = False,
 ) -> None:
-    """Add an organisation and its PMS and PT Direct connections."""
-    from worker.services.orgs import NewOrganisation, add_organisation
+    """Add an organisation and its PMS and PT Direct connections (tested first unless --no-test)."""
+    from worker.services.org_admin import add_tested
+    from worker.services.orgs import NewOrganisation
 
-    org = add_organisation(
+    pms_key = read_secret(pms_key, "--pms-key")
+    ptdirect_key = read_secret(ptdirect_key, "--ptdirect-key")
+    org, checks = add_tested(
         _runtime(),
         NewOrganisation(
             slug=slug,
@@ -182,41 +195,72 @@ def org_add(
             allow_insecure_http=allow_insecure_http,
             webhook_min_interval=webhook_min_interval,
         ),
+        test=not no_test,
     )
+    for check in checks:
+        err.print(check.line(), markup=False)
     err.print(
         f"added organisation {org.slug} (pms {org.pms_kind}, PT Direct {org.ptdirect_kind}, "
         f"policy {org.mode})"
     )
+    if org.ptdirect_kind == "manual":
+        err.print(
+            f"next: record what PT Direct shows at /orgs/{org.slug}/ptdirect (`ptsync org token {org.slug}` "
+            f"to log in) or with `ptsync ptdirect import {org.slug} FILE`, "
+            f"then `ptsync sync {org.slug} --wait`",
+            markup=False,
+        )
+    elif org.ptdirect_kind == "file":
+        err.print(
+            f"approved changes are written to {org.ptdirect_path} only; PT Direct itself is never "
+            "touched (keep the file in step with PT Direct, or use --ptdirect manual)",
+            markup=False,
+        )
 
 
 @org_app.command("physitrack-key")
 def org_physitrack_key(
     slug: str,
     email: Annotated[str, typer.Argument(help="The practitioner's PT Direct email")],
-    key: Annotated[str | None, typer.Option(help="The key; omit to read it from standard input")] = None,
+    key: Annotated[
+        str | None, typer.Option(help=f"The key; omit to read it from standard input ({SECRET_HELP})")
+    ] = None,
 ) -> None:
     """Store a practitioner's Physitrack API v2 key (encrypted) to check for duplicate patients."""
     from worker.services.orgs import set_physitrack_key
 
-    if key is None:
-        key = sys.stdin.readline()
+    key = read_secret(key if key is not None else "-", "--key") or ""
     set_physitrack_key(_runtime(), slug, email, key)
     err.print(f"stored the Physitrack key of {safe(email)} for {slug} (encrypted)")
 
 
 @org_app.command("list")
 def org_list() -> None:
-    """List organisations."""
+    """List organisations: connections, policy, state, last run and next scheduled sync."""
     from sqlalchemy import select
 
+    from worker.clock import utcnow
+    from worker.services.org_admin import next_due
+    from worker.store import repositories as repo
     from worker.store.models import Organisation
 
+    now = utcnow()
     with _runtime().db.transaction() as session:
         orgs = list(session.scalars(select(Organisation).order_by(Organisation.slug)))
-        table = Table("slug", "pms", "PT Direct", "policy", "schedule")
+        table = Table("slug", "pms", "PT Direct", "policy", "state", "last run", "next sync (UTC)")
         for org in orgs:
+            last = repo.latest_run(session, org.id)
+            due = None if org.paused_at else next_due(org.schedule, now)
             table.add_row(
-                *(safe(v) for v in (org.slug, org.pms_kind, org.ptdirect_kind, org.mode, org.schedule))
+                safe(org.slug),
+                org.pms_kind,
+                org.ptdirect_kind,
+                org.mode,
+                "paused" if org.paused_at else "active",
+                "none"
+                if last is None
+                else f"{last.status} {(last.finished_at or last.requested_at):%Y-%m-%d %H:%M}",
+                "-" if due is None else f"{due:%Y-%m-%d %H:%M}",
             )
     out.print(table)
 
@@ -243,6 +287,7 @@ def _wait_for_run(run_id: str, timeout: float) -> str:
         drainer = threading.Thread(target=drain, name="in-process-worker", daemon=True)
         drainer.start()
     deadline = time.monotonic() + timeout
+    reported = None
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err, transient=True
     ) as progress:
@@ -264,6 +309,9 @@ def _wait_for_run(run_id: str, timeout: float) -> str:
                 )
             if last_error and last_error.startswith("attempt failed"):
                 described = f"{described} (retrying; {safe(last_error)})"
+                if last_error != reported and err.is_terminal:
+                    reported = last_error
+                    progress.console.print(_retry_notice(run_id, last_error), markup=False)
             progress.update(task, description=described)
             time.sleep(0.2)
     if drainer is not None:
@@ -271,6 +319,23 @@ def _wait_for_run(run_id: str, timeout: float) -> str:
         with runtime.db.transaction() as session:
             status = session.get(Run, run_id).status
     return status
+
+
+def _retry_notice(run_id: str, error: str) -> str:
+    """The first failed attempt, said at once, with when the worker tries again."""
+    from worker.store.models import Run
+
+    with _runtime().db.transaction() as session:
+        attempts = session.get(Run, run_id).attempts
+    options = _actors().sync_org.options
+    retries, low = options["max_retries"], options["min_backoff"] / 1000 * 2 ** max(attempts - 1, 0)
+    high = min(low * 2, options["max_backoff"] / 1000)
+    if attempts > retries:
+        return f"{error.removeprefix('attempt failed: ')} (attempt {attempts}; that was the last try)"
+    return (
+        f"attempt {attempts} of {retries + 1} failed: {error.removeprefix('attempt failed: ')}; "
+        f"the worker tries again in {low:.0f}-{high:.0f} s (Ctrl-C stops waiting; the run continues)"
+    )
 
 
 def _report_run_result(run_id: str, status: str) -> None:
@@ -325,6 +390,8 @@ def report(
     """Print the latest run's report."""
     from worker.reports import latest_report, picture_of_report, render_csv, render_html
 
+    if output is not None and not output.parent.is_dir():
+        fail(f"--output {output}: the folder {output.parent} does not exist")
     document, failed_after = latest_report(_runtime(), slug)
     if failed_after is not None:
         err.print(
@@ -470,6 +537,17 @@ def approve(
     _print_proposal_result(proposal_id)
 
 
+def _after_approval(proposal_id: str) -> None:
+    from worker.services.proposals import after_approval
+    from worker.store import repositories as repo
+
+    with _runtime().db.transaction() as session:
+        org = repo.get_proposal(session, proposal_id).organisation
+        message = after_approval(org.ptdirect_kind, proposal_id, org.ptdirect_path)
+    if message:
+        err.print(message, markup=False)
+
+
 def _print_proposal_result(proposal_id: str, depth: int = 0) -> None:
     """What applying did. Exits non-zero when nothing was applied because the plan was stale."""
     from worker.store import repositories as repo
@@ -477,7 +555,8 @@ def _print_proposal_result(proposal_id: str, depth: int = 0) -> None:
     with _runtime().db.transaction() as session:
         proposal = repo.get_proposal(session, proposal_id)
         status, error, successor = proposal.status, proposal.error, proposal.superseded_by
-        rows = [(op.op, op.email, op.status, op.note) for op in proposal.operations]
+        kind = proposal.organisation.ptdirect_kind
+        rows = [(op.op, op.email, op.status, op.note or op.error) for op in proposal.operations]
     table = Table("operation", "practitioner", "status", "note", title=f"Proposal {proposal_id}: {status}")
     for row in rows:
         table.add_row(*(safe(cell or "") for cell in row))
@@ -499,6 +578,8 @@ def _print_proposal_result(proposal_id: str, depth: int = 0) -> None:
         )
     if status == "failed":
         fail(f"proposal {proposal_id} failed: {error}")
+    if kind in ("manual", "file"):
+        _after_approval(proposal_id)
 
 
 @app.command()
@@ -516,27 +597,54 @@ def checklist(proposal_id: str) -> None:
     """Print a proposal as steps to follow by hand in the PT Direct admin console."""
     from worker.services import proposals as service
 
-    proposal, steps = service.checklist_of(_runtime(), proposal_id)
-    if not steps:
+    proposal, steps = service.checklist_steps(_runtime(), proposal_id)
+    kind = proposal.organisation.ptdirect_kind
+    open_steps = [step for step in steps if not step.settled]
+    if not open_steps and kind != "file":
         err.print(f"proposal {proposal_id} ({proposal.status}) has nothing left to do by hand")
         return
-    out.print(f"Proposal {proposal_id} ({proposal.status}): in PT Direct, as an admin:\n")
+    out.print(f"Proposal {proposal_id} ({proposal.status}): in PT Direct, as an admin:\n", markup=False)
+    done_label = "  [done]"
+    if kind == "file":
+        done_label = "  [written to the snapshot file only: do it in PT Direct too]"
     for step in steps:
-        out.print(safe(step))
-    out.print(f"\nWhen done: ptsync mark-applied {proposal_id}  (the next sync checks it)")
+        done = {"applied": done_label, "could_not_do": f"  [could not do: {step.note}]"}.get(step.status, "")
+        out.print(strip_controls(f"{step.number}. {step.text}{done}"), markup=False)
+    if open_steps:
+        out.print(
+            f"\nWhen done: ptsync mark-applied {proposal_id}  (a step you could not do: add --could-not "
+            "NUMBER --reason TEXT)",
+            markup=False,
+        )
 
 
 @app.command("mark-applied")
-def mark_applied(proposal_id: str, by: Annotated[str, typer.Option(help="Who applied it")] = "") -> None:
-    """Record that a proposal was applied by hand; the next sync confirms or reopens it."""
+def mark_applied(
+    proposal_id: str,
+    by: Annotated[str, typer.Option(help="Who applied it")] = "",
+    could_not: Annotated[
+        list[int] | None, typer.Option("--could-not", help="A step number you could not do (repeatable)")
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Why those steps could not be done")] = "",
+) -> None:
+    """Record that you did a proposal's steps in PT Direct (all, but the --could-not ones)."""
     from worker.services import proposals as service
 
     actor = _cli_actor(by)
-    service.mark_applied_by_hand(_runtime(), proposal_id, actor)
-    err.print(
-        f"proposal {safe(proposal_id)} marked as applied by hand by {safe(actor)}; "
-        "the next sync will verify it"
+    skipped = {number - 1: reason or "the admin could not do this step" for number in could_not or []}
+    proposal = service.mark_applied_by_hand(_runtime(), proposal_id, actor, could_not=skipped)
+    kind = proposal.organisation.ptdirect_kind
+    recorded = (
+        "recorded the new PT Direct state in ptsync; the next sync plans from it"
+        if kind == "manual"
+        else "the next sync will verify it in PT Direct"
     )
+    err.print(f"proposal {safe(proposal_id)} marked as applied by hand by {safe(actor)}; {recorded}")
+    if skipped:
+        err.print(
+            f"steps {', '.join(str(n + 1) for n in sorted(skipped))} recorded as not done; the next sync "
+            "proposes them again while they are still needed"
+        )
 
 
 @app.command()
@@ -556,7 +664,24 @@ def demo(
     runtime = _runtime()
     folder = Path.cwd() / folder_name
     with runtime.db.transaction() as session:
-        exists = repo.find_org(session, slug) is not None
+        demo_org = repo.find_org(session, slug)
+        exists = demo_org is not None
+        elsewhere = exists and demo_org.pms_path != str(folder.resolve())
+    if elsewhere:  # the database is per user: a demo run from another folder takes it over
+        from worker.services.org_admin import update_organisation
+
+        if not (folder / "ptdirect.json").exists():
+            if practitioners is None:
+                write_demo_clinic(folder, utcnow().date())
+            else:
+                write_generated_clinic(folder, utcnow().date(), practitioners)
+        update_organisation(
+            runtime,
+            slug,
+            {"pms_path": str(folder), "ptdirect_path": str(folder / "ptdirect.json")},
+            test=False,
+        )
+        err.print(f"the demo clinic now reads {folder}/")
     if not exists:
         if not (folder / "ptdirect.json").exists():
             if practitioners is None:
@@ -581,9 +706,13 @@ def demo(
     _report_run_result(run_id, status)
     if practitioners is None or practitioners <= 40:
         report(slug, Format.table, None)
+    from worker.reports import latest_report
+
+    proposal = latest_report(runtime, slug)[0].get("proposal")
+    approve_hint = f"`ptsync approve {proposal['id']}`" if proposal else "`ptsync approve PROPOSAL_ID`"
     err.print(
         f"\nNext: `ptsync report {slug} --format html --output report.html`, "
-        f"`ptsync proposals {slug}`, `ptsync approve PROPOSAL_ID`; or see it in a browser: "
+        f"`ptsync proposals {slug}`, {approve_hint}; or see it in a browser: "
         f"`ptsync org token {slug}`, `ptsync web`, then log in at http://127.0.0.1:8000/orgs/{slug}/login"
     )
 
@@ -715,6 +844,8 @@ def main() -> None:
     from worker import logs
 
     logs.configure()  # PTSYNC_LOG_LEVEL (default WARNING), PTSYNC_LOG_FORMAT text|json
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(ExpectedFailures())  # one line per expected failure, not a traceback
     try:
         app()
     except (PtsyncError, ConnectorError) as exc:

@@ -24,7 +24,7 @@ from worker.settings import get_settings
 from worker.store.models import Organisation
 
 PMS_KINDS = ("cliniko", "fhir", "halaxy", "nookal", "csv", "semble", "export")
-PTDIRECT_KINDS = ("file", "api")
+PTDIRECT_KINDS = ("manual", "file", "api")
 
 
 def user_agent() -> str:
@@ -119,6 +119,11 @@ def pms_connector(org: Organisation, secrets: SecretBox) -> PmsConnector:
 
 
 def ptdirect_adapter(org: Organisation, secrets: SecretBox) -> PtDirectAdapter:
+    if org.ptdirect_kind == "manual":
+        from worker.runtime import get_runtime
+        from worker.services.ptdirect_state import ManualPtDirectAdapter
+
+        return ManualPtDirectAdapter(get_runtime(), org.id, org.slug)
     if org.ptdirect_kind == "file":
         if not org.ptdirect_path:
             raise ConfigurationError(f"organisation {org.slug}: the file adapter needs --ptdirect-path")
@@ -142,4 +147,21 @@ def physitrack_clients(
     keys = {email: secrets.decrypt(token).decode() for email, token in encrypted_keys.items()}
     return pull_clients(
         keys, region=org.physitrack_region or "uk", base_url=org.physitrack_url, user_agent=user_agent()
+    )
+
+
+def missing_api_path_hint(org: Organisation, exc: Exception) -> str:
+    """A hint when a 404 came from a base URL without its API path (e.g. Cliniko without /v1)."""
+    from urllib.parse import urlsplit
+
+    from connectors.http import HttpError
+
+    if not isinstance(exc, HttpError) or exc.status != 404:
+        return ""
+    url = {"ptdirect api": org.ptdirect_url, "physitrack": org.physitrack_url}.get(exc.connector, org.pms_url)
+    if not url or urlsplit(url).path.strip("/"):
+        return ""
+    return (
+        f" (the URL {url} has no API path: Cliniko's ends in /v1, a FHIR server's base is usually "
+        "something like https://host/fhir)"
     )

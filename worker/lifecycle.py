@@ -10,10 +10,11 @@ move is a bug that raises instead of silently overwriting someone else's work.
     proposal:   proposed -> approved -> applying -> applied | approved (steps wait) | failed
                 proposed | approved | applying -> superseded (replaced, stale, PT Direct changed)
                 proposed | approved | failed | reopened -> rejected (not while being applied)
-                failed -> approved; failed | reopened -> superseded
+                failed | reopened -> approved; failed | reopened -> superseded
                 applied | applied_by_hand -> reopened (not in effect) | applied (verified)
     operation:  pending -> applying -> applied | failed;  pending | waiting -> waiting | manual
                 pending | waiting | applying | failed -> closed (no longer called for: never sent)
+                pending | waiting | manual -> could_not_do (manual PT Direct: the admin could not)
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ class OperationStatus(enum.StrEnum):
     MANUAL = "manual"
     FAILED = "failed"
     CLOSED = "closed"
+    COULD_NOT_DO = "could_not_do"
+    """`--ptdirect manual`: the admin could not make this change in PT Direct (with a reason)."""
 
 
 R, P, Op = RunStatus, ProposalStatus, OperationStatus
@@ -71,17 +74,22 @@ PROPOSAL_MOVES: dict[ProposalStatus, frozenset[ProposalStatus]] = {
     P.APPLYING: frozenset({P.APPLYING, P.APPLIED, P.APPROVED, P.FAILED, P.SUPERSEDED}),
     P.APPLIED: frozenset({P.REOPENED, P.APPLIED}),
     P.APPLIED_BY_HAND: frozenset({P.REOPENED, P.APPLIED}),
-    P.REOPENED: frozenset({P.SUPERSEDED, P.APPLIED_BY_HAND, P.REJECTED}),
+    P.REOPENED: frozenset({P.SUPERSEDED, P.APPLIED_BY_HAND, P.REJECTED, P.APPROVED}),
     P.FAILED: frozenset({P.APPROVED, P.SUPERSEDED, P.APPLIED_BY_HAND, P.REJECTED}),
     P.REJECTED: frozenset(),
     P.SUPERSEDED: frozenset(),
 }
 
 OPERATION_MOVES: dict[OperationStatus, frozenset[OperationStatus]] = {
-    Op.PENDING: frozenset({Op.APPLYING, Op.APPLIED, Op.WAITING, Op.MANUAL, Op.FAILED, Op.CLOSED}),
-    Op.WAITING: frozenset({Op.PENDING, Op.APPLYING, Op.APPLIED, Op.WAITING, Op.MANUAL, Op.CLOSED}),
+    Op.PENDING: frozenset(
+        {Op.APPLYING, Op.APPLIED, Op.WAITING, Op.MANUAL, Op.FAILED, Op.CLOSED, Op.COULD_NOT_DO}
+    ),
+    Op.WAITING: frozenset(
+        {Op.PENDING, Op.APPLYING, Op.APPLIED, Op.WAITING, Op.MANUAL, Op.CLOSED, Op.COULD_NOT_DO}
+    ),
     Op.APPLYING: frozenset({Op.APPLIED, Op.FAILED, Op.CLOSED, Op.APPLYING}),
-    Op.MANUAL: frozenset({Op.APPLIED, Op.CLOSED}),
+    Op.MANUAL: frozenset({Op.APPLIED, Op.CLOSED, Op.COULD_NOT_DO}),
+    Op.COULD_NOT_DO: frozenset({Op.CLOSED}),
     Op.FAILED: frozenset({Op.PENDING, Op.APPLYING, Op.APPLIED, Op.CLOSED}),
     Op.APPLIED: frozenset(),
     Op.CLOSED: frozenset(),

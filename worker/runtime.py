@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -10,8 +11,10 @@ from alembic.script import ScriptDirectory
 
 from worker.crypto import SecretBox, load_secret_box
 from worker.errors import ConfigurationError
-from worker.settings import Settings, get_settings
+from worker.settings import Settings, default_database_path, get_settings
 from worker.store.db import Database, alembic_config
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -22,12 +25,25 @@ class Runtime:
 
 
 def build_runtime(settings: Settings) -> Runtime:
+    if not settings.database_url:
+        _announce_new_default_database()
     db = Database(settings.resolved_database_url)
     if settings.is_sqlite:
         db.migrate()  # the embedded default migrates itself; production uses the release step
     else:
         _require_current_schema(db)
     return Runtime(settings=settings, db=db, secrets=load_secret_box(settings))
+
+
+def _announce_new_default_database() -> None:
+    """The first run says where the embedded database lives (and how to choose another)."""
+    path = default_database_path()
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    log.warning(
+        "created ptsync's database at %s (set PTSYNC_DATABASE_URL to keep it elsewhere)", path
+    )
 
 
 def _require_current_schema(db: Database) -> None:

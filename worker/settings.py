@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from platformdirs import user_data_path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -16,7 +17,7 @@ class Settings(BaseSettings):
 
     database_url: str = Field(
         default="",
-        description="SQLAlchemy URL; unset means a SQLite file ptsync.db in the working directory",
+        description="SQLAlchemy URL; unset means a SQLite file ptsync.db in the user data directory",
     )
     broker_url: str = Field(default="", description="redis://... ; unset means in-process")
     secret_key: str = Field(default="", description="Fernet key(s), comma-separated, newest first")
@@ -56,7 +57,7 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite:///{Path.cwd() / DEFAULT_DATABASE_FILE}"
+        return f"sqlite:///{default_database_path()}"
 
     @property
     def is_sqlite(self) -> bool:
@@ -65,6 +66,17 @@ class Settings(BaseSettings):
     @property
     def embedded_broker(self) -> bool:
         return not self.broker_url
+
+
+def default_database_path() -> Path:
+    """One well-known place per user (found from any folder and from cron).
+
+    The platform's user data directory: `$XDG_DATA_HOME/ptsync` (usually ~/.local/share/ptsync)
+    on Linux, ~/Library/Application Support/ptsync on macOS, %LOCALAPPDATA%\\ptsync on Windows.
+    """
+    folder = user_data_path("ptsync", appauthor=False)
+    folder.mkdir(parents=True, exist_ok=True)  # SQLite creates the file, not its folder
+    return folder / DEFAULT_DATABASE_FILE
 
 
 @lru_cache(maxsize=1)

@@ -259,3 +259,36 @@ def generate_account(
         "group_appointments": groups,
         "attendees": attendees,
     }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m connectors.emulators.cliniko --help`: a sample Cliniko clinic on localhost."""
+    from connectors.emulators.sample import arguments, serve, write_ptdirect
+
+    parser = arguments("Emulate Cliniko's API with a sample clinic, for trying `--pms cliniko`.", 8091)
+    parser.add_argument("--key", default="sample-cliniko-key-au1", help="the API key it accepts")
+    parser.add_argument("--appointments", type=int, default=600, help="appointments (default 600)")
+    args = parser.parse_args(argv)
+    data = generate_account(
+        patients=args.patients,
+        practitioners=args.practitioners,
+        appointments=args.appointments,
+        today=date.today(),
+    )
+    emulator = ClinikoEmulator(data, args.key, port=args.port)
+    if args.ptdirect_out:
+        people = [(u["email"], f"{u['first_name']} {u['last_name']}") for u in data["users"]]
+        write_ptdirect(args.ptdirect_out, people)
+    serve(
+        emulator,
+        [
+            f"Cliniko emulator on {emulator.base_url}: {args.practitioners} practitioners, "
+            f"{args.patients} patients, {args.appointments} appointments; API key {args.key}",
+            f"Connect: ptsync org add sample-clinic --pms cliniko --pms-url {emulator.base_url} "
+            f"--pms-key {args.key} --ptdirect manual",
+        ],
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -148,3 +148,33 @@ def outcome(code: str, text: str) -> dict[str, Any]:
         "resourceType": "OperationOutcome",
         "issue": [{"severity": "error", "code": code, "diagnostics": text}],
     }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m connectors.emulators.fhir --help`: a sample FHIR R4 clinic on localhost."""
+    from datetime import date
+
+    from connectors.emulators.sample import arguments, sample_fhir_clinic, serve, write_ptdirect
+
+    parser = arguments("Emulate a FHIR R4 server with a sample clinic, for trying `--pms fhir`.", 8092)
+    parser.add_argument("--token", default=None, help="a bearer token to require (default: none)")
+    args = parser.parse_args(argv)
+    data = sample_fhir_clinic(args.practitioners, args.patients, date.today())
+    emulator = FhirEmulator(data, token=args.token, port=args.port)
+    if args.ptdirect_out:
+        people = [(p["telecom"][0]["value"], p["name"][0]["text"]) for p in data["Practitioner"]]
+        write_ptdirect(args.ptdirect_out, people)
+    key = f" --pms-key {args.token}" if args.token else ""
+    serve(
+        emulator,
+        [
+            f"FHIR emulator on {emulator.base_url}: "
+            f"{args.practitioners} practitioners, {args.patients} patients",
+            f"Connect: ptsync org add sample-clinic --pms fhir --pms-url {emulator.base_url}{key} "
+            "--ptdirect manual",
+        ],
+    )
+
+
+if __name__ == "__main__":
+    main()

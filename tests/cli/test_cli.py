@@ -25,9 +25,15 @@ ALL_KINDS = {
 }
 
 
+def data_dir(cwd: Path) -> Path:
+    """Where the embedded database of a test's user lives (the user data directory)."""
+    return cwd / ".data" / "ptsync"
+
+
 def ptsync(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PTSYNC_")}
     clean["COLUMNS"] = "200"
+    clean["XDG_DATA_HOME"] = str(cwd / ".data")  # each test is a user of its own
     clean.update(env or {})
     return subprocess.run([PTSYNC, *args], cwd=cwd, env=clean, capture_output=True, text=True, timeout=120)
 
@@ -60,8 +66,8 @@ def test_org_add_then_sync_wait_then_report_json_on_the_embedded_default(tmp_pat
     assert report["run"]["status"] == "succeeded"
     assert report["summary"]["findings"] == {"duplicate_patient_risk": 1, "missing_new_user": 1}
     assert report["proposal"]["operations"][0]["op"] == "add_sharing_member"
-    assert (tmp_path / "ptsync.db").exists()
-    assert stat.S_IMODE((tmp_path / "ptsync.key").stat().st_mode) == 0o600
+    assert (data_dir(tmp_path) / "ptsync.db").exists()
+    assert stat.S_IMODE((data_dir(tmp_path) / "ptsync.key").stat().st_mode) == 0o600
 
 
 def test_report_as_csv_and_html_to_a_file(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 
 from connectors.emulators.physitrack_v2 import PhysitrackV2Emulator
 from connectors.emulators.ptdirect_bridge import PtDirectBridgeEmulator
-from tests.cli.test_cli import ptsync
+from tests.cli.test_cli import data_dir, ptsync
 from tests.clinic_files import write_clinic
 
 
@@ -75,7 +75,7 @@ def test_sync_approve_and_sync_again_converges_through_the_bridge(tmp_path, emul
     after = json.loads(ptsync(tmp_path, "report", "clinic-a", "--format", "json").stdout)
     assert after["proposal"] is None
     assert {f["kind"] for f in after["findings"]} == {"existing_duplicate_patients"}
-    assert "key-ana" not in (tmp_path / "ptsync.db").read_bytes().decode("latin-1")
+    assert "key-ana" not in (data_dir(tmp_path) / "ptsync.db").read_bytes().decode("latin-1")
 
 
 def test_a_refused_physitrack_key_fails_the_run_naming_the_practitioner_only(tmp_path, emulators):

@@ -1,4 +1,5 @@
-"""Property tests for the invariants of DESIGN.md section 2, on generated clinics."""
+"""Property tests of the planning invariants (pure, convergent, never touching unconfirmed users or
+the master account, no removals from an incomplete fetch), on generated clinics."""
 
 from __future__ import annotations
 

@@ -144,6 +144,10 @@ def relay(runtime: Runtime, send: Callable[[str], None], *, only: int | None = N
             row = session.get(Delivery, delivery_id)
             if org is None or row is None or row.status != "pending":
                 continue
+            if org.paused_at is not None:  # kept for the record, never turned into a sync
+                row.status = "skipped"
+                row.relayed_at = utcnow()
+                continue
             now = utcnow()
             covered = [delivery_id]
             if row.source in WEBHOOK_SOURCES:

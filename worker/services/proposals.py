@@ -45,6 +45,11 @@ class ApplyOutcome:
     """Operations not sent because the current plan no longer calls for them (closed)."""
 
 
+WAITING_FOR_PERSON = "waiting_for_person"
+COULD_NOT_DO = "could_not_do"
+SETTLED = ("applied", COULD_NOT_DO)
+
+
 class RetryableApplyError(Exception):
     pass
 
@@ -160,6 +165,8 @@ def apply(runtime: Runtime, proposal_id: str, *, automatic_only: bool = False) -
     allowed = ("proposed", "approved", "applying") if automatic_only else ("approved", "applying")
     with runtime.db.transaction() as session:
         proposal = repo.get_proposal(session, proposal_id)
+        if proposal.organisation.ptdirect_kind == "manual":
+            return _wait_for_person(proposal, automatic_only)
         token = repo.claim_apply(session, proposal_id, utcnow(), lease, allowed)
         if token is None:
             session.refresh(proposal)
@@ -246,6 +253,17 @@ def _load(runtime: Runtime, proposal_id: str, token: str, automatic_only: bool) 
             policy_changed,
             current_plan,
         )
+
+
+def _wait_for_person(proposal: Proposal, automatic_only: bool) -> ApplyOutcome:
+    """`--ptdirect manual`: nothing can change PT Direct but a person; the steps wait for one."""
+    if automatic_only or proposal.status not in ("approved", "applying"):
+        return ApplyOutcome(proposal.id, proposal.status)
+    proposal.status = "approved"
+    for row in proposal.operations:
+        if row.status not in ("applied", COULD_NOT_DO):
+            row.status = "manual"
+    return ApplyOutcome(proposal.id, WAITING_FOR_PERSON)
 
 
 def _apply_claimed(
@@ -477,26 +495,150 @@ def checklist_of(runtime: Runtime, proposal_id: str) -> tuple[Proposal, list[str
         return proposal, checklist(pending, names)
 
 
-def mark_applied_by_hand(runtime: Runtime, proposal_id: str, actor: str) -> Proposal:
-    """Record that a person followed the checklist; the next sync confirms or reopens it."""
+@dataclass(frozen=True)
+class ChecklistStep:
+    """One operation as a step in the PT Direct console; numbered like `ptsync proposals`."""
+
+    position: int
+    text: str
+    status: str
+    note: str | None
+
+    @property
+    def number(self) -> int:
+        return self.position + 1
+
+    @property
+    def settled(self) -> bool:
+        return self.status in SETTLED
+
+
+def checklist_steps(runtime: Runtime, proposal_id: str) -> tuple[Proposal, list[ChecklistStep]]:
+    """Every operation of the proposal as a step, with what was done (or could not be) so far."""
+    with runtime.db.transaction() as session:
+        proposal = repo.get_proposal(session, proposal_id)
+        session.expunge(proposal.organisation)
+        planned = parse_snapshot(proposal.planned_state, f"proposal {proposal_id}")
+        names = {user.email.lower(): user.name for user in planned.users}
+        steps = [
+            ChecklistStep(
+                row.position,
+                checklist([Operation.from_dict(row.document)], names)[0].split(". ", 1)[1],
+                row.status,
+                row.error,
+            )
+            for row in proposal.operations
+        ]
+        return proposal, steps
+
+
+OPEN_FOR_STEPS = ("proposed", "approved", "reopened", "failed")
+
+
+def record_steps(
+    runtime: Runtime,
+    proposal_id: str,
+    actor: str,
+    *,
+    done: set[int],
+    could_not: dict[int, str] | None = None,
+) -> Proposal:
+    """Record which steps (operation positions) a person did in PT Direct, and which they could not.
+
+    With `--ptdirect manual` the steps done become a new recorded PT Direct state, so the next
+    sync plans from it. When every step is settled the proposal is `applied_by_hand`; the next
+    sync verifies it (or reopens it).
+    """
+    could_not = dict(could_not or {})
+    if done & could_not.keys():
+        raise InvalidInput("a step cannot be both done and not done")
     now = utcnow()
     with runtime.db.transaction() as session:
         proposal = repo.get_proposal(session, proposal_id)
-        if proposal.status not in ("proposed", "approved", "reopened", "failed"):
+        org = proposal.organisation
+        if proposal.status not in OPEN_FOR_STEPS:
             raise InvalidInput(
                 f"proposal {proposal_id} is {proposal.status}; only open proposals can be marked"
             )
-        proposal.status = "applied_by_hand"
+        rows = {row.position: row for row in proposal.operations}
+        for position in sorted(done | could_not.keys()):
+            if position not in rows:
+                raise InvalidInput(f"proposal {proposal_id} has no step {position + 1}")
+            if rows[position].status in SETTLED:
+                raise InvalidInput(f"step {position + 1} of proposal {proposal_id} is already recorded")
+        newly_done = [Operation.from_dict(rows[p].document) for p in sorted(done)]
+        if org.ptdirect_kind == "manual" and newly_done:
+            from worker.services.ptdirect_state import latest_in, record_in
+
+            current = latest_in(session, org.id, org.slug)
+            base = current.snapshot if current is not None else parse_snapshot(proposal.planned_state, "plan")
+            record_in(
+                session,
+                org.id,
+                org.slug,
+                apply_operations(base, newly_done),
+                actor,
+                "checklist",
+                note=f"proposal {proposal_id}: steps {', '.join(str(p + 1) for p in sorted(done))}",
+            )
+        for position in sorted(done):
+            rows[position].status = "applied"
+            rows[position].applied_at = now
+            rows[position].error = None
+        for position, reason in could_not.items():
+            rows[position].status = COULD_NOT_DO
+            rows[position].error = (reason.strip() or "the admin could not do this step")[:500]
         proposal.decided_by = proposal.decided_by or actor
         proposal.decided_at = proposal.decided_at or now
-        proposal.applied_at = now
-        proposal.verified_at = None
-        for row in proposal.operations:
-            if row.status != "applied":
-                row.status = "applied"
-                row.applied_at = now
-        repo.audit(session, proposal.org_id, actor, "proposal_applied_by_hand", now, proposal_id=proposal_id)
+        if all(row.status in SETTLED for row in proposal.operations):
+            proposal.status = "applied_by_hand"
+            proposal.applied_at = now
+            proposal.verified_at = None
+            skipped = [row for row in proposal.operations if row.status == COULD_NOT_DO]
+            proposal.error = (
+                "not done: " + "; ".join(f"step {row.position + 1} ({row.error})" for row in skipped)
+                if skipped
+                else None
+            )
+        else:
+            proposal.status = "approved"
+        repo.audit(
+            session,
+            proposal.org_id,
+            actor,
+            "proposal_steps_recorded",
+            now,
+            proposal_id=proposal_id,
+            done=sorted(p + 1 for p in done),
+            could_not={str(p + 1): reason for p, reason in could_not.items()},
+        )
         return proposal
+
+
+def mark_applied_by_hand(
+    runtime: Runtime, proposal_id: str, actor: str, could_not: dict[int, str] | None = None
+) -> Proposal:
+    """Record that a person followed the whole checklist (but the `could_not` steps)."""
+    _, steps = checklist_steps(runtime, proposal_id)
+    could_not = dict(could_not or {})
+    done = {step.position for step in steps if not step.settled} - could_not.keys()
+    return record_steps(runtime, proposal_id, actor, done=done, could_not=could_not)
+
+
+def after_approval(kind: str, proposal_id: str, path: str | None) -> str | None:
+    """What a person must know after approving, by PT Direct source (None: nothing to add)."""
+    if kind == "manual":
+        return (
+            f"PT Direct has not been changed: do the steps of `ptsync checklist {proposal_id}` (or the "
+            f"checklist page) in PT Direct, then record them with `ptsync mark-applied {proposal_id}`."
+        )
+    if kind == "file":
+        return (
+            f"the changes were written to the snapshot file {path}; PT Direct itself was not touched "
+            f"(make the same changes there, `ptsync checklist {proposal_id}`, unless a tool keeps the file "
+            "in step with PT Direct)."
+        )
+    return None
 
 
 def verify_applied(session, org_id: int, state: PtDirectSnapshot, read_at: datetime) -> None:

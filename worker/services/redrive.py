@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from worker.lifecycle import OPEN_PROPOSALS, OperationStatus, RunStatus
 from worker.runtime import Runtime
-from worker.store.models import Proposal, ProposalOperation, Run
+from worker.store.models import Organisation, Proposal, ProposalOperation, Run
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,7 @@ def _stranded_applies(session: Session, now: datetime, after: timedelta) -> list
     candidates = session.scalars(
         select(Proposal).where(
             Proposal.status.in_(APPLICABLE),
+            Proposal.org_id.in_(select(Organisation.id).where(Organisation.ptdirect_kind != "manual")),
             or_(Proposal.apply_token.is_(None), Proposal.apply_lease_expires_at < now),
             last_sent < now - after,
         )

@@ -42,7 +42,10 @@ def latest_due(expression: str, now: datetime, catch_up: timedelta = CATCH_UP) -
 def record_due_syncs(runtime: Runtime, now: datetime) -> list[int]:
     """Record a delivery for every organisation whose schedule fell due; returns new delivery ids."""
     with runtime.db.transaction() as session:
-        orgs = [(org.id, org.schedule) for org in session.scalars(select(Organisation))]
+        orgs = [
+            (org.id, org.schedule)
+            for org in session.scalars(select(Organisation).where(Organisation.paused_at.is_(None)))
+        ]
     created = []
     for org_id, expression in orgs:
         try:

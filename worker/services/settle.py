@@ -230,7 +230,7 @@ def _close(
     if successor is not None:
         carried = {(row.op, row.email.strip().lower()) for row in successor.operations}
     for row in proposal.operations:
-        if row.status in ("applied", "closed"):
+        if row.status in ("applied", "closed", "could_not_do"):
             continue
         if (row.op, row.email.strip().lower()) in carried:
             row.note = f"carried over to proposal {successor.id}" if successor else None

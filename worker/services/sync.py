@@ -36,8 +36,13 @@ from sharing import (
 )
 from worker import logs, metrics
 from worker.clock import iso, utcnow
-from worker.connections import physitrack_clients, pms_connector, ptdirect_adapter
-from worker.errors import PtsyncError
+from worker.connections import (
+    missing_api_path_hint,
+    physitrack_clients,
+    pms_connector,
+    ptdirect_adapter,
+)
+from worker.errors import InvalidInput, PtsyncError
 from worker.runtime import Runtime
 from worker.services import notify_delivery, notify_events
 from worker.services.proposals import verify_applied
@@ -63,6 +68,10 @@ class OrganisationBusy(Exception):
         self.delay_seconds = delay_seconds
 
 
+class OrganisationPaused(InvalidInput):
+    """A paused organisation is not synced: not by the clock, webhooks or a person."""
+
+
 class RunTakenOver(Exception):
     """This worker's lease on the run lapsed and another worker took the run over."""
 
@@ -86,7 +95,13 @@ def request_sync(runtime: Runtime, slug: str, trigger: str, *, accept_drop: bool
     """
     now = utcnow()
     with runtime.db.transaction() as session:
-        run, created = repo.request_run(session, repo.get_org(session, slug), trigger, trigger, now)
+        org = repo.get_org(session, slug)
+        if org.paused_at is not None:
+            raise OrganisationPaused(
+                f"organisation {slug} is paused (since {iso(org.paused_at)}): nothing is synced until "
+                f"`ptsync org resume {slug}`"
+            )
+        run, created = repo.request_run(session, org, trigger, trigger, now)
         if accept_drop and not run.accept_drop:
             run.accept_drop = True
             repo.audit(session, run.org_id, trigger, "pms_drop_accepted", now, run_id=run.id)
@@ -122,7 +137,7 @@ def run_sync(runtime: Runtime, run_id: str) -> SyncOutcome:
             with runtime.db.transaction() as session:
                 repo.release_for_retry(session, claim, utcnow(), f"attempt failed: {exc}")
             raise RetryableSyncError(str(exc)) from exc
-        return _fail(runtime, claim, str(exc))
+        return _fail(runtime, claim, str(exc) + missing_api_path_hint(org, exc))
     except PtsyncError as exc:
         heartbeat.stop()
         return _fail(runtime, claim, str(exc))
@@ -363,6 +378,8 @@ def _counts(result: Reconciliation, inputs: _Inputs, report: dict[str, Any]) -> 
         "operations": len(result.operations),
         "suspicious": result.suspicious,
         "picture": _sharing_picture(result, inputs.pms.snapshot),
+        # Pre-fills the PT Direct page of `--ptdirect manual` (names and emails, no patients).
+        "pms_practitioners": [[p.id, p.name, p.email, p.active] for p in inputs.pms.snapshot.practitioners],
     }
 
 

@@ -81,6 +81,9 @@ class Organisation(Base):
     webhook_secret_encrypted: Mapped[str | None] = mapped_column(Text)
     webhook_min_interval_seconds: Mapped[int] = mapped_column(Integer, default=60, server_default="60")
     created_at: Mapped[datetime]
+    # Set while paused: the clock and webhooks start no sync, a manual sync is refused.
+    paused_at: Mapped[datetime | None]
+    paused_by: Mapped[str | None] = mapped_column(String(128))
 
 
 class Run(Base):
@@ -242,7 +245,7 @@ class Delivery(Base):
     delivery_id: Mapped[str] = mapped_column(String(200))
     event: Mapped[str] = mapped_column(String(64))
     body_hash: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16))  # pending, relayed
+    status: Mapped[str] = mapped_column(String(16))  # pending, relayed, skipped (organisation paused)
     received_at: Mapped[datetime]
     relayed_at: Mapped[datetime | None]
     run_id: Mapped[str | None] = mapped_column(String(32))
@@ -370,3 +373,25 @@ class NotifiedFinding(Base):
     )
     fingerprint: Mapped[str] = mapped_column(String(40), primary_key=True)
     notified_at: Mapped[datetime]
+
+
+class PtDirectState(Base):
+    """One recorded version of an organisation's PT Direct state (`--ptdirect manual`).
+
+    PT Direct has no admin API, so a person records what its screens show; every version keeps
+    who recorded it, when, from where, and what changed since the previous one. The newest
+    version is what a sync plans from.
+    """
+
+    __tablename__ = "ptdirect_states"
+    __table_args__ = (UniqueConstraint("org_id", "version", name="one_row_per_state_version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    recorded_at: Mapped[datetime]
+    recorded_by: Mapped[str] = mapped_column(String(128))
+    source: Mapped[str] = mapped_column(String(32))  # page, import, edit, checklist
+    note: Mapped[str | None] = mapped_column(Text)
+    document: Mapped[dict[str, Any]]
+    changes: Mapped[dict[str, Any]]

@@ -110,7 +110,17 @@ def create_app(
     async def invalid(request: Request, exc: InvalidInput) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=409)
 
-    from worker.web import api, halaxy_webhooks, ops, ops_pages, pages, site, sync_pages, webhooks
+    from worker.web import (
+        api,
+        halaxy_webhooks,
+        ops,
+        ops_pages,
+        pages,
+        ptdirect_pages,
+        site,
+        sync_pages,
+        webhooks,
+    )
 
     app.include_router(webhooks.router)
     app.include_router(halaxy_webhooks.router)
@@ -121,4 +131,5 @@ def create_app(
     site.mount_static(app)
     app.include_router(ops.router)
     app.include_router(ops_pages.router)
+    app.include_router(ptdirect_pages.router)
     return app

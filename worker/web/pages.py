@@ -20,6 +20,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from worker.errors import InvalidInput
 from worker.services import credentials
 from worker.services import proposals as proposal_service
+from worker.store import repositories as repo
 from worker.store.models import Proposal
 from worker.web.org_page import org_page_context
 from worker.web.throttle import record_failure, refuse_if_throttled
@@ -218,6 +219,13 @@ def approve(
     except InvalidInput as exc:
         return RedirectResponse(_notice_url(request, slug, str(exc)), status_code=303)
     notice = "Proposal approved: applying it now."
+    with request.app.state.runtime().db.transaction() as session:
+        org = repo.get_proposal(session, proposal_id).organisation
+        extra = proposal_service.after_approval(org.ptdirect_kind, proposal_id, org.ptdirect_path)
+    if org.ptdirect_kind == "manual":
+        notice = "Proposal approved. " + (extra or "")
+    elif extra:
+        notice = f"Proposal approved: {extra}"
     if not approval.queued:
         notice = "Proposal approved: it will be applied as soon as the queue is reachable."
     return RedirectResponse(_notice_url(request, slug, notice), status_code=303)
@@ -235,10 +243,21 @@ def reject(slug: str, proposal_id: str, request: Request, csrf: str = Form("")) 
 
 
 @router.get("/orgs/{slug}/proposals/{proposal_id}/checklist")
-def checklist(slug: str, proposal_id: str, request: Request) -> Response:
+def checklist(slug: str, proposal_id: str, request: Request, notice: str | None = None) -> Response:
     session_info = _session(request, slug)
     if session_info is None:
         return RedirectResponse(f"/orgs/{slug}/login", status_code=303)
     _own(request, session_info[0], proposal_id)
-    proposal, steps = proposal_service.checklist_of(request.app.state.runtime(), proposal_id)
-    return _render("checklist.html", slug=slug, proposal_id=proposal_id, status=proposal.status, steps=steps)
+    proposal, steps = proposal_service.checklist_steps(request.app.state.runtime(), proposal_id)
+    return _render(
+        "checklist.html",
+        slug=slug,
+        proposal_id=proposal_id,
+        status=proposal.status,
+        kind=proposal.organisation.ptdirect_kind,
+        path=proposal.organisation.ptdirect_path,
+        steps=steps,
+        open_for_steps=proposal.status in proposal_service.OPEN_FOR_STEPS,
+        csrf=_csrf(request, session_info[1]),
+        notice=notice,
+    )
