@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.clinic_files import write_clinic
-from tests.web.test_browser import ARTIFACTS, browser, server  # noqa: F401  (fixtures)
+from tests.web.test_browser import ARTIFACTS, browser  # noqa: F401  (fixtures; server is in conftest)
 from worker.services import ptdirect_state
 from worker.services.credentials import create_admin_token
 from worker.services.orgs import NewOrganisation, add_organisation
@@ -34,7 +34,7 @@ def _row(page, name: str) -> int:
 def test_an_admin_records_pt_direct_and_marks_a_manual_proposal_applied_on_laptop_and_phone(
     runtime,
     tmp_path,
-    server,  # noqa: F811
+    server,
     browser,  # noqa: F811
 ):
     # Given a clinic with --ptdirect manual and nothing recorded yet

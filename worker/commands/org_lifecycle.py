@@ -87,6 +87,11 @@ def show(
         f"({last['trigger']}, {last['finished_at'] or last['requested_at']})"
         + (f": {last['error']}" if last["error"] else ""),
     )
+    for channel in document.get("notifications") or []:
+        health = channel["state"]
+        if channel["state"] == "failing":
+            health += f" ({channel['consecutive_failures']} in a row: {channel['last_error']})"
+        table.add_row(f"notifications #{channel['id']}", f"{channel['channel']}: {health}")
     cli.out.print(table)
 
 

@@ -287,7 +287,7 @@ def describe(runtime: Runtime, slug: str) -> dict[str, Any]:
             "settings": settings,
             "schedule": {
                 "cron": org.schedule,
-                "timezone": "UTC",
+                "timezone": "UTC",  # cron schedules are read in UTC; dates use settings.timezone
                 "next_due": None if org.paused_at or due is None else iso(due),
             },
             "last_run": None
@@ -300,9 +300,26 @@ def describe(runtime: Runtime, slug: str) -> dict[str, Any]:
                 "finished_at": iso(last.finished_at) if last.finished_at else None,
                 "error": last.error,
             },
-            # Filled in by the notifications work (issue 15): each channel and its health.
-            "notifications": None,
+            "notifications": _channels(runtime, slug),
         }
+
+
+def _channels(runtime: Runtime, slug: str) -> list[dict[str, Any]]:
+    """Each notification channel (redacted) and its health: a failing one is shown here too."""
+    from worker.services.notifications import notification_status
+
+    return [
+        {
+            "id": row.id,
+            "channel": row.display,
+            "events": list(row.events),
+            "state": row.state,
+            "consecutive_failures": row.consecutive_failures,
+            "last_error": row.last_error,
+            "last_success_at": iso(row.last_success_at) if row.last_success_at else None,
+        }
+        for row in notification_status(runtime, slug)
+    ]
 
 
 def add_tested(runtime: Runtime, new: NewOrganisation, actor: str = "cli", *, test: bool = True):
