@@ -232,7 +232,9 @@ class HalaxyConnector(FhirConnector):
     def _client(
         self, base_url: str, headers: dict[str, str], limiter: RateLimiter | None, http: dict[str, Any]
     ) -> HttpClient:
-        token_client = HttpClient(self.name, base_url, headers=headers, limiter=limiter, **http)
+        # The token endpoint may live on another origin (`--pms-token-url`): its own client, so the
+        # client secret goes only there and the HTTP layer's origin check holds for both.
+        token_client = HttpClient(self.name, self._token_url, headers=headers, limiter=limiter, **http)
         self.tokens = TokenSource(token_client, self._token_url, self._client_id, self._client_secret)
         return BearerClient(self.name, base_url, headers=headers, limiter=limiter, tokens=self.tokens, **http)
 

@@ -174,7 +174,7 @@ def test_a_next_link_to_another_origin_never_receives_the_token():
     page["link"].append({"relation": "next", "url": "https://elsewhere.test/main/Appointment?page=2"})
     responses.replace(responses.GET, f"{BASE}/Appointment", json=page)
     # When the account is pulled, Then the pull fails before anything is sent there
-    with pytest.raises(ConnectorError, match="refusing to send the token to another origin"):
+    with pytest.raises(ConnectorError, match="to another origin"):
         _connector().pull(window_start=WINDOW, cursors={}, started_at=STARTED)
     assert not any("elsewhere.test" in c.request.url for c in responses.calls)
 
