@@ -8,6 +8,7 @@ laid over it, and the result is validated exactly as `org add` validates a new o
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -37,7 +38,17 @@ COLUMN_OF = {
 }
 OPTION_OF = {column: field for field, column in COLUMN_OF.items()}
 PATH_FIELDS = ("pms_path", "ptdirect_path", "pms_staff")
-PMS_FIELDS = ("pms", "pms_url", "pms_key", "pms_path", "pms_format", "pms_staff")
+PMS_FIELDS = (
+    "pms",
+    "pms_url",
+    "pms_key",
+    "pms_path",
+    "pms_format",
+    "pms_staff",
+    "pms_client_id",
+    "pms_client_secret",
+    "pms_token_url",
+)
 HIDDEN_COLUMNS = ("id", "slug", "created_at", "paused_at", "paused_by")
 
 
@@ -54,11 +65,37 @@ def settings_of(org: Organisation, runtime: Runtime) -> NewOrganisation:
             values[field.name] = runtime.secrets.decrypt(token).decode() if token else None
         elif hasattr(Organisation, _column(field.name)):
             values[field.name] = getattr(org, _column(field.name))
+    if org.pms_kind == "halaxy" and values.get("pms_key"):
+        # Halaxy keeps its OAuth client (id, secret, token URL) as one encrypted JSON value.
+        client = json.loads(values.pop("pms_key"))
+        values.update(
+            pms_key=None,
+            pms_client_id=client.get("client_id"),
+            pms_client_secret=client.get("client_secret"),
+            pms_token_url=client.get("token_url"),
+        )
     return NewOrganisation(**values)
 
 
+HALAXY_FIELDS = ("pms", "pms_key", "pms_client_id", "pms_client_secret", "pms_token_url")
+
+
+def _store_pms_secret(org: Organisation, new: NewOrganisation, runtime: Runtime) -> None:
+    """What `org add` stores as the PMS secret: the key, or Halaxy's OAuth client as JSON."""
+    from worker.services.orgs import _pms_secret
+
+    secret = _pms_secret(new)
+    org.pms_key_encrypted = runtime.secrets.encrypt(secret) if secret else None
+
+
 def _store(org: Organisation, field: str, value: Any, runtime: Runtime) -> None:
-    if hasattr(Organisation, f"{field}_encrypted"):
+    if field == "pms_format":
+        from worker.services.orgs import _stored_format
+
+        org.pms_format = _stored_format(value)
+    elif field in ("pms_client_id", "pms_client_secret", "pms_token_url"):
+        return  # not columns: part of the PMS secret (`_store_pms_secret`)
+    elif hasattr(Organisation, f"{field}_encrypted"):
         setattr(org, f"{field}_encrypted", runtime.secrets.encrypt(value.encode()) if value else None)
     elif field in PATH_FIELDS:
         setattr(org, field, str(Path(value).resolve()) if value else None)
@@ -72,6 +109,7 @@ def transient_org(new: NewOrganisation, runtime: Runtime, org_id: int | None = N
     for field in dataclasses.fields(NewOrganisation):
         if field.name != "slug":
             _store(org, field.name, getattr(new, field.name), runtime)
+    _store_pms_secret(org, new, runtime)
     return org
 
 
@@ -183,6 +221,8 @@ def update_organisation(
         org = repo.get_org(session, slug)
         for field in changed:
             _store(org, field, getattr(wanted, field), runtime)
+        if set(changed) & set(HALAXY_FIELDS):
+            _store_pms_secret(org, wanted, runtime)
         if set(changed) & set(PMS_FIELDS):
             session.execute(delete(SyncCursor).where(SyncCursor.org_id == org.id))
             session.execute(delete(PmsState).where(PmsState.org_id == org.id))
