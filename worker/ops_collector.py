@@ -91,9 +91,9 @@ class OpsCollector(Collector):
                 .subquery()
             )
             orgs = session.execute(
-                select(Organisation.id, Organisation.slug, Organisation.schedule, last.c.at).outerjoin(
-                    last, last.c.org_id == Organisation.id
-                )
+                select(Organisation.id, Organisation.slug, Organisation.schedule, last.c.at)
+                .outerjoin(last, last.c.org_id == Organisation.id)
+                .where(Organisation.paused_at.is_(None))  # paused: not expected to sync
             ).all()
             failed = dict(
                 session.execute(

@@ -47,6 +47,8 @@ def watch(runtime: Runtime, now: datetime) -> list[int]:
         watched = {c.org_id for c in channels if {"failing", "stale"} & set(c.events)}
         for org_id in watched:
             org = session.get(Organisation, org_id)
+            if org is None or org.paused_at is not None:
+                continue  # a paused organisation is meant not to sync: neither failing nor stale
             ids += _check_org(session, org, now, runtime.settings.notify_failures_in_a_row)
         if now.hour >= DIGEST_HOUR_UTC:
             day = now.date().isoformat()
