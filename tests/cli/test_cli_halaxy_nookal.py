@@ -76,7 +76,7 @@ def test_a_halaxy_practice_syncs_end_to_end_and_its_secret_is_stored_encrypted(t
     assert report["summary"]["practitioners"] == 16
     assert report["summary"]["findings"].get("duplicate_patient_risk", 0) > 0
     assert len(halaxy.log) - full <= 10
-    assert SECRET.encode() not in (tmp_path / "ptsync.db").read_bytes()
+    assert SECRET.encode() not in (test_cli.data_dir(tmp_path) / "ptsync.db").read_bytes()
 
 
 @pytest.fixture
@@ -105,4 +105,4 @@ def test_a_nookal_clinic_syncs_end_to_end_and_a_refused_key_never_shows(tmp_path
     assert "nookal: GET /getPractitioners failed: L000_2 Invalid API key" in refused.stderr
     outputs = [synced.stdout, synced.stderr, refused.stdout, refused.stderr, json.dumps(report)]
     assert not any(KEY in text for text in outputs)
-    assert KEY.encode() not in (tmp_path / "ptsync.db").read_bytes()
+    assert KEY.encode() not in (test_cli.data_dir(tmp_path) / "ptsync.db").read_bytes()

@@ -50,6 +50,7 @@ ACTIONS: dict[str, str] = {
     "proposal_rejected": "a proposal was rejected",
     "transfer_confirmed": "a person confirmed a departed practitioner's patients were transferred",
     "pms_drop_accepted": "a person confirmed that practitioners missing from the PMS really left",
+    "proposal_steps_recorded": "a person recorded checklist steps as done or not doable in PT Direct",
     "logged_in": "a person logged in to the organisation's pages with an admin token",
     "logged_out": "a person logged out (the session ends on the server)",
     "secrets_reencrypted": "stored secrets were re-encrypted with the newest key (`ptsync rotate-secrets`)",
