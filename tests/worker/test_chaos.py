@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+from contextlib import contextmanager
 from datetime import timedelta
 from types import SimpleNamespace
 
@@ -70,6 +71,27 @@ def _synced_proposal(runtime, slug="clinic-a") -> str:
 
 def _members(ptdirect) -> list[str]:
     return [m["email"] for m in json.loads(ptdirect.read_text())["practitioner_sharing"]["members"]]
+
+
+@contextmanager
+def _approved_through_a_bridge(runtime, tmp_path):
+    """An organisation on a PT Direct bridge emulator (which counts every change), synced and
+    approved: yields (bridge, proposal id)."""
+    with PtDirectBridgeEmulator(_bridge_state(write_clinic(tmp_path)[1]), "bridge-key") as bridge:
+        add_organisation(
+            runtime,
+            NewOrganisation(
+                slug="clinic-a",
+                pms="csv",
+                pms_path=str(tmp_path / "pms"),
+                ptdirect="api",
+                ptdirect_url=f"{bridge.url}/v1",
+                ptdirect_key="bridge-key",
+            ),
+        )
+        proposal_id = _synced_proposal(runtime)
+        service.approve(runtime, proposal_id, "admin")
+        yield bridge, proposal_id
 
 
 def test_a_queued_run_whose_message_was_lost_is_sent_again_by_the_re_driver(runtime, tmp_path):
@@ -156,20 +178,7 @@ def test_a_sync_never_supersedes_a_proposal_while_its_applier_holds_the_lease(ru
 def test_an_applier_sends_nothing_once_its_proposal_was_superseded(runtime, tmp_path, monkeypatch):
     # Given an applier that stalls after reading PT Direct, long enough for its lease to lapse,
     # while a sync supersedes the proposal (controlled order: read, lapse, supersede, send)
-    with PtDirectBridgeEmulator(_bridge_state(write_clinic(tmp_path)[1]), "bridge-key") as bridge:
-        add_organisation(
-            runtime,
-            NewOrganisation(
-                slug="clinic-a",
-                pms="csv",
-                pms_path=str(tmp_path / "pms"),
-                ptdirect="api",
-                ptdirect_url=f"{bridge.url}/v1",
-                ptdirect_key="bridge-key",
-            ),
-        )
-        proposal_id = _synced_proposal(runtime)
-        service.approve(runtime, proposal_id, "admin")
+    with _approved_through_a_bridge(runtime, tmp_path) as (bridge, proposal_id):
         real_adapter = service.ptdirect_adapter
 
         def stalled_adapter(org, secrets):
@@ -350,20 +359,7 @@ def test_the_web_answers_503_retry_while_the_database_is_down(runtime):
 
 def test_of_two_appliers_only_the_one_holding_the_lease_sends(runtime, tmp_path, monkeypatch):
     # Given two deliveries of one approval: A claims the proposal first and stalls after its read
-    with PtDirectBridgeEmulator(_bridge_state(write_clinic(tmp_path)[1]), "bridge-key") as bridge:
-        add_organisation(
-            runtime,
-            NewOrganisation(
-                slug="clinic-a",
-                pms="csv",
-                pms_path=str(tmp_path / "pms"),
-                ptdirect="api",
-                ptdirect_url=f"{bridge.url}/v1",
-                ptdirect_key="bridge-key",
-            ),
-        )
-        proposal_id = _synced_proposal(runtime)
-        service.approve(runtime, proposal_id, "admin")
+    with _approved_through_a_bridge(runtime, tmp_path) as (bridge, proposal_id):
         real_adapter = service.ptdirect_adapter
         outcomes = {}
 
