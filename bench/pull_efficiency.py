@@ -241,6 +241,7 @@ def run(scenario: Scenario) -> None:
                 str(work / f"{org}.json"),
                 "--policy",
                 "observe",
+                "--no-test",  # `org add` would probe the API: not part of the sync measured
             )
         worker = subprocess.Popen(
             [PTSYNC, "worker", "--processes", "2", "--threads", "1"],

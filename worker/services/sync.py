@@ -425,6 +425,9 @@ class _Heartbeat:
             try:
                 with self._runtime.db.transaction() as session:
                     if not repo.renew_lease(session, self._claim, utcnow(), self._lease, self._progress):
+                        run = session.get(Run, self._claim.run_id)
+                        if run is not None and run.status == repo.SUCCEEDED:
+                            return  # this worker's final commit just ended the lease: not lost
                         log.warning("run %s: lease lost; stopping work on it", self._claim.run_id)
                         self._lost.set()
                         return
