@@ -255,7 +255,12 @@ def test_the_outbox_and_its_dedupe_work_on_postgresql(postgres_url, secret_key, 
         ),
     )
     add_channel(runtime, SLUG, NewChannel(receiver.url, events=("findings",)), "cli:test")
-    add_channel(runtime, SLUG, NewChannel(receiver.url + "?digest", digest="daily"), "cli:test")
+    add_channel(
+        runtime,
+        SLUG,
+        NewChannel(receiver.url + "?digest", events=("findings", "proposal"), digest="daily"),
+        "cli:test",
+    )
     try:
         # When two runs find the same findings, and the digest is compiled twice
         for _ in range(2):
