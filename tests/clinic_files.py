@@ -77,3 +77,23 @@ def csv_org_add_args(folder: Path, slug: str = "clinic-a", *extra: str) -> list[
         str(ptdirect),
         *extra,
     ]
+
+
+def add_departed_member(pms: Path, ptdirect: Path, *, active: bool = False) -> None:
+    """Dan (104) shares patients in PT Direct; the PMS says whether he is still active."""
+    with (pms / "practitioners.csv").open("a") as handle:
+        handle.write(f"104,Dan Roe,dan@clinic.example,{'true' if active else 'false'},\n")
+    document = json.loads(ptdirect.read_text())
+    document["users"].append(
+        {
+            "email": "dan@clinic.example",
+            "name": "Dan Roe",
+            "status": "confirmed",
+            "practitioner_access": True,
+            "pms_link": {"system": "csv", "practitioner_id": "104"},
+        }
+    )
+    document["practitioner_sharing"]["members"].append(
+        {"email": "dan@clinic.example", "share_content": True, "share_patients": True}
+    )
+    ptdirect.write_text(json.dumps(document))

@@ -47,6 +47,13 @@ def _redis(url: str):
     return redis.Redis.from_url(url)
 
 
+def _required_key(org: Organisation, secrets: SecretBox) -> str:
+    """The organisation's PMS key, decrypted; a one-line error naming the option when unset."""
+    if not org.pms_key_encrypted:
+        raise ConfigurationError(f"organisation {org.slug}: the {org.pms_kind} connector needs --pms-key")
+    return secrets.decrypt(org.pms_key_encrypted).decode()
+
+
 def pms_connector(org: Organisation, secrets: SecretBox) -> PmsConnector:
     settings = get_settings()
     if org.pms_kind == "csv":
@@ -54,9 +61,7 @@ def pms_connector(org: Organisation, secrets: SecretBox) -> PmsConnector:
             raise ConfigurationError(f"organisation {org.slug}: the csv connector needs --pms-path")
         return CsvPmsConnector(org.pms_path)
     if org.pms_kind == "cliniko":
-        if not org.pms_key_encrypted:
-            raise ConfigurationError(f"organisation {org.slug}: the cliniko connector needs --pms-key")
-        key = secrets.decrypt(org.pms_key_encrypted).decode()
+        key = _required_key(org, secrets)
         return ClinikoConnector(
             key,
             base_url=org.pms_url,
@@ -74,9 +79,7 @@ def pms_connector(org: Organisation, secrets: SecretBox) -> PmsConnector:
             limiter=rate_limiter(f"{org.pms_url}|{token or ''}", settings.fhir_requests_per_minute),
         )
     if org.pms_kind == "semble":
-        if not org.pms_key_encrypted:
-            raise ConfigurationError(f"organisation {org.slug}: the semble connector needs --pms-key")
-        token = secrets.decrypt(org.pms_key_encrypted).decode()
+        token = _required_key(org, secrets)
         return SembleConnector(
             token,
             url=org.pms_url,
@@ -106,9 +109,7 @@ def pms_connector(org: Organisation, secrets: SecretBox) -> PmsConnector:
             ),
         )
     if org.pms_kind == "nookal":
-        if not org.pms_key_encrypted:
-            raise ConfigurationError(f"organisation {org.slug}: the nookal connector needs --pms-key")
-        key = secrets.decrypt(org.pms_key_encrypted).decode()
+        key = _required_key(org, secrets)
         return NookalConnector(
             key,
             base_url=org.pms_url,

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from connectors.errors import TransientConnectorError
-from tests.clinic_files import write_clinic
+from tests.clinic_files import add_departed_member, write_clinic
 from worker import actors
 from worker.clock import utcnow
 from worker.services import proposals as proposal_service
@@ -206,22 +206,7 @@ def test_a_plan_is_superseded_when_pt_direct_changed_since_planning(runtime, stu
 def test_apply_safe_leaves_removals_waiting_for_approval(runtime, stub_worker, tmp_path):
     # Given an apply-safe organisation with a newcomer (Cara) and a leaver (Dan) who shares patients
     pms, ptdirect = _add_org(runtime, tmp_path, policy="apply-safe")
-    with (pms / "practitioners.csv").open("a") as handle:
-        handle.write("104,Dan Roe,dan@clinic.example,false,\n")
-    document = json.loads(ptdirect.read_text())
-    document["users"].append(
-        {
-            "email": "dan@clinic.example",
-            "name": "Dan Roe",
-            "status": "confirmed",
-            "practitioner_access": True,
-            "pms_link": {"system": "csv", "practitioner_id": "104"},
-        }
-    )
-    document["practitioner_sharing"]["members"].append(
-        {"email": "dan@clinic.example", "share_content": True, "share_patients": True}
-    )
-    ptdirect.write_text(json.dumps(document))
+    add_departed_member(pms, ptdirect)
     # When a scheduled sync runs
     actors.request_sync.send("clinic-a", "schedule")
     _join(stub_worker)

@@ -14,7 +14,7 @@ import dramatiq
 import pytest
 from sqlalchemy import select
 
-from tests.clinic_files import write_clinic
+from tests.clinic_files import add_departed_member, write_clinic
 from worker import actors
 from worker.errors import InvalidInput
 from worker.services import proposals as proposal_service
@@ -66,25 +66,10 @@ def _members(ptdirect: Path) -> list[str]:
 
 
 def _add_departed_dan(pms: Path, ptdirect: Path, *, active: bool) -> None:
-    """Dan (104) shares patients in PT Direct; the PMS says whether he is still active."""
-    with (pms / "practitioners.csv").open("a") as handle:
-        handle.write(f"104,Dan Roe,dan@clinic.example,{'true' if active else 'false'},\n")
+    """Dan shares patients in PT Direct and has one appointment in the PMS."""
+    add_departed_member(pms, ptdirect, active=active)
     with (pms / "patient_access.csv").open("a", newline="") as handle:
         csv.writer(handle).writerow(["104", "p1", "appointment", "2026-01-05"])
-    document = json.loads(ptdirect.read_text())
-    document["users"].append(
-        {
-            "email": "dan@clinic.example",
-            "name": "Dan Roe",
-            "status": "confirmed",
-            "practitioner_access": True,
-            "pms_link": {"system": "csv", "practitioner_id": "104"},
-        }
-    )
-    document["practitioner_sharing"]["members"].append(
-        {"email": "dan@clinic.example", "share_content": True, "share_patients": True}
-    )
-    ptdirect.write_text(json.dumps(document))
 
 
 def _set_active(pms: Path, pid: str, active: bool) -> None:
