@@ -130,7 +130,9 @@ def org_add(
         str | None, typer.Option(help=f"Admin bridge key (stored encrypted; {SECRET_HELP})")
     ] = None,
     policy: Annotated[str, typer.Option(help="observe, propose or apply-safe")] = "propose",
-    schedule: Annotated[str, typer.Option(help="Cron expression for scheduled syncs")] = "0 * * * *",
+    schedule: Annotated[
+        str, typer.Option(help="Cron (UTC) of the incremental poll: only what changed since the last run")
+    ] = "*/2 * * * *",
     physitrack_region: Annotated[
         str | None, typer.Option(help="us, uk, ca or au (API v2 client lists)")
     ] = None,
@@ -157,6 +159,9 @@ def org_add(
     webhook_min_interval: Annotated[
         int, typer.Option(help="Seconds between webhook-triggered syncs (events wait, then join one)")
     ] = 60,
+    full_sync: Annotated[
+        str, typer.Option(help="Cron (UTC) of the full sync that re-reads everything (default nightly)")
+    ] = "30 2 * * *",
     no_test: Annotated[bool, typer.Option("--no-test", help="Store without testing the connections")] = False,
 ) -> None:
     """Add an organisation and its PMS and PT Direct connections (tested first unless --no-test)."""
@@ -194,6 +199,7 @@ def org_add(
             pms_staff=pms_staff,
             allow_insecure_http=allow_insecure_http,
             webhook_min_interval=webhook_min_interval,
+            full_sync=full_sync,
         ),
         test=not no_test,
     )

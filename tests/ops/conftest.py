@@ -121,8 +121,14 @@ def payload_of(body: bytes) -> dict:
 
 
 @pytest.fixture
-def cliniko_clinic(runtime, tmp_path, monkeypatch):
-    """A clinic on the Cliniko emulator (real HTTP), its PT Direct as a snapshot file."""
+def cliniko_clinic(cliniko_emulator):
+    """A clinic on the Cliniko emulator (real HTTP), its PT Direct as a snapshot file: its data."""
+    return cliniko_emulator.data
+
+
+@pytest.fixture
+def cliniko_emulator(runtime, tmp_path, monkeypatch):
+    """The Cliniko emulator serving organisation `clinic-c` (PT Direct as a snapshot file)."""
     monkeypatch.setattr(runtime.settings, "cliniko_requests_per_minute", 60_000)
     data = generate_account(patients=40, practitioners=4, appointments=120, today=date.today())
     users = [
@@ -158,4 +164,4 @@ def cliniko_clinic(runtime, tmp_path, monkeypatch):
                 ptdirect_path=str(snapshot),
             ),
         )
-        yield data
+        yield emulator

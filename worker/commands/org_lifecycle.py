@@ -29,7 +29,8 @@ ORG_OPTION_HELP = {
     "ptdirect_url": "admin bridge URL for --ptdirect api",
     "ptdirect_key": f"admin bridge key (stored encrypted; {SECRET_HELP})",
     "policy": "observe, propose or apply-safe",
-    "schedule": "cron expression (UTC) for scheduled syncs",
+    "schedule": "cron expression (UTC) of the incremental poll",
+    "full_sync": "cron expression (UTC) of the full sync that re-reads everything",
     "physitrack_region": "us, uk, ca or au (API v2 client lists)",
     "physitrack_url": "override the Physitrack API v2 base URL",
     "sharing_scope": "co-treating or everyone",
@@ -78,6 +79,7 @@ def show(
     for name, value in document["settings"].items():
         table.add_row(name, "" if value is None else str(value))
     table.add_row("next scheduled sync", document["schedule"]["next_due"] or "none (paused)")
+    table.add_row("next full sync", document["schedule"].get("full_sync_next_due") or "none (paused)")
     last = document["last_run"]
     table.add_row(
         "last run",

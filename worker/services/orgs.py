@@ -20,7 +20,7 @@ from worker.clock import utcnow
 from worker.connections import PMS_KINDS, PTDIRECT_KINDS
 from worker.errors import InvalidInput
 from worker.runtime import Runtime
-from worker.services.schedule import parse_schedule
+from worker.services.schedule import parse_schedule, validate_full_sync
 from worker.store import repositories as repo
 from worker.store.models import Organisation, PhysitrackKey
 
@@ -42,7 +42,7 @@ class NewOrganisation:
     ptdirect_url: str | None = None
     ptdirect_key: str | None = None
     policy: str = "propose"
-    schedule: str = "0 * * * *"
+    schedule: str = "*/2 * * * *"  # the incremental poll (README "Polls and the full sync")
     physitrack_region: str | None = None
     physitrack_url: str | None = None
     sharing_scope: str = "co-treating"
@@ -55,6 +55,7 @@ class NewOrganisation:
     pms_staff: str | None = None  # --pms export: an optional staff list CSV
     allow_insecure_http: bool = False
     webhook_min_interval: int = 60
+    full_sync: str = "30 2 * * *"  # cron (UTC) of the full reconciliation sync
 
 
 def validate_settings(new: NewOrganisation) -> None:
@@ -212,6 +213,7 @@ def validate(new: NewOrganisation) -> None:
     if len(new.schedule.split()) != 5:
         raise InvalidInput(f"--schedule {new.schedule!r} is not a 5-field cron expression (e.g. '0 * * * *')")
     parse_schedule(new.schedule)
+    validate_full_sync(new.full_sync)
 
 
 def _validate_semble_or_export(new: NewOrganisation) -> None:
@@ -275,6 +277,7 @@ def add_organisation(runtime: Runtime, new: NewOrganisation, actor: str = "cli")
             physitrack_region=new.physitrack_region,
             physitrack_url=new.physitrack_url,
             webhook_min_interval_seconds=new.webhook_min_interval,
+            full_sync=new.full_sync,
             created_at=now,
         )
         session.add(org)

@@ -44,7 +44,7 @@ from worker.connections import (
 )
 from worker.errors import InvalidInput, PtsyncError
 from worker.runtime import Runtime
-from worker.services import notify_delivery, notify_events
+from worker.services import notify_delivery, notify_events, poll
 from worker.services.proposals import verify_applied
 from worker.services.settle import (
     NewPlan,
@@ -121,12 +121,13 @@ def run_sync(runtime: Runtime, run_id: str) -> SyncOutcome:
         org = run.organisation
         session.expunge(org)
         trigger = run.trigger
+        full = bool(run.full_pull)
         started_at = utcnow()
 
     heartbeat = _Heartbeat(runtime, claim, lease)
     heartbeat.start()
     try:
-        outcome = _sync_claimed(runtime, claim, org, trigger, started_at, heartbeat)
+        outcome = _sync_claimed(runtime, claim, org, trigger, started_at, heartbeat, full)
     except RunTakenOver:
         heartbeat.stop()
         log.warning("run %s was taken over by another worker; this attempt stopped", run_id)
@@ -190,6 +191,9 @@ class _Inputs:
     baseline: Baseline | None
     previous_report: dict[str, Any] | None
     previous_policy: dict[str, Any] | None
+    previous_run_id: str | None = None
+    previous_digest: str | None = None
+    stored_state: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -207,17 +211,68 @@ def _sync_claimed(
     trigger: str,
     started_at: datetime,
     heartbeat: _Heartbeat,
+    full: bool = False,
 ) -> SyncOutcome:
-    """Pull, reconcile (pure), save: the three steps of every run."""
-    inputs = _pull(runtime, claim, org, started_at, heartbeat)
+    """Pull, reconcile (pure), save: the three steps of every run (a poll that finds nothing
+    changed stops after the pull: services/poll.py)."""
+    inputs = _pull(runtime, claim, org, started_at, heartbeat, full)
     heartbeat.check()
+    digest = _input_digest(runtime, org, inputs, started_at)
+    if poll.is_poll(trigger, full):
+        checked = _save_if_unchanged(runtime, claim, inputs, digest)
+        if checked is not None:
+            return checked
     decision = _reconcile(runtime, org, inputs, started_at)
     heartbeat.check()
-    return _save(runtime, claim, org, trigger, started_at, inputs, decision)
+    return _save(runtime, claim, org, trigger, started_at, inputs, decision, digest)
+
+
+def _input_digest(runtime: Runtime, org: Organisation, inputs: _Inputs, started_at: datetime) -> str:
+    return poll.input_digest(
+        inputs.pms.snapshot,
+        inputs.ptdirect,
+        policy=policy_document(policy_of(org)),
+        as_of=_as_of(org, started_at),
+        baseline=inputs.baseline,
+        pseudonym_key=runtime.secrets.decrypt(org.pseudonym_key_encrypted),
+        timezone=org.timezone or "UTC",
+    )
+
+
+def _save_if_unchanged(
+    runtime: Runtime, claim: repo.Claim, inputs: _Inputs, digest: str
+) -> SyncOutcome | None:
+    """A poll whose inputs are the latest report's: record the check, keep the report."""
+    complete = inputs.pms.snapshot.complete and inputs.ptdirect.complete
+    with metrics.phase("store"), runtime.db.transaction() as session:
+        if not poll.nothing_changed(
+            session, claim.org_id, digest, inputs.previous_digest, complete, inputs.read_at
+        ):
+            return None
+        if not poll.save_checked(
+            session,
+            claim,
+            utcnow(),
+            digest=digest,
+            report_run_id=inputs.previous_run_id or "",
+            access_rows=len(inputs.pms.snapshot.access),
+            cursors=inputs.pms.cursors,
+            state=inputs.pms.state,
+            stored_state=inputs.stored_state,
+            box=runtime.secrets,
+        ):
+            session.rollback()
+            return SyncOutcome(claim.run_id, "lease_lost")
+    return SyncOutcome(claim.run_id, repo.SUCCEEDED)
 
 
 def _pull(
-    runtime: Runtime, claim: repo.Claim, org: Organisation, started_at: datetime, heartbeat: _Heartbeat
+    runtime: Runtime,
+    claim: repo.Claim,
+    org: Organisation,
+    started_at: datetime,
+    heartbeat: _Heartbeat,
+    full: bool = False,
 ) -> _Inputs:
     policy = policy_of(org)
     logs.bind(org=org.slug, run_id=claim.run_id)
@@ -230,11 +285,12 @@ def _pull(
         previous_run = repo.latest_report_run(session, org.id)
         previous_report = previous_run.report if previous_run is not None else None
         previous_policy = previous_run.policy if previous_run is not None else None
+        previous_digest = poll.previous_digest(previous_run.counts) if previous_run is not None else None
     with metrics.phase("pull"):
         pms = pms_connector(org, runtime.secrets).pull(
             window_start=window_start,
-            cursors=cursors,
-            state=state,
+            cursors={} if full else cursors,  # the full sync re-reads everything
+            state=None if full else state,
             started_at=started_at,
             progress=heartbeat.progress,
         )
@@ -243,7 +299,17 @@ def _pull(
         clients = physitrack_clients(org, runtime.secrets, keys)
     if clients is not None:
         ptdirect = replace(ptdirect, clients=clients)
-    return _Inputs(pms, ptdirect, read_at, baseline, previous_report, previous_policy)
+    return _Inputs(
+        pms,
+        ptdirect,
+        read_at,
+        baseline,
+        previous_report,
+        previous_policy,
+        previous_run.id if previous_run is not None else None,
+        previous_digest,
+        state,
+    )
 
 
 def _as_of(org: Organisation, moment: datetime) -> date:
@@ -293,6 +359,7 @@ def _save(
     started_at: datetime,
     inputs: _Inputs,
     decision: _Decision,
+    digest: str | None = None,
 ) -> SyncOutcome:
     """Store the run's outcome in one transaction, only while this worker holds the lease."""
     result = decision.result
@@ -306,7 +373,7 @@ def _save(
             repo.RunOutcome(
                 finished_at=finished_at,
                 report=report,
-                counts=_counts(result, inputs, report),
+                counts=_counts(result, inputs, report) | {"input_digest": digest},
                 complete=result.complete,
                 roster=sorted(result.active_practitioners) if result.complete else None,
                 plan=[[op.op.value, op.email] for op in result.operations] if result.complete else None,
