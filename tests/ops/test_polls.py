@@ -14,7 +14,7 @@ from worker.services.orgs import NewOrganisation, add_organisation
 from worker.services.schedule import record_due_syncs
 from worker.services.sync import request_sync, run_sync
 from worker.store import repositories as repo
-from worker.store.models import Delivery, FindingRecord, Run, SyncCursor
+from worker.store.models import Delivery, FindingRecord, PmsState, Run, SyncCursor
 
 
 @pytest.fixture
@@ -43,13 +43,15 @@ def test_a_poll_that_finds_nothing_changed_records_the_check_and_writes_no_repor
     baseline roster yet, which is an input too),
     When a poll finds nothing changed in the PMS or PT Direct,
     Then the poll's run succeeds without a report or findings, the first report stays the latest,
-    and the run says which report it checked against (staleness counts it as a success)."""
+    the run says which report it checked against (staleness counts it as a success), and the
+    stored cursors and connector state are not rewritten (they still describe the same rows)."""
     _sync(runtime, clinic, "manual")
     first = _sync(runtime, clinic, "manual")
     with runtime.db.transaction() as session:
         findings_before = session.scalar(select(func.count()).select_from(FindingRecord))
-        cursor_rows = session.scalar(select(func.count()).select_from(SyncCursor))
-    assert cursor_rows > 0
+        stored = [(row.resource, row.updated_at) for row in session.scalars(select(SyncCursor))]
+        state_written = session.scalar(select(PmsState.updated_at))
+    assert stored and state_written is not None
 
     polled = _sync(runtime, clinic, "schedule:tick")
 
@@ -60,6 +62,8 @@ def test_a_poll_that_finds_nothing_changed_records_the_check_and_writes_no_repor
         assert run.status == "succeeded" and run.finished_at is not None
         assert repo.latest_report_run(session, run.org_id).id == first
         assert session.scalar(select(func.count()).select_from(FindingRecord)) == findings_before
+        assert [(row.resource, row.updated_at) for row in session.scalars(select(SyncCursor))] == stored
+        assert session.scalar(select(PmsState.updated_at)) == state_written
 
 
 def test_a_poll_that_finds_a_change_rebuilds_the_report(runtime, clinic, cliniko):

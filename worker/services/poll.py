@@ -100,7 +100,12 @@ def save_checked(
     stored_state: dict[str, Any] | None,
     box,
 ) -> bool:
-    """Close the poll's run as succeeded without a report. False: the lease was lost."""
+    """Close the poll's run as succeeded without a report. False: the lease was lost.
+
+    The cursors and the connector state move on together, and only when the state changed:
+    while it did not, the stored cursors still point at rows the stored state holds (the next
+    poll re-reads a few rows, never misses one), and the store writes nothing it already has.
+    """
     if not repo.finish_run(
         session,
         claim,
@@ -111,7 +116,26 @@ def save_checked(
         error=None,
     ):
         return False
-    repo.store_cursors(session, claim.org_id, cursors, now)
-    if state is not None and state != stored_state:
-        repo.store_pms_state(session, claim.org_id, state, now, box)
+    if state is None or not same_state(state, stored_state):
+        repo.store_cursors(session, claim.org_id, cursors, now)
+        if state is not None:
+            repo.store_pms_state(session, claim.org_id, state, now, box)
+    return True
+
+
+def same_state(new: dict[str, Any], stored: dict[str, Any] | None) -> bool:
+    """Whether a connector's new state holds what the stored one does (rows read again in this
+    run are tuples, stored rows came back from JSON as lists: equal when their items are)."""
+    if stored is None or new.keys() != stored.keys():
+        return False
+    for key, value in new.items():
+        old = stored[key]
+        if value == old:
+            continue
+        if not isinstance(value, dict) or not isinstance(old, dict) or value.keys() != old.keys():
+            return False
+        for row_id, row in value.items():
+            previous = old[row_id]
+            if row != previous and not (isinstance(row, tuple) and list(row) == previous):
+                return False
     return True
