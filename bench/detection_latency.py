@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from connectors.emulators.base import Request, Response
 from connectors.emulators.cliniko import ClinikoEmulator, generate_account
+from connectors.emulators.sample import linked_ptdirect
 
 PTSYNC = str(Path(sys.executable).parent / "ptsync")
 KEY = "bench-detection-key-au1"
@@ -77,31 +78,6 @@ class SlowCliniko(ClinikoEmulator):
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _ptdirect(path: Path, data: dict) -> None:
-    import json
-
-    users = [
-        {
-            "email": f"practitioner{i}@clinic.example",
-            "name": f"P{i} Example",
-            "status": "confirmed",
-            "practitioner_access": True,
-            "pms_link": {"system": "cliniko", "practitioner_id": p["id"]},
-        }
-        for i, p in enumerate(data["practitioners"])
-    ]
-    members = [
-        {"email": u["email"], "share_content": True, "share_patients": True} for u in users[:SHARING_MEMBERS]
-    ]
-    document = {
-        "schema": "ptsync.ptdirect/1",
-        "users": users,
-        "master_account": None,
-        "practitioner_sharing": {"members": members},
-    }
-    path.write_text(json.dumps(document))
 
 
 class Event:
@@ -146,7 +122,8 @@ def main() -> None:
     for row in data["practitioners"]:
         row["active"] = True
     work = Path(tempfile.mkdtemp(prefix="ptsync-detection-"))
-    _ptdirect(work / "ptdirect.json", data)
+    practitioner_ids = [p["id"] for p in data["practitioners"]]
+    linked_ptdirect(work / "ptdirect.json", "cliniko", practitioner_ids, list(range(SHARING_MEMBERS)))
     env = {k: v for k, v in os.environ.items() if not k.startswith("PTSYNC_")}
     database_url = f"sqlite:///{work / 'ptsync.db'}"
     env.update({"PTSYNC_DATABASE_URL": database_url, "PTSYNC_SECRET_KEY": Fernet.generate_key().decode()})

@@ -99,32 +99,6 @@ def serve_accounts(sizes_wanted: list[int], pipe) -> None:
         emulator.stop()
 
 
-def _ptdirect_file(path: Path, practitioner_ids: list[str]) -> None:
-    import json
-
-    users = [
-        {
-            "email": f"practitioner{i}@clinic.example",
-            "name": f"P{i} Example",
-            "status": "confirmed",
-            "practitioner_access": True,
-            "pms_link": {"system": "cliniko", "practitioner_id": pid},
-        }
-        for i, pid in enumerate(practitioner_ids)
-    ]
-    members = [{"email": u["email"], "share_content": True, "share_patients": True} for u in users[::2]]
-    path.write_text(
-        json.dumps(
-            {
-                "schema": "ptsync.ptdirect/1",
-                "users": users,
-                "master_account": None,
-                "practitioner_sharing": {"members": members},
-            }
-        )
-    )
-
-
 def _scrape(port: int) -> dict[str, float]:
     text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
     figures: dict[str, float] = {}
@@ -198,6 +172,7 @@ def main() -> None:
     os.environ.update({k: v for k, v in env.items() if k.startswith("PTSYNC_")})
     worker = None
     try:
+        from connectors.emulators.sample import linked_ptdirect
         from worker.actors import sync_org
         from worker.runtime import get_runtime
         from worker.services.orgs import NewOrganisation, add_organisation
@@ -207,7 +182,8 @@ def main() -> None:
         Database(database_url).migrate()
         runtime = get_runtime()
         for size, (_, practitioner_ids) in accounts.items():
-            _ptdirect_file(work / f"ptdirect-{size}.json", practitioner_ids)
+            members = list(range(0, len(practitioner_ids), 2))
+            linked_ptdirect(work / f"ptdirect-{size}.json", "cliniko", practitioner_ids, members)
         started = time.monotonic()
         slugs = []
         for number, size in enumerate(fleet):
