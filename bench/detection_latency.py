@@ -220,6 +220,7 @@ def main() -> None:
 
                     def check(findings, pid=practitioner_id):
                         return _names(findings, pid)
+
                 # The colleague's patient: book them with the colleague too (today), then with
                 # the practitioner, so the pair shares a patient whatever the generated history.
                 for who, offset in ((members[colleague], 0), (practitioner_id, 1)):

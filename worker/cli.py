@@ -284,6 +284,8 @@ def _start_sync(slug: str, trigger: str, *, accept_drop: bool = False) -> str:
 
 def _wait_for_run(run_id: str, timeout: float) -> str:
     """Wait for a run to finish, draining the in-process broker if that is the one in use."""
+    from sqlalchemy import select
+
     from worker.inprocess import drain, is_in_process
     from worker.store.models import Run
 
@@ -300,8 +302,13 @@ def _wait_for_run(run_id: str, timeout: float) -> str:
         task = progress.add_task("waiting for a worker", total=None)
         while True:
             with runtime.db.transaction() as session:
-                run = session.get(Run, run_id)
-                status, counts, last_error = run.status, dict(run.counts or {}), run.error
+                # Not the whole row: a finished run's report and counts can be megabytes.
+                status, last_error = session.execute(
+                    select(Run.status, Run.error).where(Run.id == run_id)
+                ).one()
+                counts = {}
+                if status == "running":
+                    counts = dict(session.scalar(select(Run.counts).where(Run.id == run_id)) or {})
             if status in ("succeeded", "failed"):
                 break
             if drainer is not None and not drainer.is_alive():
@@ -319,7 +326,10 @@ def _wait_for_run(run_id: str, timeout: float) -> str:
                     reported = last_error
                     progress.console.print(_retry_notice(run_id, last_error), markup=False)
             progress.update(task, description=described)
-            time.sleep(0.2)
+            if drainer is not None:
+                drainer.join(0.2)  # returns as soon as the in-process worker has finished
+            else:
+                time.sleep(0.2)
     if drainer is not None:
         drainer.join()
         with runtime.db.transaction() as session:
