@@ -5,9 +5,9 @@
 40 patients per practitioner; organisations of one size share an account, each with its own
 cursors, state and reports). The emulators answer at once and have no rate limit, and ptsync's
 own limit is set out of reach, so what is measured is ptsync's cost. A private PostgreSQL
-(started by this script, so its write-ahead log counts only ptsync's writes), Redis
-(database 13 of 127.0.0.1:6379, or $BENCH_REDIS_URL; flushed) and `ptsync worker --processes 2
---threads 2` on this machine.
+and a private Redis (both started by this script, so the write-ahead log counts only ptsync's
+writes and no one else's queue is touched) and `ptsync worker --processes 2 --threads 2` on
+this machine.
 
 Three rounds, each organisation once per round:
 1. the first sync of every organisation (a full read), all requested at once;
@@ -23,7 +23,7 @@ queue wait (request -> claimed by a worker), worker CPU per sync by phase (pull:
 parsing and merging; reconcile; store) and in total (all worker processes), and PostgreSQL
 rows (inserted + updated + deleted) and write-ahead-log bytes per sync.
 
-Needs root (it runs PostgreSQL as the `postgres` user, like bench/chaos.py) and Redis.
+Needs root (it runs PostgreSQL as the `postgres` user, like bench/chaos.py) and redis-server.
 Run: .venv/bin/python bench/fleet.py [--orgs 2000] [--rate 30]
 """
 
@@ -52,10 +52,9 @@ from cryptography.fernet import Fernet
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from chaos import Postgres, free_port
+from chaos import Postgres, _wait, free_port
 
 PTSYNC = str(Path(sys.executable).parent / "ptsync")
-REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 KEY = "bench-fleet-key-au1"
 APPOINTMENTS_PER_PRACTITIONER = 150
 PATIENTS_PER_PRACTITIONER = 40
@@ -158,12 +157,19 @@ def main() -> None:
     postgres = Postgres(work / "pg")
     postgres.start()
     database_url = postgres.url
-    redis.Redis.from_url(REDIS_URL).flushdb()
+    redis_port = free_port()
+    redis_server = subprocess.Popen(
+        ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", ""],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    redis_url = f"redis://127.0.0.1:{redis_port}/0"
+    _wait(lambda: redis.Redis.from_url(redis_url).ping())
     env = {k: v for k, v in os.environ.items() if not k.startswith("PTSYNC_")}
     env.update(
         {
             "PTSYNC_DATABASE_URL": database_url,
-            "PTSYNC_BROKER_URL": REDIS_URL,
+            "PTSYNC_BROKER_URL": redis_url,
             "PTSYNC_SECRET_KEY": Fernet.generate_key().decode(),
             "PTSYNC_CLINIKO_REQUESTS_PER_MINUTE": "100000000",
             "PTSYNC_LOG_LEVEL": "WARNING",
@@ -312,6 +318,8 @@ def main() -> None:
         if "worker.runtime" in sys.modules:
             sys.modules["worker.runtime"].get_runtime().db.dispose()
         postgres.stop_immediately()
+        redis_server.terminate()
+        redis_server.wait(timeout=10)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -15,6 +15,7 @@ from worker.services.schedule import record_due_syncs
 from worker.services.sync import request_sync, run_sync
 from worker.store import repositories as repo
 from worker.store.models import Delivery, FindingRecord, PmsState, Run, SyncCursor
+from worker.web.sync_pages import _described
 
 
 @pytest.fixture
@@ -64,6 +65,7 @@ def test_a_poll_that_finds_nothing_changed_records_the_check_and_writes_no_repor
         assert session.scalar(select(func.count()).select_from(FindingRecord)) == findings_before
         assert [(row.resource, row.updated_at) for row in session.scalars(select(SyncCursor))] == stored
         assert session.scalar(select(PmsState.updated_at)) == state_written
+        assert "nothing changed" in _described(run)  # the run's page does not say "0 findings"
 
 
 def test_a_poll_that_finds_a_change_rebuilds_the_report(runtime, clinic, cliniko):

@@ -267,6 +267,8 @@ def runs(
                 "attempts": r.attempts,
                 "findings": sum(((r.counts or {}).get("findings") or {}).values()),
                 "error": r.error,
+                # A poll that found nothing changed: no report of its own (README "Polls").
+                "unchanged_since": (r.counts or {}).get("unchanged_since"),
             }
             for r in repo.runs_of(session, org.id, limit)
         ]
@@ -283,7 +285,7 @@ def runs(
             row["requested_at"],
             row["trigger"],
             row["status"],
-            str(row["findings"]),
+            "unchanged" if row["unchanged_since"] else str(row["findings"]),
             row["error"] or "",
             row["id"],
         )
