@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from sharing import Baseline, PmsSnapshot, PtDirectSnapshot
 from worker.store import repositories as repo
+from worker.store.models import Run
 
 POLL_TRIGGER = "schedule:tick"
 """What the clock's incremental poll is called on its run (source "schedule", event "tick")."""
@@ -71,8 +74,24 @@ def input_digest(
     return digest.hexdigest()
 
 
-def previous_digest(counts: dict[str, Any] | None) -> str | None:
-    return (counts or {}).get("input_digest")
+@dataclass(frozen=True)
+class ReportSummary:
+    """The latest report's run, without its report or counts (they can be megabytes)."""
+
+    id: str
+    policy: dict[str, Any] | None
+    digest: str | None
+
+
+def latest_report_summary(session: Session, org_id: int) -> ReportSummary | None:
+    """What `repo.latest_report_run` finds, reading only the run's id, policy and input digest."""
+    row = session.execute(
+        select(Run.id, Run.policy, Run.counts["input_digest"].as_string())
+        .where(Run.org_id == org_id, Run.status == repo.SUCCEEDED, Run.report.is_not(None))
+        .order_by(Run.finished_at.desc(), Run.id.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else ReportSummary(row[0], row[1], row[2])
 
 
 def nothing_changed(

@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connectors.base import PmsPull
@@ -222,6 +223,7 @@ def _sync_claimed(
         checked = _save_if_unchanged(runtime, claim, inputs, digest)
         if checked is not None:
             return checked
+    inputs = _with_previous_report(runtime, inputs)
     decision = _reconcile(runtime, org, inputs, started_at)
     heartbeat.check()
     return _save(runtime, claim, org, trigger, started_at, inputs, decision, digest)
@@ -237,6 +239,14 @@ def _input_digest(runtime: Runtime, org: Organisation, inputs: _Inputs, started_
         pseudonym_key=runtime.secrets.decrypt(org.pseudonym_key_encrypted),
         timezone=org.timezone or "UTC",
     )
+
+
+def _with_previous_report(runtime: Runtime, inputs: _Inputs) -> _Inputs:
+    if inputs.previous_run_id is None:
+        return inputs
+    with runtime.db.transaction() as session:
+        report = session.scalar(select(Run.report).where(Run.id == inputs.previous_run_id))
+    return replace(inputs, previous_report=report)
 
 
 def _save_if_unchanged(
@@ -282,10 +292,12 @@ def _pull(
         state = repo.pms_state_of(session, org.id, runtime.secrets)
         keys = repo.physitrack_keys_of(session, org.id)
         baseline = repo.baseline_of(session, org.id, claim.run_id)
-        previous_run = repo.latest_report_run(session, org.id)
-        previous_report = previous_run.report if previous_run is not None else None
+        # Not the report itself (it can be megabytes): a poll that finds nothing changed never
+        # reads it; `_with_previous_report` does when the run reconciles.
+        previous_run = poll.latest_report_summary(session, org.id)
+        previous_report = None
         previous_policy = previous_run.policy if previous_run is not None else None
-        previous_digest = poll.previous_digest(previous_run.counts) if previous_run is not None else None
+        previous_digest = previous_run.digest if previous_run is not None else None
     with metrics.phase("pull"):
         pms = pms_connector(org, runtime.secrets).pull(
             window_start=window_start,
