@@ -90,16 +90,26 @@ class OpsCollector(Collector):
                 .group_by(Run.org_id)
                 .subquery()
             )
+            # A success is any succeeded run, also a poll that found nothing changed (no report).
+            succeeded = (
+                select(Run.org_id, func.max(Run.finished_at).label("at"))
+                .where(Run.status == repo.SUCCEEDED)
+                .group_by(Run.org_id)
+                .subquery()
+            )
             orgs = session.execute(
-                select(Organisation.id, Organisation.slug, Organisation.schedule, last.c.at)
-                .outerjoin(last, last.c.org_id == Organisation.id)
+                select(Organisation.id, Organisation.slug, Organisation.schedule, succeeded.c.at)
+                .outerjoin(succeeded, succeeded.c.org_id == Organisation.id)
                 .where(Organisation.paused_at.is_(None))  # paused: not expected to sync
             ).all()
             failed = dict(
                 session.execute(
                     select(Run.org_id, func.count())
-                    .outerjoin(last, last.c.org_id == Run.org_id)
-                    .where(Run.status == repo.FAILED, or_(last.c.at.is_(None), Run.finished_at > last.c.at))
+                    .outerjoin(succeeded, succeeded.c.org_id == Run.org_id)
+                    .where(
+                        Run.status == repo.FAILED,
+                        or_(succeeded.c.at.is_(None), Run.finished_at > succeeded.c.at),
+                    )
                     .group_by(Run.org_id)
                 ).all()
             )

@@ -139,3 +139,36 @@ def test_a_full_sync_schedule_that_is_not_cron_is_refused_naming_the_option(runt
             runtime,
             NewOrganisation(slug="x", pms="csv", ptdirect="manual", pms_path=".", full_sync="nightly"),
         )
+
+
+def test_a_poll_that_found_nothing_changed_counts_as_a_success_for_monitoring(runtime, clinic):
+    """Given an organisation whose last report was written an hour ago, then a failed run,
+    When a poll half a minute ago found nothing changed,
+    Then the seconds-since-last-success gauge counts the poll and no failure is left in a row."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from worker.ops_collector import OpsCollector
+
+    first = _sync(runtime, clinic, "manual")
+    report_run = _sync(runtime, clinic, "manual")
+    failed = _sync(runtime, clinic, "manual")
+    with runtime.db.transaction() as session:
+        session.execute(update(Run).where(Run.id == failed).values(status="failed", report=None))
+    polled = _sync(runtime, clinic, "schedule:tick")
+    with runtime.db.transaction() as session:
+        assert session.get(Run, polled).counts["unchanged_since"] == report_run
+    now = utcnow()
+    with runtime.db.transaction() as session:
+        for run_id, ago in ((first, 3700), (report_run, 3600), (failed, 1800), (polled, 30)):
+            session.execute(
+                update(Run).where(Run.id == run_id).values(finished_at=now - timedelta(seconds=ago))
+            )
+
+    families = {family.name: family for family in OpsCollector(lambda: runtime).collect()}
+
+    [since] = families["ptsync_org_seconds_since_last_success"].samples
+    [failures] = families["ptsync_org_consecutive_failures"].samples
+    assert since.value < 120
+    assert failures.value == 0
