@@ -279,6 +279,7 @@ def _start_sync(slug: str, trigger: str, *, accept_drop: bool = False) -> str:
 def _wait_for_run(run_id: str, timeout: float) -> str:
     """Wait for a run to finish, draining the in-process broker if that is the one in use."""
     from worker.inprocess import drain, is_in_process
+    from worker.lifecycle import failed_attempt
     from worker.store.models import Run
 
     runtime = _runtime()
@@ -295,7 +296,7 @@ def _wait_for_run(run_id: str, timeout: float) -> str:
         while True:
             with runtime.db.transaction() as session:
                 run = session.get(Run, run_id)
-                status, counts, last_error = run.status, dict(run.counts or {}), run.error
+                status, counts, last_error = run.status, dict(run.counts or {}), failed_attempt(run)
             if status in ("succeeded", "failed"):
                 break
             if drainer is not None and not drainer.is_alive():
@@ -307,7 +308,7 @@ def _wait_for_run(run_id: str, timeout: float) -> str:
                 described = (
                     f"syncing: {counts['progress']['rows']:,} {counts['progress']['resource']} rows read"
                 )
-            if last_error and last_error.startswith("attempt failed"):
+            if last_error:
                 described = f"{described} (retrying; {safe(last_error)})"
                 if last_error != reported and err.is_terminal:
                     reported = last_error
@@ -331,9 +332,9 @@ def _retry_notice(run_id: str, error: str) -> str:
     retries, low = options["max_retries"], options["min_backoff"] / 1000 * 2 ** max(attempts - 1, 0)
     high = min(low * 2, options["max_backoff"] / 1000)
     if attempts > retries:
-        return f"{error.removeprefix('attempt failed: ')} (attempt {attempts}; that was the last try)"
+        return f"{error} (attempt {attempts}; that was the last try)"
     return (
-        f"attempt {attempts} of {retries + 1} failed: {error.removeprefix('attempt failed: ')}; "
+        f"attempt {attempts} of {retries + 1} failed: {error}; "
         f"the worker tries again in {low:.0f}-{high:.0f} s (Ctrl-C stops waiting; the run continues)"
     )
 

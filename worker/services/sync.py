@@ -43,6 +43,7 @@ from worker.connections import (
     ptdirect_adapter,
 )
 from worker.errors import InvalidInput, PtsyncError
+from worker.lifecycle import failed_attempt
 from worker.runtime import Runtime
 from worker.services import notify_delivery, notify_events
 from worker.services.proposals import verify_applied
@@ -135,7 +136,7 @@ def run_sync(runtime: Runtime, run_id: str) -> SyncOutcome:
         heartbeat.stop()
         if exc.retryable:
             with runtime.db.transaction() as session:
-                repo.release_for_retry(session, claim, utcnow(), f"attempt failed: {exc}")
+                repo.release_for_retry(session, claim, utcnow(), str(exc))
             raise RetryableSyncError(str(exc)) from exc
         return _fail(runtime, claim, str(exc) + missing_api_path_hint(org, exc))
     except PtsyncError as exc:
@@ -144,7 +145,7 @@ def run_sync(runtime: Runtime, run_id: str) -> SyncOutcome:
     except BaseException:
         heartbeat.stop()
         with runtime.db.transaction() as session:
-            repo.release_for_retry(session, claim, utcnow(), "attempt failed: internal error")
+            repo.release_for_retry(session, claim, utcnow(), "internal error")
         raise
     heartbeat.stop()
     return outcome
@@ -439,7 +440,7 @@ def fail_after_retries(runtime: Runtime, run_id: str, reason: str) -> None:
     now = utcnow()
     with runtime.db.transaction() as session:
         run = session.get(Run, run_id)
-        last = (run.error or "").removeprefix("attempt failed: ") if run else ""
+        last = failed_attempt(run) if run else None
         message = f"gave up after retries: {last or reason}"
         if repo.fail_unfinished_run(session, run_id, now, message) and run is not None:
             repo.audit(session, run.org_id, "worker", "sync_failed", now, run_id=run_id, error=message)
