@@ -5,11 +5,15 @@ Messages name the connector, the file or URL path and the reason, never a creden
 
 from __future__ import annotations
 
+from sharing.errors import InvalidInput, PtsyncError, Retryable
 
-class ConnectorError(Exception):
+
+class ConnectorError(PtsyncError):
     """A fetch or write that failed. `retryable` says whether the job should try again."""
 
-    retryable = False
+    @property
+    def retryable(self) -> bool:
+        return isinstance(self, Retryable)
 
     def __init__(self, connector: str, reason: str) -> None:
         super().__init__(f"{connector}: {reason}")
@@ -17,11 +21,11 @@ class ConnectorError(Exception):
         self.reason = reason
 
 
-class TransientConnectorError(ConnectorError):
-    retryable = True
+class TransientConnectorError(ConnectorError, Retryable):
+    """A timeout, a 5xx or a rate limit: the job tries again later."""
 
 
-class InputFileError(ConnectorError):
+class InputFileError(ConnectorError, InvalidInput):
     """A malformed input file, located to the file, line and field."""
 
     def __init__(

@@ -40,7 +40,7 @@ class PtDirectApiAdapter:
             "master_account": master,
             "practitioner_sharing": {"members": members},
         }
-        return parse_snapshot(document, f"{NAME} {self.http.base_url}")
+        return parse_snapshot(document, self.http.base_url, NAME)
 
     def apply(self, operation: Operation, *, idempotency_key: str) -> None:
         headers = {"Idempotency-Key": idempotency_key}

@@ -23,7 +23,7 @@ from sharing.identity import normalise_email
 from sharing.operations import operation_key
 from worker.clock import utcnow
 from worker.connections import ptdirect_adapter
-from worker.errors import InvalidInput
+from worker.errors import Conflict, InvalidInput, Retryable
 from worker.lifecycle import IllegalTransition, OperationStatus
 from worker.lifecycle import ProposalStatus as P
 from worker.runtime import Runtime
@@ -50,8 +50,8 @@ COULD_NOT_DO = "could_not_do"
 SETTLED = ("applied", COULD_NOT_DO)
 
 
-class RetryableApplyError(Exception):
-    pass
+class RetryableApplyError(Retryable):
+    """A PT Direct write failed transiently; the apply job tries again (each step is idempotent)."""
 
 
 def approve(runtime: Runtime, proposal_id: str, actor: str, *, transferred: bool = False) -> Proposal:
@@ -147,12 +147,11 @@ def reject(runtime: Runtime, proposal_id: str, actor: str) -> Proposal:
         return proposal
 
 
-class ApplyBusy(Exception):
+class ApplyBusy(Conflict):
     """Another applier holds this proposal; try again after `delay_seconds`."""
 
     def __init__(self, delay_seconds: float) -> None:
-        super().__init__(f"proposal busy; retry in {delay_seconds:.1f}s")
-        self.delay_seconds = delay_seconds
+        super().__init__(f"proposal busy; retry in {delay_seconds:.1f}s", delay_seconds)
 
 
 class _LeaseLost(Exception):

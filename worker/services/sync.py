@@ -42,7 +42,7 @@ from worker.connections import (
     pms_connector,
     ptdirect_adapter,
 )
-from worker.errors import InvalidInput, PtsyncError
+from worker.errors import Conflict, InvalidInput, PtsyncError, Retryable
 from worker.lifecycle import failed_attempt
 from worker.runtime import Runtime
 from worker.services import notify_delivery, notify_events
@@ -61,12 +61,11 @@ from worker.store.models import Organisation, Proposal, Run
 log = logging.getLogger(__name__)
 
 
-class OrganisationBusy(Exception):
+class OrganisationBusy(Conflict):
     """Another run of the organisation holds the lease; try again after `delay_seconds`."""
 
     def __init__(self, delay_seconds: float) -> None:
-        super().__init__(f"organisation busy; retry in {delay_seconds:.1f}s")
-        self.delay_seconds = delay_seconds
+        super().__init__(f"organisation busy; retry in {delay_seconds:.1f}s", delay_seconds)
 
 
 class OrganisationPaused(InvalidInput):
@@ -77,7 +76,7 @@ class RunTakenOver(Exception):
     """This worker's lease on the run lapsed and another worker took the run over."""
 
 
-class RetryableSyncError(Exception):
+class RetryableSyncError(Retryable):
     """A transient failure; the job layer retries the whole sync."""
 
 

@@ -14,7 +14,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from worker.clock import iso
-from worker.errors import InvalidInput, NotFound
 from worker.reports import render_csv
 from worker.services import credentials
 from worker.services import proposals as proposal_service
@@ -177,10 +176,7 @@ def latest(
 ) -> Any:
     from worker.reports import latest_report
 
-    try:
-        report, _ = latest_report(request.app.state.runtime(), principal.slug)
-    except NotFound as exc:
-        raise HTTPException(404, str(exc)) from None
+    report, _ = latest_report(request.app.state.runtime(), principal.slug)
     if format == "csv":
         return PlainTextResponse(render_csv(report), media_type="text/csv")
     return report
@@ -225,16 +221,13 @@ def approve(
     runtime = request.app.state.runtime()
     from worker.actors import apply_proposal
 
-    try:
-        approval = proposal_service.approve_and_apply(
-            runtime,
-            proposal_id,
-            _actor(runtime, principal),
-            apply_proposal.send,
-            transferred=bool(body and body.transferred),
-        )
-    except InvalidInput as exc:
-        raise HTTPException(409, str(exc)) from None
+    approval = proposal_service.approve_and_apply(
+        runtime,
+        proposal_id,
+        _actor(runtime, principal),
+        apply_proposal.send,
+        transferred=bool(body and body.transferred),
+    )
     with runtime.db.transaction() as session:
         view = proposal_view(repo.get_proposal(session, proposal_id))
     if not approval.queued:  # committed; the re-driver sends the apply when the queue is back
@@ -250,10 +243,7 @@ def reject(
 ) -> ProposalView:
     _own_proposal(request, principal, proposal_id)
     runtime = request.app.state.runtime()
-    try:
-        proposal_service.reject(runtime, proposal_id, _actor(runtime, principal))
-    except InvalidInput as exc:
-        raise HTTPException(409, str(exc)) from None
+    proposal_service.reject(runtime, proposal_id, _actor(runtime, principal))
     with runtime.db.transaction() as session:
         return proposal_view(repo.get_proposal(session, proposal_id))
 

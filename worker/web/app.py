@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
-from worker.errors import InvalidInput, NotFound
+from worker.errors import ConfigurationError, Conflict, InvalidInput, NotFound, PtsyncError, Retryable
 from worker.runtime import Runtime, get_runtime
 from worker.services.deliveries import relay_quietly
 from worker.services.notify_delivery import relay_notifications_quietly
@@ -20,6 +20,21 @@ from worker.web.throttle import FailureThrottle
 
 log = logging.getLogger(__name__)
 RELAY_INTERVAL_SECONDS = 1.0
+
+# The error tree as HTTP statuses, most specific first. InvalidInput is 409 (the request was
+# understood, but the organisation's state does not allow it now); FastAPI answers 422 itself
+# for a malformed body.
+HTTP_STATUSES: tuple[tuple[type[PtsyncError], int], ...] = (
+    (NotFound, 404),
+    (Conflict, 409),
+    (InvalidInput, 409),
+    (ConfigurationError, 409),
+    (Retryable, 503),
+)
+
+
+def http_status_of(error: PtsyncError) -> int:
+    return next((status for kind, status in HTTP_STATUSES if isinstance(error, kind)), 400)
 
 
 def default_send(run_id: str) -> None:
@@ -92,9 +107,12 @@ def create_app(
     app.state.auth_throttle = FailureThrottle()
     app.add_middleware(SecurityHeaders)
 
-    @app.exception_handler(NotFound)
-    async def not_found(request: Request, exc: NotFound) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=404)
+    @app.exception_handler(PtsyncError)
+    async def ptsync_error(request: Request, exc: PtsyncError) -> JSONResponse:
+        # The one place the web maps the error tree; routes let these errors through.
+        status = http_status_of(exc)
+        headers = {"Retry-After": "30"} if status == 503 else None
+        return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
 
     @app.exception_handler(OperationalError)
     async def database_unavailable(request: Request, exc: OperationalError) -> JSONResponse:
@@ -105,10 +123,6 @@ def create_app(
             status_code=503,
             headers={"Retry-After": "5"},
         )
-
-    @app.exception_handler(InvalidInput)
-    async def invalid(request: Request, exc: InvalidInput) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=409)
 
     from worker.web import (
         api,
