@@ -21,7 +21,6 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from connectors.errors import ConnectorError
 from worker.commands import keys as _keys
 from worker.commands import tokens as _tokens
 from worker.commands.terminal import SECRET_HELP, ExpectedFailures, read_secret
@@ -834,13 +833,6 @@ def org_webhooks(
     err.print("shown only now; the previous URLs and secret no longer work")
 
 
-class _TerminalFormatter(logging.Formatter):
-    """`warning: ...` lines for people; services log with timestamps through dramatiq instead."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return f"{record.levelname.lower()}: {record.getMessage()}"
-
-
 def main() -> None:
     from worker import logs
 
@@ -849,7 +841,7 @@ def main() -> None:
         handler.addFilter(ExpectedFailures())  # one line per expected failure, not a traceback
     try:
         app()
-    except (PtsyncError, ConnectorError) as exc:
+    except PtsyncError as exc:  # the one place the CLI maps the error tree: one line, exit 1
         fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted", code=130)

@@ -15,9 +15,9 @@ from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from jinja2 import Environment, PackageLoader, select_autoescape
 
 from worker.errors import InvalidInput
+from worker.rendering import render
 from worker.services import credentials
 from worker.services import proposals as proposal_service
 from worker.store import repositories as repo
@@ -28,7 +28,6 @@ from worker.web.throttle import record_failure, refuse_if_throttled
 router = APIRouter(tags=["pages"], include_in_schema=False)
 COOKIE = "ptsync_session"
 SESSION_SECONDS = credentials.SESSION_SECONDS
-_templates = Environment(loader=PackageLoader("worker", "templates"), autoescape=select_autoescape(["html"]))
 
 
 def _key(request: Request) -> bytes:
@@ -115,7 +114,7 @@ def _notice(request: Request, notice: str | None, signature: str | None) -> str 
 
 
 def _render(name: str, **context: Any) -> HTMLResponse:
-    return HTMLResponse(_templates.get_template(name).render(**context))
+    return HTMLResponse(render(name, **context))
 
 
 @router.get("/orgs/{slug}/login")
