@@ -27,9 +27,8 @@ from urllib.parse import urljoin, urlsplit
 import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_delay
 
-from connectors.errors import ConnectorError, TransientConnectorError
+from connectors.errors import ConfigurationError, ConnectorError, Retryable, TransientConnectorError
 from connectors.ratelimit import RateLimiter
-from sharing.errors import ConfigurationError, Retryable
 
 DEFAULT_TIMEOUT = (5.0, 30.0)
 MAX_REDIRECTS = 5

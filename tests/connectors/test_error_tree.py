@@ -5,11 +5,17 @@ from __future__ import annotations
 import pytest
 import responses
 
-from connectors.errors import ConnectorError, InputFileError
+from connectors.errors import (
+    ConfigurationError,
+    ConnectorError,
+    InputFileError,
+    InvalidInput,
+    PtsyncError,
+    Retryable,
+)
 from connectors.http import ForeignOriginError, HttpError, TransientHttpError
 from connectors.physitrack_v2 import pull_clients
 from connectors.ptdirect_api import PtDirectApiAdapter
-from sharing.errors import ConfigurationError, InvalidInput, PtsyncError, Retryable
 
 PHYSITRACK = "https://uk.physitrack.com/api/v2"
 BRIDGE = "https://bridge.example.test/api"
