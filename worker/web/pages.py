@@ -16,12 +16,12 @@ from urllib.parse import urlencode, urlsplit
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from worker import views
 from worker.errors import InvalidInput
 from worker.rendering import render
 from worker.services import credentials
 from worker.services import proposals as proposal_service
 from worker.store import repositories as repo
-from worker.store.models import Proposal
 from worker.web.org_page import org_page_context
 from worker.web.throttle import record_failure, refuse_if_throttled
 
@@ -193,10 +193,8 @@ def _check_form(request: Request, slug: str, csrf: str) -> int:
 
 
 def _own(request: Request, org_id: int, proposal_id: str) -> None:
-    with request.app.state.runtime().db.transaction() as session:
-        proposal = session.get(Proposal, proposal_id)
-        if proposal is None or proposal.org_id != org_id:
-            raise HTTPException(404, "not found")
+    """NotFound (404) unless the proposal is this organisation's: never confirm another's exists."""
+    views.proposal(request.app.state.runtime(), proposal_id, org_id)
 
 
 @router.post("/orgs/{slug}/proposals/{proposal_id}/approve")
