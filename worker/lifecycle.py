@@ -123,3 +123,12 @@ def failed_attempt(run) -> str | None:
     if run.status in UNFINISHED_RUNS and run.error:
         return run.error
     return None
+
+
+def diagram(moves: dict) -> str:
+    """The table as a Mermaid state diagram: docs/architecture.md shows these (a test keeps them equal)."""
+    lines = ["stateDiagram-v2"]
+    for state, allowed in moves.items():
+        for target in sorted(allowed, key=lambda s: s.value):
+            lines.append(f"    {state.value} --> {target.value}")
+    return "\n".join(lines)

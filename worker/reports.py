@@ -31,7 +31,7 @@ def latest_report(runtime: Runtime, slug: str) -> tuple[dict[str, Any], Run | No
         if report_run is None or report_run.report is None:
             if newest is not None and newest.status == repo.FAILED:
                 raise NotFound(f"no report for {slug} yet: the last run failed: {newest.error}")
-            raise NotFound(f"no report for {slug} yet: run `ptsync sync {slug} --wait` first")
+            raise NotFound(f"no report for {slug} yet: one is written by its first complete sync")
         report = copy.deepcopy(report_run.report)
         if report.get("proposal"):
             proposal = session.get(Proposal, report["proposal"]["id"])

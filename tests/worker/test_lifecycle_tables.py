@@ -59,3 +59,14 @@ def test_every_status_has_a_row_in_its_table() -> None:
     assert set(RUN_MOVES) == set(RunStatus)
     assert set(PROPOSAL_MOVES) == set(ProposalStatus)
     assert set(OPERATION_MOVES) == set(OperationStatus)
+
+
+def test_the_architecture_page_shows_the_lifecycles_as_the_tables_define_them() -> None:
+    """Given docs/architecture.md, when the tables are rendered as diagrams, then each is on the page."""
+    from pathlib import Path
+
+    from worker.lifecycle import OPERATION_MOVES, diagram
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "architecture.md").read_text()
+    for moves in (RUN_MOVES, PROPOSAL_MOVES, OPERATION_MOVES):
+        assert f"```mermaid\n{diagram(moves)}\n```" in page

@@ -99,7 +99,7 @@ def request_sync(runtime: Runtime, slug: str, trigger: str, *, accept_drop: bool
         if org.paused_at is not None:
             raise OrganisationPaused(
                 f"organisation {slug} is paused (since {iso(org.paused_at)}): nothing is synced until "
-                f"`ptsync org resume {slug}`"
+                "it is resumed"
             )
         run, created = repo.request_run(session, org, trigger, trigger, now)
         if accept_drop and not run.accept_drop:

@@ -65,13 +65,8 @@ class Relay:
             relay_notifications_quietly(self._runtime())
 
 
-def create_app(
-    runtime: Callable[[], Runtime] = get_runtime,
-    send: Callable[[str], None] = default_send,
-    *,
-    background: bool = True,
-) -> FastAPI:
-    """`background`: run the relay thread (and, on the in-process broker, a queue worker)."""
+def _lifespan(runtime: Callable[[], Runtime], send: Callable[[str], None], background: bool):
+    """Start the relay thread (and, on the in-process broker, a queue worker) with the app."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -94,11 +89,38 @@ def create_app(
             if worker is not None:
                 worker.stop()
 
+    return lifespan
+
+
+async def _ptsync_error(request: Request, exc: PtsyncError) -> JSONResponse:
+    """The one place the web maps the error tree; routes let these errors through."""
+    status = http_status_of(exc)
+    headers = {"Retry-After": "30"} if status == 503 else None
+    return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
+
+
+async def _database_unavailable(request: Request, exc: OperationalError) -> JSONResponse:
+    """The database is down or restarting: nothing was stored, so the sender should retry."""
+    log.warning("database unavailable: %s", exc.orig.__class__.__name__ if exc.orig else "error")
+    return JSONResponse(
+        {"detail": "the database is unavailable; nothing was stored, try again shortly"},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
+
+
+def create_app(
+    runtime: Callable[[], Runtime] = get_runtime,
+    send: Callable[[str], None] = default_send,
+    *,
+    background: bool = True,
+) -> FastAPI:
+    """`background`: run the relay thread (and, on the in-process broker, a queue worker)."""
     app = FastAPI(
         title="ptsync",
         version="0.1.0",
         description="Webhooks, the admin API and report pages of ptsync.",
-        lifespan=lifespan,
+        lifespan=_lifespan(runtime, send, background),
         docs_url=None,  # served offline by worker.web.site
         redoc_url=None,
     )
@@ -106,23 +128,8 @@ def create_app(
     app.state.send = send
     app.state.auth_throttle = FailureThrottle()
     app.add_middleware(SecurityHeaders)
-
-    @app.exception_handler(PtsyncError)
-    async def ptsync_error(request: Request, exc: PtsyncError) -> JSONResponse:
-        # The one place the web maps the error tree; routes let these errors through.
-        status = http_status_of(exc)
-        headers = {"Retry-After": "30"} if status == 503 else None
-        return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
-
-    @app.exception_handler(OperationalError)
-    async def database_unavailable(request: Request, exc: OperationalError) -> JSONResponse:
-        # The database is down or restarting: nothing was stored, so the sender should retry.
-        log.warning("database unavailable: %s", exc.orig.__class__.__name__ if exc.orig else "error")
-        return JSONResponse(
-            {"detail": "the database is unavailable; nothing was stored, try again shortly"},
-            status_code=503,
-            headers={"Retry-After": "5"},
-        )
+    app.add_exception_handler(PtsyncError, _ptsync_error)
+    app.add_exception_handler(OperationalError, _database_unavailable)
 
     from worker.web import (
         api,
@@ -136,14 +143,9 @@ def create_app(
         webhooks,
     )
 
-    app.include_router(webhooks.router)
-    app.include_router(halaxy_webhooks.router)
-    app.include_router(api.router)
-    app.include_router(pages.router)
-    app.include_router(sync_pages.router)
-    app.include_router(site.router)
+    for module in (webhooks, halaxy_webhooks, api, pages, sync_pages, site):
+        app.include_router(module.router)
     site.mount_static(app)
-    app.include_router(ops.router)
-    app.include_router(ops_pages.router)
-    app.include_router(ptdirect_pages.router)
+    for module in (ops, ops_pages, ptdirect_pages):
+        app.include_router(module.router)
     return app
