@@ -17,19 +17,19 @@ import threading
 import weakref
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import select
 
 from worker.errors import InvalidInput
-from worker.runtime import Runtime
-from worker.services.deliveries import accept
-from worker.store.models import Organisation
+
+if TYPE_CHECKING:
+    from worker.runtime import Runtime
 
 CATCH_UP = timedelta(minutes=15)
 
 
-def parse_schedule(expression: str, option: str = "--schedule") -> CronTrigger:
+def parse_schedule(expression: str, option: str = "the schedule") -> CronTrigger:
     return _parsed(expression, option)
 
 
@@ -70,6 +70,10 @@ the database a duplicate insert per organisation per tick; the unique key still 
 
 def record_due_syncs(runtime: Runtime, now: datetime) -> list[int]:
     """Record a delivery for every organisation whose schedule fell due; returns new delivery ids."""
+    from sqlalchemy import select
+
+    from worker.store.models import Organisation
+
     with runtime.db.transaction() as session:
         orgs = list(
             session.execute(
@@ -88,6 +92,8 @@ def record_due_syncs(runtime: Runtime, now: datetime) -> list[int]:
 
 
 def _record_due(runtime: Runtime, org_id: int, event: str, expression: str, now: datetime) -> int | None:
+    from worker.services.deliveries import accept
+
     try:
         due = latest_due(expression, now)
     except InvalidInput:
@@ -104,3 +110,11 @@ def _record_due(runtime: Runtime, org_id: int, event: str, expression: str, now:
     with _recorded_lock:
         recorded[(org_id, event)] = stamp
     return None if accepted.duplicate else accepted.delivery
+
+
+def next_due(expression: str, now: datetime) -> datetime | None:
+    """When a schedule fires next after `now`; None for an expression that does not parse."""
+    try:
+        return parse_schedule(expression).get_next_fire_time(None, now)
+    except InvalidInput:
+        return None
