@@ -71,7 +71,7 @@ def test_a_poll_that_finds_nothing_changed_records_the_check_and_writes_no_repor
 def test_a_poll_that_finds_a_change_rebuilds_the_report(runtime, clinic, cliniko):
     """Given an organisation synced once and then polled with nothing changed,
     When appointments change in the PMS and the next poll runs,
-    Then that poll reconciles and writes a new report."""
+    Then that poll reconciles and writes a new report, built on the previous one."""
     _sync(runtime, clinic, "manual")
     _sync(runtime, clinic, "manual")
     with runtime.db.transaction() as session:
@@ -85,6 +85,8 @@ def test_a_poll_that_finds_a_change_rebuilds_the_report(runtime, clinic, cliniko
         assert run.report is not None
         assert "unchanged_since" not in run.counts
         assert repo.latest_report_run(session, run.org_id).id == polled
+        # the previous report was read: findings seen before are ongoing, not new again
+        assert any(finding["state"] == "ongoing" for finding in run.report["findings"])
 
 
 def test_a_manual_sync_always_writes_a_report_even_when_nothing_changed(runtime, clinic):

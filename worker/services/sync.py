@@ -216,14 +216,15 @@ def _sync_claimed(
 ) -> SyncOutcome:
     """Pull, reconcile (pure), save: the three steps of every run (a poll that finds nothing
     changed stops after the pull: services/poll.py)."""
-    inputs = _pull(runtime, claim, org, started_at, heartbeat, full)
+    polling = poll.is_poll(trigger, full)
+    inputs = _pull(runtime, claim, org, started_at, heartbeat, full, with_report=not polling)
     heartbeat.check()
     digest = _input_digest(runtime, org, inputs, started_at)
-    if poll.is_poll(trigger, full):
+    if polling:
         checked = _save_if_unchanged(runtime, claim, inputs, digest)
         if checked is not None:
             return checked
-    inputs = _with_previous_report(runtime, inputs)
+        inputs = _with_previous_report(runtime, inputs)  # a poll did not read it: it may not need it
     decision = _reconcile(runtime, org, inputs, started_at)
     heartbeat.check()
     return _save(runtime, claim, org, trigger, started_at, inputs, decision, digest)
@@ -283,6 +284,8 @@ def _pull(
     started_at: datetime,
     heartbeat: _Heartbeat,
     full: bool = False,
+    *,
+    with_report: bool = True,
 ) -> _Inputs:
     policy = policy_of(org)
     logs.bind(org=org.slug, run_id=claim.run_id)
@@ -296,6 +299,8 @@ def _pull(
         # reads it; `_with_previous_report` does when the run reconciles.
         previous_run = poll.latest_report_summary(session, org.id)
         previous_report = None
+        if with_report and previous_run is not None:
+            previous_report = session.scalar(select(Run.report).where(Run.id == previous_run.id))
         previous_policy = previous_run.policy if previous_run is not None else None
         previous_digest = previous_run.digest if previous_run is not None else None
     with metrics.phase("pull"):
