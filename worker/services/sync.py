@@ -543,9 +543,22 @@ class RunResult:
 
 def run_result(runtime: Runtime, run_id: str) -> RunResult:
     with runtime.db.transaction() as session:
-        run = repo.get_run(session, run_id)
-        counts = run.counts or {}
-        proposal_id = ((run.report or {}).get("proposal") or {}).get("id")
+        # Only the figures the summary line needs: a large clinic's report and counts (its
+        # sharing picture) are megabytes.
+        row = session.execute(
+            select(
+                Run.status,
+                Run.error,
+                Run.counts["findings"],
+                Run.counts["operations"],
+                Run.counts["suspicious"],
+                Run.report["proposal"]["id"].as_string(),
+            ).where(Run.id == run_id)
+        ).first()
+        if row is None:
+            repo.get_run(session, run_id)  # raises NotFound with the usual message
+        status, error, findings, operations, suspicious, proposal_id = row
+        counts = {"findings": findings, "operations": operations, "suspicious": suspicious}
         proposal = session.get(Proposal, proposal_id) if proposal_id else None
         automatic = 0
         if proposal is not None:
@@ -553,10 +566,10 @@ def run_result(runtime: Runtime, run_id: str) -> RunResult:
                 1 for row in proposal.operations if row.status == "applied" and not row.requires_approval
             )
         return RunResult(
-            status=run.status,
-            error=run.error,
+            status=status,
+            error=error,
             findings=sum((counts.get("findings") or {}).values()),
-            operations=int(counts.get("operations", 0)),
+            operations=int(counts.get("operations") or 0),
             applied_automatically=automatic,
             suspicious=bool(counts.get("suspicious")),
         )
