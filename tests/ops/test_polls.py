@@ -174,3 +174,17 @@ def test_a_poll_that_found_nothing_changed_counts_as_a_success_for_monitoring(ru
     [failures] = families["ptsync_org_consecutive_failures"].samples
     assert since.value < 120
     assert failures.value == 0
+
+
+def test_org_show_names_both_schedules_and_when_each_runs_next(runtime, clinic):
+    """Given an organisation on the default schedules,
+    When it is described (`ptsync org show`),
+    Then it shows the 2-minute poll and the nightly full sync, each with its next due time."""
+    from worker.services.org_admin import describe
+
+    schedule = describe(runtime, clinic)["schedule"]
+
+    assert schedule["cron"] == "*/2 * * * *"
+    assert schedule["full_sync"] == "30 2 * * *"
+    assert schedule["next_due"] is not None
+    assert schedule["full_sync_next_due"].endswith("T02:30:00Z")
