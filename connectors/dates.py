@@ -37,6 +37,11 @@ def optional_day(value: Any) -> int | None:
         return None
 
 
+def day_of(moment: date) -> int:
+    """The day number of a date (a window's first day, to compare with records)."""
+    return moment.toordinal()
+
+
 def day_to_date(day: int) -> date:
     return date.fromordinal(day)
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from apscheduler.triggers.cron import CronTrigger
 
+from worker.clock import iso
 from worker.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ def _record_due(runtime: Runtime, org_id: int, event: str, expression: str, now:
         return None
     if due is None:
         return None
-    stamp = due.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = iso(due)
     with _recorded_lock:
         recorded = _recorded.setdefault(runtime.db, {})
         if recorded.get((org_id, event)) == stamp:
