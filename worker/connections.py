@@ -67,6 +67,7 @@ def pms_connector(org: Organisation, secrets: SecretBox) -> PmsConnector:
             base_url=org.pms_url,
             user_agent=user_agent(),
             limiter=rate_limiter(key, settings.cliniko_requests_per_minute),
+            read_locations=bool(org.locations),
         )
     if org.pms_kind == "fhir":
         if not org.pms_url:

@@ -2,7 +2,9 @@
 
 It enforces HTTP Basic auth with the API key (with or without its shard suffix) and a
 User-Agent with a contact email, pages by `per_page` (at most 100) and `page` with `links.next`,
-understands the `q[]` filters ptsync sends (`archived_at:*`, `starts_at:>=`, `updated_at:>`),
+serves businesses (Cliniko's sites: `GET /businesses`, `GET /businesses/{id}/practitioners`, and a
+`business` link on every appointment; `generate_group` builds a group of three), understands the
+`q[]` filters ptsync sends (`archived_at:*`, `starts_at:>=`, `updated_at:>`),
 limits requests per key in a sliding window (429 with `X-RateLimit-Reset`), and records every
 request so tests and benchmarks can count them.
 """
@@ -20,8 +22,16 @@ from urllib.parse import urlencode
 
 from connectors.emulators.base import JsonServer, Request, Response
 
-RESOURCES = ("users", "practitioners", "individual_appointments", "group_appointments", "attendees")
+RESOURCES = (
+    "users",
+    "practitioners",
+    "individual_appointments",
+    "group_appointments",
+    "attendees",
+    "businesses",
+)
 _LINKED = {
+    "business": "businesses",
     "user": "users",
     "practitioner": "practitioners",
     "patient": "patients",
@@ -60,6 +70,7 @@ class ClinikoEmulator(JsonServer):
         )
         for resource in RESOURCES[2:]:
             self.route("GET", f"/v1/{resource}", lambda r, resource=resource: self._list(r, resource))
+        self.route("GET", r"/v1/businesses/(?P<business>[^/]+)/practitioners", self._business_practitioners)
 
     @property
     def base_url(self) -> str:
@@ -113,6 +124,23 @@ class ClinikoEmulator(JsonServer):
         self._pages[page_key] = body
         return Response(200, body)
 
+    def _business_practitioners(self, request: Request) -> Response:
+        """Active practitioners who work at one business (a practitioner row's `businesses`)."""
+        business = request.params["business"]
+        if not any(str(row["id"]) == business for row in self.data["businesses"]):
+            return Response(404, {"errors": [f"business {business} not found"]})
+        rows = [
+            row
+            for row in self.data["practitioners"]
+            if row.get("active", True) and business in row.get("businesses", ())
+        ]
+        body = {
+            "practitioners": [self._render(row) for row in rows],
+            "total_entries": len(rows),
+            "links": {"self": f"{self.url}{request.path}"},
+        }
+        return Response(200, body)
+
     def _filtered(self, resource: str, active: bool | None, filters: tuple[str, ...]) -> list[dict[str, Any]]:
         """Rows matching a query; cached per query (pages of one listing share it) until data changes."""
         key = (resource, active, filters)
@@ -144,6 +172,7 @@ class ClinikoEmulator(JsonServer):
                 rendered[field] = {"links": {"self": f"{self.base_url}/{resource}/{rendered[field]}"}}
         rendered["links"] = {"self": f"{self.base_url}/{row.get('_resource', 'things')}/{row['id']}"}
         rendered.pop("_resource", None)
+        rendered.pop("businesses", None)  # served through /businesses/{id}/practitioners only
         return rendered
 
     def update_row(self, resource: str, index: int, **fields: Any) -> None:
@@ -261,6 +290,92 @@ def generate_account(
     }
 
 
+GROUP_SITES = (("1", "North Physio"), ("2", "South Physio"), ("3", "East Physio"))
+
+
+def generate_group(*, today: date, patients_per_site: int = 6) -> dict[str, list[dict[str, Any]]]:
+    """A clinic group of three sites (businesses 1, 2 and 3) on one Cliniko account.
+
+    Seven practitioners: Ana and Ben at North, Ben also at South (two sites), Cara and Dev at
+    South, Eli and Fay at East, and Gus, who works at North and East. At every site each patient
+    is seen by two of the site's practitioners within the last 60 days; one appointment per
+    site is cancelled.
+    """
+    stamp = _iso(datetime(today.year, today.month, today.day, tzinfo=UTC) - timedelta(days=1))
+    people = [
+        ("ana", "Ana", ("1",)),
+        ("ben", "Ben", ("1", "2")),
+        ("cara", "Cara", ("2",)),
+        ("dev", "Dev", ("2",)),
+        ("eli", "Eli", ("3",)),
+        ("fay", "Fay", ("3",)),
+        ("gus", "Gus", ("1", "3")),
+    ]
+    users, practitioners = [], []
+    for index, (handle, first, sites) in enumerate(people):
+        users.append(
+            {
+                "id": str(900 + index),
+                "email": f"{handle}@group.example",
+                "first_name": first,
+                "last_name": "Group",
+                "_resource": "users",
+            }
+        )
+        practitioners.append(
+            {
+                "id": str(100 + index),
+                "first_name": first,
+                "last_name": "Group",
+                "active": True,
+                "user": str(900 + index),
+                "updated_at": stamp,
+                "businesses": list(sites),
+                "_resource": "practitioners",
+            }
+        )
+    appointments = []
+    for site, _ in GROUP_SITES:
+        staff = [str(100 + i) for i, (_, _, sites) in enumerate(people) if site in sites]
+        for patient in range(patients_per_site):
+            pair = (staff[patient % len(staff)], staff[(patient + 1) % len(staff)])
+            for offset, practitioner in enumerate(pair):
+                starts = datetime(today.year, today.month, today.day, 9, tzinfo=UTC) - timedelta(
+                    days=5 + patient * 7 + offset
+                )
+                appointments.append(
+                    {
+                        "id": f"{site}{patient:03d}{offset}",
+                        "starts_at": _iso(starts),
+                        "practitioner": practitioner,
+                        "patient": f"5{site}{patient:03d}",
+                        "business": site,
+                        "cancelled_at": _iso(starts) if patient == 0 and offset == 0 else None,
+                        "archived_at": None,
+                        "updated_at": stamp,
+                        "_resource": "individual_appointments",
+                    }
+                )
+    businesses = [
+        {
+            "id": site,
+            "business_name": name,
+            "archived_at": None,
+            "updated_at": stamp,
+            "_resource": "businesses",
+        }
+        for site, name in GROUP_SITES
+    ]
+    return {
+        "users": users,
+        "practitioners": practitioners,
+        "individual_appointments": appointments,
+        "group_appointments": [],
+        "attendees": [],
+        "businesses": businesses,
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     """`python -m connectors.emulators.cliniko --help`: a sample Cliniko clinic on localhost."""
     from connectors.emulators.sample import arguments, serve, write_ptdirect
@@ -268,13 +383,24 @@ def main(argv: list[str] | None = None) -> None:
     parser = arguments("Emulate Cliniko's API with a sample clinic, for trying `--pms cliniko`.", 8091)
     parser.add_argument("--key", default="sample-cliniko-key-au1", help="the API key it accepts")
     parser.add_argument("--appointments", type=int, default=600, help="appointments (default 600)")
-    args = parser.parse_args(argv)
-    data = generate_account(
-        patients=args.patients,
-        practitioners=args.practitioners,
-        appointments=args.appointments,
-        today=date.today(),
+    parser.add_argument(
+        "--group",
+        action="store_true",
+        help="serve a clinic group instead: three businesses (sites 1, 2, 3), seven practitioners",
     )
+    args = parser.parse_args(argv)
+    if args.group:
+        data = generate_group(today=date.today())
+        args.practitioners = len(data["practitioners"])
+        args.patients = len({row["patient"] for row in data["individual_appointments"]})
+        args.appointments = len(data["individual_appointments"])
+    else:
+        data = generate_account(
+            patients=args.patients,
+            practitioners=args.practitioners,
+            appointments=args.appointments,
+            today=date.today(),
+        )
     emulator = ClinikoEmulator(data, args.key, port=args.port)
     if args.ptdirect_out:
         people = [(u["email"], f"{u['first_name']} {u['last_name']}") for u in data["users"]]

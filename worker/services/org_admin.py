@@ -216,6 +216,8 @@ def update_organisation(
     checks = check_connections(runtime, transient_org(wanted, runtime, org_id)) if test else []
     if any(not check.ok for check in checks):
         raise failed_checks_error(checks)
+    if test and set(changed) & {*PMS_FIELDS, "locations", "include_people", "exclude_people"}:
+        checks += _scope_check(runtime, transient_org(wanted, runtime, org_id))
     now = utcnow()
     with runtime.db.transaction() as session:
         org = repo.get_org(session, slug)
@@ -370,4 +372,14 @@ def add_tested(runtime: Runtime, new: NewOrganisation, actor: str = "cli", *, te
     checks = check_connections(runtime, transient_org(new, runtime)) if test else []
     if any(not check.ok for check in checks):
         raise failed_checks_error(checks)
+    if test:
+        checks += _scope_check(runtime, transient_org(new, runtime))
     return add_organisation(runtime, new, actor), checks
+
+
+def _scope_check(runtime: Runtime, org: Organisation) -> list[ConnectionCheck]:
+    """Clinic groups: a scope that names an unknown location or matches nobody is refused."""
+    from worker.services.org_scope import check_scope
+
+    summary = check_scope(runtime, org)
+    return [ConnectionCheck("scope", True, summary)] if summary else []

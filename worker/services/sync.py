@@ -39,12 +39,11 @@ from worker.clock import iso, utcnow
 from worker.connections import (
     missing_api_path_hint,
     physitrack_clients,
-    pms_connector,
     ptdirect_adapter,
 )
 from worker.errors import InvalidInput, PtsyncError
 from worker.runtime import Runtime
-from worker.services import notify_delivery, notify_events
+from worker.services import notify_delivery, notify_events, org_scope, shared_pull
 from worker.services.proposals import verify_applied
 from worker.services.settle import (
     NewPlan,
@@ -230,14 +229,19 @@ def _pull(
         previous_run = repo.latest_report_run(session, org.id)
         previous_report = previous_run.report if previous_run is not None else None
         previous_policy = previous_run.policy if previous_run is not None else None
+        requested_at = session.get(Run, claim.run_id).requested_at
     with metrics.phase("pull"):
-        pms = pms_connector(org, runtime.secrets).pull(
+        pms = shared_pull.pull(
+            runtime,
+            org,
+            requested_at=requested_at,
             window_start=window_start,
             cursors=cursors,
             state=state,
             started_at=started_at,
             progress=heartbeat.progress,
         )
+        pms = org_scope.scoped(org, pms, window_start)
         read_at = utcnow()
         ptdirect = ptdirect_adapter(org, runtime.secrets).read()
         clients = physitrack_clients(org, runtime.secrets, keys)
@@ -366,6 +370,7 @@ def _report(
         proposal_info,
         policy_only=decision.policy_only,
         timezone=org.timezone or "UTC",
+        scope=org_scope.scope_document(org),
     )
 
 

@@ -1,0 +1,217 @@
+"""One PMS read per PMS account per sync round, shared by the organisations on it (clinic groups).
+
+Several organisations on one PMS key (one per PT Direct account of a group) would otherwise each
+read the whole account. A run first looks for a read of the same account that *started after
+this run was requested*: such a read is at least as current as a read of its own would have been
+(a sync round: the clock requests every organisation's run, the first to start reads, the others
+use its read). Else it reads under a lock per account (so runs on several workers do not read at
+once) and stores the read for the others.
+
+What a shared read keeps and does not weaken:
+- it is the whole account, unscoped; each run applies its own scope (`sharing.scope`);
+- an incomplete read is incomplete for every organisation that uses it (its `complete` flag
+  travels with it), so none of them proposes removals from it;
+- a read is used only when it covers the run's lookback window (it started on or before the
+  run's window start) and, for a location scope, when it read locations;
+- each run stores the read's cursors and connector state as its own, which is correct because
+  the state is the account's rows up to the cursors, whoever read them;
+- it is stored encrypted (like the connector state) in `shared_pulls`, one row per account,
+  for `SHARED_PULL_MINUTES`, and deleted with the organisation whose run read it. Only accounts
+  with more than one active organisation are stored at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, select
+
+from connectors.base import PmsPull, Progress
+from sharing import AccessGroup, AccessLog, PmsLocation, PmsPractitioner, PmsSnapshot
+from worker.clock import utcnow
+from worker.connections import pms_connector
+from worker.runtime import Runtime
+from worker.store.models import Organisation, SharedPull
+
+log = logging.getLogger(__name__)
+
+SHARED_PULL_MINUTES = 15
+LOCK_SECONDS = 30 * 60
+_locks: dict[str, threading.Lock] = {}
+_registry = threading.Lock()
+
+
+def account_key(org: Organisation, secrets: Any) -> str:
+    """Which PMS account (connection) an organisation reads: same key, same account."""
+    secret = secrets.decrypt(org.pms_key_encrypted).decode() if org.pms_key_encrypted else ""
+    parts = [
+        org.pms_kind,
+        org.pms_url or "",
+        org.pms_path or "",
+        org.pms_format or "",
+        org.pms_staff_path or "",
+    ]
+    return hashlib.sha256("\n".join([*parts, secret]).encode()).hexdigest()
+
+
+def _shared(runtime: Runtime, org: Organisation, key: str) -> bool:
+    """Another active organisation reads the same account."""
+    with runtime.db.transaction() as session:
+        others = session.scalars(
+            select(Organisation).where(
+                Organisation.pms_kind == org.pms_kind,
+                Organisation.id != org.id,
+                Organisation.paused_at.is_(None),
+            )
+        ).all()
+        return any(account_key(other, runtime.secrets) == key for other in others)
+
+
+def pull(
+    runtime: Runtime,
+    org: Organisation,
+    *,
+    requested_at: datetime,
+    window_start: date,
+    cursors: dict[str, str],
+    state: dict[str, Any] | None,
+    started_at: datetime,
+    progress: Progress | None,
+) -> PmsPull:
+    """The PMS read for this run: a shared one of this round, or a new one (shared if useful)."""
+    connector = pms_connector(org, runtime.secrets)
+
+    def read() -> PmsPull:
+        return connector.pull(
+            window_start=window_start, cursors=cursors, state=state, started_at=started_at, progress=progress
+        )
+
+    key = account_key(org, runtime.secrets)
+    if not _shared(runtime, org, key):
+        return read()
+    needs_locations = bool(org.locations)
+    with _account_lock(runtime, key):
+        cached = _cached(runtime, key, requested_at, window_start, needs_locations)
+        if cached is not None:
+            log.info(
+                "using the shared PMS read of this sync round (%d practitioners)",
+                len(cached.snapshot.practitioners),
+            )
+            return cached
+        fresh = read()
+        _store(runtime, key, org.id, started_at, window_start, fresh)
+        return fresh
+
+
+@contextmanager
+def _account_lock(runtime: Runtime, key: str) -> Iterator[None]:
+    """One reader per account at a time: across worker processes through Redis when workers run
+    on Redis, else within this process."""
+    url = runtime.settings.broker_url
+    if url and url.startswith("redis"):
+        from worker.connections import _redis
+
+        with _redis(url).lock(f"ptsync:pms-read:{key}", timeout=LOCK_SECONDS, blocking_timeout=LOCK_SECONDS):
+            yield
+        return
+    with _registry:
+        lock = _locks.setdefault(key, threading.Lock())
+    with lock:
+        yield
+
+
+def _cached(
+    runtime: Runtime, key: str, requested_at: datetime, window_start: date, needs_locations: bool
+) -> PmsPull | None:
+    now = utcnow()
+    with runtime.db.transaction() as session:
+        row = session.get(SharedPull, key)
+        if row is None or row.expires_at <= now or row.started_at < requested_at:
+            return None
+        if row.window_start > window_start.isoformat():
+            return None  # it read a shorter window than this organisation looks back
+        data = row.data
+    pulled = _decode(runtime, data)
+    if needs_locations and pulled.snapshot.locations is None:
+        return None
+    return pulled
+
+
+def _store(
+    runtime: Runtime, key: str, org_id: int, started_at: datetime, window_start: date, pulled: PmsPull
+) -> None:
+    now = utcnow()
+    data = _encode(runtime, pulled)
+    with runtime.db.transaction() as session:
+        session.execute(delete(SharedPull).where(SharedPull.expires_at <= now))
+        row = session.get(SharedPull, key)
+        if row is None:
+            row = SharedPull(key=key)
+            session.add(row)
+        row.org_id = org_id
+        row.started_at = started_at
+        row.window_start = window_start.isoformat()
+        row.expires_at = now + timedelta(minutes=SHARED_PULL_MINUTES)
+        row.data = data
+
+
+def _encode(runtime: Runtime, pulled: PmsPull) -> bytes:
+    snapshot = pulled.snapshot
+    access = snapshot.access
+    document = {
+        "system": snapshot.system,
+        "complete": snapshot.complete,
+        "practitioners": [
+            [p.id, p.name, p.email, p.active, p.role, p.updated_at, list(p.locations)]
+            for p in snapshot.practitioners
+        ],
+        "locations": None
+        if snapshot.locations is None
+        else [[loc.id, loc.name, loc.archived] for loc in snapshot.locations],
+        "access_groups": [[g.id, g.name, list(g.practitioner_ids)] for g in snapshot.access_groups],
+        "access": {
+            "practitioner_ids": list(access.practitioner_ids),
+            "patient_ids": list(access.patient_ids),
+            "location_ids": list(access.location_ids),
+            **{name: getattr(access, name).tolist() for name in _COLUMNS},
+        },
+        "cursors": pulled.cursors,
+        "state": pulled.state,
+    }
+    packed = zlib.compress(json.dumps(document, separators=(",", ":")).encode(), 6)
+    return runtime.secrets.encrypt(packed).encode("ascii")
+
+
+_COLUMNS = ("practitioner_codes", "patient_codes", "sources", "statuses", "days", "location_codes")
+
+
+def _decode(runtime: Runtime, data: bytes) -> PmsPull:
+    document = json.loads(zlib.decompress(runtime.secrets.decrypt(bytes(data).decode("ascii"))))
+    access = document["access"]
+    columns = [np.array(access[name]) for name in _COLUMNS]
+    rows = AccessLog(
+        access["practitioner_ids"], access["patient_ids"], *columns[:5], access["location_ids"], columns[5]
+    )
+    snapshot = PmsSnapshot(
+        document["system"],
+        tuple(
+            PmsPractitioner(pid, name, email, active, role, updated, tuple(locations))
+            for pid, name, email, active, role, updated, locations in document["practitioners"]
+        ),
+        rows,
+        tuple(AccessGroup(gid, name, tuple(ids)) for gid, name, ids in document["access_groups"]),
+        document["complete"],
+        None
+        if document["locations"] is None
+        else tuple(PmsLocation(lid, name, archived) for lid, name, archived in document["locations"]),
+    )
+    return PmsPull(snapshot, document["cursors"], document["state"])
