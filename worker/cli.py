@@ -157,9 +157,25 @@ def org_add(
     webhook_min_interval: Annotated[
         int, typer.Option(help="Seconds between webhook-triggered syncs (events wait, then join one)")
     ] = 60,
+    locations: Annotated[
+        str | None,
+        typer.Option(help="Clinic groups: only these PMS locations, comma-separated ids (`org locations`)"),
+    ] = None,
+    include_people: Annotated[
+        str | None,
+        typer.Option(help="Clinic groups: also these PMS practitioners (ids or emails, comma-separated)"),
+    ] = None,
+    exclude_people: Annotated[
+        str | None,
+        typer.Option(help="Clinic groups: never these PMS practitioners (ids or emails, comma-separated)"),
+    ] = None,
     no_test: Annotated[bool, typer.Option("--no-test", help="Store without testing the connections")] = False,
 ) -> None:
-    """Add an organisation and its PMS and PT Direct connections (tested first unless --no-test)."""
+    """Add an organisation and its PMS and PT Direct connections (tested first unless --no-test).
+
+    One PMS account with several PT Direct accounts (a clinic group): add one organisation per PT
+    Direct account with the same PMS key and its --locations (and --include-people /
+    --exclude-people); the test then checks the scope matches someone."""
     from worker.services.org_admin import add_tested
     from worker.services.orgs import NewOrganisation
 
@@ -194,6 +210,9 @@ def org_add(
             pms_staff=pms_staff,
             allow_insecure_http=allow_insecure_http,
             webhook_min_interval=webhook_min_interval,
+            locations=locations,
+            include_people=include_people,
+            exclude_people=exclude_people,
         ),
         test=not no_test,
     )

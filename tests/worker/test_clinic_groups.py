@@ -237,7 +237,7 @@ def test_a_scope_that_matches_nothing_is_refused_at_org_add_with_the_list_of_loc
     exist / Then nothing is stored and the error lists the locations."""
     with pytest.raises(InvalidInput, match=r"location 9 is not in cliniko.*1 \(North Physio\)"):
         _add(runtime, group, tmp_path, "north", locations="9")
-    with pytest.raises(InvalidInput, match="matches no active practitioner.*3 \\(East Physio\\)"):
+    with pytest.raises(InvalidInput, match=r"matches no active practitioner.*3 \(East Physio\)"):
         _add(runtime, group, tmp_path, "north", locations="", include_people="nobody@group.example")
     with runtime.db.transaction() as session:
         assert session.scalars(select(Organisation)).all() == []

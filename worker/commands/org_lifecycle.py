@@ -40,6 +40,9 @@ ORG_OPTION_HELP = {
     "timezone": "IANA time zone, e.g. Europe/London",
     "pms_format": "--pms export: a preset or a mapping .toml file",
     "pms_staff": "--pms export: optional staff list CSV",
+    "locations": "clinic groups: PMS location ids, comma-separated ('' for all; see `org locations`)",
+    "include_people": "clinic groups: PMS practitioner ids or emails to include, comma-separated",
+    "exclude_people": "clinic groups: PMS practitioner ids or emails to exclude, comma-separated",
 }
 SECRET_FIELDS = ("pms_key", "ptdirect_key")
 
