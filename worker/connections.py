@@ -78,6 +78,7 @@ def pms_connector(org: Organisation, secrets: SecretBox) -> PmsConnector:
             token=token,
             user_agent=user_agent(),
             limiter=rate_limiter(f"{org.pms_url}|{token or ''}", settings.fhir_requests_per_minute),
+            read_locations=bool(org.locations),
         )
     if org.pms_kind == "semble":
         token = _required_key(org, secrets)
@@ -108,6 +109,7 @@ def pms_connector(org: Organisation, secrets: SecretBox) -> PmsConnector:
             limiter=rate_limiter(
                 f"halaxy|{org.pms_url or ''}|{client['client_id']}", settings.halaxy_requests_per_minute
             ),
+            read_locations=bool(org.locations),
         )
     if org.pms_kind == "nookal":
         key = _required_key(org, secrets)

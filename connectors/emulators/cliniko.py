@@ -290,33 +290,18 @@ def generate_account(
     }
 
 
-GROUP_SITES = (("1", "North Physio"), ("2", "South Physio"), ("3", "East Physio"))
+def generate_group(*, today: date) -> dict[str, list[dict[str, Any]]]:
+    """The clinic group of `connectors.emulators.group` as a Cliniko account: sites are businesses
+    (ids 1, 2, 3), practitioner ids 100-106, each appointment linked to its business."""
+    from connectors.emulators.group import EMAIL_DOMAIN, PEOPLE, SITES, visits
 
-
-def generate_group(*, today: date, patients_per_site: int = 6) -> dict[str, list[dict[str, Any]]]:
-    """A clinic group of three sites (businesses 1, 2 and 3) on one Cliniko account.
-
-    Seven practitioners: Ana and Ben at North, Ben also at South (two sites), Cara and Dev at
-    South, Eli and Fay at East, and Gus, who works at North and East. At every site each patient
-    is seen by two of the site's practitioners within the last 60 days; one appointment per
-    site is cancelled.
-    """
     stamp = _iso(datetime(today.year, today.month, today.day, tzinfo=UTC) - timedelta(days=1))
-    people = [
-        ("ana", "Ana", ("1",)),
-        ("ben", "Ben", ("1", "2")),
-        ("cara", "Cara", ("2",)),
-        ("dev", "Dev", ("2",)),
-        ("eli", "Eli", ("3",)),
-        ("fay", "Fay", ("3",)),
-        ("gus", "Gus", ("1", "3")),
-    ]
     users, practitioners = [], []
-    for index, (handle, first, sites) in enumerate(people):
+    for index, (handle, first, sites) in enumerate(PEOPLE):
         users.append(
             {
                 "id": str(900 + index),
-                "email": f"{handle}@group.example",
+                "email": f"{handle}@{EMAIL_DOMAIN}",
                 "first_name": first,
                 "last_name": "Group",
                 "_resource": "users",
@@ -334,28 +319,20 @@ def generate_group(*, today: date, patients_per_site: int = 6) -> dict[str, list
                 "_resource": "practitioners",
             }
         )
-    appointments = []
-    for site, _ in GROUP_SITES:
-        staff = [str(100 + i) for i, (_, _, sites) in enumerate(people) if site in sites]
-        for patient in range(patients_per_site):
-            pair = (staff[patient % len(staff)], staff[(patient + 1) % len(staff)])
-            for offset, practitioner in enumerate(pair):
-                starts = datetime(today.year, today.month, today.day, 9, tzinfo=UTC) - timedelta(
-                    days=5 + patient * 7 + offset
-                )
-                appointments.append(
-                    {
-                        "id": f"{site}{patient:03d}{offset}",
-                        "starts_at": _iso(starts),
-                        "practitioner": practitioner,
-                        "patient": f"5{site}{patient:03d}",
-                        "business": site,
-                        "cancelled_at": _iso(starts) if patient == 0 and offset == 0 else None,
-                        "archived_at": None,
-                        "updated_at": stamp,
-                        "_resource": "individual_appointments",
-                    }
-                )
+    appointments = [
+        {
+            "id": str(10_000 + visit.number),
+            "starts_at": _iso(visit.starts),
+            "practitioner": str(100 + visit.person),
+            "patient": visit.patient,
+            "business": visit.site,
+            "cancelled_at": _iso(visit.starts) if visit.cancelled else None,
+            "archived_at": None,
+            "updated_at": stamp,
+            "_resource": "individual_appointments",
+        }
+        for visit in visits(today)
+    ]
     businesses = [
         {
             "id": site,
@@ -364,7 +341,7 @@ def generate_group(*, today: date, patients_per_site: int = 6) -> dict[str, list
             "updated_at": stamp,
             "_resource": "businesses",
         }
-        for site, name in GROUP_SITES
+        for site, name in SITES
     ]
     return {
         "users": users,
