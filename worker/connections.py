@@ -87,6 +87,7 @@ def pms_connector(org: Organisation, secrets: SecretBox) -> PmsConnector:
             url=org.pms_url,
             user_agent=user_agent(),
             limiter=rate_limiter(f"semble|{token}", settings.semble_requests_per_minute),
+            read_locations=bool(org.locations),
         )
     if org.pms_kind == "export":
         if not org.pms_path or not org.pms_format:
@@ -118,6 +119,7 @@ def pms_connector(org: Organisation, secrets: SecretBox) -> PmsConnector:
             base_url=org.pms_url,
             user_agent=user_agent(),
             limiter=rate_limiter(key, settings.nookal_requests_per_minute),
+            read_locations=bool(org.locations),
         )
     raise ConfigurationError(f"organisation {org.slug}: unknown PMS connector {org.pms_kind!r}")
 
