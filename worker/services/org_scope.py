@@ -90,10 +90,18 @@ def scoped(org: Organisation, pulled: PmsPull, since: date) -> PmsPull:
         ) from None
 
 
-def scope_document(org: Organisation) -> dict[str, Any] | None:
-    """The scope as reports and `org show` give it: null for the whole PMS account."""
+def scope_document(org: Organisation, snapshot: PmsSnapshot | None = None) -> dict[str, Any] | None:
+    """The scope as the report gives it (null for the whole PMS account); with the run's scoped
+    read, also the locations' names and how many of the account's practitioners were outside."""
     scope = scope_of(org)
-    return None if scope.everything else scope.as_dict()
+    if scope.everything:
+        return None
+    document: dict[str, Any] = scope.as_dict()
+    if snapshot is not None:
+        names = {location.id: location.name for location in snapshot.locations or ()}
+        document["location_names"] = {location: names.get(location, location) for location in scope.locations}
+        document["practitioners_outside"] = len(snapshot.outside)
+    return document
 
 
 @dataclass(frozen=True)

@@ -370,7 +370,7 @@ def _report(
         proposal_info,
         policy_only=decision.policy_only,
         timezone=org.timezone or "UTC",
-        scope=org_scope.scope_document(org),
+        scope=org_scope.scope_document(org, inputs.pms.snapshot),
     )
 
 
