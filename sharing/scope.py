@@ -194,3 +194,20 @@ def location_counts(snapshot: PmsSnapshot, since: date) -> tuple[LocationCount, 
         people = {p.id for p in active if location.id in p.locations or p.id in seen}
         counts.append(LocationCount(location, len(people)))
     return tuple(counts)
+
+
+def describe_scope(document: Mapping[str, Any] | None) -> str | None:
+    """A report's `scope` in one line for people (None for the whole PMS account)."""
+    if not document:
+        return None
+    names = document.get("location_names") or {}
+    parts = []
+    if document.get("locations"):
+        parts.append("at " + ", ".join(f"{names.get(loc, loc)} ({loc})" for loc in document["locations"]))
+    if document.get("include"):
+        parts.append("including " + ", ".join(document["include"]))
+    if document.get("exclude"):
+        parts.append("excluding " + ", ".join(document["exclude"]))
+    if "practitioners_outside" in document:
+        parts.append(f"{document['practitioners_outside']} practitioner(s) of the PMS account left out")
+    return "scope: " + "; ".join(parts)

@@ -464,6 +464,10 @@ def _print_report_table(document: dict, console: Console) -> None:
         f"{safe(run['status'])}, finished {safe(_local_time(run['finished_at'], document.get('timezone')))})"
     )
     console.print(f"{summary['practitioners']} practitioners, {summary['patients']} patients in the window")
+    from sharing.scope import describe_scope  # clinic groups: the organisation's part of the PMS
+
+    if scope_line := describe_scope(document.get("scope")):
+        console.print(safe(scope_line), markup=False)
     table = Table("state", "severity", "kind", "finding", show_lines=False, expand=False)
     for finding in document["findings"]:
         style = _SEVERITY_STYLE.get(finding["severity"], "")

@@ -69,12 +69,13 @@ def check_scope(runtime: Runtime, org: Organisation) -> str | None:
     try:
         scoped = apply_scope(snapshot, scope, window_start(org))
     except ScopeError as exc:
-        raise InvalidInput(f"--locations: {exc}; see `ptsync org locations {org.slug}`") from None
+        raise InvalidInput(f"--locations: {exc}; nothing stored") from None
     active = [p for p in scoped.practitioners if p.active]
     if not active:
         where = describe_locations(snapshot.locations)
         raise InvalidInput(f"the scope matches no active practitioner, nothing stored; {where}")
-    return f"scope: {len(active)} active practitioner(s) of {sum(p.active for p in snapshot.practitioners)}"
+    everyone = sum(p.active for p in snapshot.practitioners)
+    return f"{len(active)} of the PMS's {everyone} active practitioners are in this organisation"
 
 
 def scoped(org: Organisation, pulled: PmsPull, since: date) -> PmsPull:
