@@ -137,7 +137,13 @@ def test_three_organisations_on_one_key_read_the_account_once_per_round_each_see
     _sync_round(runtime, "north")  # one organisation alone reads as much as the shared round did
     assert shared_requests == len(group.log)
     assert [_people(run) for run in runs] == [set(STAFF[site]) for site in SITES.values()]
-    assert runs[0].report["scope"] == {"locations": ["1"], "include": [], "exclude": []}
+    assert runs[0].report["scope"] == {
+        "locations": ["1"],
+        "include": [],
+        "exclude": [],
+        "location_names": {"1": "North Physio"},
+        "practitioners_outside": 4,
+    }
     assert all(not run.report["findings"] for run in runs)  # each site's own staff share already
 
 

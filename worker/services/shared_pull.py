@@ -35,10 +35,9 @@ from typing import Any
 import numpy as np
 from sqlalchemy import delete, select
 
-from connectors.base import PmsPull, Progress
+from connectors.base import PmsConnector, PmsPull, Progress
 from sharing import AccessGroup, AccessLog, PmsLocation, PmsPractitioner, PmsSnapshot
 from worker.clock import utcnow
-from worker.connections import pms_connector
 from worker.runtime import Runtime
 from worker.store.models import Organisation, SharedPull
 
@@ -79,6 +78,7 @@ def _shared(runtime: Runtime, org: Organisation, key: str) -> bool:
 def pull(
     runtime: Runtime,
     org: Organisation,
+    connector: PmsConnector,
     *,
     requested_at: datetime,
     window_start: date,
@@ -88,7 +88,6 @@ def pull(
     progress: Progress | None,
 ) -> PmsPull:
     """The PMS read for this run: a shared one of this round, or a new one (shared if useful)."""
-    connector = pms_connector(org, runtime.secrets)
 
     def read() -> PmsPull:
         return connector.pull(

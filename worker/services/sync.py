@@ -39,6 +39,7 @@ from worker.clock import iso, utcnow
 from worker.connections import (
     missing_api_path_hint,
     physitrack_clients,
+    pms_connector,
     ptdirect_adapter,
 )
 from worker.errors import InvalidInput, PtsyncError
@@ -234,6 +235,7 @@ def _pull(
         pms = shared_pull.pull(
             runtime,
             org,
+            pms_connector(org, runtime.secrets),
             requested_at=requested_at,
             window_start=window_start,
             cursors=cursors,
