@@ -1,4 +1,7 @@
-"""The one place the shell reads the time, so services stay testable."""
+"""The one place the shell reads the time (and mints ids), so services stay testable.
+
+The scheduler process that ticks every few seconds is `worker/scheduler.py`, not this module.
+"""
 
 from __future__ import annotations
 

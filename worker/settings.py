@@ -63,10 +63,6 @@ class Settings(BaseSettings):
     def is_sqlite(self) -> bool:
         return self.resolved_database_url.startswith("sqlite")
 
-    @property
-    def embedded_broker(self) -> bool:
-        return not self.broker_url
-
 
 def default_database_path() -> Path:
     """One well-known place per user (found from any folder and from cron).

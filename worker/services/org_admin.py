@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from worker.connections import missing_api_path_hint, pms_connector, ptdirect_ad
 from worker.errors import InvalidInput, PtsyncError
 from worker.runtime import Runtime
 from worker.services.orgs import NewOrganisation, validate
-from worker.services.schedule import parse_schedule
+from worker.services.schedule import next_due
 from worker.store import repositories as repo
 from worker.store.models import Base, Organisation, PmsState, SyncCursor
 
@@ -294,13 +294,6 @@ def remove_organisation(runtime: Runtime, slug: str, actor: str = "cli") -> dict
         session.execute(delete(Organisation).where(Organisation.id == org_id))
         repo.audit(session, None, actor, "organisation_removed", now, slug=slug, rows=deleted)
     return deleted
-
-
-def next_due(expression: str, now: datetime) -> datetime | None:
-    try:
-        return parse_schedule(expression).get_next_fire_time(None, now)
-    except InvalidInput:
-        return None
 
 
 def describe(runtime: Runtime, slug: str) -> dict[str, Any]:

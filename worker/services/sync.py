@@ -42,7 +42,8 @@ from worker.connections import (
     pms_connector,
     ptdirect_adapter,
 )
-from worker.errors import InvalidInput, PtsyncError
+from worker.errors import Conflict, InvalidInput, PtsyncError, Retryable
+from worker.lifecycle import failed_attempt
 from worker.runtime import Runtime
 from worker.services import notify_delivery, notify_events, org_scope, shared_pull
 from worker.services.proposals import verify_applied
@@ -60,12 +61,11 @@ from worker.store.models import Organisation, Proposal, Run
 log = logging.getLogger(__name__)
 
 
-class OrganisationBusy(Exception):
+class OrganisationBusy(Conflict):
     """Another run of the organisation holds the lease; try again after `delay_seconds`."""
 
     def __init__(self, delay_seconds: float) -> None:
-        super().__init__(f"organisation busy; retry in {delay_seconds:.1f}s")
-        self.delay_seconds = delay_seconds
+        super().__init__(f"organisation busy; retry in {delay_seconds:.1f}s", delay_seconds)
 
 
 class OrganisationPaused(InvalidInput):
@@ -76,7 +76,7 @@ class RunTakenOver(Exception):
     """This worker's lease on the run lapsed and another worker took the run over."""
 
 
-class RetryableSyncError(Exception):
+class RetryableSyncError(Retryable):
     """A transient failure; the job layer retries the whole sync."""
 
 
@@ -99,7 +99,7 @@ def request_sync(runtime: Runtime, slug: str, trigger: str, *, accept_drop: bool
         if org.paused_at is not None:
             raise OrganisationPaused(
                 f"organisation {slug} is paused (since {iso(org.paused_at)}): nothing is synced until "
-                f"`ptsync org resume {slug}`"
+                "it is resumed"
             )
         run, created = repo.request_run(session, org, trigger, trigger, now)
         if accept_drop and not run.accept_drop:
@@ -135,7 +135,7 @@ def run_sync(runtime: Runtime, run_id: str) -> SyncOutcome:
         heartbeat.stop()
         if exc.retryable:
             with runtime.db.transaction() as session:
-                repo.release_for_retry(session, claim, utcnow(), f"attempt failed: {exc}")
+                repo.release_for_retry(session, claim, utcnow(), str(exc))
             raise RetryableSyncError(str(exc)) from exc
         return _fail(runtime, claim, str(exc) + missing_api_path_hint(org, exc))
     except PtsyncError as exc:
@@ -144,7 +144,7 @@ def run_sync(runtime: Runtime, run_id: str) -> SyncOutcome:
     except BaseException:
         heartbeat.stop()
         with runtime.db.transaction() as session:
-            repo.release_for_retry(session, claim, utcnow(), "attempt failed: internal error")
+            repo.release_for_retry(session, claim, utcnow(), "internal error")
         raise
     heartbeat.stop()
     return outcome
@@ -446,7 +446,7 @@ def fail_after_retries(runtime: Runtime, run_id: str, reason: str) -> None:
     now = utcnow()
     with runtime.db.transaction() as session:
         run = session.get(Run, run_id)
-        last = (run.error or "").removeprefix("attempt failed: ") if run else ""
+        last = failed_attempt(run) if run else None
         message = f"gave up after retries: {last or reason}"
         if repo.fail_unfinished_run(session, run_id, now, message) and run is not None:
             repo.audit(session, run.org_id, "worker", "sync_failed", now, run_id=run_id, error=message)
