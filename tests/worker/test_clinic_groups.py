@@ -275,3 +275,34 @@ def test_org_locations_lists_every_site_with_its_practitioners_and_marks_the_cho
         ("2", "South Physio", 3, False),
         ("3", "East Physio", 3, False),
     ]
+
+
+@pytest.mark.parametrize("lock", ["in-process", "redis"])
+def test_a_round_run_by_several_workers_at_once_still_reads_the_account_once(
+    runtime, group, tmp_path, lock, request
+):
+    """Given three organisations on one key, their runs requested together / When three workers
+    run them at the same moment (threads; across processes the lock is Redis's) / Then the
+    account is read once: one worker reads while the others wait for its read."""
+    import dataclasses
+    import threading
+
+    if lock == "redis":
+        url = request.getfixturevalue("redis_url")
+        runtime = dataclasses.replace(runtime, settings=runtime.settings.model_copy(update={"broker_url": url}))
+    for slug in SITES:
+        _add(runtime, group, tmp_path, slug, test=False)
+    _sync_round(runtime, "north")
+    group.log.clear()
+    run_ids = [request_sync(runtime, slug, "schedule")[0] for slug in SITES]
+    workers = [threading.Thread(target=run_sync, args=(runtime, run_id)) for run_id in run_ids]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    with runtime.db.transaction() as session:
+        assert [session.get(Run, run_id).status for run_id in run_ids] == ["succeeded"] * 3
+    together = len(group.log)
+    group.log.clear()
+    _sync_round(runtime, "south")  # what one organisation's read costs alone
+    assert together == len(group.log) > 0
