@@ -269,28 +269,20 @@ class ClinikoConnector:
 
 def _access_log(records: dict[str, dict[str, list[Any]]]):
     builder = AccessLogBuilder()
-    for practitioner, patient, day, status, business in records["individual_appointments"].values():
-        builder.add(
-            practitioner,
-            patient,
-            AccessSource.APPOINTMENT,
-            date.fromordinal(day),
-            AccessStatus(status),
-            business,
-        )
+    for practitioner, patient, day, status, business in _visits(records):
+        when = date.fromordinal(day)
+        builder.add(practitioner, patient, AccessSource.APPOINTMENT, when, AccessStatus(status), business)
+    return builder.build()
+
+
+def _visits(records: dict[str, dict[str, list[Any]]]):
+    """(practitioner, patient, day, status, business) of every appointment and class attendance."""
+    yield from records["individual_appointments"].values()
     groups = records["group_appointments"]
     for group_id, patient, attendee_status in records["attendees"].values():
         group = groups.get(group_id)
         if group is None:
             continue  # the class is outside the window
         practitioner, day, group_status, business = group
-        status = max(attendee_status, group_status)  # a cancelled class cancels every attendance
-        builder.add(
-            practitioner,
-            patient,
-            AccessSource.APPOINTMENT,
-            date.fromordinal(day),
-            AccessStatus(status),
-            business,
-        )
-    return builder.build()
+        # a cancelled class cancels every attendance
+        yield practitioner, patient, day, max(attendee_status, group_status), business
