@@ -306,3 +306,22 @@ def test_a_round_run_by_several_workers_at_once_still_reads_the_account_once(
     group.log.clear()
     _sync_round(runtime, "south")  # what one organisation's read costs alone
     assert together == len(group.log) > 0
+
+
+def test_a_shared_read_is_stored_encrypted_and_deleted_once_its_minutes_are_over(runtime, group, tmp_path):
+    """Given North and South on one key / When North's run reads the account / Then the shared read
+    holds no patient id or email in clear, and once expired the daily prune deletes it (as the next
+    sync of any organisation would)."""
+    from worker.services.retention import prune
+    from worker.store.models import SharedPull
+
+    for slug in ("north", "south"):
+        _add(runtime, group, tmp_path, slug, test=False)
+    _sync_round(runtime, "north")
+    with runtime.db.transaction() as session:
+        [row] = session.scalars(select(SharedPull)).all()
+        assert b"51000" not in row.data and b"ana@group.example" not in row.data
+        row.expires_at = datetime.now(UTC) - timedelta(seconds=1)
+    prune(runtime, days=30)
+    with runtime.db.transaction() as session:
+        assert session.scalars(select(SharedPull)).all() == []

@@ -16,8 +16,9 @@ What a shared read keeps and does not weaken:
 - each run stores the read's cursors and connector state as its own, which is correct because
   the state is the account's rows up to the cursors, whoever read them;
 - it is stored encrypted (like the connector state) in `shared_pulls`, one row per account,
-  for `SHARED_PULL_MINUTES`, and deleted with the organisation whose run read it. Only accounts
-  with more than one active organisation are stored at all.
+  used for `SHARED_PULL_MINUTES`, then deleted by the next sync of any organisation (or the
+  daily prune, at the latest), and with the organisation whose run read it. Only accounts with
+  more than one active organisation are stored at all.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ def pull(
             window_start=window_start, cursors=cursors, state=state, started_at=started_at, progress=progress
         )
 
+    forget_expired(runtime)
     key = account_key(org, runtime.secrets)
     if not _shared(runtime, org, key):
         return read()
@@ -109,6 +111,12 @@ def pull(
         fresh = read()
         _store(runtime, key, org.id, started_at, window_start, fresh)
         return fresh
+
+
+def forget_expired(runtime: Runtime) -> int:
+    """Delete shared reads past their time: at every sync (any organisation) and the daily prune."""
+    with runtime.db.transaction() as session:
+        return session.execute(delete(SharedPull).where(SharedPull.expires_at <= utcnow())).rowcount or 0
 
 
 @contextmanager
@@ -151,7 +159,6 @@ def _store(
     now = utcnow()
     data = _encode(runtime, pulled)
     with runtime.db.transaction() as session:
-        session.execute(delete(SharedPull).where(SharedPull.expires_at <= now))
         row = session.get(SharedPull, key)
         if row is None:
             row = SharedPull(key=key)
