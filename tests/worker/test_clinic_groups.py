@@ -164,14 +164,31 @@ def test_a_full_first_round_of_three_is_one_full_read_not_three(runtime, group, 
 
 
 def test_a_read_from_before_the_run_was_requested_is_never_used(runtime, group, tmp_path):
-    """Given North read the account in the last round / When South's run is requested afterwards
-    (a manual sync) / Then South reads the account itself."""
+    """Given North and East read the account in the last round (a read is stored) / When South's
+    run is requested afterwards (a manual sync) / Then South reads the account itself."""
+    from worker.store.models import SharedPull
+
     for slug in SITES:
         _add(runtime, group, tmp_path, slug, test=False)
-    _sync_round(runtime, "north")
+    _sync_round(runtime, "north", "east")
+    with runtime.db.transaction() as session:
+        assert session.scalars(select(SharedPull)).all() != []
     before = len(group.log)
     _sync_round(runtime, "south")
     assert len(group.log) > before
+
+
+def test_a_lone_sync_of_an_organisation_on_a_shared_key_stores_no_shared_read(runtime, group, tmp_path):
+    """Given three organisations on one key and no other run pending / When one syncs alone /
+    Then it reads the account itself and stores no shared copy of it."""
+    from worker.store.models import SharedPull
+
+    for slug in SITES:
+        _add(runtime, group, tmp_path, slug, test=False)
+    [run] = _sync_round(runtime, "north")
+    assert run.status == "succeeded"
+    with runtime.db.transaction() as session:
+        assert session.scalars(select(SharedPull)).all() == []
 
 
 def test_an_incomplete_shared_read_is_incomplete_for_every_organisation_that_uses_it(runtime, group, tmp_path):
@@ -317,7 +334,7 @@ def test_a_shared_read_is_stored_encrypted_and_deleted_once_its_minutes_are_over
 
     for slug in ("north", "south"):
         _add(runtime, group, tmp_path, slug, test=False)
-    _sync_round(runtime, "north")
+    _sync_round(runtime, "north", "south")
     with runtime.db.transaction() as session:
         [row] = session.scalars(select(SharedPull)).all()
         assert b"51000" not in row.data and b"ana@group.example" not in row.data
@@ -325,3 +342,17 @@ def test_a_shared_read_is_stored_encrypted_and_deleted_once_its_minutes_are_over
     prune(runtime, days=30)
     with runtime.db.transaction() as session:
         assert session.scalars(select(SharedPull)).all() == []
+
+
+def test_with_shared_reads_turned_off_each_organisation_reads_the_account_itself(runtime, group, tmp_path):
+    """Given PTSYNC_SHARED_PMS_READS=false / When a round of three runs / Then three reads."""
+    import dataclasses
+
+    runtime = dataclasses.replace(runtime, settings=runtime.settings.model_copy(update={"shared_pms_reads": False}))
+    for slug in SITES:
+        _add(runtime, group, tmp_path, slug, test=False)
+    _sync_round(runtime, "north")
+    one = len(group.log)
+    group.log.clear()
+    _sync_round(runtime, *SITES)
+    assert len(group.log) == 3 * one

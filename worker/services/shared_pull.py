@@ -15,6 +15,9 @@ What a shared read keeps and does not weaken:
   run's window start) and, for a location scope, when it read locations;
 - each run stores the read's cursors and connector state as its own, which is correct because
   the state is the account's rows up to the cursors, whoever read them;
+- it is used only when another organisation on the account has a run queued or running (or a
+  read is stored), so a lone manual sync reads as before, without a lock or a stored copy;
+  `PTSYNC_SHARED_PMS_READS=false` turns sharing off (every organisation reads the account itself);
 - it is stored encrypted (like the connector state) in `shared_pulls`, one row per account,
   used for `SHARED_PULL_MINUTES`, then deleted by the next sync of any organisation (or the
   daily prune, at the latest), and with the organisation whose run read it. Only accounts with
@@ -40,7 +43,7 @@ from connectors.base import PmsConnector, PmsPull, Progress
 from sharing import AccessGroup, AccessLog, PmsLocation, PmsPractitioner, PmsSnapshot
 from worker.clock import utcnow
 from worker.runtime import Runtime
-from worker.store.models import Organisation, SharedPull
+from worker.store.models import Organisation, Run, SharedPull
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +67,14 @@ def account_key(org: Organisation, secrets: Any) -> str:
 
 
 def _shared(runtime: Runtime, org: Organisation, key: str) -> bool:
-    """Another active organisation reads the same account."""
+    """Whether this run takes part in a shared read: reads of the account are shared (the
+    setting), and another active organisation on the account has a run queued or running (who
+    could use this read, or is making one), or a read of the account is stored."""
+    if not runtime.settings.shared_pms_reads:
+        return False
     with runtime.db.transaction() as session:
+        if session.get(SharedPull, key) is not None:
+            return True
         others = session.scalars(
             select(Organisation).where(
                 Organisation.pms_kind == org.pms_kind,
@@ -73,7 +82,11 @@ def _shared(runtime: Runtime, org: Organisation, key: str) -> bool:
                 Organisation.paused_at.is_(None),
             )
         ).all()
-        return any(account_key(other, runtime.secrets) == key for other in others)
+        same = [other.id for other in others if account_key(other, runtime.secrets) == key]
+        if not same:
+            return False
+        pending = select(Run.id).where(Run.org_id.in_(same), Run.status.in_(("queued", "running"))).limit(1)
+        return session.scalar(pending) is not None
 
 
 def pull(
