@@ -5,7 +5,7 @@ over three businesses (teams of 8 to a business); one organisation per business,
 it (`--locations`), on the same key. A sync round as the clock makes one: the three runs are
 requested together, then run one after the other in this process (as the in-process broker
 does). Measured twice: with shared reads (ptsync's behaviour) and with every organisation
-reading the account itself (sharing switched off in this process only), each first with a full
+reading the account itself (`PTSYNC_SHARED_PMS_READS=false`), each first with a full
 read and then, after 50 appointments change, an incremental one.
 
 Prints, per round: requests to the emulator and wall time, shared vs separate, beside targets:
@@ -37,8 +37,9 @@ PATIENTS, PRACTITIONERS, APPOINTMENTS, SITES = 5_000, 40, 60_000, 3
 KEY = "bench-group-key-au1"
 
 
-def _runtime(folder: Path):
+def _runtime(folder: Path, shared: bool):
     os.environ.update(
+        PTSYNC_SHARED_PMS_READS="true" if shared else "false",
         PTSYNC_DATABASE_URL=f"sqlite:///{folder / 'bench.sqlite'}",
         PTSYNC_SECRET_KEY=Fernet.generate_key().decode(),
         PTSYNC_CLINIKO_REQUESTS_PER_MINUTE="600000",
@@ -94,31 +95,23 @@ def _round(runtime, emulator, slugs: list[str]) -> tuple[int, float, list[int]]:
 
 
 def _measure(shared: bool) -> list[tuple[str, int, float, list[int]]]:
-    from worker.services import shared_pull
-
-    original = shared_pull._shared
-    if not shared:
-        shared_pull._shared = lambda *args: False
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp)
-            runtime = _runtime(folder)
-            data = generate_account(
-                patients=PATIENTS,
-                practitioners=PRACTITIONERS,
-                appointments=APPOINTMENTS,
-                today=date.today(),
-                businesses=SITES,
-            )
-            with ClinikoEmulator(data, KEY, requests_per_window=10**9) as emulator:
-                slugs = _organisations(runtime, emulator, folder, "shared" if shared else "separate")
-                full = _round(runtime, emulator, slugs)
-                emulator.update_appointments(50, datetime.now(UTC))
-                incremental = _round(runtime, emulator, slugs)
-            runtime.db.dispose()
-        return [("full", *full), ("incremental", *incremental)]
-    finally:
-        shared_pull._shared = original
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        runtime = _runtime(folder, shared)
+        data = generate_account(
+            patients=PATIENTS,
+            practitioners=PRACTITIONERS,
+            appointments=APPOINTMENTS,
+            today=date.today(),
+            businesses=SITES,
+        )
+        with ClinikoEmulator(data, KEY, requests_per_window=10**9) as emulator:
+            slugs = _organisations(runtime, emulator, folder, "shared" if shared else "separate")
+            full = _round(runtime, emulator, slugs)
+            emulator.update_appointments(50, datetime.now(UTC))
+            incremental = _round(runtime, emulator, slugs)
+        runtime.db.dispose()
+    return [("full", *full), ("incremental", *incremental)]
 
 
 def main() -> None:

@@ -225,7 +225,7 @@ def update_organisation(
             _store(org, field, getattr(wanted, field), runtime)
         if set(changed) & set(HALAXY_FIELDS):
             _store_pms_secret(org, wanted, runtime)
-        if set(changed) & set(PMS_FIELDS):
+        if set(changed) & {*PMS_FIELDS, "locations"}:  # locations: rows are read with their site
             session.execute(delete(SyncCursor).where(SyncCursor.org_id == org.id))
             session.execute(delete(PmsState).where(PmsState.org_id == org.id))
         secret = [f for f in changed if hasattr(Organisation, f"{f}_encrypted")]
