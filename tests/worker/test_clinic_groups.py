@@ -356,3 +356,17 @@ def test_with_shared_reads_turned_off_each_organisation_reads_the_account_itself
     group.log.clear()
     _sync_round(runtime, *SITES)
     assert len(group.log) == 3 * one
+
+
+def test_findings_about_other_sites_are_not_resolved_when_an_organisation_is_scoped(runtime, group, tmp_path):
+    """Given North synced while it still read the whole account (so Cara, Dev, Eli and Fay were
+    unlicensed findings) / When it is scoped to business 1 and syncs / Then those findings are
+    gone but not listed as resolved: nobody fixed anything, the scope changed."""
+    _add(runtime, group, tmp_path, "north", test=False, locations=None)
+    [before] = _sync_round(runtime, "north")
+    unlicensed = {f["fingerprint"] for f in before.report["findings"] if f["kind"] == "no_physitrack_licence"}
+    assert len(unlicensed) == 4
+    update_organisation(runtime, "north", {"locations": "1"}, test=False)
+    [after] = _sync_round(runtime, "north")
+    assert not unlicensed & {f["fingerprint"] for f in after.report["findings"]}
+    assert after.report["resolved"] == []
