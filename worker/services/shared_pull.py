@@ -26,6 +26,7 @@ What a shared read keeps and does not weaken:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -49,6 +50,8 @@ log = logging.getLogger(__name__)
 
 SHARED_PULL_MINUTES = 15
 LOCK_SECONDS = 30 * 60
+"""How long one read may hold an account's lock, and how long another run waits for it (after
+that it reads the account itself: a missed share costs requests, never correctness)."""
 _locks: dict[str, threading.Lock] = {}
 _registry = threading.Lock()
 
@@ -138,10 +141,18 @@ def _account_lock(runtime: Runtime, key: str) -> Iterator[None]:
     on Redis, else within this process."""
     url = runtime.settings.broker_url
     if url and url.startswith("redis"):
+        from redis.exceptions import LockError
+
         from worker.connections import _redis
 
-        with _redis(url).lock(f"ptsync:pms-read:{key}", timeout=LOCK_SECONDS, blocking_timeout=LOCK_SECONDS):
+        lock = _redis(url).lock(f"ptsync:pms-read:{key}", timeout=LOCK_SECONDS)
+        held = lock.acquire(blocking_timeout=LOCK_SECONDS)  # else read anyway: sharing is an economy
+        try:
             yield
+        finally:
+            if held:
+                with contextlib.suppress(LockError):  # a read longer than the lock let it lapse
+                    lock.release()
         return
     with _registry:
         lock = _locks.setdefault(key, threading.Lock())
