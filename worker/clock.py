@@ -8,6 +8,8 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+from connectors.dates import iso_timestamp
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -18,6 +20,5 @@ def new_id() -> str:
 
 
 def iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """`2026-11-25T09:00:00Z` (connectors.dates.iso_timestamp), or None."""
+    return None if moment is None else iso_timestamp(moment)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from apscheduler.triggers.cron import CronTrigger
 
+from worker.clock import iso
 from worker.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ def record_due_syncs(runtime: Runtime, now: datetime) -> list[int]:
             continue
         if due is None:
             continue
-        stamp = due.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = iso(due)
         accepted = accept(runtime, org_id, "schedule", stamp, "tick", stamp.encode())
         if not accepted.duplicate:
             created.append(accepted.delivery)
