@@ -380,11 +380,6 @@ def main(argv: list[str] | None = None) -> None:
     parser = arguments("Emulate Cliniko's API with a sample clinic, for trying `--pms cliniko`.", 8091)
     parser.add_argument("--key", default="sample-cliniko-key-au1", help="the API key it accepts")
     parser.add_argument("--appointments", type=int, default=600, help="appointments (default 600)")
-    parser.add_argument(
-        "--group",
-        action="store_true",
-        help="serve a clinic group instead: three businesses (sites 1, 2, 3), seven practitioners",
-    )
     args = parser.parse_args(argv)
     if args.group:
         data = generate_group(today=date.today())
