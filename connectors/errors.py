@@ -4,9 +4,10 @@ Connectors and services raise one of the few kinds the shell needs to tell apart
 InvalidInput, Conflict, Retryable, ConfigurationError (all PtsyncError). The CLI
 (`worker.cli.main`), the API (`worker.web.app`) and the actors (`worker.actors`) each map those
 kinds in one place: an exit line, an HTTP status, retry or not. Messages are for the person
-reading them, worded without CLI flags (the pages and the API show them too), and never carry a
-credential or a patient's name. Connector errors name the connector, the file or URL path and
-the reason; `retryable` says whether the job should try again.
+reading them and never carry a credential or a patient's name; those the pages and the API can
+show are worded without CLI flags (the CLI adds its own hints); a 5xx answer never shows
+the text. Connector errors name the connector, the file or URL path and the reason;
+`retryable` says whether the job should try again.
 
 The pure core (`sharing/`) raises none of these: it has no failures of the outside world.
 """

@@ -32,7 +32,8 @@ def _mapped(actor: dramatiq.Actor, args: tuple, work):
     try:
         return work()
     except Conflict as busy:
-        actor.send_with_options(args=args, delay=int(busy.delay_seconds * SECOND) + 100)
+        wait = max(busy.delay_seconds, 1.0)  # never a hot loop, whatever the lease said
+        actor.send_with_options(args=args, delay=int(wait * SECOND) + 100)
     except Retryable:
         raise
     except (InvalidInput, NotFound) as exc:  # a paused or removed organisation, a finished proposal

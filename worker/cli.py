@@ -509,13 +509,13 @@ def checklist(proposal_id: str) -> None:
     """Print a proposal as steps to follow by hand in the PT Direct admin console."""
     from worker.services import proposals as service
 
-    proposal, steps = service.checklist_steps(_runtime(), proposal_id)
-    kind = proposal.organisation.ptdirect_kind
+    found = service.checklist_steps(_runtime(), proposal_id)
+    kind, steps = found.ptdirect_kind, found.steps
     open_steps = [step for step in steps if not step.settled]
     if not open_steps and kind != "file":
-        err.print(f"proposal {proposal_id} ({proposal.status}) has nothing left to do by hand")
+        err.print(f"proposal {proposal_id} ({found.status}) has nothing left to do by hand")
         return
-    out.print(f"Proposal {proposal_id} ({proposal.status}): in PT Direct, as an admin:\n", markup=False)
+    out.print(f"Proposal {proposal_id} ({found.status}): in PT Direct, as an admin:\n", markup=False)
     done_label = "  [done]"
     if kind == "file":
         done_label = "  [written to the snapshot file only: do it in PT Direct too]"
@@ -704,6 +704,19 @@ def org_webhooks(
     err.print("shown only now; the previous URLs and secret no longer work")
 
 
+def _hint(error: PtsyncError) -> str:
+    """The command that fixes it, for errors a service words without CLI commands."""
+    slug = getattr(error, "slug", None)
+    kind = type(error).__name__
+    if kind == "OrganisationPaused":
+        return f" (resume it with `ptsync org resume {slug}`)"
+    if kind == "NoReportYet":
+        return f" (run `ptsync sync {slug} --wait`)"
+    if kind == "MissingSetting":
+        return f" (set it with `ptsync org update {slug} --{error.setting.replace('_', '-')} ...`)"
+    return ""
+
+
 def main() -> None:
     from worker import logs
 
@@ -713,7 +726,7 @@ def main() -> None:
     try:
         app()
     except PtsyncError as exc:  # the one place the CLI maps the error tree: one line, exit 1
-        fail(str(exc))
+        fail(str(exc) + _hint(exc))
     except KeyboardInterrupt:
         fail("interrupted", code=130)
     except Exception as exc:

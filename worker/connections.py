@@ -27,6 +27,15 @@ from worker.store.models import Organisation
 PTDIRECT_KINDS = ("manual", "file", "api")
 
 
+class MissingSetting(ConfigurationError):
+    """An organisation lacks a setting its connector needs; `setting` names it (as in `org show`)."""
+
+    def __init__(self, slug: str, setting: str, reason: str) -> None:
+        super().__init__(f"organisation {slug}: {reason}")
+        self.slug = slug
+        self.setting = setting
+
+
 def user_agent() -> str:
     return f"ptsync/0.1 ({get_settings().contact_email})"
 
@@ -50,21 +59,20 @@ def _redis(url: str):
 def _required_key(org: Organisation, secrets: SecretBox) -> str:
     """The organisation's PMS key, decrypted; a one-line error naming the option when unset."""
     if not org.pms_key_encrypted:
-        raise ConfigurationError(f"organisation {org.slug}: no PMS key is stored for {org.pms_kind}")
+        raise MissingSetting(org.slug, "pms_key", f"no PMS key is stored for {org.pms_kind}")
     return secrets.decrypt(org.pms_key_encrypted).decode()
 
 
 def _csv(org: Organisation, secrets: SecretBox) -> PmsConnector:
     if not org.pms_path:
-        raise ConfigurationError(f"organisation {org.slug}: the csv connector needs a folder (pms_path)")
+        raise MissingSetting(org.slug, "pms_path", "the csv connector needs a folder")
     return CsvPmsConnector(org.pms_path)
 
 
 def _export(org: Organisation, secrets: SecretBox) -> PmsConnector:
     if not org.pms_path or not org.pms_format:
-        raise ConfigurationError(
-            f"organisation {org.slug}: the export connector needs a file or folder and a format"
-        )
+        missing = "pms_path" if not org.pms_path else "pms_format"
+        raise MissingSetting(org.slug, missing, "the export connector needs a file or folder and a format")
     return ExportConnector(org.pms_path, org.pms_format, staff_path=org.pms_staff_path)
 
 
@@ -88,7 +96,7 @@ def _semble(org: Organisation, secrets: SecretBox) -> PmsConnector:
 
 def _fhir(org: Organisation, secrets: SecretBox) -> PmsConnector:
     if not org.pms_url:
-        raise ConfigurationError(f"organisation {org.slug}: the fhir connector needs a base URL (pms_url)")
+        raise MissingSetting(org.slug, "pms_url", "the fhir connector needs a base URL")
     token = secrets.decrypt(org.pms_key_encrypted).decode() if org.pms_key_encrypted else None
     limiter = rate_limiter(f"{org.pms_url}|{token or ''}", get_settings().fhir_requests_per_minute)
     return FhirConnector(org.pms_url, token=token, user_agent=user_agent(), limiter=limiter)
@@ -96,9 +104,8 @@ def _fhir(org: Organisation, secrets: SecretBox) -> PmsConnector:
 
 def _halaxy(org: Organisation, secrets: SecretBox) -> PmsConnector:
     if not org.pms_key_encrypted:
-        raise ConfigurationError(
-            f"organisation {org.slug}: the halaxy connector needs an OAuth client id and secret"
-        )
+        reason = "the halaxy connector needs an OAuth client id and secret"
+        raise MissingSetting(org.slug, "pms_client_id", reason)
     client = json.loads(secrets.decrypt(org.pms_key_encrypted))
     limiter = rate_limiter(
         f"halaxy|{org.pms_url or ''}|{client['client_id']}", get_settings().halaxy_requests_per_minute
@@ -144,13 +151,12 @@ def ptdirect_adapter(org: Organisation, secrets: SecretBox) -> PtDirectAdapter:
         return ManualPtDirectAdapter(get_runtime(), org.id, org.slug)
     if org.ptdirect_kind == "file":
         if not org.ptdirect_path:
-            raise ConfigurationError(f"organisation {org.slug}: the file adapter has no snapshot file set")
+            raise MissingSetting(org.slug, "ptdirect_path", "the file adapter has no snapshot file set")
         return PtDirectFileAdapter(org.ptdirect_path)
     if org.ptdirect_kind == "api":
         if not org.ptdirect_url or not org.ptdirect_key_encrypted:
-            raise ConfigurationError(
-                f"organisation {org.slug}: the api adapter needs the bridge's URL and key"
-            )
+            missing = "ptdirect_url" if not org.ptdirect_url else "ptdirect_key"
+            raise MissingSetting(org.slug, missing, "the api adapter needs the bridge's URL and key")
         key = secrets.decrypt(org.ptdirect_key_encrypted).decode()
         return PtDirectApiAdapter(org.ptdirect_url, key, user_agent=user_agent())
     raise ConfigurationError(f"organisation {org.slug}: unknown PT Direct adapter {org.ptdirect_kind!r}")

@@ -18,6 +18,15 @@ from worker.runtime import Runtime
 from worker.store import repositories as repo
 from worker.store.models import Proposal, Run
 
+
+class NoReportYet(NotFound):
+    """The organisation exists but no complete sync has written its report."""
+
+    def __init__(self, message: str, slug: str) -> None:
+        super().__init__(message)
+        self.slug = slug
+
+
 CSV_COLUMNS = ("state", "kind", "severity", "fingerprint", "practitioners", "emails", "message")
 _STYLESHEET = Path(__file__).resolve().parent / "static" / "ptsync.css"
 
@@ -31,7 +40,7 @@ def latest_report(runtime: Runtime, slug: str) -> tuple[dict[str, Any], Run | No
         if report_run is None or report_run.report is None:
             if newest is not None and newest.status == repo.FAILED:
                 raise NotFound(f"no report for {slug} yet: the last run failed: {newest.error}")
-            raise NotFound(f"no report for {slug} yet: one is written by its first complete sync")
+            raise NoReportYet(f"no report for {slug} yet: one is written by its first complete sync", slug)
         report = copy.deepcopy(report_run.report)
         if report.get("proposal"):
             proposal = session.get(Proposal, report["proposal"]["id"])
@@ -100,7 +109,8 @@ def render_csv(report: dict[str, Any]) -> str:
 def render_html(report: dict[str, Any], picture: dict[str, Any] | None = None) -> str:
     """A standalone HTML file: the page's stylesheet embedded, and the same sharing picture."""
     groups = {"new": [], "ongoing": [], "indeterminate": [], "fixed": []}
-    for finding in sorted(report["findings"], key=lambda f: Severity(f["severity"]).rank):
+    rank = {severity.value: severity.rank for severity in Severity}
+    for finding in sorted(report["findings"], key=lambda f: rank.get(f["severity"], len(rank))):
         groups.setdefault(finding["state"], []).append(finding)
     return render(
         "report.html",

@@ -1,8 +1,9 @@
 """The read model: what the CLI, the API and the pages show about organisations, runs and proposals.
 
-Each view is a frozen record built here, once, from the store; ORM rows never leave this module
-or the services. The three front ends only format these records (a table, JSON, HTML), so a
-field added here appears everywhere at once and a listing cannot disagree between them.
+Each view is a frozen record built here, once, from the store; the CLI, the API and the pages
+get these (or a service's own small records), not ORM rows. The three front ends only format
+these records (a table, JSON, HTML), so a field added here appears everywhere at once and a
+listing cannot disagree between them.
 
 `organisations()` reads with SQLAlchemy Core and no ORM models on purpose: `ptsync org list`
 is the command people run most, and building the mappers costs more than the query.
@@ -14,11 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Boolean, Integer, String, column, func, select, table, type_coerce
+from sqlalchemy import Integer, String, column, func, select, table, type_coerce
 
 from worker.clock import iso
 from worker.errors import NotFound
-from worker.lifecycle import OPEN_PROPOSALS, UNFINISHED_RUNS, OperationStatus
+from worker.lifecycle import OPEN_PROPOSALS, UNFINISHED_RUNS, OperationStatus, failed_attempt
 from worker.store.types import UtcDateTime
 
 if TYPE_CHECKING:
@@ -36,16 +37,22 @@ class RunView:
     finished_at: datetime | None
     attempts: int
     error: str | None
-    counts: dict[str, Any]
-    """The run's counts without the stored sharing picture (large, and shown on its own)."""
+    counts: dict[str, Any] | None
+    """The run's counts without the stored sharing picture (large, and shown on its own); None
+    where they were not read (`runs(..., counts=False)`)."""
 
     @property
     def active(self) -> bool:
         return self.status in UNFINISHED_RUNS
 
     @property
-    def findings(self) -> int:
-        return sum((self.counts.get("findings") or {}).values())
+    def retrying(self) -> str | None:
+        """Why the last attempt failed, while the run is being tried again (else None)."""
+        return failed_attempt(self)
+
+    @property
+    def findings(self) -> int | None:
+        return None if self.counts is None else sum((self.counts.get("findings") or {}).values())
 
     @property
     def last_moment(self) -> datetime:
@@ -62,6 +69,7 @@ class RunView:
             "attempts": self.attempts,
             "findings": self.findings,
             "error": self.error,
+            "retrying": self.retrying is not None,
             "counts": self.counts,
         }
 
@@ -141,8 +149,9 @@ class OrganisationRow:
 def run_view(run: Run) -> RunView:
     from sqlalchemy import inspect as sa_inspect
 
-    counts = dict(run.counts or {}) if "counts" not in sa_inspect(run).unloaded else {}
-    counts.pop("picture", None)
+    counts = dict(run.counts or {}) if "counts" not in sa_inspect(run).unloaded else None
+    if counts is not None:
+        counts.pop("picture", None)
     return RunView(
         id=run.id,
         trigger=run.trigger,
@@ -242,29 +251,31 @@ _organisations = table(
 _ORG_COLUMNS = ("slug", "pms_kind", "ptdirect_kind", "mode", "schedule", "paused_at")
 _runs = table(
     "runs",
+    column("id", String),
     column("org_id", Integer),
     column("status", String),
     column("requested_at", UtcDateTime),
     column("finished_at", UtcDateTime),
-    column("complete", Boolean),
 )
 
 
 def organisations(runtime: Runtime) -> list[OrganisationRow]:
-    """Every organisation by slug, with its newest run's status and time: one query."""
+    """Every organisation by slug, with its newest run's status and time: one query.
+
+    The newest run is the same one `ptsync runs` and the page put first: latest `requested_at`,
+    then highest id when two were requested in the same instant.
+    """
     o, r = _organisations, _runs
-    newest = (
-        select(r.c.org_id, func.max(r.c.requested_at).label("requested_at")).group_by(r.c.org_id).subquery()
+    newest_first = func.row_number().over(
+        partition_by=r.c.org_id, order_by=(r.c.requested_at.desc(), r.c.id.desc())
     )
-    last = (
-        select(
-            r.c.org_id,
-            r.c.status,
-            type_coerce(func.coalesce(r.c.finished_at, r.c.requested_at), UtcDateTime).label("at"),
-        )
-        .join(newest, (newest.c.org_id == r.c.org_id) & (newest.c.requested_at == r.c.requested_at))
-        .subquery()
-    )
+    ranked = select(
+        r.c.org_id,
+        r.c.status,
+        type_coerce(func.coalesce(r.c.finished_at, r.c.requested_at), UtcDateTime).label("at"),
+        newest_first.label("rank"),
+    ).subquery()
+    last = select(ranked.c.org_id, ranked.c.status, ranked.c.at).where(ranked.c.rank == 1).subquery()
     query = (
         select(*(o.c[name] for name in _ORG_COLUMNS), last.c.status, last.c.at)
         .select_from(o.outerjoin(last, last.c.org_id == o.c.id))
@@ -272,7 +283,4 @@ def organisations(runtime: Runtime) -> list[OrganisationRow]:
     )
     with runtime.db.engine.connect() as connection:
         rows = connection.execute(query).all()
-    seen: dict[str, OrganisationRow] = {}
-    for row in rows:  # two runs requested in the same instant: keep one line per organisation
-        seen.setdefault(row[0], OrganisationRow(*row[:6], last_status=row[6], last_at=row[7]))
-    return list(seen.values())
+    return [OrganisationRow(*row[:6], last_status=row[6], last_at=row[7]) for row in rows]

@@ -179,8 +179,8 @@ def test_a_proposal_marked_applied_by_hand_is_confirmed_when_the_change_is_there
 def test_a_proposal_marked_applied_by_hand_is_reopened_when_the_change_is_missing(
     runtime, bridge, proposal_id
 ):
-    _, steps = service.checklist_of(runtime, proposal_id)
-    assert len(steps) == 3 and "Practitioner sharing" in steps[0]
+    steps = service.checklist_steps(runtime, proposal_id).steps
+    assert len(steps) == 3 and "Practitioner sharing" in steps[0].text
     service.mark_applied_by_hand(runtime, proposal_id, "admin")  # but nothing was done
     run_id, _ = request_sync(runtime, "clinic-a", "manual")
     run_sync(runtime, run_id)

@@ -91,6 +91,8 @@ def organisation_fields() -> list[OrgField]:
 
 def _option(field: OrgField, *, for_update: bool) -> inspect.Parameter:
     flag = f"--{field.name.replace('_', '-')}"
+    if field.kind is bool:  # a switch both ways: `--allow-insecure-http/--no-allow-insecure-http`
+        flag = f"{flag}/--no-{flag[2:]}"
     help_text = ORG_OPTION_HELP.get(field.name, field.name.replace("_", " "))
     if for_update:
         default, kind = None, field.kind | None

@@ -16,7 +16,6 @@ from typing import Any
 
 from sqlalchemy import Column, Table, delete, or_, select
 
-from connectors.errors import ConnectorError
 from worker.clock import iso, utcnow
 from worker.connections import missing_api_path_hint, pms_connector, ptdirect_adapter
 from worker.errors import InvalidInput, PtsyncError
@@ -144,7 +143,7 @@ def check_connections(runtime: Runtime, org: Organisation) -> list[ConnectionChe
             pulled = connector.pull(window_start=date.today(), cursors={}, state=None, started_at=utcnow())
             detail = f"read, {len(pulled.snapshot.practitioners)} practitioners"
         checks.append(ConnectionCheck(name, True, detail))
-    except (ConnectorError, PtsyncError) as exc:
+    except PtsyncError as exc:
         checks.append(ConnectionCheck(name, False, f"{exc}{missing_api_path_hint(org, exc)}"))
     checks.append(_check_ptdirect(runtime, org))
     return checks
@@ -169,7 +168,7 @@ def _check_ptdirect(runtime: Runtime, org: Organisation) -> ConnectionCheck:
         )
     try:
         snapshot = ptdirect_adapter(org, runtime.secrets).read()
-    except (ConnectorError, PtsyncError) as exc:
+    except PtsyncError as exc:
         return ConnectionCheck(name, False, f"{exc}{missing_api_path_hint(org, exc)}")
     where = " (a file: ptsync writes approved changes there, never to PT Direct itself)"
     return ConnectionCheck(

@@ -26,7 +26,7 @@ from sharing.operations import operation_key
 from worker import views
 from worker.clock import utcnow
 from worker.connections import ptdirect_adapter
-from worker.errors import Conflict, InvalidInput, Retryable
+from worker.errors import Conflict, InvalidInput, PtsyncError, Retryable
 from worker.lifecycle import IllegalTransition, OperationStatus
 from worker.lifecycle import ProposalStatus as P
 from worker.runtime import Runtime
@@ -275,11 +275,11 @@ def _apply_claimed(
     if plan.policy_changed:
         reason = "the organisation's policy changed since this was planned; a new sync re-plans it"
         return _supersede(runtime, proposal_id, token, plan.org.slug, reason)
-    adapter = ptdirect_adapter(plan.org, runtime.secrets)
     try:
+        adapter = ptdirect_adapter(plan.org, runtime.secrets)  # a ConfigurationError fails it, recorded
         current = adapter.read()
-    except ConnectorError as exc:
-        if exc.retryable:
+    except PtsyncError as exc:
+        if isinstance(exc, Retryable):
             raise RetryableApplyError(str(exc)) from exc
         return _fail_proposal(runtime, proposal_id, token, str(exc))
     if not _state_is_ours(plan, current):
@@ -483,20 +483,6 @@ def _fail_proposal(runtime: Runtime, proposal_id: str, token: str, reason: str) 
     return ApplyOutcome(proposal_id, "failed")
 
 
-def checklist_of(runtime: Runtime, proposal_id: str) -> tuple[Proposal, list[str]]:
-    """The proposal's steps for a person in the PT Direct console, with names from its plan."""
-    with runtime.db.transaction() as session:
-        proposal = repo.get_proposal(session, proposal_id)
-        planned = parse_snapshot(proposal.planned_state, f"proposal {proposal_id}")
-        names = {user.email.lower(): user.name for user in planned.users}
-        pending = [
-            Operation.from_dict(row.document)
-            for row in proposal.operations
-            if row.status not in ("applied", "closed")
-        ]
-        return proposal, checklist(pending, names)
-
-
 @dataclass(frozen=True)
 class ChecklistStep:
     """One operation as a step in the PT Direct console; numbered like `ptsync proposals`."""
@@ -515,11 +501,22 @@ class ChecklistStep:
         return self.status in SETTLED
 
 
-def checklist_steps(runtime: Runtime, proposal_id: str) -> tuple[Proposal, list[ChecklistStep]]:
+@dataclass(frozen=True)
+class Checklist:
+    """A proposal as steps for a person, and where its organisation keeps PT Direct's state."""
+
+    status: str
+    error: str | None
+    ptdirect_kind: str
+    ptdirect_path: str | None
+    steps: list[ChecklistStep]
+
+
+def checklist_steps(runtime: Runtime, proposal_id: str) -> Checklist:
     """Every operation of the proposal as a step, with what was done (or could not be) so far."""
     with runtime.db.transaction() as session:
         proposal = repo.get_proposal(session, proposal_id)
-        session.expunge(proposal.organisation)
+        org = proposal.organisation
         planned = parse_snapshot(proposal.planned_state, f"proposal {proposal_id}")
         names = {user.email.lower(): user.name for user in planned.users}
         steps = [
@@ -531,7 +528,7 @@ def checklist_steps(runtime: Runtime, proposal_id: str) -> tuple[Proposal, list[
             )
             for row in proposal.operations
         ]
-        return proposal, steps
+        return Checklist(proposal.status, proposal.error, org.ptdirect_kind, org.ptdirect_path, steps)
 
 
 OPEN_FOR_STEPS = ("proposed", "approved", "reopened", "failed")
@@ -648,7 +645,7 @@ def mark_applied_by_hand(
     runtime: Runtime, proposal_id: str, actor: str, could_not: dict[int, str] | None = None
 ) -> StepsRecorded:
     """Record that a person followed the whole checklist (but the `could_not` steps)."""
-    _, steps = checklist_steps(runtime, proposal_id)
+    steps = checklist_steps(runtime, proposal_id).steps
     could_not = dict(could_not or {})
     done = {step.position for step in steps if not step.settled} - could_not.keys()
     return record_steps(runtime, proposal_id, actor, done=done, could_not=could_not)

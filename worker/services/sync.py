@@ -72,6 +72,10 @@ class OrganisationBusy(Conflict):
 class OrganisationPaused(InvalidInput):
     """A paused organisation is not synced: not by the clock, webhooks or a person."""
 
+    def __init__(self, message: str, slug: str) -> None:
+        super().__init__(message)
+        self.slug = slug
+
 
 class RunTakenOver(Exception):
     """This worker's lease on the run lapsed and another worker took the run over."""
@@ -100,7 +104,8 @@ def request_sync(runtime: Runtime, slug: str, trigger: str, *, accept_drop: bool
         if org.paused_at is not None:
             raise OrganisationPaused(
                 f"organisation {slug} is paused (since {iso(org.paused_at)}): nothing is synced until "
-                "it is resumed"
+                "it is resumed",
+                slug,
             )
         run, created = repo.request_run(session, org, trigger, trigger, now)
         if accept_drop and not run.accept_drop:
@@ -132,16 +137,14 @@ def run_sync(runtime: Runtime, run_id: str) -> SyncOutcome:
         heartbeat.stop()
         log.warning("run %s was taken over by another worker; this attempt stopped", run_id)
         return SyncOutcome(run_id, "lease_lost")
-    except ConnectorError as exc:
+    except PtsyncError as exc:
         heartbeat.stop()
-        if exc.retryable:
+        if isinstance(exc, Retryable):
             with runtime.db.transaction() as session:
                 repo.release_for_retry(session, claim, utcnow(), str(exc))
             raise RetryableSyncError(str(exc)) from exc
-        return _fail(runtime, claim, str(exc) + missing_api_path_hint(org, exc))
-    except PtsyncError as exc:
-        heartbeat.stop()
-        return _fail(runtime, claim, str(exc))
+        hint = missing_api_path_hint(org, exc) if isinstance(exc, ConnectorError) else ""
+        return _fail(runtime, claim, str(exc) + hint)
     except BaseException:
         heartbeat.stop()
         with runtime.db.transaction() as session:

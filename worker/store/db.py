@@ -14,8 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, create_engine, event, make_url, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -92,10 +91,9 @@ def schema_head() -> str:
 def schema_revision(engine: Engine) -> str | None:
     """The revision this database is at (None when it was never migrated)."""
     with engine.connect() as connection:
-        try:
-            return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        except DBAPIError:  # no alembic_version table yet: a new, empty database
-            return None
+        if not inspect(connection).has_table("alembic_version"):
+            return None  # a new, empty database
+        return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
 class Database:

@@ -33,6 +33,9 @@ class RunSummary(BaseModel):
     started_at: str | None
     finished_at: str | None
     error: str | None
+    retrying: bool = Field(
+        False, description="A queued or running run whose last attempt failed (`error` says why)"
+    )
     counts: dict[str, Any] | None
 
 

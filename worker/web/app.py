@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
+from connectors.errors import ConnectorError
 from worker.errors import ConfigurationError, Conflict, InvalidInput, NotFound, PtsyncError, Retryable
 from worker.runtime import Runtime, get_runtime
 from worker.services.deliveries import relay_quietly
@@ -23,14 +24,21 @@ RELAY_INTERVAL_SECONDS = 1.0
 
 # The error tree as HTTP statuses, most specific first. InvalidInput is 409 (the request was
 # understood, but the organisation's state does not allow it now); FastAPI answers 422 itself
-# for a malformed body.
+# for a malformed body. A 5xx never carries the error's own text: it can hold an upstream
+# answer or a deployment detail; the log has it, the caller gets a generic line.
 HTTP_STATUSES: tuple[tuple[type[PtsyncError], int], ...] = (
     (NotFound, 404),
     (Conflict, 409),
     (InvalidInput, 409),
-    (ConfigurationError, 409),
     (Retryable, 503),
+    (ConnectorError, 502),
+    (ConfigurationError, 500),
 )
+GENERIC_DETAIL = {
+    500: "ptsync is not set up correctly for this; the operator can see why in its log",
+    502: "a service ptsync reads or writes answered with an error; the operator can see it in the log",
+    503: "a service ptsync depends on is unavailable; try again shortly",
+}
 
 
 def http_status_of(error: PtsyncError) -> int:
@@ -96,6 +104,9 @@ async def _ptsync_error(request: Request, exc: PtsyncError) -> JSONResponse:
     """The one place the web maps the error tree; routes let these errors through."""
     status = http_status_of(exc)
     headers = {"Retry-After": "30"} if status == 503 else None
+    if status >= 500:
+        log.error("%s %s answered %d: %s", request.method, request.url.path, status, exc)
+        return JSONResponse({"detail": GENERIC_DETAIL[status]}, status_code=status, headers=headers)
     return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
 
 

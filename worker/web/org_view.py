@@ -170,7 +170,8 @@ def run_views(runs: list[RunView], zone: ZoneInfo, now: datetime) -> list[dict[s
             "requested": local(run.requested_at, zone),
             "requested_ago": relative(run.requested_at, now),
             "finished_ago": relative(run.finished_at, now) if run.finished_at else "",
-            "error": run.error,
+            # A run still being tried again says so, with why its last attempt failed.
+            "error": f"retrying: {run.retrying}" if run.retrying else run.error,
         }
         for run in runs
     ]

@@ -245,16 +245,16 @@ def checklist(slug: str, proposal_id: str, request: Request, notice: str | None 
     if session_info is None:
         return RedirectResponse(f"/orgs/{slug}/login", status_code=303)
     _own(request, session_info[0], proposal_id)
-    proposal, steps = proposal_service.checklist_steps(request.app.state.runtime(), proposal_id)
+    found = proposal_service.checklist_steps(request.app.state.runtime(), proposal_id)
     return _render(
         "checklist.html",
         slug=slug,
         proposal_id=proposal_id,
-        status=proposal.status,
-        kind=proposal.organisation.ptdirect_kind,
-        path=proposal.organisation.ptdirect_path,
-        steps=steps,
-        open_for_steps=proposal.status in proposal_service.OPEN_FOR_STEPS,
+        status=found.status,
+        kind=found.ptdirect_kind,
+        path=found.ptdirect_path,
+        steps=found.steps,
+        open_for_steps=found.status in proposal_service.OPEN_FOR_STEPS,
         csrf=_csrf(request, session_info[1]),
         notice=notice,
     )

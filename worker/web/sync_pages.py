@@ -49,12 +49,13 @@ def run_page(slug: str, run_id: str, request: Request) -> Response:
         "finished": local(run.finished_at, zone) if run.finished_at else "",
         "finished_ago": relative(run.finished_at, now) if run.finished_at else "",
         "error": run.error if run.status == repo.FAILED else None,
+        "retrying": run.retrying,
     }
     return _render("run.html", slug=slug, run=view)
 
 
 def _described(run: views.RunView) -> str:
-    counts = run.counts
+    counts = run.counts or {}
     if run.status == repo.QUEUED:
         return "Waiting for a worker to pick it up."
     if run.status == repo.RUNNING:
