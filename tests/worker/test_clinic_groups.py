@@ -3,6 +3,7 @@ Cliniko account of three sites, each scoped to its site."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -301,7 +302,6 @@ def test_a_round_run_by_several_workers_at_once_still_reads_the_account_once(
     """Given three organisations on one key, their runs requested together / When three workers
     run them at the same moment (threads; across processes the lock is Redis's) / Then the
     account is read once: one worker reads while the others wait for its read."""
-    import dataclasses
     import threading
 
     if lock == "redis":
@@ -346,8 +346,6 @@ def test_a_shared_read_is_stored_encrypted_and_deleted_once_its_minutes_are_over
 
 def test_with_shared_reads_turned_off_each_organisation_reads_the_account_itself(runtime, group, tmp_path):
     """Given PTSYNC_SHARED_PMS_READS=false / When a round of three runs / Then three reads."""
-    import dataclasses
-
     runtime = dataclasses.replace(runtime, settings=runtime.settings.model_copy(update={"shared_pms_reads": False}))
     for slug in SITES:
         _add(runtime, group, tmp_path, slug, test=False)
@@ -370,3 +368,19 @@ def test_findings_about_other_sites_are_not_resolved_when_an_organisation_is_sco
     [after] = _sync_round(runtime, "north")
     assert not unlicensed & {f["fingerprint"] for f in after.report["findings"]}
     assert after.report["resolved"] == []
+
+
+def test_a_pms_that_cannot_tell_locations_apart_refuses_locations_but_takes_people(runtime, tmp_path):
+    """Given a CSV-folder PMS (no locations) / When an organisation is added with --locations, or
+    its locations are listed / Then one clear error each; scoped by people it is added."""
+    from tests.clinic_files import write_clinic
+
+    pms, ptdirect = write_clinic(tmp_path)
+    new = NewOrganisation(slug="csv-a", pms="csv", pms_path=str(pms), ptdirect="file", ptdirect_path=str(ptdirect))
+    with pytest.raises(InvalidInput, match="the csv connector cannot tell locations apart"):
+        add_tested(runtime, dataclasses.replace(new, locations="1"))
+    add_tested(runtime, dataclasses.replace(new, exclude_people="103"))
+    with pytest.raises(InvalidInput, match="scope csv-a by people instead"):
+        list_locations(runtime, "csv-a")
+    [run] = _sync_round(runtime, "csv-a")
+    assert _people(run) == {"ana", "ben"}
