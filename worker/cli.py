@@ -157,7 +157,10 @@ def org_list() -> None:
     from worker.store.schema import schema_head
 
     now = utcnow()
-    rows = organisation_rows(get_settings().resolved_database_url, schema_head())
+    settings = get_settings()
+    rows = None
+    if settings.secret_key or settings.is_sqlite:  # else the full store says the key is required
+        rows = organisation_rows(settings.resolved_database_url, schema_head())
     if rows is None:  # no database yet, or a schema to migrate: the full store handles both
         from worker import views
 
