@@ -155,13 +155,23 @@ def org_physitrack_key(
 @org_app.command("list")
 def org_list() -> None:
     """List organisations: connections, policy, state, last run and next scheduled sync."""
-    from worker import views
     from worker.clock import utcnow
     from worker.services.schedule import next_due
+    from worker.settings import get_settings
+    from worker.store.listing import organisation_rows
+    from worker.store.schema import schema_head
 
     now = utcnow()
+    settings = get_settings()
+    rows = None
+    if settings.secret_key or settings.is_sqlite:  # else the full store says the key is required
+        rows = organisation_rows(settings.resolved_database_url, schema_head())
+    if rows is None:  # no database yet, or a schema to migrate: the full store handles both
+        from worker import views
+
+        rows = views.organisations(_runtime())
     table = Table("slug", "pms", "PT Direct", "policy", "state", "last run", "next sync (UTC)")
-    for org in views.organisations(_runtime()):
+    for org in rows:
         due = None if org.paused_at else next_due(org.schedule, now)
         table.add_row(
             safe(org.slug),
