@@ -5,6 +5,11 @@ appointments and their attendees. Archived rows are asked for (`q[]=archived_at:
 cancelled, archived and deleted appointments are known and excluded by the core, not silently
 missed. Ids are opaque strings, parsed from `links.self` URLs.
 
+Clinic groups (`--locations`): Cliniko calls a site a *business*. With `read_locations`, a pull
+also reads `GET /businesses` (archived ones too, so an archived site is still known) and, per
+business, `GET /businesses/{id}/practitioners` (who works there); each appointment's `business`
+link says where it happened. Without it (no location scope) none of this is read.
+
 Incremental: after a complete run, each resource is asked only for rows updated after its
 cursor; the rows from earlier runs come from the connector state the worker stored with that
 run (so a run always reconciles the whole window, from few requests).
@@ -22,13 +27,21 @@ from connectors.http import HttpClient
 from connectors.incremental import next_cursor, previous_records
 from connectors.paging import pages
 from connectors.ratelimit import RateLimiter
-from sharing import AccessLogBuilder, AccessSource, AccessStatus, PmsPractitioner, PmsSnapshot
+from sharing import (
+    AccessLogBuilder,
+    AccessSource,
+    AccessStatus,
+    PmsLocation,
+    PmsPractitioner,
+    PmsSnapshot,
+)
 
 NAME = "cliniko"
 SHARD_REGIONS = ("au", "uk", "ca", "eu")
 _SHARD = re.compile(r"^(?P<region>[a-z]{2})(?P<number>\d{1,2})$")
 PER_PAGE = 100
-STATE_VERSION = 1
+STATE_VERSION = 2
+"""2: appointments carry their business id (version 1 states are read again in full)."""
 APPOINTMENT_RESOURCES = ("individual_appointments", "group_appointments", "attendees")
 
 
@@ -112,10 +125,12 @@ class ClinikoConnector:
         base_url: str | None = None,
         user_agent: str,
         limiter: RateLimiter | None = None,
+        read_locations: bool = False,
         **http: Any,
     ) -> None:
         self.base_url = base_url or base_url_for_key(api_key)
         self.limiter = limiter
+        self.read_locations = read_locations
         self.http = HttpClient(
             NAME,
             self.base_url,
@@ -139,6 +154,9 @@ class ClinikoConnector:
         records = previous or {resource: {} for resource in APPOINTMENT_RESOURCES}
         emails = self._user_emails()
         practitioners = self._practitioners(emails)
+        locations = None
+        if self.read_locations:
+            locations, practitioners = self._businesses(practitioners)
         window_filter = f"starts_at:>={window_start.isoformat()}T00:00:00Z"
         for resource in APPOINTMENT_RESOURCES:
             filters = ["archived_at:*"]
@@ -149,11 +167,37 @@ class ClinikoConnector:
             self._read_appointments(resource, filters, records[resource], progress)
         window_day = window_start.toordinal()
         for resource in ("individual_appointments", "group_appointments"):
-            records[resource] = {k: v for k, v in records[resource].items() if v[-2] >= window_day}
+            records[resource] = {k: v for k, v in records[resource].items() if v[-3] >= window_day}
         cursor = next_cursor(started_at)
-        snapshot = PmsSnapshot(self.system, tuple(practitioners), _access_log(records))
+        snapshot = PmsSnapshot(self.system, tuple(practitioners), _access_log(records), locations=locations)
         new_state = {"version": STATE_VERSION, **records}
         return PmsPull(snapshot, {resource: cursor for resource in APPOINTMENT_RESOURCES}, new_state)
+
+    def directory(self, *, window_start: date | None = None) -> PmsSnapshot:
+        """Businesses and practitioners (with where they work), without reading appointments."""
+        from sharing import AccessLog
+
+        locations, practitioners = self._businesses(self._practitioners(self._user_emails()))
+        return PmsSnapshot(self.system, tuple(practitioners), AccessLog.empty(), locations=locations)
+
+    def _businesses(
+        self, practitioners: list[PmsPractitioner]
+    ) -> tuple[tuple[PmsLocation, ...], list[PmsPractitioner]]:
+        """Every business (archived too), and each practitioner with the businesses they work at."""
+        from dataclasses import replace
+
+        locations = []
+        works: dict[str, list[str]] = {}
+        for index, row in enumerate(self._all("businesses", "businesses", ["archived_at:*"])):
+            business = _text_id(row.get("id"), f"GET /businesses item {index}")
+            name = row.get("business_name") or row.get("display_name") or business
+            locations.append(PmsLocation(business, str(name), bool(row.get("archived_at"))))
+            path = f"businesses/{business}/practitioners"
+            for position, person in enumerate(self._all(path, "practitioners")):
+                practitioner = _text_id(person.get("id"), f"GET /{path} item {position}")
+                works.setdefault(practitioner, []).append(business)
+        located = [replace(p, locations=tuple(works.get(p.id, ()))) for p in practitioners]
+        return tuple(sorted(locations, key=lambda loc: loc.id)), located
 
     def _all(self, path: str, key: str, filters: list[str] | None = None):
         params: list[tuple[str, Any]] = [("per_page", PER_PAGE)]
@@ -193,6 +237,8 @@ class ClinikoConnector:
             where = f"GET /{resource} item {index}"
             row_id = _text_id(row.get("id"), where)
             status = _status(row)
+            business = row.get("business")
+            where_at = id_from_link(business, f"{where}.business") if business else None
             # Tuples of strings and ints are untracked by the garbage collector: with tens of
             # thousands of rows, lists here made full collections stall the pull.
             if resource == "individual_appointments":
@@ -201,12 +247,14 @@ class ClinikoConnector:
                     id_from_link(row.get("patient"), f"{where}.patient"),
                     _day(row.get("starts_at"), f"{where}.starts_at"),
                     status,
+                    where_at,
                 )
             elif resource == "group_appointments":
                 into[row_id] = (
                     id_from_link(row.get("practitioner"), f"{where}.practitioner"),
                     _day(row.get("starts_at"), f"{where}.starts_at"),
                     status,
+                    where_at,
                 )
             else:
                 booking = row.get("booking") or row.get("group_appointment") or row.get("appointment")
@@ -221,18 +269,20 @@ class ClinikoConnector:
 
 def _access_log(records: dict[str, dict[str, list[Any]]]):
     builder = AccessLogBuilder()
-    for practitioner, patient, day, status in records["individual_appointments"].values():
-        builder.add(
-            practitioner, patient, AccessSource.APPOINTMENT, date.fromordinal(day), AccessStatus(status)
-        )
+    for practitioner, patient, day, status, business in _visits(records):
+        when = date.fromordinal(day)
+        builder.add(practitioner, patient, AccessSource.APPOINTMENT, when, AccessStatus(status), business)
+    return builder.build()
+
+
+def _visits(records: dict[str, dict[str, list[Any]]]):
+    """(practitioner, patient, day, status, business) of every appointment and class attendance."""
+    yield from records["individual_appointments"].values()
     groups = records["group_appointments"]
     for group_id, patient, attendee_status in records["attendees"].values():
         group = groups.get(group_id)
         if group is None:
             continue  # the class is outside the window
-        practitioner, day, group_status = group
-        status = max(attendee_status, group_status)  # a cancelled class cancels every attendance
-        builder.add(
-            practitioner, patient, AccessSource.APPOINTMENT, date.fromordinal(day), AccessStatus(status)
-        )
-    return builder.build()
+        practitioner, day, group_status, business = group
+        # a cancelled class cancels every attendance
+        yield practitioner, patient, day, max(attendee_status, group_status), business

@@ -13,6 +13,13 @@ the row counts for that practitioner. Roles are resolved when the access log is 
 that moves to another practitioner is followed on the next run. A server that does not support
 `PractitionerRole` (404 on its search) is read as having none; any other failure fails the run.
 
+Clinic groups (`--locations`): a site is a `Location`. With `read_locations`, a pull also searches
+`Location` (not incrementally: a location list is small; a server without it answers 404 and
+then the sites are only those referenced); a practitioner works where their
+`PractitionerRole.location` says; an appointment happened at its `Location` participant or, when
+it has none, at the location of the booked role when that role has exactly one. Halaxy's sites
+are its clinics, `Organization`s (`connectors.halaxy`).
+
 Searches page through `link[relation=next]` with `_count`; after a complete run, later runs ask
 only for `_lastUpdated=gt<cursor>` and merge the answers into the state stored with that run.
 """
@@ -28,11 +35,19 @@ from connectors.http import HttpClient, HttpError
 from connectors.incremental import next_cursor, previous_records
 from connectors.paging import pages
 from connectors.ratelimit import RateLimiter
-from sharing import AccessLogBuilder, AccessSource, AccessStatus, PmsPractitioner, PmsSnapshot
+from sharing import (
+    AccessLogBuilder,
+    AccessSource,
+    AccessStatus,
+    PmsLocation,
+    PmsPractitioner,
+    PmsSnapshot,
+)
 
 NAME = "fhir"
 PAGE_SIZE = 200
-STATE_VERSION = 2
+STATE_VERSION = 3
+"""3: roles carry their sites and appointments their location (older states are read in full)."""
 RESOURCES = ("Practitioner", "PractitionerRole", "Appointment", "Encounter", "CareTeam", "Patient")
 _EXCLUDED = {
     "Appointment": {"cancelled": AccessStatus.CANCELLED, "entered-in-error": AccessStatus.DELETED},
@@ -85,6 +100,8 @@ class FhirConnector:
     page_size = PAGE_SIZE
     optional: tuple[str, ...] = ("PractitionerRole",)
     """Resource types a server may not support (404 on search): then it simply has none."""
+    site_type = "Location"
+    """The resource type of a site (clinic group location): Halaxy's are `Organization`s."""
 
     def __init__(
         self,
@@ -93,8 +110,10 @@ class FhirConnector:
         token: str | None = None,
         user_agent: str,
         limiter: RateLimiter | None = None,
+        read_locations: bool = False,
         **http: Any,
     ) -> None:
+        self.read_locations = read_locations
         headers = {"Accept": "application/fhir+json", "User-Agent": user_agent}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -130,13 +149,60 @@ class FhirConnector:
                 # A server without the resource type answers its search with 404: it has none.
                 if not (resource in self.optional and exc.status == 404 and not records[resource]):
                     raise
-        practitioners = [
-            PmsPractitioner(pid, name, email, active, None, updated)
+        practitioners = self._located(records)
+        locations = self._sites(records) if self.read_locations else None
+        cursor = next_cursor(started_at)
+        snapshot = PmsSnapshot(
+            self.system, tuple(practitioners), _access_log(records, window_start), locations=locations
+        )
+        return PmsPull(snapshot, dict.fromkeys(self.resources, cursor), {"version": STATE_VERSION, **records})
+
+    def _located(self, records: dict[str, dict[str, Any]]) -> list[PmsPractitioner]:
+        """Practitioners, each with the sites of their roles."""
+        sites: dict[str, set[str]] = {}
+        for owner, _, *where in (records.get("PractitionerRole") or {}).values():
+            if owner:
+                sites.setdefault(owner, set()).update(where[0] if where else ())
+        return [
+            PmsPractitioner(pid, name, email, active, None, updated, tuple(sorted(sites.get(pid, ()))))
             for pid, (name, email, active, updated) in sorted(records["Practitioner"].items())
         ]
-        cursor = next_cursor(started_at)
-        snapshot = PmsSnapshot(self.system, tuple(practitioners), _access_log(records, window_start))
-        return PmsPull(snapshot, dict.fromkeys(self.resources, cursor), {"version": STATE_VERSION, **records})
+
+    def _sites(self, records: dict[str, dict[str, Any]]) -> tuple[PmsLocation, ...]:
+        """Every site the server lists, plus any a role or appointment refers to."""
+        found: dict[str, PmsLocation] = {}
+        try:
+            for entry in self._search(self.site_type, [("_count", self.page_size)]):
+                if isinstance(entry.get("id"), str) and entry["id"]:
+                    name = entry.get("name") or entry.get("alias") or entry["id"]
+                    archived = entry.get("status") == "inactive" or entry.get("active") is False
+                    found[entry["id"]] = PmsLocation(entry["id"], str(name), archived)
+        except HttpError as exc:
+            if exc.status != 404:
+                raise
+        for _, _, *where in (records.get("PractitionerRole") or {}).values():
+            for site in where[0] if where else ():
+                found.setdefault(site, PmsLocation(site, site))
+        return tuple(found[key] for key in sorted(found))
+
+    def directory(self, *, window_start: date) -> PmsSnapshot:
+        """Practitioners and roles (with their sites) and the sites, without appointments."""
+        from sharing import AccessLog
+
+        records: dict[str, dict[str, Any]] = {"Practitioner": {}, "PractitionerRole": {}}
+        for resource in records:
+            try:
+                self._read(resource, [("_count", self.page_size)], records[resource], None)
+            except HttpError as exc:
+                if not (resource in self.optional and exc.status == 404):
+                    raise
+        return PmsSnapshot(
+            self.system, tuple(self._located(records)), AccessLog.empty(), locations=self._sites(records)
+        )
+
+    def _role_sites(self, entry: dict[str, Any]) -> list[str]:
+        """Hook: the sites a PractitionerRole is at (FHIR: `location`; Halaxy: `organization`)."""
+        return [site for ref in entry.get("location") or [] if (site := reference_id(ref, "Location"))]
 
     def _read(
         self, resource: str, params: list[tuple[str, Any]], into: dict[str, Any], progress: Progress | None
@@ -192,11 +258,12 @@ class FhirConnector:
                 updated,
             ]
         if resource == "PractitionerRole":
-            return [reference_id(entry.get("practitioner"), "Practitioner"), updated]
+            return [reference_id(entry.get("practitioner"), "Practitioner"), updated, self._role_sites(entry)]
         if resource == "Appointment":
             status = int(self._appointment_status(entry))
             actors = [p.get("actor") for p in entry.get("participant") or [] if isinstance(p, dict)]
-            return [*_people(actors), _day(entry.get("start")) or _day(updated), status]
+            site = next((found for actor in actors if (found := reference_id(actor, self.site_type))), None)
+            return [*_people(actors), _day(entry.get("start")) or _day(updated), status, {}, site]
         status = int(_EXCLUDED.get(resource, {}).get(entry.get("status"), AccessStatus.ACTIVE))
         if resource == "Encounter":
             individuals = [p.get("individual") for p in entry.get("participant") or [] if isinstance(p, dict)]
@@ -234,19 +301,28 @@ _SOURCE = {
 def _access_log(records: dict[str, dict[str, Any]], window_start: date):
     builder = AccessLogBuilder()
     known = set(records["Practitioner"])
-    role_owner = {role: owner for role, (owner, _) in (records.get("PractitionerRole") or {}).items()}
+    role_owner = {role: row[0] for role, row in (records.get("PractitionerRole") or {}).items()}
+    role_site = {
+        role: row[2][0]
+        for role, row in (records.get("PractitionerRole") or {}).items()
+        if len(row) > 2 and len(row[2]) == 1
+    }
     floor = window_start.toordinal()
     for resource, source in _SOURCE.items():
-        for practitioners, roles, patients, day, status, *own in (records.get(resource) or {}).values():
+        for practitioners, roles, patients, day, status, *extra in (records.get(resource) or {}).values():
             if day is None:
                 continue
             # Care teams and GP assignments are standing access: they count as of their last update
             # or the window start, whichever is later.
             seen = max(day, floor) if source is not AccessSource.APPOINTMENT else day
             owners = {*practitioners, *(role_owner.get(role) for role in roles)}
-            per_patient = own[0] if own else {}  # a patient's own state, where the connector knows it
+            per_patient = extra[0] if extra else {}  # a patient's own state, where the connector knows it
+            site = extra[1] if len(extra) > 1 else None
+            if site is None and resource == "Appointment":
+                sites = {role_site.get(role) for role in roles} - {None}
+                site = sites.pop() if len(sites) == 1 else None
             for practitioner in sorted(owner for owner in owners if owner in known):
                 for patient in patients:
                     state = AccessStatus(per_patient.get(patient, status))
-                    builder.add(practitioner, patient, source, date.fromordinal(seen), state)
+                    builder.add(practitioner, patient, source, date.fromordinal(seen), state, site)
     return builder.build()

@@ -238,6 +238,15 @@ class HalaxyConnector(FhirConnector):
         self.tokens = TokenSource(token_client, self._token_url, self._client_id, self._client_secret)
         return BearerClient(self.name, base_url, headers=headers, limiter=limiter, tokens=self.tokens, **http)
 
+    site_type = "Organization"
+    """Halaxy's sites are its clinics: a PractitionerRole is a practitioner at one clinic (its
+    `organization`); `GET /Organization` lists the practice group, its clinics, funders and
+    external practices (those have no practitioners, so they show 0 in `org locations`)."""
+
+    def _role_sites(self, entry: dict[str, Any]) -> list[str]:
+        clinic = reference_id(entry.get("organization"), "Organization")
+        return [clinic] if clinic else []
+
     def _skip(self, resource: str, identifier: str) -> bool:
         return resource in ("Practitioner", "PractitionerRole") and identifier.startswith(EXTERNAL_PREFIX)
 
@@ -250,7 +259,7 @@ class HalaxyConnector(FhirConnector):
         """Appointments also get each patient's own state (a group session can have a patient who
         cancelled beside one who came): `{patient id: status}` where attendance decides it."""
         record = super()._normalise(resource, entry)
-        if resource != "Appointment" or record[-1] == AccessStatus.DELETED:
+        if resource != "Appointment" or record[4] == AccessStatus.DELETED:
             return record
         own: dict[str, int] = {}
         for participant in entry.get("participant") or []:
@@ -260,4 +269,5 @@ class HalaxyConnector(FhirConnector):
             state = _attendance_status(attendance(participant))
             if patient and state is not None:
                 own[patient] = int(state)
-        return [*record, own] if own else record
+        record[5] = own
+        return record

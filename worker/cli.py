@@ -98,7 +98,12 @@ def _actors():
 
 
 def org_add(**options: Any) -> None:
-    """Add an organisation and its PMS and PT Direct connections (tested first unless --no-test)."""
+    """Add an organisation and its PMS and PT Direct connections (tested first unless --no-test).
+
+    One PMS account with several PT Direct accounts (a clinic group): add one organisation per PT
+    Direct account with the same PMS key and its --locations (`ptsync org locations SLUG` lists
+    them; --include-people / --exclude-people for what locations cannot say); the test then
+    checks the scope matches someone."""
     from worker.services.org_admin import add_tested
     from worker.services.orgs import NewOrganisation
 
@@ -361,6 +366,10 @@ def _print_report_table(document: dict, console: Console) -> None:
         f"{safe(run['status'])}, finished {safe(_local_time(run['finished_at'], document.get('timezone')))})"
     )
     console.print(f"{summary['practitioners']} practitioners, {summary['patients']} patients in the window")
+    from sharing.scope import describe_scope  # clinic groups: the organisation's part of the PMS
+
+    if scope_line := describe_scope(document.get("scope")):
+        console.print(safe(scope_line), markup=False)
     table = Table("state", "severity", "kind", "finding", show_lines=False, expand=False)
     for finding in document["findings"]:
         style = _SEVERITY_STYLE.get(finding["severity"], "")

@@ -24,6 +24,7 @@ from sharing import (
     MasterRecipients,
     Mode,
     Operation,
+    PmsSnapshot,
     Policy,
     ProposalInfo,
     PtDirectSnapshot,
@@ -45,7 +46,7 @@ from worker.connections import (
 from worker.errors import Conflict, InvalidInput, PtsyncError, Retryable
 from worker.lifecycle import failed_attempt
 from worker.runtime import Runtime
-from worker.services import notify_delivery, notify_events
+from worker.services import notify_delivery, notify_events, org_scope, shared_pull
 from worker.services.proposals import verify_applied
 from worker.services.settle import (
     NewPlan,
@@ -193,6 +194,8 @@ class _Inputs:
     baseline: Baseline | None
     previous_report: dict[str, Any] | None
     previous_policy: dict[str, Any] | None
+    account: PmsSnapshot | None = None
+    """The whole PMS account's read, before the organisation's scope (clinic groups)."""
 
 
 @dataclass(frozen=True)
@@ -233,20 +236,27 @@ def _pull(
         previous_run = repo.latest_report_run(session, org.id)
         previous_report = previous_run.report if previous_run is not None else None
         previous_policy = previous_run.policy if previous_run is not None else None
+        requested_at = session.get(Run, claim.run_id).requested_at
     with metrics.phase("pull"):
-        pms = pms_connector(org, runtime.secrets).pull(
+        pms = shared_pull.pull(
+            runtime,
+            org,
+            pms_connector(org, runtime.secrets),
+            requested_at=requested_at,
             window_start=window_start,
             cursors=cursors,
             state=state,
             started_at=started_at,
             progress=heartbeat.progress,
         )
+        account = pms.snapshot
+        pms = org_scope.scoped(org, pms, window_start)
         read_at = utcnow()
         ptdirect = ptdirect_adapter(org, runtime.secrets).read()
         clients = physitrack_clients(org, runtime.secrets, keys)
     if clients is not None:
         ptdirect = replace(ptdirect, clients=clients)
-    return _Inputs(pms, ptdirect, read_at, baseline, previous_report, previous_policy)
+    return _Inputs(pms, ptdirect, read_at, baseline, previous_report, previous_policy, account)
 
 
 def _as_of(org: Organisation, moment: datetime) -> date:
@@ -259,9 +269,9 @@ def _reconcile(runtime: Runtime, org: Organisation, inputs: _Inputs, started_at:
     key = runtime.secrets.decrypt(org.pseudonym_key_encrypted)
     as_of = _as_of(org, started_at)
     snapshot = inputs.pms.snapshot
-    def run(rules: Policy) -> Reconciliation:
+    def run(rules: Policy, pms: PmsSnapshot = snapshot) -> Reconciliation:
         return reconcile(
-            snapshot, inputs.ptdirect, rules, as_of=as_of, pseudonym_key=key, baseline=inputs.baseline
+            pms, inputs.ptdirect, rules, as_of=as_of, pseudonym_key=key, baseline=inputs.baseline
         )
 
     with metrics.phase("reconcile"):
@@ -272,6 +282,12 @@ def _reconcile(runtime: Runtime, org: Organisation, inputs: _Inputs, started_at:
         # is not "resolved" (nobody fixed anything).
         earlier = run(_policy_from(inputs.previous_policy, policy))
         policy_only = frozenset(f.fingerprint for f in earlier.findings)
+    since = as_of - timedelta(days=policy.lookback_days)
+    before = org_scope.previous_scope_view(org, inputs.previous_report, inputs.account, since)
+    if before is not None:
+        # The same account under the previous scope: findings left behind by a scope change are
+        # not "resolved" either.
+        policy_only |= frozenset(f.fingerprint for f in run(policy, before).findings)
     return _Decision(result, policy, policy_only)
 
 
@@ -369,6 +385,7 @@ def _report(
         proposal_info,
         policy_only=decision.policy_only,
         timezone=org.timezone or "UTC",
+        scope=org_scope.scope_document(org, inputs.pms.snapshot),
     )
 
 
