@@ -27,7 +27,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_delay
 
-from connectors.errors import ConnectorError, TransientConnectorError
+from connectors.errors import ConfigurationError, ConnectorError, Retryable, TransientConnectorError
 from connectors.ratelimit import RateLimiter
 
 DEFAULT_TIMEOUT = (5.0, 30.0)
@@ -79,7 +79,6 @@ _OUTCOMES = {
     Verdict.RATE_LIMITED: "rate_limited",
     Verdict.FATAL: "error",
 }
-_FATAL_STATUSES = {400, 401, 403, 404, 405, 409, 410, 422}
 _RETRY_STATUSES = {408, 425, 500, 502, 503, 504}
 
 
@@ -139,8 +138,8 @@ class HttpError(ConnectorError):
         self.path = path
 
 
-class TransientHttpError(HttpError):
-    retryable = True
+class TransientHttpError(HttpError, Retryable):
+    """A 5xx, 408/425, a timeout or a refused connection: worth another attempt later."""
 
 
 class Unreachable(TransientHttpError):
@@ -187,7 +186,7 @@ def origin_of(url: str) -> str:
     return f"{scheme}://{host}:{port}"
 
 
-class ForeignOriginError(ConnectorError):
+class ForeignOriginError(ConnectorError, ConfigurationError):
     """A link or redirect pointing away from the configured origin: the credentials stay home."""
 
     def __init__(self, connector: str, what: str, foreign: str, expected: str) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from connectors.errors import ConnectorError
+from connectors.errors import ConnectorError, TransientConnectorError
 from connectors.http import HttpClient, HttpError
 from sharing import PhysitrackClient
 
@@ -55,7 +55,9 @@ def _clients_of(http: HttpClient, practitioner_email: str) -> list[PhysitrackCli
                     f"the API key of {practitioner_email} was refused ({exc.status}); "
                     "update it with `ptsync org physitrack-key`",
                 ) from None
-            raise ConnectorError(NAME, f"clients of {practitioner_email}: {exc.reason}") from None
+            # A 503 or a timeout is transient: the sync tries again later instead of failing.
+            error = TransientConnectorError if exc.retryable else ConnectorError
+            raise error(NAME, f"clients of {practitioner_email}: {exc.reason}") from None
         if not isinstance(document, dict) or not isinstance(document.get("clients"), list):
             raise ConnectorError(NAME, f"clients of {practitioner_email}, page {page}: no 'clients' list")
         rows = document["clients"]

@@ -14,7 +14,8 @@ from urllib.parse import quote
 from connectors.errors import ConnectorError
 from connectors.http import HttpClient
 from connectors.ptdirect_file import SCHEMA, parse_snapshot
-from sharing import Operation, OpKind, PtDirectSnapshot
+from sharing import Operation, OpKind, PtDirectSnapshot, SharingMember
+from sharing.apply import member_after
 
 NAME = "ptdirect api"
 
@@ -40,7 +41,7 @@ class PtDirectApiAdapter:
             "master_account": master,
             "practitioner_sharing": {"members": members},
         }
-        return parse_snapshot(document, f"{NAME} {self.http.base_url}")
+        return parse_snapshot(document, self.http.base_url, NAME)
 
     def apply(self, operation: Operation, *, idempotency_key: str) -> None:
         headers = {"Idempotency-Key": idempotency_key}
@@ -48,16 +49,19 @@ class PtDirectApiAdapter:
         kind = operation.op
         if kind in (OpKind.ADD_SHARING_MEMBER, OpKind.ENABLE_PATIENT_SHARING):
             current = self._current_member(operation.email)
-            share_content = bool(operation.share_content) if kind is OpKind.ADD_SHARING_MEMBER else True
-            share_patients = True if kind is OpKind.ENABLE_PATIENT_SHARING else bool(operation.share_patients)
-            if current is not None:
-                share_content = share_content or bool(current.get("share_content"))
-                share_patients = share_patients or bool(current.get("share_patients"))
+            member = member_after(
+                None
+                if current is None
+                else SharingMember(
+                    operation.email, bool(current.get("share_content")), bool(current.get("share_patients"))
+                ),
+                operation,
+            )
             self.http.request(
                 "PUT",
                 f"practitioner-sharing/members/{email}",
                 headers=headers,
-                json={"share_content": share_content, "share_patients": share_patients},
+                json={"share_content": member.share_content, "share_patients": member.share_patients},
             )
         elif kind is OpKind.REMOVE_SHARING_MEMBER:
             self.http.request("DELETE", f"practitioner-sharing/members/{email}", headers=headers)

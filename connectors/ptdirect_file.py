@@ -128,11 +128,12 @@ class PtDirectFileAdapter:
 class _Reader:
     """Typed access to a JSON document that reports the path of whatever is wrong."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, connector: str = NAME) -> None:
         self.path = path
+        self.connector = connector
 
     def fail(self, where: str, reason: str) -> InputFileError:
-        return InputFileError(NAME, self.path, reason, field=where)
+        return InputFileError(self.connector, self.path, reason, field=where)
 
     def obj(self, value: Any, where: str) -> dict[str, Any]:
         if not isinstance(value, dict):
@@ -177,8 +178,9 @@ class _Reader:
         return value
 
 
-def parse_snapshot(document: Any, path: str) -> PtDirectSnapshot:
-    r = _Reader(path)
+def parse_snapshot(document: Any, path: str, connector: str = NAME) -> PtDirectSnapshot:
+    """Validate a PT Direct state document; errors name `connector` (the file, or the API) and the path."""
+    r = _Reader(path, connector)
     root = r.obj(document, "$")
     if root.get("schema") != SCHEMA:
         raise r.fail("schema", f"expected {SCHEMA!r}, got {root.get('schema')!r}")

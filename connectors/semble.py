@@ -147,6 +147,8 @@ class SembleConnector:
         previous = previous_records(state, cursors, ("bookings",), STATE_VERSION)
         if previous is not None and _full_read_is_stale(state, started):
             previous = None
+        if previous is not None and self.read_locations and not (state or {}).get("located"):
+            previous = None  # rows read without their location: read the window again, with it
         bookings = revive(previous["bookings"], Visit) if previous is not None else {}
         full_at = (
             state.get("full_at")
@@ -178,6 +180,8 @@ class SembleConnector:
         bookings = within_window(bookings, day_of(window_start))
         snapshot = PmsSnapshot(self.system, tuple(practitioners), _access_log(bookings), locations=locations)
         new_state = {"version": STATE_VERSION, "full_at": full_at, "bookings": bookings}
+        if self.read_locations:
+            new_state["located"] = True
         return PmsPull(snapshot, {"bookings": next_cursor(started_at)}, new_state)
 
     def _locations(self) -> tuple[PmsLocation, ...]:

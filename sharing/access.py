@@ -75,6 +75,10 @@ NO_LOCATION = -1
 """The location code of a row whose PMS did not say where it happened."""
 
 
+def _row_key(row: PatientAccess) -> tuple:
+    return (row.practitioner_id, row.patient_id, row.source, row.last_seen, row.status, row.location or "")
+
+
 def day_number(day: date) -> int:
     """Days since 1970-01-01: the integer form dates take inside the access log."""
     return day.toordinal() - _EPOCH_ORDINAL
@@ -204,7 +208,7 @@ class AccessLog:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, AccessLog):
             return NotImplemented
-        return sorted(self) == sorted(other)  # type: ignore[type-var]
+        return sorted(self, key=_row_key) == sorted(other, key=_row_key)
 
     def __hash__(self) -> int:
         return hash(len(self))

@@ -22,6 +22,30 @@ def apply_operations(snapshot: PtDirectSnapshot, operations: Iterable[Operation]
     return snapshot
 
 
+def member_after(current: SharingMember | None, operation: Operation) -> SharingMember:
+    """The sharing member an add or enable operation leaves behind: the one merge rule.
+
+    Adding only ever turns sharing on (what the member already shares stays shared); enabling
+    patient sharing adds a new member sharing content and patients, and leaves an existing
+    member's content sharing as it is. The in-memory apply and the PT Direct API adapter both
+    use this, so the state ptsync predicts is the state it writes.
+    """
+    if operation.op is OpKind.ENABLE_PATIENT_SHARING:
+        if current is None:
+            return SharingMember(operation.email, True, True)
+        return replace(current, share_patients=True)
+    if operation.op is not OpKind.ADD_SHARING_MEMBER:
+        raise ValueError(f"{operation.op.value} does not change a sharing member's flags")
+    wanted = SharingMember(operation.email, bool(operation.share_content), bool(operation.share_patients))
+    if current is None:
+        return wanted
+    return replace(
+        current,
+        share_content=current.share_content or wanted.share_content,
+        share_patients=current.share_patients or wanted.share_patients,
+    )
+
+
 def is_in_effect(snapshot: PtDirectSnapshot, operation: Operation) -> bool:
     """True when the state already shows what the operation would do."""
     return apply_operation(snapshot, operation) == snapshot
@@ -33,23 +57,11 @@ def apply_operation(snapshot: PtDirectSnapshot, operation: Operation) -> PtDirec
     index = next((i for i, member in enumerate(members) if normalise_email(member.email) == email), None)
     master = snapshot.master_account
     kind = operation.op
-    if kind is OpKind.ADD_SHARING_MEMBER:
-        wanted = SharingMember(operation.email, bool(operation.share_content), bool(operation.share_patients))
+    if kind in (OpKind.ADD_SHARING_MEMBER, OpKind.ENABLE_PATIENT_SHARING):
         if index is None:
-            members.append(wanted)
+            members.append(member_after(None, operation))
         else:
-            current = members[index]
-            members[index] = replace(
-                current,
-                share_content=current.share_content or wanted.share_content,
-                share_patients=current.share_patients or wanted.share_patients,
-            )
-        return replace(snapshot, sharing_members=tuple(members))
-    if kind is OpKind.ENABLE_PATIENT_SHARING:
-        if index is None:
-            members.append(SharingMember(operation.email, True, True))
-        else:
-            members[index] = replace(members[index], share_patients=True)
+            members[index] = member_after(members[index], operation)
         return replace(snapshot, sharing_members=tuple(members))
     if kind is OpKind.REMOVE_SHARING_MEMBER:
         if index is not None:

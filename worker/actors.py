@@ -11,6 +11,7 @@ import dramatiq
 
 from worker import metrics
 from worker.broker import broker
+from worker.errors import Conflict, InvalidInput, NotFound, PtsyncError, Retryable
 from worker.runtime import get_runtime
 from worker.services import notify_delivery, proposals, sync
 
@@ -18,6 +19,28 @@ log = logging.getLogger(__name__)
 
 SECOND = 1000
 MINUTE = 60 * SECOND
+
+
+def _mapped(actor: dramatiq.Actor, args: tuple, work):
+    """Run `work()` and map the error tree for a queue, the one place the actors do so.
+
+    Conflict (another worker holds the lease): send the message again after the lease ends,
+    without spending the retry budget. Retryable: raise, so dramatiq retries with backoff.
+    Any other PtsyncError: retrying cannot help and the service has recorded what it could,
+    so log one line and drop the message. Anything else is a bug: raise (and retry).
+    """
+    try:
+        return work()
+    except Conflict as busy:
+        wait = max(busy.delay_seconds, 1.0)  # never a hot loop, whatever the lease said
+        actor.send_with_options(args=args, delay=int(wait * SECOND) + 100)
+    except Retryable:
+        raise
+    except (InvalidInput, NotFound) as exc:  # a paused or removed organisation, a finished proposal
+        log.info("%s%r not done: %s", actor.actor_name, args, exc)
+    except PtsyncError as exc:
+        log.warning("%s%r failed: %s", actor.actor_name, args, exc)
+    return None
 
 
 @dramatiq.actor(
@@ -29,13 +52,10 @@ MINUTE = 60 * SECOND
     broker=broker,
 )
 def request_sync(slug: str, trigger: str) -> None:
-    try:
-        run_id, created = sync.request_sync(get_runtime(), slug, trigger)
-    except sync.OrganisationPaused:
-        log.info("%s is paused: no %s sync", slug, trigger)
-        return
-    if created:
-        sync_org.send(run_id)
+    args = (slug, trigger)
+    requested = _mapped(request_sync, args, lambda: sync.request_sync(get_runtime(), *args))
+    if requested is not None and requested[1]:
+        sync_org.send(requested[0])
 
 
 @dramatiq.actor(
@@ -48,11 +68,8 @@ def request_sync(slug: str, trigger: str) -> None:
     broker=broker,
 )
 def sync_org(run_id: str) -> None:
-    try:
-        outcome = sync.run_sync(get_runtime(), run_id)
-    except sync.OrganisationBusy as busy:
-        # Not a failure: wait for the other run's lease, without spending the retry budget.
-        sync_org.send_with_options(args=(run_id,), delay=int(busy.delay_seconds * SECOND) + 100)
+    outcome = _mapped(sync_org, (run_id,), lambda: sync.run_sync(get_runtime(), run_id))
+    if outcome is None:
         return
     if outcome.status in ("succeeded", "failed"):
         _count_run(run_id, outcome.status)
@@ -109,13 +126,12 @@ def apply_safe_operations(proposal_id: str) -> None:
 
 
 def _apply(actor: dramatiq.Actor, proposal_id: str, *, automatic_only: bool) -> None:
-    try:
-        outcome = proposals.apply(get_runtime(), proposal_id, automatic_only=automatic_only)
-    except proposals.ApplyBusy as busy:
-        # Another applier holds the proposal: come back when its lease ends, without spending retries.
-        actor.send_with_options(args=(proposal_id,), delay=int(busy.delay_seconds * SECOND) + 100)
-        return
-    _after_apply(outcome)
+    def work() -> proposals.ApplyOutcome:
+        return proposals.apply(get_runtime(), proposal_id, automatic_only=automatic_only)
+
+    outcome = _mapped(actor, (proposal_id,), work)
+    if outcome is not None:
+        _after_apply(outcome)
 
 
 def _after_apply(outcome: proposals.ApplyOutcome) -> None:

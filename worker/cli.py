@@ -14,16 +14,17 @@ import threading
 import time
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from connectors.errors import ConnectorError
 from worker.commands import keys as _keys
+from worker.commands import org_options
 from worker.commands import tokens as _tokens
+from worker.commands.org_options import SECRET_FIELDS
 from worker.commands.terminal import SECRET_HELP, ExpectedFailures, read_secret
 from worker.errors import PtsyncError
 from worker.terminal import safe, strip_controls
@@ -96,126 +97,20 @@ def _actors():
     return actors
 
 
-@org_app.command("add")
-def org_add(
-    slug: Annotated[str, typer.Argument(help="Short name, e.g. clinic-a")],
-    pms: Annotated[str, typer.Option(help="cliniko, fhir, halaxy, nookal, semble, export or csv")],
-    ptdirect: Annotated[
-        str, typer.Option(help="manual (ptsync keeps PT Direct's state, recorded by you), file or api")
-    ] = "manual",
-    pms_url: Annotated[str | None, typer.Option(help="Override the connector's base URL")] = None,
-    pms_key: Annotated[
-        str | None,
-        typer.Option(help=f"PMS API key; for --pms semble its API token (stored encrypted; {SECRET_HELP})"),
-    ] = None,
-    pms_path: Annotated[
-        str | None, typer.Option(help="CSV folder for --pms csv; export file or folder for --pms export")
-    ] = None,
-    pms_format: Annotated[
-        str | None, typer.Option(help="--pms export: a preset (generic, mirah) or a mapping .toml file")
-    ] = None,
-    pms_staff: Annotated[
-        str | None, typer.Option(help="--pms export: optional staff list CSV (id,name,email,active)")
-    ] = None,
-    pms_client_id: Annotated[str | None, typer.Option(help="Halaxy API client id (--pms halaxy)")] = None,
-    pms_client_secret: Annotated[
-        str | None, typer.Option(help="Halaxy API client secret (stored encrypted)")
-    ] = None,
-    pms_token_url: Annotated[
-        str | None, typer.Option(help="Halaxy token endpoint (default: oauth/token under --pms-url)")
-    ] = None,
-    ptdirect_path: Annotated[str | None, typer.Option(help="Snapshot file for --ptdirect file")] = None,
-    ptdirect_url: Annotated[str | None, typer.Option(help="Admin bridge URL for --ptdirect api")] = None,
-    ptdirect_key: Annotated[
-        str | None, typer.Option(help=f"Admin bridge key (stored encrypted; {SECRET_HELP})")
-    ] = None,
-    policy: Annotated[str, typer.Option(help="observe, propose or apply-safe")] = "propose",
-    schedule: Annotated[str, typer.Option(help="Cron expression for scheduled syncs")] = "0 * * * *",
-    physitrack_region: Annotated[
-        str | None, typer.Option(help="us, uk, ca or au (API v2 client lists)")
-    ] = None,
-    physitrack_url: Annotated[
-        str | None, typer.Option(help="Override the Physitrack API v2 base URL")
-    ] = None,
-    sharing_scope: Annotated[
-        str, typer.Option(help="co-treating (only those who share patients) or everyone")
-    ] = "co-treating",
-    master_recipients: Annotated[
-        str, typer.Option(help="all-active (every active practitioner) or manual (left as they are)")
-    ] = "all-active",
-    lookback_days: Annotated[int, typer.Option(help="How far back shared patients count")] = 540,
-    removal_threshold: Annotated[
-        int, typer.Option(help="A read losing more than this % of active practitioners proposes no removals")
-    ] = 30,
-    removal_threshold_people: Annotated[
-        int, typer.Option(help="...and more than this many people (both must be exceeded)")
-    ] = 2,
-    timezone: Annotated[str, typer.Option(help="IANA time zone for dates, e.g. Europe/London")] = "UTC",
-    allow_insecure_http: Annotated[
-        bool, typer.Option(help="Accept plain http:// URLs to hosts other than this machine")
-    ] = False,
-    webhook_min_interval: Annotated[
-        int, typer.Option(help="Seconds between webhook-triggered syncs (events wait, then join one)")
-    ] = 60,
-    locations: Annotated[
-        str | None,
-        typer.Option(help="Clinic groups: only these PMS locations, comma-separated ids (`org locations`)"),
-    ] = None,
-    include_people: Annotated[
-        str | None,
-        typer.Option(help="Clinic groups: also these PMS practitioners (ids or emails, comma-separated)"),
-    ] = None,
-    exclude_people: Annotated[
-        str | None,
-        typer.Option(help="Clinic groups: never these PMS practitioners (ids or emails, comma-separated)"),
-    ] = None,
-    no_test: Annotated[bool, typer.Option("--no-test", help="Store without testing the connections")] = False,
-) -> None:
+def org_add(**options: Any) -> None:
     """Add an organisation and its PMS and PT Direct connections (tested first unless --no-test).
 
     One PMS account with several PT Direct accounts (a clinic group): add one organisation per PT
-    Direct account with the same PMS key and its --locations (and --include-people /
-    --exclude-people); the test then checks the scope matches someone."""
+    Direct account with the same PMS key and its --locations (`ptsync org locations SLUG` lists
+    them; --include-people / --exclude-people for what locations cannot say); the test then
+    checks the scope matches someone."""
     from worker.services.org_admin import add_tested
     from worker.services.orgs import NewOrganisation
 
-    pms_key = read_secret(pms_key, "--pms-key")
-    ptdirect_key = read_secret(ptdirect_key, "--ptdirect-key")
-    org, checks = add_tested(
-        _runtime(),
-        NewOrganisation(
-            slug=slug,
-            pms=pms,
-            ptdirect=ptdirect,
-            pms_url=pms_url,
-            pms_key=pms_key,
-            pms_path=pms_path,
-            pms_client_id=pms_client_id,
-            pms_client_secret=pms_client_secret,
-            pms_token_url=pms_token_url,
-            ptdirect_path=ptdirect_path,
-            ptdirect_url=ptdirect_url,
-            ptdirect_key=ptdirect_key,
-            policy=policy,
-            schedule=schedule,
-            physitrack_region=physitrack_region,
-            physitrack_url=physitrack_url,
-            sharing_scope=sharing_scope,
-            master_recipients=master_recipients,
-            lookback_days=lookback_days,
-            removal_threshold=removal_threshold,
-            removal_threshold_people=removal_threshold_people,
-            timezone=timezone,
-            pms_format=pms_format,
-            pms_staff=pms_staff,
-            allow_insecure_http=allow_insecure_http,
-            webhook_min_interval=webhook_min_interval,
-            locations=locations,
-            include_people=include_people,
-            exclude_people=exclude_people,
-        ),
-        test=not no_test,
-    )
+    test = not options.pop("no_test")
+    for name in SECRET_FIELDS:
+        options[name] = read_secret(options.get(name), f"--{name.replace('_', '-')}")
+    org, checks = add_tested(_runtime(), NewOrganisation(**options), test=test)
     for check in checks:
         err.print(check.line(), markup=False)
     err.print(
@@ -237,6 +132,10 @@ def org_add(
         )
 
 
+
+org_add.__signature__ = org_options.signature(for_update=False)  # type: ignore[attr-defined]
+org_app.command("add")(org_add)
+
 @org_app.command("physitrack-key")
 def org_physitrack_key(
     slug: str,
@@ -256,31 +155,23 @@ def org_physitrack_key(
 @org_app.command("list")
 def org_list() -> None:
     """List organisations: connections, policy, state, last run and next scheduled sync."""
-    from sqlalchemy import select
-
+    from worker import views
     from worker.clock import utcnow
-    from worker.services.org_admin import next_due
-    from worker.store import repositories as repo
-    from worker.store.models import Organisation
+    from worker.services.schedule import next_due
 
     now = utcnow()
-    with _runtime().db.transaction() as session:
-        orgs = list(session.scalars(select(Organisation).order_by(Organisation.slug)))
-        table = Table("slug", "pms", "PT Direct", "policy", "state", "last run", "next sync (UTC)")
-        for org in orgs:
-            last = repo.latest_run(session, org.id)
-            due = None if org.paused_at else next_due(org.schedule, now)
-            table.add_row(
-                safe(org.slug),
-                org.pms_kind,
-                org.ptdirect_kind,
-                org.mode,
-                "paused" if org.paused_at else "active",
-                "none"
-                if last is None
-                else f"{last.status} {(last.finished_at or last.requested_at):%Y-%m-%d %H:%M}",
-                "-" if due is None else f"{due:%Y-%m-%d %H:%M}",
-            )
+    table = Table("slug", "pms", "PT Direct", "policy", "state", "last run", "next sync (UTC)")
+    for org in views.organisations(_runtime()):
+        due = None if org.paused_at else next_due(org.schedule, now)
+        table.add_row(
+            safe(org.slug),
+            org.pms_kind,
+            org.ptdirect_kind,
+            org.mode,
+            "paused" if org.paused_at else "active",
+            "none" if org.last_at is None else f"{org.last_status} {org.last_at:%Y-%m-%d %H:%M}",
+            "-" if due is None else f"{due:%Y-%m-%d %H:%M}",
+        )
     out.print(table)
 
 
@@ -298,6 +189,7 @@ def _start_sync(slug: str, trigger: str, *, accept_drop: bool = False) -> str:
 def _wait_for_run(run_id: str, timeout: float) -> str:
     """Wait for a run to finish, draining the in-process broker if that is the one in use."""
     from worker.inprocess import drain, is_in_process
+    from worker.lifecycle import failed_attempt
     from worker.store.models import Run
 
     runtime = _runtime()
@@ -314,7 +206,7 @@ def _wait_for_run(run_id: str, timeout: float) -> str:
         while True:
             with runtime.db.transaction() as session:
                 run = session.get(Run, run_id)
-                status, counts, last_error = run.status, dict(run.counts or {}), run.error
+                status, counts, last_error = run.status, dict(run.counts or {}), failed_attempt(run)
             if status in ("succeeded", "failed"):
                 break
             if drainer is not None and not drainer.is_alive():
@@ -326,7 +218,7 @@ def _wait_for_run(run_id: str, timeout: float) -> str:
                 described = (
                     f"syncing: {counts['progress']['rows']:,} {counts['progress']['resource']} rows read"
                 )
-            if last_error and last_error.startswith("attempt failed"):
+            if last_error:
                 described = f"{described} (retrying; {safe(last_error)})"
                 if last_error != reported and err.is_terminal:
                     reported = last_error
@@ -350,9 +242,9 @@ def _retry_notice(run_id: str, error: str) -> str:
     retries, low = options["max_retries"], options["min_backoff"] / 1000 * 2 ** max(attempts - 1, 0)
     high = min(low * 2, options["max_backoff"] / 1000)
     if attempts > retries:
-        return f"{error.removeprefix('attempt failed: ')} (attempt {attempts}; that was the last try)"
+        return f"{error} (attempt {attempts}; that was the last try)"
     return (
-        f"attempt {attempts} of {retries + 1} failed: {error.removeprefix('attempt failed: ')}; "
+        f"attempt {attempts} of {retries + 1} failed: {error}; "
         f"the worker tries again in {low:.0f}-{high:.0f} s (Ctrl-C stops waiting; the run continues)"
     )
 
@@ -498,38 +390,35 @@ def _print_report_table(document: dict, console: Console) -> None:
 @app.command()
 def proposals(slug: str) -> None:
     """List an organisation's proposals, newest first."""
-    from worker.store import repositories as repo
+    from worker import views
 
-    with _runtime().db.transaction() as session:
-        org = repo.get_org(session, slug)
-        items = repo.proposals_of(session, org.id)
-        if not items:
-            err.print(f"no proposals for {slug}")
-            return
-        table = Table("created", "status", "operations", "needs approval")
-        table.add_column("proposal", no_wrap=True, overflow="fold")
-        for proposal in items:
-            table.add_row(
-                proposal.created_at.strftime("%Y-%m-%d %H:%M"),
-                proposal.status,
-                str(len(proposal.operations)),
-                str(sum(1 for op in proposal.operations if op.requires_approval)),
-                proposal.id,
-            )
-        out.print(table)
-        latest = items[0]
-        ops = Table(
-            "#", "operation", "practitioner", "needs approval", "status", title=f"Proposal {latest.id}"
+    runtime = _runtime()
+    items = views.proposals(runtime, views.org_id_of(runtime, slug))
+    if not items:
+        err.print(f"no proposals for {slug}")
+        return
+    table = Table("created", "status", "operations", "needs approval")
+    table.add_column("proposal", no_wrap=True, overflow="fold")
+    for proposal in items:
+        table.add_row(
+            proposal.created_at.strftime("%Y-%m-%d %H:%M"),
+            proposal.status,
+            str(len(proposal.operations)),
+            str(proposal.needing_approval),
+            proposal.id,
         )
-        for op in latest.operations:
-            ops.add_row(
-                str(op.position + 1),
-                safe(op.op),
-                safe(op.email),
-                "yes" if op.requires_approval else "no",
-                safe(op.status),
-            )
-        out.print(ops)
+    out.print(table)
+    latest = items[0]
+    ops = Table("#", "operation", "practitioner", "needs approval", "status", title=f"Proposal {latest.id}")
+    for op in latest.operations:
+        ops.add_row(
+            str(op.position + 1),
+            safe(op.op),
+            safe(op.email),
+            "yes" if op.requires_approval else "no",
+            safe(op.status),
+        )
+    out.print(ops)
 
 
 @app.command()
@@ -620,13 +509,13 @@ def checklist(proposal_id: str) -> None:
     """Print a proposal as steps to follow by hand in the PT Direct admin console."""
     from worker.services import proposals as service
 
-    proposal, steps = service.checklist_steps(_runtime(), proposal_id)
-    kind = proposal.organisation.ptdirect_kind
+    found = service.checklist_steps(_runtime(), proposal_id)
+    kind, steps = found.ptdirect_kind, found.steps
     open_steps = [step for step in steps if not step.settled]
     if not open_steps and kind != "file":
-        err.print(f"proposal {proposal_id} ({proposal.status}) has nothing left to do by hand")
+        err.print(f"proposal {proposal_id} ({found.status}) has nothing left to do by hand")
         return
-    out.print(f"Proposal {proposal_id} ({proposal.status}): in PT Direct, as an admin:\n", markup=False)
+    out.print(f"Proposal {proposal_id} ({found.status}): in PT Direct, as an admin:\n", markup=False)
     done_label = "  [done]"
     if kind == "file":
         done_label = "  [written to the snapshot file only: do it in PT Direct too]"
@@ -655,8 +544,7 @@ def mark_applied(
 
     actor = _cli_actor(by)
     skipped = {number - 1: reason or "the admin could not do this step" for number in could_not or []}
-    proposal = service.mark_applied_by_hand(_runtime(), proposal_id, actor, could_not=skipped)
-    kind = proposal.organisation.ptdirect_kind
+    kind = service.mark_applied_by_hand(_runtime(), proposal_id, actor, could_not=skipped).ptdirect_kind
     recorded = (
         "recorded the new PT Direct state in ptsync; the next sync plans from it"
         if kind == "manual"
@@ -677,53 +565,13 @@ def demo(
     ] = DemoSize.small,
 ) -> None:
     """Run a demo clinic end to end and print its report."""
-    from worker.clock import utcnow
-    from worker.demo import write_demo_clinic
-    from worker.demo_generated import DEMO_SIZES, write_generated_clinic
-    from worker.services.orgs import NewOrganisation, add_organisation
-    from worker.store import repositories as repo
+    from worker.demo import prepare_demo_organisation
+    from worker.demo_generated import DEMO_SIZES
 
     practitioners, slug, folder_name = DEMO_SIZES.get(size, (None, DEMO_SLUG, DEMO_FOLDER))
     runtime = _runtime()
-    folder = Path.cwd() / folder_name
-    with runtime.db.transaction() as session:
-        demo_org = repo.find_org(session, slug)
-        exists = demo_org is not None
-        elsewhere = exists and demo_org.pms_path != str(folder.resolve())
-    if elsewhere:  # the database is per user: a demo run from another folder takes it over
-        from worker.services.org_admin import update_organisation
-
-        if not (folder / "ptdirect.json").exists():
-            if practitioners is None:
-                write_demo_clinic(folder, utcnow().date())
-            else:
-                write_generated_clinic(folder, utcnow().date(), practitioners)
-        update_organisation(
-            runtime,
-            slug,
-            {"pms_path": str(folder), "ptdirect_path": str(folder / "ptdirect.json")},
-            test=False,
-        )
-        err.print(f"the demo clinic now reads {folder}/")
-    if not exists:
-        if not (folder / "ptdirect.json").exists():
-            if practitioners is None:
-                write_demo_clinic(folder, utcnow().date())
-            else:
-                write_generated_clinic(folder, utcnow().date(), practitioners)
-            err.print(f"wrote the demo clinic's PMS export and PT Direct snapshot to {folder}/")
-        add_organisation(
-            runtime,
-            NewOrganisation(
-                slug=slug,
-                pms="csv",
-                pms_path=str(folder),
-                ptdirect="file",
-                ptdirect_path=str(folder / "ptdirect.json"),
-                policy="propose",
-            ),
-        )
-        err.print(f"added organisation {slug}")
+    for note in prepare_demo_organisation(runtime, slug, Path.cwd() / folder_name, practitioners):
+        err.print(note)
     run_id = _start_sync(slug, "demo")
     status = _wait_for_run(run_id, 600)
     _report_run_result(run_id, status)
@@ -814,7 +662,7 @@ def clock(
     ] = 9192,
 ) -> None:
     """Run the scheduler that starts due syncs (one leader at a time through a Redis lock)."""
-    from worker.clock_process import run
+    from worker.scheduler import run
 
     _runtime()
     run(metrics_port=metrics_port)
@@ -856,11 +704,17 @@ def org_webhooks(
     err.print("shown only now; the previous URLs and secret no longer work")
 
 
-class _TerminalFormatter(logging.Formatter):
-    """`warning: ...` lines for people; services log with timestamps through dramatiq instead."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return f"{record.levelname.lower()}: {record.getMessage()}"
+def _hint(error: PtsyncError) -> str:
+    """The command that fixes it, for errors a service words without CLI commands."""
+    slug = getattr(error, "slug", None)
+    kind = type(error).__name__
+    if kind == "OrganisationPaused":
+        return f" (resume it with `ptsync org resume {slug}`)"
+    if kind == "NoReportYet":
+        return f" (run `ptsync sync {slug} --wait`)"
+    if kind == "MissingSetting":
+        return f" (set it with `ptsync org update {slug} --{error.setting.replace('_', '-')} ...`)"
+    return ""
 
 
 def main() -> None:
@@ -871,8 +725,8 @@ def main() -> None:
         handler.addFilter(ExpectedFailures())  # one line per expected failure, not a traceback
     try:
         app()
-    except (PtsyncError, ConnectorError) as exc:
-        fail(str(exc))
+    except PtsyncError as exc:  # the one place the CLI maps the error tree: one line, exit 1
+        fail(str(exc) + _hint(exc))
     except KeyboardInterrupt:
         fail("interrupted", code=130)
     except Exception as exc:

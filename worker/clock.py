@@ -1,9 +1,14 @@
-"""The one place the shell reads the time, so services stay testable."""
+"""The one place the shell reads the time (and mints ids), so services stay testable.
+
+The scheduler process that ticks every few seconds is `worker/scheduler.py`, not this module.
+"""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+
+from connectors.dates import iso_timestamp
 
 
 def utcnow() -> datetime:
@@ -15,6 +20,5 @@ def new_id() -> str:
 
 
 def iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """`2026-11-25T09:00:00Z` (connectors.dates.iso_timestamp), or None."""
+    return None if moment is None else iso_timestamp(moment)

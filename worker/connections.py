@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import lru_cache
 
 from connectors.base import PmsConnector, PtDirectAdapter
@@ -23,8 +24,16 @@ from worker.errors import ConfigurationError
 from worker.settings import get_settings
 from worker.store.models import Organisation
 
-PMS_KINDS = ("cliniko", "fhir", "halaxy", "nookal", "csv", "semble", "export")
 PTDIRECT_KINDS = ("manual", "file", "api")
+
+
+class MissingSetting(ConfigurationError):
+    """An organisation lacks a setting its connector needs; `setting` names it (as in `org show`)."""
+
+    def __init__(self, slug: str, setting: str, reason: str) -> None:
+        super().__init__(f"organisation {slug}: {reason}")
+        self.slug = slug
+        self.setting = setting
 
 
 def user_agent() -> str:
@@ -50,78 +59,88 @@ def _redis(url: str):
 def _required_key(org: Organisation, secrets: SecretBox) -> str:
     """The organisation's PMS key, decrypted; a one-line error naming the option when unset."""
     if not org.pms_key_encrypted:
-        raise ConfigurationError(f"organisation {org.slug}: the {org.pms_kind} connector needs --pms-key")
+        raise MissingSetting(org.slug, "pms_key", f"no PMS key is stored for {org.pms_kind}")
     return secrets.decrypt(org.pms_key_encrypted).decode()
 
 
+def _csv(org: Organisation, secrets: SecretBox) -> PmsConnector:
+    if not org.pms_path:
+        raise MissingSetting(org.slug, "pms_path", "the csv connector needs a folder")
+    return CsvPmsConnector(org.pms_path)
+
+
+def _export(org: Organisation, secrets: SecretBox) -> PmsConnector:
+    if not org.pms_path or not org.pms_format:
+        missing = "pms_path" if not org.pms_path else "pms_format"
+        raise MissingSetting(org.slug, missing, "the export connector needs a file or folder and a format")
+    return ExportConnector(org.pms_path, org.pms_format, staff_path=org.pms_staff_path)
+
+
+def _cliniko(org: Organisation, secrets: SecretBox) -> PmsConnector:
+    key = _required_key(org, secrets)
+    limiter = rate_limiter(key, get_settings().cliniko_requests_per_minute)
+    return ClinikoConnector(key, base_url=org.pms_url, user_agent=user_agent(), limiter=limiter)
+
+
+def _nookal(org: Organisation, secrets: SecretBox) -> PmsConnector:
+    key = _required_key(org, secrets)
+    limiter = rate_limiter(key, get_settings().nookal_requests_per_minute)
+    return NookalConnector(key, base_url=org.pms_url, user_agent=user_agent(), limiter=limiter)
+
+
+def _semble(org: Organisation, secrets: SecretBox) -> PmsConnector:
+    token = _required_key(org, secrets)
+    limiter = rate_limiter(f"semble|{token}", get_settings().semble_requests_per_minute)
+    return SembleConnector(token, url=org.pms_url, user_agent=user_agent(), limiter=limiter)
+
+
+def _fhir(org: Organisation, secrets: SecretBox) -> PmsConnector:
+    if not org.pms_url:
+        raise MissingSetting(org.slug, "pms_url", "the fhir connector needs a base URL")
+    token = secrets.decrypt(org.pms_key_encrypted).decode() if org.pms_key_encrypted else None
+    limiter = rate_limiter(f"{org.pms_url}|{token or ''}", get_settings().fhir_requests_per_minute)
+    return FhirConnector(org.pms_url, token=token, user_agent=user_agent(), limiter=limiter)
+
+
+def _halaxy(org: Organisation, secrets: SecretBox) -> PmsConnector:
+    if not org.pms_key_encrypted:
+        reason = "the halaxy connector needs an OAuth client id and secret"
+        raise MissingSetting(org.slug, "pms_client_id", reason)
+    client = json.loads(secrets.decrypt(org.pms_key_encrypted))
+    limiter = rate_limiter(
+        f"halaxy|{org.pms_url or ''}|{client['client_id']}", get_settings().halaxy_requests_per_minute
+    )
+    return HalaxyConnector(
+        org.pms_url,
+        client_id=client["client_id"],
+        client_secret=client["client_secret"],
+        token_url=client.get("token_url"),
+        user_agent=user_agent(),
+        limiter=limiter,
+    )
+
+
+PMS_CONNECTORS: dict[str, Callable[[Organisation, SecretBox], PmsConnector]] = {
+    "cliniko": _cliniko,
+    "fhir": _fhir,
+    "halaxy": _halaxy,
+    "nookal": _nookal,
+    "csv": _csv,
+    "semble": _semble,
+    "export": _export,
+}
+"""How each PMS kind's connector is built from an organisation's stored settings (one entry per kind)."""
+PMS_KINDS = tuple(PMS_CONNECTORS)
+
+
 def pms_connector(org: Organisation, secrets: SecretBox) -> PmsConnector:
-    settings = get_settings()
-    if org.pms_kind == "csv":
-        if not org.pms_path:
-            raise ConfigurationError(f"organisation {org.slug}: the csv connector needs --pms-path")
-        return CsvPmsConnector(org.pms_path)
-    if org.pms_kind == "cliniko":
-        key = _required_key(org, secrets)
-        return ClinikoConnector(
-            key,
-            base_url=org.pms_url,
-            user_agent=user_agent(),
-            limiter=rate_limiter(key, settings.cliniko_requests_per_minute),
-            read_locations=bool(org.locations),
-        )
-    if org.pms_kind == "fhir":
-        if not org.pms_url:
-            raise ConfigurationError(f"organisation {org.slug}: the fhir connector needs --pms-url")
-        token = secrets.decrypt(org.pms_key_encrypted).decode() if org.pms_key_encrypted else None
-        return FhirConnector(
-            org.pms_url,
-            token=token,
-            user_agent=user_agent(),
-            limiter=rate_limiter(f"{org.pms_url}|{token or ''}", settings.fhir_requests_per_minute),
-            read_locations=bool(org.locations),
-        )
-    if org.pms_kind == "semble":
-        token = _required_key(org, secrets)
-        return SembleConnector(
-            token,
-            url=org.pms_url,
-            user_agent=user_agent(),
-            limiter=rate_limiter(f"semble|{token}", settings.semble_requests_per_minute),
-            read_locations=bool(org.locations),
-        )
-    if org.pms_kind == "export":
-        if not org.pms_path or not org.pms_format:
-            raise ConfigurationError(
-                f"organisation {org.slug}: the export connector needs --pms-path and --pms-format"
-            )
-        return ExportConnector(org.pms_path, org.pms_format, staff_path=org.pms_staff_path)
-    if org.pms_kind == "halaxy":
-        if not org.pms_key_encrypted:
-            raise ConfigurationError(
-                f"organisation {org.slug}: the halaxy connector needs --pms-client-id and --pms-client-secret"
-            )
-        client = json.loads(secrets.decrypt(org.pms_key_encrypted))
-        return HalaxyConnector(
-            org.pms_url,
-            client_id=client["client_id"],
-            client_secret=client["client_secret"],
-            token_url=client.get("token_url"),
-            user_agent=user_agent(),
-            limiter=rate_limiter(
-                f"halaxy|{org.pms_url or ''}|{client['client_id']}", settings.halaxy_requests_per_minute
-            ),
-            read_locations=bool(org.locations),
-        )
-    if org.pms_kind == "nookal":
-        key = _required_key(org, secrets)
-        return NookalConnector(
-            key,
-            base_url=org.pms_url,
-            user_agent=user_agent(),
-            limiter=rate_limiter(key, settings.nookal_requests_per_minute),
-            read_locations=bool(org.locations),
-        )
-    raise ConfigurationError(f"organisation {org.slug}: unknown PMS connector {org.pms_kind!r}")
+    build = PMS_CONNECTORS.get(org.pms_kind)
+    if build is None:
+        raise ConfigurationError(f"organisation {org.slug}: unknown PMS connector {org.pms_kind!r}")
+    connector = build(org, secrets)
+    if org.locations and hasattr(connector, "read_locations"):
+        connector.read_locations = True  # clinic groups: read sites only when scoped by them
+    return connector
 
 
 def ptdirect_adapter(org: Organisation, secrets: SecretBox) -> PtDirectAdapter:
@@ -132,13 +151,12 @@ def ptdirect_adapter(org: Organisation, secrets: SecretBox) -> PtDirectAdapter:
         return ManualPtDirectAdapter(get_runtime(), org.id, org.slug)
     if org.ptdirect_kind == "file":
         if not org.ptdirect_path:
-            raise ConfigurationError(f"organisation {org.slug}: the file adapter needs --ptdirect-path")
+            raise MissingSetting(org.slug, "ptdirect_path", "the file adapter has no snapshot file set")
         return PtDirectFileAdapter(org.ptdirect_path)
     if org.ptdirect_kind == "api":
         if not org.ptdirect_url or not org.ptdirect_key_encrypted:
-            raise ConfigurationError(
-                f"organisation {org.slug}: the api adapter needs --ptdirect-url and --ptdirect-key"
-            )
+            missing = "ptdirect_url" if not org.ptdirect_url else "ptdirect_key"
+            raise MissingSetting(org.slug, missing, "the api adapter needs the bridge's URL and key")
         key = secrets.decrypt(org.ptdirect_key_encrypted).decode()
         return PtDirectApiAdapter(org.ptdirect_url, key, user_agent=user_agent())
     raise ConfigurationError(f"organisation {org.slug}: unknown PT Direct adapter {org.ptdirect_kind!r}")

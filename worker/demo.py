@@ -12,6 +12,12 @@ import json
 import random
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from worker.clock import utcnow
+
+if TYPE_CHECKING:
+    from worker.runtime import Runtime
 
 SEED = 7
 
@@ -44,10 +50,50 @@ TEAMS = [
 SOLO_PATIENTS = 110
 
 
+# Physitrack v2 client lists: the same patient twice (Ana's and Ben's copies) and one other.
+DEMO_CLIENTS = [
+    {
+        "practitioner_email": "ana@demo-clinic.example",
+        "client_id": "pt-1",
+        "external_id": "50001",
+        "name": "Demo Patient One",
+        "year_of_birth": 1979,
+        "email": None,
+    },
+    {
+        "practitioner_email": "ben@demo-clinic.example",
+        "client_id": "pt-2",
+        "external_id": "50001",
+        "name": "Demo Patient One",
+        "year_of_birth": 1979,
+        "email": None,
+    },
+    {
+        "practitioner_email": "ivo@demo-clinic.example",
+        "client_id": "pt-3",
+        "external_id": "50300",
+        "name": "Demo Patient Two",
+        "year_of_birth": 1990,
+        "email": None,
+    },
+]
+
+
 def write_demo_clinic(folder: Path, today: date) -> None:
     """Write practitioners.csv, patient_access.csv and ptdirect.json into `folder`."""
     rng = random.Random(SEED)
     folder.mkdir(parents=True, exist_ok=True)
+    _write_practitioners(folder, today)
+    rows = _access_rows(rng, today)
+    with (folder / "patient_access.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["practitioner_id", "patient_id", "source", "last_seen", "status"])
+        writer.writerows(rows)
+    snapshot = _ptdirect_snapshot()
+    (folder / "ptdirect.json").write_text(json.dumps(snapshot, indent=2) + "\n")
+
+
+def _write_practitioners(folder: Path, today: date) -> None:
     with (folder / "practitioners.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["id", "name", "email", "active", "updated_at"])
@@ -56,6 +102,9 @@ def write_demo_clinic(folder: Path, today: date) -> None:
                 [pid, name, email, str(active).lower(), f"{today - timedelta(days=30)}T09:00:00Z"]
             )
 
+
+def _access_rows(rng: random.Random, today: date) -> list[tuple[str, str, str, str, str]]:
+    """Teams who share patients (with some cancelled visits), and patients seen by one person."""
     rows: list[tuple[str, str, str, str, str]] = []
     patient = 50_000
     for team, count in TEAMS:
@@ -78,11 +127,11 @@ def write_demo_clinic(folder: Path, today: date) -> None:
                 "active",
             )
         )
-    with (folder / "patient_access.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["practitioner_id", "patient_id", "source", "last_seen", "status"])
-        writer.writerows(rows)
+    return rows
 
+
+def _ptdirect_snapshot() -> dict:
+    """PT Direct as the demo starts: some users invited, some sharing, a master account, clients."""
     users = [
         {
             "email": email,
@@ -117,37 +166,57 @@ def write_demo_clinic(folder: Path, today: date) -> None:
     ]
     members.append({"email": "content@demo-clinic.example", "share_content": True, "share_patients": True})
     recipients = [email for _p, _n, email, _a, _s, _m, recipient in PRACTITIONERS if recipient]
-    clients = [
-        {
-            "practitioner_email": "ana@demo-clinic.example",
-            "client_id": "pt-1",
-            "external_id": "50001",
-            "name": "Demo Patient One",
-            "year_of_birth": 1979,
-            "email": None,
-        },
-        {
-            "practitioner_email": "ben@demo-clinic.example",
-            "client_id": "pt-2",
-            "external_id": "50001",
-            "name": "Demo Patient One",
-            "year_of_birth": 1979,
-            "email": None,
-        },
-        {
-            "practitioner_email": "ivo@demo-clinic.example",
-            "client_id": "pt-3",
-            "external_id": "50300",
-            "name": "Demo Patient Two",
-            "year_of_birth": 1990,
-            "email": None,
-        },
-    ]
     snapshot = {
         "schema": "ptsync.ptdirect/1",
         "users": users,
         "master_account": {"email": "content@demo-clinic.example", "recipients": recipients},
         "practitioner_sharing": {"members": members},
-        "clients": clients,
+        "clients": DEMO_CLIENTS,
     }
-    (folder / "ptdirect.json").write_text(json.dumps(snapshot, indent=2) + "\n")
+    return snapshot
+
+
+def prepare_demo_organisation(
+    runtime: Runtime, slug: str, folder: Path, practitioners: int | None
+) -> list[str]:
+    """Make sure the demo organisation exists and reads `folder` (writing the clinic there if
+    needed). Returns what was done, for the person running the demo.
+
+    The database is per user: a demo run from another folder takes the organisation over.
+    `practitioners` None is the hand-written 12-person clinic; a number generates teams.
+    """
+    from worker.demo_generated import write_generated_clinic
+    from worker.services.org_admin import update_organisation
+    from worker.services.orgs import NewOrganisation, add_organisation
+    from worker.store import repositories as repo
+
+    notes: list[str] = []
+    with runtime.db.transaction() as session:
+        demo_org = repo.find_org(session, slug)
+        exists = demo_org is not None
+        elsewhere = exists and demo_org.pms_path != str(folder.resolve())
+    if not (folder / "ptdirect.json").exists() and (elsewhere or not exists):
+        if practitioners is None:
+            write_demo_clinic(folder, utcnow().date())
+        else:
+            write_generated_clinic(folder, utcnow().date(), practitioners)
+        if not exists:
+            notes.append(f"wrote the demo clinic's PMS export and PT Direct snapshot to {folder}/")
+    if elsewhere:
+        paths = {"pms_path": str(folder), "ptdirect_path": str(folder / "ptdirect.json")}
+        update_organisation(runtime, slug, paths, test=False)
+        notes.append(f"the demo clinic now reads {folder}/")
+    if not exists:
+        add_organisation(
+            runtime,
+            NewOrganisation(
+                slug=slug,
+                pms="csv",
+                pms_path=str(folder),
+                ptdirect="file",
+                ptdirect_path=str(folder / "ptdirect.json"),
+                policy="propose",
+            ),
+        )
+        notes.append(f"added organisation {slug}")
+    return notes

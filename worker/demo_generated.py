@@ -86,7 +86,18 @@ def write_generated_clinic(folder: Path, today: date, practitioners: int, seed: 
         for pid, name, email, state in zip(ids, names, emails, states, strict=True):
             active = "false" if state == "departed" else "true"
             writer.writerow([pid, name, email, active, f"{today - timedelta(days=30)}T09:00:00Z"])
+    rows = _access_rows(rng, today, ids)
+    with (folder / "patient_access.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["practitioner_id", "patient_id", "source", "last_seen", "status"])
+        writer.writerows(rows)
+    snapshot = _snapshot(ids, names, emails, states)
+    (folder / "ptdirect.json").write_text(json.dumps(snapshot, indent=2) + "\n")
 
+
+def _access_rows(rng: random.Random, today: date, ids: list[str]) -> list[tuple[str, str, str, str, str]]:
+    """Teams sharing patients, a few patients shared across teams, and patients seen by one person."""
+    practitioners = len(ids)
     rows: list[tuple[str, str, str, str, str]] = []
     patient = 100_000
 
@@ -111,11 +122,10 @@ def write_generated_clinic(folder: Path, today: date, practitioners: int, seed: 
     for _ in range(practitioners * 3):  # patients seen by one practitioner only
         patient += 1
         visit(rng.randrange(practitioners))
-    with (folder / "patient_access.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["practitioner_id", "patient_id", "source", "last_seen", "status"])
-        writer.writerows(rows)
+    return rows
 
+
+def _snapshot(ids: list[str], names: list[str], emails: list[str], states: list[str]) -> dict:
     users, members, recipients = [], [], []
     master = emails[0]
     for pid, name, email, state in zip(ids, names, emails, states, strict=True):
@@ -140,4 +150,4 @@ def write_generated_clinic(folder: Path, today: date, practitioners: int, seed: 
         "master_account": {"email": master, "recipients": recipients},
         "practitioner_sharing": {"members": members},
     }
-    (folder / "ptdirect.json").write_text(json.dumps(snapshot, indent=2) + "\n")
+    return snapshot

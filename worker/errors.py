@@ -1,19 +1,7 @@
-"""Errors the shell reports to people as one clear line (never a traceback)."""
+"""The shell's errors: the one tree in `connectors.errors`, re-exported where the shell looks for it."""
 
 from __future__ import annotations
 
+from connectors.errors import ConfigurationError, Conflict, InvalidInput, NotFound, PtsyncError, Retryable
 
-class PtsyncError(Exception):
-    """Base for errors with a message meant for the person at the terminal or in a report."""
-
-
-class ConfigurationError(PtsyncError):
-    pass
-
-
-class NotFound(PtsyncError):
-    pass
-
-
-class InvalidInput(PtsyncError):
-    pass
+__all__ = ["ConfigurationError", "Conflict", "InvalidInput", "NotFound", "PtsyncError", "Retryable"]

@@ -108,3 +108,27 @@ def check(moves: dict, current: str, target: enum.Enum) -> None:
     state = type(target)(current)
     if target not in moves[state]:
         raise IllegalTransition(f"{type(target).__name__}: {state.value} -> {target.value} is not allowed")
+
+
+UNFINISHED_RUNS = frozenset({R.QUEUED, R.RUNNING})
+
+
+def failed_attempt(run) -> str | None:
+    """Why the last attempt of a run that is still being retried failed, or None.
+
+    A run's `error` has one meaning per state: on a finished (failed) run it is why the run
+    failed; on an unfinished run it is the reason its last attempt gave back the lease and
+    will be tried again. The state says which; no prefix inside the text carries it.
+    """
+    if run.status in UNFINISHED_RUNS and run.error:
+        return run.error
+    return None
+
+
+def diagram(moves: dict) -> str:
+    """The table as a Mermaid state diagram: docs/architecture.md shows these (a test keeps them equal)."""
+    lines = ["stateDiagram-v2"]
+    for state, allowed in moves.items():
+        for target in sorted(allowed, key=lambda s: s.value):
+            lines.append(f"    {state.value} --> {target.value}")
+    return "\n".join(lines)

@@ -8,18 +8,27 @@ import io
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
+from sharing.findings import Severity
 from worker.errors import NotFound
 from worker.picture import render_picture
+from worker.rendering import render
 from worker.runtime import Runtime
 from worker.store import repositories as repo
 from worker.store.models import Proposal, Run
 
+
+class NoReportYet(NotFound):
+    """The organisation exists but no complete sync has written its report."""
+
+    def __init__(self, message: str, slug: str) -> None:
+        super().__init__(message)
+        self.slug = slug
+
+
 CSV_COLUMNS = ("state", "kind", "severity", "fingerprint", "practitioners", "emails", "message")
 _STYLESHEET = Path(__file__).resolve().parent / "static" / "ptsync.css"
-_SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2, "info": 3}
 
 
 def latest_report(runtime: Runtime, slug: str) -> tuple[dict[str, Any], Run | None]:
@@ -31,7 +40,7 @@ def latest_report(runtime: Runtime, slug: str) -> tuple[dict[str, Any], Run | No
         if report_run is None or report_run.report is None:
             if newest is not None and newest.status == repo.FAILED:
                 raise NotFound(f"no report for {slug} yet: the last run failed: {newest.error}")
-            raise NotFound(f"no report for {slug} yet: run `ptsync sync {slug} --wait` first")
+            raise NoReportYet(f"no report for {slug} yet: one is written by its first complete sync", slug)
         report = copy.deepcopy(report_run.report)
         if report.get("proposal"):
             proposal = session.get(Proposal, report["proposal"]["id"])
@@ -97,20 +106,14 @@ def render_csv(report: dict[str, Any]) -> str:
     return buffer.getvalue()
 
 
-_environment = Environment(
-    loader=PackageLoader("worker", "templates"),
-    autoescape=select_autoescape(["html"]),
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-
-
 def render_html(report: dict[str, Any], picture: dict[str, Any] | None = None) -> str:
     """A standalone HTML file: the page's stylesheet embedded, and the same sharing picture."""
     groups = {"new": [], "ongoing": [], "indeterminate": [], "fixed": []}
-    for finding in sorted(report["findings"], key=lambda f: _SEVERITY_ORDER.get(f["severity"], 9)):
+    rank = {severity.value: severity.rank for severity in Severity}
+    for finding in sorted(report["findings"], key=lambda f: rank.get(f["severity"], len(rank))):
         groups.setdefault(finding["state"], []).append(finding)
-    return _environment.get_template("report.html").render(
+    return render(
+        "report.html",
         report=report,
         groups=groups,
         resolved=report.get("resolved", []),

@@ -6,13 +6,10 @@ import logging
 from dataclasses import dataclass
 from functools import lru_cache
 
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-
 from worker.crypto import SecretBox, load_secret_box
 from worker.errors import ConfigurationError
 from worker.settings import Settings, default_database_path, get_settings
-from worker.store.db import Database, alembic_config
+from worker.store.db import Database, schema_head, schema_revision
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +26,8 @@ def build_runtime(settings: Settings) -> Runtime:
         _announce_new_default_database()
     db = Database(settings.resolved_database_url)
     if settings.is_sqlite:
-        db.migrate()  # the embedded default migrates itself; production uses the release step
+        if not db.schema_is_current():
+            db.migrate()  # the embedded default migrates itself; production uses the release step
     else:
         _require_current_schema(db)
     return Runtime(settings=settings, db=db, secrets=load_secret_box(settings))
@@ -47,13 +45,12 @@ def _announce_new_default_database() -> None:
 
 
 def _require_current_schema(db: Database) -> None:
-    head = ScriptDirectory.from_config(alembic_config(db.engine)).get_current_head()
+    head = schema_head()  # a broken migration chain is a bug in this release, not a connection problem
     try:
-        with db.engine.connect() as connection:
-            current = MigrationContext.configure(connection).get_current_revision()
+        current = schema_revision(db.engine) == head
     except Exception as exc:  # connection refused, bad URL, ...
         raise ConfigurationError(f"cannot reach the database: {exc.__class__.__name__}") from exc
-    if current != head:
+    if not current:
         raise ConfigurationError(
             "the database schema is not up to date: run `ptsync migrate` (the Procfile release step)"
         )

@@ -204,8 +204,12 @@ def generate_account(
     seed: int = 42,
     group_classes: int = 0,
     updated: datetime | None = None,
+    businesses: int = 0,
 ) -> dict[str, list[dict[str, Any]]]:
-    """A Cliniko account: practitioners in teams of about 8, patients mostly seen within a team."""
+    """A Cliniko account: practitioners in teams of about 8, patients mostly seen within a team.
+
+    With `businesses`, a clinic group: teams spread over that many businesses (ids 1..n), each
+    practitioner working at their team's and each appointment linked to its practitioner's."""
     rng = random.Random(seed)
     stamp = _iso(updated or datetime(today.year, today.month, today.day, tzinfo=UTC) - timedelta(days=1))
     base_id = 1_000_000_000_000_000_000
@@ -281,12 +285,37 @@ def generate_account(
                     "_resource": "attendees",
                 }
             )
-    return {
+    account = {
         "users": users,
         "practitioners": rows,
         "individual_appointments": appointments_rows,
         "group_appointments": groups,
         "attendees": attendees,
+    }
+    if businesses:
+        _spread_over_businesses(account, businesses, team_size, stamp)
+    return account
+
+
+def _spread_over_businesses(
+    account: dict[str, list[dict[str, Any]]], count: int, team_size: int, stamp: str
+) -> None:
+    site_of = {}
+    for index, practitioner in enumerate(account["practitioners"]):
+        site_of[practitioner["id"]] = str(index // team_size % count + 1)
+        practitioner["businesses"] = [site_of[practitioner["id"]]]
+    for appointment in account["individual_appointments"] + account["group_appointments"]:
+        appointment["business"] = site_of[appointment["practitioner"]]
+    account["businesses"] = [_business(str(n), f"Site {n}", stamp) for n in range(1, count + 1)]
+
+
+def _business(business_id: str, name: str, stamp: str) -> dict[str, Any]:
+    return {
+        "id": business_id,
+        "business_name": name,
+        "archived_at": None,
+        "updated_at": stamp,
+        "_resource": "businesses",
     }
 
 
@@ -333,16 +362,7 @@ def generate_group(*, today: date) -> dict[str, list[dict[str, Any]]]:
         }
         for visit in visits(today)
     ]
-    businesses = [
-        {
-            "id": site,
-            "business_name": name,
-            "archived_at": None,
-            "updated_at": stamp,
-            "_resource": "businesses",
-        }
-        for site, name in SITES
-    ]
+    businesses = [_business(site, name, stamp) for site, name in SITES]
     return {
         "users": users,
         "practitioners": practitioners,
@@ -360,11 +380,6 @@ def main(argv: list[str] | None = None) -> None:
     parser = arguments("Emulate Cliniko's API with a sample clinic, for trying `--pms cliniko`.", 8091)
     parser.add_argument("--key", default="sample-cliniko-key-au1", help="the API key it accepts")
     parser.add_argument("--appointments", type=int, default=600, help="appointments (default 600)")
-    parser.add_argument(
-        "--group",
-        action="store_true",
-        help="serve a clinic group instead: three businesses (sites 1, 2, 3), seven practitioners",
-    )
     args = parser.parse_args(argv)
     if args.group:
         data = generate_group(today=date.today())

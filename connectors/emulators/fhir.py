@@ -226,15 +226,26 @@ def main(argv: list[str] | None = None) -> None:
     """`python -m connectors.emulators.fhir --help`: a sample FHIR R4 clinic on localhost."""
     from datetime import date
 
-    from connectors.emulators.sample import arguments, sample_fhir_clinic, serve, write_ptdirect
+    from connectors.emulators.sample import (
+        arguments,
+        group_people,
+        sample_fhir_clinic,
+        serve,
+        write_ptdirect,
+    )
 
     parser = arguments("Emulate a FHIR R4 server with a sample clinic, for trying `--pms fhir`.", 8092)
     parser.add_argument("--token", default=None, help="a bearer token to require (default: none)")
     args = parser.parse_args(argv)
-    data = sample_fhir_clinic(args.practitioners, args.patients, date.today())
+    if args.group:
+        data = generate_group(date.today())
+        people = group_people()
+        args.practitioners, args.patients = len(people), len(data["Appointment"]) // 2
+    else:
+        data = sample_fhir_clinic(args.practitioners, args.patients, date.today())
+        people = [(p["telecom"][0]["value"], p["name"][0]["text"]) for p in data["Practitioner"]]
     emulator = FhirEmulator(data, token=args.token, port=args.port)
     if args.ptdirect_out:
-        people = [(p["telecom"][0]["value"], p["name"][0]["text"]) for p in data["Practitioner"]]
         write_ptdirect(args.ptdirect_out, people)
     key = f" --pms-key {args.token}" if args.token else ""
     serve(

@@ -49,3 +49,5 @@ def test_an_admin_lists_locations_scopes_an_organisation_and_reads_the_scope_in_
     assert "scope: at North Physio (1); 4 practitioner(s) of the PMS account left out" in report.stdout
     document = json.loads(ptsync(tmp_path, "report", "north", "--format", "json").stdout)
     assert document["scope"]["locations"] == ["1"] and document["summary"]["practitioners"] == 3
+    html = ptsync(tmp_path, "report", "north", "--format", "html").stdout
+    assert 'id="scope"' in html and "at North Physio · 4 elsewhere" in html

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -199,3 +200,38 @@ def test_without_a_location_scope_no_connector_reads_locations():
         connector = NookalConnector("nookal-key", base_url=emulator.base_url, user_agent=AGENT)
         assert connector.pull(window_start=WINDOW, cursors={}).snapshot.locations is None
         assert not any(request.path.endswith("getLocations") for request in emulator.log)
+
+
+def test_semble_reads_the_window_again_when_locations_are_first_asked_for():
+    """Given a Semble state stored without locations (the organisation had no --locations) / When
+    the next pull reads locations / Then it reads the window again, so every booking has its
+    location (an incremental read would leave the old bookings at no location, a false drop)."""
+    from datetime import UTC, datetime
+
+    from connectors.emulators.semble import SembleEmulator, generate_group
+    from connectors.semble import SembleConnector
+
+    with SembleEmulator(generate_group(TODAY), "semble-token", requests_per_window=10_000) as emulator:
+        plain = SembleConnector("semble-token", url=emulator.graphql_url, user_agent=AGENT)
+        first = plain.pull(window_start=WINDOW, cursors={}, started_at=datetime.now(UTC))
+        located = SembleConnector("semble-token", url=emulator.graphql_url, user_agent=AGENT, read_locations=True)
+        second = located.pull(window_start=WINDOW, cursors=first.cursors, state=first.state)
+    assert {row.location for row in first.snapshot.access} == {None}
+    assert None not in {row.location for row in second.snapshot.access}
+    assert second.state["located"] is True
+
+
+def test_each_connectors_read_survives_the_shared_copy_unchanged(case, runtime):
+    """Given a read of the group by each connector / When stored as a shared read and read back
+    (compressed, encrypted) / Then practitioners, locations, access rows, completeness, cursors
+    and connector state are all the same: any organisation on the key may use it."""
+    from worker.services.shared_pull import _decode, _encode
+
+    pulled = case.connector.pull(window_start=WINDOW, cursors={})
+    copy = _decode(runtime, _encode(runtime, pulled))
+    assert copy.snapshot.practitioners == pulled.snapshot.practitioners
+    assert copy.snapshot.locations == pulled.snapshot.locations
+    assert copy.snapshot.access == pulled.snapshot.access and len(copy.snapshot.access) > 0
+    assert copy.snapshot.complete is pulled.snapshot.complete
+    assert copy.cursors == pulled.cursors
+    assert json.loads(json.dumps(pulled.state)) == copy.state

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
 from worker import actors
-from worker.clock_process import Leadership
+from worker.scheduler import Leadership
 from worker.services.deliveries import relay_quietly
 from worker.services.schedule import latest_due, record_due_syncs
 from worker.store.models import Delivery, Organisation, Run

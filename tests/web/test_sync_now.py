@@ -59,3 +59,21 @@ def test_another_organisations_run_page_is_not_found(client, clinic, runtime, tm
     page = client.get(f"/orgs/clinic-a/runs/{other}")
     # Then it does not exist for them
     assert page.status_code == 404
+
+
+def test_a_run_being_retried_says_so_on_its_page_the_history_and_the_api(client, clinic, sent, runtime):
+    # Given a run whose first attempt failed and that waits to be tried again
+    _, token = clinic
+    csrf = _log_in(client, token)
+    pressed = client.post("/orgs/clinic-a/syncs", data={"csrf": csrf}, follow_redirects=False)
+    with runtime.db.transaction() as session:
+        run = repo.get_run(session, sent[0])
+        run.attempts, run.error = 1, "cliniko: GET /users -> 503 Service Unavailable"
+    # When its page, the organisation's history and the API's run list are read
+    progress = client.get(pressed.headers["location"])
+    history = client.get("/orgs/clinic-a/").text.split('id="history"')[1]
+    listed = client.get("/api/v1/orgs/clinic-a/runs", headers={"Authorization": f"Bearer {token}"}).json()
+    # Then each says the run is being retried, and why
+    assert "tries again: cliniko: GET /users -&gt; 503" in progress.text
+    assert "retrying: cliniko: GET /users -&gt; 503" in history
+    assert listed[0]["retrying"] is True and listed[0]["status"] == "queued"

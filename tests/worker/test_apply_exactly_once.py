@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 from sqlalchemy import select
@@ -128,6 +129,19 @@ def test_an_apply_interrupted_after_any_step_and_redelivered_makes_each_change_e
         ("enable_patient_sharing", "ben@clinic.example"): 1,
         ("add_master_recipient", "cara@clinic.example"): 1,
     }
+    # And, counting every request the bridge received (not only those that changed its state),
+    # each change was written once, or twice only when the crash fell between sending it and
+    # recording it (tick 3 or 4 of its step), then always with its first Idempotency-Key;
+    # nothing else was written (every other request was a read)
+    writes = [(r.method, r.path, r.headers.get("idempotency-key")) for r in bridge.log if r.method != "GET"]
+    sent = Counter((method, path) for method, path, _ in writes)
+    assert len(sent) == 3
+    crashed_step, tick_in_step = divmod(crash_at - 1, OPS_PER_STEP)
+    for step, times in enumerate(sent.values()):
+        may_repeat = step == crashed_step and tick_in_step >= 2
+        assert times == 1 or (times == 2 and may_repeat), (step, times)
+    assert len({key for _, _, key in writes}) == 3, "a re-sent write reuses its Idempotency-Key"
+    assert all(r.method == "GET" for r in bridge.log if (r.method, r.path) not in sent)
     assert outcomes[0].status == "applied"
     with runtime.db.transaction() as session:
         proposal = session.get(Proposal, proposal_id)
@@ -165,8 +179,8 @@ def test_a_proposal_marked_applied_by_hand_is_confirmed_when_the_change_is_there
 def test_a_proposal_marked_applied_by_hand_is_reopened_when_the_change_is_missing(
     runtime, bridge, proposal_id
 ):
-    _, steps = service.checklist_of(runtime, proposal_id)
-    assert len(steps) == 3 and "Practitioner sharing" in steps[0]
+    steps = service.checklist_steps(runtime, proposal_id).steps
+    assert len(steps) == 3 and "Practitioner sharing" in steps[0].text
     service.mark_applied_by_hand(runtime, proposal_id, "admin")  # but nothing was done
     run_id, _ = request_sync(runtime, "clinic-a", "manual")
     run_sync(runtime, run_id)

@@ -3,6 +3,7 @@ Cliniko account of three sites, each scoped to its site."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -137,7 +138,13 @@ def test_three_organisations_on_one_key_read_the_account_once_per_round_each_see
     _sync_round(runtime, "north")  # one organisation alone reads as much as the shared round did
     assert shared_requests == len(group.log)
     assert [_people(run) for run in runs] == [set(STAFF[site]) for site in SITES.values()]
-    assert runs[0].report["scope"] == {"locations": ["1"], "include": [], "exclude": []}
+    assert runs[0].report["scope"] == {
+        "locations": ["1"],
+        "include": [],
+        "exclude": [],
+        "location_names": {"1": "North Physio"},
+        "practitioners_outside": 4,
+    }
     assert all(not run.report["findings"] for run in runs)  # each site's own staff share already
 
 
@@ -158,14 +165,31 @@ def test_a_full_first_round_of_three_is_one_full_read_not_three(runtime, group, 
 
 
 def test_a_read_from_before_the_run_was_requested_is_never_used(runtime, group, tmp_path):
-    """Given North read the account in the last round / When South's run is requested afterwards
-    (a manual sync) / Then South reads the account itself."""
+    """Given North and East read the account in the last round (a read is stored) / When South's
+    run is requested afterwards (a manual sync) / Then South reads the account itself."""
+    from worker.store.models import SharedPull
+
     for slug in SITES:
         _add(runtime, group, tmp_path, slug, test=False)
-    _sync_round(runtime, "north")
+    _sync_round(runtime, "north", "east")
+    with runtime.db.transaction() as session:
+        assert session.scalars(select(SharedPull)).all() != []
     before = len(group.log)
     _sync_round(runtime, "south")
     assert len(group.log) > before
+
+
+def test_a_lone_sync_of_an_organisation_on_a_shared_key_stores_no_shared_read(runtime, group, tmp_path):
+    """Given three organisations on one key and no other run pending / When one syncs alone /
+    Then it reads the account itself and stores no shared copy of it."""
+    from worker.store.models import SharedPull
+
+    for slug in SITES:
+        _add(runtime, group, tmp_path, slug, test=False)
+    [run] = _sync_round(runtime, "north")
+    assert run.status == "succeeded"
+    with runtime.db.transaction() as session:
+        assert session.scalars(select(SharedPull)).all() == []
 
 
 def test_an_incomplete_shared_read_is_incomplete_for_every_organisation_that_uses_it(runtime, group, tmp_path):
@@ -269,3 +293,94 @@ def test_org_locations_lists_every_site_with_its_practitioners_and_marks_the_cho
         ("2", "South Physio", 3, False),
         ("3", "East Physio", 3, False),
     ]
+
+
+@pytest.mark.parametrize("lock", ["in-process", "redis"])
+def test_a_round_run_by_several_workers_at_once_still_reads_the_account_once(
+    runtime, group, tmp_path, lock, request
+):
+    """Given three organisations on one key, their runs requested together / When three workers
+    run them at the same moment (threads; across processes the lock is Redis's) / Then the
+    account is read once: one worker reads while the others wait for its read."""
+    import threading
+
+    if lock == "redis":
+        url = request.getfixturevalue("redis_url")
+        runtime = dataclasses.replace(runtime, settings=runtime.settings.model_copy(update={"broker_url": url}))
+    for slug in SITES:
+        _add(runtime, group, tmp_path, slug, test=False)
+    _sync_round(runtime, "north")
+    group.log.clear()
+    run_ids = [request_sync(runtime, slug, "schedule")[0] for slug in SITES]
+    workers = [threading.Thread(target=run_sync, args=(runtime, run_id)) for run_id in run_ids]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    with runtime.db.transaction() as session:
+        assert [session.get(Run, run_id).status for run_id in run_ids] == ["succeeded"] * 3
+    together = len(group.log)
+    group.log.clear()
+    _sync_round(runtime, "south")  # what one organisation's read costs alone
+    assert together == len(group.log) > 0
+
+
+def test_a_shared_read_is_stored_encrypted_and_deleted_once_its_minutes_are_over(runtime, group, tmp_path):
+    """Given North and South on one key / When North's run reads the account / Then the shared read
+    holds no patient id or email in clear, and once expired the daily prune deletes it (as the next
+    sync of any organisation would)."""
+    from worker.services.retention import prune
+    from worker.store.models import SharedPull
+
+    for slug in ("north", "south"):
+        _add(runtime, group, tmp_path, slug, test=False)
+    _sync_round(runtime, "north", "south")
+    with runtime.db.transaction() as session:
+        [row] = session.scalars(select(SharedPull)).all()
+        assert b"51000" not in row.data and b"ana@group.example" not in row.data
+        row.expires_at = datetime.now(UTC) - timedelta(seconds=1)
+    prune(runtime, days=30)
+    with runtime.db.transaction() as session:
+        assert session.scalars(select(SharedPull)).all() == []
+
+
+def test_with_shared_reads_turned_off_each_organisation_reads_the_account_itself(runtime, group, tmp_path):
+    """Given PTSYNC_SHARED_PMS_READS=false / When a round of three runs / Then three reads."""
+    runtime = dataclasses.replace(runtime, settings=runtime.settings.model_copy(update={"shared_pms_reads": False}))
+    for slug in SITES:
+        _add(runtime, group, tmp_path, slug, test=False)
+    _sync_round(runtime, "north")
+    one = len(group.log)
+    group.log.clear()
+    _sync_round(runtime, *SITES)
+    assert len(group.log) == 3 * one
+
+
+def test_findings_about_other_sites_are_not_resolved_when_an_organisation_is_scoped(runtime, group, tmp_path):
+    """Given North synced while it still read the whole account (so Cara, Dev, Eli and Fay were
+    unlicensed findings) / When it is scoped to business 1 and syncs / Then those findings are
+    gone but not listed as resolved: nobody fixed anything, the scope changed."""
+    _add(runtime, group, tmp_path, "north", test=False, locations=None)
+    [before] = _sync_round(runtime, "north")
+    unlicensed = {f["fingerprint"] for f in before.report["findings"] if f["kind"] == "no_physitrack_licence"}
+    assert len(unlicensed) == 4
+    update_organisation(runtime, "north", {"locations": "1"}, test=False)
+    [after] = _sync_round(runtime, "north")
+    assert not unlicensed & {f["fingerprint"] for f in after.report["findings"]}
+    assert after.report["resolved"] == []
+
+
+def test_a_pms_that_cannot_tell_locations_apart_refuses_locations_but_takes_people(runtime, tmp_path):
+    """Given a CSV-folder PMS (no locations) / When an organisation is added with --locations, or
+    its locations are listed / Then one clear error each; scoped by people it is added."""
+    from tests.clinic_files import write_clinic
+
+    pms, ptdirect = write_clinic(tmp_path)
+    new = NewOrganisation(slug="csv-a", pms="csv", pms_path=str(pms), ptdirect="file", ptdirect_path=str(ptdirect))
+    with pytest.raises(InvalidInput, match="the csv connector cannot tell locations apart"):
+        add_tested(runtime, dataclasses.replace(new, locations="1"))
+    add_tested(runtime, dataclasses.replace(new, exclude_people="103"))
+    with pytest.raises(InvalidInput, match="scope csv-a by people instead"):
+        list_locations(runtime, "csv-a")
+    [run] = _sync_round(runtime, "csv-a")
+    assert _people(run) == {"ana", "ben"}

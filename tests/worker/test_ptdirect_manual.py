@@ -45,9 +45,9 @@ def test_a_manual_mode_proposal_waits_for_a_person_and_converges_after_mark_appl
     apply_proposal.send(proposal_id)
     drain()
     # Then nothing pretends PT Direct changed: the steps wait for a person, the state is unchanged
-    proposal, steps = service.checklist_steps(runtime, proposal_id)
-    assert proposal.status == "approved"
-    assert [step.status for step in steps] == ["manual"]
+    found = service.checklist_steps(runtime, proposal_id)
+    assert found.status == "approved"
+    assert [step.status for step in found.steps] == ["manual"]
     assert ptdirect_state.latest(runtime, "clinic-a").version == 1
     # When the admin does the step in PT Direct and marks it applied
     service.mark_applied_by_hand(runtime, proposal_id, "ana")
@@ -59,8 +59,7 @@ def test_a_manual_mode_proposal_waits_for_a_person_and_converges_after_mark_appl
     ]
     after = _sync(runtime)
     assert after["findings"] == [] and after["proposal"] is None
-    proposal, _ = service.checklist_steps(runtime, proposal_id)
-    assert proposal.status == "applied"
+    assert service.checklist_steps(runtime, proposal_id).status == "applied"
 
 
 def test_a_step_the_admin_could_not_do_is_recorded_as_such_and_proposed_again(runtime, manual_clinic):
@@ -70,9 +69,9 @@ def test_a_step_the_admin_could_not_do_is_recorded_as_such_and_proposed_again(ru
     # When the admin records its only step as not possible, with a reason
     service.mark_applied_by_hand(runtime, proposal_id, "ana", could_not={0: "no admin rights"})
     # Then the step says so, no new state is recorded, and the next sync proposes it again
-    proposal, steps = service.checklist_steps(runtime, proposal_id)
-    assert steps[0].status == "could_not_do" and steps[0].note == "no admin rights"
-    assert proposal.status == "applied_by_hand" and "step 1 (no admin rights)" in proposal.error
+    found = service.checklist_steps(runtime, proposal_id)
+    assert found.steps[0].status == "could_not_do" and found.steps[0].note == "no admin rights"
+    assert found.status == "applied_by_hand" and "step 1 (no admin rights)" in found.error
     assert ptdirect_state.latest(runtime, "clinic-a").version == 1
     again = _sync(runtime)
     assert again["proposal"]["operations"][0]["email"] == "cara@clinic.example"

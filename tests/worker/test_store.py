@@ -125,6 +125,23 @@ def test_timestamps_come_back_in_utc(store, org):
     assert created.utcoffset() == timedelta(0)
 
 
+def test_the_quick_schema_check_agrees_with_alembic_before_and_after_migrating(database_url: str):
+    """Given an empty database, when checked, migrated and checked again, then the file-based head
+    is Alembic's head and the database is current only after migrating."""
+    from alembic.script import ScriptDirectory
+
+    from worker.store.db import alembic_config, schema_head, schema_revision
+
+    db = Database(database_url)
+    try:
+        assert schema_head() == ScriptDirectory.from_config(alembic_config(db.engine)).get_current_head()
+        assert schema_revision(db.engine) is None and not db.schema_is_current()
+        db.migrate()
+        assert schema_revision(db.engine) == schema_head() and db.schema_is_current()
+    finally:
+        db.dispose()
+
+
 def test_the_migrations_create_exactly_the_schema_the_models_describe(store):
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext

@@ -1,50 +1,20 @@
 """`ptsync org show|update|pause|resume|remove|test` and `ptsync runs`.
 
-`org update` has one option per field of `NewOrganisation` (the settings `org add` stores), so a
-setting added to `org add` through `NewOrganisation` is on `org update` too. `ORG_OPTION_HELP`
-only words their help.
+`org update` has one option per field of `NewOrganisation` (the settings `org add` stores); both
+commands are built from the one table in `org_options.py`.
 """
 
 from __future__ import annotations
 
-import ast
-import inspect
 import json
 import os
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from worker.commands.terminal import SECRET_HELP, read_secret
-
-ORG_OPTION_HELP = {
-    "pms": "cliniko, fhir or csv",
-    "ptdirect": "manual, file or api",
-    "pms_url": "the PMS API base URL",
-    "pms_key": f"PMS API key (stored encrypted; {SECRET_HELP})",
-    "pms_path": "CSV folder for --pms csv",
-    "ptdirect_path": "snapshot file for --ptdirect file",
-    "ptdirect_url": "admin bridge URL for --ptdirect api",
-    "ptdirect_key": f"admin bridge key (stored encrypted; {SECRET_HELP})",
-    "policy": "observe, propose or apply-safe",
-    "schedule": "cron expression (UTC) for scheduled syncs",
-    "physitrack_region": "us, uk, ca or au (API v2 client lists)",
-    "physitrack_url": "override the Physitrack API v2 base URL",
-    "sharing_scope": "co-treating or everyone",
-    "master_recipients": "all-active or manual",
-    "lookback_days": "how far back shared patients count",
-    "removal_threshold": "a read losing more than this % of active practitioners proposes no removals",
-    "removal_threshold_people": "...and more than this many people",
-    "timezone": "IANA time zone, e.g. Europe/London",
-    "pms_format": "--pms export: a preset or a mapping .toml file",
-    "pms_staff": "--pms export: optional staff list CSV",
-    "locations": "clinic groups: PMS location ids, comma-separated ('' for all; see `org locations`)",
-    "include_people": "clinic groups: PMS practitioner ids or emails to include, comma-separated",
-    "exclude_people": "clinic groups: PMS practitioner ids or emails to exclude, comma-separated",
-}
-SECRET_FIELDS = ("pms_key", "ptdirect_key")
+from worker.commands.org_options import SECRET_FIELDS, signature
+from worker.commands.terminal import read_secret
 
 
 def _cli():
@@ -98,69 +68,6 @@ def show(
     cli.out.print(table)
 
 
-_TYPES = {"int": int, "float": float, "bool": bool}
-
-
-def _type_of(annotation: ast.expr) -> type:
-    """int, float or bool when the annotation names one (`int | None`), else str."""
-    names = {node.id for node in ast.walk(annotation) if isinstance(node, ast.Name)}
-    return next((kind for name, kind in _TYPES.items() if name in names), str)
-
-
-def _organisation_fields() -> list[tuple[str, type]]:
-    """(name, type) of each field of `NewOrganisation`, read from its source, not imported.
-
-    Building the CLI must stay quick (`--help`, `--version`); importing the service would load
-    every connector. A test checks that these are exactly the dataclass's fields.
-    """
-    source = (Path(__file__).resolve().parent.parent / "services" / "orgs.py").read_text()
-    for node in ast.parse(source).body:
-        if isinstance(node, ast.ClassDef) and node.name == "NewOrganisation":
-            return [
-                (item.target.id, _type_of(item.annotation))
-                for item in node.body
-                if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)
-            ]
-    raise RuntimeError("worker/services/orgs.py has no NewOrganisation")
-
-
-def _update_signature() -> inspect.Signature:
-    params = [
-        inspect.Parameter(
-            "slug", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Annotated[str, typer.Argument()]
-        )
-    ]
-    for name, kind in _organisation_fields():
-        if name == "slug":
-            continue
-        params.append(
-            inspect.Parameter(
-                name,
-                inspect.Parameter.KEYWORD_ONLY,
-                default=None,
-                annotation=Annotated[
-                    kind | None,
-                    typer.Option(
-                        f"--{name.replace('_', '-')}",
-                        help=ORG_OPTION_HELP.get(name, f"as on `org add` ({name})"),
-                        show_default=False,
-                    ),
-                ],
-            )
-        )
-    params.append(
-        inspect.Parameter(
-            "no_test",
-            inspect.Parameter.KEYWORD_ONLY,
-            default=False,
-            annotation=Annotated[
-                bool, typer.Option("--no-test", help="Store without testing the connections")
-            ],
-        )
-    )
-    return inspect.Signature(params)
-
-
 def update(**options: Any) -> None:
     """Change any setting of `org add`; the connections are tested first unless --no-test."""
     from worker.services.org_admin import update_organisation
@@ -179,7 +86,7 @@ def update(**options: Any) -> None:
     cli.err.print(f"updated {slug}: {', '.join(changed)}")
 
 
-update.__signature__ = _update_signature()  # type: ignore[attr-defined]
+update.__signature__ = signature(for_update=True)  # type: ignore[attr-defined]
 
 
 def pause(slug: str) -> None:
@@ -252,25 +159,13 @@ def runs(
     format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
 ) -> None:
     """An organisation's run history, newest first."""
-    from worker.clock import iso
-    from worker.store import repositories as repo
+    from worker import views
 
     cli = _cli()
-    with cli._runtime().db.transaction() as session:
-        org = repo.get_org(session, slug)
-        rows = [
-            {
-                "id": r.id,
-                "trigger": r.trigger,
-                "status": r.status,
-                "requested_at": iso(r.requested_at),
-                "finished_at": iso(r.finished_at),
-                "attempts": r.attempts,
-                "findings": sum(((r.counts or {}).get("findings") or {}).values()),
-                "error": r.error,
-            }
-            for r in repo.runs_of(session, org.id, limit)
-        ]
+    runtime = cli._runtime()
+    fields = ("id", "trigger", "status", "requested_at", "finished_at", "attempts", "findings", "error")
+    history = views.runs(runtime, views.org_id_of(runtime, slug), limit)
+    rows = [{field: run.as_json()[field] for field in fields} for run in history]
     if format == "json":
         cli.out.print(json.dumps(rows, indent=2), markup=False)
         return

@@ -47,11 +47,7 @@ class ExpectedFailures(logging.Filter):
         if record.getMessage().startswith("Retries exceeded"):
             return False
         if record.exc_info and record.exc_info[1] is not None:
-            from connectors.errors import ConnectorError
             from worker.errors import PtsyncError
-            from worker.services.proposals import RetryableApplyError
-            from worker.services.sync import RetryableSyncError
 
-            expected = (RetryableSyncError, RetryableApplyError, ConnectorError, PtsyncError)
-            return not isinstance(record.exc_info[1], expected)
+            return not isinstance(record.exc_info[1], PtsyncError)
         return True

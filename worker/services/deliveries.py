@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from worker.clock import new_id, utcnow
+from worker.errors import Conflict
 from worker.runtime import Runtime
 from worker.store import repositories as repo
 from worker.store.db import SQLITE_BUSY_TIMEOUT_MS
@@ -32,7 +33,7 @@ INBOX_TIMEOUT_MS = 5000
 """How long the inbox insert may wait for the database before the webhook is answered 503."""
 
 
-class DeliveryConflict(Exception):
+class DeliveryConflict(Conflict):
     """The delivery id was already used for a different body (a replay or a sender bug)."""
 
 

@@ -104,10 +104,19 @@ def record_for_run(
     session: Session, org: Organisation, report: dict[str, Any], proposal: Proposal | None
 ) -> list[int]:
     """Outbox rows for a finished run (call it in the run's final transaction). Returns ids to send."""
-    slug, run_id = org.slug, report["run"]["id"]
-    link = page_link(slug)
-    ids: list[int | None] = []
+    ids = [
+        *_new_findings(session, org, report),
+        *_high_findings_resolved(session, org, report),
+        *_proposal_waiting(session, org, report, proposal),
+    ]
+    return [i for i in ids if i is not None]
+
+
+def _new_findings(session: Session, org: Organisation, report: dict[str, Any]) -> list[int | None]:
+    """Each `findings` channel hears of findings it was not told about yet (at its minimum severity)."""
+    slug, run_id, link = org.slug, report["run"]["id"], page_link(org.slug)
     resolved = [f["fingerprint"] for f in report.get("resolved", [])]
+    ids: list[int | None] = []
     for channel in _channels(session, org.id, "findings"):
         if resolved:
             session.execute(
@@ -139,46 +148,50 @@ def record_for_run(
         body = f"ptsync found in clinic {slug} (run {run_id}):\n{_lines(fresh)}\n\nOpen the report: {link}"
         data = {"org": slug, "run_id": run_id, "link": link, "findings": [_brief(f) for f in fresh]}
         ids.append(_enqueue(session, channel, "findings", f"findings:{run_id}", title, body, data, run_id))
+    return ids
+
+
+def _high_findings_resolved(session: Session, org: Organisation, report: dict[str, Any]) -> list[int | None]:
+    slug, run_id, link = org.slug, report["run"]["id"], page_link(org.slug)
     high_resolved = [f for f in report.get("resolved", []) if f.get("severity") == "high"]
-    if high_resolved:
-        for channel in _channels(session, org.id, "resolved"):
-            title = (
-                f"{slug}: {len(high_resolved)} high finding{'s' if len(high_resolved) != 1 else ''} resolved"
-            )
-            body = f"Resolved in clinic {slug} (run {run_id}):\n{_lines(high_resolved)}\n\n{link}"
-            data = {
-                "org": slug,
-                "run_id": run_id,
-                "link": link,
-                "resolved": [_brief(f) for f in high_resolved],
-            }
-            ids.append(
-                _enqueue(session, channel, "resolved", f"resolved:{run_id}", title, body, data, run_id)
-            )
-    if proposal is not None:
-        waiting = [op for op in proposal.operations if op.requires_approval]
-        if waiting:
-            steps = "\n".join(f"- {op.op.replace('_', ' ')}: {op.email}" for op in waiting[:MAX_LISTED])
-            for channel in _channels(session, org.id, "proposal"):
-                title = f"{slug}: a proposal waits for your approval ({len(waiting)} change(s))"
-                body = (
-                    f"ptsync proposes changes to PT Direct sharing in clinic {slug} that need approval:\n"
-                    f"{steps}\n\nReview and approve or reject: {link}\n"
-                    f"(or: ptsync approve {proposal.id})"
-                )
-                data = {
-                    "org": slug,
-                    "run_id": run_id,
-                    "proposal_id": proposal.id,
-                    "link": link,
-                    "operations": [{"op": op.op, "email": op.email} for op in waiting],
-                }
-                ids.append(
-                    _enqueue(
-                        session, channel, "proposal", f"proposal:{proposal.id}", title, body, data, run_id
-                    )
-                )
-    return [i for i in ids if i is not None]
+    if not high_resolved:
+        return []
+    ids: list[int | None] = []
+    for channel in _channels(session, org.id, "resolved"):
+        title = f"{slug}: {len(high_resolved)} high finding{'s' if len(high_resolved) != 1 else ''} resolved"
+        body = f"Resolved in clinic {slug} (run {run_id}):\n{_lines(high_resolved)}\n\n{link}"
+        data = {"org": slug, "run_id": run_id, "link": link, "resolved": [_brief(f) for f in high_resolved]}
+        ids.append(_enqueue(session, channel, "resolved", f"resolved:{run_id}", title, body, data, run_id))
+    return ids
+
+
+def _proposal_waiting(
+    session: Session, org: Organisation, report: dict[str, Any], proposal: Proposal | None
+) -> list[int | None]:
+    waiting = [op for op in proposal.operations if op.requires_approval] if proposal is not None else []
+    if not waiting:
+        return []
+    slug, run_id, link = org.slug, report["run"]["id"], page_link(org.slug)
+    steps = "\n".join(f"- {op.op.replace('_', ' ')}: {op.email}" for op in waiting[:MAX_LISTED])
+    ids: list[int | None] = []
+    for channel in _channels(session, org.id, "proposal"):
+        title = f"{slug}: a proposal waits for your approval ({len(waiting)} change(s))"
+        body = (
+            f"ptsync proposes changes to PT Direct sharing in clinic {slug} that need approval:\n"
+            f"{steps}\n\nReview and approve or reject: {link}\n"
+            f"(or: ptsync approve {proposal.id})"
+        )
+        data = {
+            "org": slug,
+            "run_id": run_id,
+            "proposal_id": proposal.id,
+            "link": link,
+            "operations": [{"op": op.op, "email": op.email} for op in waiting],
+        }
+        ids.append(
+            _enqueue(session, channel, "proposal", f"proposal:{proposal.id}", title, body, data, run_id)
+        )
+    return ids
 
 
 def record_apply_event(

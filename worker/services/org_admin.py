@@ -10,19 +10,18 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Column, Table, delete, or_, select
 
-from connectors.errors import ConnectorError
 from worker.clock import iso, utcnow
 from worker.connections import missing_api_path_hint, pms_connector, ptdirect_adapter
 from worker.errors import InvalidInput, PtsyncError
 from worker.runtime import Runtime
 from worker.services.orgs import NewOrganisation, validate
-from worker.services.schedule import parse_schedule
+from worker.services.schedule import next_due
 from worker.store import repositories as repo
 from worker.store.models import Base, Organisation, PmsState, SyncCursor
 
@@ -144,7 +143,7 @@ def check_connections(runtime: Runtime, org: Organisation) -> list[ConnectionChe
             pulled = connector.pull(window_start=date.today(), cursors={}, state=None, started_at=utcnow())
             detail = f"read, {len(pulled.snapshot.practitioners)} practitioners"
         checks.append(ConnectionCheck(name, True, detail))
-    except (ConnectorError, PtsyncError) as exc:
+    except PtsyncError as exc:
         checks.append(ConnectionCheck(name, False, f"{exc}{missing_api_path_hint(org, exc)}"))
     checks.append(_check_ptdirect(runtime, org))
     return checks
@@ -169,7 +168,7 @@ def _check_ptdirect(runtime: Runtime, org: Organisation) -> ConnectionCheck:
         )
     try:
         snapshot = ptdirect_adapter(org, runtime.secrets).read()
-    except (ConnectorError, PtsyncError) as exc:
+    except PtsyncError as exc:
         return ConnectionCheck(name, False, f"{exc}{missing_api_path_hint(org, exc)}")
     where = " (a file: ptsync writes approved changes there, never to PT Direct itself)"
     return ConnectionCheck(
@@ -225,7 +224,7 @@ def update_organisation(
             _store(org, field, getattr(wanted, field), runtime)
         if set(changed) & set(HALAXY_FIELDS):
             _store_pms_secret(org, wanted, runtime)
-        if set(changed) & set(PMS_FIELDS):
+        if set(changed) & {*PMS_FIELDS, "locations"}:  # locations: rows are read with their site
             session.execute(delete(SyncCursor).where(SyncCursor.org_id == org.id))
             session.execute(delete(PmsState).where(PmsState.org_id == org.id))
         secret = [f for f in changed if hasattr(Organisation, f"{f}_encrypted")]
@@ -294,13 +293,6 @@ def remove_organisation(runtime: Runtime, slug: str, actor: str = "cli") -> dict
         session.execute(delete(Organisation).where(Organisation.id == org_id))
         repo.audit(session, None, actor, "organisation_removed", now, slug=slug, rows=deleted)
     return deleted
-
-
-def next_due(expression: str, now: datetime) -> datetime | None:
-    try:
-        return parse_schedule(expression).get_next_fire_time(None, now)
-    except InvalidInput:
-        return None
 
 
 def describe(runtime: Runtime, slug: str) -> dict[str, Any]:

@@ -91,6 +91,22 @@ def scoped(org: Organisation, pulled: PmsPull, since: date) -> PmsPull:
         ) from None
 
 
+def previous_scope_view(
+    org: Organisation, previous_report: dict[str, Any] | None, account: PmsSnapshot | None, since: date
+) -> PmsSnapshot | None:
+    """The account as the organisation's previous scope saw it, when the scope changed since its
+    last report (else None): what vanished only because of the change is not "resolved"."""
+    if previous_report is None or account is None:
+        return None
+    before = Scope.from_dict(previous_report.get("scope"))
+    if before == scope_of(org):
+        return None
+    try:
+        return apply_scope(account, before, since)
+    except ScopeError:
+        return None  # a location of the old scope is gone: nothing to compare with
+
+
 def scope_document(org: Organisation, snapshot: PmsSnapshot | None = None) -> dict[str, Any] | None:
     """The scope as the report gives it (null for the whole PMS account); with the run's scoped
     read, also the locations' names and how many of the account's practitioners were outside."""

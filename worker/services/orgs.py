@@ -165,44 +165,8 @@ def validate(new: NewOrganisation) -> None:
     check_url("--pms-url", new.pms_url, new.allow_insecure_http)
     check_url("--ptdirect-url", new.ptdirect_url, new.allow_insecure_http)
     check_url("--physitrack-url", new.physitrack_url, new.allow_insecure_http)
-    if new.pms == "cliniko":
-        if not new.pms_key:
-            raise InvalidInput(
-                "--pms cliniko needs --pms-key (a Cliniko API key, ending in its shard, e.g. -au1)"
-            )
-        if new.pms_url is None:
-            try:
-                base_url_for_key(new.pms_key)
-            except ConnectorError as exc:
-                raise InvalidInput(exc.reason) from None
-    if new.pms == "fhir" and not new.pms_url:
-        raise InvalidInput(
-            "--pms fhir needs --pms-url (the FHIR base URL); --pms-key is an optional bearer token"
-        )
-    _validate_halaxy_and_nookal(new)
-    if new.pms == "csv":
-        if not new.pms_path:
-            raise InvalidInput(
-                "--pms csv needs --pms-path DIR (a folder with practitioners.csv and patient_access.csv)"
-            )
-        if not Path(new.pms_path).is_dir():
-            raise InvalidInput(f"--pms-path {new.pms_path}: not a folder")
-    _validate_semble_or_export(new)
-    if new.ptdirect == "file":
-        if not new.ptdirect_path:
-            raise InvalidInput("--ptdirect file needs --ptdirect-path FILE (a ptsync.ptdirect/1 snapshot)")
-        path = Path(new.ptdirect_path)
-        if not path.is_file():
-            raise InvalidInput(f"--ptdirect-path {new.ptdirect_path}: file not found")
-        if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK):
-            raise InvalidInput(f"--ptdirect-path {new.ptdirect_path}: not writable (applying rewrites it)")
-    if new.ptdirect == "api":
-        if not new.ptdirect_url or not new.ptdirect_url.startswith(("http://", "https://")):
-            raise InvalidInput(
-                "--ptdirect api needs --ptdirect-url http(s)://... (the admin bridge's base URL)"
-            )
-        if not new.ptdirect_key:
-            raise InvalidInput("--ptdirect api needs --ptdirect-key (the admin bridge's key)")
+    _validate_pms(new)
+    _validate_ptdirect(new)
     if new.physitrack_region is not None and new.physitrack_region not in REGIONS:
         raise InvalidInput(f"--physitrack-region must be one of {', '.join(REGIONS)}")
     if not 0 <= new.webhook_min_interval <= 86_400:
@@ -324,3 +288,49 @@ def set_physitrack_key(runtime: Runtime, slug: str, email: str, key: str, actor:
             row.key_encrypted = token
             row.updated_at = now
         repo.audit(session, org.id, actor, "physitrack_key_set", now, practitioner=email.lower())
+
+
+def _validate_pms(new: NewOrganisation) -> None:
+    """The PMS connector's own settings: what each kind needs before anything is stored."""
+    if new.pms == "cliniko":
+        if not new.pms_key:
+            raise InvalidInput(
+                "--pms cliniko needs --pms-key (a Cliniko API key, ending in its shard, e.g. -au1)"
+            )
+        if new.pms_url is None:
+            try:
+                base_url_for_key(new.pms_key)
+            except ConnectorError as exc:
+                raise InvalidInput(exc.reason) from None
+    if new.pms == "fhir" and not new.pms_url:
+        raise InvalidInput(
+            "--pms fhir needs --pms-url (the FHIR base URL); --pms-key is an optional bearer token"
+        )
+    _validate_halaxy_and_nookal(new)
+    if new.pms == "csv":
+        if not new.pms_path:
+            raise InvalidInput(
+                "--pms csv needs --pms-path DIR (a folder with practitioners.csv and patient_access.csv)"
+            )
+        if not Path(new.pms_path).is_dir():
+            raise InvalidInput(f"--pms-path {new.pms_path}: not a folder")
+    _validate_semble_or_export(new)
+
+
+def _validate_ptdirect(new: NewOrganisation) -> None:
+    """Where PT Direct's state is read from and written to."""
+    if new.ptdirect == "file":
+        if not new.ptdirect_path:
+            raise InvalidInput("--ptdirect file needs --ptdirect-path FILE (a ptsync.ptdirect/1 snapshot)")
+        path = Path(new.ptdirect_path)
+        if not path.is_file():
+            raise InvalidInput(f"--ptdirect-path {new.ptdirect_path}: file not found")
+        if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK):
+            raise InvalidInput(f"--ptdirect-path {new.ptdirect_path}: not writable (applying rewrites it)")
+    if new.ptdirect == "api":
+        if not new.ptdirect_url or not new.ptdirect_url.startswith(("http://", "https://")):
+            raise InvalidInput(
+                "--ptdirect api needs --ptdirect-url http(s)://... (the admin bridge's base URL)"
+            )
+        if not new.ptdirect_key:
+            raise InvalidInput("--ptdirect api needs --ptdirect-key (the admin bridge's key)")

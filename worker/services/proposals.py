@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from sqlalchemy.orm import Session
+
 from connectors.base import PtDirectAdapter
 from connectors.errors import ConnectorError
 from connectors.ptdirect_file import parse_snapshot
@@ -21,9 +23,10 @@ from sharing.apply import apply_operation, is_in_effect, still_called_for
 from sharing.checklist import checklist
 from sharing.identity import normalise_email
 from sharing.operations import operation_key
+from worker import views
 from worker.clock import utcnow
 from worker.connections import ptdirect_adapter
-from worker.errors import InvalidInput
+from worker.errors import Conflict, InvalidInput, PtsyncError, Retryable
 from worker.lifecycle import IllegalTransition, OperationStatus
 from worker.lifecycle import ProposalStatus as P
 from worker.runtime import Runtime
@@ -50,8 +53,8 @@ COULD_NOT_DO = "could_not_do"
 SETTLED = ("applied", COULD_NOT_DO)
 
 
-class RetryableApplyError(Exception):
-    pass
+class RetryableApplyError(Retryable):
+    """A PT Direct write failed transiently; the apply job tries again (each step is idempotent)."""
 
 
 def approve(runtime: Runtime, proposal_id: str, actor: str, *, transferred: bool = False) -> Proposal:
@@ -147,12 +150,11 @@ def reject(runtime: Runtime, proposal_id: str, actor: str) -> Proposal:
         return proposal
 
 
-class ApplyBusy(Exception):
+class ApplyBusy(Conflict):
     """Another applier holds this proposal; try again after `delay_seconds`."""
 
     def __init__(self, delay_seconds: float) -> None:
-        super().__init__(f"proposal busy; retry in {delay_seconds:.1f}s")
-        self.delay_seconds = delay_seconds
+        super().__init__(f"proposal busy; retry in {delay_seconds:.1f}s", delay_seconds)
 
 
 class _LeaseLost(Exception):
@@ -273,11 +275,11 @@ def _apply_claimed(
     if plan.policy_changed:
         reason = "the organisation's policy changed since this was planned; a new sync re-plans it"
         return _supersede(runtime, proposal_id, token, plan.org.slug, reason)
-    adapter = ptdirect_adapter(plan.org, runtime.secrets)
     try:
+        adapter = ptdirect_adapter(plan.org, runtime.secrets)  # a ConfigurationError fails it, recorded
         current = adapter.read()
-    except ConnectorError as exc:
-        if exc.retryable:
+    except PtsyncError as exc:
+        if isinstance(exc, Retryable):
             raise RetryableApplyError(str(exc)) from exc
         return _fail_proposal(runtime, proposal_id, token, str(exc))
     if not _state_is_ours(plan, current):
@@ -481,20 +483,6 @@ def _fail_proposal(runtime: Runtime, proposal_id: str, token: str, reason: str) 
     return ApplyOutcome(proposal_id, "failed")
 
 
-def checklist_of(runtime: Runtime, proposal_id: str) -> tuple[Proposal, list[str]]:
-    """The proposal's steps for a person in the PT Direct console, with names from its plan."""
-    with runtime.db.transaction() as session:
-        proposal = repo.get_proposal(session, proposal_id)
-        planned = parse_snapshot(proposal.planned_state, f"proposal {proposal_id}")
-        names = {user.email.lower(): user.name for user in planned.users}
-        pending = [
-            Operation.from_dict(row.document)
-            for row in proposal.operations
-            if row.status not in ("applied", "closed")
-        ]
-        return proposal, checklist(pending, names)
-
-
 @dataclass(frozen=True)
 class ChecklistStep:
     """One operation as a step in the PT Direct console; numbered like `ptsync proposals`."""
@@ -513,11 +501,22 @@ class ChecklistStep:
         return self.status in SETTLED
 
 
-def checklist_steps(runtime: Runtime, proposal_id: str) -> tuple[Proposal, list[ChecklistStep]]:
+@dataclass(frozen=True)
+class Checklist:
+    """A proposal as steps for a person, and where its organisation keeps PT Direct's state."""
+
+    status: str
+    error: str | None
+    ptdirect_kind: str
+    ptdirect_path: str | None
+    steps: list[ChecklistStep]
+
+
+def checklist_steps(runtime: Runtime, proposal_id: str) -> Checklist:
     """Every operation of the proposal as a step, with what was done (or could not be) so far."""
     with runtime.db.transaction() as session:
         proposal = repo.get_proposal(session, proposal_id)
-        session.expunge(proposal.organisation)
+        org = proposal.organisation
         planned = parse_snapshot(proposal.planned_state, f"proposal {proposal_id}")
         names = {user.email.lower(): user.name for user in planned.users}
         steps = [
@@ -529,10 +528,23 @@ def checklist_steps(runtime: Runtime, proposal_id: str) -> tuple[Proposal, list[
             )
             for row in proposal.operations
         ]
-        return proposal, steps
+        return Checklist(proposal.status, proposal.error, org.ptdirect_kind, org.ptdirect_path, steps)
 
 
 OPEN_FOR_STEPS = ("proposed", "approved", "reopened", "failed")
+
+
+@dataclass(frozen=True)
+class StepsRecorded:
+    """What recording checklist steps left behind: the proposal as it now reads, and where PT
+    Direct's state lives (manual: the steps became a new recorded state)."""
+
+    proposal: views.ProposalView
+    ptdirect_kind: str
+
+    @property
+    def status(self) -> str:
+        return self.proposal.status
 
 
 def record_steps(
@@ -542,7 +554,7 @@ def record_steps(
     *,
     done: set[int],
     could_not: dict[int, str] | None = None,
-) -> Proposal:
+) -> StepsRecorded:
     """Record which steps (operation positions) a person did in PT Direct, and which they could not.
 
     With `--ptdirect manual` the steps done become a new recorded PT Direct state, so the next
@@ -555,32 +567,9 @@ def record_steps(
     now = utcnow()
     with runtime.db.transaction() as session:
         proposal = repo.get_proposal(session, proposal_id)
-        org = proposal.organisation
-        if proposal.status not in OPEN_FOR_STEPS:
-            raise InvalidInput(
-                f"proposal {proposal_id} is {proposal.status}; only open proposals can be marked"
-            )
-        rows = {row.position: row for row in proposal.operations}
-        for position in sorted(done | could_not.keys()):
-            if position not in rows:
-                raise InvalidInput(f"proposal {proposal_id} has no step {position + 1}")
-            if rows[position].status in SETTLED:
-                raise InvalidInput(f"step {position + 1} of proposal {proposal_id} is already recorded")
-        newly_done = [Operation.from_dict(rows[p].document) for p in sorted(done)]
-        if org.ptdirect_kind == "manual" and newly_done:
-            from worker.services.ptdirect_state import latest_in, record_in
-
-            current = latest_in(session, org.id, org.slug)
-            base = current.snapshot if current is not None else parse_snapshot(proposal.planned_state, "plan")
-            record_in(
-                session,
-                org.id,
-                org.slug,
-                apply_operations(base, newly_done),
-                actor,
-                "checklist",
-                note=f"proposal {proposal_id}: steps {', '.join(str(p + 1) for p in sorted(done))}",
-            )
+        rows = _steps_to_record(proposal, done | could_not.keys())
+        if proposal.organisation.ptdirect_kind == "manual" and done:
+            _record_manual_state(session, proposal, sorted(done), actor)
         for position in sorted(done):
             rows[position].status = "applied"
             rows[position].applied_at = now
@@ -588,20 +577,7 @@ def record_steps(
         for position, reason in could_not.items():
             rows[position].status = COULD_NOT_DO
             rows[position].error = (reason.strip() or "the admin could not do this step")[:500]
-        proposal.decided_by = proposal.decided_by or actor
-        proposal.decided_at = proposal.decided_at or now
-        if all(row.status in SETTLED for row in proposal.operations):
-            proposal.status = "applied_by_hand"
-            proposal.applied_at = now
-            proposal.verified_at = None
-            skipped = [row for row in proposal.operations if row.status == COULD_NOT_DO]
-            proposal.error = (
-                "not done: " + "; ".join(f"step {row.position + 1} ({row.error})" for row in skipped)
-                if skipped
-                else None
-            )
-        else:
-            proposal.status = "approved"
+        _settle_by_hand(proposal, actor, now)
         repo.audit(
             session,
             proposal.org_id,
@@ -612,14 +588,64 @@ def record_steps(
             done=sorted(p + 1 for p in done),
             could_not={str(p + 1): reason for p, reason in could_not.items()},
         )
-        return proposal
+        return StepsRecorded(views.proposal_view(proposal), proposal.organisation.ptdirect_kind)
+
+
+def _steps_to_record(proposal: Proposal, positions: set[int]) -> dict[int, ProposalOperation]:
+    """The proposal's steps by position, once every position given is an open, unsettled step."""
+    if proposal.status not in OPEN_FOR_STEPS:
+        raise InvalidInput(f"proposal {proposal.id} is {proposal.status}; only open proposals can be marked")
+    rows = {row.position: row for row in proposal.operations}
+    for position in sorted(positions):
+        if position not in rows:
+            raise InvalidInput(f"proposal {proposal.id} has no step {position + 1}")
+        if rows[position].status in SETTLED:
+            raise InvalidInput(f"step {position + 1} of proposal {proposal.id} is already recorded")
+    return rows
+
+
+def _record_manual_state(session: Session, proposal: Proposal, done: list[int], actor: str) -> None:
+    """`--ptdirect manual`: the steps done become a new recorded PT Direct state version."""
+    from worker.services.ptdirect_state import latest_in, record_in
+
+    org = proposal.organisation
+    rows = {row.position: row for row in proposal.operations}
+    current = latest_in(session, org.id, org.slug)
+    base = current.snapshot if current is not None else parse_snapshot(proposal.planned_state, "plan")
+    record_in(
+        session,
+        org.id,
+        org.slug,
+        apply_operations(base, [Operation.from_dict(rows[p].document) for p in done]),
+        actor,
+        "checklist",
+        note=f"proposal {proposal.id}: steps {', '.join(str(p + 1) for p in done)}",
+    )
+
+
+def _settle_by_hand(proposal: Proposal, actor: str, now: datetime) -> None:
+    """`applied_by_hand` once every step is settled (naming those not done), else `approved`."""
+    proposal.decided_by = proposal.decided_by or actor
+    proposal.decided_at = proposal.decided_at or now
+    if not all(row.status in SETTLED for row in proposal.operations):
+        proposal.status = "approved"
+        return
+    proposal.status = "applied_by_hand"
+    proposal.applied_at = now
+    proposal.verified_at = None
+    skipped = [row for row in proposal.operations if row.status == COULD_NOT_DO]
+    proposal.error = (
+        "not done: " + "; ".join(f"step {row.position + 1} ({row.error})" for row in skipped)
+        if skipped
+        else None
+    )
 
 
 def mark_applied_by_hand(
     runtime: Runtime, proposal_id: str, actor: str, could_not: dict[int, str] | None = None
-) -> Proposal:
+) -> StepsRecorded:
     """Record that a person followed the whole checklist (but the `could_not` steps)."""
-    _, steps = checklist_steps(runtime, proposal_id)
+    steps = checklist_steps(runtime, proposal_id).steps
     could_not = dict(could_not or {})
     done = {step.position for step in steps if not step.settled} - could_not.keys()
     return record_steps(runtime, proposal_id, actor, done=done, could_not=could_not)

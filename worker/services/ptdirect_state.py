@@ -195,7 +195,7 @@ def pms_practitioners(runtime: Runtime, slug: str) -> tuple[list[PmsPerson], str
         pulled = pms_connector(org, runtime.secrets).pull(
             window_start=utcnow().date(), cursors={}, state=None, started_at=utcnow()
         )
-    except (ConnectorError, PtsyncError) as exc:
+    except PtsyncError as exc:
         return [], f"could not read the PMS practitioners: {exc}"
     return [PmsPerson(p.id, p.name, p.email, p.active) for p in pulled.snapshot.practitioners], None
 

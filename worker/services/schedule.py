@@ -9,14 +9,15 @@ time counts, since one sync brings an organisation up to date.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import select
 
+from worker.clock import iso
 from worker.errors import InvalidInput
-from worker.runtime import Runtime
-from worker.services.deliveries import accept
-from worker.store.models import Organisation
+
+if TYPE_CHECKING:
+    from worker.runtime import Runtime
 
 CATCH_UP = timedelta(minutes=15)
 
@@ -25,7 +26,7 @@ def parse_schedule(expression: str) -> CronTrigger:
     try:
         return CronTrigger.from_crontab(expression, timezone=UTC)
     except (ValueError, TypeError) as exc:
-        raise InvalidInput(f"--schedule {expression!r} is not a valid cron expression: {exc}") from None
+        raise InvalidInput(f"the schedule {expression!r} is not a valid cron expression: {exc}") from None
 
 
 def latest_due(expression: str, now: datetime, catch_up: timedelta = CATCH_UP) -> datetime | None:
@@ -41,6 +42,11 @@ def latest_due(expression: str, now: datetime, catch_up: timedelta = CATCH_UP) -
 
 def record_due_syncs(runtime: Runtime, now: datetime) -> list[int]:
     """Record a delivery for every organisation whose schedule fell due; returns new delivery ids."""
+    from sqlalchemy import select
+
+    from worker.services.deliveries import accept
+    from worker.store.models import Organisation
+
     with runtime.db.transaction() as session:
         orgs = [
             (org.id, org.schedule)
@@ -54,8 +60,16 @@ def record_due_syncs(runtime: Runtime, now: datetime) -> list[int]:
             continue
         if due is None:
             continue
-        stamp = due.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = iso(due)
         accepted = accept(runtime, org_id, "schedule", stamp, "tick", stamp.encode())
         if not accepted.duplicate:
             created.append(accepted.delivery)
     return created
+
+
+def next_due(expression: str, now: datetime) -> datetime | None:
+    """When a schedule fires next after `now`; None for an expression that does not parse."""
+    try:
+        return parse_schedule(expression).get_next_fire_time(None, now)
+    except InvalidInput:
+        return None

@@ -15,13 +15,18 @@ What a shared read keeps and does not weaken:
   run's window start) and, for a location scope, when it read locations;
 - each run stores the read's cursors and connector state as its own, which is correct because
   the state is the account's rows up to the cursors, whoever read them;
+- it is used only when another organisation on the account has a run queued or running (or a
+  read is stored), so a lone manual sync reads as before, without a lock or a stored copy;
+  `PTSYNC_SHARED_PMS_READS=false` turns sharing off (every organisation reads the account itself);
 - it is stored encrypted (like the connector state) in `shared_pulls`, one row per account,
-  for `SHARED_PULL_MINUTES`, and deleted with the organisation whose run read it. Only accounts
-  with more than one active organisation are stored at all.
+  used for `SHARED_PULL_MINUTES`, then deleted by the next sync of any organisation (or the
+  daily prune, at the latest), and with the organisation whose run read it. Only accounts with
+  more than one active organisation are stored at all.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -35,17 +40,18 @@ from typing import Any
 import numpy as np
 from sqlalchemy import delete, select
 
-from connectors.base import PmsPull, Progress
+from connectors.base import PmsConnector, PmsPull, Progress
 from sharing import AccessGroup, AccessLog, PmsLocation, PmsPractitioner, PmsSnapshot
 from worker.clock import utcnow
-from worker.connections import pms_connector
 from worker.runtime import Runtime
-from worker.store.models import Organisation, SharedPull
+from worker.store.models import Organisation, Run, SharedPull
 
 log = logging.getLogger(__name__)
 
 SHARED_PULL_MINUTES = 15
 LOCK_SECONDS = 30 * 60
+"""How long one read may hold an account's lock, and how long another run waits for it (after
+that it reads the account itself: a missed share costs requests, never correctness)."""
 _locks: dict[str, threading.Lock] = {}
 _registry = threading.Lock()
 
@@ -64,8 +70,14 @@ def account_key(org: Organisation, secrets: Any) -> str:
 
 
 def _shared(runtime: Runtime, org: Organisation, key: str) -> bool:
-    """Another active organisation reads the same account."""
+    """Whether this run takes part in a shared read: reads of the account are shared (the
+    setting), and another active organisation on the account has a run queued or running (who
+    could use this read, or is making one), or a read of the account is stored."""
+    if not runtime.settings.shared_pms_reads:
+        return False
     with runtime.db.transaction() as session:
+        if session.get(SharedPull, key) is not None:
+            return True
         others = session.scalars(
             select(Organisation).where(
                 Organisation.pms_kind == org.pms_kind,
@@ -73,12 +85,17 @@ def _shared(runtime: Runtime, org: Organisation, key: str) -> bool:
                 Organisation.paused_at.is_(None),
             )
         ).all()
-        return any(account_key(other, runtime.secrets) == key for other in others)
+        same = [other.id for other in others if account_key(other, runtime.secrets) == key]
+        if not same:
+            return False
+        pending = select(Run.id).where(Run.org_id.in_(same), Run.status.in_(("queued", "running"))).limit(1)
+        return session.scalar(pending) is not None
 
 
 def pull(
     runtime: Runtime,
     org: Organisation,
+    connector: PmsConnector,
     *,
     requested_at: datetime,
     window_start: date,
@@ -88,13 +105,13 @@ def pull(
     progress: Progress | None,
 ) -> PmsPull:
     """The PMS read for this run: a shared one of this round, or a new one (shared if useful)."""
-    connector = pms_connector(org, runtime.secrets)
 
     def read() -> PmsPull:
         return connector.pull(
             window_start=window_start, cursors=cursors, state=state, started_at=started_at, progress=progress
         )
 
+    forget_expired(runtime)
     key = account_key(org, runtime.secrets)
     if not _shared(runtime, org, key):
         return read()
@@ -112,16 +129,30 @@ def pull(
         return fresh
 
 
+def forget_expired(runtime: Runtime) -> int:
+    """Delete shared reads past their time: at every sync (any organisation) and the daily prune."""
+    with runtime.db.transaction() as session:
+        return session.execute(delete(SharedPull).where(SharedPull.expires_at <= utcnow())).rowcount or 0
+
+
 @contextmanager
 def _account_lock(runtime: Runtime, key: str) -> Iterator[None]:
     """One reader per account at a time: across worker processes through Redis when workers run
     on Redis, else within this process."""
     url = runtime.settings.broker_url
     if url and url.startswith("redis"):
+        from redis.exceptions import LockError
+
         from worker.connections import _redis
 
-        with _redis(url).lock(f"ptsync:pms-read:{key}", timeout=LOCK_SECONDS, blocking_timeout=LOCK_SECONDS):
+        lock = _redis(url).lock(f"ptsync:pms-read:{key}", timeout=LOCK_SECONDS)
+        held = lock.acquire(blocking_timeout=LOCK_SECONDS)  # else read anyway: sharing is an economy
+        try:
             yield
+        finally:
+            if held:
+                with contextlib.suppress(LockError):  # a read longer than the lock let it lapse
+                    lock.release()
         return
     with _registry:
         lock = _locks.setdefault(key, threading.Lock())
@@ -152,7 +183,6 @@ def _store(
     now = utcnow()
     data = _encode(runtime, pulled)
     with runtime.db.transaction() as session:
-        session.execute(delete(SharedPull).where(SharedPull.expires_at <= now))
         row = session.get(SharedPull, key)
         if row is None:
             row = SharedPull(key=key)

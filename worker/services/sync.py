@@ -24,6 +24,7 @@ from sharing import (
     MasterRecipients,
     Mode,
     Operation,
+    PmsSnapshot,
     Policy,
     ProposalInfo,
     PtDirectSnapshot,
@@ -39,9 +40,11 @@ from worker.clock import iso, utcnow
 from worker.connections import (
     missing_api_path_hint,
     physitrack_clients,
+    pms_connector,
     ptdirect_adapter,
 )
-from worker.errors import InvalidInput, PtsyncError
+from worker.errors import Conflict, InvalidInput, PtsyncError, Retryable
+from worker.lifecycle import failed_attempt
 from worker.runtime import Runtime
 from worker.services import notify_delivery, notify_events, org_scope, shared_pull
 from worker.services.proposals import verify_applied
@@ -59,23 +62,26 @@ from worker.store.models import Organisation, Proposal, Run
 log = logging.getLogger(__name__)
 
 
-class OrganisationBusy(Exception):
+class OrganisationBusy(Conflict):
     """Another run of the organisation holds the lease; try again after `delay_seconds`."""
 
     def __init__(self, delay_seconds: float) -> None:
-        super().__init__(f"organisation busy; retry in {delay_seconds:.1f}s")
-        self.delay_seconds = delay_seconds
+        super().__init__(f"organisation busy; retry in {delay_seconds:.1f}s", delay_seconds)
 
 
 class OrganisationPaused(InvalidInput):
     """A paused organisation is not synced: not by the clock, webhooks or a person."""
+
+    def __init__(self, message: str, slug: str) -> None:
+        super().__init__(message)
+        self.slug = slug
 
 
 class RunTakenOver(Exception):
     """This worker's lease on the run lapsed and another worker took the run over."""
 
 
-class RetryableSyncError(Exception):
+class RetryableSyncError(Retryable):
     """A transient failure; the job layer retries the whole sync."""
 
 
@@ -98,7 +104,8 @@ def request_sync(runtime: Runtime, slug: str, trigger: str, *, accept_drop: bool
         if org.paused_at is not None:
             raise OrganisationPaused(
                 f"organisation {slug} is paused (since {iso(org.paused_at)}): nothing is synced until "
-                f"`ptsync org resume {slug}`"
+                "it is resumed",
+                slug,
             )
         run, created = repo.request_run(session, org, trigger, trigger, now)
         if accept_drop and not run.accept_drop:
@@ -130,20 +137,18 @@ def run_sync(runtime: Runtime, run_id: str) -> SyncOutcome:
         heartbeat.stop()
         log.warning("run %s was taken over by another worker; this attempt stopped", run_id)
         return SyncOutcome(run_id, "lease_lost")
-    except ConnectorError as exc:
-        heartbeat.stop()
-        if exc.retryable:
-            with runtime.db.transaction() as session:
-                repo.release_for_retry(session, claim, utcnow(), f"attempt failed: {exc}")
-            raise RetryableSyncError(str(exc)) from exc
-        return _fail(runtime, claim, str(exc) + missing_api_path_hint(org, exc))
     except PtsyncError as exc:
         heartbeat.stop()
-        return _fail(runtime, claim, str(exc))
+        if isinstance(exc, Retryable):
+            with runtime.db.transaction() as session:
+                repo.release_for_retry(session, claim, utcnow(), str(exc))
+            raise RetryableSyncError(str(exc)) from exc
+        hint = missing_api_path_hint(org, exc) if isinstance(exc, ConnectorError) else ""
+        return _fail(runtime, claim, str(exc) + hint)
     except BaseException:
         heartbeat.stop()
         with runtime.db.transaction() as session:
-            repo.release_for_retry(session, claim, utcnow(), "attempt failed: internal error")
+            repo.release_for_retry(session, claim, utcnow(), "internal error")
         raise
     heartbeat.stop()
     return outcome
@@ -189,6 +194,8 @@ class _Inputs:
     baseline: Baseline | None
     previous_report: dict[str, Any] | None
     previous_policy: dict[str, Any] | None
+    account: PmsSnapshot | None = None
+    """The whole PMS account's read, before the organisation's scope (clinic groups)."""
 
 
 @dataclass(frozen=True)
@@ -234,6 +241,7 @@ def _pull(
         pms = shared_pull.pull(
             runtime,
             org,
+            pms_connector(org, runtime.secrets),
             requested_at=requested_at,
             window_start=window_start,
             cursors=cursors,
@@ -241,13 +249,14 @@ def _pull(
             started_at=started_at,
             progress=heartbeat.progress,
         )
+        account = pms.snapshot
         pms = org_scope.scoped(org, pms, window_start)
         read_at = utcnow()
         ptdirect = ptdirect_adapter(org, runtime.secrets).read()
         clients = physitrack_clients(org, runtime.secrets, keys)
     if clients is not None:
         ptdirect = replace(ptdirect, clients=clients)
-    return _Inputs(pms, ptdirect, read_at, baseline, previous_report, previous_policy)
+    return _Inputs(pms, ptdirect, read_at, baseline, previous_report, previous_policy, account)
 
 
 def _as_of(org: Organisation, moment: datetime) -> date:
@@ -260,9 +269,9 @@ def _reconcile(runtime: Runtime, org: Organisation, inputs: _Inputs, started_at:
     key = runtime.secrets.decrypt(org.pseudonym_key_encrypted)
     as_of = _as_of(org, started_at)
     snapshot = inputs.pms.snapshot
-    def run(rules: Policy) -> Reconciliation:
+    def run(rules: Policy, pms: PmsSnapshot = snapshot) -> Reconciliation:
         return reconcile(
-            snapshot, inputs.ptdirect, rules, as_of=as_of, pseudonym_key=key, baseline=inputs.baseline
+            pms, inputs.ptdirect, rules, as_of=as_of, pseudonym_key=key, baseline=inputs.baseline
         )
 
     with metrics.phase("reconcile"):
@@ -273,6 +282,12 @@ def _reconcile(runtime: Runtime, org: Organisation, inputs: _Inputs, started_at:
         # is not "resolved" (nobody fixed anything).
         earlier = run(_policy_from(inputs.previous_policy, policy))
         policy_only = frozenset(f.fingerprint for f in earlier.findings)
+    since = as_of - timedelta(days=policy.lookback_days)
+    before = org_scope.previous_scope_view(org, inputs.previous_report, inputs.account, since)
+    if before is not None:
+        # The same account under the previous scope: findings left behind by a scope change are
+        # not "resolved" either.
+        policy_only |= frozenset(f.fingerprint for f in run(policy, before).findings)
     return _Decision(result, policy, policy_only)
 
 
@@ -444,7 +459,7 @@ def fail_after_retries(runtime: Runtime, run_id: str, reason: str) -> None:
     now = utcnow()
     with runtime.db.transaction() as session:
         run = session.get(Run, run_id)
-        last = (run.error or "").removeprefix("attempt failed: ") if run else ""
+        last = failed_attempt(run) if run else None
         message = f"gave up after retries: {last or reason}"
         if repo.fail_unfinished_run(session, run_id, now, message) and run is not None:
             repo.audit(session, run.org_id, "worker", "sync_failed", now, run_id=run_id, error=message)

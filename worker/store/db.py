@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, make_url
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+_REVISION = re.compile(r'^(revision|down_revision)\s*=\s*["\']([^"\']+)["\']', re.M)
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
@@ -55,6 +59,8 @@ def make_engine(url: str) -> Engine:
 
 
 def alembic_config(engine: Engine) -> Config:
+    from alembic.config import Config  # Alembic loads only when a migration has to run
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["engine"] = engine
@@ -63,14 +69,47 @@ def alembic_config(engine: Engine) -> Config:
 
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision (idempotent)."""
+    from alembic import command
+
     command.upgrade(alembic_config(engine), "head")
+
+
+def schema_head() -> str:
+    """The newest migration's revision id, read from the files (no Alembic import: the CLI
+    checks the schema on every command, and Alembic costs more than the check itself)."""
+    revisions: dict[str, str | None] = {}
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        found = dict(_REVISION.findall(path.read_text(encoding="utf-8")))
+        if "revision" in found:
+            revisions[found["revision"]] = found.get("down_revision")
+    heads = set(revisions) - set(revisions.values())
+    if len(heads) != 1:
+        raise RuntimeError(f"the migrations must form one chain; heads found: {sorted(heads)}")
+    return heads.pop()
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The revision this database is at (None when it was never migrated)."""
+    with engine.connect() as connection:
+        if not inspect(connection).has_table("alembic_version"):
+            return None  # a new, empty database
+        return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
 class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = make_engine(url)
-        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._sessions: sessionmaker[Session] | None = None
+
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        """Built on first use, so a read through the engine alone never loads the ORM."""
+        if self._sessions is None:
+            from sqlalchemy.orm import sessionmaker
+
+            self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        return self._sessions
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -80,6 +119,9 @@ class Database:
 
     def migrate(self) -> None:
         migrate(self.engine)
+
+    def schema_is_current(self) -> bool:
+        return schema_revision(self.engine) == schema_head()
 
     def dispose(self) -> None:
         self.engine.dispose()

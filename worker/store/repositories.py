@@ -16,7 +16,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from sharing import Baseline
+from sharing.context import Baseline
 from worker.clock import new_id
 from worker.crypto import SecretBox
 from worker.errors import ConfigurationError, NotFound

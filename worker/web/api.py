@@ -13,14 +13,12 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
-from worker.clock import iso
-from worker.errors import InvalidInput, NotFound
+from worker import views
 from worker.reports import render_csv
 from worker.services import credentials
 from worker.services import proposals as proposal_service
 from worker.services.deliveries import start_manual_sync
-from worker.store import repositories as repo
-from worker.store.models import Proposal, Run
+from worker.store.models import Run
 from worker.web.throttle import record_failure, refuse_if_throttled
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
@@ -35,6 +33,9 @@ class RunSummary(BaseModel):
     started_at: str | None
     finished_at: str | None
     error: str | None
+    retrying: bool = Field(
+        False, description="A queued or running run whose last attempt failed (`error` says why)"
+    )
     counts: dict[str, Any] | None
 
 
@@ -97,41 +98,12 @@ def principal_for(
     return principal
 
 
-def _run_summary(run: Run) -> RunSummary:
-    counts = dict(run.counts or {})
-    counts.pop("picture", None)
-    return RunSummary(
-        id=run.id,
-        trigger=run.trigger,
-        status=run.status,
-        requested_at=iso(run.requested_at),
-        started_at=iso(run.started_at),
-        finished_at=iso(run.finished_at),
-        error=run.error,
-        counts=counts,
-    )
+def _run_summary(run: views.RunView) -> RunSummary:
+    return RunSummary.model_validate(run.as_json())
 
 
-def proposal_view(proposal: Proposal) -> ProposalView:
-    return ProposalView(
-        id=proposal.id,
-        run_id=proposal.run_id,
-        status=proposal.status,
-        created_at=iso(proposal.created_at),
-        decided_by=proposal.decided_by,
-        decided_at=iso(proposal.decided_at),
-        error=proposal.error,
-        operations=[
-            OperationView(
-                position=op.position,
-                op=op.op,
-                email=op.email,
-                requires_approval=op.requires_approval,
-                status=op.status,
-            )
-            for op in proposal.operations
-        ],
-    )
+def _proposal_model(proposal: views.ProposalView) -> ProposalView:
+    return ProposalView.model_validate(proposal.as_json())
 
 
 @router.get("/orgs/{slug}/runs", response_model=list[RunSummary], summary="Run history, newest first")
@@ -140,8 +112,7 @@ def list_runs(
     principal: credentials.Principal = Depends(principal_for),
     limit: int = Query(20, ge=1, le=200),
 ) -> list[RunSummary]:
-    with request.app.state.runtime().db.transaction() as session:
-        return [_run_summary(run) for run in repo.runs_of(session, principal.org_id, limit)]
+    return [_run_summary(run) for run in views.runs(request.app.state.runtime(), principal.org_id, limit)]
 
 
 @router.get(
@@ -177,10 +148,7 @@ def latest(
 ) -> Any:
     from worker.reports import latest_report
 
-    try:
-        report, _ = latest_report(request.app.state.runtime(), principal.slug)
-    except NotFound as exc:
-        raise HTTPException(404, str(exc)) from None
+    report, _ = latest_report(request.app.state.runtime(), principal.slug)
     if format == "csv":
         return PlainTextResponse(render_csv(report), media_type="text/csv")
     return report
@@ -190,8 +158,7 @@ def latest(
 def list_proposals(
     request: Request, principal: credentials.Principal = Depends(principal_for)
 ) -> list[ProposalView]:
-    with request.app.state.runtime().db.transaction() as session:
-        return [proposal_view(p) for p in repo.proposals_of(session, principal.org_id)]
+    return [_proposal_model(p) for p in views.proposals(request.app.state.runtime(), principal.org_id)]
 
 
 def _actor(runtime, principal: credentials.Principal) -> str:
@@ -200,13 +167,6 @@ def _actor(runtime, principal: credentials.Principal) -> str:
 
     with runtime.db.transaction() as session:
         return token_actor(session, "api", principal.token_id)
-
-
-def _own_proposal(request: Request, principal: credentials.Principal, proposal_id: str) -> None:
-    with request.app.state.runtime().db.transaction() as session:
-        proposal = session.get(Proposal, proposal_id)
-        if proposal is None or proposal.org_id != principal.org_id:
-            raise HTTPException(404, "not found")
 
 
 @router.post(
@@ -221,22 +181,18 @@ def approve(
     body: ApproveRequest | None = None,
     principal: credentials.Principal = Depends(principal_for),
 ) -> Any:
-    _own_proposal(request, principal, proposal_id)
     runtime = request.app.state.runtime()
+    views.proposal(runtime, proposal_id, principal.org_id)  # NotFound (404) unless it is this org's
     from worker.actors import apply_proposal
 
-    try:
-        approval = proposal_service.approve_and_apply(
-            runtime,
-            proposal_id,
-            _actor(runtime, principal),
-            apply_proposal.send,
-            transferred=bool(body and body.transferred),
-        )
-    except InvalidInput as exc:
-        raise HTTPException(409, str(exc)) from None
-    with runtime.db.transaction() as session:
-        view = proposal_view(repo.get_proposal(session, proposal_id))
+    approval = proposal_service.approve_and_apply(
+        runtime,
+        proposal_id,
+        _actor(runtime, principal),
+        apply_proposal.send,
+        transferred=bool(body and body.transferred),
+    )
+    view = _proposal_model(views.proposal(runtime, proposal_id))
     if not approval.queued:  # committed; the re-driver sends the apply when the queue is back
         return JSONResponse({**view.model_dump(), "detail": "approved, will apply"}, status_code=202)
     return view
@@ -248,14 +204,10 @@ def approve(
 def reject(
     proposal_id: str, request: Request, principal: credentials.Principal = Depends(principal_for)
 ) -> ProposalView:
-    _own_proposal(request, principal, proposal_id)
     runtime = request.app.state.runtime()
-    try:
-        proposal_service.reject(runtime, proposal_id, _actor(runtime, principal))
-    except InvalidInput as exc:
-        raise HTTPException(409, str(exc)) from None
-    with runtime.db.transaction() as session:
-        return proposal_view(repo.get_proposal(session, proposal_id))
+    views.proposal(runtime, proposal_id, principal.org_id)
+    proposal_service.reject(runtime, proposal_id, _actor(runtime, principal))
+    return _proposal_model(views.proposal(runtime, proposal_id))
 
 
 @router.post("/orgs/{slug}/syncs", response_model=SyncStarted, status_code=202, summary="Start a sync")

@@ -11,7 +11,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
-from worker.errors import InvalidInput, NotFound
+from connectors.errors import ConnectorError
+from worker.errors import ConfigurationError, Conflict, InvalidInput, NotFound, PtsyncError, Retryable
 from worker.runtime import Runtime, get_runtime
 from worker.services.deliveries import relay_quietly
 from worker.services.notify_delivery import relay_notifications_quietly
@@ -20,6 +21,28 @@ from worker.web.throttle import FailureThrottle
 
 log = logging.getLogger(__name__)
 RELAY_INTERVAL_SECONDS = 1.0
+
+# The error tree as HTTP statuses, most specific first. InvalidInput is 409 (the request was
+# understood, but the organisation's state does not allow it now); FastAPI answers 422 itself
+# for a malformed body. A 5xx never carries the error's own text: it can hold an upstream
+# answer or a deployment detail; the log has it, the caller gets a generic line.
+HTTP_STATUSES: tuple[tuple[type[PtsyncError], int], ...] = (
+    (NotFound, 404),
+    (Conflict, 409),
+    (InvalidInput, 409),
+    (Retryable, 503),
+    (ConnectorError, 502),
+    (ConfigurationError, 500),
+)
+GENERIC_DETAIL = {
+    500: "ptsync is not set up correctly for this; the operator can see why in its log",
+    502: "a service ptsync reads or writes answered with an error; the operator can see it in the log",
+    503: "a service ptsync depends on is unavailable; try again shortly",
+}
+
+
+def http_status_of(error: PtsyncError) -> int:
+    return next((status for kind, status in HTTP_STATUSES if isinstance(error, kind)), 400)
 
 
 def default_send(run_id: str) -> None:
@@ -50,13 +73,8 @@ class Relay:
             relay_notifications_quietly(self._runtime())
 
 
-def create_app(
-    runtime: Callable[[], Runtime] = get_runtime,
-    send: Callable[[str], None] = default_send,
-    *,
-    background: bool = True,
-) -> FastAPI:
-    """`background`: run the relay thread (and, on the in-process broker, a queue worker)."""
+def _lifespan(runtime: Callable[[], Runtime], send: Callable[[str], None], background: bool):
+    """Start the relay thread (and, on the in-process broker, a queue worker) with the app."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -79,11 +97,41 @@ def create_app(
             if worker is not None:
                 worker.stop()
 
+    return lifespan
+
+
+async def _ptsync_error(request: Request, exc: PtsyncError) -> JSONResponse:
+    """The one place the web maps the error tree; routes let these errors through."""
+    status = http_status_of(exc)
+    headers = {"Retry-After": "30"} if status == 503 else None
+    if status >= 500:
+        log.error("%s %s answered %d: %s", request.method, request.url.path, status, exc)
+        return JSONResponse({"detail": GENERIC_DETAIL[status]}, status_code=status, headers=headers)
+    return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
+
+
+async def _database_unavailable(request: Request, exc: OperationalError) -> JSONResponse:
+    """The database is down or restarting: nothing was stored, so the sender should retry."""
+    log.warning("database unavailable: %s", exc.orig.__class__.__name__ if exc.orig else "error")
+    return JSONResponse(
+        {"detail": "the database is unavailable; nothing was stored, try again shortly"},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
+
+
+def create_app(
+    runtime: Callable[[], Runtime] = get_runtime,
+    send: Callable[[str], None] = default_send,
+    *,
+    background: bool = True,
+) -> FastAPI:
+    """`background`: run the relay thread (and, on the in-process broker, a queue worker)."""
     app = FastAPI(
         title="ptsync",
         version="0.1.0",
         description="Webhooks, the admin API and report pages of ptsync.",
-        lifespan=lifespan,
+        lifespan=_lifespan(runtime, send, background),
         docs_url=None,  # served offline by worker.web.site
         redoc_url=None,
     )
@@ -91,24 +139,8 @@ def create_app(
     app.state.send = send
     app.state.auth_throttle = FailureThrottle()
     app.add_middleware(SecurityHeaders)
-
-    @app.exception_handler(NotFound)
-    async def not_found(request: Request, exc: NotFound) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=404)
-
-    @app.exception_handler(OperationalError)
-    async def database_unavailable(request: Request, exc: OperationalError) -> JSONResponse:
-        # The database is down or restarting: nothing was stored, so the sender should retry.
-        log.warning("database unavailable: %s", exc.orig.__class__.__name__ if exc.orig else "error")
-        return JSONResponse(
-            {"detail": "the database is unavailable; nothing was stored, try again shortly"},
-            status_code=503,
-            headers={"Retry-After": "5"},
-        )
-
-    @app.exception_handler(InvalidInput)
-    async def invalid(request: Request, exc: InvalidInput) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=409)
+    app.add_exception_handler(PtsyncError, _ptsync_error)
+    app.add_exception_handler(OperationalError, _database_unavailable)
 
     from worker.web import (
         api,
@@ -122,14 +154,9 @@ def create_app(
         webhooks,
     )
 
-    app.include_router(webhooks.router)
-    app.include_router(halaxy_webhooks.router)
-    app.include_router(api.router)
-    app.include_router(pages.router)
-    app.include_router(sync_pages.router)
-    app.include_router(site.router)
+    for module in (webhooks, halaxy_webhooks, api, pages, sync_pages, site):
+        app.include_router(module.router)
     site.mount_static(app)
-    app.include_router(ops.router)
-    app.include_router(ops_pages.router)
-    app.include_router(ptdirect_pages.router)
+    for module in (ops, ops_pages, ptdirect_pages):
+        app.include_router(module.router)
     return app

@@ -5,9 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import defer
-
+from worker import views
 from worker.clock import utcnow
 from worker.errors import NotFound
 from worker.picture import render_picture
@@ -39,22 +37,15 @@ def org_page_context(runtime: Runtime, slug: str, org_id: int, who: str | None) 
     with runtime.db.transaction() as session:
         org = repo.get_org(session, slug)
         zone = org_zone(org)
-        runs = list(
-            session.scalars(
-                select(Run)
-                .options(defer(Run.report), defer(Run.counts))
-                .where(Run.org_id == org_id)
-                .order_by(Run.requested_at.desc())
-                .limit(HISTORY)
-            )
-        )
-        header = header_view(org, runs[0] if runs else None, zone, now)
-        history = run_views(runs, zone, now)
+        schedule = org.schedule
         picture = None
         if report is not None:
             report_run = session.get(Run, report["run"]["id"])
             picture = (report_run.counts or {}).get("picture") if report_run else None
-        proposals = proposal_views(repo.proposals_of(session, org_id, PROPOSALS), zone, now)
+    runs = views.runs(runtime, org_id, HISTORY, counts=False)
+    header = header_view(schedule, runs[0] if runs else None, zone, now)
+    history = run_views(runs, zone, now)
+    proposals = proposal_views(views.proposals(runtime, org_id, PROPOSALS), zone, now)
     current = [p for p in proposals if p["open"]]
     earlier = [p for p in proposals if not p["open"]]
     operations = [op for proposal in current for op in proposal["operations"]]

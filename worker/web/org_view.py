@@ -13,9 +13,12 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from worker.web.timefmt import local, next_scheduled, relative
+from sharing.findings import Severity
+from worker.services.schedule import next_due
+from worker.views import ProposalView, RunView
+from worker.web.timefmt import local, relative
 
-SEVERITIES = ("high", "medium", "low", "info")
+SEVERITIES = tuple(severity.value for severity in Severity)
 STATE_ORDER = {"new": 0, "ongoing": 1, "indeterminate": 2, "fixed": 3}
 STATE_LABEL = {
     "new": "new",
@@ -120,7 +123,7 @@ def group_findings(
     ]
 
 
-def proposal_views(proposals: list[Any], zone: ZoneInfo, now: datetime) -> list[dict[str, Any]]:
+def proposal_views(proposals: list[ProposalView], zone: ZoneInfo, now: datetime) -> list[dict[str, Any]]:
     """Proposals newest first, each with its operations anchored for links from findings."""
     views = []
     for proposal in proposals:
@@ -128,7 +131,7 @@ def proposal_views(proposals: list[Any], zone: ZoneInfo, now: datetime) -> list[
             {
                 "anchor": f"op-{proposal.id[:12]}-{row.position}",
                 "op": row.op,
-                "label": row.op.replace("_", " "),
+                "label": row.label,
                 "email": row.email,
                 "status": row.status,
                 "requires_approval": row.requires_approval,
@@ -144,7 +147,7 @@ def proposal_views(proposals: list[Any], zone: ZoneInfo, now: datetime) -> list[
                 "created_ago": relative(proposal.created_at, now),
                 "error": proposal.error,
                 "operations": operations,
-                "waiting": any(op["status"] == "waiting" for op in operations),
+                "waiting": proposal.waiting,
                 "summary": _operation_summary(operations),
             }
         )
@@ -158,7 +161,7 @@ def _operation_summary(operations: list[dict[str, Any]]) -> str:
     return ", ".join(f"{count} × {label}" for label, count in counts.items())
 
 
-def run_views(runs: list[Any], zone: ZoneInfo, now: datetime) -> list[dict[str, Any]]:
+def run_views(runs: list[RunView], zone: ZoneInfo, now: datetime) -> list[dict[str, Any]]:
     return [
         {
             "id": run.id,
@@ -167,15 +170,16 @@ def run_views(runs: list[Any], zone: ZoneInfo, now: datetime) -> list[dict[str, 
             "requested": local(run.requested_at, zone),
             "requested_ago": relative(run.requested_at, now),
             "finished_ago": relative(run.finished_at, now) if run.finished_at else "",
-            "error": run.error,
+            # A run still being tried again says so, with why its last attempt failed.
+            "error": f"retrying: {run.retrying}" if run.retrying else run.error,
         }
         for run in runs
     ]
 
 
-def header_view(org: Any, last_run: Any, zone: ZoneInfo, now: datetime) -> dict[str, Any]:
+def header_view(schedule: str, last_run: RunView | None, zone: ZoneInfo, now: datetime) -> dict[str, Any]:
     """The header line: the last run's status and time, and when the next scheduled sync is."""
-    upcoming = next_scheduled(org.schedule, now)
+    upcoming = next_due(schedule, now)
     view: dict[str, Any] = {
         "zone": zone.key,
         "next": local(upcoming, zone) if upcoming else None,
@@ -183,13 +187,13 @@ def header_view(org: Any, last_run: Any, zone: ZoneInfo, now: datetime) -> dict[
         "last": None,
     }
     if last_run is not None:
-        moment = last_run.finished_at or last_run.started_at or last_run.requested_at
+        moment = last_run.last_moment
         view["last"] = {
             "id": last_run.id,
             "status": last_run.status,
             "at": local(moment, zone),
             "ago": relative(moment, now),
             "trigger": last_run.trigger,
-            "active": last_run.status in ("queued", "running"),
+            "active": last_run.active,
         }
     return view

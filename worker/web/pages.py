@@ -15,20 +15,19 @@ from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from jinja2 import Environment, PackageLoader, select_autoescape
 
+from worker import views
 from worker.errors import InvalidInput
+from worker.rendering import render
 from worker.services import credentials
 from worker.services import proposals as proposal_service
 from worker.store import repositories as repo
-from worker.store.models import Proposal
 from worker.web.org_page import org_page_context
 from worker.web.throttle import record_failure, refuse_if_throttled
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 COOKIE = "ptsync_session"
 SESSION_SECONDS = credentials.SESSION_SECONDS
-_templates = Environment(loader=PackageLoader("worker", "templates"), autoescape=select_autoescape(["html"]))
 
 
 def _key(request: Request) -> bytes:
@@ -115,7 +114,7 @@ def _notice(request: Request, notice: str | None, signature: str | None) -> str 
 
 
 def _render(name: str, **context: Any) -> HTMLResponse:
-    return HTMLResponse(_templates.get_template(name).render(**context))
+    return HTMLResponse(render(name, **context))
 
 
 @router.get("/orgs/{slug}/login")
@@ -194,10 +193,8 @@ def _check_form(request: Request, slug: str, csrf: str) -> int:
 
 
 def _own(request: Request, org_id: int, proposal_id: str) -> None:
-    with request.app.state.runtime().db.transaction() as session:
-        proposal = session.get(Proposal, proposal_id)
-        if proposal is None or proposal.org_id != org_id:
-            raise HTTPException(404, "not found")
+    """NotFound (404) unless the proposal is this organisation's: never confirm another's exists."""
+    views.proposal(request.app.state.runtime(), proposal_id, org_id)
 
 
 @router.post("/orgs/{slug}/proposals/{proposal_id}/approve")
@@ -248,16 +245,16 @@ def checklist(slug: str, proposal_id: str, request: Request, notice: str | None 
     if session_info is None:
         return RedirectResponse(f"/orgs/{slug}/login", status_code=303)
     _own(request, session_info[0], proposal_id)
-    proposal, steps = proposal_service.checklist_steps(request.app.state.runtime(), proposal_id)
+    found = proposal_service.checklist_steps(request.app.state.runtime(), proposal_id)
     return _render(
         "checklist.html",
         slug=slug,
         proposal_id=proposal_id,
-        status=proposal.status,
-        kind=proposal.organisation.ptdirect_kind,
-        path=proposal.organisation.ptdirect_path,
-        steps=steps,
-        open_for_steps=proposal.status in proposal_service.OPEN_FOR_STEPS,
+        status=found.status,
+        kind=found.ptdirect_kind,
+        path=found.ptdirect_path,
+        steps=found.steps,
+        open_for_steps=found.status in proposal_service.OPEN_FOR_STEPS,
         csrf=_csrf(request, session_info[1]),
         notice=notice,
     )

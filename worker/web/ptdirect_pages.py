@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from connectors.errors import ConnectorError
@@ -21,8 +21,7 @@ from worker.errors import InvalidInput, NotFound
 from worker.services import proposals as proposal_service
 from worker.services import ptdirect_state
 from worker.store import repositories as repo
-from worker.store.models import Proposal
-from worker.web.pages import _check_form, _render, _session
+from worker.web.pages import _check_form, _own, _render, _session
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 BLANK_ROWS = 2
@@ -221,19 +220,12 @@ async def save_ptdirect(slug: str, request: Request) -> Response:
     return _page(request, slug, cookie, rows, master_email, errors=errors)
 
 
-def _own_proposal(request: Request, org_id: int, proposal_id: str) -> None:
-    with request.app.state.runtime().db.transaction() as session:
-        proposal = session.get(Proposal, proposal_id)
-        if proposal is None or proposal.org_id != org_id:
-            raise HTTPException(404, "not found")
-
-
 @router.post("/orgs/{slug}/proposals/{proposal_id}/steps")
 async def record_steps(slug: str, proposal_id: str, request: Request) -> Response:
     """The checklist's "Mark applied": steps ticked done, or marked as not possible (with why)."""
     form = await request.form()
     org_id = _check_form(request, slug, str(form.get("csrf", "")))
-    _own_proposal(request, org_id, proposal_id)
+    _own(request, org_id, proposal_id)
     done, could_not = set(), {}
     for name, value in form.multi_items():
         if not name.startswith("step-") or not name[5:].isdigit():

@@ -7,13 +7,13 @@ queued or running (a meta refresh: no script).
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
+from worker import views
 from worker.clock import utcnow
 from worker.services.deliveries import start_manual_sync
 from worker.store import repositories as repo
-from worker.store.models import Run
 from worker.web.pages import _check_form, _notice_url, _render, _session
 from worker.web.timefmt import local, org_zone, relative
 
@@ -36,25 +36,25 @@ def run_page(slug: str, run_id: str, request: Request) -> Response:
     if session_info is None:
         return RedirectResponse(f"/orgs/{slug}/login", status_code=303)
     now = utcnow()
-    with request.app.state.runtime().db.transaction() as session:
-        run = session.get(Run, run_id)
-        if run is None or run.org_id != session_info[0]:
-            raise HTTPException(404, "not found")
+    runtime = request.app.state.runtime()
+    run = views.run(runtime, session_info[0], run_id)  # NotFound (404) for another organisation's run
+    with runtime.db.transaction() as session:
         zone = org_zone(repo.get_org(session, slug))
-        view = {
-            "status": run.status,
-            "active": run.status in (repo.QUEUED, repo.RUNNING),
-            "described": _described(run),
-            "requested": local(run.requested_at, zone),
-            "requested_ago": relative(run.requested_at, now),
-            "finished": local(run.finished_at, zone) if run.finished_at else "",
-            "finished_ago": relative(run.finished_at, now) if run.finished_at else "",
-            "error": run.error if run.status == repo.FAILED else None,
-        }
+    view = {
+        "status": run.status,
+        "active": run.active,
+        "described": _described(run),
+        "requested": local(run.requested_at, zone),
+        "requested_ago": relative(run.requested_at, now),
+        "finished": local(run.finished_at, zone) if run.finished_at else "",
+        "finished_ago": relative(run.finished_at, now) if run.finished_at else "",
+        "error": run.error if run.status == repo.FAILED else None,
+        "retrying": run.retrying,
+    }
     return _render("run.html", slug=slug, run=view)
 
 
-def _described(run: Run) -> str:
+def _described(run: views.RunView) -> str:
     counts = run.counts or {}
     if run.status == repo.QUEUED:
         return "Waiting for a worker to pick it up."
@@ -64,6 +64,5 @@ def _described(run: Run) -> str:
             return f"Reading the PMS: {progress['rows']:,} {progress['resource']} rows so far."
         return "Reading the PMS and PT Direct."
     if run.status == repo.SUCCEEDED:
-        findings = sum((counts.get("findings") or {}).values())
-        return f"Done: {findings} findings, {counts.get('operations', 0)} proposed changes."
+        return f"Done: {run.findings} findings, {counts.get('operations', 0)} proposed changes."
     return "The sync failed; the last good report stays the one shown."

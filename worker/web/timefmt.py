@@ -5,9 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from worker.errors import InvalidInput
-from worker.services.schedule import parse_schedule
-
 
 def org_zone(org: object) -> ZoneInfo:
     """The organisation's time zone (`org add --timezone`, an IANA name validated when it is set)."""
@@ -42,10 +39,3 @@ def relative(moment: datetime | None, now: datetime) -> str:
         text = f"{max(1, round(span / 60))} min"
     return f"in {text}" if seconds > 0 else f"{text} ago"
 
-
-def next_scheduled(schedule: str, now: datetime) -> datetime | None:
-    """The next time the organisation's cron schedule falls due, or None if it cannot be read."""
-    try:
-        return parse_schedule(schedule).get_next_fire_time(None, now)
-    except InvalidInput:
-        return None

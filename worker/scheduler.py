@@ -1,4 +1,6 @@
-"""The `clock` process: one scheduler for the whole deployment.
+"""The scheduler behind the `clock` process (`ptsync clock`): one for the whole deployment.
+
+Time itself is read in `worker/clock.py` (`utcnow`), the one place the shell asks for it.
 
 APScheduler runs a tick every few seconds; a tick does anything only while this process holds
 the leader lock in Redis (SET NX with a TTL, renewed each tick, released on exit), so a second
