@@ -18,15 +18,19 @@ run (so a run always reconciles the whole window, from few requests).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 from connectors.base import PmsPull, Progress
+from connectors.dates import day_of, day_to_date, parse_day
 from connectors.errors import ConnectorError
 from connectors.http import HttpClient
 from connectors.incremental import next_cursor, previous_records
 from connectors.paging import pages
 from connectors.ratelimit import RateLimiter
+from connectors.records import Attendance, GroupBooking, Visit, revive, within_window
 from sharing import (
     AccessLogBuilder,
     AccessSource,
@@ -42,7 +46,6 @@ _SHARD = re.compile(r"^(?P<region>[a-z]{2})(?P<number>\d{1,2})$")
 PER_PAGE = 100
 STATE_VERSION = 2
 """2: appointments carry their business id (version 1 states are read again in full)."""
-APPOINTMENT_RESOURCES = ("individual_appointments", "group_appointments", "attendees")
 
 
 def base_url_for_key(api_key: str) -> str:
@@ -80,16 +83,6 @@ def _text_id(value: Any, where: str) -> str:
     return str(value)
 
 
-def _day(value: Any, where: str) -> int:
-    if not isinstance(value, str):
-        raise ConnectorError(NAME, f"{where}: expected an ISO timestamp")
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ConnectorError(NAME, f"{where}: expected an ISO timestamp, got {value!r}") from None
-    return moment.date().toordinal()
-
-
 def _status(row: dict[str, Any]) -> int:
     if row.get("deleted_at"):
         return int(AccessStatus.DELETED)
@@ -113,6 +106,50 @@ def _items(document: Any, key: str, where: str) -> list[dict[str, Any]]:
 def _next(document: Any) -> str | None:
     links = document.get("links") if isinstance(document, dict) else None
     return links.get("next") if isinstance(links, dict) else None
+
+
+def _link(row: dict[str, Any], field: str, where: str) -> str:
+    return id_from_link(row.get(field), f"{where}.{field}")
+
+
+def _business(row: dict[str, Any], where: str) -> str | None:
+    return _link(row, "business", where) if row.get("business") else None
+
+
+def _visit(row: dict[str, Any], where: str) -> Visit:
+    day = parse_day(row.get("starts_at"), NAME, f"{where}.starts_at")
+    patient = _link(row, "patient", where)
+    return Visit(_link(row, "practitioner", where), patient, day, _status(row), _business(row, where))
+
+
+def _group_booking(row: dict[str, Any], where: str) -> GroupBooking:
+    day = parse_day(row.get("starts_at"), NAME, f"{where}.starts_at")
+    return GroupBooking(_link(row, "practitioner", where), day, _status(row), _business(row, where))
+
+
+def _attendance(row: dict[str, Any], where: str) -> Attendance:
+    booking = row.get("booking") or row.get("group_appointment") or row.get("appointment")
+    return Attendance(id_from_link(booking, f"{where}.booking"), _link(row, "patient", where), _status(row))
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One Cliniko list endpoint a pull reads, declared once: its path (also the response's key),
+    how a row becomes a record, and whether it is filtered to the lookback window by `starts_at`
+    (an attendee has no time of its own: it follows its group booking)."""
+
+    path: str
+    record: Callable[[dict[str, Any], str], tuple]
+    kind: type[tuple]
+    windowed: bool
+
+
+RESOURCES = (
+    Resource("individual_appointments", _visit, Visit, windowed=True),
+    Resource("group_appointments", _group_booking, GroupBooking, windowed=True),
+    Resource("attendees", _attendance, Attendance, windowed=False),
+)
+APPOINTMENT_RESOURCES = tuple(resource.path for resource in RESOURCES)
 
 
 class ClinikoConnector:
@@ -151,23 +188,22 @@ class ClinikoConnector:
     ) -> PmsPull:
         previous = previous_records(state, cursors, APPOINTMENT_RESOURCES, STATE_VERSION)
         incremental = previous is not None
-        records = previous or {resource: {} for resource in APPOINTMENT_RESOURCES}
+        records = {r.path: revive((previous or {}).get(r.path) or {}, r.kind) for r in RESOURCES}
         emails = self._user_emails()
         practitioners = self._practitioners(emails)
         locations = None
         if self.read_locations:
             locations, practitioners = self._businesses(practitioners)
         window_filter = f"starts_at:>={window_start.isoformat()}T00:00:00Z"
-        for resource in APPOINTMENT_RESOURCES:
+        for resource in RESOURCES:
             filters = ["archived_at:*"]
-            if resource != "attendees":
+            if resource.windowed:
                 filters.append(window_filter)
             if incremental:
-                filters.append(f"updated_at:>{cursors[resource]}")
-            self._read_appointments(resource, filters, records[resource], progress)
-        window_day = window_start.toordinal()
-        for resource in ("individual_appointments", "group_appointments"):
-            records[resource] = {k: v for k, v in records[resource].items() if v[-3] >= window_day}
+                filters.append(f"updated_at:>{cursors[resource.path]}")
+            self._read(resource, filters, records[resource.path], progress)
+            if resource.windowed:
+                records[resource.path] = within_window(records[resource.path], day_of(window_start))
         cursor = next_cursor(started_at)
         snapshot = PmsSnapshot(self.system, tuple(practitioners), _access_log(records), locations=locations)
         new_state = {"version": STATE_VERSION, **records}
@@ -230,59 +266,40 @@ class ClinikoConnector:
                 )
         return [found[key] for key in sorted(found)]
 
-    def _read_appointments(
-        self, resource: str, filters: list[str], into: dict[str, list[Any]], progress: Progress | None
+    def _read(
+        self, resource: Resource, filters: list[str], into: dict[str, tuple], progress: Progress | None
     ) -> None:
-        for index, row in enumerate(self._all(resource, resource, filters)):
-            where = f"GET /{resource} item {index}"
-            row_id = _text_id(row.get("id"), where)
-            status = _status(row)
-            business = row.get("business")
-            where_at = id_from_link(business, f"{where}.business") if business else None
-            # Tuples of strings and ints are untracked by the garbage collector: with tens of
-            # thousands of rows, lists here made full collections stall the pull.
-            if resource == "individual_appointments":
-                into[row_id] = (
-                    id_from_link(row.get("practitioner"), f"{where}.practitioner"),
-                    id_from_link(row.get("patient"), f"{where}.patient"),
-                    _day(row.get("starts_at"), f"{where}.starts_at"),
-                    status,
-                    where_at,
-                )
-            elif resource == "group_appointments":
-                into[row_id] = (
-                    id_from_link(row.get("practitioner"), f"{where}.practitioner"),
-                    _day(row.get("starts_at"), f"{where}.starts_at"),
-                    status,
-                    where_at,
-                )
-            else:
-                booking = row.get("booking") or row.get("group_appointment") or row.get("appointment")
-                into[row_id] = (
-                    id_from_link(booking, f"{where}.booking"),
-                    id_from_link(row.get("patient"), f"{where}.patient"),
-                    status,
-                )
+        for index, row in enumerate(self._all(resource.path, resource.path, filters)):
+            where = f"GET /{resource.path} item {index}"
+            into[_text_id(row.get("id"), where)] = resource.record(row, where)
             if progress is not None and index % 1000 == 999:
-                progress(resource, index + 1)
+                progress(resource.path, index + 1)
 
 
-def _access_log(records: dict[str, dict[str, list[Any]]]):
+def _access_log(records: dict[str, dict[str, Any]]):
     builder = AccessLogBuilder()
-    for practitioner, patient, day, status, business in _visits(records):
-        when = date.fromordinal(day)
-        builder.add(practitioner, patient, AccessSource.APPOINTMENT, when, AccessStatus(status), business)
-    return builder.build()
-
-
-def _visits(records: dict[str, dict[str, list[Any]]]):
-    """(practitioner, patient, day, status, business) of every appointment and class attendance."""
-    yield from records["individual_appointments"].values()
-    groups = records["group_appointments"]
-    for group_id, patient, attendee_status in records["attendees"].values():
-        group = groups.get(group_id)
+    for visit in records["individual_appointments"].values():
+        status = AccessStatus(visit.status)
+        builder.add(
+            visit.practitioner,
+            visit.patient,
+            AccessSource.APPOINTMENT,
+            day_to_date(visit.day),
+            status,
+            visit.location,
+        )
+    groups: dict[str, GroupBooking] = records["group_appointments"]
+    for attendance in records["attendees"].values():
+        group = groups.get(attendance.booking)
         if group is None:
             continue  # the class is outside the window
-        practitioner, day, group_status, business = group
-        # a cancelled class cancels every attendance
-        yield practitioner, patient, day, max(attendee_status, group_status), business
+        status = AccessStatus(max(attendance.status, group.status))  # a cancelled class cancels every place
+        builder.add(
+            group.practitioner,
+            attendance.patient,
+            AccessSource.APPOINTMENT,
+            day_to_date(group.day),
+            status,
+            group.location,
+        )
+    return builder.build()

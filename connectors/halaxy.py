@@ -49,7 +49,7 @@ from urllib.parse import urlsplit
 import requests
 
 from connectors.errors import ConnectorError
-from connectors.fhir import FhirConnector, reference_id
+from connectors.fhir import FhirConnector, Involvement, reference_id
 from connectors.http import HttpClient, HttpError
 from connectors.ratelimit import RateLimiter
 from sharing import AccessStatus
@@ -255,11 +255,11 @@ class HalaxyConnector(FhirConnector):
             return AccessStatus.ACTIVE
         return super()._appointment_status(entry)
 
-    def _normalise(self, resource: str, entry: dict[str, Any]) -> Any:
+    def _appointment_row(self, entry: dict[str, Any], updated: str | None) -> Involvement:
         """Appointments also get each patient's own state (a group session can have a patient who
         cancelled beside one who came): `{patient id: status}` where attendance decides it."""
-        record = super()._normalise(resource, entry)
-        if resource != "Appointment" or record[4] == AccessStatus.DELETED:
+        record = super()._appointment_row(entry, updated)
+        if record.status == AccessStatus.DELETED:
             return record
         own: dict[str, int] = {}
         for participant in entry.get("participant") or []:
@@ -269,5 +269,4 @@ class HalaxyConnector(FhirConnector):
             state = _attendance_status(attendance(participant))
             if patient and state is not None:
                 own[patient] = int(state)
-        record[5] = own
-        return record
+        return record._replace(per_patient=own)

@@ -46,13 +46,15 @@ from __future__ import annotations
 import logging
 import re
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from connectors.base import PmsPull, Progress
+from connectors.dates import day_of, day_to_date, parse_day
 from connectors.errors import ConnectorError
 from connectors.http import HttpClient
 from connectors.incremental import next_cursor, previous_records
 from connectors.ratelimit import RateLimiter
+from connectors.records import revive, within_window
 from sharing import (
     AccessLog,
     AccessLogBuilder,
@@ -99,15 +101,6 @@ def _text_id(value: Any, where: str) -> str:
     return str(value).strip()
 
 
-def _day(value: Any, where: str) -> int:
-    if not isinstance(value, str):
-        raise ConnectorError(NAME, f"{where}: expected a date (YYYY-MM-DD)")
-    try:
-        return date.fromisoformat(value.strip()[:10]).toordinal()
-    except ValueError:
-        raise ConnectorError(NAME, f"{where}: expected a date (YYYY-MM-DD), got {value!r}") from None
-
-
 def _status(row: dict[str, Any]) -> int:
     if _truthy(row.get("cancelled")) or "cancel" in str(row.get("status") or "").lower():
         return int(AccessStatus.CANCELLED)
@@ -121,6 +114,18 @@ def nookal_cursor(started_at: datetime | None) -> str:
     UTC, so a UTC cursor can only re-read some recent rows, never skip one.
     """
     return next_cursor(started_at).replace("T", " ").removesuffix("Z")
+
+
+class Booking(NamedTuple):
+    """One Nookal appointment as a pull keeps it (a class's attendees are read separately)."""
+
+    practitioner: str
+    patient: str  # "" for a class
+    day: int
+    status: int
+    is_class: bool
+    location: str | None
+
 
 
 class NookalConnector:
@@ -154,6 +159,7 @@ class NookalConnector:
     ) -> PmsPull:
         previous = previous_records(state, cursors, RESOURCES, STATE_VERSION)
         records = previous or {resource: {} for resource in RESOURCES}
+        records["appointments"] = revive(records["appointments"], Booking)
         practitioners = self._practitioners()
         locations = self._locations() if self.read_locations else None
         today = (started_at or datetime.now()).date()
@@ -169,10 +175,10 @@ class NookalConnector:
             row_id = _text_id(row.get("ID"), f"{where}.ID")
             is_class = str(row.get("classID") or "0").strip() not in ("", "0")
             patient = "" if is_class else _text_id(row.get("patientID"), f"{where}.patientID")
-            records["appointments"][row_id] = (
+            records["appointments"][row_id] = Booking(
                 _text_id(row.get("practitionerID"), f"{where}.practitionerID"),
                 patient,
-                _day(row.get("appointmentDate"), f"{where}.appointmentDate"),
+                parse_day(row.get("appointmentDate"), NAME, f"{where}.appointmentDate"),
                 _status(row),
                 is_class,
                 _location(row.get("locationID")),
@@ -183,8 +189,7 @@ class NookalConnector:
                 progress("appointments", index + 1)
         for class_id in changed_classes:
             records["participants"][class_id] = self._participants(class_id)
-        floor = window_start.toordinal()
-        records["appointments"] = {k: v for k, v in records["appointments"].items() if v[2] >= floor}
+        records["appointments"] = within_window(records["appointments"], day_of(window_start))
         records["participants"] = {
             k: v for k, v in records["participants"].items() if k in records["appointments"]
         }
@@ -319,7 +324,7 @@ def _next_page(document: dict[str, Any], endpoint: str) -> int | None:
 def _access_log(records: dict[str, dict[str, Any]]):
     builder = AccessLogBuilder()
     for row_id, (practitioner, patient, day, status, is_class, where) in records["appointments"].items():
-        when = date.fromordinal(day)
+        when = day_to_date(day)
         if not is_class:
             builder.add(practitioner, patient, AccessSource.APPOINTMENT, when, AccessStatus(status), where)
             continue

@@ -50,10 +50,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from connectors.base import PmsPull, Progress
+from connectors.dates import day_of, day_to_date, iso_timestamp, parse_day
 from connectors.errors import ConnectorError, TransientConnectorError
 from connectors.http import HttpClient, HttpError
 from connectors.incremental import next_cursor, previous_records
 from connectors.ratelimit import RateLimiter
+from connectors.records import Visit, revive, within_window
 from sharing import (
     AccessLogBuilder,
     AccessSource,
@@ -102,23 +104,10 @@ query Locations {
 """
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-
-
 def _text_id(value: Any, where: str) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int) or str(value) == "":
         raise ConnectorError(NAME, f"{where}: expected an ID")
     return str(value)
-
-
-def _day(value: Any, where: str) -> int:
-    if not isinstance(value, str):
-        raise ConnectorError(NAME, f"{where}: expected an ISO timestamp")
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).date().toordinal()
-    except ValueError:
-        raise ConnectorError(NAME, f"{where}: expected an ISO timestamp, got {value[:40]!r}") from None
 
 
 class SembleConnector:
@@ -160,8 +149,12 @@ class SembleConnector:
             previous = None
         if previous is not None and self.read_locations and not (state or {}).get("located"):
             previous = None  # rows read without their location: read the window again, with it
-        bookings = previous["bookings"] if previous is not None else {}
-        full_at = state.get("full_at") if previous is not None and state else _iso(started)
+        bookings = revive(previous["bookings"], Visit) if previous is not None else {}
+        full_at = (
+            state.get("full_at")
+            if previous is not None and state
+            else iso_timestamp(started, milliseconds=True)
+        )
         practitioners = self._clinicians()
         locations = self._locations() if self.read_locations else None
         since = cursors["bookings"] if previous is not None else None
@@ -175,17 +168,16 @@ class SembleConnector:
                 # No clinician (a room or resource) or no patient (a blocked slot): nobody's access.
                 bookings.pop(booking_id, None)
                 continue
-            bookings[booking_id] = (
+            bookings[booking_id] = Visit(
                 _text_id(doctor.get("id"), f"{where}.doctor.id"),
                 _text_id(patient, f"{where}.patientId"),
-                _day(row.get("start"), f"{where}.start"),
+                parse_day(row.get("start"), NAME, f"{where}.start"),
                 int(AccessStatus.DELETED if row.get("deleted") else AccessStatus.ACTIVE),
                 _location_id(row.get("location")),
             )
             if progress is not None and index % 1000 == 999:
                 progress("bookings", index + 1)
-        window_day = window_start.toordinal()
-        bookings = {key: value for key, value in bookings.items() if value[2] >= window_day}
+        bookings = within_window(bookings, day_of(window_start))
         snapshot = PmsSnapshot(self.system, tuple(practitioners), _access_log(bookings), locations=locations)
         new_state = {"version": STATE_VERSION, "full_at": full_at, "bookings": bookings}
         if self.read_locations:
@@ -299,7 +291,10 @@ def _booking_variables(window_start: date, started: datetime, since: str | None)
     options: dict[str, Any] = {"includeDeleted": True}
     if since is not None:
         start = since if "." in since else since.replace("Z", ".000Z")
-        options["updatedAt"] = {"start": start, "end": _iso(started + timedelta(days=1))}
+        options["updatedAt"] = {
+            "start": start,
+            "end": iso_timestamp(started + timedelta(days=1), milliseconds=True),
+        }
     end = (started + timedelta(days=FUTURE_DAYS)).date().isoformat()
     return {
         "dateRange": {"start": f"{window_start.isoformat()}T00:00:00.000Z", "end": f"{end}T23:59:59.999Z"},
@@ -321,9 +316,9 @@ def _location_id(value: Any) -> str | None:
     return None
 
 
-def _access_log(bookings: dict[str, tuple[str, str, int, int, str | None]]):
+def _access_log(bookings: dict[str, Visit]):
     builder = AccessLogBuilder()
-    for practitioner, patient, day, status, where in bookings.values():
-        when = date.fromordinal(day)
-        builder.add(practitioner, patient, AccessSource.APPOINTMENT, when, AccessStatus(status), where)
+    for visit in bookings.values():
+        when, status = day_to_date(visit.day), AccessStatus(visit.status)
+        builder.add(visit.practitioner, visit.patient, AccessSource.APPOINTMENT, when, status, visit.location)
     return builder.build()
