@@ -217,6 +217,9 @@ def run(scenario: Scenario) -> None:
             "PTSYNC_DATABASE_URL": f"sqlite:///{work / 'ptsync.db'}",
             "PTSYNC_BROKER_URL": REDIS_URL,
             "PTSYNC_SECRET_KEY": Fernet.generate_key().decode(),
+            # Both organisations read the account, so the limit is tested across processes
+            # (a clinic group's shared read is measured by bench/group_pulls.py).
+            "PTSYNC_SHARED_PMS_READS": "false",
             **scenario.client_env,
         }
     )

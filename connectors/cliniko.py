@@ -5,6 +5,11 @@ appointments and their attendees. Archived rows are asked for (`q[]=archived_at:
 cancelled, archived and deleted appointments are known and excluded by the core, not silently
 missed. Ids are opaque strings, parsed from `links.self` URLs.
 
+Clinic groups (`--locations`): Cliniko calls a site a *business*. With `read_locations`, a pull
+also reads `GET /businesses` (archived ones too, so an archived site is still known) and, per
+business, `GET /businesses/{id}/practitioners` (who works there); each appointment's `business`
+link says where it happened. Without it (no location scope) none of this is read.
+
 Incremental: after a complete run, each resource is asked only for rows updated after its
 cursor; the rows from earlier runs come from the connector state the worker stored with that
 run (so a run always reconciles the whole window, from few requests).
@@ -13,23 +18,34 @@ run (so a run always reconciles the whole window, from few requests).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 from connectors.base import PmsPull, Progress
+from connectors.dates import day_of, day_to_date, parse_day
 from connectors.errors import ConnectorError
 from connectors.http import HttpClient
 from connectors.incremental import next_cursor, previous_records
 from connectors.paging import pages
 from connectors.ratelimit import RateLimiter
-from sharing import AccessLogBuilder, AccessSource, AccessStatus, PmsPractitioner, PmsSnapshot
+from connectors.records import Attendance, GroupBooking, Visit, revive, within_window
+from sharing import (
+    AccessLogBuilder,
+    AccessSource,
+    AccessStatus,
+    PmsLocation,
+    PmsPractitioner,
+    PmsSnapshot,
+)
 
 NAME = "cliniko"
 SHARD_REGIONS = ("au", "uk", "ca", "eu")
 _SHARD = re.compile(r"^(?P<region>[a-z]{2})(?P<number>\d{1,2})$")
 PER_PAGE = 100
-STATE_VERSION = 1
-APPOINTMENT_RESOURCES = ("individual_appointments", "group_appointments", "attendees")
+STATE_VERSION = 2
+"""2: appointments carry their business id (version 1 states are read again in full)."""
 
 
 def base_url_for_key(api_key: str) -> str:
@@ -67,16 +83,6 @@ def _text_id(value: Any, where: str) -> str:
     return str(value)
 
 
-def _day(value: Any, where: str) -> int:
-    if not isinstance(value, str):
-        raise ConnectorError(NAME, f"{where}: expected an ISO timestamp")
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ConnectorError(NAME, f"{where}: expected an ISO timestamp, got {value!r}") from None
-    return moment.date().toordinal()
-
-
 def _status(row: dict[str, Any]) -> int:
     if row.get("deleted_at"):
         return int(AccessStatus.DELETED)
@@ -102,6 +108,50 @@ def _next(document: Any) -> str | None:
     return links.get("next") if isinstance(links, dict) else None
 
 
+def _link(row: dict[str, Any], field: str, where: str) -> str:
+    return id_from_link(row.get(field), f"{where}.{field}")
+
+
+def _business(row: dict[str, Any], where: str) -> str | None:
+    return _link(row, "business", where) if row.get("business") else None
+
+
+def _visit(row: dict[str, Any], where: str) -> Visit:
+    day = parse_day(row.get("starts_at"), NAME, f"{where}.starts_at")
+    patient = _link(row, "patient", where)
+    return Visit(_link(row, "practitioner", where), patient, day, _status(row), _business(row, where))
+
+
+def _group_booking(row: dict[str, Any], where: str) -> GroupBooking:
+    day = parse_day(row.get("starts_at"), NAME, f"{where}.starts_at")
+    return GroupBooking(_link(row, "practitioner", where), day, _status(row), _business(row, where))
+
+
+def _attendance(row: dict[str, Any], where: str) -> Attendance:
+    booking = row.get("booking") or row.get("group_appointment") or row.get("appointment")
+    return Attendance(id_from_link(booking, f"{where}.booking"), _link(row, "patient", where), _status(row))
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One Cliniko list endpoint a pull reads, declared once: its path (also the response's key),
+    how a row becomes a record, and whether it is filtered to the lookback window by `starts_at`
+    (an attendee has no time of its own: it follows its group booking)."""
+
+    path: str
+    record: Callable[[dict[str, Any], str], tuple]
+    kind: type[tuple]
+    windowed: bool
+
+
+RESOURCES = (
+    Resource("individual_appointments", _visit, Visit, windowed=True),
+    Resource("group_appointments", _group_booking, GroupBooking, windowed=True),
+    Resource("attendees", _attendance, Attendance, windowed=False),
+)
+APPOINTMENT_RESOURCES = tuple(resource.path for resource in RESOURCES)
+
+
 class ClinikoConnector:
     system = "cliniko"
 
@@ -112,10 +162,12 @@ class ClinikoConnector:
         base_url: str | None = None,
         user_agent: str,
         limiter: RateLimiter | None = None,
+        read_locations: bool = False,
         **http: Any,
     ) -> None:
         self.base_url = base_url or base_url_for_key(api_key)
         self.limiter = limiter
+        self.read_locations = read_locations
         self.http = HttpClient(
             NAME,
             self.base_url,
@@ -136,24 +188,52 @@ class ClinikoConnector:
     ) -> PmsPull:
         previous = previous_records(state, cursors, APPOINTMENT_RESOURCES, STATE_VERSION)
         incremental = previous is not None
-        records = previous or {resource: {} for resource in APPOINTMENT_RESOURCES}
+        records = {r.path: revive((previous or {}).get(r.path) or {}, r.kind) for r in RESOURCES}
         emails = self._user_emails()
         practitioners = self._practitioners(emails)
+        locations = None
+        if self.read_locations:
+            locations, practitioners = self._businesses(practitioners)
         window_filter = f"starts_at:>={window_start.isoformat()}T00:00:00Z"
-        for resource in APPOINTMENT_RESOURCES:
+        for resource in RESOURCES:
             filters = ["archived_at:*"]
-            if resource != "attendees":
+            if resource.windowed:
                 filters.append(window_filter)
             if incremental:
-                filters.append(f"updated_at:>{cursors[resource]}")
-            self._read_appointments(resource, filters, records[resource], progress)
-        window_day = window_start.toordinal()
-        for resource in ("individual_appointments", "group_appointments"):
-            records[resource] = {k: v for k, v in records[resource].items() if v[-2] >= window_day}
+                filters.append(f"updated_at:>{cursors[resource.path]}")
+            self._read(resource, filters, records[resource.path], progress)
+            if resource.windowed:
+                records[resource.path] = within_window(records[resource.path], day_of(window_start))
         cursor = next_cursor(started_at)
-        snapshot = PmsSnapshot(self.system, tuple(practitioners), _access_log(records))
+        snapshot = PmsSnapshot(self.system, tuple(practitioners), _access_log(records), locations=locations)
         new_state = {"version": STATE_VERSION, **records}
         return PmsPull(snapshot, {resource: cursor for resource in APPOINTMENT_RESOURCES}, new_state)
+
+    def directory(self, *, window_start: date | None = None) -> PmsSnapshot:
+        """Businesses and practitioners (with where they work), without reading appointments."""
+        from sharing import AccessLog
+
+        locations, practitioners = self._businesses(self._practitioners(self._user_emails()))
+        return PmsSnapshot(self.system, tuple(practitioners), AccessLog.empty(), locations=locations)
+
+    def _businesses(
+        self, practitioners: list[PmsPractitioner]
+    ) -> tuple[tuple[PmsLocation, ...], list[PmsPractitioner]]:
+        """Every business (archived too), and each practitioner with the businesses they work at."""
+        from dataclasses import replace
+
+        locations = []
+        works: dict[str, list[str]] = {}
+        for index, row in enumerate(self._all("businesses", "businesses", ["archived_at:*"])):
+            business = _text_id(row.get("id"), f"GET /businesses item {index}")
+            name = row.get("business_name") or row.get("display_name") or business
+            locations.append(PmsLocation(business, str(name), bool(row.get("archived_at"))))
+            path = f"businesses/{business}/practitioners"
+            for position, person in enumerate(self._all(path, "practitioners")):
+                practitioner = _text_id(person.get("id"), f"GET /{path} item {position}")
+                works.setdefault(practitioner, []).append(business)
+        located = [replace(p, locations=tuple(works.get(p.id, ()))) for p in practitioners]
+        return tuple(sorted(locations, key=lambda loc: loc.id)), located
 
     def _all(self, path: str, key: str, filters: list[str] | None = None):
         params: list[tuple[str, Any]] = [("per_page", PER_PAGE)]
@@ -186,53 +266,40 @@ class ClinikoConnector:
                 )
         return [found[key] for key in sorted(found)]
 
-    def _read_appointments(
-        self, resource: str, filters: list[str], into: dict[str, list[Any]], progress: Progress | None
+    def _read(
+        self, resource: Resource, filters: list[str], into: dict[str, tuple], progress: Progress | None
     ) -> None:
-        for index, row in enumerate(self._all(resource, resource, filters)):
-            where = f"GET /{resource} item {index}"
-            row_id = _text_id(row.get("id"), where)
-            status = _status(row)
-            # Tuples of strings and ints are untracked by the garbage collector: with tens of
-            # thousands of rows, lists here made full collections stall the pull.
-            if resource == "individual_appointments":
-                into[row_id] = (
-                    id_from_link(row.get("practitioner"), f"{where}.practitioner"),
-                    id_from_link(row.get("patient"), f"{where}.patient"),
-                    _day(row.get("starts_at"), f"{where}.starts_at"),
-                    status,
-                )
-            elif resource == "group_appointments":
-                into[row_id] = (
-                    id_from_link(row.get("practitioner"), f"{where}.practitioner"),
-                    _day(row.get("starts_at"), f"{where}.starts_at"),
-                    status,
-                )
-            else:
-                booking = row.get("booking") or row.get("group_appointment") or row.get("appointment")
-                into[row_id] = (
-                    id_from_link(booking, f"{where}.booking"),
-                    id_from_link(row.get("patient"), f"{where}.patient"),
-                    status,
-                )
+        for index, row in enumerate(self._all(resource.path, resource.path, filters)):
+            where = f"GET /{resource.path} item {index}"
+            into[_text_id(row.get("id"), where)] = resource.record(row, where)
             if progress is not None and index % 1000 == 999:
-                progress(resource, index + 1)
+                progress(resource.path, index + 1)
 
 
-def _access_log(records: dict[str, dict[str, list[Any]]]):
+def _access_log(records: dict[str, dict[str, Any]]):
     builder = AccessLogBuilder()
-    for practitioner, patient, day, status in records["individual_appointments"].values():
+    for visit in records["individual_appointments"].values():
+        status = AccessStatus(visit.status)
         builder.add(
-            practitioner, patient, AccessSource.APPOINTMENT, date.fromordinal(day), AccessStatus(status)
+            visit.practitioner,
+            visit.patient,
+            AccessSource.APPOINTMENT,
+            day_to_date(visit.day),
+            status,
+            visit.location,
         )
-    groups = records["group_appointments"]
-    for group_id, patient, attendee_status in records["attendees"].values():
-        group = groups.get(group_id)
+    groups: dict[str, GroupBooking] = records["group_appointments"]
+    for attendance in records["attendees"].values():
+        group = groups.get(attendance.booking)
         if group is None:
             continue  # the class is outside the window
-        practitioner, day, group_status = group
-        status = max(attendee_status, group_status)  # a cancelled class cancels every attendance
+        status = AccessStatus(max(attendance.status, group.status))  # a cancelled class cancels every place
         builder.add(
-            practitioner, patient, AccessSource.APPOINTMENT, date.fromordinal(day), AccessStatus(status)
+            group.practitioner,
+            attendance.patient,
+            AccessSource.APPOINTMENT,
+            day_to_date(group.day),
+            status,
+            group.location,
         )
     return builder.build()

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from connectors.base import PmsPull, Progress
+from connectors.dates import day_to_date, optional_day
 from connectors.errors import InputFileError
 from connectors.limits import limited_lines
 from sharing import AccessLog, AccessSource, AccessStatus, PmsPractitioner, PmsSnapshot
@@ -249,14 +250,12 @@ def _parse_bool(value: str, path: str, line: int, field: str) -> bool:
 
 
 def _parse_day(value: str, path: str, line: int) -> date:
-    try:
-        if len(value) == 10:
-            return date.fromisoformat(value)
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).date()
-    except ValueError:
+    day = optional_day(value)
+    if day is None:
         raise InputFileError(
             NAME, path, f"expected an ISO date like 2026-11-25, got {value!r}", line=line, field="last_seen"
-        ) from None
+        )
+    return day_to_date(day)
 
 
 def _parse_timestamp(value: str, path: str, line: int, field: str) -> None:

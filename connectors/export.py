@@ -31,7 +31,14 @@ from connectors.csv_pms import CsvPmsConnector
 from connectors.errors import ConnectorError, InputFileError
 from connectors.export_files import MAX_CELL_CHARS, Cell, export_files, read_rows
 from connectors.export_mapping import Mapping, load_mapping
-from sharing import AccessLogBuilder, AccessSource, AccessStatus, PmsPractitioner, PmsSnapshot
+from sharing import (
+    AccessLogBuilder,
+    AccessSource,
+    AccessStatus,
+    PmsLocation,
+    PmsPractitioner,
+    PmsSnapshot,
+)
 
 NAME = "export"
 _SPACES = re.compile(r"\s+")
@@ -52,6 +59,8 @@ class ExportRow:
     status_value: str
     status_class: str
     status: AccessStatus
+    location: str | None = None
+    """The value of the mapping's `location` column (clinic groups), when it names one."""
 
 
 @dataclass(frozen=True)
@@ -170,6 +179,7 @@ def _interpret(
         status_value,
         classified[0],
         classified[1],
+        _text(raw, columns.get("location")).strip() or None,
     )
 
 
@@ -254,9 +264,18 @@ class ExportConnector:
                 )
             if row.day >= window_start:  # older rows still name a practitioner, but give no access
                 builder.add(
-                    row.practitioner_id, row.patient_id, AccessSource.APPOINTMENT, row.day, row.status
+                    row.practitioner_id,
+                    row.patient_id,
+                    AccessSource.APPOINTMENT,
+                    row.day,
+                    row.status,
+                    row.location,
                 )
             if progress is not None and index % _PROGRESS_EVERY == _PROGRESS_EVERY - 1:
                 progress("appointments", index + 1)
         people = tuple(practitioners[key] for key in sorted(practitioners))
-        return PmsPull(PmsSnapshot(self.system, people, builder.build()), cursors={})
+        locations = None
+        if "location" in mapping.columns:  # clinic groups: the column's values are the sites
+            names = sorted({row.location for row in rows if row.location})
+            locations = tuple(PmsLocation(name, name) for name in names)
+        return PmsPull(PmsSnapshot(self.system, people, builder.build(), locations=locations), cursors={})

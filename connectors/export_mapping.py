@@ -21,7 +21,15 @@ from sharing import AccessStatus
 NAME = "export"
 PRESET_PACKAGE = "connectors.export_presets"
 STATUS_CLASSES = ("active", "cancelled", "did_not_arrive", "deleted")
-_COLUMN_KEYS = ("practitioner_id", "practitioner_name", "practitioner_email", "patient_id", "date", "status")
+_COLUMN_KEYS = (
+    "practitioner_id",
+    "practitioner_name",
+    "practitioner_email",
+    "patient_id",
+    "date",
+    "status",
+    "location",
+)
 _STATUS_OF = {
     "active": AccessStatus.ACTIVE,
     "did_not_arrive": AccessStatus.ACTIVE,  # the patient is still that practitioner's patient

@@ -13,26 +13,44 @@ the row counts for that practitioner. Roles are resolved when the access log is 
 that moves to another practitioner is followed on the next run. A server that does not support
 `PractitionerRole` (404 on its search) is read as having none; any other failure fails the run.
 
+Clinic groups (`--locations`): a site is a `Location`. With `read_locations`, a pull also searches
+`Location` (not incrementally: a location list is small; a server without it answers 404 and
+then the sites are only those referenced); a practitioner works where their
+`PractitionerRole.location` says; an appointment happened at its `Location` participant or, when
+it has none, at the location of the booked role when that role has exactly one. Halaxy's sites
+are its clinics, `Organization`s (`connectors.halaxy`).
+
 Searches page through `link[relation=next]` with `_count`; after a complete run, later runs ask
 only for `_lastUpdated=gt<cursor>` and merge the answers into the state stored with that run.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from connectors.base import PmsPull, Progress
+from connectors.dates import day_of, day_to_date, optional_day
 from connectors.errors import ConnectorError
 from connectors.http import HttpClient, HttpError
 from connectors.incremental import next_cursor, previous_records
 from connectors.paging import pages
 from connectors.ratelimit import RateLimiter
-from sharing import AccessLogBuilder, AccessSource, AccessStatus, PmsPractitioner, PmsSnapshot
+from connectors.records import revive
+from sharing import (
+    AccessLogBuilder,
+    AccessSource,
+    AccessStatus,
+    PmsLocation,
+    PmsPractitioner,
+    PmsSnapshot,
+)
 
 NAME = "fhir"
 PAGE_SIZE = 200
-STATE_VERSION = 2
+STATE_VERSION = 3
+"""3: roles carry their sites and appointments their location (older states are read in full)."""
 RESOURCES = ("Practitioner", "PractitionerRole", "Appointment", "Encounter", "CareTeam", "Patient")
 _EXCLUDED = {
     "Appointment": {"cancelled": AccessStatus.CANCELLED, "entered-in-error": AccessStatus.DELETED},
@@ -64,15 +82,61 @@ def _next(bundle: Any) -> str | None:
     return None
 
 
-def _day(value: Any) -> int | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        if len(value) == 10:
-            return date.fromisoformat(value).toordinal()
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).date().toordinal()
-    except ValueError:
-        return None
+class StaffRow(NamedTuple):
+    """A `Practitioner`."""
+
+    name: str
+    email: str | None
+    active: bool
+    updated: str | None
+
+
+class RoleRow(NamedTuple):
+    """A `PractitionerRole`: whose role it is, and the sites it is at."""
+
+    owner: str | None
+    updated: str | None
+    sites: list[str] | tuple[str, ...] = ()
+
+
+class Involvement(NamedTuple):
+    """Who is involved with which patients, from when: an Appointment, Encounter, CareTeam or a
+    Patient's generalPractitioner. `per_patient` holds a patient's own state where the server
+    says it (Halaxy attendance); `site` the Location (or clinic) it happened at."""
+
+    practitioners: list[str]
+    roles: list[str]
+    patients: list[str]
+    day: int | None
+    status: int
+    per_patient: dict[str, int] | None = None
+    site: str | None = None
+
+
+@dataclass(frozen=True)
+class FhirResource:
+    """One resource type a pull reads, declared once: the hook that turns an entry into its
+    record, the record type, whether its search is limited to the lookback window (`date=ge`),
+    and what kind of access its records are (None: they say who, not who sees whom)."""
+
+    type: str
+    row: str
+    kind: type[tuple]
+    dated: bool = False
+    source: AccessSource | None = None
+
+
+FHIR_RESOURCES = {
+    resource.type: resource
+    for resource in (
+        FhirResource("Practitioner", "_practitioner_row", StaffRow),
+        FhirResource("PractitionerRole", "_role_row", RoleRow),
+        FhirResource("Appointment", "_appointment_row", Involvement, True, AccessSource.APPOINTMENT),
+        FhirResource("Encounter", "_encounter_row", Involvement, True, AccessSource.APPOINTMENT),
+        FhirResource("CareTeam", "_care_team_row", Involvement, source=AccessSource.CARE_TEAM),
+        FhirResource("Patient", "_patient_row", Involvement, source=AccessSource.ASSIGNMENT),
+    )
+}
 
 
 class FhirConnector:
@@ -85,6 +149,8 @@ class FhirConnector:
     page_size = PAGE_SIZE
     optional: tuple[str, ...] = ("PractitionerRole",)
     """Resource types a server may not support (404 on search): then it simply has none."""
+    site_type = "Location"
+    """The resource type of a site (clinic group location): Halaxy's are `Organization`s."""
 
     def __init__(
         self,
@@ -93,8 +159,10 @@ class FhirConnector:
         token: str | None = None,
         user_agent: str,
         limiter: RateLimiter | None = None,
+        read_locations: bool = False,
         **http: Any,
     ) -> None:
+        self.read_locations = read_locations
         headers = {"Accept": "application/fhir+json", "User-Agent": user_agent}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -117,10 +185,10 @@ class FhirConnector:
     ) -> PmsPull:
         previous = previous_records(state, cursors, self.resources, STATE_VERSION)
         incremental = previous is not None
-        records = previous or {resource: {} for resource in self.resources}
+        records = {r: revive((previous or {}).get(r) or {}, FHIR_RESOURCES[r].kind) for r in self.resources}
         for resource in self.resources:
             params: list[tuple[str, Any]] = [("_count", self.page_size)]
-            if resource in ("Appointment", "Encounter"):
+            if FHIR_RESOURCES[resource].dated:
                 params.append(("date", f"ge{window_start.isoformat()}"))
             if incremental:
                 params.append(("_lastUpdated", f"gt{cursors[resource]}"))
@@ -130,13 +198,62 @@ class FhirConnector:
                 # A server without the resource type answers its search with 404: it has none.
                 if not (resource in self.optional and exc.status == 404 and not records[resource]):
                     raise
-        practitioners = [
-            PmsPractitioner(pid, name, email, active, None, updated)
-            for pid, (name, email, active, updated) in sorted(records["Practitioner"].items())
-        ]
+        practitioners = self._located(records)
+        locations = self._sites(records) if self.read_locations else None
         cursor = next_cursor(started_at)
-        snapshot = PmsSnapshot(self.system, tuple(practitioners), _access_log(records, window_start))
+        snapshot = PmsSnapshot(
+            self.system, tuple(practitioners), _access_log(records, window_start), locations=locations
+        )
         return PmsPull(snapshot, dict.fromkeys(self.resources, cursor), {"version": STATE_VERSION, **records})
+
+    def _located(self, records: dict[str, dict[str, Any]]) -> list[PmsPractitioner]:
+        """Practitioners, each with the sites of their roles."""
+        sites: dict[str, set[str]] = {}
+        for role in (records.get("PractitionerRole") or {}).values():
+            if role.owner:
+                sites.setdefault(role.owner, set()).update(role.sites)
+        return [
+            PmsPractitioner(
+                pid, row.name, row.email, row.active, None, row.updated, tuple(sorted(sites.get(pid, ())))
+            )
+            for pid, row in sorted(records["Practitioner"].items())
+        ]
+
+    def _sites(self, records: dict[str, dict[str, Any]]) -> tuple[PmsLocation, ...]:
+        """Every site the server lists, plus any a role or appointment refers to."""
+        found: dict[str, PmsLocation] = {}
+        try:
+            for entry in self._search(self.site_type, [("_count", self.page_size)]):
+                if isinstance(entry.get("id"), str) and entry["id"]:
+                    name = entry.get("name") or entry.get("alias") or entry["id"]
+                    archived = entry.get("status") == "inactive" or entry.get("active") is False
+                    found[entry["id"]] = PmsLocation(entry["id"], str(name), archived)
+        except HttpError as exc:
+            if exc.status != 404:
+                raise
+        for role in (records.get("PractitionerRole") or {}).values():
+            for site in role.sites:
+                found.setdefault(site, PmsLocation(site, site))
+        return tuple(found[key] for key in sorted(found))
+
+    def directory(self, *, window_start: date) -> PmsSnapshot:
+        """Practitioners and roles (with their sites) and the sites, without appointments."""
+        from sharing import AccessLog
+
+        records: dict[str, dict[str, Any]] = {"Practitioner": {}, "PractitionerRole": {}}
+        for resource in records:
+            try:
+                self._read(resource, [("_count", self.page_size)], records[resource], None)
+            except HttpError as exc:
+                if not (resource in self.optional and exc.status == 404):
+                    raise
+        return PmsSnapshot(
+            self.system, tuple(self._located(records)), AccessLog.empty(), locations=self._sites(records)
+        )
+
+    def _role_sites(self, entry: dict[str, Any]) -> list[str]:
+        """Hook: the sites a PractitionerRole is at (FHIR: `location`; Halaxy: `organization`)."""
+        return [site for ref in entry.get("location") or [] if (site := reference_id(ref, "Location"))]
 
     def _read(
         self, resource: str, params: list[tuple[str, Any]], into: dict[str, Any], progress: Progress | None
@@ -147,7 +264,9 @@ class FhirConnector:
                 raise ConnectorError(self.name, f"GET /{resource}: an entry has no id")
             if self._skip(resource, identifier):
                 continue
-            into[identifier] = self._normalise(resource, entry)
+            into[identifier] = getattr(self, FHIR_RESOURCES[resource].row)(
+                entry, (entry.get("meta") or {}).get("lastUpdated")
+            )
             if progress is not None and count % 1000 == 0:
                 progress(resource, count)
 
@@ -171,46 +290,59 @@ class FhirConnector:
                     continue  # _include'd or OperationOutcome entries
                 yield entry
 
-    def _normalise(self, resource: str, entry: dict[str, Any]) -> Any:
-        updated = (entry.get("meta") or {}).get("lastUpdated")
-        if resource == "Practitioner":
-            names = entry.get("name") or [{}]
-            first = names[0] if isinstance(names, list) and names and isinstance(names[0], dict) else {}
-            name = (
-                first.get("text")
-                or " ".join([*(first.get("given") or []), first.get("family") or ""]).strip()
-            )
-            emails = [
-                t.get("value")
-                for t in entry.get("telecom") or []
-                if isinstance(t, dict) and t.get("system") == "email" and t.get("value")
-            ]
-            return [
-                name or entry["id"],
-                emails[0] if emails else None,
-                entry.get("active", True) is not False,
-                updated,
-            ]
-        if resource == "PractitionerRole":
-            return [reference_id(entry.get("practitioner"), "Practitioner"), updated]
-        if resource == "Appointment":
-            status = int(self._appointment_status(entry))
-            actors = [p.get("actor") for p in entry.get("participant") or [] if isinstance(p, dict)]
-            return [*_people(actors), _day(entry.get("start")) or _day(updated), status]
-        status = int(_EXCLUDED.get(resource, {}).get(entry.get("status"), AccessStatus.ACTIVE))
-        if resource == "Encounter":
-            individuals = [p.get("individual") for p in entry.get("participant") or [] if isinstance(p, dict)]
-            practitioners, roles, _ = _people(individuals)
-            patient = reference_id(entry.get("subject"), "Patient")
-            day = _day((entry.get("period") or {}).get("start")) or _day(updated)
-            return [practitioners, roles, [patient] if patient else [], day, status]
-        if resource == "CareTeam":
-            members = [p.get("member") for p in entry.get("participant") or [] if isinstance(p, dict)]
-            practitioners, roles, _ = _people(members)
-            patient = reference_id(entry.get("subject"), "Patient")
-            return [practitioners, roles, [patient] if patient else [], _day(updated), status]
+    # How each resource's entry becomes its record (FHIR_RESOURCES names these hooks).
+    def _practitioner_row(self, entry: dict[str, Any], updated: str | None) -> StaffRow:
+        names = entry.get("name") or [{}]
+        first = names[0] if isinstance(names, list) and names and isinstance(names[0], dict) else {}
+        name = first.get("text") or " ".join([*(first.get("given") or []), first.get("family") or ""]).strip()
+        emails = [
+            t.get("value")
+            for t in entry.get("telecom") or []
+            if isinstance(t, dict) and t.get("system") == "email" and t.get("value")
+        ]
+        return StaffRow(
+            name or entry["id"],
+            emails[0] if emails else None,
+            entry.get("active", True) is not False,
+            updated,
+        )
+
+    def _role_row(self, entry: dict[str, Any], updated: str | None) -> RoleRow:
+        return RoleRow(
+            reference_id(entry.get("practitioner"), "Practitioner"), updated, self._role_sites(entry)
+        )
+
+    def _appointment_row(self, entry: dict[str, Any], updated: str | None) -> Involvement:
+        status = int(self._appointment_status(entry))
+        actors = [p.get("actor") for p in entry.get("participant") or [] if isinstance(p, dict)]
+        site = next((found for actor in actors if (found := reference_id(actor, self.site_type))), None)
+        practitioners, roles, patients = _people(actors)
+        day = optional_day(entry.get("start")) or optional_day(updated)
+        return Involvement(practitioners, roles, patients, day, status, {}, site)
+
+    def _encounter_row(self, entry: dict[str, Any], updated: str | None) -> Involvement:
+        individuals = [p.get("individual") for p in entry.get("participant") or [] if isinstance(p, dict)]
+        day = optional_day((entry.get("period") or {}).get("start")) or optional_day(updated)
+        return self._with_subject(entry, individuals, day, "Encounter")
+
+    def _care_team_row(self, entry: dict[str, Any], updated: str | None) -> Involvement:
+        members = [p.get("member") for p in entry.get("participant") or [] if isinstance(p, dict)]
+        return self._with_subject(entry, members, optional_day(updated), "CareTeam")
+
+    def _patient_row(self, entry: dict[str, Any], updated: str | None) -> Involvement:
         practitioners, roles, _ = _people(entry.get("generalPractitioner") or [])
-        return [practitioners, roles, [entry["id"]], _day(updated), int(AccessStatus.ACTIVE)]
+        return Involvement(
+            practitioners, roles, [entry["id"]], optional_day(updated), int(AccessStatus.ACTIVE)
+        )
+
+    @staticmethod
+    def _with_subject(
+        entry: dict[str, Any], references: list[Any], day: int | None, resource: str
+    ) -> Involvement:
+        practitioners, roles, _ = _people(references)
+        patient = reference_id(entry.get("subject"), "Patient")
+        status = int(_EXCLUDED[resource].get(entry.get("status"), AccessStatus.ACTIVE))
+        return Involvement(practitioners, roles, [patient] if patient else [], day, status)
 
 
 def _people(references: list[Any]) -> tuple[list[str], list[str], list[str]]:
@@ -223,30 +355,29 @@ def _people(references: list[Any]) -> tuple[list[str], list[str], list[str]]:
     return found["Practitioner"], found["PractitionerRole"], found["Patient"]
 
 
-_SOURCE = {
-    "Appointment": AccessSource.APPOINTMENT,
-    "Encounter": AccessSource.APPOINTMENT,
-    "CareTeam": AccessSource.CARE_TEAM,
-    "Patient": AccessSource.ASSIGNMENT,
-}
-
-
 def _access_log(records: dict[str, dict[str, Any]], window_start: date):
     builder = AccessLogBuilder()
     known = set(records["Practitioner"])
-    role_owner = {role: owner for role, (owner, _) in (records.get("PractitionerRole") or {}).items()}
-    floor = window_start.toordinal()
-    for resource, source in _SOURCE.items():
-        for practitioners, roles, patients, day, status, *own in (records.get(resource) or {}).values():
-            if day is None:
+    roles_read = records.get("PractitionerRole") or {}
+    role_owner = {role: row.owner for role, row in roles_read.items()}
+    role_site = {role: row.sites[0] for role, row in roles_read.items() if len(row.sites) == 1}
+    floor = day_of(window_start)
+    for resource, declared in FHIR_RESOURCES.items():
+        if declared.source is None:
+            continue
+        for row in (records.get(resource) or {}).values():
+            if row.day is None:
                 continue
             # Care teams and GP assignments are standing access: they count as of their last update
             # or the window start, whichever is later.
-            seen = max(day, floor) if source is not AccessSource.APPOINTMENT else day
-            owners = {*practitioners, *(role_owner.get(role) for role in roles)}
-            per_patient = own[0] if own else {}  # a patient's own state, where the connector knows it
+            seen = max(row.day, floor) if declared.source is not AccessSource.APPOINTMENT else row.day
+            owners = {*row.practitioners, *(role_owner.get(role) for role in row.roles)}
+            site = row.site
+            if site is None and resource == "Appointment":
+                sites = {role_site.get(role) for role in row.roles} - {None}
+                site = sites.pop() if len(sites) == 1 else None
             for practitioner in sorted(owner for owner in owners if owner in known):
-                for patient in patients:
-                    state = AccessStatus(per_patient.get(patient, status))
-                    builder.add(practitioner, patient, source, date.fromordinal(seen), state)
+                for patient in row.patients:
+                    state = AccessStatus((row.per_patient or {}).get(patient, row.status))
+                    builder.add(practitioner, patient, declared.source, day_to_date(seen), state, site)
     return builder.build()

@@ -49,7 +49,7 @@ from urllib.parse import urlsplit
 import requests
 
 from connectors.errors import ConnectorError
-from connectors.fhir import FhirConnector, reference_id
+from connectors.fhir import FhirConnector, Involvement, reference_id
 from connectors.http import HttpClient, HttpError
 from connectors.ratelimit import RateLimiter
 from sharing import AccessStatus
@@ -238,6 +238,15 @@ class HalaxyConnector(FhirConnector):
         self.tokens = TokenSource(token_client, self._token_url, self._client_id, self._client_secret)
         return BearerClient(self.name, base_url, headers=headers, limiter=limiter, tokens=self.tokens, **http)
 
+    site_type = "Organization"
+    """Halaxy's sites are its clinics: a PractitionerRole is a practitioner at one clinic (its
+    `organization`); `GET /Organization` lists the practice group, its clinics, funders and
+    external practices (those have no practitioners, so they show 0 in `org locations`)."""
+
+    def _role_sites(self, entry: dict[str, Any]) -> list[str]:
+        clinic = reference_id(entry.get("organization"), "Organization")
+        return [clinic] if clinic else []
+
     def _skip(self, resource: str, identifier: str) -> bool:
         return resource in ("Practitioner", "PractitionerRole") and identifier.startswith(EXTERNAL_PREFIX)
 
@@ -246,11 +255,11 @@ class HalaxyConnector(FhirConnector):
             return AccessStatus.ACTIVE
         return super()._appointment_status(entry)
 
-    def _normalise(self, resource: str, entry: dict[str, Any]) -> Any:
+    def _appointment_row(self, entry: dict[str, Any], updated: str | None) -> Involvement:
         """Appointments also get each patient's own state (a group session can have a patient who
         cancelled beside one who came): `{patient id: status}` where attendance decides it."""
-        record = super()._normalise(resource, entry)
-        if resource != "Appointment" or record[-1] == AccessStatus.DELETED:
+        record = super()._appointment_row(entry, updated)
+        if record.status == AccessStatus.DELETED:
             return record
         own: dict[str, int] = {}
         for participant in entry.get("participant") or []:
@@ -260,4 +269,4 @@ class HalaxyConnector(FhirConnector):
             state = _attendance_status(attendance(participant))
             if patient and state is not None:
                 own[patient] = int(state)
-        return [*record, own] if own else record
+        return record._replace(per_patient=own)

@@ -6,6 +6,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from connectors.dates import iso_timestamp
+
 CURSOR_OVERLAP = timedelta(minutes=1)
 """New cursors start a minute before the run: clock skew must not skip a row; repeats are harmless."""
 
@@ -27,4 +29,4 @@ def previous_records(
 def next_cursor(started_at: datetime | None) -> str:
     """The cursor a complete run leaves behind: never past the run's start."""
     start = started_at or datetime.now(UTC)
-    return (start - CURSOR_OVERLAP).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return iso_timestamp(start - CURSOR_OVERLAP)

@@ -24,6 +24,12 @@ session is a `getAppointments` row with a non-zero `classID`, whose attendees co
 an appointment's free-text `status` may say "Cancelled" or "DNA"; adding someone to a class
 updates the class's `lastModified` (an incremental run re-reads only changed classes).
 
+Clinic groups (`--locations`): with `read_locations`, a pull also reads `getLocations` (rows
+under `data.results.locations`, `ID` and `Name`; named "confirmed live" in the OpenAPI files
+above, its fields assumed like the other listings'); an appointment's `locationID` says where it
+happened, and a practitioner's `locations` (a list of location ids, where Nookal gives one) where
+they work. A Nookal key only sees the locations it was generated for (see the README).
+
 States: a cancelled appointment or class booking never counts (a cancelled class cancels every
 booking in it). A did-not-arrive (DNA) appointment counts: the booking shows the practitioner
 treats that patient, and counting it can only add a finding or hold back a removal, never take
@@ -40,20 +46,31 @@ from __future__ import annotations
 import logging
 import re
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from connectors.base import PmsPull, Progress
+from connectors.dates import day_of, day_to_date, parse_day
 from connectors.errors import ConnectorError
 from connectors.http import HttpClient
 from connectors.incremental import next_cursor, previous_records
 from connectors.ratelimit import RateLimiter
-from sharing import AccessLogBuilder, AccessSource, AccessStatus, PmsPractitioner, PmsSnapshot
+from connectors.records import revive, within_window
+from sharing import (
+    AccessLog,
+    AccessLogBuilder,
+    AccessSource,
+    AccessStatus,
+    PmsLocation,
+    PmsPractitioner,
+    PmsSnapshot,
+)
 
 NAME = "nookal"
 DEFAULT_BASE_URL = "https://api.nookal.com/production/v2"
 PAGE_LENGTH = 100
 MAX_PAGES = 100_000
-STATE_VERSION = 1
+STATE_VERSION = 2
+"""2: appointments carry their location id (older states are read again in full)."""
 RESOURCES = ("appointments", "participants")
 FUTURE_DAYS = 3650
 """`date_to` of the appointment search: booked appointments years ahead still count."""
@@ -84,15 +101,6 @@ def _text_id(value: Any, where: str) -> str:
     return str(value).strip()
 
 
-def _day(value: Any, where: str) -> int:
-    if not isinstance(value, str):
-        raise ConnectorError(NAME, f"{where}: expected a date (YYYY-MM-DD)")
-    try:
-        return date.fromisoformat(value.strip()[:10]).toordinal()
-    except ValueError:
-        raise ConnectorError(NAME, f"{where}: expected a date (YYYY-MM-DD), got {value!r}") from None
-
-
 def _status(row: dict[str, Any]) -> int:
     if _truthy(row.get("cancelled")) or "cancel" in str(row.get("status") or "").lower():
         return int(AccessStatus.CANCELLED)
@@ -108,6 +116,18 @@ def nookal_cursor(started_at: datetime | None) -> str:
     return next_cursor(started_at).replace("T", " ").removesuffix("Z")
 
 
+class Booking(NamedTuple):
+    """One Nookal appointment as a pull keeps it (a class's attendees are read separately)."""
+
+    practitioner: str
+    patient: str  # "" for a class
+    day: int
+    status: int
+    is_class: bool
+    location: str | None
+
+
+
 class NookalConnector:
     system = "nookal"
 
@@ -118,10 +138,12 @@ class NookalConnector:
         base_url: str | None = None,
         user_agent: str,
         limiter: RateLimiter | None = None,
+        read_locations: bool = False,
         **http: Any,
     ) -> None:
         self._key = api_key
         self.limiter = limiter
+        self.read_locations = read_locations
         self.http = HttpClient(
             NAME, base_url or DEFAULT_BASE_URL, headers={"User-Agent": user_agent}, limiter=limiter, **http
         )
@@ -137,7 +159,9 @@ class NookalConnector:
     ) -> PmsPull:
         previous = previous_records(state, cursors, RESOURCES, STATE_VERSION)
         records = previous or {resource: {} for resource in RESOURCES}
+        records["appointments"] = revive(records["appointments"], Booking)
         practitioners = self._practitioners()
+        locations = self._locations() if self.read_locations else None
         today = (started_at or datetime.now()).date()
         params: dict[str, Any] = {
             "date_from": window_start.isoformat(),
@@ -151,12 +175,13 @@ class NookalConnector:
             row_id = _text_id(row.get("ID"), f"{where}.ID")
             is_class = str(row.get("classID") or "0").strip() not in ("", "0")
             patient = "" if is_class else _text_id(row.get("patientID"), f"{where}.patientID")
-            records["appointments"][row_id] = (
+            records["appointments"][row_id] = Booking(
                 _text_id(row.get("practitionerID"), f"{where}.practitionerID"),
                 patient,
-                _day(row.get("appointmentDate"), f"{where}.appointmentDate"),
+                parse_day(row.get("appointmentDate"), NAME, f"{where}.appointmentDate"),
                 _status(row),
                 is_class,
+                _location(row.get("locationID")),
             )
             if is_class:
                 changed_classes.append(row_id)
@@ -164,14 +189,25 @@ class NookalConnector:
                 progress("appointments", index + 1)
         for class_id in changed_classes:
             records["participants"][class_id] = self._participants(class_id)
-        floor = window_start.toordinal()
-        records["appointments"] = {k: v for k, v in records["appointments"].items() if v[2] >= floor}
+        records["appointments"] = within_window(records["appointments"], day_of(window_start))
         records["participants"] = {
             k: v for k, v in records["participants"].items() if k in records["appointments"]
         }
         cursor = nookal_cursor(started_at)
-        snapshot = PmsSnapshot(self.system, tuple(practitioners), _access_log(records))
+        snapshot = PmsSnapshot(self.system, tuple(practitioners), _access_log(records), locations=locations)
         return PmsPull(snapshot, dict.fromkeys(RESOURCES, cursor), {"version": STATE_VERSION, **records})
+
+    def directory(self, *, window_start: date) -> PmsSnapshot:
+        """Locations and practitioners (with their `locations`), without reading appointments."""
+        practitioners = self._practitioners()
+        return PmsSnapshot(self.system, tuple(practitioners), AccessLog.empty(), locations=self._locations())
+
+    def _locations(self) -> tuple[PmsLocation, ...]:
+        found = {}
+        for index, row in enumerate(self._all("getLocations", "locations", {})):
+            location = _text_id(row.get("ID"), f"GET /getLocations item {index}.ID")
+            found[location] = PmsLocation(location, str(row.get("Name") or location))
+        return tuple(found[key] for key in sorted(found))
 
     def _practitioners(self) -> list[PmsPractitioner]:
         active = {
@@ -194,6 +230,7 @@ class NookalConnector:
                 practitioner_id in active,
                 row.get("Speciality") or None,
                 row.get("lastModified") or None,
+                tuple(sorted({where for value in row.get("locations") or () if (where := _location(value))})),
             )
         missing = active - set(found)
         if missing:
@@ -263,6 +300,14 @@ class NookalConnector:
         return text.replace(self._key, "[redacted]") if self._key else text
 
 
+def _location(value: Any) -> str | None:
+    """A location id as text ('0' and empty mean none)."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    text = str(value).strip()
+    return text if text not in ("", "0") else None
+
+
 def _next_page(document: dict[str, Any], endpoint: str) -> int | None:
     for holder in (document.get("details"), document.get("settings")):
         if isinstance(holder, dict) and "nextPage" in holder:
@@ -278,12 +323,12 @@ def _next_page(document: dict[str, Any], endpoint: str) -> int | None:
 
 def _access_log(records: dict[str, dict[str, Any]]):
     builder = AccessLogBuilder()
-    for row_id, (practitioner, patient, day, status, is_class) in records["appointments"].items():
-        when = date.fromordinal(day)
+    for row_id, (practitioner, patient, day, status, is_class, where) in records["appointments"].items():
+        when = day_to_date(day)
         if not is_class:
-            builder.add(practitioner, patient, AccessSource.APPOINTMENT, when, AccessStatus(status))
+            builder.add(practitioner, patient, AccessSource.APPOINTMENT, when, AccessStatus(status), where)
             continue
         for attendee, booking_status in records["participants"].get(row_id, []):
             worst = AccessStatus(max(status, booking_status))  # a cancelled class cancels every booking
-            builder.add(practitioner, attendee, AccessSource.APPOINTMENT, when, worst)
+            builder.add(practitioner, attendee, AccessSource.APPOINTMENT, when, worst, where)
     return builder.build()

@@ -28,6 +28,15 @@ Built on Semble's public documentation, read 2026-11-25:
   booking moves its `updatedAt`. Because of the latter, an incremental run re-reads the whole
   window once its last full read is a day old, so a cancellation is never missed for long.
 
+Clinic groups (`--locations`): docs.semble.io/docs/API/objects/practice-location and
+/booking-location (read 2026-11-26): a `PracticeLocation {id, name, groupName}` is a member of the
+`Practice` object (`name` is the room, `groupName` the site it belongs to), and `Booking.location`
+is a `BookingLocation {id, name, groupName}`. With `read_locations`, a pull asks each booking's
+`location { id }` and reads `practice { locations { id name groupName } }` (the root field's name,
+`practice`, is assumed). A location id is a PracticeLocation id: list every room of a site.
+Semble documents no clinician-location link, so a clinician belongs to a location by a booking
+there within the lookback window.
+
 Semble cancels a booking by deleting it: deleted bookings are read (`includeDeleted`) and passed
 as AccessStatus.DELETED so the core excludes them on purpose. A booking marked as did-not-attend
 (`bookingJourney.dna`) still counts: the patient is that clinician's patient in Semble.
@@ -41,17 +50,27 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from connectors.base import PmsPull, Progress
+from connectors.dates import day_of, day_to_date, iso_timestamp, parse_day
 from connectors.errors import ConnectorError, TransientConnectorError
 from connectors.http import HttpClient, HttpError
 from connectors.incremental import next_cursor, previous_records
 from connectors.ratelimit import RateLimiter
-from sharing import AccessLogBuilder, AccessSource, AccessStatus, PmsPractitioner, PmsSnapshot
+from connectors.records import Visit, revive, within_window
+from sharing import (
+    AccessLogBuilder,
+    AccessSource,
+    AccessStatus,
+    PmsLocation,
+    PmsPractitioner,
+    PmsSnapshot,
+)
 
 NAME = "semble"
 DEFAULT_URL = "https://open.semble.io/graphql"
 PAGE_SIZE = 100
 MAX_PAGES = 100_000
-STATE_VERSION = 1
+STATE_VERSION = 2
+"""2: bookings carry their location id (older states are read again in full)."""
 FULL_READ_EVERY = timedelta(hours=24)
 FUTURE_DAYS = 366
 """Bookings up to a year ahead count: a patient booked with two clinicians is shared already."""
@@ -76,24 +95,19 @@ query Bookings($pagination: Pagination, $dateRange: DateRange, $options: QueryOp
 }
 """
 
+LOCATED_BOOKINGS_QUERY = BOOKINGS_QUERY.replace("doctor { id } }", "doctor { id } location { id } }")
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+LOCATIONS_QUERY = """
+query Locations {
+  practice { locations { id name groupName } }
+}
+"""
 
 
 def _text_id(value: Any, where: str) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int) or str(value) == "":
         raise ConnectorError(NAME, f"{where}: expected an ID")
     return str(value)
-
-
-def _day(value: Any, where: str) -> int:
-    if not isinstance(value, str):
-        raise ConnectorError(NAME, f"{where}: expected an ISO timestamp")
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).date().toordinal()
-    except ValueError:
-        raise ConnectorError(NAME, f"{where}: expected an ISO timestamp, got {value[:40]!r}") from None
 
 
 class SembleConnector:
@@ -106,9 +120,11 @@ class SembleConnector:
         url: str | None = None,
         user_agent: str,
         limiter: RateLimiter | None = None,
+        read_locations: bool = False,
         **http: Any,
     ) -> None:
         self.url = url or DEFAULT_URL
+        self.read_locations = read_locations
         self._token = token
         self.http = HttpClient(
             NAME,
@@ -131,12 +147,20 @@ class SembleConnector:
         previous = previous_records(state, cursors, ("bookings",), STATE_VERSION)
         if previous is not None and _full_read_is_stale(state, started):
             previous = None
-        bookings = previous["bookings"] if previous is not None else {}
-        full_at = state.get("full_at") if previous is not None and state else _iso(started)
+        if previous is not None and self.read_locations and not (state or {}).get("located"):
+            previous = None  # rows read without their location: read the window again, with it
+        bookings = revive(previous["bookings"], Visit) if previous is not None else {}
+        full_at = (
+            state.get("full_at")
+            if previous is not None and state
+            else iso_timestamp(started, milliseconds=True)
+        )
         practitioners = self._clinicians()
+        locations = self._locations() if self.read_locations else None
         since = cursors["bookings"] if previous is not None else None
         variables = _booking_variables(window_start, started, since)
-        for index, row in enumerate(self._all("bookings", BOOKINGS_QUERY, **variables)):
+        query = LOCATED_BOOKINGS_QUERY if self.read_locations else BOOKINGS_QUERY
+        for index, row in enumerate(self._all("bookings", query, **variables)):
             where = f"bookings item {index}"
             booking_id = _text_id(row.get("id"), f"{where}.id")
             doctor, patient = row.get("doctor"), row.get("patientId")
@@ -144,19 +168,36 @@ class SembleConnector:
                 # No clinician (a room or resource) or no patient (a blocked slot): nobody's access.
                 bookings.pop(booking_id, None)
                 continue
-            bookings[booking_id] = (
+            bookings[booking_id] = Visit(
                 _text_id(doctor.get("id"), f"{where}.doctor.id"),
                 _text_id(patient, f"{where}.patientId"),
-                _day(row.get("start"), f"{where}.start"),
+                parse_day(row.get("start"), NAME, f"{where}.start"),
                 int(AccessStatus.DELETED if row.get("deleted") else AccessStatus.ACTIVE),
+                _location_id(row.get("location")),
             )
             if progress is not None and index % 1000 == 999:
                 progress("bookings", index + 1)
-        window_day = window_start.toordinal()
-        bookings = {key: value for key, value in bookings.items() if value[2] >= window_day}
-        snapshot = PmsSnapshot(self.system, tuple(practitioners), _access_log(bookings))
+        bookings = within_window(bookings, day_of(window_start))
+        snapshot = PmsSnapshot(self.system, tuple(practitioners), _access_log(bookings), locations=locations)
         new_state = {"version": STATE_VERSION, "full_at": full_at, "bookings": bookings}
+        if self.read_locations:
+            new_state["located"] = True
         return PmsPull(snapshot, {"bookings": next_cursor(started_at)}, new_state)
+
+    def _locations(self) -> tuple[PmsLocation, ...]:
+        data = self.query(LOCATIONS_QUERY, {}, "practice")
+        practice = data.get("practice")
+        rows = practice.get("locations") if isinstance(practice, dict) else None
+        if not isinstance(rows, list):
+            raise ConnectorError(NAME, f"POST {self._path} practice: no practice.locations list")
+        found = {}
+        for index, row in enumerate(rows):
+            if not isinstance(row, dict):
+                raise ConnectorError(NAME, f"POST {self._path} practice: location {index} is not an object")
+            location = _text_id(row.get("id"), f"practice.locations item {index}.id")
+            name = " / ".join(str(row[part]) for part in ("groupName", "name") if row.get(part)) or location
+            found[location] = PmsLocation(location, name)
+        return tuple(found[key] for key in sorted(found))
 
     def _clinicians(self) -> list[PmsPractitioner]:
         found: dict[str, PmsPractitioner] = {}
@@ -250,7 +291,10 @@ def _booking_variables(window_start: date, started: datetime, since: str | None)
     options: dict[str, Any] = {"includeDeleted": True}
     if since is not None:
         start = since if "." in since else since.replace("Z", ".000Z")
-        options["updatedAt"] = {"start": start, "end": _iso(started + timedelta(days=1))}
+        options["updatedAt"] = {
+            "start": start,
+            "end": iso_timestamp(started + timedelta(days=1), milliseconds=True),
+        }
     end = (started + timedelta(days=FUTURE_DAYS)).date().isoformat()
     return {
         "dateRange": {"start": f"{window_start.isoformat()}T00:00:00.000Z", "end": f"{end}T23:59:59.999Z"},
@@ -266,10 +310,15 @@ def _full_read_is_stale(state: dict[str, Any] | None, now: datetime) -> bool:
     return now - full_at >= FULL_READ_EVERY
 
 
-def _access_log(bookings: dict[str, tuple[str, str, int, int]]):
+def _location_id(value: Any) -> str | None:
+    if isinstance(value, dict) and isinstance(value.get("id"), str | int) and str(value["id"]):
+        return str(value["id"])
+    return None
+
+
+def _access_log(bookings: dict[str, Visit]):
     builder = AccessLogBuilder()
-    for practitioner, patient, day, status in bookings.values():
-        builder.add(
-            practitioner, patient, AccessSource.APPOINTMENT, date.fromordinal(day), AccessStatus(status)
-        )
+    for visit in bookings.values():
+        when, status = day_to_date(visit.day), AccessStatus(visit.status)
+        builder.add(visit.practitioner, visit.patient, AccessSource.APPOINTMENT, when, status, visit.location)
     return builder.build()

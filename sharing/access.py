@@ -67,6 +67,16 @@ class PatientAccess:
     source: AccessSource
     last_seen: date
     status: AccessStatus = AccessStatus.ACTIVE
+    location: str | None = None
+    """The PMS location (business, clinic, site) the row happened at, when the PMS says."""
+
+
+NO_LOCATION = -1
+"""The location code of a row whose PMS did not say where it happened."""
+
+
+def _row_key(row: PatientAccess) -> tuple:
+    return (row.practitioner_id, row.patient_id, row.source, row.last_seen, row.status, row.location or "")
 
 
 def day_number(day: date) -> int:
@@ -107,6 +117,8 @@ class AccessLog:
 
     __slots__ = (
         "days",
+        "location_codes",
+        "location_ids",
         "patient_codes",
         "patient_ids",
         "practitioner_codes",
@@ -124,15 +136,21 @@ class AccessLog:
         sources: np.ndarray,
         statuses: np.ndarray,
         days: np.ndarray,
+        location_ids: Sequence[str] = (),
+        location_codes: np.ndarray | None = None,
     ) -> None:
-        columns = (practitioner_codes, patient_codes, sources, statuses, days)
         length = len(practitioner_codes)
+        if location_codes is None:
+            location_codes = np.full(length, NO_LOCATION, dtype=np.int32)
+        columns = (practitioner_codes, patient_codes, sources, statuses, days, location_codes)
         if any(len(column) != length for column in columns):
             raise ValueError("access log columns differ in length")
         self.practitioner_ids = tuple(practitioner_ids)
         self.patient_ids = tuple(patient_ids)
+        self.location_ids = tuple(location_ids)
         frozen = []
-        for column, dtype in zip(columns, (np.int32, np.int32, np.int8, np.int8, np.int32), strict=True):
+        dtypes = (np.int32, np.int32, np.int8, np.int8, np.int32, np.int32)
+        for column, dtype in zip(columns, dtypes, strict=True):
             array = np.array(column, dtype=dtype, copy=True)
             array.setflags(write=False)
             frozen.append(array)
@@ -142,6 +160,7 @@ class AccessLog:
             self.sources,
             self.statuses,
             self.days,
+            self.location_codes,
         ) = frozen
         if length:
             if self.practitioner_codes.min() < 0 or self.practitioner_codes.max() >= len(
@@ -150,6 +169,8 @@ class AccessLog:
                 raise ValueError("practitioner code out of range")
             if self.patient_codes.min() < 0 or self.patient_codes.max() >= len(self.patient_ids):
                 raise ValueError("patient code out of range")
+            if self.location_codes.min() < NO_LOCATION or self.location_codes.max() >= len(self.location_ids):
+                raise ValueError("location code out of range")
 
     @classmethod
     def empty(cls) -> AccessLog:
@@ -166,12 +187,13 @@ class AccessLog:
         return len(self.practitioner_codes)
 
     def __iter__(self) -> Iterator[PatientAccess]:
-        for prac, patient, source, status, day in zip(
+        for prac, patient, source, status, day, location in zip(
             self.practitioner_codes.tolist(),
             self.patient_codes.tolist(),
             self.sources.tolist(),
             self.statuses.tolist(),
             self.days.tolist(),
+            self.location_codes.tolist(),
             strict=True,
         ):
             yield PatientAccess(
@@ -180,18 +202,33 @@ class AccessLog:
                 source=AccessSource(source),
                 last_seen=day_from_number(day),
                 status=AccessStatus(status),
+                location=self.location_ids[location] if location != NO_LOCATION else None,
             )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, AccessLog):
             return NotImplemented
-        return sorted(self) == sorted(other)  # type: ignore[type-var]
+        return sorted(self, key=_row_key) == sorted(other, key=_row_key)
 
     def __hash__(self) -> int:
         return hash(len(self))
 
     def __repr__(self) -> str:
         return f"AccessLog(rows={len(self)}, practitioners={len(self.practitioner_ids)})"
+
+    def select(self, keep: np.ndarray) -> AccessLog:
+        """The rows where the boolean mask `keep` is true (ids stay interned as they were)."""
+        return AccessLog(
+            self.practitioner_ids,
+            self.patient_ids,
+            self.practitioner_codes[keep],
+            self.patient_codes[keep],
+            self.sources[keep],
+            self.statuses[keep],
+            self.days[keep],
+            self.location_ids,
+            self.location_codes[keep],
+        )
 
     def co_access(self, since: date) -> CoAccess:
         """Count, for every practitioner pair, the patients both could see since `since`.
@@ -288,6 +325,8 @@ class AccessLogBuilder:
     def __init__(self) -> None:
         self._practitioners: dict[str, int] = {}
         self._patients: dict[str, int] = {}
+        self._locations: dict[str, int] = {}
+        self._location_codes: list[int] = []
         self._practitioner_codes: list[int] = []
         self._patient_codes: list[int] = []
         self._sources: list[int] = []
@@ -304,6 +343,7 @@ class AccessLogBuilder:
         source: AccessSource,
         last_seen: date,
         status: AccessStatus = AccessStatus.ACTIVE,
+        location: str | None = None,
     ) -> None:
         practitioners = self._practitioners
         patients = self._patients
@@ -312,9 +352,13 @@ class AccessLogBuilder:
         self._sources.append(int(source))
         self._statuses.append(int(status))
         self._days.append(day_number(last_seen))
+        locations = self._locations
+        self._location_codes.append(
+            NO_LOCATION if location is None else locations.setdefault(location, len(locations))
+        )
 
     def add_row(self, row: PatientAccess) -> None:
-        self.add(row.practitioner_id, row.patient_id, row.source, row.last_seen, row.status)
+        self.add(row.practitioner_id, row.patient_id, row.source, row.last_seen, row.status, row.location)
 
     def build(self) -> AccessLog:
         return AccessLog(
@@ -325,4 +369,6 @@ class AccessLogBuilder:
             np.array(self._sources, dtype=np.int8),
             np.array(self._statuses, dtype=np.int8),
             np.array(self._days, dtype=np.int32),
+            list(self._locations),
+            np.array(self._location_codes, dtype=np.int32),
         )

@@ -55,7 +55,7 @@ class Drop:
 class Departure:
     email: str
     user: PtUser
-    reason: str  # inactive_in_pms or gone_from_pms
+    reason: str  # inactive_in_pms, gone_from_pms or outside_scope (moved to another site)
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,8 @@ class Context:
     peers: dict[str, frozenset[str]]
     active_pms_emails: frozenset[str]
     drop: Drop | None
+    outside: dict[str, PmsPractitioner]
+    """PMS practitioners outside the organisation's scope, by id and by normalised email."""
 
     @property
     def suspicious(self) -> bool:
@@ -142,6 +144,11 @@ class Context:
             return None if practitioner.active else "inactive_in_pms"
         user = self.users.get(key)
         link = user.pms_link if user else None
+        elsewhere = self.outside_match(email)
+        if elsewhere is not None:
+            if elsewhere.id in self.pms.excluded:
+                return None  # the scope's exclude list: this organisation leaves them alone
+            return "outside_scope" if elsewhere.active else "inactive_in_pms"
         if (
             link is not None
             and link.system.strip().lower() == self.pms.system.strip().lower()
@@ -149,6 +156,17 @@ class Context:
         ):
             return "gone_from_pms"
         return None
+
+    def outside_match(self, email: str) -> PmsPractitioner | None:
+        """The out-of-scope PMS practitioner this PT Direct user is (by PMS link, then email)."""
+        key = normalise_email(email) or ""
+        user = self.users.get(key)
+        link = user.pms_link if user else None
+        if link is not None and link.system.strip().lower() == self.pms.system.strip().lower():
+            found = self.outside.get(link.practitioner_id)
+            if found is not None:
+                return found
+        return self.outside.get(key)
 
     def departures(self) -> list[Departure]:
         """Confirmed sharing members who share patients and have left the PMS (not the master).
@@ -235,7 +253,18 @@ def build_context(
         peers={key: frozenset(value) for key, value in peers.items()},
         active_pms_emails=active_pms_emails,
         drop=detect_drop(pms, policy, baseline),
+        outside=_outside(pms),
     )
+
+
+def _outside(pms: PmsSnapshot) -> dict[str, PmsPractitioner]:
+    found: dict[str, PmsPractitioner] = {}
+    for practitioner in pms.outside:
+        found[practitioner.id] = practitioner
+        email = normalise_email(practitioner.email)
+        if email and (email not in found or practitioner.active):
+            found[email] = practitioner
+    return found
 
 
 def detect_drop(pms: PmsSnapshot, policy: Policy, baseline: Baseline | None) -> Drop | None:

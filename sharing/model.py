@@ -20,6 +20,18 @@ class PmsPractitioner:
     active: bool = True
     role: str | None = None
     updated_at: str | None = None
+    locations: tuple[str, ...] = ()
+    """Ids of the PMS locations the practitioner works at, where the PMS lists them."""
+
+
+@dataclass(frozen=True, slots=True)
+class PmsLocation:
+    """A site of the PMS account: a Cliniko business, a FHIR Location or Organization, a Nookal or
+    Semble location, or a value of an export's location column."""
+
+    id: str
+    name: str
+    archived: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +151,13 @@ class PmsSnapshot:
     access: AccessLog
     access_groups: tuple[AccessGroup, ...] = ()
     complete: bool = True
+    locations: tuple[PmsLocation, ...] | None = None
+    """The account's locations; None when the connector cannot tell locations apart."""
+    outside: tuple[PmsPractitioner, ...] = ()
+    """Practitioners of the PMS account outside this organisation's scope (sharing.scope): never
+    findings here, except a sharing member who left the scope (a departure)."""
+    excluded: frozenset[str] = frozenset()
+    """Ids among `outside` that the scope's exclude list names: left alone entirely."""
 
 
 __all__ = [
@@ -152,6 +171,7 @@ __all__ = [
     "PatientAccess",
     "PhysitrackClient",
     "PmsLink",
+    "PmsLocation",
     "PmsPractitioner",
     "PmsSnapshot",
     "Policy",

@@ -48,7 +48,9 @@ def build_report(
     *,
     policy_only: frozenset[str] = frozenset(),
     timezone: str = "UTC",
+    scope: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """`scope`: the organisation's part of a shared PMS account (`sharing.scope`), None for all."""
     diff = diff_findings(
         reconciliation.findings, previous, complete=reconciliation.complete, policy_only=policy_only
     )
@@ -57,6 +59,7 @@ def build_report(
         "schema": SCHEMA,
         "org": org,
         "timezone": timezone,
+        "scope": dict(scope) if scope is not None else None,
         "run": run.as_dict(),
         "summary": {
             "practitioners": reconciliation.practitioner_count,

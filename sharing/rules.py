@@ -216,12 +216,18 @@ def no_physitrack_licence(context: Context) -> Iterator[Finding]:
         )
 
 
+_DEPARTURE_WHERE = {
+    "inactive_in_pms": "inactive in the PMS",
+    "outside_scope": "no longer at this organisation's locations (the PMS has them at another site)",
+}
+
+
 def departed_practitioner(context: Context) -> Iterator[Finding]:
     if context.suspicious:
         return  # one suspicious_pms_drop finding instead of a clinic full of "departures"
     for departure in context.departures():
         person = context.person_for_email(departure.email)
-        where = "inactive in the PMS" if departure.reason == "inactive_in_pms" else "no longer in the PMS"
+        where = _DEPARTURE_WHERE.get(departure.reason, "no longer in the PMS")
         yield Finding(
             kind=FindingKind.DEPARTED_PRACTITIONER,
             severity=Severity.HIGH,
@@ -244,6 +250,8 @@ def unlinked_user(context: Context) -> Iterator[Finding]:
         member = context.members.get(email)
         if member is not None and member.share_patients and context.departed_reason(email):
             continue  # reported as departed_practitioner instead
+        if context.outside_match(email) is not None:
+            continue  # a practitioner of another part of the PMS account: not this organisation's
         yield Finding(
             kind=FindingKind.UNLINKED_USER,
             severity=Severity.INFO,

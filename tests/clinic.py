@@ -15,6 +15,7 @@ from sharing import (
     PatientAccess,
     PhysitrackClient,
     PmsLink,
+    PmsLocation,
     PmsPractitioner,
     PmsSnapshot,
     Policy,
@@ -41,6 +42,8 @@ class Clinic:
     clients: list[PhysitrackClient] | None = None
     pms_complete: bool = True
     ptdirect_complete: bool = True
+    locations: list[PmsLocation] | None = None
+    """The PMS's sites (a clinic group); None: a PMS that cannot tell locations apart."""
     _next_patient: int = 0
 
     def practitioner(
@@ -55,10 +58,11 @@ class Clinic:
         share_patients: bool = True,
         email: str | None = None,
         recipient: bool = True,
+        locations: tuple[str, ...] = (),
     ) -> str:
         """Add a PMS practitioner and (by default) their confirmed PT Direct user."""
         email = email or f"{name.split()[0].lower()}@clinic.example"
-        self.practitioners.append(PmsPractitioner(pid, name, email, active))
+        self.practitioners.append(PmsPractitioner(pid, name, email, active, locations=locations))
         if user:
             status = UserStatus.CONFIRMED if confirmed else UserStatus.UNCONFIRMED
             self.users.append(PtUser(email, name, status, True, PmsLink(self.system, pid)))
@@ -79,6 +83,7 @@ class Clinic:
         days_ago: int = 10,
         status: AccessStatus = AccessStatus.ACTIVE,
         source: AccessSource = AccessSource.APPOINTMENT,
+        location: str | None = None,
     ) -> list[str]:
         patient_ids = []
         for _ in range(patients):
@@ -87,7 +92,7 @@ class Clinic:
             patient_ids.append(patient_id)
             for pid in pids:
                 self.rows.append(
-                    PatientAccess(pid, patient_id, source, AS_OF - timedelta(days=days_ago), status)
+                    PatientAccess(pid, patient_id, source, AS_OF - timedelta(days=days_ago), status, location)
                 )
         return patient_ids
 
@@ -98,6 +103,7 @@ class Clinic:
             AccessLog.from_rows(self.rows),
             tuple(self.groups),
             self.pms_complete,
+            tuple(self.locations) if self.locations is not None else None,
         )
 
     def ptdirect(self) -> PtDirectSnapshot:

@@ -98,7 +98,12 @@ def _actors():
 
 
 def org_add(**options: Any) -> None:
-    """Add an organisation and its PMS and PT Direct connections (tested first unless --no-test)."""
+    """Add an organisation and its PMS and PT Direct connections (tested first unless --no-test).
+
+    One PMS account with several PT Direct accounts (a clinic group): add one organisation per PT
+    Direct account with the same PMS key and its --locations (`ptsync org locations SLUG` lists
+    them; --include-people / --exclude-people for what locations cannot say); the test then
+    checks the scope matches someone."""
     from worker.services.org_admin import add_tested
     from worker.services.orgs import NewOrganisation
 
@@ -150,13 +155,23 @@ def org_physitrack_key(
 @org_app.command("list")
 def org_list() -> None:
     """List organisations: connections, policy, state, last run and next scheduled sync."""
-    from worker import views
     from worker.clock import utcnow
     from worker.services.schedule import next_due
+    from worker.settings import get_settings
+    from worker.store.listing import organisation_rows
+    from worker.store.schema import schema_head
 
     now = utcnow()
+    settings = get_settings()
+    rows = None
+    if settings.secret_key or settings.is_sqlite:  # else the full store says the key is required
+        rows = organisation_rows(settings.resolved_database_url, schema_head())
+    if rows is None:  # no database yet, or a schema to migrate: the full store handles both
+        from worker import views
+
+        rows = views.organisations(_runtime())
     table = Table("slug", "pms", "PT Direct", "policy", "state", "last run", "next sync (UTC)")
-    for org in views.organisations(_runtime()):
+    for org in rows:
         due = None if org.paused_at else next_due(org.schedule, now)
         table.add_row(
             safe(org.slug),
@@ -360,6 +375,10 @@ def _print_report_table(document: dict, console: Console) -> None:
         f"{safe(run['status'])}, finished {safe(_local_time(run['finished_at'], document.get('timezone')))})"
     )
     console.print(f"{summary['practitioners']} practitioners, {summary['patients']} patients in the window")
+    from sharing.scope import describe_scope  # clinic groups: the organisation's part of the PMS
+
+    if scope_line := describe_scope(document.get("scope")):
+        console.print(safe(scope_line), markup=False)
     table = Table("state", "severity", "kind", "finding", show_lines=False, expand=False)
     for finding in document["findings"]:
         style = _SEVERITY_STYLE.get(finding["severity"], "")

@@ -137,7 +137,10 @@ def pms_connector(org: Organisation, secrets: SecretBox) -> PmsConnector:
     build = PMS_CONNECTORS.get(org.pms_kind)
     if build is None:
         raise ConfigurationError(f"organisation {org.slug}: unknown PMS connector {org.pms_kind!r}")
-    return build(org, secrets)
+    connector = build(org, secrets)
+    if org.locations and hasattr(connector, "read_locations"):
+        connector.read_locations = True  # clinic groups: read sites only when scoped by them
+    return connector
 
 
 def ptdirect_adapter(org: Organisation, secrets: SecretBox) -> PtDirectAdapter:

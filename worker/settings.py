@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     nookal_requests_per_minute: float = Field(
         default=120, gt=0, description="per Nookal API key, all processes together (none published)"
     )
+    shared_pms_reads: bool = Field(
+        default=True, description="clinic groups: organisations on one PMS key share a sync round's read"
+    )
     # Operating it (notifications, logs, retention): see README "Notifications" and "Monitoring".
     public_url: str = Field(default="http://127.0.0.1:8000", description="base URL for links in messages")
     smtp_host: str = Field(default="", description="SMTP server for email: channels")

@@ -5,8 +5,9 @@ get these (or a service's own small records), not ORM rows. The three front ends
 these records (a table, JSON, HTML), so a field added here appears everywhere at once and a
 listing cannot disagree between them.
 
-`organisations()` reads with SQLAlchemy Core and no ORM models on purpose: `ptsync org list`
-is the command people run most, and building the mappers costs more than the query.
+`organisations()` shares its SQL with worker/store/listing.py, which `ptsync org list` runs
+through the database driver alone: it is the command people run most, and starting SQLAlchemy
+costs more than the query.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Integer, String, column, func, select, table, type_coerce
+from sqlalchemy import select, text
 
 from worker.clock import iso
 from worker.errors import NotFound
 from worker.lifecycle import OPEN_PROPOSALS, UNFINISHED_RUNS, OperationStatus, failed_attempt
-from worker.store.types import UtcDateTime
+from worker.store.listing import NEWEST_RUN_PER_ORGANISATION, OrganisationRow, as_row
 
 if TYPE_CHECKING:
     from worker.runtime import Runtime
@@ -132,20 +133,6 @@ class ProposalView:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class OrganisationRow:
-    """One line of `org list`: the organisation's connections, policy, state and last run."""
-
-    slug: str
-    pms_kind: str
-    ptdirect_kind: str
-    mode: str
-    schedule: str
-    paused_at: datetime | None
-    last_status: str | None
-    last_at: datetime | None
-
-
 def run_view(run: Run) -> RunView:
     from sqlalchemy import inspect as sa_inspect
 
@@ -238,49 +225,8 @@ def proposal(runtime: Runtime, proposal_id: str, org_id: int | None = None) -> P
         return proposal_view(row)
 
 
-_organisations = table(
-    "organisations",
-    column("id", Integer),
-    column("slug", String),
-    column("pms_kind", String),
-    column("ptdirect_kind", String),
-    column("mode", String),
-    column("schedule", String),
-    column("paused_at", UtcDateTime),
-)
-_ORG_COLUMNS = ("slug", "pms_kind", "ptdirect_kind", "mode", "schedule", "paused_at")
-_runs = table(
-    "runs",
-    column("id", String),
-    column("org_id", Integer),
-    column("status", String),
-    column("requested_at", UtcDateTime),
-    column("finished_at", UtcDateTime),
-)
-
-
 def organisations(runtime: Runtime) -> list[OrganisationRow]:
-    """Every organisation by slug, with its newest run's status and time: one query.
-
-    The newest run is the same one `ptsync runs` and the page put first: latest `requested_at`,
-    then highest id when two were requested in the same instant.
-    """
-    o, r = _organisations, _runs
-    newest_first = func.row_number().over(
-        partition_by=r.c.org_id, order_by=(r.c.requested_at.desc(), r.c.id.desc())
-    )
-    ranked = select(
-        r.c.org_id,
-        r.c.status,
-        type_coerce(func.coalesce(r.c.finished_at, r.c.requested_at), UtcDateTime).label("at"),
-        newest_first.label("rank"),
-    ).subquery()
-    last = select(ranked.c.org_id, ranked.c.status, ranked.c.at).where(ranked.c.rank == 1).subquery()
-    query = (
-        select(*(o.c[name] for name in _ORG_COLUMNS), last.c.status, last.c.at)
-        .select_from(o.outerjoin(last, last.c.org_id == o.c.id))
-        .order_by(o.c.slug)
-    )
+    """Every organisation by slug, with its newest run's status and time: one query, the same
+    SQL `ptsync org list` sends through the driver alone (worker/store/listing.py)."""
     with runtime.db.engine.connect() as connection:
-        rows = connection.execute(query).all()
-    return [OrganisationRow(*row[:6], last_status=row[6], last_at=row[7]) for row in rows]
+        return [as_row(row) for row in connection.execute(text(NEWEST_RUN_PER_ORGANISATION))]

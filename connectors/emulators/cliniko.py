@@ -2,7 +2,9 @@
 
 It enforces HTTP Basic auth with the API key (with or without its shard suffix) and a
 User-Agent with a contact email, pages by `per_page` (at most 100) and `page` with `links.next`,
-understands the `q[]` filters ptsync sends (`archived_at:*`, `starts_at:>=`, `updated_at:>`),
+serves businesses (Cliniko's sites: `GET /businesses`, `GET /businesses/{id}/practitioners`, and a
+`business` link on every appointment; `generate_group` builds a group of three), understands the
+`q[]` filters ptsync sends (`archived_at:*`, `starts_at:>=`, `updated_at:>`),
 limits requests per key in a sliding window (429 with `X-RateLimit-Reset`), and records every
 request so tests and benchmarks can count them.
 """
@@ -20,8 +22,16 @@ from urllib.parse import urlencode
 
 from connectors.emulators.base import JsonServer, Request, Response
 
-RESOURCES = ("users", "practitioners", "individual_appointments", "group_appointments", "attendees")
+RESOURCES = (
+    "users",
+    "practitioners",
+    "individual_appointments",
+    "group_appointments",
+    "attendees",
+    "businesses",
+)
 _LINKED = {
+    "business": "businesses",
     "user": "users",
     "practitioner": "practitioners",
     "patient": "patients",
@@ -60,6 +70,7 @@ class ClinikoEmulator(JsonServer):
         )
         for resource in RESOURCES[2:]:
             self.route("GET", f"/v1/{resource}", lambda r, resource=resource: self._list(r, resource))
+        self.route("GET", r"/v1/businesses/(?P<business>[^/]+)/practitioners", self._business_practitioners)
 
     @property
     def base_url(self) -> str:
@@ -113,6 +124,23 @@ class ClinikoEmulator(JsonServer):
         self._pages[page_key] = body
         return Response(200, body)
 
+    def _business_practitioners(self, request: Request) -> Response:
+        """Active practitioners who work at one business (a practitioner row's `businesses`)."""
+        business = request.params["business"]
+        if not any(str(row["id"]) == business for row in self.data["businesses"]):
+            return Response(404, {"errors": [f"business {business} not found"]})
+        rows = [
+            row
+            for row in self.data["practitioners"]
+            if row.get("active", True) and business in row.get("businesses", ())
+        ]
+        body = {
+            "practitioners": [self._render(row) for row in rows],
+            "total_entries": len(rows),
+            "links": {"self": f"{self.url}{request.path}"},
+        }
+        return Response(200, body)
+
     def _filtered(self, resource: str, active: bool | None, filters: tuple[str, ...]) -> list[dict[str, Any]]:
         """Rows matching a query; cached per query (pages of one listing share it) until data changes."""
         key = (resource, active, filters)
@@ -144,6 +172,7 @@ class ClinikoEmulator(JsonServer):
                 rendered[field] = {"links": {"self": f"{self.base_url}/{resource}/{rendered[field]}"}}
         rendered["links"] = {"self": f"{self.base_url}/{row.get('_resource', 'things')}/{row['id']}"}
         rendered.pop("_resource", None)
+        rendered.pop("businesses", None)  # served through /businesses/{id}/practitioners only
         return rendered
 
     def update_row(self, resource: str, index: int, **fields: Any) -> None:
@@ -175,8 +204,12 @@ def generate_account(
     seed: int = 42,
     group_classes: int = 0,
     updated: datetime | None = None,
+    businesses: int = 0,
 ) -> dict[str, list[dict[str, Any]]]:
-    """A Cliniko account: practitioners in teams of about 8, patients mostly seen within a team."""
+    """A Cliniko account: practitioners in teams of about 8, patients mostly seen within a team.
+
+    With `businesses`, a clinic group: teams spread over that many businesses (ids 1..n), each
+    practitioner working at their team's and each appointment linked to its practitioner's."""
     rng = random.Random(seed)
     stamp = _iso(updated or datetime(today.year, today.month, today.day, tzinfo=UTC) - timedelta(days=1))
     base_id = 1_000_000_000_000_000_000
@@ -252,12 +285,91 @@ def generate_account(
                     "_resource": "attendees",
                 }
             )
-    return {
+    account = {
         "users": users,
         "practitioners": rows,
         "individual_appointments": appointments_rows,
         "group_appointments": groups,
         "attendees": attendees,
+    }
+    if businesses:
+        _spread_over_businesses(account, businesses, team_size, stamp)
+    return account
+
+
+def _spread_over_businesses(
+    account: dict[str, list[dict[str, Any]]], count: int, team_size: int, stamp: str
+) -> None:
+    site_of = {}
+    for index, practitioner in enumerate(account["practitioners"]):
+        site_of[practitioner["id"]] = str(index // team_size % count + 1)
+        practitioner["businesses"] = [site_of[practitioner["id"]]]
+    for appointment in account["individual_appointments"] + account["group_appointments"]:
+        appointment["business"] = site_of[appointment["practitioner"]]
+    account["businesses"] = [_business(str(n), f"Site {n}", stamp) for n in range(1, count + 1)]
+
+
+def _business(business_id: str, name: str, stamp: str) -> dict[str, Any]:
+    return {
+        "id": business_id,
+        "business_name": name,
+        "archived_at": None,
+        "updated_at": stamp,
+        "_resource": "businesses",
+    }
+
+
+def generate_group(*, today: date) -> dict[str, list[dict[str, Any]]]:
+    """The clinic group of `connectors.emulators.group` as a Cliniko account: sites are businesses
+    (ids 1, 2, 3), practitioner ids 100-106, each appointment linked to its business."""
+    from connectors.emulators.group import EMAIL_DOMAIN, PEOPLE, SITES, visits
+
+    stamp = _iso(datetime(today.year, today.month, today.day, tzinfo=UTC) - timedelta(days=1))
+    users, practitioners = [], []
+    for index, (handle, first, sites) in enumerate(PEOPLE):
+        users.append(
+            {
+                "id": str(900 + index),
+                "email": f"{handle}@{EMAIL_DOMAIN}",
+                "first_name": first,
+                "last_name": "Group",
+                "_resource": "users",
+            }
+        )
+        practitioners.append(
+            {
+                "id": str(100 + index),
+                "first_name": first,
+                "last_name": "Group",
+                "active": True,
+                "user": str(900 + index),
+                "updated_at": stamp,
+                "businesses": list(sites),
+                "_resource": "practitioners",
+            }
+        )
+    appointments = [
+        {
+            "id": str(10_000 + visit.number),
+            "starts_at": _iso(visit.starts),
+            "practitioner": str(100 + visit.person),
+            "patient": visit.patient,
+            "business": visit.site,
+            "cancelled_at": _iso(visit.starts) if visit.cancelled else None,
+            "archived_at": None,
+            "updated_at": stamp,
+            "_resource": "individual_appointments",
+        }
+        for visit in visits(today)
+    ]
+    businesses = [_business(site, name, stamp) for site, name in SITES]
+    return {
+        "users": users,
+        "practitioners": practitioners,
+        "individual_appointments": appointments,
+        "group_appointments": [],
+        "attendees": [],
+        "businesses": businesses,
     }
 
 
@@ -269,12 +381,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--key", default="sample-cliniko-key-au1", help="the API key it accepts")
     parser.add_argument("--appointments", type=int, default=600, help="appointments (default 600)")
     args = parser.parse_args(argv)
-    data = generate_account(
-        patients=args.patients,
-        practitioners=args.practitioners,
-        appointments=args.appointments,
-        today=date.today(),
-    )
+    if args.group:
+        data = generate_group(today=date.today())
+        args.practitioners = len(data["practitioners"])
+        args.patients = len({row["patient"] for row in data["individual_appointments"]})
+        args.appointments = len(data["individual_appointments"])
+    else:
+        data = generate_account(
+            patients=args.patients,
+            practitioners=args.practitioners,
+            appointments=args.appointments,
+            today=date.today(),
+        )
     emulator = ClinikoEmulator(data, args.key, port=args.port)
     if args.ptdirect_out:
         people = [(u["email"], f"{u['first_name']} {u['last_name']}") for u in data["users"]]

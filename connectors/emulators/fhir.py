@@ -11,12 +11,21 @@ import json
 import math
 import time
 from collections import deque
+from datetime import date
 from typing import Any
 from urllib.parse import urlencode
 
 from connectors.emulators.base import JsonServer, Request, Response
 
-RESOURCES = ("Practitioner", "PractitionerRole", "Appointment", "Encounter", "CareTeam", "Patient")
+RESOURCES = (
+    "Practitioner",
+    "PractitionerRole",
+    "Appointment",
+    "Encounter",
+    "CareTeam",
+    "Patient",
+    "Location",
+)
 _DATE_FIELD = {"Appointment": ("start",), "Encounter": ("period", "start")}
 
 
@@ -136,6 +145,69 @@ class FhirEmulator(JsonServer):
         )
 
 
+def generate_group(today: date) -> dict[str, list[dict[str, Any]]]:
+    """The clinic group of `connectors.emulators.group` on a FHIR server: sites are `Location`s
+    (ids loc-1..3), each practitioner has one `PractitionerRole` per site (its `location`), and
+    each appointment names its `Location` as a participant (FHIR R4 Appointment.participant.actor
+    may be a Location), its practitioner and its patient."""
+    from connectors.emulators.group import EMAIL_DOMAIN, PEOPLE, SITES, visits
+
+    stamp = "2026-01-01T00:00:00Z"
+    locations = [
+        {
+            "resourceType": "Location",
+            "id": f"loc-{site}",
+            "status": "active",
+            "name": name,
+            "meta": {"lastUpdated": stamp},
+        }
+        for site, name in SITES
+    ]
+    people, roles = [], []
+    for handle, first, sites in PEOPLE:
+        people.append(
+            {
+                "resourceType": "Practitioner",
+                "id": f"pr-{handle}",
+                "active": True,
+                "name": [{"given": [first], "family": "Group"}],
+                "telecom": [{"system": "email", "value": f"{handle}@{EMAIL_DOMAIN}"}],
+                "meta": {"lastUpdated": stamp},
+            }
+        )
+        for site in sites:
+            roles.append(
+                {
+                    "resourceType": "PractitionerRole",
+                    "id": f"role-{handle}-{site}",
+                    "practitioner": {"reference": f"Practitioner/pr-{handle}"},
+                    "location": [{"reference": f"Location/loc-{site}"}],
+                    "meta": {"lastUpdated": stamp},
+                }
+            )
+    appointments = [
+        {
+            "resourceType": "Appointment",
+            "id": f"appt-{visit.number}",
+            "status": "cancelled" if visit.cancelled else "booked",
+            "start": visit.starts.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "participant": [
+                {"actor": {"reference": f"Practitioner/pr-{PEOPLE[visit.person][0]}"}},
+                {"actor": {"reference": f"Patient/pt{visit.patient}"}},
+                {"actor": {"reference": f"Location/loc-{visit.site}"}},
+            ],
+            "meta": {"lastUpdated": stamp},
+        }
+        for visit in visits(today)
+    ]
+    return {
+        "Practitioner": people,
+        "PractitionerRole": roles,
+        "Appointment": appointments,
+        "Location": locations,
+    }
+
+
 def _date_of(resource: dict[str, Any], path: tuple[str, ...]) -> str:
     value: Any = resource
     for step in path:
@@ -154,15 +226,26 @@ def main(argv: list[str] | None = None) -> None:
     """`python -m connectors.emulators.fhir --help`: a sample FHIR R4 clinic on localhost."""
     from datetime import date
 
-    from connectors.emulators.sample import arguments, sample_fhir_clinic, serve, write_ptdirect
+    from connectors.emulators.sample import (
+        arguments,
+        group_people,
+        sample_fhir_clinic,
+        serve,
+        write_ptdirect,
+    )
 
     parser = arguments("Emulate a FHIR R4 server with a sample clinic, for trying `--pms fhir`.", 8092)
     parser.add_argument("--token", default=None, help="a bearer token to require (default: none)")
     args = parser.parse_args(argv)
-    data = sample_fhir_clinic(args.practitioners, args.patients, date.today())
+    if args.group:
+        data = generate_group(date.today())
+        people = group_people()
+        args.practitioners, args.patients = len(people), len(data["Appointment"]) // 2
+    else:
+        data = sample_fhir_clinic(args.practitioners, args.patients, date.today())
+        people = [(p["telecom"][0]["value"], p["name"][0]["text"]) for p in data["Practitioner"]]
     emulator = FhirEmulator(data, token=args.token, port=args.port)
     if args.ptdirect_out:
-        people = [(p["telecom"][0]["value"], p["name"][0]["text"]) for p in data["Practitioner"]]
         write_ptdirect(args.ptdirect_out, people)
     key = f" --pms-key {args.token}" if args.token else ""
     serve(

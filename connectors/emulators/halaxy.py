@@ -30,7 +30,7 @@ from typing import Any
 from connectors.emulators.base import Request, Response, serve_until_interrupted
 from connectors.emulators.fhir import FhirEmulator, outcome
 
-SERVED = ("Practitioner", "PractitionerRole", "Appointment", "Patient")
+SERVED = ("Practitioner", "PractitionerRole", "Appointment", "Patient", "Organization")
 STATUS_EXTENSION = "https://fhir.halaxy.com/StructureDefinition/appointment-participant-status"
 
 
@@ -230,6 +230,81 @@ def generate_clinic(
             }
         )
     return {"Practitioner": people, "PractitionerRole": roles, "Appointment": rows, "Patient": []}
+
+
+def generate_group(today: date) -> dict[str, list[dict[str, Any]]]:
+    """The clinic group of `connectors.emulators.group` in Halaxy's shapes: the practice group
+    PG-1 and its clinics CL-1..3 (`Organization`s), one `PractitionerRole` per practitioner and
+    clinic (`organization` names the clinic), appointments booked with a role."""
+    from connectors.emulators.group import EMAIL_DOMAIN, PEOPLE, SITES, visits
+
+    stamp = _iso(datetime(today.year, today.month, today.day, tzinfo=UTC) - timedelta(days=1))
+    organisations = [
+        {"resourceType": "Organization", "id": "PG-1", "name": "Group Physio", "meta": {"lastUpdated": stamp}}
+    ] + [
+        {
+            "resourceType": "Organization",
+            "id": f"CL-{site}",
+            "name": name,
+            "partOf": {"reference": "/main/Organization/PG-1", "type": "Organization"},
+            "meta": {"lastUpdated": stamp},
+        }
+        for site, name in SITES
+    ]
+    people, roles = [], []
+    for index, (handle, first, sites) in enumerate(PEOPLE):
+        people.append(
+            {
+                "resourceType": "Practitioner",
+                "id": f"PR-{100 + index}",
+                "meta": {"lastUpdated": stamp},
+                "active": True,
+                "name": [{"use": "official", "given": [first], "family": "Group"}],
+                "telecom": [{"system": "email", "value": f"{handle}@{EMAIL_DOMAIN}", "use": "work"}],
+            }
+        )
+        for site in sites:
+            roles.append(
+                {
+                    "resourceType": "PractitionerRole",
+                    "id": f"PR-{100 + index}-{site}",
+                    "meta": {"lastUpdated": stamp},
+                    "practitioner": {
+                        "reference": f"/main/Practitioner/PR-{100 + index}",
+                        "type": "Practitioner",
+                    },
+                    "organization": {"reference": f"/main/Organization/CL-{site}", "type": "Organization"},
+                }
+            )
+    appointments = [
+        {
+            "resourceType": "Appointment",
+            "id": str(800_000 + visit.number),
+            "meta": {"lastUpdated": stamp},
+            "status": "cancelled" if visit.cancelled else "booked",
+            "start": _iso(visit.starts),
+            "participant": [
+                {
+                    "actor": {
+                        "reference": f"/main/PractitionerRole/PR-{100 + visit.person}-{visit.site}",
+                        "type": "PractitionerRole",
+                    }
+                },
+                {
+                    "actor": {"reference": f"/main/Patient/{visit.patient}", "type": "Patient"},
+                    "extension": _participant_status("cancelled" if visit.cancelled else "attended"),
+                },
+            ],
+        }
+        for visit in visits(today)
+    ]
+    return {
+        "Practitioner": people,
+        "PractitionerRole": roles,
+        "Appointment": appointments,
+        "Patient": [],
+        "Organization": organisations,
+    }
 
 
 def main() -> None:

@@ -64,6 +64,11 @@ class NookalEmulator(JsonServer):
         self.route("GET", f"{PREFIX}/getPractitioners", self._practitioners)
         self.route("GET", f"{PREFIX}/getAppointments", self._appointments)
         self.route("GET", f"{PREFIX}/getClassParticipants", self._participants)
+        self.route(
+            "GET",
+            f"{PREFIX}/getLocations",
+            lambda r: self._answer(r, "getLocations", self.clinic.get("locations", []), "locations"),
+        )
 
     @property
     def base_url(self) -> str:
@@ -232,6 +237,45 @@ def generate_clinic(
             for seat in range(4)
         ]
     return {"practitioners": people, "appointments": rows, "participants": participants}
+
+
+def generate_group(today: date) -> dict[str, Any]:
+    """The clinic group of `connectors.emulators.group` on one Nookal key: `getLocations` lists
+    locations 1, 2 and 3, practitioners (ids 1-7) list their `locations`, and every appointment
+    carries its `locationID`."""
+    from connectors.emulators.group import EMAIL_DOMAIN, PEOPLE, SITES, visits
+
+    stamp = _stamp(datetime(today.year, today.month, today.day, tzinfo=UTC) - timedelta(days=1))
+    people = [
+        {
+            "ID": str(index + 1),
+            "FirstName": first,
+            "LastName": "Group",
+            "Email": f"{handle}@{EMAIL_DOMAIN}",
+            "Speciality": "Physiotherapist",
+            "locations": [int(site) for site in sites],
+            "_active": True,
+        }
+        for index, (handle, first, sites) in enumerate(PEOPLE)
+    ]
+    rows = [
+        {
+            "ID": str(60_000 + visit.number),
+            "patientID": visit.patient,
+            "practitionerID": str(visit.person + 1),
+            "locationID": visit.site,
+            "appointmentDate": visit.starts.date().isoformat(),
+            "appointmentStartTime": "09:00:00",
+            "classID": "0",
+            "status": "Cancelled" if visit.cancelled else "Booked",
+            "cancelled": "1" if visit.cancelled else "0",
+            "dateCreated": stamp,
+            "lastModified": stamp,
+        }
+        for visit in visits(today)
+    ]
+    locations = [{"ID": site, "Name": name} for site, name in SITES]
+    return {"practitioners": people, "appointments": rows, "participants": {}, "locations": locations}
 
 
 def main() -> None:

@@ -62,11 +62,23 @@ def arguments(description: str, default_port: int) -> argparse.ArgumentParser:
     )
     parser.add_argument("--patients", type=int, default=60, help="patients in the sample clinic (default 60)")
     parser.add_argument(
+        "--group",
+        action="store_true",
+        help="serve a clinic group instead: three sites, seven practitioners (connectors/emulators/group.py)",
+    )
+    parser.add_argument(
         "--ptdirect-out",
         type=Path,
         help="also write a ptsync.ptdirect/1 file of the sample clinic's PT Direct (to import or edit)",
     )
     return parser
+
+
+def group_people() -> list[tuple[str, str]]:
+    """(email, name) of the clinic group's practitioners, for `write_ptdirect`."""
+    from connectors.emulators.group import EMAIL_DOMAIN, PEOPLE
+
+    return [(f"{handle}@{EMAIL_DOMAIN}", f"{first} Group") for handle, first, _ in PEOPLE]
 
 
 def write_ptdirect(path: Path, emails_and_names: list[tuple[str, str]]) -> None:

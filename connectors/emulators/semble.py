@@ -54,10 +54,14 @@ SCHEMA = build_schema(
     type User { id: ID! firstName: String lastName: String email: String deleted: Boolean }
     type Patient { id: ID! firstName: String lastName: String email: String }
     type Journey { arrived: DateTime consultation: DateTime departed: DateTime dna: DateTime }
+    type BookingLocation { id: ID! header: String name: String groupName: String }
+    type PracticeLocation { id: ID! name: String! groupName: String! }
+    type Practice { id: ID name: String locations: [PracticeLocation] }
     type Booking {
       id: ID! deleted: Boolean cancellationReason: String doctorName: String doctor: User
       start: DateTime end: DateTime patient: Patient patientId: ID bookingJourney: Journey
       createdAt: DateTime updatedAt: DateTime comments: String reference: String billed: Boolean
+      location: BookingLocation
     }
     type UserData { data: [User] pageInfo: PageInfo }
     type BookingData { data: [Booking] pageInfo: PageInfo }
@@ -65,6 +69,7 @@ SCHEMA = build_schema(
     type Query {
       users(pagination: Pagination options: UsersQueryOptions filters: UsersQueryFilters): UserData
       bookings(pagination: Pagination dateRange: DateRange options: QueryOptions): BookingData
+      practice: Practice
     }
     """
 )
@@ -96,7 +101,11 @@ class SembleEmulator(JsonServer):
         port: int = 0,
     ) -> None:
         super().__init__(host, port)
-        self.data = {"users": list(data.get("users", [])), "bookings": list(data.get("bookings", []))}
+        self.data = {
+            "users": list(data.get("users", [])),
+            "bookings": list(data.get("bookings", [])),
+            "locations": list(data.get("locations", [])),
+        }
         self.token = token
         self.requests_per_window = requests_per_window
         self.window_seconds = window_seconds
@@ -225,6 +234,11 @@ class SembleEmulator(JsonServer):
         users = {user["id"]: user for user in self.data["users"]}
         page["data"] = [_render_booking(booking, users) for booking in page["data"]]
         return page
+
+    def practice(self, _info: Any) -> dict[str, Any]:
+        """The practice and its locations (docs.semble.io: PracticeLocation, a member of Practice;
+        the root field's name `practice` is assumed)."""
+        return {"id": _object_id(0x10C, 0), "name": "Sample practice", "locations": self.data["locations"]}
 
     def change_bookings(self, count: int, now: datetime, seed: int = 1) -> list[str]:
         """Delete (cancel) `count` bookings, as a clinic's day would; their updatedAt moves."""
@@ -377,6 +391,46 @@ def generate_practice(
             }
         )
     return {"users": users, "bookings": rows}
+
+
+def generate_group(today: date) -> dict[str, list[dict[str, Any]]]:
+    """The clinic group of `connectors.emulators.group` as one Semble practice: one
+    PracticeLocation per site (its `groupName` the site's name), clinicians, and bookings whose
+    `location` is the site's PracticeLocation."""
+    from connectors.emulators.group import EMAIL_DOMAIN, PEOPLE, SITES, visits
+
+    stamp = _iso(datetime(today.year, today.month, today.day, tzinfo=UTC) - timedelta(days=1))
+    locations = {
+        site: {"id": _object_id(0x10C, int(site)), "name": f"Room {site}", "groupName": name}
+        for site, name in SITES
+    }
+    users = [
+        {
+            "id": _object_id(0x62E2B7CF, index),
+            "firstName": first,
+            "lastName": "Group",
+            "email": f"{handle}@{EMAIL_DOMAIN}",
+            "deleted": False,
+            "isClinician": True,
+        }
+        for index, (handle, first, _) in enumerate(PEOPLE)
+    ]
+    bookings = [
+        {
+            "id": _object_id(0x63000000, visit.number),
+            "deleted": visit.cancelled,
+            "doctor": users[visit.person]["id"],
+            "start": _iso(visit.starts),
+            "end": _iso(visit.starts + timedelta(minutes=45)),
+            "patientId": _object_id(0x64000000, int(visit.patient)),
+            "bookingJourney": {"dna": None},
+            "location": {"id": locations[visit.site]["id"], "name": locations[visit.site]["name"]},
+            "createdAt": stamp,
+            "updatedAt": stamp,
+        }
+        for visit in visits(today)
+    ]
+    return {"users": users, "bookings": bookings, "locations": list(locations.values())}
 
 
 def main(argv: list[str] | None = None) -> None:

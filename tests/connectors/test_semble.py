@@ -168,7 +168,7 @@ def test_a_malformed_booking_names_the_item_and_field():
             "bookings": [_page("bookings", [_booking("b1", "p1", start="soon")], 1, False)],
         }
     )
-    with pytest.raises(ConnectorError, match=r"bookings item 0.start: expected an ISO timestamp"):
+    with pytest.raises(ConnectorError, match=r"bookings item 0.start: expected an ISO date or timestamp"):
         _connector().pull(window_start=WINDOW, cursors={}, started_at=STARTED)
 
 

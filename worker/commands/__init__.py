@@ -24,6 +24,9 @@ def register(app: typer.Typer, org_app: typer.Typer) -> None:
     from worker.commands.ptdirect import ptdirect_app
 
     org_lifecycle.register(app, org_app)
+    from worker.commands import locations
+
+    org_app.command("locations")(locations.locations)
     app.add_typer(ptdirect_app, name="ptdirect")
 
     @app.callback()

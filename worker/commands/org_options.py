@@ -48,6 +48,9 @@ ORG_OPTION_HELP = {
     "pms_staff": "--pms export: optional staff list CSV (id,name,email,active)",
     "allow_insecure_http": "accept plain http:// URLs to hosts other than this machine",
     "webhook_min_interval": "seconds between webhook-triggered syncs (events wait, then join one)",
+    "locations": "clinic groups: only these PMS locations, comma-separated ids (`org locations`; '' for all)",
+    "include_people": "clinic groups: also these PMS practitioners, ids or emails, comma-separated",
+    "exclude_people": "clinic groups: never these PMS practitioners, ids or emails, comma-separated",
 }
 SECRET_FIELDS = ("pms_key", "ptdirect_key")
 ADD_DEFAULTS = {"ptdirect": "manual"}

@@ -215,6 +215,8 @@ def update_organisation(
     checks = check_connections(runtime, transient_org(wanted, runtime, org_id)) if test else []
     if any(not check.ok for check in checks):
         raise failed_checks_error(checks)
+    if test and set(changed) & {*PMS_FIELDS, "locations", "include_people", "exclude_people"}:
+        checks += _scope_check(runtime, transient_org(wanted, runtime, org_id))
     now = utcnow()
     with runtime.db.transaction() as session:
         org = repo.get_org(session, slug)
@@ -222,7 +224,7 @@ def update_organisation(
             _store(org, field, getattr(wanted, field), runtime)
         if set(changed) & set(HALAXY_FIELDS):
             _store_pms_secret(org, wanted, runtime)
-        if set(changed) & set(PMS_FIELDS):
+        if set(changed) & {*PMS_FIELDS, "locations"}:  # locations: rows are read with their site
             session.execute(delete(SyncCursor).where(SyncCursor.org_id == org.id))
             session.execute(delete(PmsState).where(PmsState.org_id == org.id))
         secret = [f for f in changed if hasattr(Organisation, f"{f}_encrypted")]
@@ -364,4 +366,14 @@ def add_tested(runtime: Runtime, new: NewOrganisation, actor: str = "cli", *, te
     checks = check_connections(runtime, transient_org(new, runtime)) if test else []
     if any(not check.ok for check in checks):
         raise failed_checks_error(checks)
+    if test:
+        checks += _scope_check(runtime, transient_org(new, runtime))
     return add_organisation(runtime, new, actor), checks
+
+
+def _scope_check(runtime: Runtime, org: Organisation) -> list[ConnectionCheck]:
+    """Clinic groups: a scope that names an unknown location or matches nobody is refused."""
+    from worker.services.org_scope import check_scope
+
+    summary = check_scope(runtime, org)
+    return [ConnectionCheck("scope", True, summary)] if summary else []

@@ -55,6 +55,9 @@ class NewOrganisation:
     pms_staff: str | None = None  # --pms export: an optional staff list CSV
     allow_insecure_http: bool = False
     webhook_min_interval: int = 60
+    locations: str | None = None  # clinic groups: PMS location ids, comma-separated
+    include_people: str | None = None  # PMS practitioner ids or emails, comma-separated
+    exclude_people: str | None = None
     full_sync: str = "30 2 * * *"  # cron (UTC) of the full reconciliation sync
 
 
@@ -174,6 +177,9 @@ def validate(new: NewOrganisation) -> None:
     except ValueError:
         raise InvalidInput("--policy must be one of observe, propose, apply-safe") from None
     validate_settings(new)
+    from worker.services.org_scope import scope_from
+
+    scope_from(new.locations, new.include_people, new.exclude_people)  # clinic groups: well-formed
     if len(new.schedule.split()) != 5:
         raise InvalidInput(f"--schedule {new.schedule!r} is not a 5-field cron expression (e.g. '0 * * * *')")
     parse_schedule(new.schedule)
@@ -241,6 +247,9 @@ def add_organisation(runtime: Runtime, new: NewOrganisation, actor: str = "cli")
             physitrack_region=new.physitrack_region,
             physitrack_url=new.physitrack_url,
             webhook_min_interval_seconds=new.webhook_min_interval,
+            locations=new.locations or None,
+            include_people=new.include_people or None,
+            exclude_people=new.exclude_people or None,
             full_sync=new.full_sync,
             created_at=now,
         )

@@ -60,6 +60,9 @@ def prune(
         session.execute(delete(NotificationMessage).where(*message_filter))
         if runs or deliveries or messages:
             audit.record(session, None, actor, "retention_pruned", days=days, **_counts(result))
+    from worker.services.shared_pull import forget_expired
+
+    forget_expired(runtime)  # clinic groups: shared PMS reads past their 15 minutes
     return result
 
 

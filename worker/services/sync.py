@@ -25,6 +25,7 @@ from sharing import (
     MasterRecipients,
     Mode,
     Operation,
+    PmsSnapshot,
     Policy,
     ProposalInfo,
     PtDirectSnapshot,
@@ -46,7 +47,7 @@ from worker.connections import (
 from worker.errors import Conflict, InvalidInput, PtsyncError, Retryable
 from worker.lifecycle import failed_attempt
 from worker.runtime import Runtime
-from worker.services import notify_delivery, notify_events, poll
+from worker.services import notify_delivery, notify_events, org_scope, poll, shared_pull
 from worker.services.proposals import verify_applied
 from worker.services.settle import (
     NewPlan,
@@ -195,6 +196,8 @@ class _Inputs:
     baseline: Baseline | None
     previous_report: dict[str, Any] | None
     previous_policy: dict[str, Any] | None
+    account: PmsSnapshot | None = None
+    """The whole PMS account's read, before the organisation's scope (clinic groups)."""
     previous_run_id: str | None = None
     previous_digest: str | None = None
     stored_state: dict[str, Any] | None = None
@@ -306,14 +309,31 @@ def _pull(
             previous_report = session.scalar(select(Run.report).where(Run.id == previous_run.id))
         previous_policy = previous_run.policy if previous_run is not None else None
         previous_digest = previous_run.digest if previous_run is not None else None
+        requested_at = session.get(Run, claim.run_id).requested_at
     with metrics.phase("pull"):
-        pms = pms_connector(org, runtime.secrets).pull(
-            window_start=window_start,
-            cursors={} if full else cursors,  # the full sync re-reads everything
-            state=None if full else state,
-            started_at=started_at,
-            progress=heartbeat.progress,
-        )
+        connector = pms_connector(org, runtime.secrets)
+        if full:  # the full sync re-reads everything itself, never another run's shared read
+            pms = connector.pull(
+                window_start=window_start,
+                cursors={},
+                state=None,
+                started_at=started_at,
+                progress=heartbeat.progress,
+            )
+        else:
+            pms = shared_pull.pull(
+                runtime,
+                org,
+                connector,
+                requested_at=requested_at,
+                window_start=window_start,
+                cursors=cursors,
+                state=state,
+                started_at=started_at,
+                progress=heartbeat.progress,
+            )
+        account = pms.snapshot
+        pms = org_scope.scoped(org, pms, window_start)
         read_at = utcnow()
         ptdirect = ptdirect_adapter(org, runtime.secrets).read()
         clients = physitrack_clients(org, runtime.secrets, keys)
@@ -326,6 +346,7 @@ def _pull(
         baseline,
         previous_report,
         previous_policy,
+        account,
         previous_run.id if previous_run is not None else None,
         previous_digest,
         state,
@@ -342,9 +363,9 @@ def _reconcile(runtime: Runtime, org: Organisation, inputs: _Inputs, started_at:
     key = runtime.secrets.decrypt(org.pseudonym_key_encrypted)
     as_of = _as_of(org, started_at)
     snapshot = inputs.pms.snapshot
-    def run(rules: Policy) -> Reconciliation:
+    def run(rules: Policy, pms: PmsSnapshot = snapshot) -> Reconciliation:
         return reconcile(
-            snapshot, inputs.ptdirect, rules, as_of=as_of, pseudonym_key=key, baseline=inputs.baseline
+            pms, inputs.ptdirect, rules, as_of=as_of, pseudonym_key=key, baseline=inputs.baseline
         )
 
     with metrics.phase("reconcile"):
@@ -355,6 +376,12 @@ def _reconcile(runtime: Runtime, org: Organisation, inputs: _Inputs, started_at:
         # is not "resolved" (nobody fixed anything).
         earlier = run(_policy_from(inputs.previous_policy, policy))
         policy_only = frozenset(f.fingerprint for f in earlier.findings)
+    since = as_of - timedelta(days=policy.lookback_days)
+    before = org_scope.previous_scope_view(org, inputs.previous_report, inputs.account, since)
+    if before is not None:
+        # The same account under the previous scope: findings left behind by a scope change are
+        # not "resolved" either.
+        policy_only |= frozenset(f.fingerprint for f in run(policy, before).findings)
     return _Decision(result, policy, policy_only)
 
 
@@ -453,6 +480,7 @@ def _report(
         proposal_info,
         policy_only=decision.policy_only,
         timezone=org.timezone or "UTC",
+        scope=org_scope.scope_document(org, inputs.pms.snapshot),
     )
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,12 +15,13 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
 
+from worker.store.schema import MIGRATIONS, schema_head
+
 if TYPE_CHECKING:
     from alembic.config import Config
     from sqlalchemy.orm import Session, sessionmaker
 
-MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
-_REVISION = re.compile(r'^(revision|down_revision)\s*=\s*["\']([^"\']+)["\']', re.M)
+__all__ = ["MIGRATIONS", "Database", "migrate", "schema_head", "schema_revision"]
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
@@ -72,20 +72,6 @@ def migrate(engine: Engine) -> None:
     from alembic import command
 
     command.upgrade(alembic_config(engine), "head")
-
-
-def schema_head() -> str:
-    """The newest migration's revision id, read from the files (no Alembic import: the CLI
-    checks the schema on every command, and Alembic costs more than the check itself)."""
-    revisions: dict[str, str | None] = {}
-    for path in (MIGRATIONS / "versions").glob("*.py"):
-        found = dict(_REVISION.findall(path.read_text(encoding="utf-8")))
-        if "revision" in found:
-            revisions[found["revision"]] = found.get("down_revision")
-    heads = set(revisions) - set(revisions.values())
-    if len(heads) != 1:
-        raise RuntimeError(f"the migrations must form one chain; heads found: {sorted(heads)}")
-    return heads.pop()
 
 
 def schema_revision(engine: Engine) -> str | None:

@@ -67,6 +67,11 @@ class Organisation(Base):
     # Set while paused: the clock and webhooks start no sync, a manual sync is refused.
     paused_at: Mapped[datetime | None]
     paused_by: Mapped[str | None] = mapped_column(String(128))
+    # Clinic groups (issue 18, sharing/scope.py): the organisation's part of a shared PMS account,
+    # each a comma-separated list (PMS location ids; PMS practitioner ids or emails).
+    locations: Mapped[str | None] = mapped_column(Text)
+    include_people: Mapped[str | None] = mapped_column(Text)
+    exclude_people: Mapped[str | None] = mapped_column(Text)
 
 
 class Run(Base):
@@ -380,3 +385,22 @@ class PtDirectState(Base):
     note: Mapped[str | None] = mapped_column(Text)
     document: Mapped[dict[str, Any]]
     changes: Mapped[dict[str, Any]]
+
+
+class SharedPull(Base):
+    """The latest PMS read of one PMS account (connection), shared by the organisations on it.
+
+    Several organisations on one PMS key (a clinic group) read the account once per sync round:
+    a run uses a read that started after the run was requested, else reads and stores its own.
+    Encrypted like `pms_state`; kept for `SHARED_PULL_MINUTES` and deleted with the organisation
+    whose run read it.
+    """
+
+    __tablename__ = "shared_pulls"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
+    started_at: Mapped[datetime]
+    window_start: Mapped[str] = mapped_column(String(10))
+    expires_at: Mapped[datetime]
+    data: Mapped[bytes] = mapped_column(LargeBinary)

@@ -1,7 +1,7 @@
 """Short incremental polls and a less frequent full sync per organisation
 
 Revision ID: 0012
-Revises: 0006
+Revises: 0011
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
-down_revision = "0006"
+down_revision = "0011"  # was "0006"; re-chained after main added 0011 (clinic groups)
 branch_labels = None
 depends_on = None
 

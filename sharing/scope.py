@@ -1,0 +1,213 @@
+"""An organisation's part of a shared PMS account: its locations and people (a clinic group).
+
+A group often runs one PMS account across several sites while each site has its own PT Direct
+account, so each organisation reconciles only its part of the PMS:
+
+- `locations`: only access rows at those locations count, and a practitioner belongs when the PMS
+  lists them as working at one of them or they have a counted (not cancelled) row at one of them
+  within the lookback window. A row whose PMS does not say where it happened is at no location.
+- `include`: practitioners (PMS ids, or emails) who belong whatever the locations say.
+- `exclude`: practitioners who never belong, and whom this organisation leaves alone entirely.
+  Exclude wins over include: an entry in both lists is refused when the scope is set, and a
+  person named in both lists in different ways (id in one, email in the other) is excluded.
+
+With no locations, `include` alone means "only these people" and `exclude` alone "everyone but
+these". Everyone outside the scope goes to `PmsSnapshot.outside`: never a finding or an
+operation here, except a confirmed sharing member of this organisation who now works elsewhere,
+who departs like anyone leaving the PMS (transfer first, approval, the removal threshold).
+
+Pure: no I/O. The shell reads the PMS once per account and applies each organisation's scope.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import date
+from typing import Any
+
+import numpy as np
+
+from sharing.access import AccessStatus, day_number
+from sharing.identity import normalise_email
+from sharing.model import PmsLocation, PmsPractitioner, PmsSnapshot
+
+
+class ScopeError(ValueError):
+    """A scope that cannot be applied: it names a location the PMS does not have (any more), or
+    the PMS cannot tell locations apart. A run with such a scope fails: it never reports an empty
+    organisation, whose missing people would look departed."""
+
+
+def person_key(entry: str) -> str:
+    """An include/exclude entry as compared: an email normalised (it contains '@'), else an id."""
+    text = entry.strip()
+    return normalise_email(text) or "" if "@" in text else text
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    locations: tuple[str, ...] = ()
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+    @property
+    def everything(self) -> bool:
+        """No scope: the organisation is the whole PMS account."""
+        return not (self.locations or self.include or self.exclude)
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {
+            "locations": list(self.locations),
+            "include": list(self.include),
+            "exclude": list(self.exclude),
+        }
+
+    @classmethod
+    def from_dict(cls, document: Mapping[str, Any] | None) -> Scope:
+        if not document:
+            return cls()
+        return cls.of(
+            document.get("locations") or (), document.get("include") or (), document.get("exclude") or ()
+        )
+
+    @classmethod
+    def of(cls, locations: Iterable[str], include: Iterable[str], exclude: Iterable[str]) -> Scope:
+        """A scope from raw entries: trimmed, emails normalised, duplicates dropped, order kept.
+        Raises ScopeError for an empty entry or a person in both lists."""
+
+        def clean(values: Iterable[str], what: str, key=lambda text: text.strip()) -> tuple[str, ...]:
+            seen: dict[str, None] = {}
+            for value in values:
+                cleaned = key(str(value))
+                if not cleaned:
+                    raise ScopeError(f"an empty {what} entry")
+                seen.setdefault(cleaned, None)
+            return tuple(seen)
+
+        scope = cls(
+            clean(locations, "location"),
+            clean(include, "include", person_key),
+            clean(exclude, "exclude", person_key),
+        )
+        both = sorted(set(scope.include) & set(scope.exclude))
+        if both:
+            raise ScopeError(f"{', '.join(both)} is both included and excluded: choose one")
+        return scope
+
+
+def _matches(practitioner: PmsPractitioner, keys: frozenset[str]) -> bool:
+    if not keys:
+        return False
+    return practitioner.id in keys or (normalise_email(practitioner.email) or "\0") in keys
+
+
+def unknown_locations(scope: Scope, locations: tuple[PmsLocation, ...] | None) -> tuple[str, ...]:
+    known = {location.id for location in locations or ()}
+    return tuple(location for location in scope.locations if location not in known)
+
+
+def describe_locations(locations: tuple[PmsLocation, ...] | None) -> str:
+    if not locations:
+        return "the PMS lists no locations"
+    return "the PMS's locations: " + "; ".join(f"{loc.id} ({loc.name})" for loc in locations)
+
+
+def check_locations(scope: Scope, snapshot: PmsSnapshot) -> None:
+    """Raise ScopeError when the scope names locations the PMS cannot tell apart or does not have."""
+    if not scope.locations:
+        return
+    if snapshot.locations is None:
+        raise ScopeError(
+            f"the {snapshot.system} connector cannot tell locations apart: scope by people instead"
+        )
+    missing = unknown_locations(scope, snapshot.locations)
+    if missing:
+        raise ScopeError(
+            f"location {', '.join(missing)} is not in {snapshot.system} (deleted or a typo?); "
+            f"{describe_locations(snapshot.locations)}"
+        )
+
+
+def _seen_at(snapshot: PmsSnapshot, wanted: frozenset[str], since: date) -> tuple[np.ndarray, set[str]]:
+    """Rows at the wanted locations, and who has a counted row there since `since`."""
+    access = snapshot.access
+    codes = [code for code, location in enumerate(access.location_ids) if location in wanted]
+    at_location = np.isin(access.location_codes, np.array(codes, dtype=np.int32))
+    counted = at_location & (access.statuses == AccessStatus.ACTIVE) & (access.days >= day_number(since))
+    seen = {access.practitioner_ids[code] for code in np.unique(access.practitioner_codes[counted]).tolist()}
+    return at_location, seen
+
+
+def apply_scope(snapshot: PmsSnapshot, scope: Scope, since: date) -> PmsSnapshot:
+    """The organisation's part of a PMS read (see the module docstring). `since` is the start of
+    the lookback window. Raises ScopeError for a location the read does not have."""
+    if scope.everything:
+        return snapshot
+    check_locations(scope, snapshot)
+    wanted = frozenset(scope.locations)
+    include, exclude = frozenset(scope.include), frozenset(scope.exclude)
+    at_location, seen = _seen_at(snapshot, wanted, since) if wanted else (None, set())
+    inside: list[PmsPractitioner] = []
+    outside: list[PmsPractitioner] = []
+    excluded: set[str] = set()
+    for practitioner in snapshot.practitioners:
+        if _matches(practitioner, exclude):
+            outside.append(practitioner)
+            excluded.add(practitioner.id)
+        elif (
+            _matches(practitioner, include)
+            or (wanted and (wanted.intersection(practitioner.locations) or practitioner.id in seen))
+            or (not wanted and not include)
+        ):
+            inside.append(practitioner)
+        else:
+            outside.append(practitioner)
+    access = snapshot.access
+    position = {practitioner_id: code for code, practitioner_id in enumerate(access.practitioner_ids)}
+    members = sorted(position[p.id] for p in inside if p.id in position)
+    keep = np.isin(access.practitioner_codes, np.array(members, dtype=np.int32))
+    if at_location is not None:
+        keep &= at_location
+    return replace(
+        snapshot,
+        practitioners=tuple(inside),
+        access=access.select(keep),
+        outside=tuple(outside),
+        excluded=frozenset(excluded),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LocationCount:
+    location: PmsLocation
+    practitioners: int
+    """Active practitioners who work there or have a counted row there within the window."""
+
+
+def location_counts(snapshot: PmsSnapshot, since: date) -> tuple[LocationCount, ...]:
+    """Every location of the read with its active practitioners, for choosing a scope."""
+    counts = []
+    active = [p for p in snapshot.practitioners if p.active]
+    for location in snapshot.locations or ():
+        _, seen = _seen_at(snapshot, frozenset({location.id}), since)
+        people = {p.id for p in active if location.id in p.locations or p.id in seen}
+        counts.append(LocationCount(location, len(people)))
+    return tuple(counts)
+
+
+def describe_scope(document: Mapping[str, Any] | None) -> str | None:
+    """A report's `scope` in one line for people (None for the whole PMS account)."""
+    if not document:
+        return None
+    names = document.get("location_names") or {}
+    parts = []
+    if document.get("locations"):
+        parts.append("at " + ", ".join(f"{names.get(loc, loc)} ({loc})" for loc in document["locations"]))
+    if document.get("include"):
+        parts.append("including " + ", ".join(document["include"]))
+    if document.get("exclude"):
+        parts.append("excluding " + ", ".join(document["exclude"]))
+    if "practitioners_outside" in document:
+        parts.append(f"{document['practitioners_outside']} practitioner(s) of the PMS account left out")
+    return "scope: " + "; ".join(parts)

@@ -1,0 +1,247 @@
+"""One PMS read per PMS account per sync round, shared by the organisations on it (clinic groups).
+
+Several organisations on one PMS key (one per PT Direct account of a group) would otherwise each
+read the whole account. A run first looks for a read of the same account that *started after
+this run was requested*: such a read is at least as current as a read of its own would have been
+(a sync round: the clock requests every organisation's run, the first to start reads, the others
+use its read). Else it reads under a lock per account (so runs on several workers do not read at
+once) and stores the read for the others.
+
+What a shared read keeps and does not weaken:
+- it is the whole account, unscoped; each run applies its own scope (`sharing.scope`);
+- an incomplete read is incomplete for every organisation that uses it (its `complete` flag
+  travels with it), so none of them proposes removals from it;
+- a read is used only when it covers the run's lookback window (it started on or before the
+  run's window start) and, for a location scope, when it read locations;
+- each run stores the read's cursors and connector state as its own, which is correct because
+  the state is the account's rows up to the cursors, whoever read them;
+- it is used only when another organisation on the account has a run queued or running (or a
+  read is stored), so a lone manual sync reads as before, without a lock or a stored copy;
+  `PTSYNC_SHARED_PMS_READS=false` turns sharing off (every organisation reads the account itself);
+- it is stored encrypted (like the connector state) in `shared_pulls`, one row per account,
+  used for `SHARED_PULL_MINUTES`, then deleted by the next sync of any organisation (or the
+  daily prune, at the latest), and with the organisation whose run read it. Only accounts with
+  more than one active organisation are stored at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import threading
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, select
+
+from connectors.base import PmsConnector, PmsPull, Progress
+from sharing import AccessGroup, AccessLog, PmsLocation, PmsPractitioner, PmsSnapshot
+from worker.clock import utcnow
+from worker.runtime import Runtime
+from worker.store.models import Organisation, Run, SharedPull
+
+log = logging.getLogger(__name__)
+
+SHARED_PULL_MINUTES = 15
+LOCK_SECONDS = 30 * 60
+"""How long one read may hold an account's lock, and how long another run waits for it (after
+that it reads the account itself: a missed share costs requests, never correctness)."""
+_locks: dict[str, threading.Lock] = {}
+_registry = threading.Lock()
+
+
+def account_key(org: Organisation, secrets: Any) -> str:
+    """Which PMS account (connection) an organisation reads: same key, same account."""
+    secret = secrets.decrypt(org.pms_key_encrypted).decode() if org.pms_key_encrypted else ""
+    parts = [
+        org.pms_kind,
+        org.pms_url or "",
+        org.pms_path or "",
+        org.pms_format or "",
+        org.pms_staff_path or "",
+    ]
+    return hashlib.sha256("\n".join([*parts, secret]).encode()).hexdigest()
+
+
+def _shared(runtime: Runtime, org: Organisation, key: str) -> bool:
+    """Whether this run takes part in a shared read: reads of the account are shared (the
+    setting), and another active organisation on the account has a run queued or running (who
+    could use this read, or is making one), or a read of the account is stored."""
+    if not runtime.settings.shared_pms_reads:
+        return False
+    with runtime.db.transaction() as session:
+        if session.get(SharedPull, key) is not None:
+            return True
+        others = session.scalars(
+            select(Organisation).where(
+                Organisation.pms_kind == org.pms_kind,
+                Organisation.id != org.id,
+                Organisation.paused_at.is_(None),
+            )
+        ).all()
+        same = [other.id for other in others if account_key(other, runtime.secrets) == key]
+        if not same:
+            return False
+        pending = select(Run.id).where(Run.org_id.in_(same), Run.status.in_(("queued", "running"))).limit(1)
+        return session.scalar(pending) is not None
+
+
+def pull(
+    runtime: Runtime,
+    org: Organisation,
+    connector: PmsConnector,
+    *,
+    requested_at: datetime,
+    window_start: date,
+    cursors: dict[str, str],
+    state: dict[str, Any] | None,
+    started_at: datetime,
+    progress: Progress | None,
+) -> PmsPull:
+    """The PMS read for this run: a shared one of this round, or a new one (shared if useful)."""
+
+    def read() -> PmsPull:
+        return connector.pull(
+            window_start=window_start, cursors=cursors, state=state, started_at=started_at, progress=progress
+        )
+
+    forget_expired(runtime)
+    key = account_key(org, runtime.secrets)
+    if not _shared(runtime, org, key):
+        return read()
+    needs_locations = bool(org.locations)
+    with _account_lock(runtime, key):
+        cached = _cached(runtime, key, requested_at, window_start, needs_locations)
+        if cached is not None:
+            log.info(
+                "using the shared PMS read of this sync round (%d practitioners)",
+                len(cached.snapshot.practitioners),
+            )
+            return cached
+        fresh = read()
+        _store(runtime, key, org.id, started_at, window_start, fresh)
+        return fresh
+
+
+def forget_expired(runtime: Runtime) -> int:
+    """Delete shared reads past their time: at every sync (any organisation) and the daily prune."""
+    with runtime.db.transaction() as session:
+        return session.execute(delete(SharedPull).where(SharedPull.expires_at <= utcnow())).rowcount or 0
+
+
+@contextmanager
+def _account_lock(runtime: Runtime, key: str) -> Iterator[None]:
+    """One reader per account at a time: across worker processes through Redis when workers run
+    on Redis, else within this process."""
+    url = runtime.settings.broker_url
+    if url and url.startswith("redis"):
+        from redis.exceptions import LockError
+
+        from worker.connections import _redis
+
+        lock = _redis(url).lock(f"ptsync:pms-read:{key}", timeout=LOCK_SECONDS)
+        held = lock.acquire(blocking_timeout=LOCK_SECONDS)  # else read anyway: sharing is an economy
+        try:
+            yield
+        finally:
+            if held:
+                with contextlib.suppress(LockError):  # a read longer than the lock let it lapse
+                    lock.release()
+        return
+    with _registry:
+        lock = _locks.setdefault(key, threading.Lock())
+    with lock:
+        yield
+
+
+def _cached(
+    runtime: Runtime, key: str, requested_at: datetime, window_start: date, needs_locations: bool
+) -> PmsPull | None:
+    now = utcnow()
+    with runtime.db.transaction() as session:
+        row = session.get(SharedPull, key)
+        if row is None or row.expires_at <= now or row.started_at < requested_at:
+            return None
+        if row.window_start > window_start.isoformat():
+            return None  # it read a shorter window than this organisation looks back
+        data = row.data
+    pulled = _decode(runtime, data)
+    if needs_locations and pulled.snapshot.locations is None:
+        return None
+    return pulled
+
+
+def _store(
+    runtime: Runtime, key: str, org_id: int, started_at: datetime, window_start: date, pulled: PmsPull
+) -> None:
+    now = utcnow()
+    data = _encode(runtime, pulled)
+    with runtime.db.transaction() as session:
+        row = session.get(SharedPull, key)
+        if row is None:
+            row = SharedPull(key=key)
+            session.add(row)
+        row.org_id = org_id
+        row.started_at = started_at
+        row.window_start = window_start.isoformat()
+        row.expires_at = now + timedelta(minutes=SHARED_PULL_MINUTES)
+        row.data = data
+
+
+def _encode(runtime: Runtime, pulled: PmsPull) -> bytes:
+    snapshot = pulled.snapshot
+    access = snapshot.access
+    document = {
+        "system": snapshot.system,
+        "complete": snapshot.complete,
+        "practitioners": [
+            [p.id, p.name, p.email, p.active, p.role, p.updated_at, list(p.locations)]
+            for p in snapshot.practitioners
+        ],
+        "locations": None
+        if snapshot.locations is None
+        else [[loc.id, loc.name, loc.archived] for loc in snapshot.locations],
+        "access_groups": [[g.id, g.name, list(g.practitioner_ids)] for g in snapshot.access_groups],
+        "access": {
+            "practitioner_ids": list(access.practitioner_ids),
+            "patient_ids": list(access.patient_ids),
+            "location_ids": list(access.location_ids),
+            **{name: getattr(access, name).tolist() for name in _COLUMNS},
+        },
+        "cursors": pulled.cursors,
+        "state": pulled.state,
+    }
+    packed = zlib.compress(json.dumps(document, separators=(",", ":")).encode(), 6)
+    return runtime.secrets.encrypt(packed).encode("ascii")
+
+
+_COLUMNS = ("practitioner_codes", "patient_codes", "sources", "statuses", "days", "location_codes")
+
+
+def _decode(runtime: Runtime, data: bytes) -> PmsPull:
+    document = json.loads(zlib.decompress(runtime.secrets.decrypt(bytes(data).decode("ascii"))))
+    access = document["access"]
+    columns = [np.array(access[name]) for name in _COLUMNS]
+    rows = AccessLog(
+        access["practitioner_ids"], access["patient_ids"], *columns[:5], access["location_ids"], columns[5]
+    )
+    snapshot = PmsSnapshot(
+        document["system"],
+        tuple(
+            PmsPractitioner(pid, name, email, active, role, updated, tuple(locations))
+            for pid, name, email, active, role, updated, locations in document["practitioners"]
+        ),
+        rows,
+        tuple(AccessGroup(gid, name, tuple(ids)) for gid, name, ids in document["access_groups"]),
+        document["complete"],
+        None
+        if document["locations"] is None
+        else tuple(PmsLocation(lid, name, archived) for lid, name, archived in document["locations"]),
+    )
+    return PmsPull(snapshot, document["cursors"], document["state"])
