@@ -188,3 +188,39 @@ def test_org_show_names_both_schedules_and_when_each_runs_next(runtime, clinic):
     assert schedule["full_sync"] == "30 2 * * *"
     assert schedule["next_due"] is not None
     assert schedule["full_sync_next_due"].endswith("T02:30:00Z")
+
+
+def test_the_full_sync_reads_the_pms_itself_even_when_a_shared_read_of_the_round_exists(
+    runtime, clinic, cliniko, tmp_path
+):
+    """Given two organisations on one Cliniko account, and a shared read of the account that
+    another organisation's run made after this organisation's run was requested,
+    When this organisation's run is an ordinary one, it uses that read (no request of its own);
+    When it is the full sync, it reads the whole account itself however fresh the shared read."""
+    from sqlalchemy import update
+
+    from tests.ops.conftest import KEY
+
+    add_organisation(
+        runtime,
+        NewOrganisation(
+            slug="clinic-d",
+            pms="cliniko",
+            pms_url=cliniko.base_url,
+            pms_key=KEY,
+            ptdirect="file",
+            ptdirect_path=str(tmp_path / "ptdirect.json"),
+        ),
+    )
+
+    def round_(full: bool) -> int:
+        waiting, _ = request_sync(runtime, "clinic-d", "manual")
+        with runtime.db.transaction() as session:
+            session.execute(update(Run).where(Run.id == waiting).values(full_pull=full))
+        _sync(runtime, clinic, "manual")  # reads the account and stores the read for clinic-d
+        before = len(cliniko._recent)
+        assert run_sync(runtime, waiting).status == "succeeded"
+        return len(cliniko._recent) - before
+
+    assert round_(full=False) == 0
+    assert round_(full=True) > 0
