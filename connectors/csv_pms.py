@@ -16,11 +16,14 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from connectors.base import PmsPull, Progress
 from connectors.dates import day_to_date, optional_day
 from connectors.errors import InputFileError
 from connectors.limits import limited_lines
-from sharing import AccessLogBuilder, AccessSource, AccessStatus, PmsPractitioner, PmsSnapshot
+from sharing import AccessLog, AccessSource, AccessStatus, PmsPractitioner, PmsSnapshot
+from sharing.access import day_number
 
 NAME = "csv"
 PRACTITIONERS_FILE = "practitioners.csv"
@@ -109,48 +112,125 @@ class CsvPmsConnector:
             )
         return practitioners
 
-    def _read_access(self, known: set[str], progress: Progress | None):
+    def _lists(self, name: str, required: tuple[str, ...]) -> Iterator[Any]:
+        """Like `_rows`, without a dict per row: yields the header's column positions first,
+        then (line, stripped values padded to the header's width) per non-blank row."""
+        path = self.folder / name
+        if not path.exists() or path.is_dir():
+            raise InputFileError(NAME, str(path), "file not found")
+        try:
+            with path.open(newline="", encoding="utf-8-sig") as handle:
+                reader = csv.reader(limited_lines(NAME, path, handle))
+                header = [column.strip() for column in next(reader, [])]
+                if not header:
+                    raise InputFileError(NAME, str(path), "the file is empty (no header row)", line=1)
+                missing = [column for column in required if column not in header]
+                if missing:
+                    raise InputFileError(NAME, str(path), f"missing column(s) {', '.join(missing)}", line=1)
+                yield {column: index for index, column in enumerate(header)}  # the last of a repeated name
+                width = len(header)
+                padding = [""] * width
+                for raw in reader:
+                    if len(raw) > width:
+                        raise InputFileError(
+                            NAME, str(path), "more values than columns", line=reader.line_num
+                        )
+                    values = [value.strip() for value in raw]
+                    if not any(values):
+                        continue
+                    if len(values) < width:
+                        values += padding[len(values) :]
+                    yield reader.line_num, values
+        except UnicodeDecodeError as exc:
+            raise InputFileError(NAME, str(path), f"not UTF-8 text ({exc.reason})") from None
+        except csv.Error as exc:
+            raise InputFileError(NAME, str(path), f"not valid CSV ({exc})") from None
+
+    def _read_access(self, known: set[str], progress: Progress | None) -> AccessLog:
+        """The access file, checked row by row as docs/csv-folder.md says (the first problem
+        fails the pull, naming its line and field), into columns without per-row objects: each
+        distinct source, status and date is parsed once."""
         path = str(self.folder / ACCESS_FILE)
-        builder = AccessLogBuilder()
-        required = ("practitioner_id", "patient_id", "source", "last_seen")
-        for line, row in self._rows(ACCESS_FILE, required):
-            practitioner_id = _required(row, "practitioner_id", path, line)
-            if practitioner_id not in known:
-                raise InputFileError(
-                    NAME,
-                    path,
-                    f"unknown practitioner {practitioner_id!r} (not in {PRACTITIONERS_FILE})",
-                    line=line,
-                    field="practitioner_id",
-                )
-            try:
-                source = AccessSource.parse(_required(row, "source", path, line))
-            except ValueError as exc:
-                raise InputFileError(NAME, path, str(exc), line=line, field="source") from None
-            status_text = row.get("status") or "active"
-            try:
-                status = AccessStatus[status_text.upper()]
-            except KeyError:
-                allowed = ", ".join(member.label for member in AccessStatus)
-                raise InputFileError(
-                    NAME,
-                    path,
-                    f"unknown status {status_text!r} (expected one of: {allowed})",
-                    line=line,
-                    field="status",
-                ) from None
-            builder.add(
-                practitioner_id,
-                _required(row, "patient_id", path, line),
-                source,
-                _parse_day(_required(row, "last_seen", path, line), path, line),
-                status,
-            )
-            if progress is not None and len(builder) % _PROGRESS_EVERY == 0:
-                progress("patient_access", len(builder))
+        rows = self._lists(ACCESS_FILE, ("practitioner_id", "patient_id", "source", "last_seen"))
+        columns = next(rows)
+        at_practitioner, at_patient = columns["practitioner_id"], columns["patient_id"]
+        at_source, at_day, at_status = columns["source"], columns["last_seen"], columns.get("status")
+        practitioners: dict[str, int] = {}
+        patients: dict[str, int] = {}
+        practitioner_codes: list[int] = []
+        patient_codes: list[int] = []
+        sources: list[int] = []
+        statuses: list[int] = []
+        days: list[int] = []
+        source_of: dict[str, int] = {}
+        status_of: dict[str, int] = {}
+        day_of: dict[str, int] = {}
+
+        def needed(value: str, field: str, line: int) -> str:
+            if not value:
+                raise InputFileError(NAME, path, "a value is required", line=line, field=field)
+            return value
+
+        for line, values in rows:
+            practitioner_id = needed(values[at_practitioner], "practitioner_id", line)
+            practitioner = practitioners.get(practitioner_id)
+            if practitioner is None:
+                if practitioner_id not in known:
+                    raise InputFileError(
+                        NAME,
+                        path,
+                        f"unknown practitioner {practitioner_id!r} (not in {PRACTITIONERS_FILE})",
+                        line=line,
+                        field="practitioner_id",
+                    )
+                practitioner = practitioners[practitioner_id] = len(practitioners)
+            source_text = needed(values[at_source], "source", line)
+            source = source_of.get(source_text)
+            if source is None:
+                try:
+                    source = source_of[source_text] = int(AccessSource.parse(source_text))
+                except ValueError as exc:
+                    raise InputFileError(NAME, path, str(exc), line=line, field="source") from None
+            status_text = (values[at_status] if at_status is not None else "") or "active"
+            status = status_of.get(status_text)
+            if status is None:
+                status = status_of[status_text] = _parse_status(status_text, path, line)
+            patient_id = needed(values[at_patient], "patient_id", line)
+            patient = patients.get(patient_id)
+            if patient is None:
+                patient = patients[patient_id] = len(patients)
+            day_text = needed(values[at_day], "last_seen", line)
+            day = day_of.get(day_text)
+            if day is None:
+                day = day_of[day_text] = day_number(_parse_day(day_text, path, line))
+            practitioner_codes.append(practitioner)
+            patient_codes.append(patient)
+            sources.append(source)
+            statuses.append(status)
+            days.append(day)
+            if progress is not None and len(days) % _PROGRESS_EVERY == 0:
+                progress("patient_access", len(days))
         if progress is not None:
-            progress("patient_access", len(builder))
-        return builder.build()
+            progress("patient_access", len(days))
+        return AccessLog(
+            list(practitioners),
+            list(patients),
+            np.array(practitioner_codes, dtype=np.int32),
+            np.array(patient_codes, dtype=np.int32),
+            np.array(sources, dtype=np.int8),
+            np.array(statuses, dtype=np.int8),
+            np.array(days, dtype=np.int32),
+        )
+
+
+def _parse_status(text: str, path: str, line: int) -> int:
+    try:
+        return int(AccessStatus[text.upper()])
+    except KeyError:
+        allowed = ", ".join(member.label for member in AccessStatus)
+        raise InputFileError(
+            NAME, path, f"unknown status {text!r} (expected one of: {allowed})", line=line, field="status"
+        ) from None
 
 
 def _required(row: dict[str, str], field: str, path: str, line: int) -> str:

@@ -216,6 +216,28 @@ def _describe(response: requests.Response) -> str:
     return reason
 
 
+class _Session(requests.Session):
+    """A requests session that reads the proxy and CA-bundle environment once per host.
+
+    requests re-reads the environment (every variable, for *_proxy and no_proxy) on every
+    request; a poll makes several. The environment of a running process does not change, so
+    the settings it gives for a host are remembered for the session's life.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._environment: dict[tuple, dict] = {}
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[override]
+        parsed = urlsplit(url)
+        key = (parsed.scheme, parsed.netloc, repr(proxies), stream, verify, cert)
+        merged = self._environment.get(key)
+        if merged is None:
+            merged = super().merge_environment_settings(url, proxies, stream, verify, cert)
+            self._environment[key] = merged
+        return {name: (dict(value) if isinstance(value, dict) else value) for name, value in merged.items()}
+
+
 class HttpClient:
     """A connector's HTTP session: base URL, auth headers, timeouts, retries, classification."""
 
@@ -234,7 +256,7 @@ class HttpClient:
         self.connector = connector
         self.base_url = base_url.rstrip("/")
         self.origin = origin_of(self.base_url)
-        self.session = requests.Session()
+        self.session = _Session()
         self.session.headers.update({"Accept": "application/json", **(headers or {})})
         if auth is not None:
             self.session.auth = auth

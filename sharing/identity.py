@@ -10,15 +10,18 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
+from functools import lru_cache
 
 from sharing.model import PmsPractitioner, PtUser
 
 
+@lru_cache(maxsize=65_536)
 def normalise_email(email: str | None) -> str | None:
     """Unicode NFC, case and surrounding whitespace are not significant; plus-addressing is kept.
 
     NFC first, so an address typed with a combining accent ("e" + U+0301) and one typed with the
-    precomposed letter ("\u00e9") are the same person, as they are to a mail server.
+    precomposed letter ("\u00e9") are the same person, as they are to a mail server. Cached: a
+    reconcile asks for the same few addresses tens of thousands of times.
     """
     if email is None:
         return None

@@ -59,7 +59,10 @@ def reconcile(
     """
     context = build_context(pms, ptdirect, policy, as_of, pseudonym_key, baseline)
     operations = plan_operations(context)
-    findings = [_link(finding, operations) for rule in RULES for finding in rule(context)]
+    by_email: dict[str, list[Operation]] = {}
+    for operation in operations:
+        by_email.setdefault(normalise_email(operation.email), []).append(operation)
+    findings = [_link(finding, by_email) for rule in RULES for finding in rule(context)]
     findings.sort(key=lambda f: (f.severity.rank, f.kind.value, f.fingerprint))
     pairs = tuple(
         SharedPair(
@@ -92,8 +95,11 @@ _FIXED_BY = {
 }
 
 
-def _link(finding: Finding, operations: tuple[Operation, ...]) -> Finding:
+def _link(finding: Finding, by_email: dict[str, list[Operation]]) -> Finding:
     """Attach the planned operations that fix a finding: those for its first person, of its kind.
+
+    `by_email`: the plan's operations by normalised email, in plan order (one pass over the plan
+    for all findings, not one per finding).
 
     Reports and pages use the link to show a finding beside its fix, and to show a finding that
     an automatic apply already fixed as fixed rather than new.
@@ -107,9 +113,7 @@ def _link(finding: Finding, operations: tuple[Operation, ...]) -> Finding:
         missing_from = finding.evidence.get("missing_from")
         to_master = missing_from == "master_recipients"
         wanted = {OpKind.ADD_MASTER_RECIPIENT} if to_master else {OpKind.ADD_SHARING_MEMBER}
-    linked = tuple(
-        (op.op.value, op.email) for op in operations if op.op in wanted and normalise_email(op.email) == email
-    )
+    linked = tuple((op.op.value, op.email) for op in by_email.get(email, ()) if op.op in wanted)
     return replace(finding, operations=linked) if linked else finding
 
 

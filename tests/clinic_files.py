@@ -97,3 +97,11 @@ def add_departed_member(pms: Path, ptdirect: Path, *, active: bool = False) -> N
         {"email": "dan@clinic.example", "share_content": True, "share_patients": True}
     )
     ptdirect.write_text(json.dumps(document))
+
+
+def full_sync_far_from_now() -> str:
+    """A `--full-sync` schedule twelve hours from now: a test about the poll's ticks does not
+    depend on the hour it runs at (the default full sync, 02:30 UTC, would add a delivery)."""
+    from datetime import UTC, datetime
+
+    return f"0 {(datetime.now(UTC).hour + 12) % 24} * * *"

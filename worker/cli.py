@@ -198,6 +198,8 @@ def _start_sync(slug: str, trigger: str, *, accept_drop: bool = False) -> str:
 
 def _wait_for_run(run_id: str, timeout: float) -> str:
     """Wait for a run to finish, draining the in-process broker if that is the one in use."""
+    from sqlalchemy import select
+
     from worker.inprocess import drain, is_in_process
     from worker.lifecycle import failed_attempt
     from worker.store.models import Run
@@ -215,8 +217,12 @@ def _wait_for_run(run_id: str, timeout: float) -> str:
         task = progress.add_task("waiting for a worker", total=None)
         while True:
             with runtime.db.transaction() as session:
-                run = session.get(Run, run_id)
-                status, counts, last_error = run.status, dict(run.counts or {}), failed_attempt(run)
+                # Not the whole row: a finished run's report and counts can be megabytes.
+                row = session.execute(select(Run.status, Run.error).where(Run.id == run_id)).one()
+                status, last_error = row.status, failed_attempt(row)
+                counts = {}
+                if status == "running":
+                    counts = dict(session.scalar(select(Run.counts).where(Run.id == run_id)) or {})
             if status in ("succeeded", "failed"):
                 break
             if drainer is not None and not drainer.is_alive():
@@ -234,7 +240,10 @@ def _wait_for_run(run_id: str, timeout: float) -> str:
                     reported = last_error
                     progress.console.print(_retry_notice(run_id, last_error), markup=False)
             progress.update(task, description=described)
-            time.sleep(0.2)
+            if drainer is not None:
+                drainer.join(0.2)  # returns as soon as the in-process worker has finished
+            else:
+                time.sleep(0.2)
     if drainer is not None:
         drainer.join()
         with runtime.db.transaction() as session:

@@ -6,6 +6,8 @@ multiprocess mode, beside dramatiq's queue metrics):
 - `ptsync_runs_total{status, trigger}`: finished runs; trigger is its family (manual, schedule,
   physitrack, fhir, generic, api, replan, demo, other).
 - `ptsync_run_phase_seconds{phase}`: histogram of pull / reconcile / store.
+- `ptsync_run_phase_cpu_seconds_total{phase}`: CPU time of the syncing thread in each phase
+  (pull: request, parse and merge; reconcile; store), without the time spent waiting.
 - `ptsync_connector_requests_total{connector, outcome}`: PMS and PT Direct HTTP requests;
   outcome ok, rate_limited (429, or 503 with Retry-After), retry, error, network.
 - `ptsync_rate_limiter_wait_seconds{connector}`: time spent waiting for the shared rate limit.
@@ -36,6 +38,9 @@ PHASE_SECONDS = Histogram(
     ["phase"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800),
 )
+PHASE_CPU = Counter(
+    "ptsync_run_phase_cpu_seconds", "CPU time of the syncing thread in each phase.", ["phase"]
+)
 CONNECTOR_REQUESTS = Counter(
     "ptsync_connector_requests", "HTTP requests to PMS and PT Direct APIs.", ["connector", "outcome"]
 )
@@ -63,11 +68,12 @@ def count_run(status: str, trigger: str | None) -> None:
 @contextmanager
 def phase(name: str) -> Iterator[None]:
     """Time one phase of a sync (`pull`, `reconcile`, `store`), whether it succeeds or not."""
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.thread_time()
     try:
         yield
     finally:
         PHASE_SECONDS.labels(name).observe(time.perf_counter() - started)
+        PHASE_CPU.labels(name).inc(time.thread_time() - cpu)
 
 
 def _on_request(event: RequestEvent) -> None:

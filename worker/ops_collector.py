@@ -57,8 +57,15 @@ class OpsCollector(Collector):
                 .group_by(Run.org_id)
                 .subquery()
             )
+            # A success is any succeeded run, also a poll that found nothing changed (no report).
+            succeeded = (
+                select(Run.org_id, func.max(Run.finished_at).label("at"))
+                .where(Run.status == repo.SUCCEEDED)
+                .group_by(Run.org_id)
+                .subquery()
+            )
             return [
-                *_organisation_health(session, last, now),
+                *_organisation_health(session, succeeded, now),
                 _open_findings(session, last),
                 *_queues(session, now),
                 _failing_channels(session),
@@ -69,7 +76,7 @@ def _gauge(name: str, documentation: str, labels: list[str] | None = None) -> Ga
     return GaugeMetricFamily(name, documentation, labels=labels)
 
 
-def _organisation_health(session, last, now) -> list[GaugeMetricFamily]:
+def _organisation_health(session, succeeded, now) -> list[GaugeMetricFamily]:
     """Per active organisation: time since its last success, failures since, schedule interval."""
     from worker.services.notify_watch import schedule_interval
 
@@ -85,15 +92,15 @@ def _organisation_health(session, last, now) -> list[GaugeMetricFamily]:
         "ptsync_org_schedule_interval_seconds", "The organisation's schedule interval.", ["org"]
     )
     orgs = session.execute(
-        select(Organisation.id, Organisation.slug, Organisation.schedule, last.c.at)
-        .outerjoin(last, last.c.org_id == Organisation.id)
+        select(Organisation.id, Organisation.slug, Organisation.schedule, succeeded.c.at)
+        .outerjoin(succeeded, succeeded.c.org_id == Organisation.id)
         .where(Organisation.paused_at.is_(None))  # paused: not expected to sync
     ).all()
     failed = dict(
         session.execute(
             select(Run.org_id, func.count())
-            .outerjoin(last, last.c.org_id == Run.org_id)
-            .where(Run.status == repo.FAILED, or_(last.c.at.is_(None), Run.finished_at > last.c.at))
+            .outerjoin(succeeded, succeeded.c.org_id == Run.org_id)
+            .where(Run.status == repo.FAILED, or_(succeeded.c.at.is_(None), Run.finished_at > succeeded.c.at))
             .group_by(Run.org_id)
         ).all()
     )

@@ -106,6 +106,33 @@ def write_ptdirect(path: Path, emails_and_names: list[tuple[str, str]]) -> None:
     path.write_text(json.dumps(document, indent=2) + "\n")
 
 
+def linked_ptdirect(
+    path: Path, system: str, practitioner_ids: list[str], members: list[int] | None = None
+) -> None:
+    """PT Direct with one confirmed user per PMS practitioner (`practitioner{i}@clinic.example`,
+    linked by PMS id); `members`: which of them are in practitioner sharing (default none)."""
+    users = [
+        {
+            "email": f"practitioner{i}@clinic.example",
+            "name": f"P{i} Example",
+            "status": "confirmed",
+            "practitioner_access": True,
+            "pms_link": {"system": system, "practitioner_id": pid},
+        }
+        for i, pid in enumerate(practitioner_ids)
+    ]
+    sharing = [
+        {"email": users[i]["email"], "share_content": True, "share_patients": True} for i in members or ()
+    ]
+    document = {
+        "schema": "ptsync.ptdirect/1",
+        "users": users,
+        "master_account": None,
+        "practitioner_sharing": {"members": sharing},
+    }
+    path.write_text(json.dumps(document))
+
+
 def serve(emulator: JsonServer, lines: list[str]) -> None:
     emulator.start()
     for line in lines:

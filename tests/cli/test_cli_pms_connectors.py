@@ -9,6 +9,7 @@ import pytest
 
 from connectors.emulators.cliniko import ClinikoEmulator, generate_account
 from connectors.emulators.fhir import FhirEmulator
+from connectors.emulators.sample import linked_ptdirect
 from tests.cli import test_cli
 
 FAST = {"PTSYNC_CLINIKO_REQUESTS_PER_MINUTE": "6000"}  # the emulator's limit is not under test here
@@ -23,31 +24,7 @@ TODAY = date.today()
 
 
 def _ptdirect_for(path, practitioner_ids: list[str], system: str, members: int) -> None:
-    users = [
-        {
-            "email": f"practitioner{i}@clinic.example",
-            "name": f"P{i} Example",
-            "status": "confirmed",
-            "practitioner_access": True,
-            "pms_link": {"system": system, "practitioner_id": pid},
-        }
-        for i, pid in enumerate(practitioner_ids)
-    ]
-    path.write_text(
-        json.dumps(
-            {
-                "schema": "ptsync.ptdirect/1",
-                "users": users,
-                "master_account": None,
-                "practitioner_sharing": {
-                    "members": [
-                        {"email": u["email"], "share_content": True, "share_patients": True}
-                        for u in users[:members]
-                    ]
-                },
-            }
-        )
-    )
+    linked_ptdirect(path, system, practitioner_ids, list(range(members)))
 
 
 @pytest.fixture

@@ -100,3 +100,23 @@ def test_retries_stop_when_the_time_budget_is_spent():
     with pytest.raises(HttpError) as raised:
         client.get_json("things")
     assert raised.value.retryable and client.requests_sent == 1
+
+
+def test_a_session_applies_the_proxy_environment_per_host_and_remembers_it(monkeypatch):
+    """Given HTTP_PROXY and NO_PROXY in the environment,
+    When a connector session asks for a proxied host, an excluded host, and the first again,
+    Then the proxied host goes through the proxy, the excluded one does not, and the remembered
+    settings are handed out as copies (a caller changing them cannot change the next request)."""
+    from connectors.http import _Session
+
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "internal.example")
+    session = _Session()
+
+    first = session.merge_environment_settings("http://api.example/v1/x", {}, None, None, None)
+    internal = session.merge_environment_settings("http://internal.example/v1/x", {}, None, None, None)
+    first["proxies"].clear()
+    again = session.merge_environment_settings("http://api.example/v1/other", {}, None, None, None)
+
+    assert again["proxies"].get("http") == "http://proxy.example:3128"
+    assert "http" not in internal["proxies"]

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 import requests
 
-from tests.clinic_files import csv_org_add_args
+from tests.clinic_files import csv_org_add_args, full_sync_far_from_now
 
 PTSYNC = str(Path(sys.executable).parent / "ptsync")
 pytestmark = pytest.mark.slow
@@ -58,7 +58,10 @@ def _cli(env, *args: str) -> str:
 
 def _add_org(env, tmp_path, schedule: str = "0 * * * *") -> None:
     _cli(env, "migrate")
-    _cli(env, *csv_org_add_args(tmp_path, "clinic-a", "--schedule", schedule))
+    _cli(
+        env,
+        *csv_org_add_args(tmp_path, "clinic-a", "--schedule", schedule, "--full-sync", full_sync_far_from_now()),
+    )
 
 
 def test_two_clock_processes_start_one_scheduled_sync_per_due_time(env, tmp_path, spawn, postgres_url):

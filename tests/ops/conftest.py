@@ -13,6 +13,7 @@ import dramatiq
 import pytest
 
 from connectors.emulators.cliniko import ClinikoEmulator, generate_account
+from connectors.emulators.sample import linked_ptdirect
 from tests.clinic_files import write_clinic
 from worker import actors
 from worker.services.orgs import NewOrganisation, add_organisation
@@ -121,31 +122,18 @@ def payload_of(body: bytes) -> dict:
 
 
 @pytest.fixture
-def cliniko_clinic(runtime, tmp_path, monkeypatch):
-    """A clinic on the Cliniko emulator (real HTTP), its PT Direct as a snapshot file."""
+def cliniko_clinic(cliniko_emulator):
+    """A clinic on the Cliniko emulator (real HTTP), its PT Direct as a snapshot file: its data."""
+    return cliniko_emulator.data
+
+
+@pytest.fixture
+def cliniko_emulator(runtime, tmp_path, monkeypatch):
+    """The Cliniko emulator serving organisation `clinic-c` (PT Direct as a snapshot file)."""
     monkeypatch.setattr(runtime.settings, "cliniko_requests_per_minute", 60_000)
     data = generate_account(patients=40, practitioners=4, appointments=120, today=date.today())
-    users = [
-        {
-            "email": f"practitioner{i}@clinic.example",
-            "name": f"P{i} Example",
-            "status": "confirmed",
-            "practitioner_access": True,
-            "pms_link": {"system": "cliniko", "practitioner_id": p["id"]},
-        }
-        for i, p in enumerate(data["practitioners"])
-    ]
     snapshot = tmp_path / "ptdirect.json"
-    snapshot.write_text(
-        json.dumps(
-            {
-                "schema": "ptsync.ptdirect/1",
-                "users": users,
-                "master_account": None,
-                "practitioner_sharing": {"members": []},
-            }
-        )
-    )
+    linked_ptdirect(snapshot, "cliniko", [p["id"] for p in data["practitioners"]])
     with ClinikoEmulator(data, KEY, requests_per_window=10_000) as emulator:
         add_organisation(
             runtime,
@@ -158,4 +146,4 @@ def cliniko_clinic(runtime, tmp_path, monkeypatch):
                 ptdirect_path=str(snapshot),
             ),
         )
-        yield data
+        yield emulator

@@ -188,7 +188,7 @@ def test_syncs_failing_in_a_row_are_announced_once_per_streak(runtime, clinic, r
 def test_an_organisation_without_a_recent_success_is_announced_as_stale(
     runtime, clinic, receiver, worker_thread
 ):
-    # Given a channel for stale organisations and an hourly schedule with one successful run
+    # Given a channel for stale organisations and the default 2-minute poll with one successful run
     add_channel(runtime, SLUG, NewChannel(receiver.url, events=("stale",)), "cli:test")
     sync_and_settle(worker_thread)
     # When the watch looks three hours later (more than twice the schedule)

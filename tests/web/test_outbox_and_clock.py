@@ -10,6 +10,7 @@ from dramatiq.brokers.redis import RedisBroker
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
+from tests.clinic_files import full_sync_far_from_now
 from worker import actors
 from worker.scheduler import Leadership
 from worker.services.deliveries import relay_quietly
@@ -62,7 +63,7 @@ def test_the_latest_due_time_is_found_within_the_catch_up_window():
 def test_a_duplicate_tick_or_a_second_clock_never_causes_a_second_run(runtime, clinic, sent):
     now = datetime.now(UTC)
     with runtime.db.transaction() as session:
-        session.execute(update(Organisation).values(schedule="* * * * *"))
+        session.execute(update(Organisation).values(schedule="* * * * *", full_sync=full_sync_far_from_now()))
     first = record_due_syncs(runtime, now)
     second = record_due_syncs(runtime, now)  # the same tick again, or another clock process
     relay_quietly(runtime, sent)

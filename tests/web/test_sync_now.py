@@ -15,7 +15,7 @@ def _log_in(client, token: str) -> str:
 
 
 def test_a_never_synced_organisation_shows_no_last_sync_and_its_next_scheduled_one(client, clinic):
-    # Given an organisation that has never synced, with the default hourly schedule
+    # Given an organisation that has never synced, with the default 2-minute poll
     _, token = clinic
     _log_in(client, token)
     # When its page is opened

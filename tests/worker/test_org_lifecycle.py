@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import func, select
 
-from tests.clinic_files import write_clinic
+from tests.clinic_files import full_sync_far_from_now, write_clinic
 from worker.errors import InvalidInput
 from worker.services import ptdirect_state
 from worker.services.credentials import create_admin_token, rotate_webhook_credentials
@@ -40,8 +40,8 @@ def _add(runtime, tmp_path, slug: str, **settings) -> None:
 
 def test_a_paused_organisation_is_not_synced_by_the_clock(runtime, tmp_path):
     # Given two organisations due every minute, one of them paused
-    _add(runtime, tmp_path, "clinic-a", schedule="* * * * *")
-    _add(runtime, tmp_path, "clinic-b", schedule="* * * * *")
+    _add(runtime, tmp_path, "clinic-a", schedule="* * * * *", full_sync=full_sync_far_from_now())
+    _add(runtime, tmp_path, "clinic-b", schedule="* * * * *", full_sync=full_sync_far_from_now())
     assert set_paused(runtime, "clinic-b", True, "ana")
     # When the clock ticks and the relay runs
     record_due_syncs(runtime, datetime.now(UTC))

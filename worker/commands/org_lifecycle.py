@@ -51,6 +51,7 @@ def show(
     for name, value in document["settings"].items():
         table.add_row(name, "" if value is None else str(value))
     table.add_row("next scheduled sync", document["schedule"]["next_due"] or "none (paused)")
+    table.add_row("next full sync", document["schedule"].get("full_sync_next_due") or "none (paused)")
     last = document["last_run"]
     table.add_row(
         "last run",
@@ -165,7 +166,12 @@ def runs(
     runtime = cli._runtime()
     fields = ("id", "trigger", "status", "requested_at", "finished_at", "attempts", "findings", "error")
     history = views.runs(runtime, views.org_id_of(runtime, slug), limit)
-    rows = [{field: run.as_json()[field] for field in fields} for run in history]
+    # A poll that found nothing changed has no report of its own (README "Polls and the full sync").
+    rows = [
+        {field: run.as_json()[field] for field in fields}
+        | {"unchanged_since": run.counts.get("unchanged_since")}
+        for run in history
+    ]
     if format == "json":
         cli.out.print(json.dumps(rows, indent=2), markup=False)
         return
@@ -179,7 +185,7 @@ def runs(
             row["requested_at"],
             row["trigger"],
             row["status"],
-            str(row["findings"]),
+            "unchanged" if row["unchanged_since"] else str(row["findings"]),
             row["error"] or "",
             row["id"],
         )

@@ -169,6 +169,8 @@ def relay(runtime: Runtime, send: Callable[[str], None], *, only: int | None = N
             run, _ = repo.request_run(
                 session, org, f"{row.source}:{row.event}"[:32], row.source, now, delivery=row.delivery_id
             )
+            if row.source == "schedule" and row.event == "full":
+                run.full_pull = True  # the full sync; a poll already queued becomes one
             run_id = run.id
         send(run_id)  # may raise: the rows stay pending and the next relay sends again
         with runtime.db.transaction() as session:

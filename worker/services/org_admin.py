@@ -323,6 +323,8 @@ def describe(runtime: Runtime, slug: str) -> dict[str, Any]:
                 "cron": org.schedule,
                 "timezone": "UTC",  # cron schedules are read in UTC; dates use settings.timezone
                 "next_due": None if org.paused_at or due is None else iso(due),
+                "full_sync": org.full_sync,
+                "full_sync_next_due": None if org.paused_at else iso(next_due(org.full_sync, now)),
             },
             "last_run": None
             if last is None

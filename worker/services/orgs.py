@@ -20,7 +20,7 @@ from worker.clock import utcnow
 from worker.connections import PMS_KINDS, PTDIRECT_KINDS
 from worker.errors import InvalidInput
 from worker.runtime import Runtime
-from worker.services.schedule import parse_schedule
+from worker.services.schedule import parse_schedule, validate_full_sync
 from worker.store import repositories as repo
 from worker.store.models import Organisation, PhysitrackKey
 
@@ -42,7 +42,7 @@ class NewOrganisation:
     ptdirect_url: str | None = None
     ptdirect_key: str | None = None
     policy: str = "propose"
-    schedule: str = "0 * * * *"
+    schedule: str = "*/2 * * * *"  # the incremental poll (README "Polls and the full sync")
     physitrack_region: str | None = None
     physitrack_url: str | None = None
     sharing_scope: str = "co-treating"
@@ -58,6 +58,7 @@ class NewOrganisation:
     locations: str | None = None  # clinic groups: PMS location ids, comma-separated
     include_people: str | None = None  # PMS practitioner ids or emails, comma-separated
     exclude_people: str | None = None
+    full_sync: str = "30 2 * * *"  # cron (UTC) of the full reconciliation sync
 
 
 def validate_settings(new: NewOrganisation) -> None:
@@ -182,6 +183,7 @@ def validate(new: NewOrganisation) -> None:
     if len(new.schedule.split()) != 5:
         raise InvalidInput(f"--schedule {new.schedule!r} is not a 5-field cron expression (e.g. '0 * * * *')")
     parse_schedule(new.schedule)
+    validate_full_sync(new.full_sync)
 
 
 def _validate_semble_or_export(new: NewOrganisation) -> None:
@@ -248,6 +250,7 @@ def add_organisation(runtime: Runtime, new: NewOrganisation, actor: str = "cli")
             locations=new.locations or None,
             include_people=new.include_people or None,
             exclude_people=new.exclude_people or None,
+            full_sync=new.full_sync,
             created_at=now,
         )
         session.add(org)

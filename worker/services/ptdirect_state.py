@@ -183,7 +183,7 @@ def pms_practitioners(runtime: Runtime, slug: str) -> tuple[list[PmsPerson], str
         org = repo.get_org(session, slug)
         rows = session.scalars(
             select(Run.counts)
-            .where(Run.org_id == org.id, Run.status == repo.SUCCEEDED)
+            .where(Run.org_id == org.id, Run.status == repo.SUCCEEDED, Run.report.is_not(None))
             .order_by(Run.finished_at.desc())
             .limit(5)
         )

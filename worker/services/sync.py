@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connectors.base import PmsPull
@@ -46,7 +47,7 @@ from worker.connections import (
 from worker.errors import Conflict, InvalidInput, PtsyncError, Retryable
 from worker.lifecycle import failed_attempt
 from worker.runtime import Runtime
-from worker.services import notify_delivery, notify_events, org_scope, shared_pull
+from worker.services import notify_delivery, notify_events, org_scope, poll, shared_pull
 from worker.services.proposals import verify_applied
 from worker.services.settle import (
     NewPlan,
@@ -127,12 +128,13 @@ def run_sync(runtime: Runtime, run_id: str) -> SyncOutcome:
         org = run.organisation
         session.expunge(org)
         trigger = run.trigger
+        full = bool(run.full_pull)
         started_at = utcnow()
 
     heartbeat = _Heartbeat(runtime, claim, lease)
     heartbeat.start()
     try:
-        outcome = _sync_claimed(runtime, claim, org, trigger, started_at, heartbeat)
+        outcome = _sync_claimed(runtime, claim, org, trigger, started_at, heartbeat, full)
     except RunTakenOver:
         heartbeat.stop()
         log.warning("run %s was taken over by another worker; this attempt stopped", run_id)
@@ -196,6 +198,9 @@ class _Inputs:
     previous_policy: dict[str, Any] | None
     account: PmsSnapshot | None = None
     """The whole PMS account's read, before the organisation's scope (clinic groups)."""
+    previous_run_id: str | None = None
+    previous_digest: str | None = None
+    stored_state: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -213,17 +218,80 @@ def _sync_claimed(
     trigger: str,
     started_at: datetime,
     heartbeat: _Heartbeat,
+    full: bool = False,
 ) -> SyncOutcome:
-    """Pull, reconcile (pure), save: the three steps of every run."""
-    inputs = _pull(runtime, claim, org, started_at, heartbeat)
+    """Pull, reconcile (pure), save: the three steps of every run (a poll that finds nothing
+    changed stops after the pull: services/poll.py)."""
+    polling = poll.is_poll(trigger, full)
+    inputs = _pull(runtime, claim, org, started_at, heartbeat, full, with_report=not polling)
     heartbeat.check()
+    digest = _input_digest(runtime, org, inputs, started_at)
+    if polling:
+        checked = _save_if_unchanged(runtime, claim, inputs, digest)
+        if checked is not None:
+            return checked
+        inputs = _with_previous_report(runtime, inputs)  # a poll did not read it: it may not need it
     decision = _reconcile(runtime, org, inputs, started_at)
     heartbeat.check()
-    return _save(runtime, claim, org, trigger, started_at, inputs, decision)
+    return _save(runtime, claim, org, trigger, started_at, inputs, decision, digest)
+
+
+def _input_digest(runtime: Runtime, org: Organisation, inputs: _Inputs, started_at: datetime) -> str:
+    return poll.input_digest(
+        inputs.pms.snapshot,
+        inputs.ptdirect,
+        policy=policy_document(policy_of(org)),
+        as_of=_as_of(org, started_at),
+        baseline=inputs.baseline,
+        pseudonym_key=runtime.secrets.decrypt(org.pseudonym_key_encrypted),
+        timezone=org.timezone or "UTC",
+    )
+
+
+def _with_previous_report(runtime: Runtime, inputs: _Inputs) -> _Inputs:
+    if inputs.previous_run_id is None:
+        return inputs
+    with runtime.db.transaction() as session:
+        report = session.scalar(select(Run.report).where(Run.id == inputs.previous_run_id))
+    return replace(inputs, previous_report=report)
+
+
+def _save_if_unchanged(
+    runtime: Runtime, claim: repo.Claim, inputs: _Inputs, digest: str
+) -> SyncOutcome | None:
+    """A poll whose inputs are the latest report's: record the check, keep the report."""
+    complete = inputs.pms.snapshot.complete and inputs.ptdirect.complete
+    with metrics.phase("store"), runtime.db.transaction() as session:
+        if not poll.nothing_changed(
+            session, claim.org_id, digest, inputs.previous_digest, complete, inputs.read_at
+        ):
+            return None
+        if not poll.save_checked(
+            session,
+            claim,
+            utcnow(),
+            digest=digest,
+            report_run_id=inputs.previous_run_id or "",
+            access_rows=len(inputs.pms.snapshot.access),
+            cursors=inputs.pms.cursors,
+            state=inputs.pms.state,
+            stored_state=inputs.stored_state,
+            box=runtime.secrets,
+        ):
+            session.rollback()
+            return SyncOutcome(claim.run_id, "lease_lost")
+    return SyncOutcome(claim.run_id, repo.SUCCEEDED)
 
 
 def _pull(
-    runtime: Runtime, claim: repo.Claim, org: Organisation, started_at: datetime, heartbeat: _Heartbeat
+    runtime: Runtime,
+    claim: repo.Claim,
+    org: Organisation,
+    started_at: datetime,
+    heartbeat: _Heartbeat,
+    full: bool = False,
+    *,
+    with_report: bool = True,
 ) -> _Inputs:
     policy = policy_of(org)
     logs.bind(org=org.slug, run_id=claim.run_id)
@@ -233,22 +301,37 @@ def _pull(
         state = repo.pms_state_of(session, org.id, runtime.secrets)
         keys = repo.physitrack_keys_of(session, org.id)
         baseline = repo.baseline_of(session, org.id, claim.run_id)
-        previous_run = repo.latest_report_run(session, org.id)
-        previous_report = previous_run.report if previous_run is not None else None
+        # Not the report itself (it can be megabytes): a poll that finds nothing changed never
+        # reads it; `_with_previous_report` does when the run reconciles.
+        previous_run = poll.latest_report_summary(session, org.id)
+        previous_report = None
+        if with_report and previous_run is not None:
+            previous_report = session.scalar(select(Run.report).where(Run.id == previous_run.id))
         previous_policy = previous_run.policy if previous_run is not None else None
+        previous_digest = previous_run.digest if previous_run is not None else None
         requested_at = session.get(Run, claim.run_id).requested_at
     with metrics.phase("pull"):
-        pms = shared_pull.pull(
-            runtime,
-            org,
-            pms_connector(org, runtime.secrets),
-            requested_at=requested_at,
-            window_start=window_start,
-            cursors=cursors,
-            state=state,
-            started_at=started_at,
-            progress=heartbeat.progress,
-        )
+        connector = pms_connector(org, runtime.secrets)
+        if full:  # the full sync re-reads everything itself, never another run's shared read
+            pms = connector.pull(
+                window_start=window_start,
+                cursors={},
+                state=None,
+                started_at=started_at,
+                progress=heartbeat.progress,
+            )
+        else:
+            pms = shared_pull.pull(
+                runtime,
+                org,
+                connector,
+                requested_at=requested_at,
+                window_start=window_start,
+                cursors=cursors,
+                state=state,
+                started_at=started_at,
+                progress=heartbeat.progress,
+            )
         account = pms.snapshot
         pms = org_scope.scoped(org, pms, window_start)
         read_at = utcnow()
@@ -256,7 +339,18 @@ def _pull(
         clients = physitrack_clients(org, runtime.secrets, keys)
     if clients is not None:
         ptdirect = replace(ptdirect, clients=clients)
-    return _Inputs(pms, ptdirect, read_at, baseline, previous_report, previous_policy, account)
+    return _Inputs(
+        pms,
+        ptdirect,
+        read_at,
+        baseline,
+        previous_report,
+        previous_policy,
+        account,
+        previous_run.id if previous_run is not None else None,
+        previous_digest,
+        state,
+    )
 
 
 def _as_of(org: Organisation, moment: datetime) -> date:
@@ -312,6 +406,7 @@ def _save(
     started_at: datetime,
     inputs: _Inputs,
     decision: _Decision,
+    digest: str | None = None,
 ) -> SyncOutcome:
     """Store the run's outcome in one transaction, only while this worker holds the lease."""
     result = decision.result
@@ -325,7 +420,7 @@ def _save(
             repo.RunOutcome(
                 finished_at=finished_at,
                 report=report,
-                counts=_counts(result, inputs, report),
+                counts=_counts(result, inputs, report) | {"input_digest": digest},
                 complete=result.complete,
                 roster=sorted(result.active_practitioners) if result.complete else None,
                 plan=[[op.op.value, op.email] for op in result.operations] if result.complete else None,
@@ -479,9 +574,22 @@ class RunResult:
 
 def run_result(runtime: Runtime, run_id: str) -> RunResult:
     with runtime.db.transaction() as session:
-        run = repo.get_run(session, run_id)
-        counts = run.counts or {}
-        proposal_id = ((run.report or {}).get("proposal") or {}).get("id")
+        # Only the figures the summary line needs: a large clinic's report and counts (its
+        # sharing picture) are megabytes.
+        row = session.execute(
+            select(
+                Run.status,
+                Run.error,
+                Run.counts["findings"],
+                Run.counts["operations"],
+                Run.counts["suspicious"],
+                Run.report["proposal"]["id"].as_string(),
+            ).where(Run.id == run_id)
+        ).first()
+        if row is None:
+            repo.get_run(session, run_id)  # raises NotFound with the usual message
+        status, error, findings, operations, suspicious, proposal_id = row
+        counts = {"findings": findings, "operations": operations, "suspicious": suspicious}
         proposal = session.get(Proposal, proposal_id) if proposal_id else None
         automatic = 0
         if proposal is not None:
@@ -489,10 +597,10 @@ def run_result(runtime: Runtime, run_id: str) -> RunResult:
                 1 for row in proposal.operations if row.status == "applied" and not row.requires_approval
             )
         return RunResult(
-            status=run.status,
-            error=run.error,
+            status=status,
+            error=error,
             findings=sum((counts.get("findings") or {}).values()),
-            operations=int(counts.get("operations", 0)),
+            operations=int(counts.get("operations") or 0),
             applied_automatically=automatic,
             suspicious=bool(counts.get("suspicious")),
         )

@@ -51,7 +51,9 @@ class Organisation(Base):
     mode: Mapped[str] = mapped_column(String(16), default="propose")
     sharing_scope: Mapped[str] = mapped_column(String(16), default="co-treating")
     master_recipients: Mapped[str] = mapped_column(String(16), default="all-active")
-    schedule: Mapped[str] = mapped_column(String(64), default="0 * * * *")
+    schedule: Mapped[str] = mapped_column(String(64), default="*/2 * * * *")
+    # Cron (UTC) of the full reconciliation sync: everything re-read, not only what changed.
+    full_sync: Mapped[str] = mapped_column(String(64), default="30 2 * * *", server_default="30 2 * * *")
     lookback_days: Mapped[int] = mapped_column(Integer, default=540)
     removal_threshold_percent: Mapped[int] = mapped_column(Integer, default=30, server_default="30")
     removal_threshold_people: Mapped[int] = mapped_column(Integer, default=2, server_default="2")
@@ -116,6 +118,8 @@ class Run(Base):
     """The policy the run reconciled under (a policy change is not a clinic change)."""
     enqueued_at: Mapped[datetime | None]
     """When its message was last sent; the re-driver re-sends a run nobody took after a while."""
+    full_pull: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """Re-read everything from the PMS (the full sync), ignoring the incremental cursors."""
 
     organisation: Mapped[Organisation] = relationship()
 

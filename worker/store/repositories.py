@@ -366,15 +366,15 @@ def baseline_of(session: Session, org_id: int, run_id: str) -> Baseline | None:
     """The roster of the latest trusted complete run, and whether this run accepts a drop."""
     run = session.get(Run, run_id)
     accept_drop = bool(run is not None and run.accept_drop)
-    previous = session.scalar(
-        select(Run)
+    roster = session.execute(  # the roster only: not the run's report and counts (megabytes)
+        select(Run.roster)
         .where(Run.org_id == org_id, Run.status == SUCCEEDED, Run.roster.is_not(None), Run.id != run_id)
         .order_by(Run.finished_at.desc(), Run.id.desc())
         .limit(1)
-    )
-    if previous is None:
+    ).first()
+    if roster is None:
         return Baseline(frozenset(), accept_drop) if accept_drop else None
-    return Baseline(frozenset(previous.roster or ()), accept_drop)
+    return Baseline(frozenset(roster[0] or ()), accept_drop)
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,8 @@ def _described(run: views.RunView) -> str:
         if progress:
             return f"Reading the PMS: {progress['rows']:,} {progress['resource']} rows so far."
         return "Reading the PMS and PT Direct."
+    if run.status == repo.SUCCEEDED and counts.get("unchanged_since"):
+        return "Done: nothing changed since the last report, which stays current."
     if run.status == repo.SUCCEEDED:
         return f"Done: {run.findings} findings, {counts.get('operations', 0)} proposed changes."
     return "The sync failed; the last good report stays the one shown."

@@ -1,0 +1,226 @@
+"""Short incremental polls and the nightly full sync (README "Polls and the full sync")."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from worker.clock import utcnow
+from worker.runtime import Runtime
+from worker.services.deliveries import relay
+from worker.services.orgs import NewOrganisation, add_organisation
+from worker.services.schedule import record_due_syncs
+from worker.services.sync import request_sync, run_sync
+from worker.store import repositories as repo
+from worker.store.models import Delivery, FindingRecord, PmsState, Run, SyncCursor
+from worker.web.sync_pages import _described
+
+
+@pytest.fixture
+def clinic(cliniko_emulator) -> str:
+    return "clinic-c"
+
+
+@pytest.fixture
+def cliniko(cliniko_emulator):
+    return cliniko_emulator
+
+
+def _sync(runtime: Runtime, slug: str, trigger: str) -> str:
+    run_id, _ = request_sync(runtime, slug, trigger)
+    assert run_sync(runtime, run_id).status == "succeeded"
+    return run_id
+
+
+def _cursors(runtime: Runtime) -> dict[str, str]:
+    with runtime.db.transaction() as session:
+        return {row.resource: row.cursor for row in session.scalars(select(SyncCursor))}
+
+
+def test_a_poll_that_finds_nothing_changed_records_the_check_and_writes_no_report(runtime, clinic):
+    """Given an organisation whose latest sync wrote a report (its second: the first has no
+    baseline roster yet, which is an input too),
+    When a poll finds nothing changed in the PMS or PT Direct,
+    Then the poll's run succeeds without a report or findings, the first report stays the latest,
+    the run says which report it checked against (staleness counts it as a success), and the
+    stored cursors and connector state are not rewritten (they still describe the same rows)."""
+    _sync(runtime, clinic, "manual")
+    first = _sync(runtime, clinic, "manual")
+    with runtime.db.transaction() as session:
+        findings_before = session.scalar(select(func.count()).select_from(FindingRecord))
+        stored = [(row.resource, row.updated_at) for row in session.scalars(select(SyncCursor))]
+        state_written = session.scalar(select(PmsState.updated_at))
+    assert stored and state_written is not None
+
+    polled = _sync(runtime, clinic, "schedule:tick")
+
+    with runtime.db.transaction() as session:
+        run = session.get(Run, polled)
+        assert run.report is None
+        assert run.counts["unchanged_since"] == first
+        assert run.status == "succeeded" and run.finished_at is not None
+        assert repo.latest_report_run(session, run.org_id).id == first
+        assert session.scalar(select(func.count()).select_from(FindingRecord)) == findings_before
+        assert [(row.resource, row.updated_at) for row in session.scalars(select(SyncCursor))] == stored
+        assert session.scalar(select(PmsState.updated_at)) == state_written
+        assert "nothing changed" in _described(run)  # the run's page does not say "0 findings"
+
+
+def test_a_poll_that_finds_a_change_rebuilds_the_report(runtime, clinic, cliniko):
+    """Given an organisation synced once and then polled with nothing changed,
+    When appointments change in the PMS and the next poll runs,
+    Then that poll reconciles and writes a new report, built on the previous one."""
+    _sync(runtime, clinic, "manual")
+    _sync(runtime, clinic, "manual")
+    with runtime.db.transaction() as session:
+        assert session.get(Run, _sync(runtime, clinic, "schedule:tick")).report is None
+    cliniko.update_appointments(3, utcnow() + timedelta(minutes=5))
+
+    polled = _sync(runtime, clinic, "schedule:tick")
+
+    with runtime.db.transaction() as session:
+        run = session.get(Run, polled)
+        assert run.report is not None
+        assert "unchanged_since" not in run.counts
+        assert repo.latest_report_run(session, run.org_id).id == polled
+        # the previous report was read: findings seen before are ongoing, not new again
+        assert any(finding["state"] == "ongoing" for finding in run.report["findings"])
+
+
+def test_a_manual_sync_always_writes_a_report_even_when_nothing_changed(runtime, clinic):
+    """Given an organisation synced once,
+    When a person asks for a sync and nothing changed,
+    Then the run still reconciles and writes a report (only polls keep the last one)."""
+    _sync(runtime, clinic, "manual")
+    again = _sync(runtime, clinic, "manual")
+    with runtime.db.transaction() as session:
+        assert session.get(Run, again).report is not None
+
+
+def test_the_full_sync_runs_on_its_schedule_and_re_reads_everything(runtime, clinic, cliniko):
+    """Given an organisation synced once, with the default nightly full sync at 02:30 UTC,
+    When the clock ticks just after 02:30 and the relay turns its deliveries into a run,
+    Then one run (poll and full sync coalesced) is marked as a full pull, re-reads every row
+    from the PMS (many more requests than a poll), and writes a report although nothing changed."""
+    _sync(runtime, clinic, "manual")
+    _sync(runtime, clinic, "manual")
+    polled_requests = len(cliniko._recent)
+    _sync(runtime, clinic, "schedule:tick")
+    poll_cost = len(cliniko._recent) - polled_requests
+    today = utcnow().date()
+    tick = datetime(today.year, today.month, today.day, 2, 30, 3, tzinfo=UTC)
+
+    created = record_due_syncs(runtime, tick)
+    assert record_due_syncs(runtime, tick) == []  # a second tick records nothing more
+    assert relay(runtime, lambda run_id: None) == len(created) == 2
+
+    with runtime.db.transaction() as session:
+        events = sorted(session.scalars(select(Delivery.event)))
+        queued = session.scalar(select(Run).where(Run.status == "queued"))
+        assert events == ["full", "tick"]
+        assert queued.full_pull is True
+        run_id = queued.id
+    before = len(cliniko._recent)
+    assert run_sync(runtime, run_id).status == "succeeded"
+    full_cost = len(cliniko._recent) - before
+    with runtime.db.transaction() as session:
+        assert session.get(Run, run_id).report is not None
+    assert full_cost > poll_cost
+
+
+def test_a_full_sync_schedule_that_is_not_cron_is_refused_naming_the_option(runtime):
+    """Given an organisation being added,
+    When its --full-sync is not a 5-field cron expression,
+    Then it is refused with a one-line reason naming --full-sync."""
+    from worker.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="--full-sync 'nightly'"):
+        add_organisation(
+            runtime,
+            NewOrganisation(slug="x", pms="csv", ptdirect="manual", pms_path=".", full_sync="nightly"),
+        )
+
+
+def test_a_poll_that_found_nothing_changed_counts_as_a_success_for_monitoring(runtime, clinic):
+    """Given an organisation whose last report was written an hour ago, then a failed run,
+    When a poll half a minute ago found nothing changed,
+    Then the seconds-since-last-success gauge counts the poll and no failure is left in a row."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from worker.ops_collector import OpsCollector
+
+    first = _sync(runtime, clinic, "manual")
+    report_run = _sync(runtime, clinic, "manual")
+    failed = _sync(runtime, clinic, "manual")
+    with runtime.db.transaction() as session:
+        session.execute(update(Run).where(Run.id == failed).values(status="failed", report=None))
+    polled = _sync(runtime, clinic, "schedule:tick")
+    with runtime.db.transaction() as session:
+        assert session.get(Run, polled).counts["unchanged_since"] == report_run
+    now = utcnow()
+    with runtime.db.transaction() as session:
+        for run_id, ago in ((first, 3700), (report_run, 3600), (failed, 1800), (polled, 30)):
+            session.execute(
+                update(Run).where(Run.id == run_id).values(finished_at=now - timedelta(seconds=ago))
+            )
+
+    families = {family.name: family for family in OpsCollector(lambda: runtime).collect()}
+
+    [since] = families["ptsync_org_seconds_since_last_success"].samples
+    [failures] = families["ptsync_org_consecutive_failures"].samples
+    assert since.value < 120
+    assert failures.value == 0
+
+
+def test_org_show_names_both_schedules_and_when_each_runs_next(runtime, clinic):
+    """Given an organisation on the default schedules,
+    When it is described (`ptsync org show`),
+    Then it shows the 2-minute poll and the nightly full sync, each with its next due time."""
+    from worker.services.org_admin import describe
+
+    schedule = describe(runtime, clinic)["schedule"]
+
+    assert schedule["cron"] == "*/2 * * * *"
+    assert schedule["full_sync"] == "30 2 * * *"
+    assert schedule["next_due"] is not None
+    assert schedule["full_sync_next_due"].endswith("T02:30:00Z")
+
+
+def test_the_full_sync_reads_the_pms_itself_even_when_a_shared_read_of_the_round_exists(
+    runtime, clinic, cliniko, tmp_path
+):
+    """Given two organisations on one Cliniko account, and a shared read of the account that
+    another organisation's run made after this organisation's run was requested,
+    When this organisation's run is an ordinary one, it uses that read (no request of its own);
+    When it is the full sync, it reads the whole account itself however fresh the shared read."""
+    from sqlalchemy import update
+
+    from tests.ops.conftest import KEY
+
+    add_organisation(
+        runtime,
+        NewOrganisation(
+            slug="clinic-d",
+            pms="cliniko",
+            pms_url=cliniko.base_url,
+            pms_key=KEY,
+            ptdirect="file",
+            ptdirect_path=str(tmp_path / "ptdirect.json"),
+        ),
+    )
+
+    def round_(full: bool) -> int:
+        waiting, _ = request_sync(runtime, "clinic-d", "manual")
+        with runtime.db.transaction() as session:
+            session.execute(update(Run).where(Run.id == waiting).values(full_pull=full))
+        _sync(runtime, clinic, "manual")  # reads the account and stores the read for clinic-d
+        before = len(cliniko._recent)
+        assert run_sync(runtime, waiting).status == "succeeded"
+        return len(cliniko._recent) - before
+
+    assert round_(full=False) == 0
+    assert round_(full=True) > 0

@@ -1,0 +1,160 @@
+"""Polls that find nothing changed: record that the organisation was checked, keep its report.
+
+A scheduled incremental poll (README "Polls and the full sync") reads only what changed since
+the cursor. When everything the reconcile depends on is exactly what the latest report was built
+from, the reconcile (a pure function) would decide exactly the same again, so the poll does not
+rebuild or rewrite the report: it closes its run as succeeded with `counts.unchanged_since` (so
+staleness and health stay honest), advances the cursors, and rewrites the connector state only
+if it differs. "Exactly" is a digest of every input: the PMS snapshot, the PT Direct snapshot
+(and client lists), the policy, the run's date in the clinic's time zone, the baseline roster,
+an accepted drop, the pseudonym key and the time zone.
+
+Only a poll takes this path: a full sync, a webhook or a person's sync always reconciles and
+writes a report. An incomplete read never does (it stores no cursors either), nor a poll while an
+applied proposal waits to be verified against PT Direct.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from sharing import Baseline, PmsSnapshot, PtDirectSnapshot
+from worker.store import repositories as repo
+from worker.store.models import Run
+
+POLL_TRIGGER = "schedule:tick"
+"""What the clock's incremental poll is called on its run (source "schedule", event "tick")."""
+
+
+def is_poll(trigger: str, full_pull: bool) -> bool:
+    return trigger == POLL_TRIGGER and not full_pull
+
+
+def input_digest(
+    pms: PmsSnapshot,
+    ptdirect: PtDirectSnapshot,
+    *,
+    policy: dict[str, Any],
+    as_of: date,
+    baseline: Baseline | None,
+    pseudonym_key: bytes,
+    timezone: str,
+) -> str:
+    """A SHA-256 of everything a run's reconcile and report depend on (see the module doc)."""
+    digest = hashlib.sha256()
+
+    def text(value: Any) -> None:
+        encoded = value if isinstance(value, bytes) else str(value).encode()
+        digest.update(len(encoded).to_bytes(8, "little"))
+        digest.update(encoded)
+
+    access = pms.access
+    text(pms.system)
+    text(pms.complete)
+    text(repr(pms.practitioners))
+    text(repr(pms.access_groups))
+    text("\0".join(access.practitioner_ids))
+    text("\0".join(access.patient_ids))
+    columns = (access.practitioner_codes, access.patient_codes, access.sources, access.statuses, access.days)
+    for column in columns:
+        text(column.tobytes())
+    text(repr(ptdirect))
+    text(json.dumps(policy, sort_keys=True))
+    text(as_of.isoformat())
+    text("none" if baseline is None else f"{sorted(baseline.active_practitioners)}|{baseline.accept_drop}")
+    text(hashlib.sha256(pseudonym_key).hexdigest())
+    text(timezone)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ReportSummary:
+    """The latest report's run, without its report or counts (they can be megabytes)."""
+
+    id: str
+    policy: dict[str, Any] | None
+    digest: str | None
+
+
+def latest_report_summary(session: Session, org_id: int) -> ReportSummary | None:
+    """What `repo.latest_report_run` finds, reading only the run's id, policy and input digest."""
+    row = session.execute(
+        select(Run.id, Run.policy, Run.counts["input_digest"].as_string())
+        .where(Run.org_id == org_id, Run.status == repo.SUCCEEDED, Run.report.is_not(None))
+        .order_by(Run.finished_at.desc(), Run.id.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else ReportSummary(row[0], row[1], row[2])
+
+
+def nothing_changed(
+    session: Session, org_id: int, digest: str, previous: str | None, complete: bool, read_at: datetime
+) -> bool:
+    """Whether a poll may keep the latest report: same inputs, a complete read, nothing to verify."""
+    return (
+        complete
+        and previous is not None
+        and digest == previous
+        and not repo.unverified_applied_proposals(session, org_id, before=read_at)
+    )
+
+
+def save_checked(
+    session: Session,
+    claim: repo.Claim,
+    now: datetime,
+    *,
+    digest: str,
+    report_run_id: str,
+    access_rows: int,
+    cursors: dict[str, str],
+    state: dict[str, Any] | None,
+    stored_state: dict[str, Any] | None,
+    box,
+) -> bool:
+    """Close the poll's run as succeeded without a report. False: the lease was lost.
+
+    The cursors and the connector state move on together, and only when the state changed:
+    while it did not, the stored cursors still point at rows the stored state holds (the next
+    poll re-reads a few rows, never misses one), and the store writes nothing it already has.
+    """
+    if not repo.finish_run(
+        session,
+        claim,
+        repo.SUCCEEDED,
+        now,
+        counts={"unchanged_since": report_run_id, "input_digest": digest, "access_rows": access_rows},
+        complete=True,
+        error=None,
+    ):
+        return False
+    if state is None or not same_state(state, stored_state):
+        repo.store_cursors(session, claim.org_id, cursors, now)
+        if state is not None:
+            repo.store_pms_state(session, claim.org_id, state, now, box)
+    return True
+
+
+def same_state(new: dict[str, Any], stored: dict[str, Any] | None) -> bool:
+    """Whether a connector's new state holds what the stored one does (rows read again in this
+    run are tuples, stored rows came back from JSON as lists: equal when their items are)."""
+    if stored is None or new.keys() != stored.keys():
+        return False
+    for key, value in new.items():
+        old = stored[key]
+        if value == old:
+            continue
+        if not isinstance(value, dict) or not isinstance(old, dict) or value.keys() != old.keys():
+            return False
+        for row_id, row in value.items():
+            previous = old[row_id]
+            if row != previous and not (isinstance(row, tuple) and list(row) == previous):
+                return False
+    return True
