@@ -311,27 +311,8 @@ def _pull(
         previous_digest = previous_run.digest if previous_run is not None else None
         requested_at = session.get(Run, claim.run_id).requested_at
     with metrics.phase("pull"):
-        connector = pms_connector(org, runtime.secrets)
-        if full:  # the full sync re-reads everything itself, never another run's shared read
-            pms = connector.pull(
-                window_start=window_start,
-                cursors={},
-                state=None,
-                started_at=started_at,
-                progress=heartbeat.progress,
-            )
-        else:
-            pms = shared_pull.pull(
-                runtime,
-                org,
-                connector,
-                requested_at=requested_at,
-                window_start=window_start,
-                cursors=cursors,
-                state=state,
-                started_at=started_at,
-                progress=heartbeat.progress,
-            )
+        read = _PmsRead(window_start, started_at, requested_at, cursors, state)
+        pms = _read_pms(runtime, org, read, heartbeat, full=full)
         account = pms.snapshot
         pms = org_scope.scoped(org, pms, window_start)
         read_at = utcnow()
@@ -350,6 +331,43 @@ def _pull(
         previous_run.id if previous_run is not None else None,
         previous_digest,
         state,
+    )
+
+
+@dataclass(frozen=True)
+class _PmsRead:
+    """What a run asks the PMS for: its window, when it started and was requested, where it
+    left off (cursors and the connector's stored state)."""
+
+    window_start: date
+    started_at: datetime
+    requested_at: datetime
+    cursors: dict[str, str]
+    state: dict[str, Any] | None
+
+
+def _read_pms(runtime: Runtime, org: Organisation, read: _PmsRead, heartbeat: _Heartbeat, *, full: bool):
+    """The organisation's PMS read: the full sync re-reads everything itself, never another
+    run's shared read; any other run may share one read of the account (shared_pull)."""
+    connector = pms_connector(org, runtime.secrets)
+    if full:
+        return connector.pull(
+            window_start=read.window_start,
+            cursors={},
+            state=None,
+            started_at=read.started_at,
+            progress=heartbeat.progress,
+        )
+    return shared_pull.pull(
+        runtime,
+        org,
+        connector,
+        requested_at=read.requested_at,
+        window_start=read.window_start,
+        cursors=read.cursors,
+        state=read.state,
+        started_at=read.started_at,
+        progress=heartbeat.progress,
     )
 
 
