@@ -16,16 +16,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select, text
+from sqlalchemy.orm import defer
 
 from worker.clock import iso
 from worker.errors import NotFound
 from worker.lifecycle import OPEN_PROPOSALS, UNFINISHED_RUNS, OperationStatus, failed_attempt
+from worker.store import repositories as repo
 from worker.store.listing import NEWEST_RUN_PER_ORGANISATION, OrganisationRow, as_row
+from worker.store.models import Proposal, Run
 
 if TYPE_CHECKING:
     from worker.runtime import Runtime
-    from worker.store.models import Proposal, Run
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,8 +137,6 @@ class ProposalView:
 
 
 def run_view(run: Run) -> RunView:
-    from sqlalchemy import inspect as sa_inspect
-
     counts = dict(run.counts or {}) if "counts" not in sa_inspect(run).unloaded else None
     if counts is not None:
         counts.pop("picture", None)
@@ -170,8 +171,6 @@ def proposal_view(proposal: Proposal) -> ProposalView:
 
 def org_id_of(runtime: Runtime, slug: str) -> int:
     """The organisation's id, or NotFound naming the slug."""
-    from worker.store import repositories as repo
-
     with runtime.db.transaction() as session:
         return repo.get_org(session, slug).id
 
@@ -179,10 +178,6 @@ def org_id_of(runtime: Runtime, slug: str) -> int:
 def runs(runtime: Runtime, org_id: int, limit: int = 20, *, counts: bool = True) -> list[RunView]:
     """An organisation's runs, newest first. `counts=False` leaves out the counts (which hold
     the sharing picture: large for a big clinic) where only status and times are shown."""
-    from sqlalchemy.orm import defer
-
-    from worker.store.models import Run
-
     heavy = [Run.report, Run.plan, Run.roster] + ([] if counts else [Run.counts])
     with runtime.db.transaction() as session:
         rows = session.scalars(
@@ -197,8 +192,6 @@ def runs(runtime: Runtime, org_id: int, limit: int = 20, *, counts: bool = True)
 
 def run(runtime: Runtime, org_id: int, run_id: str) -> RunView:
     """One run of this organisation; NotFound for another organisation's run (never confirm it exists)."""
-    from worker.store.models import Run
-
     with runtime.db.transaction() as session:
         row = session.get(Run, run_id)
         if row is None or row.org_id != org_id:
@@ -208,16 +201,12 @@ def run(runtime: Runtime, org_id: int, run_id: str) -> RunView:
 
 def proposals(runtime: Runtime, org_id: int, limit: int = 20) -> list[ProposalView]:
     """An organisation's proposals, newest first, each with its operations."""
-    from worker.store import repositories as repo
-
     with runtime.db.transaction() as session:
         return [proposal_view(row) for row in repo.proposals_of(session, org_id, limit)]
 
 
 def proposal(runtime: Runtime, proposal_id: str, org_id: int | None = None) -> ProposalView:
     """One proposal; with `org_id`, NotFound unless it belongs to that organisation."""
-    from worker.store.models import Proposal
-
     with runtime.db.transaction() as session:
         row = session.get(Proposal, proposal_id)
         if row is None or (org_id is not None and row.org_id != org_id):
