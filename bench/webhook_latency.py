@@ -168,6 +168,12 @@ def main() -> None:
             runs = connection.execute(
                 "select count(*), count(*) filter (where status = 'succeeded') from runs"
             ).fetchone()
+            phases = connection.execute(
+                "select extract(epoch from (r.requested_at - d.received_at)), "
+                "extract(epoch from (r.started_at - r.requested_at)), "
+                "extract(epoch from (r.finished_at - r.started_at)) from deliveries d "
+                "join runs r on r.id = d.run_id where d.source = 'generic' and r.status = 'succeeded'"
+            ).fetchall()
             intervals = connection.execute(
                 "select org_id, started_at, finished_at from runs where started_at is not null "
                 "order by org_id, started_at"
@@ -206,6 +212,12 @@ def main() -> None:
         )
         + f"; load average {' '.join(f'{value:.2f}' for value in os.getloadavg())}"
     )
+    phase_names = ("accepted -> run requested", "run requested -> started", "run started -> finished")
+    for index, name in enumerate(phase_names):
+        values = sorted(float(row[index]) for row in phases)
+        if len(values) >= 2:
+            cut = statistics.quantiles(values, n=100)
+            print(f"  {name}: p50 {cut[49]:.2f} s, p95 {cut[94]:.2f} s, max {values[-1]:.2f} s")
     print(
         f"runs executed: {runs[0]} ({runs[1]} succeeded) for {WEBHOOKS} webhooks "
         f"(target at most {ORGS * (1 + int(SECONDS) // max(MIN_INTERVAL, 1) + 1)}); "
