@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from connectors.base import PmsPull, Progress
+from connectors.csv_plain import PlainAccessReader
 from connectors.dates import day_to_date, optional_day
 from connectors.errors import InputFileError
 from connectors.limits import limited_lines
@@ -51,7 +52,10 @@ class CsvPmsConnector:
         """A folder is always read whole: no cursors, no state."""
         practitioners = self._read_practitioners()
         known = {practitioner.id for practitioner in practitioners}
-        access = self._read_access(known, progress)
+        plain = PlainAccessReader(self.folder / ACCESS_FILE, known, progress, _PROGRESS_EVERY)
+        access = plain.read()
+        if access is None:  # not plain, or not valid: the row reader reads it (and names the problem)
+            access = self._read_access(known, progress, reported=plain.reported)
         return PmsPull(PmsSnapshot(self.system, tuple(practitioners), access), cursors={})
 
     def _rows(self, name: str, required: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
@@ -146,10 +150,11 @@ class CsvPmsConnector:
         except csv.Error as exc:
             raise InputFileError(NAME, str(path), f"not valid CSV ({exc})") from None
 
-    def _read_access(self, known: set[str], progress: Progress | None) -> AccessLog:
+    def _read_access(self, known: set[str], progress: Progress | None, reported: int = 0) -> AccessLog:
         """The access file, checked row by row as docs/csv-folder.md says (the first problem
         fails the pull, naming its line and field), into columns without per-row objects: each
-        distinct source, status and date is parsed once."""
+        distinct source, status and date is parsed once. Progress up to `reported` rows was
+        already announced (by the plain reader, before it gave up)."""
         path = str(self.folder / ACCESS_FILE)
         rows = self._lists(ACCESS_FILE, ("practitioner_id", "patient_id", "source", "last_seen"))
         columns = next(rows)
@@ -208,7 +213,7 @@ class CsvPmsConnector:
             sources.append(source)
             statuses.append(status)
             days.append(day)
-            if progress is not None and len(days) % _PROGRESS_EVERY == 0:
+            if progress is not None and len(days) % _PROGRESS_EVERY == 0 and len(days) > reported:
                 progress("patient_access", len(days))
         if progress is not None:
             progress("patient_access", len(days))
