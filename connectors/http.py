@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
 import enum
 import json
@@ -29,35 +28,13 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_de
 
 from connectors.errors import ConfigurationError, ConnectorError, Retryable, TransientConnectorError
 from connectors.ratelimit import RateLimiter
+from connectors.request_events import RequestEvent
+from connectors.request_events import report as _report
 
 DEFAULT_TIMEOUT = (5.0, 30.0)
 MAX_REDIRECTS = 5
 SHORT_WAIT_LIMIT = 30.0
 """A rate limit that lifts within this many seconds is waited out here; longer goes to the job."""
-
-
-@dataclass(frozen=True)
-class RequestEvent:
-    """What one request did, for observers (metrics): no URL, no header, no body."""
-
-    connector: str
-    outcome: str  # ok, rate_limited, retry, error, network
-    limiter_wait_seconds: float
-
-
-_observers: list[Callable[[RequestEvent], None]] = []
-
-
-def observe_requests(callback: Callable[[RequestEvent], None]) -> None:
-    """Register a callback for every request sent (the shell counts them; connectors stay pure)."""
-    if callback not in _observers:
-        _observers.append(callback)
-
-
-def _report(event: RequestEvent) -> None:
-    for callback in _observers:
-        with contextlib.suppress(Exception):  # an observer must never break a sync
-            callback(event)
 
 
 class Verdict(enum.Enum):

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 
 from prometheus_client import Counter, Histogram
 
-from connectors.http import RequestEvent, observe_requests
+from connectors.request_events import RequestEvent, observe_requests
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated
 
 import typer
@@ -10,6 +9,8 @@ import typer
 
 def _version(value: bool) -> None:
     if value:
+        from importlib.metadata import PackageNotFoundError, version  # ~15 ms: only for --version
+
         try:
             number = version("ptsync")
         except PackageNotFoundError:  # running from a source tree that was never installed

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
-import requests
 from sqlalchemy import select, update
 
 from worker.clock import utcnow
@@ -67,6 +66,7 @@ def send(runtime: Runtime, channel: NotificationChannel, envelope: Envelope) -> 
 
 
 def _send_webhook(url: str, secret: str, envelope: Envelope) -> None:
+    import requests  # here, not at the top: every process that imports the actors imports this module
     from standardwebhooks.webhooks import Webhook
 
     body = json.dumps(envelope.payload, separators=(",", ":"), sort_keys=True)
