@@ -16,13 +16,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from connectors.errors import InputFileError
 from connectors.limits import read_json_file
+from connectors.schema_check import certainly_valid
 from sharing import (
     MasterAccount,
     Operation,
@@ -36,14 +34,25 @@ from sharing import (
 from sharing.apply import apply_operation, is_in_effect
 from sharing.identity import normalise_email
 
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
+
 NAME = "ptdirect file"
 SCHEMA = "ptsync.ptdirect/1"
 SCHEMA_FILE = Path(__file__).resolve().parent / "schemas" / "ptsync.ptdirect-1.schema.json"
 
 
 @lru_cache(maxsize=1)
+def _schema() -> dict[str, Any]:
+    return json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+
+
+@lru_cache(maxsize=1)
 def _validator() -> Draft202012Validator:
-    return Draft202012Validator(json.loads(SCHEMA_FILE.read_text(encoding="utf-8")))
+    from jsonschema import Draft202012Validator  # only for a document the quick check doubts
+
+    return Draft202012Validator(_schema())
 
 
 def _json_path(parts: Any) -> str:
@@ -68,6 +77,8 @@ def _unknown_keys(error: ValidationError) -> list[tuple[str, str]]:
 def _schema_errors(document: Any) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """(unknown keys, other violations) of the JSON Schema, each as (path, reason)."""
     unknown, other = [], []
+    if certainly_valid(document, _schema()):  # the usual case, without importing jsonschema
+        return unknown, other
     for error in sorted(_validator().iter_errors(document), key=lambda e: list(map(str, e.absolute_path))):
         if error.validator == "additionalProperties":
             unknown += _unknown_keys(error)
