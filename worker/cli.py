@@ -6,6 +6,8 @@ and errors go to stderr. Every error is one line and a non-zero exit, never a tr
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import logging
 import os
@@ -76,6 +78,20 @@ def fail(message: str, code: int = 1) -> NoReturn:
     """One line on stderr and a non-zero exit (inside a command or around the whole app)."""
     err.print(f"[red]error:[/red] {safe(message)}", markup=True, highlight=False)
     sys.exit(code)
+
+
+_whole_process = False
+"""True in a `ptsync` process (set by `main`); False when a test runs a command in the test's process."""
+
+
+def _set_imports_aside() -> None:
+    """Before a long command's work, in a `ptsync` process only: move every object imported so
+    far (SQLAlchemy, numpy, pydantic, the models: some 120,000) to the collector's permanent
+    generation, so that its full collections during the work stop walking them again and
+    again (about 0.1 s of `ptsync sync --wait` on the largest clinic). They live until exit
+    anyway. Not in a test's process, whose later garbage would then never be collected."""
+    if _whole_process:
+        gc.freeze()
 
 
 def _runtime():
@@ -205,6 +221,7 @@ def _wait_for_run(run_id: str, timeout: float) -> str:
     from worker.store.models import Run
 
     runtime = _runtime()
+    _set_imports_aside()
     drainer = None
     if is_in_process():
         drainer = threading.Thread(target=drain, name="in-process-worker", daemon=True)
@@ -737,6 +754,29 @@ def _hint(error: PtsyncError) -> str:
 
 
 def main() -> None:
+    """The `ptsync` console script: one command, then exit."""
+    global _whole_process
+    _whole_process = True
+    try:
+        _run_app()
+    finally:
+        _before_exit()
+
+
+def _before_exit() -> None:
+    """Close the database, then freeze the collector: the interpreter's teardown then frees
+    modules by reference counting without walking all their objects for cycles one last
+    time, which took about 0.2 s after a sync of the largest clinic. Objects still alive at
+    exit were never promised a finaliser (Python's data model says so); the files and the
+    database that matter are closed here or by their owners first."""
+    runtime_module = sys.modules.get("worker.runtime")  # not imported by `--help` and the like
+    if runtime_module is not None and runtime_module.get_runtime.cache_info().currsize:
+        with contextlib.suppress(Exception):  # the command's own outcome is what gets reported
+            runtime_module.get_runtime().db.dispose()
+    gc.freeze()
+
+
+def _run_app() -> None:
     from worker import logs
 
     logs.configure()  # PTSYNC_LOG_LEVEL (default WARNING), PTSYNC_LOG_FORMAT text|json
