@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import inspect
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -73,12 +74,14 @@ def _type_of(annotation: ast.expr) -> type:
     return next((kind for name, kind in _TYPES.items() if name in names), str)
 
 
-def organisation_fields() -> list[OrgField]:
-    """Each field of `NewOrganisation`, in order, with its type and default."""
+@lru_cache(maxsize=1)
+def organisation_fields() -> tuple[OrgField, ...]:
+    """Each field of `NewOrganisation`, in order, with its type and default (parsed once: both
+    `org add` and `org update` are built from it at every command's start)."""
     source = (Path(__file__).resolve().parent.parent / "services" / "orgs.py").read_text()
     for node in ast.parse(source).body:
         if isinstance(node, ast.ClassDef) and node.name == "NewOrganisation":
-            return [
+            return tuple(
                 OrgField(
                     item.target.id,
                     _type_of(item.annotation),
@@ -86,7 +89,7 @@ def organisation_fields() -> list[OrgField]:
                 )
                 for item in node.body
                 if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)
-            ]
+            )
     raise RuntimeError("worker/services/orgs.py has no NewOrganisation")
 
 
