@@ -38,7 +38,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from connectors.base import PmsConnector, PmsPull, Progress
 from sharing import AccessGroup, AccessLog, PmsLocation, PmsPractitioner, PmsSnapshot
@@ -72,22 +72,37 @@ def account_key(org: Organisation, secrets: Any) -> str:
 def _shared(runtime: Runtime, org: Organisation, key: str) -> bool:
     """Whether this run takes part in a shared read: reads of the account are shared (the
     setting), and another active organisation on the account has a run queued or running (who
-    could use this read, or is making one), or a read of the account is stored."""
+    could use this read, or is making one), or a read of the account is stored.
+
+    Organisations are found by their stored account fingerprint (`pms_account`, indexed), not
+    by decrypting every organisation's key at every run: that grew with the fleet (2 ms per
+    hundred organisations on one PMS, at every poll of each). Each run stores its own
+    fingerprint, and one stored before a settings change is at worst stale until the next run:
+    a stale match makes this run store a read nobody uses, a stale miss a read not shared;
+    which read a run uses is decided by its own, current key (`_cached`), never by this.
+    """
     if not runtime.settings.shared_pms_reads:
         return False
     with runtime.db.transaction() as session:
+        if org.pms_account != key:
+            session.execute(update(Organisation).where(Organisation.id == org.id).values(pms_account=key))
         if session.get(SharedPull, key) is not None:
             return True
-        others = session.scalars(
+        unknown = session.scalars(
             select(Organisation).where(
                 Organisation.pms_kind == org.pms_kind,
                 Organisation.id != org.id,
-                Organisation.paused_at.is_(None),
+                Organisation.pms_account.is_(None),
             )
         ).all()
-        same = [other.id for other in others if account_key(other, runtime.secrets) == key]
-        if not same:
-            return False
+        for other in unknown:  # organisations that have not run since the fingerprint was added
+            other.pms_account = account_key(other, runtime.secrets)
+        same = select(Organisation.id).where(
+            Organisation.pms_kind == org.pms_kind,
+            Organisation.pms_account == key,
+            Organisation.id != org.id,
+            Organisation.paused_at.is_(None),
+        )
         pending = select(Run.id).where(Run.org_id.in_(same), Run.status.in_(("queued", "running"))).limit(1)
         return session.scalar(pending) is not None
 
