@@ -389,10 +389,10 @@ def test_a_pms_that_cannot_tell_locations_apart_refuses_locations_but_takes_peop
 def test_each_run_stores_its_account_fingerprint_and_siblings_are_found_by_it_not_by_their_keys(
     runtime, group, tmp_path, monkeypatch
 ):
-    """Given three organisations on one key, one on another key, and fingerprints from before the
-    column existed (NULL) / When a round runs / Then every organisation on the key holds the
-    account's fingerprint, the one on the other key its own, the round shares one read, and a
-    later round decrypts no organisation's key but the running one's."""
+    """Given three organisations on one key and one on another, their fingerprints missing (as
+    after the upgrade that added them) / When each has run once / Then every organisation on the
+    key holds the account's fingerprint and the other its own; and the next round shares one read
+    while decrypting no organisation's key but the running one's."""
     for slug in SITES:
         _add(runtime, group, tmp_path, slug, test=False)
     add_tested(
@@ -410,10 +410,8 @@ def test_each_run_stores_its_account_fingerprint_and_siblings_are_found_by_it_no
     with runtime.db.transaction() as session:
         for org in session.scalars(select(Organisation)).all():
             org.pms_account = None
-    _sync_round(runtime, "north")
-    group.log.clear()
-    runs = _sync_round(runtime, *SITES)
-    assert [run.status for run in runs] == ["succeeded"] * 3
+    for slug in [*SITES, "elsewhere"]:
+        _sync_round(runtime, slug)
     with runtime.db.transaction() as session:
         accounts = {org.slug: org.pms_account for org in session.scalars(select(Organisation))}
         north = session.scalar(select(Organisation).where(Organisation.slug == "north"))
@@ -428,8 +426,30 @@ def test_each_run_stores_its_account_fingerprint_and_siblings_are_found_by_it_no
         "account_key",
         lambda org, secrets: decrypted.append(org.slug) or real_account_key(org, secrets),
     )
-    _sync_round(runtime, *SITES)
+    group.log.clear()
+    runs = _sync_round(runtime, *SITES)
+    assert [run.status for run in runs] == ["succeeded"] * 3
     assert decrypted == list(SITES)
+    shared_requests = len(group.log)
+    group.log.clear()
+    _sync_round(runtime, "north")  # one organisation alone reads as much as the shared round did
+    assert shared_requests == len(group.log)
+
+
+def test_org_add_and_a_pms_change_store_the_fingerprint(runtime, group, tmp_path):
+    """Given an organisation added on one key / When its PMS key changes / Then its stored
+    fingerprint is the new account's, before any run."""
+    from worker.services.pms_account import account_key
+
+    _add(runtime, group, tmp_path, "north", test=False)
+    with runtime.db.transaction() as session:
+        org = session.scalar(select(Organisation).where(Organisation.slug == "north"))
+        first = org.pms_account
+        assert first == account_key(org, runtime.secrets)
+    update_organisation(runtime, "north", {"pms_key": "changed-key-au1"}, test=False)
+    with runtime.db.transaction() as session:
+        org = session.scalar(select(Organisation).where(Organisation.slug == "north"))
+        assert org.pms_account == account_key(org, runtime.secrets) != first
 
 
 def test_a_stale_fingerprint_never_gives_an_organisation_another_accounts_read(runtime, group, tmp_path):
