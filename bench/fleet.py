@@ -124,6 +124,34 @@ def _group_cpu_seconds(pgid: int) -> float:
     return total / ticks
 
 
+def _cpu_by_role(worker_pgid: int, emulator_pid: int, redis_pid: int) -> dict[str, float]:
+    """CPU seconds so far of every process on the box that takes part, by role: ptsync's
+    workers, PostgreSQL (every backend), Redis, the emulators, and this script (which requests
+    the polls as the clock would). The box is what the target is about, not the workers alone."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    roles = {"workers": 0.0, "postgresql": 0.0, "redis": 0.0, "emulators": 0.0, "this script": 0.0}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command, fields = (entry / "stat").read_text().rsplit(")", 1)
+        except OSError:
+            continue
+        fields = fields.split()
+        pid, seconds = int(entry.name), (int(fields[11]) + int(fields[12])) / ticks
+        if int(fields[2]) == worker_pgid:
+            roles["workers"] += seconds
+        elif command.endswith("(postgres"):
+            roles["postgresql"] += seconds
+        elif pid == redis_pid:
+            roles["redis"] += seconds
+        elif pid == emulator_pid:
+            roles["emulators"] += seconds
+        elif pid == os.getpid():
+            roles["this script"] += seconds
+    return roles
+
+
 def _database_writes(url: str) -> tuple[int, int, dict[str, int]]:
     """(rows written, WAL bytes so far, rows written per table)."""
     with psycopg.connect(url, autocommit=True) as connection:
@@ -229,6 +257,7 @@ def main() -> None:
 
         def round_(name: str, trigger: str, rate: float | None) -> None:
             cpu_before, phases_before = _group_cpu_seconds(worker.pid), _scrape(metrics_port)
+            roles_before = _cpu_by_role(worker.pid, emulators.pid, redis_server.pid)
             rows_before, wal_before, tables_before = _database_writes(database_url)
             begun = time.monotonic()
             run_ids = []
@@ -261,6 +290,8 @@ def main() -> None:
                     )
                 ]
             cpu = _group_cpu_seconds(worker.pid) - cpu_before
+            roles_after = _cpu_by_role(worker.pid, emulators.pid, redis_server.pid)
+            box_cpu = sum(roles_after.values()) - sum(roles_before.values())
             phases_after = _scrape(metrics_port)
             rows_after, wal_after, tables_after = _database_writes(database_url)
             count = len(run_ids)
@@ -286,6 +317,16 @@ def main() -> None:
             print(
                 f"   queue wait p50 {quantiles[49]:.2f} s, p95 {quantiles[94]:.2f} s; worker CPU per sync "
                 f"{1000 * cpu / count:.1f} ms (phases, syncing thread: {per_phase} ms)",
+                flush=True,
+            )
+            print(
+                "   CPU per sync on the box: "
+                + ", ".join(
+                    f"{role} {1000 * (roles_after[role] - roles_before[role]) / count:.1f} ms"
+                    for role in roles_after
+                )
+                + f"; {box_cpu:.0f} s of CPU in all while the {seconds:.0f} s of syncs ran"
+                f" ({box_cpu / seconds:.2f} of the 2 cores)",
                 flush=True,
             )
             print(
