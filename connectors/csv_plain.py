@@ -2,9 +2,10 @@
 
 The row reader in csv_pms checks each row in Python, about 1.8 µs a row: most of a large
 clinic's sync (0.37 s of 200,000 rows). Most exports are plain: no quotes, one row per line,
-every row as wide as the header, every value valid. Such a file is split with `str.split` a
-megabyte at a time, each column's distinct values are checked once, and the rows become codes
-through dictionary look-ups that run in C (about 0.1 s for the same file).
+every row as wide as the header, every value valid. Such a file is split with one `str.split`
+per 64 KB block, each column's distinct values are checked once, and the rows become codes
+through dictionary look-ups that run in C (0.19 s against the row reader's 0.36 s for the same
+file, side by side at load 3.8).
 
 At the first thing that is not plain or not valid (a quote, a blank, short or long row, an
 unknown practitioner, a date that does not parse, a byte that is not UTF-8, a file over the
@@ -20,7 +21,6 @@ import csv
 import os
 import stat
 from collections.abc import Callable
-from operator import methodcaller
 from pathlib import Path
 from typing import TextIO
 
@@ -36,7 +36,8 @@ BLOCK_CHARS = 1 << 16
 """Characters read at a time: enough that per-block costs vanish, few enough that a block's
 values are still in the CPU's cache when its columns are coded (1 MB blocks were 15% slower)."""
 REQUIRED = ("practitioner_id", "patient_id", "source", "last_seen")
-_commas = methodcaller("count", ",")
+_NEWLINE_FIELD = ",\0,"
+"""What each newline becomes before the split: a field of its own, NUL (no plain file has one)."""
 
 
 class NotPlain(Exception):
@@ -111,11 +112,13 @@ class PlainAccessReader:
                 block, carry = block[:cut], block[cut:]
             elif not block:
                 break
-            lines = _lines(block, field_limit)
+            block = _plain_text(block, field_limit)
             if not header_seen:
                 header_seen = True
-                self._header(lines.pop(0) if lines else "")
-            self._block(lines)
+                end = block.index("\n")
+                self._header(block[:end])
+                block = block[end + 1 :]
+            self._block(block)
             if not chunk:
                 break
         if not header_seen:
@@ -128,27 +131,34 @@ class PlainAccessReader:
         self._width = len(header)
         self._at = {column: index for index, column in enumerate(header)}  # the last of a repeated name
 
-    def _block(self, lines: list[str]) -> None:
-        if not lines:
+    def _block(self, text: str) -> None:
+        """Whole lines, each ending with its newline. Each newline becomes a field of its own
+        (NUL, which no plain file contains), so the file's values come out of one `split`,
+        and the rows are all as wide as the header exactly when every (width + 1)th field
+        is that newline mark."""
+        if not text:
             return
+        rows = text.count("\n")
         width = self._width
-        if set(map(_commas, lines)) != {width - 1}:
+        step = width + 1
+        fields = text.replace("\n", _NEWLINE_FIELD).split(",")
+        if len(fields) != step * rows + 1 or fields[width::step].count("\0") != rows:
             raise NotPlain("a blank, short or long row")
-        fields = ",".join(lines).split(",")
+        fields.pop()  # the empty field after the last newline
         at = self._at
         _encode(
-            fields[at["practitioner_id"] :: width],
+            fields[at["practitioner_id"] :: step],
             self._practitioner_of,
             self._practitioner,
             self._practitioner_codes,
         )
-        _encode(fields[at["source"] :: width], self._source_of, _source, self._sources)
+        _encode(fields[at["source"] :: step], self._source_of, _source, self._sources)
         if "status" in at:
-            _encode(fields[at["status"] :: width], self._status_of, _status, self._statuses)
+            _encode(fields[at["status"] :: step], self._status_of, _status, self._statuses)
         else:
-            self._statuses.extend([int(AccessStatus.ACTIVE)] * len(lines))
-        _encode(fields[at["patient_id"] :: width], self._patient_of, self._patient, self._patient_codes)
-        _encode(fields[at["last_seen"] :: width], self._day_of, _day, self._days)
+            self._statuses.extend([int(AccessStatus.ACTIVE)] * rows)
+        _encode(fields[at["patient_id"] :: step], self._patient_of, self._patient, self._patient_codes)
+        _encode(fields[at["last_seen"] :: step], self._day_of, _day, self._days)
         if self.progress is not None:
             while self.reported + self.every <= len(self._days):
                 self.reported += self.every
@@ -167,21 +177,18 @@ class PlainAccessReader:
         return self.patients.setdefault(patient_id, len(self.patients))
 
 
-def _lines(block: str, field_limit: int) -> list[str]:
-    """A block of whole lines as lines, when no line needs the csv module to be read (nor
-    fails it: a field longer than the csv module's limit is a csv error)."""
+def _plain_text(block: str, field_limit: int) -> str:
+    """A block of whole lines with `\n` endings, when none of them needs the csv module to be
+    read (nor fails it: a field longer than the csv module's limit is a csv error)."""
     if '"' in block or "\0" in block:
         raise NotPlain("quotes or NUL characters")
     if "\r" in block:
         block = block.replace("\r\n", "\n")
         if "\r" in block:
             raise NotPlain("a bare carriage return")
-    lines = block.split("\n")
-    if not lines[-1]:
-        lines.pop()  # the block ends with its last line's newline
-    if len(block) > field_limit and max(map(len, lines)) > field_limit:
-        raise NotPlain("a line longer than any field may be")
-    return lines
+    if len(block) > field_limit:
+        raise NotPlain("a line that may be longer than any field may be")
+    return block if block.endswith("\n") else block + "\n"  # the file's last line, unended
 
 
 def _encode(

@@ -110,8 +110,9 @@ def test_a_repeated_column_name_uses_its_last_column_as_the_row_reader_does(tmp_
         "practitioner_id,patient_id,source,last_seen\n101,p1,appointment,2026-01-01\n,,,\n",
         "practitioner_id,patient_id,source,last_seen,status\n101,p1,appointment,2026-01-01\n",
         "practitioner_id,patient_id,source,last_seen\r101,p1,appointment,2026-01-01\r",
+        "practitioner_id,patient_id,source,last_seen\n   \n101,p1,appointment,2026-01-01\n",
     ],
-    ids=["quoted value", "blank line", "blank row", "short row", "bare carriage returns"],
+    ids=["quoted value", "blank line", "blank row", "short row", "bare carriage returns", "spaces only"],
 )
 def test_a_file_that_is_not_plain_is_left_to_the_row_reader_which_reads_it(tmp_path, text):
     """Given a valid file that only the csv module reads right, when the plain reader meets it,
@@ -158,6 +159,20 @@ def test_an_invalid_value_late_in_the_file_fails_with_the_row_readers_message_an
     assert expected in str(raised.value)
     assert calls == sorted(set(calls))
     assert calls[-1] == 30
+
+
+def test_a_short_row_beside_a_long_one_is_not_mistaken_for_two_plain_rows(tmp_path):
+    """Given a row of one value and the next of nine (as many values in all as two good rows,
+    and each column still holding valid values if they were taken five by five), when it is
+    pulled, then the plain reader gives up and the row reader names the short row's first gap."""
+    path = _write(
+        tmp_path,
+        "practitioner_id,patient_id,source,last_seen,status\n"
+        "101\nappointment,2026-01-01,active,x,101,p2,appointment,2026-01-01,active\n",
+    )
+    assert PlainAccessReader(path, KNOWN, None, EVERY).read() is None
+    with pytest.raises(InputFileError, match="line 2, field 'source': a value is required"):
+        CsvPmsConnector(tmp_path)._read_access(KNOWN, None)
 
 
 def test_a_named_pipe_is_left_to_the_row_reader_which_streams_it(tmp_path):
