@@ -121,9 +121,13 @@ def run_sync(runtime: Runtime, run_id: str) -> SyncOutcome:
     # connector state, baseline, the latest report's digest): a poll is mostly this overhead.
     with runtime.db.transaction() as session:
         pending = session.get(Run, run_id, options=[joinedload(Run.organisation)])
-        if pending is not None:
-            _fail_lapsed_runs(session, pending.org_id, run_id, utcnow())
         claim = repo.claim_run(session, run_id, utcnow(), lease)
+        if (
+            claim is None
+            and pending is not None
+            and _fail_lapsed_runs(session, pending.org_id, run_id, utcnow())
+        ):
+            claim = repo.claim_run(session, run_id, utcnow(), lease)
         if claim is None:
             return _not_claimed(session, run_id)
         run = repo.get_run(session, run_id)
@@ -173,11 +177,18 @@ def _not_claimed(session, run_id: str) -> SyncOutcome:
     raise OrganisationBusy(1.0)
 
 
-def _fail_lapsed_runs(session, org_id: int, run_id: str, now) -> None:
-    """Older runs of this organisation whose worker vanished are closed: this run covers them."""
+def _fail_lapsed_runs(session, org_id: int, run_id: str, now) -> bool:
+    """An older run of this organisation whose worker vanished is closed: this run covers it.
+
+    Asked only when the claim failed (one running run per organisation: a lapsed one blocks
+    the claim); True when it closed one, so the claim is worth another try.
+    """
     other = repo.running_run(session, org_id, run_id)
     if other is not None and other.lease_expires_at is not None and other.lease_expires_at < now:
-        repo.fail_unfinished_run(session, other.id, now, f"interrupted (worker lost); run {run_id} covers it")
+        return repo.fail_unfinished_run(
+            session, other.id, now, f"interrupted (worker lost); run {run_id} covers it"
+        )
+    return False
 
 
 def _fail(runtime: Runtime, claim: repo.Claim, reason: str) -> SyncOutcome:
