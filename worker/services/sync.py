@@ -135,7 +135,7 @@ def run_sync(runtime: Runtime, run_id: str) -> SyncOutcome:
         trigger = run.trigger
         full = bool(run.full_pull)
         started_at = utcnow()
-        stored = _read_stored(session, runtime, org, run, with_report=not poll.is_poll(trigger, full))
+        stored = _read_stored(session, runtime, org, run, with_report=not poll.may_keep_report(trigger, full))
         session.expunge(org)
 
     heartbeat = _Heartbeat(runtime, claim, lease)
@@ -235,17 +235,17 @@ def _sync_claimed(
     stored: _Stored,
     full: bool = False,
 ) -> SyncOutcome:
-    """Pull, reconcile (pure), save: the three steps of every run (a poll that finds nothing
-    changed stops after the pull: services/poll.py)."""
-    polling = poll.is_poll(trigger, full)
+    """Pull, reconcile (pure), save: the three steps of every run (a poll or a webhook's run that
+    finds nothing changed stops after the pull: services/poll.py)."""
+    may_keep = poll.may_keep_report(trigger, full)
     inputs = _pull(runtime, claim, org, started_at, heartbeat, stored, full)
     heartbeat.check()
     digest = _input_digest(runtime, org, inputs, started_at)
-    if polling:
+    if may_keep:
         checked = _save_if_unchanged(runtime, claim, inputs, digest)
         if checked is not None:
             return checked
-        inputs = _with_previous_report(runtime, inputs)  # a poll did not read it: it may not need it
+        inputs = _with_previous_report(runtime, inputs)  # not read yet: it may not have been needed
     decision = _reconcile(runtime, org, inputs, started_at)
     heartbeat.check()
     return _save(runtime, claim, org, trigger, started_at, inputs, decision, digest)
