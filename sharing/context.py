@@ -6,8 +6,9 @@ patients with whom), so they are worked out here in one place and can never disa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import cached_property
 
 from sharing.access import CoAccess, PairStat, day_number
 from sharing.findings import Person
@@ -80,6 +81,16 @@ class Context:
     drop: Drop | None
     outside: dict[str, PmsPractitioner]
     """PMS practitioners outside the organisation's scope, by id and by normalised email."""
+    sharing_patients: frozenset[str]
+    """Normalised emails of the sharing members who share patients."""
+    eligible_sharing: dict[str, bool]
+    """Each eligible practitioner's id, and whether they already share patients in PT Direct.
+
+    The duplicate-risk rule, the report's pairs and the picture test every pair against this:
+    two lookups per pair instead of normalising both emails and finding both members again.
+    """
+    _people: dict[str, Person] = field(default_factory=dict, repr=False, compare=False)
+    """`person()` answers by id, filled as asked: a practitioner is named in many findings."""
 
     @property
     def suspicious(self) -> bool:
@@ -93,20 +104,35 @@ class Context:
 
     def pair_at_risk(self, first: str, second: str) -> bool:
         """Both can share patients in PT Direct, and at least one of them does not yet."""
-        one, two = self.eligible.get(first), self.eligible.get(second)
+        one, two = self.eligible_sharing.get(first), self.eligible_sharing.get(second)
         if one is None or two is None:
             return False
-        return not (self.is_sharing_patients(one.email) and self.is_sharing_patients(two.email))
+        return not (one and two)
 
-    @property
+    @cached_property
+    def pairs_at_risk(self) -> frozenset[tuple[str, str]]:
+        """The pairs of `shared` that `pair_at_risk` holds for, tested once per run."""
+        return frozenset(pair for pair in self.shared if self.pair_at_risk(*pair))
+
+    @cached_property
     def recent_day(self) -> int:
         return day_number(self.as_of - timedelta(days=self.policy.recent_days))
 
+    @cached_property
+    def shared_in_order(self) -> list[tuple[tuple[str, str], SharedAccess]]:
+        """`shared` sorted by pair: the report's pairs and the picture list them in this order."""
+        return sorted(self.shared.items())
+
     def person(self, practitioner_id: str) -> Person:
+        known = self._people.get(practitioner_id)
+        if known is not None:
+            return known
         practitioner = self.practitioners[practitioner_id]
         user = self.identity.user_by_practitioner.get(practitioner_id)
         email = user.email if user else practitioner.email
-        return Person(pms_id=practitioner_id, email=email, name=practitioner.name)
+        person = Person(pms_id=practitioner_id, email=email, name=practitioner.name)
+        self._people[practitioner_id] = person
+        return person
 
     def person_for_email(self, email: str) -> Person:
         key = normalise_email(email) or ""
@@ -117,8 +143,7 @@ class Context:
         return Person(pms_id=None, email=user.email if user else email, name=user.name if user else email)
 
     def is_sharing_patients(self, email: str) -> bool:
-        member = self.members.get(normalise_email(email) or "")
-        return member is not None and member.share_patients
+        return (normalise_email(email) or "") in self.sharing_patients
 
     def belongs_in_sharing(self) -> dict[str, PtUser]:
         """Eligible practitioners the policy wants in practitioner sharing, sharing patients."""
@@ -234,6 +259,11 @@ def build_context(
     active_pms_emails = frozenset(
         email for p in pms.practitioners if p.active and (email := normalise_email(p.email))
     )
+    sharing_patients = frozenset(email for email, member in members.items() if member.share_patients)
+    eligible_sharing = {
+        practitioner_id: (normalise_email(user.email) or "") in sharing_patients
+        for practitioner_id, user in eligible.items()
+    }
     return Context(
         pms=pms,
         ptdirect=ptdirect,
@@ -254,6 +284,8 @@ def build_context(
         active_pms_emails=active_pms_emails,
         drop=detect_drop(pms, policy, baseline),
         outside=_outside(pms),
+        sharing_patients=sharing_patients,
+        eligible_sharing=eligible_sharing,
     )
 
 

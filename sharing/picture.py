@@ -18,6 +18,7 @@ matrix of the pairs shows teams as blocks along its diagonal.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sharing.context import Context
@@ -71,14 +72,15 @@ class SharingPicture:
 def sharing_picture(context: Context) -> SharingPicture:
     """Every PMS practitioner's state and every pair that shares patients, in team order."""
     people = {pid: _practitioner(context, pid) for pid in context.practitioners}
+    kind_of = _pair_kinds(context)
     pairs = tuple(
         PicturePair(
-            first=first,
-            second=second,
+            first=pair[0],
+            second=pair[1],
             shared_patients=shared.stat.shared_patients if shared.stat else 0,
-            kind=_pair_kind(context, first, second),
+            kind=kind_of(pair),
         )
-        for (first, second), shared in sorted(context.shared.items())
+        for pair, shared in context.shared_in_order
     )
     order = team_order(sorted(people), [(p.first, p.second, p.shared_patients) for p in pairs])
     return SharingPicture(practitioners=tuple(people[pid] for pid in order), pairs=pairs)
@@ -107,14 +109,23 @@ def _practitioner(context: Context, pid: str) -> PicturePractitioner:
     return PicturePractitioner(pid, practitioner.name, email, state)
 
 
-def _pair_kind(context: Context, first: str, second: str) -> PairKind:
-    users = [context.identity.user_by_practitioner.get(pid) for pid in (first, second)]
-    sharing = [user is not None and context.is_sharing_patients(user.email) for user in users]
-    if context.pair_at_risk(first, second):
-        return PairKind.AT_RISK
-    if all(sharing):
-        return PairKind.SHARED
-    return PairKind.OUTSIDE
+def _pair_kinds(context: Context) -> Callable[[tuple[str, str]], PairKind]:
+    """The kind of a pair of `context.shared`: whether each one shares patients is looked up
+    once per practitioner, not once per pair."""
+    at_risk = context.pairs_at_risk
+    sharing = {
+        pid: context.is_sharing_patients(user.email)
+        for pid, user in context.identity.user_by_practitioner.items()
+    }
+
+    def kind(pair: tuple[str, str]) -> PairKind:
+        if pair in at_risk:
+            return PairKind.AT_RISK
+        if sharing.get(pair[0], False) and sharing.get(pair[1], False):
+            return PairKind.SHARED
+        return PairKind.OUTSIDE
+
+    return kind
 
 
 def team_order(ids: list[str], weighted_pairs: list[tuple[str, str, int]]) -> list[str]:
