@@ -91,6 +91,12 @@ def day_from_number(number: int) -> date:
     return _EPOCH + timedelta(days=int(number))
 
 
+@lru_cache(maxsize=4096)
+def day_text(number: int) -> str:
+    """The ISO date (2026-11-25) of a day number, cached like `day_from_number`."""
+    return day_from_number(number).isoformat()
+
+
 @dataclass(frozen=True, slots=True)
 class PairStat:
     """Two practitioners' overlap: how many patients both can see, and the latest such day."""

@@ -149,10 +149,11 @@ class Context:
         """Eligible practitioners the policy wants in practitioner sharing, sharing patients."""
         if self.policy.sharing_scope is SharingScope.EVERYONE:
             return dict(self.eligible)
+        eligible = self.eligible.keys()
         return {
             practitioner_id: user
             for practitioner_id, user in self.eligible.items()
-            if any(peer in self.eligible for peer in self.peers.get(practitioner_id, ()))
+            if not eligible.isdisjoint(self.peers.get(practitioner_id, ()))
         }
 
     def departed_reason(self, email: str) -> str | None:

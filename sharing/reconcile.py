@@ -84,13 +84,13 @@ def _finding_order(finding: Finding) -> tuple[int, str, str]:
 def _shared_pairs(context: Context) -> tuple[SharedPair, ...]:
     at_risk = context.pairs_at_risk
     return tuple(
-        SharedPair(
-            first=pair[0],
-            second=pair[1],
-            shared_patients=shared.stat.shared_patients if shared.stat else 0,
-            last_shared_on=day_from_number(shared.stat.last_shared_day) if shared.stat else None,
-            access_groups=shared.access_groups,
-            at_risk=pair in at_risk,
+        SharedPair(  # positional: a keyword call costs more, and there are thousands of pairs
+            pair[0],
+            pair[1],
+            shared.stat.shared_patients if shared.stat else 0,
+            day_from_number(shared.stat.last_shared_day) if shared.stat else None,
+            shared.access_groups,
+            pair in at_risk,
         )
         for pair, shared in context.shared_in_order
     )

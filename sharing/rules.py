@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from sharing.access import day_from_number
+from sharing.access import day_from_number, day_text
 from sharing.context import Context, SharedAccess
 from sharing.findings import Finding, FindingKind, Person, Severity
 from sharing.identity import normalise_email, normalise_name
@@ -102,18 +102,22 @@ def _risk_for(context: Context, practitioner_id: str, peers: list[tuple[str, Sha
     who = "a colleague" if len(peers) == 1 else plural(len(peers), "colleague")
     recent_day = context.recent_day
     eligible = context.eligible
+    email = user.email
     pairs = []
+    severity = Severity.INFO  # the least severe: every pair at risk is at least LOW
     for peer, shared in peers:
         stat = shared.stat
         pair: dict[str, object] = {
-            "emails": [user.email, eligible[peer].email],
+            "emails": [email, eligible[peer].email],
             "shared_patients": stat.shared_patients if stat else 0,
-            "last_shared_on": day_from_number(stat.last_shared_day).isoformat() if stat else None,
+            "last_shared_on": day_text(stat.last_shared_day) if stat else None,
         }
         if shared.access_groups:
             pair["access_groups"] = list(shared.access_groups)
         pairs.append(pair)
-    severity = min((_risk_severity(shared, recent_day) for _, shared in peers), key=lambda s: s.rank)
+        pair_severity = _risk_severity(shared, recent_day)
+        if pair_severity.rank < severity.rank:
+            severity = pair_severity
     return Finding(
         kind=FindingKind.DUPLICATE_PATIENT_RISK,
         severity=severity,
@@ -138,11 +142,11 @@ def missing_new_user(context: Context) -> Iterator[Finding]:
     for practitioner_id, user in sorted(context.belongs_in_sharing().items()):
         if normalise_email(user.email) in context.members:
             continue
-        peers = [peer for peer in context.peers.get(practitioner_id, ()) if peer in context.eligible]
+        peer_count = len(context.eligible.keys() & context.peers.get(practitioner_id, frozenset()))
         name = context.practitioners[practitioner_id].name
         why = (
-            f" (shares patients with {len(peers)} colleague{'s' if len(peers) != 1 else ''} in the PMS)"
-            if peers
+            f" (shares patients with {peer_count} colleague{'s' if peer_count != 1 else ''} in the PMS)"
+            if peer_count
             else ""
         )
         yield Finding(
@@ -154,7 +158,7 @@ def missing_new_user(context: Context) -> Iterator[Finding]:
                 f"practitioner sharing{why}."
             ),
             practitioners=(context.person(practitioner_id),),
-            evidence={"missing_from": "practitioner_sharing", "pms_peers": len(peers)},
+            evidence={"missing_from": "practitioner_sharing", "pms_peers": peer_count},
         )
     master = context.ptdirect.master_account
     if master is None or context.policy.master_recipients is not MasterRecipients.ALL_ACTIVE:
