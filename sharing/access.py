@@ -109,7 +109,8 @@ class PairStat:
 class CoAccess:
     """What the counted access rows say, per practitioner and per practitioner pair.
 
-    Pair keys are (smaller id, larger id) so each pair appears once.
+    Pair keys are (smaller id, larger id) so each pair appears once, and `pairs` lists them in
+    key order.
     """
 
     patients_per_practitioner: dict[str, int]
@@ -276,29 +277,35 @@ class AccessLog:
         pairs: dict[tuple[str, str], PairStat] = {}
         if len(pair_keys):
             unique_pairs, counts, last_days = _count_and_latest(pair_keys, pair_days, width * width)
-            firsts, seconds = _ordered_by_id(unique_pairs, self.practitioner_ids)
+            firsts, seconds, order = _in_id_order(unique_pairs, self.practitioner_ids)
             ids = self.practitioner_ids.__getitem__
             pairs = dict(
                 zip(
                     zip(map(ids, firsts), map(ids, seconds), strict=True),
-                    map(PairStat, counts.tolist(), (last_days + since_day).tolist()),
+                    map(PairStat, counts[order].tolist(), (last_days[order] + since_day).tolist()),
                     strict=True,
                 )
             )
         return CoAccess(patients_per_practitioner, distinct, pairs)
 
 
-def _ordered_by_id(pair_keys: np.ndarray, ids: tuple[str, ...]) -> tuple[list[int], list[int]]:
-    """The two practitioner codes of each pair key (first * len(ids) + second), smaller id first.
+def _in_id_order(pair_keys: np.ndarray, ids: tuple[str, ...]) -> tuple[list[int], list[int], np.ndarray]:
+    """Each pair key's (first * len(ids) + second) two practitioner codes, smaller id first, and
+    the order that sorts the pairs by (first id, second id).
 
-    Pairs are keyed (smaller id, larger id): the ids are ranked once, then every pair is put in
-    order by array operations instead of comparing its two ids in Python.
+    The ids are ranked once; every pair is then put in order by array operations instead of
+    comparing ids in Python, and reports list pairs in this order without sorting them again.
     """
     rank = np.empty(len(ids), dtype=np.int64)
     rank[sorted(range(len(ids)), key=ids.__getitem__)] = np.arange(len(ids))
     firsts, seconds = np.divmod(pair_keys, len(ids))
-    swap = rank[firsts] > rank[seconds]
-    return np.where(swap, seconds, firsts).tolist(), np.where(swap, firsts, seconds).tolist()
+    first_ranks, second_ranks = rank[firsts], rank[seconds]
+    swap = first_ranks > second_ranks
+    low, high = np.where(swap, seconds, firsts), np.where(swap, firsts, seconds)
+    order = np.argsort(
+        np.minimum(first_ranks, second_ranks) * len(ids) + np.maximum(first_ranks, second_ranks)
+    )
+    return low[order].tolist(), high[order].tolist(), order
 
 
 def _latest_per_key(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

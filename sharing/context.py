@@ -6,9 +6,11 @@ patients with whom), so they are worked out here in one place and can never disa
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import cached_property
+from operator import itemgetter
 
 from sharing.access import CoAccess, PairStat, day_number
 from sharing.findings import Person
@@ -69,6 +71,7 @@ class Context:
     identity: IdentityMap
     co_access: CoAccess
     shared: dict[tuple[str, str], SharedAccess]
+    """Pairs who share patients, in pair order: the report's pairs and the picture keep it."""
     practitioners: dict[str, PmsPractitioner]
     users: dict[str, PtUser]
     members: dict[str, SharingMember]
@@ -117,11 +120,6 @@ class Context:
     @cached_property
     def recent_day(self) -> int:
         return day_number(self.as_of - timedelta(days=self.policy.recent_days))
-
-    @cached_property
-    def shared_in_order(self) -> list[tuple[tuple[str, str], SharedAccess]]:
-        """`shared` sorted by pair: the report's pairs and the picture list them in this order."""
-        return sorted(self.shared.items())
 
     def person(self, practitioner_id: str) -> Person:
         known = self._people.get(practitioner_id)
@@ -229,11 +227,16 @@ def build_context(
     recipients = frozenset(normalise_email(email) or "" for email in (master.recipients if master else ()))
 
     co_access = pms.access.co_access(as_of - timedelta(days=policy.lookback_days))
-    shared: dict[tuple[str, str], SharedAccess] = {
-        pair: SharedAccess(stat)
-        for pair, stat in co_access.pairs.items()
-        if pair[0] in practitioners and pair[1] in practitioners
-    }
+    if practitioners.keys() >= co_access.patients_per_practitioner.keys():
+        # Everyone in a pair has patients, so every pair is between known practitioners: no
+        # test per pair (there are thousands).
+        shared = dict(zip(co_access.pairs, map(SharedAccess, co_access.pairs.values()), strict=True))
+    else:
+        shared = {
+            pair: SharedAccess(stat)
+            for pair, stat in co_access.pairs.items()
+            if pair[0] in practitioners and pair[1] in practitioners
+        }
     for group in pms.access_groups:
         members_in_pms = sorted({pid for pid in group.practitioner_ids if pid in practitioners})
         for index, first in enumerate(members_in_pms):
@@ -242,10 +245,12 @@ def build_context(
                 shared[(first, second)] = SharedAccess(
                     existing.stat, tuple(sorted({*existing.access_groups, group.name}))
                 )
-    peers: dict[str, set[str]] = {}
+    if pms.access_groups:
+        shared = dict(sorted(shared.items(), key=itemgetter(0)))  # pairs of groups come last
+    peers: defaultdict[str, set[str]] = defaultdict(set)
     for first, second in shared:
-        peers.setdefault(first, set()).add(second)
-        peers.setdefault(second, set()).add(first)
+        peers[first].add(second)
+        peers[second].add(first)
 
     licensed_active = {
         practitioner_id: user

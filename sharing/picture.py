@@ -81,7 +81,7 @@ def sharing_picture(context: Context) -> SharingPicture:
     }
     pairs = []
     weighted = []
-    for pair, shared in context.shared_in_order:
+    for pair, shared in context.shared.items():
         first, second = pair
         shared_patients = shared.stat.shared_patients if shared.stat else 0
         if pair in at_risk:

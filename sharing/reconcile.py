@@ -92,7 +92,7 @@ def _shared_pairs(context: Context) -> tuple[SharedPair, ...]:
             shared.access_groups,
             pair in at_risk,
         )
-        for pair, shared in context.shared_in_order
+        for pair, shared in context.shared.items()
     )
 
 

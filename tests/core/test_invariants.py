@@ -138,6 +138,18 @@ def test_reconciliation_is_a_pure_function_of_its_inputs(clinic, shuffler: rando
 
 @common
 @given(clinics())
+def test_pairs_are_listed_once_each_in_id_order(clinic):
+    # Given any clinic, some with an access group
+    # When it is reconciled
+    result = _run(*clinic)
+    # Then the report's pairs and the picture's come once each, ordered by (first id, second id)
+    pairs = [(pair.first, pair.second) for pair in result.shared_pairs]
+    assert pairs == sorted(set(pairs))
+    assert [(pair.first, pair.second) for pair in result.picture.pairs] == pairs
+
+
+@common
+@given(clinics())
 def test_applying_a_proposal_converges_to_no_operations(clinic):
     pms, ptdirect, policy = clinic
     plan = _run(pms, ptdirect, policy)
