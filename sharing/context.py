@@ -114,8 +114,19 @@ class Context:
 
     @cached_property
     def pairs_at_risk(self) -> frozenset[tuple[str, str]]:
-        """The pairs of `shared` that `pair_at_risk` holds for, tested once per run."""
-        return frozenset(pair for pair in self.shared if self.pair_at_risk(*pair))
+        """The pairs of `shared` that `pair_at_risk` holds for, tested once per run.
+
+        Spelled out on sets rather than calling `pair_at_risk` per pair (thousands of pairs):
+        one of the two is eligible and not sharing, and the other is eligible.
+        """
+        eligible = self.eligible_sharing.keys()
+        not_sharing = {pid for pid, shares in self.eligible_sharing.items() if not shares}
+        return frozenset(
+            pair
+            for pair in self.shared
+            if (pair[0] in not_sharing and pair[1] in eligible)
+            or (pair[1] in not_sharing and pair[0] in eligible)
+        )
 
     @cached_property
     def recent_day(self) -> int:

@@ -55,8 +55,9 @@ def _pair_detail(context: Context, peer_name: str, shared: SharedAccess) -> str:
     if shared.stat is None:
         groups = ", ".join(f"'{group}'" for group in shared.access_groups)
         return f"{peer_name} (through the PMS access group {groups})"
-    last = day_from_number(shared.stat.last_shared_day)
-    when = f"booked for {last.isoformat()}" if last > context.as_of else f"most recently {last.isoformat()}"
+    last = shared.stat.last_shared_day
+    booked = day_from_number(last) > context.as_of
+    when = f"booked for {day_text(last)}" if booked else f"most recently {day_text(last)}"
     return f"{peer_name} ({plural(shared.stat.shared_patients, 'patient')}, {when})"
 
 

@@ -34,6 +34,7 @@ from sharing import (
     reconcile,
 )
 from sharing.apply import still_called_for
+from sharing.context import build_context
 from sharing.identity import normalise_email
 from sharing.operations import OpKind
 from tests.clinic import AS_OF, KEY
@@ -146,6 +147,17 @@ def test_pairs_are_listed_once_each_in_id_order(clinic):
     pairs = [(pair.first, pair.second) for pair in result.shared_pairs]
     assert pairs == sorted(set(pairs))
     assert [(pair.first, pair.second) for pair in result.picture.pairs] == pairs
+
+
+@common
+@given(clinics())
+def test_the_pairs_at_risk_are_exactly_the_shared_pairs_pair_at_risk_holds_for(clinic):
+    # Given any clinic
+    pms, ptdirect, policy = clinic
+    # When its context is built
+    context = build_context(pms, ptdirect, policy, AS_OF, KEY)
+    # Then the set tested once per run agrees with the test of one pair
+    assert context.pairs_at_risk == {pair for pair in context.shared if context.pair_at_risk(*pair)}
 
 
 @common
