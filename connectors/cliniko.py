@@ -17,6 +17,7 @@ run (so a run always reconciles the whole window, from few requests).
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,16 +25,14 @@ from datetime import date, datetime
 from typing import Any
 
 from connectors.base import PmsPull, Progress
-from connectors.dates import day_of, day_to_date, parse_day
+from connectors.dates import day_of, parse_day
 from connectors.errors import ConnectorError
 from connectors.http import HttpClient
 from connectors.incremental import next_cursor, previous_records
 from connectors.paging import pages
 from connectors.ratelimit import RateLimiter
-from connectors.records import Attendance, GroupBooking, Visit, revive, within_window
+from connectors.records import Attendance, GroupBooking, Visit, appointment_log, revive, within_window
 from sharing import (
-    AccessLogBuilder,
-    AccessSource,
     AccessStatus,
     PmsLocation,
     PmsPractitioner,
@@ -277,29 +276,14 @@ class ClinikoConnector:
 
 
 def _access_log(records: dict[str, dict[str, Any]]):
-    builder = AccessLogBuilder()
-    for visit in records["individual_appointments"].values():
-        status = AccessStatus(visit.status)
-        builder.add(
-            visit.practitioner,
-            visit.patient,
-            AccessSource.APPOINTMENT,
-            day_to_date(visit.day),
-            status,
-            visit.location,
-        )
     groups: dict[str, GroupBooking] = records["group_appointments"]
-    for attendance in records["attendees"].values():
-        group = groups.get(attendance.booking)
-        if group is None:
-            continue  # the class is outside the window
-        status = AccessStatus(max(attendance.status, group.status))  # a cancelled class cancels every place
-        builder.add(
-            group.practitioner,
-            attendance.patient,
-            AccessSource.APPOINTMENT,
-            day_to_date(group.day),
-            status,
-            group.location,
-        )
-    return builder.build()
+
+    def places():
+        for attendance in records["attendees"].values():
+            group = groups.get(attendance.booking)
+            if group is None:
+                continue  # the class is outside the window
+            status = max(attendance.status, group.status)  # a cancelled class cancels every place
+            yield Visit(group.practitioner, attendance.patient, group.day, status, group.location)
+
+    return appointment_log(itertools.chain(records["individual_appointments"].values(), places()))

@@ -49,16 +49,14 @@ from datetime import date, datetime, timedelta
 from typing import Any, NamedTuple
 
 from connectors.base import PmsPull, Progress
-from connectors.dates import day_of, day_to_date, parse_day
+from connectors.dates import day_of, parse_day
 from connectors.errors import ConnectorError
 from connectors.http import HttpClient
 from connectors.incremental import next_cursor, previous_records
 from connectors.ratelimit import RateLimiter
-from connectors.records import revive, within_window
+from connectors.records import Visit, appointment_log, revive, within_window
 from sharing import (
     AccessLog,
-    AccessLogBuilder,
-    AccessSource,
     AccessStatus,
     PmsLocation,
     PmsPractitioner,
@@ -125,7 +123,6 @@ class Booking(NamedTuple):
     status: int
     is_class: bool
     location: str | None
-
 
 
 class NookalConnector:
@@ -322,13 +319,14 @@ def _next_page(document: dict[str, Any], endpoint: str) -> int | None:
 
 
 def _access_log(records: dict[str, dict[str, Any]]):
-    builder = AccessLogBuilder()
-    for row_id, (practitioner, patient, day, status, is_class, where) in records["appointments"].items():
-        when = day_to_date(day)
-        if not is_class:
-            builder.add(practitioner, patient, AccessSource.APPOINTMENT, when, AccessStatus(status), where)
-            continue
-        for attendee, booking_status in records["participants"].get(row_id, []):
-            worst = AccessStatus(max(status, booking_status))  # a cancelled class cancels every booking
-            builder.add(practitioner, attendee, AccessSource.APPOINTMENT, when, worst, where)
-    return builder.build()
+    def visits():
+        participants = records["participants"]
+        for row_id, (practitioner, patient, day, status, is_class, where) in records["appointments"].items():
+            if not is_class:
+                yield Visit(practitioner, patient, day, status, where)
+                continue
+            for attendee, booking_status in participants.get(row_id, []):
+                # a cancelled class cancels every booking
+                yield Visit(practitioner, attendee, day, max(status, booking_status), where)
+
+    return appointment_log(visits())

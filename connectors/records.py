@@ -8,8 +8,14 @@ with `revive`, changes the rows the PMS says changed, and keeps those inside the
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from datetime import date
 from typing import Any, NamedTuple, Protocol, TypeVar
+
+import numpy as np
+
+from sharing import AccessLog, AccessSource
+from sharing.access import NO_LOCATION, day_number
 
 
 class Visit(NamedTuple):
@@ -55,3 +61,40 @@ def revive(rows: Mapping[str, Any], kind: type[R]) -> dict[str, R]:
 def within_window(records: Mapping[str, D], first_day: int) -> dict[str, D]:
     """The records on or after `first_day`: older bookings have left the lookback window."""
     return {key: record for key, record in records.items() if record.day >= first_day}
+
+
+_ORDINAL_TO_DAY_NUMBER = date(2000, 1, 1).toordinal() - day_number(date(2000, 1, 1))
+"""What to subtract from a record's day (a proleptic ordinal) to get the access log's day number."""
+
+
+def appointment_log(visits: Iterable[Visit]) -> AccessLog:
+    """The access log of appointment rows, built a column at a time.
+
+    The same log an `AccessLogBuilder` makes row by row (ids interned in order of first
+    appearance), without turning each record's day and status into a date and an enum and
+    back: a poll rebuilds the log of every booking it keeps, most of which did not change.
+    """
+    rows = tuple(visits)
+    if not rows:
+        return AccessLog.empty()
+    practitioners, patients, days, statuses, locations = zip(*rows, strict=True)
+    practitioner_ids: dict[str, int] = {}
+    patient_ids: dict[str, int] = {}
+    location_ids: dict[str, int] = {}
+    practitioner_codes = [practitioner_ids.setdefault(each, len(practitioner_ids)) for each in practitioners]
+    patient_codes = [patient_ids.setdefault(value, len(patient_ids)) for value in patients]
+    location_codes = [
+        NO_LOCATION if value is None else location_ids.setdefault(value, len(location_ids))
+        for value in locations
+    ]
+    return AccessLog(
+        list(practitioner_ids),
+        list(patient_ids),
+        np.array(practitioner_codes, dtype=np.int32),
+        np.array(patient_codes, dtype=np.int32),
+        np.full(len(rows), int(AccessSource.APPOINTMENT), dtype=np.int8),
+        np.array(statuses, dtype=np.int8),
+        np.array(days, dtype=np.int64).astype(np.int32) - np.int32(_ORDINAL_TO_DAY_NUMBER),
+        list(location_ids),
+        np.array(location_codes, dtype=np.int32),
+    )

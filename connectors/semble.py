@@ -50,15 +50,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from connectors.base import PmsPull, Progress
-from connectors.dates import day_of, day_to_date, iso_timestamp, parse_day
+from connectors.dates import day_of, iso_timestamp, parse_day
 from connectors.errors import ConnectorError, TransientConnectorError
 from connectors.http import HttpClient, HttpError
 from connectors.incremental import next_cursor, previous_records
 from connectors.ratelimit import RateLimiter
-from connectors.records import Visit, revive, within_window
+from connectors.records import Visit, appointment_log, revive, within_window
 from sharing import (
-    AccessLogBuilder,
-    AccessSource,
     AccessStatus,
     PmsLocation,
     PmsPractitioner,
@@ -317,8 +315,4 @@ def _location_id(value: Any) -> str | None:
 
 
 def _access_log(bookings: dict[str, Visit]):
-    builder = AccessLogBuilder()
-    for visit in bookings.values():
-        when, status = day_to_date(visit.day), AccessStatus(visit.status)
-        builder.add(visit.practitioner, visit.patient, AccessSource.APPOINTMENT, when, status, visit.location)
-    return builder.build()
+    return appointment_log(bookings.values())

@@ -72,7 +72,7 @@ def sync_org(run_id: str) -> None:
     if outcome is None:
         return
     if outcome.status in ("succeeded", "failed"):
-        _count_run(run_id, outcome.status)
+        _finished(run_id, outcome.status)
     if outcome.auto_apply_proposal:
         apply_safe_operations.send(outcome.auto_apply_proposal)
 
@@ -81,17 +81,17 @@ def sync_org(run_id: str) -> None:
 def sync_gave_up(message: dict, retry_info: dict) -> None:
     run_id = message["args"][0]
     sync.fail_after_retries(get_runtime(), run_id, f"{retry_info.get('retries')} attempts failed")
-    _count_run(run_id, "failed")
+    _finished(run_id, "failed")
 
 
-def _count_run(run_id: str, status: str) -> None:
-    from worker.store.models import Run
-
-    with get_runtime().db.transaction() as session:
-        run = session.get(Run, run_id)
-        trigger = run.trigger if run is not None else None
-    metrics.count_run(status, trigger)
-    log.info("run %s %s (trigger %s)", run_id, status, metrics.trigger_family(trigger))
+def _finished(run_id: str, status: str) -> None:
+    """Count the run, and start the organisation's queued run now rather than when its
+    postponed message comes back (sync.after_run)."""
+    after = sync.after_run(get_runtime(), run_id)
+    metrics.count_run(status, after.trigger)
+    log.info("run %s %s (trigger %s)", run_id, status, metrics.trigger_family(after.trigger))
+    if after.queued_run is not None:
+        sync_org.send(after.queued_run)
 
 
 @dramatiq.actor(

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import random
+from datetime import date
 
-from connectors.records import Attendance, GroupBooking, Visit, revive, within_window
+import numpy as np
+
+from connectors.records import Attendance, GroupBooking, Visit, appointment_log, revive, within_window
+from sharing import AccessLogBuilder, AccessSource, AccessStatus
 
 
 def test_records_stored_as_json_lists_come_back_as_the_same_named_records() -> None:
@@ -30,3 +35,40 @@ def test_an_attendance_names_its_booking_and_patient() -> None:
     """Given a class attendance, when read by name, then booking, patient and status are there."""
     place = Attendance("g1", "pt3", 1)
     assert (place.booking, place.patient, place.status) == ("g1", "pt3", 1)
+
+
+def test_the_appointment_log_is_the_log_a_builder_makes_row_by_row() -> None:
+    """Given visits with repeated ids, statuses and missing locations, when logged a column at a
+    time, then every column and id list equals the row-by-row builder's."""
+    rng = random.Random(7)
+    visits = [
+        Visit(
+            f"pr{rng.randrange(5)}",
+            f"pt{rng.randrange(40)}",
+            date(2026, 1, 1).toordinal() + rng.randrange(-400, 30),
+            rng.choice([0, 1, 2]),
+            rng.choice([None, "site-a", "site-b"]),
+        )
+        for _ in range(300)
+    ]
+    builder = AccessLogBuilder()
+    for visit in visits:
+        builder.add(
+            visit.practitioner,
+            visit.patient,
+            AccessSource.APPOINTMENT,
+            date.fromordinal(visit.day),
+            AccessStatus(visit.status),
+            visit.location,
+        )
+    expected, logged = builder.build(), appointment_log(visits)
+    for name in ("practitioner_ids", "patient_ids", "location_ids"):
+        assert getattr(logged, name) == getattr(expected, name)
+    for name in ("practitioner_codes", "patient_codes", "sources", "statuses", "days", "location_codes"):
+        assert np.array_equal(getattr(logged, name), getattr(expected, name))
+        assert getattr(logged, name).dtype == getattr(expected, name).dtype
+
+
+def test_no_visits_make_an_empty_log() -> None:
+    """Given no visits, when logged, then the log is empty."""
+    assert len(appointment_log([])) == 0

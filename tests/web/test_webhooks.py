@@ -93,6 +93,9 @@ def test_duplicate_deliveries_sent_concurrently_cause_one_run(runtime, client, c
 
 
 def test_a_burst_of_events_for_one_organisation_coalesces_into_one_run(runtime, client, clinic, sent):
+    """Given ten events for one organisation / When each is accepted and relayed / Then one run
+    is queued and its message goes out once (the later events join it without sending it again:
+    each extra message would make a worker claim, or postpone, the same run)."""
     for number in range(10):
         assert (
             _physitrack(client, clinic, {"id": f"evt-{number}", "event": "new_client_created"}).status_code
@@ -100,7 +103,29 @@ def test_a_burst_of_events_for_one_organisation_coalesces_into_one_run(runtime, 
         )
     assert _count(runtime, Delivery) == 10
     assert _count(runtime, Run) == 1
-    assert set(sent) == {sent[0]}
+    assert len(sent) == 1
+
+
+def test_an_event_joining_a_run_whose_message_never_went_out_sends_it(runtime, client, clinic, sent):
+    """Given the broker refused the message of the run the first event queued / When a second
+    event joins that run / Then its message is sent (the run is not left to the re-driver), and
+    both deliveries are relayed to it."""
+    refusals = []
+
+    def broker_down_once(run_id: str) -> None:
+        if not refusals:
+            refusals.append(run_id)
+            raise ConnectionError("broker down")
+        sent(run_id)
+
+    client.app.state.send = broker_down_once
+    assert _physitrack(client, clinic, {"id": "evt-1", "event": "new_client_created"}).status_code == 200
+    assert sent == [] and len(refusals) == 1
+    assert _physitrack(client, clinic, {"id": "evt-2", "event": "new_client_created"}).status_code == 200
+    assert sent == refusals
+    with runtime.db.transaction() as session:
+        assert set(session.scalars(select(Delivery.status))) == {"relayed"}
+        assert set(session.scalars(select(Delivery.run_id))) == set(refusals)
 
 
 def test_events_that_do_not_concern_sharing_are_acknowledged_but_start_nothing(runtime, client, clinic, sent):

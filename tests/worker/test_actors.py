@@ -222,3 +222,43 @@ def test_apply_safe_leaves_removals_waiting_for_approval(runtime, stub_worker, t
         "transfer_patients": "pending",
         "remove_sharing_member": "pending",
     }
+
+
+def test_a_run_requested_while_another_worked_starts_when_that_one_finishes_not_after_its_lease(
+    runtime, tmp_path
+):
+    """Given a run of the organisation finished while another of its runs waits queued (its
+    message came while the first worked, so a worker postponed it until the first run's lease
+    would end) / When the first run's actor wraps up / Then the queued run's message is sent again
+    at once, and the queued run is what `after_run` names with the finished run's trigger."""
+    from worker.services import sync
+
+    broker = actors.broker
+    broker.flush_all()
+    _add_org(runtime, tmp_path)
+    first, _ = sync.request_sync(runtime, "clinic-a", "manual")
+    assert sync.run_sync(runtime, first).status == "succeeded"
+    queued, created = sync.request_sync(runtime, "clinic-a", "webhook")
+    assert created
+    assert sync.after_run(runtime, first) == sync.AfterRun("manual", queued)
+
+    actors._finished(first, "succeeded")
+
+    sent = [dramatiq.Message.decode(data) for data in broker.queues["default"].queue]
+    assert [(message.actor_name, tuple(message.args)) for message in sent] == [("ptsync.sync_org", (queued,))]
+    broker.flush_all()
+
+
+def test_after_a_run_with_nothing_queued_no_message_is_sent(runtime, tmp_path):
+    """Given an organisation with one finished run and nothing queued / When its actor wraps up /
+    Then no message is sent."""
+    from worker.services import sync
+
+    broker = actors.broker
+    broker.flush_all()
+    _add_org(runtime, tmp_path)
+    first, _ = sync.request_sync(runtime, "clinic-a", "manual")
+    sync.run_sync(runtime, first)
+    assert sync.after_run(runtime, first) == sync.AfterRun("manual", None)
+    actors._finished(first, "succeeded")
+    assert broker.queues["default"].qsize() == 0

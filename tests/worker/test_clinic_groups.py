@@ -384,3 +384,84 @@ def test_a_pms_that_cannot_tell_locations_apart_refuses_locations_but_takes_peop
         list_locations(runtime, "csv-a")
     [run] = _sync_round(runtime, "csv-a")
     assert _people(run) == {"ana", "ben"}
+
+
+def test_each_run_stores_its_account_fingerprint_and_siblings_are_found_by_it_not_by_their_keys(
+    runtime, group, tmp_path, monkeypatch
+):
+    """Given three organisations on one key and one on another, their fingerprints missing (as
+    after the upgrade that added them) / When each has run once / Then every organisation on the
+    key holds the account's fingerprint and the other its own; and the next round shares one read
+    while decrypting no organisation's key but the running one's."""
+    for slug in SITES:
+        _add(runtime, group, tmp_path, slug, test=False)
+    add_tested(
+        runtime,
+        NewOrganisation(
+            slug="elsewhere",
+            pms="cliniko",
+            pms_url=group.base_url,
+            pms_key="another-key-au1",
+            ptdirect="file",
+            ptdirect_path=str(_ptdirect(tmp_path / "elsewhere.json", ["ana"], [])),
+        ),
+        test=False,
+    )
+    with runtime.db.transaction() as session:
+        for org in session.scalars(select(Organisation)).all():
+            org.pms_account = None
+    for slug in [*SITES, "elsewhere"]:
+        _sync_round(runtime, slug)
+    with runtime.db.transaction() as session:
+        accounts = {org.slug: org.pms_account for org in session.scalars(select(Organisation))}
+        north = session.scalar(select(Organisation).where(Organisation.slug == "north"))
+        key = shared_pull.account_key(north, runtime.secrets)
+    assert {accounts[slug] for slug in SITES} == {key}
+    assert accounts["elsewhere"] not in (None, key)
+
+    decrypted: list[str] = []
+    real_account_key = shared_pull.account_key
+    monkeypatch.setattr(
+        shared_pull,
+        "account_key",
+        lambda org, secrets: decrypted.append(org.slug) or real_account_key(org, secrets),
+    )
+    group.log.clear()
+    runs = _sync_round(runtime, *SITES)
+    assert [run.status for run in runs] == ["succeeded"] * 3
+    assert decrypted == list(SITES)
+    shared_requests = len(group.log)
+    group.log.clear()
+    _sync_round(runtime, "north")  # one organisation alone reads as much as the shared round did
+    assert shared_requests == len(group.log)
+
+
+def test_org_add_and_a_pms_change_store_the_fingerprint(runtime, group, tmp_path):
+    """Given an organisation added on one key / When its PMS key changes / Then its stored
+    fingerprint is the new account's, before any run."""
+    from worker.services.pms_account import account_key
+
+    _add(runtime, group, tmp_path, "north", test=False)
+    with runtime.db.transaction() as session:
+        org = session.scalar(select(Organisation).where(Organisation.slug == "north"))
+        first = org.pms_account
+        assert first == account_key(org, runtime.secrets)
+    update_organisation(runtime, "north", {"pms_key": "changed-key-au1"}, test=False)
+    with runtime.db.transaction() as session:
+        org = session.scalar(select(Organisation).where(Organisation.slug == "north"))
+        assert org.pms_account == account_key(org, runtime.secrets) != first
+
+
+def test_a_stale_fingerprint_never_gives_an_organisation_another_accounts_read(runtime, group, tmp_path):
+    """Given North's stored fingerprint claims the account of an organisation that moved to
+    another key (a settings change it has not run since) / When both sync in one round / Then each
+    reads its own account: the moved one's report holds its new account's people."""
+    for slug in ("north", "south"):
+        _add(runtime, group, tmp_path, slug, test=False)
+    _sync_round(runtime, "north", "south")
+    with ClinikoEmulator(generate_group(today=TODAY), "other-key", requests_per_window=10_000) as other:
+        update_organisation(runtime, "south", {"pms_url": other.base_url, "pms_key": "other-key"}, test=False)
+        before = len(other.log)
+        runs = _sync_round(runtime, "north", "south")
+        assert [run.status for run in runs] == ["succeeded"] * 2
+        assert len(other.log) > before  # south read its new account itself

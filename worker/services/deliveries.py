@@ -3,7 +3,8 @@
 A delivery is acknowledged only after its row is committed. The relay turns pending rows into
 (coalesced) queued runs and sends their `sync_org` messages; a row stays pending until the
 message has gone out, so a Redis outage or a crash between commit and send loses nothing.
-Sending twice is harmless: runs coalesce and `sync_org` is idempotent.
+A run's message goes out once (its `enqueued_at` says when); sending twice would be harmless
+(runs coalesce and `sync_org` is idempotent), only wasteful.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -166,14 +167,22 @@ def relay(runtime: Runtime, send: Callable[[str], None], *, only: int | None = N
                         )
                     )
                 )
-            run, _ = repo.request_run(
+            run, created = repo.request_run(
                 session, org, f"{row.source}:{row.event}"[:32], row.source, now, delivery=row.delivery_id
             )
             if row.source == "schedule" and row.event == "full":
                 run.full_pull = True  # the full sync; a poll already queued becomes one
             run_id = run.id
-        send(run_id)  # may raise: the rows stay pending and the next relay sends again
+            # A burst of webhooks joins one queued run: sending its message again for each of
+            # them would only make workers claim (and, while the organisation's previous run
+            # still works, postpone) the same run over and over. A run whose message did not go
+            # out (the broker was down) is sent; one lost after it went out is the re-driver's.
+            sent = not created and run.enqueued_at is not None
+        if not sent:
+            send(run_id)  # may raise: the rows stay pending and the next relay sends again
         with runtime.db.transaction() as session:
+            if not sent:
+                session.execute(update(Run).where(Run.id == run_id).values(enqueued_at=utcnow()))
             for covered_id in covered:
                 row = session.get(Delivery, covered_id)
                 if row is not None and row.status == "pending":

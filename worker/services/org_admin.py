@@ -20,6 +20,7 @@ from worker.clock import iso, utcnow
 from worker.connections import missing_api_path_hint, pms_connector, ptdirect_adapter
 from worker.errors import InvalidInput, PtsyncError
 from worker.runtime import Runtime
+from worker.services import pms_account
 from worker.services.orgs import NewOrganisation, validate
 from worker.services.schedule import next_due
 from worker.store import repositories as repo
@@ -224,6 +225,8 @@ def update_organisation(
             _store(org, field, getattr(wanted, field), runtime)
         if set(changed) & set(HALAXY_FIELDS):
             _store_pms_secret(org, wanted, runtime)
+        if set(changed) & set(PMS_FIELDS):
+            pms_account.fingerprint(org, runtime.secrets)
         if set(changed) & {*PMS_FIELDS, "locations"}:  # locations: rows are read with their site
             session.execute(delete(SyncCursor).where(SyncCursor.org_id == org.id))
             session.execute(delete(PmsState).where(PmsState.org_id == org.id))

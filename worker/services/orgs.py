@@ -20,6 +20,7 @@ from worker.clock import utcnow
 from worker.connections import PMS_KINDS, PTDIRECT_KINDS
 from worker.errors import InvalidInput
 from worker.runtime import Runtime
+from worker.services import pms_account
 from worker.services.schedule import parse_schedule, validate_full_sync
 from worker.store import repositories as repo
 from worker.store.models import Organisation, PhysitrackKey
@@ -120,7 +121,6 @@ def _pms_secret(new: NewOrganisation) -> bytes | None:
             client["token_url"] = new.pms_token_url
         return json.dumps(client).encode()
     return new.pms_key.encode() if new.pms_key else None
-
 
 
 def _is_loopback(host: str) -> bool:
@@ -253,6 +253,7 @@ def add_organisation(runtime: Runtime, new: NewOrganisation, actor: str = "cli")
             full_sync=new.full_sync,
             created_at=now,
         )
+        pms_account.fingerprint(org, secrets)
         session.add(org)
         session.flush()
         repo.audit(

@@ -27,7 +27,6 @@ What a shared read keeps and does not weaken:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import threading
@@ -38,12 +37,14 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, select
+from sqlalchemy import delete, exists, or_, select, update
+from sqlalchemy.orm import Session
 
 from connectors.base import PmsConnector, PmsPull, Progress
 from sharing import AccessGroup, AccessLog, PmsLocation, PmsPractitioner, PmsSnapshot
 from worker.clock import utcnow
 from worker.runtime import Runtime
+from worker.services.pms_account import account_key
 from worker.store.models import Organisation, Run, SharedPull
 
 log = logging.getLogger(__name__)
@@ -56,40 +57,35 @@ _locks: dict[str, threading.Lock] = {}
 _registry = threading.Lock()
 
 
-def account_key(org: Organisation, secrets: Any) -> str:
-    """Which PMS account (connection) an organisation reads: same key, same account."""
-    secret = secrets.decrypt(org.pms_key_encrypted).decode() if org.pms_key_encrypted else ""
-    parts = [
-        org.pms_kind,
-        org.pms_url or "",
-        org.pms_path or "",
-        org.pms_format or "",
-        org.pms_staff_path or "",
-    ]
-    return hashlib.sha256("\n".join([*parts, secret]).encode()).hexdigest()
-
-
 def _shared(runtime: Runtime, org: Organisation, key: str) -> bool:
     """Whether this run takes part in a shared read: reads of the account are shared (the
     setting), and another active organisation on the account has a run queued or running (who
-    could use this read, or is making one), or a read of the account is stored."""
-    if not runtime.settings.shared_pms_reads:
-        return False
+    could use this read, or is making one), or a read of the account is stored.
+
+    One transaction with the deletion of expired reads (`forget_expired`), and organisations are
+    found by their stored account fingerprint (`pms_account`, indexed), not by decrypting every
+    organisation's key at every run: that grew with the fleet (2 ms per hundred organisations on
+    one PMS, at every poll of each). `org add` and `org update` store the fingerprint and each run
+    refreshes its own, so one is stale or missing only for an organisation that has not run since
+    its settings changed outside them (or since the upgrade that added it): a stale match makes
+    this run store a read nobody uses, a miss a read not shared. Which read a run uses is decided
+    by its own, current key (`_cached`), never by a stored fingerprint.
+    """
     with runtime.db.transaction() as session:
-        if session.get(SharedPull, key) is not None:
-            return True
-        others = session.scalars(
-            select(Organisation).where(
-                Organisation.pms_kind == org.pms_kind,
-                Organisation.id != org.id,
-                Organisation.paused_at.is_(None),
-            )
-        ).all()
-        same = [other.id for other in others if account_key(other, runtime.secrets) == key]
-        if not same:
+        _delete_expired(session)
+        if org.pms_account != key:
+            session.execute(update(Organisation).where(Organisation.id == org.id).values(pms_account=key))
+        if not runtime.settings.shared_pms_reads:
             return False
-        pending = select(Run.id).where(Run.org_id.in_(same), Run.status.in_(("queued", "running"))).limit(1)
-        return session.scalar(pending) is not None
+        siblings = select(Organisation.id).where(
+            Organisation.pms_kind == org.pms_kind,
+            Organisation.pms_account == key,
+            Organisation.id != org.id,
+            Organisation.paused_at.is_(None),
+        )
+        stored = exists().where(SharedPull.key == key)
+        pending = exists().where(Run.org_id.in_(siblings), Run.status.in_(("queued", "running")))
+        return bool(session.scalar(select(or_(stored, pending))))
 
 
 def pull(
@@ -111,7 +107,6 @@ def pull(
             window_start=window_start, cursors=cursors, state=state, started_at=started_at, progress=progress
         )
 
-    forget_expired(runtime)
     key = account_key(org, runtime.secrets)
     if not _shared(runtime, org, key):
         return read()
@@ -132,7 +127,11 @@ def pull(
 def forget_expired(runtime: Runtime) -> int:
     """Delete shared reads past their time: at every sync (any organisation) and the daily prune."""
     with runtime.db.transaction() as session:
-        return session.execute(delete(SharedPull).where(SharedPull.expires_at <= utcnow())).rowcount or 0
+        return _delete_expired(session)
+
+
+def _delete_expired(session: Session) -> int:
+    return session.execute(delete(SharedPull).where(SharedPull.expires_at <= utcnow())).rowcount or 0
 
 
 @contextmanager

@@ -14,8 +14,8 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, select
+from sqlalchemy.orm import Session, aliased
 
 from connectors.base import PmsPull
 from connectors.errors import ConnectorError
@@ -576,6 +576,33 @@ def fail_after_retries(runtime: Runtime, run_id: str, reason: str) -> None:
         message = f"gave up after retries: {last or reason}"
         if repo.fail_unfinished_run(session, run_id, now, message) and run is not None:
             repo.audit(session, run.org_id, "worker", "sync_failed", now, run_id=run_id, error=message)
+
+
+@dataclass(frozen=True)
+class AfterRun:
+    """What follows a finished run: its trigger (for the metrics) and the organisation's queued
+    run, if one waits."""
+
+    trigger: str | None
+    queued_run: str | None
+
+
+def after_run(runtime: Runtime, run_id: str) -> AfterRun:
+    """The finished run's trigger and the queued run of its organisation, in one query.
+
+    A run requested while this one worked had its message taken by a worker that found the
+    organisation busy and postponed it until this run's lease would end (up to
+    `run_lease_seconds`); sending it again now starts it as soon as a worker is free. The
+    postponed message, when it comes, finds the run taken and does nothing.
+    """
+    queued = aliased(Run)
+    with runtime.db.transaction() as session:
+        row = session.execute(
+            select(Run.trigger, queued.id)
+            .outerjoin(queued, and_(queued.org_id == Run.org_id, queued.status == repo.QUEUED))
+            .where(Run.id == run_id)
+        ).first()
+    return AfterRun(None, None) if row is None else AfterRun(row[0], row[1])
 
 
 @dataclass(frozen=True)

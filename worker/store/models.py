@@ -36,6 +36,7 @@ class Base(DeclarativeBase):
 
 class Organisation(Base):
     __tablename__ = "organisations"
+    __table_args__ = (Index("organisations_by_pms_account", "pms_kind", "pms_account"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     slug: Mapped[str] = mapped_column(String(64), unique=True)
@@ -45,6 +46,9 @@ class Organisation(Base):
     pms_key_encrypted: Mapped[str | None] = mapped_column(Text)
     pms_format: Mapped[str | None] = mapped_column(Text)  # --pms export: a preset name or mapping file
     pms_staff_path: Mapped[str | None] = mapped_column(Text)  # --pms export: an optional staff list
+    pms_account: Mapped[str | None] = mapped_column(String(64))
+    """Which PMS account it reads (services/shared_pull.account_key, a hash), as of its latest run:
+    finds the organisations that share a read without decrypting every organisation's key."""
     ptdirect_kind: Mapped[str] = mapped_column(String(16))
     ptdirect_url: Mapped[str | None] = mapped_column(Text)
     ptdirect_path: Mapped[str | None] = mapped_column(Text)
