@@ -2,9 +2,10 @@
 
 2,000 organisations of realistic sizes (95% with 2 to 10 practitioners, 4.5% with 50, 0.5% with
 300), each on a Cliniko emulator account of its size (150 appointments per practitioner,
-40 patients per practitioner; organisations of one size share an account, each with its own
-cursors, state and reports). The emulators answer at once and have no rate limit, and ptsync's
-own limit is set out of reach, so what is measured is ptsync's cost. A private PostgreSQL
+40 patients per practitioner; organisations of one size read the same emulated data, each with
+its own API key, cursors, state and reports: separate clinics, not a clinic group). The
+emulators answer at once and have no rate limit, and ptsync's own limit is set out of reach,
+so what is measured is ptsync's cost. A private PostgreSQL
 and a private Redis (both started by this script, so the write-ahead log counts only ptsync's
 writes and no one else's queue is touched) and `ptsync worker --processes 2 --threads 2` on
 this machine.
@@ -52,6 +53,7 @@ from cryptography.fernet import Fernet
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from box_cpu import cpu_by_role, per_unit, total
 from chaos import Postgres, _wait, free_port
 
 PTSYNC = str(Path(sys.executable).parent / "ptsync")
@@ -68,8 +70,15 @@ def sizes(count: int, seed: int = 2000) -> list[int]:
     return [300] * large + [50] * medium + [rng.randint(2, 10) for _ in range(count - large - medium)]
 
 
+def api_key(number: int) -> str:
+    """Each organisation's own Cliniko API key (Cliniko issues one per user): organisations on
+    one emulated account are separate clinics to ptsync, not a clinic group sharing reads."""
+    return f"fleet{number:05d}-au1"
+
+
 def serve_accounts(sizes_wanted: list[int], pipe) -> None:
-    """The child process: one Cliniko emulator per account size; changes appointments on request."""
+    """The child process: one Cliniko emulator per account size, answering each organisation of
+    that size with its own key; changes appointments on request."""
     from connectors.emulators.cliniko import ClinikoEmulator, generate_account
 
     today = date.today()
@@ -82,7 +91,8 @@ def serve_accounts(sizes_wanted: list[int], pipe) -> None:
             today=today,
             seed=size,
         )
-        emulator = ClinikoEmulator(data, KEY, requests_per_window=10**9)
+        keys = [api_key(number) for number, wanted in enumerate(sizes_wanted) if wanted == size]
+        emulator = ClinikoEmulator(data, KEY, requests_per_window=10**9, other_keys=keys)
         emulator.start()
         emulators[size] = emulator
     practitioners = {size: [p["id"] for p in e.data["practitioners"]] for size, e in emulators.items()}
@@ -200,7 +210,7 @@ def main() -> None:
                     slug=slug,
                     pms="cliniko",
                     pms_url=accounts[size][0],
-                    pms_key=KEY,
+                    pms_key=api_key(number),
                     ptdirect="file",
                     ptdirect_path=str(work / f"ptdirect-{size}.json"),
                     allow_insecure_http=True,
@@ -229,6 +239,9 @@ def main() -> None:
 
         def round_(name: str, trigger: str, rate: float | None) -> None:
             cpu_before, phases_before = _group_cpu_seconds(worker.pid), _scrape(metrics_port)
+            roles_before = cpu_by_role(
+                {"workers": worker.pid}, {"emulators": emulators.pid, "redis": redis_server.pid}
+            )
             rows_before, wal_before, tables_before = _database_writes(database_url)
             begun = time.monotonic()
             run_ids = []
@@ -261,6 +274,10 @@ def main() -> None:
                     )
                 ]
             cpu = _group_cpu_seconds(worker.pid) - cpu_before
+            roles_after = cpu_by_role(
+                {"workers": worker.pid}, {"emulators": emulators.pid, "redis": redis_server.pid}
+            )
+            box_cpu = total(roles_before, roles_after)
             phases_after = _scrape(metrics_port)
             rows_after, wal_after, tables_after = _database_writes(database_url)
             count = len(run_ids)
@@ -286,6 +303,12 @@ def main() -> None:
             print(
                 f"   queue wait p50 {quantiles[49]:.2f} s, p95 {quantiles[94]:.2f} s; worker CPU per sync "
                 f"{1000 * cpu / count:.1f} ms (phases, syncing thread: {per_phase} ms)",
+                flush=True,
+            )
+            print(
+                f"   CPU per sync on the box: {per_unit(roles_before, roles_after, count)}"
+                + f"; {box_cpu:.0f} s of CPU (without other) while the {seconds:.0f} s of syncs ran"
+                f" ({box_cpu / seconds:.2f} of the 2 cores)",
                 flush=True,
             )
             print(

@@ -42,6 +42,9 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 PTSYNC = str(Path(sys.executable).parent / "ptsync")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from box_cpu import cpu_by_role, per_unit, total  # noqa: E402
 
 
 def _free_port() -> int:
@@ -140,6 +143,12 @@ def main() -> None:
             response = session.post(f"{base}/webhooks/generic/{slug}", data=body, headers=headers, timeout=30)
             return response.status_code, sent, time.monotonic()
 
+        web, worker = processes
+        roles = (
+            {"web": web.pid, "workers": worker.pid},
+            {"redis": redis.Redis.from_url(REDIS_URL).info()["process_id"]},
+        )
+        cpu_before = cpu_by_role(*roles)
         start = time.monotonic()
         with ThreadPoolExecutor(max_workers=16) as pool:
             answers = list(pool.map(deliver, range(WEBHOOKS)))
@@ -158,6 +167,7 @@ def main() -> None:
                 if open_runs == 0 and pending == 0:
                     break
                 time.sleep(0.3)
+            cpu_after, all_done = cpu_by_role(*roles), time.monotonic()
             latencies = [
                 row[0]
                 for row in connection.execute(
@@ -218,6 +228,11 @@ def main() -> None:
         if len(values) >= 2:
             cut = statistics.quantiles(values, n=100)
             print(f"  {name}: p50 {cut[49]:.2f} s, p95 {cut[94]:.2f} s, max {values[-1]:.2f} s")
+    busy = total(cpu_before, cpu_after)
+    print(
+        f"CPU per webhook on the box: {per_unit(cpu_before, cpu_after, WEBHOOKS)}; {busy:.0f} s of CPU "
+        f"(without other) in the {all_done - start:.0f} s from the first webhook to the last report"
+    )
     print(
         f"runs executed: {runs[0]} ({runs[1]} succeeded) for {WEBHOOKS} webhooks "
         f"(target at most {ORGS * (1 + int(SECONDS) // max(MIN_INTERVAL, 1) + 1)}); "

@@ -16,6 +16,7 @@ import json
 import random
 import time
 from collections import deque
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -43,6 +44,11 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _without_shard(key: str) -> str:
+    """A key without its shard suffix (`...-au1`): the emulator serves every shard."""
+    return key.rsplit("-", 1)[0] if "-" in key else key
+
+
 class ClinikoEmulator(JsonServer):
     def __init__(
         self,
@@ -53,10 +59,14 @@ class ClinikoEmulator(JsonServer):
         window_seconds: float = 60.0,
         host: str = "127.0.0.1",
         port: int = 0,
+        other_keys: Iterable[str] = (),
     ) -> None:
+        """`other_keys`: API keys of the account's other users (Cliniko issues one per user),
+        accepted like `api_key`."""
         super().__init__(host, port)
         self.data = {resource: list(data.get(resource, [])) for resource in RESOURCES}
-        self.api_key = api_key.rsplit("-", 1)[0] if "-" in api_key else api_key
+        self.api_key = _without_shard(api_key)
+        self._keys = {self.api_key, *(_without_shard(key) for key in other_keys)}
         self.requests_per_window = requests_per_window
         self.window_seconds = window_seconds
         self._recent: deque[float] = deque()
@@ -82,8 +92,7 @@ class ClinikoEmulator(JsonServer):
             user = base64.b64decode(header.removeprefix("Basic ")).decode().split(":", 1)[0]
         except ValueError:
             user = ""
-        key = user.rsplit("-", 1)[0] if "-" in user else user
-        if not header.startswith("Basic ") or key != self.api_key:
+        if not header.startswith("Basic ") or _without_shard(user) not in self._keys:
             return Response(401, {"errors": ["Unauthorized"]})
         if "@" not in request.headers.get("user-agent", ""):
             return Response(400, {"errors": ["A User-Agent with a contact email is required"]})

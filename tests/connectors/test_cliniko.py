@@ -305,3 +305,26 @@ def test_group_class_attendees_are_access_rows_of_the_class_practitioner():
     pulled = _connector().pull(window_start=WINDOW, cursors={}, started_at=STARTED)
     rows = {(r.practitioner_id, r.patient_id, r.status) for r in pulled.snapshot.access}
     assert rows == {("222", "p9", AccessStatus.ACTIVE), ("222", "p8", AccessStatus.CANCELLED)}
+
+
+def test_the_emulator_answers_each_user_of_the_account_with_their_own_key_and_no_one_else() -> None:
+    """Given an emulated account with its owner's key and two other users' keys / When each key,
+    and a key of no user, lists the practitioners / Then the users' keys are answered (on any
+    shard) and the stranger's is refused with 401."""
+    import requests
+
+    from connectors.emulators.cliniko import ClinikoEmulator, generate_account
+
+    data = generate_account(patients=4, practitioners=2, appointments=4, today=date(2026, 11, 25), seed=1)
+    with ClinikoEmulator(data, "owner-au1", other_keys=["second-au1", "third-uk2"]) as emulator:
+
+        def status(key: str) -> int:
+            return requests.get(
+                f"{emulator.base_url}/practitioners",
+                auth=(key, ""),
+                headers={"User-Agent": "tests (ops@example.com)"},
+                timeout=5,
+            ).status_code
+
+        assert [status(key) for key in ("owner-au1", "second-au2", "third-uk2")] == [200, 200, 200]
+        assert status("stranger-au1") == 401

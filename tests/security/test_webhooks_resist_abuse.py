@@ -186,3 +186,28 @@ def test_a_burst_of_webhooks_becomes_one_run_per_interval_not_one_per_event(runt
     assert _count(runtime, Run) == 2
     with runtime.db.transaction() as session:
         assert session.scalar(select(func.count()).where(Delivery.status == "pending")) == 0
+
+
+def test_on_postgresql_the_inbox_timeouts_hold_inside_the_transaction_and_end_with_it(postgres_url):
+    """Given a PostgreSQL store / When a transaction runs under `short_statements(2500)` / Then
+    both its statement and lock timeouts are 2.5 s inside it, and the next transaction on the
+    same pooled connection is back to the server's defaults."""
+    from worker.store.db import Database
+
+    database = Database(postgres_url)
+    database.migrate()
+    try:
+        with database.transaction() as session:
+            default = session.connection().exec_driver_sql("SHOW statement_timeout").scalar()
+        with database.transaction() as session, deliveries.short_statements(session, 2500):
+            connection = session.connection()
+            inside = [
+                connection.exec_driver_sql(f"SHOW {name}").scalar()
+                for name in ("statement_timeout", "lock_timeout")
+            ]
+        with database.transaction() as session:
+            after = session.connection().exec_driver_sql("SHOW statement_timeout").scalar()
+        assert inside == ["2500ms", "2500ms"]
+        assert after == default != "2500ms"
+    finally:
+        database.dispose()

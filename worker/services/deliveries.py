@@ -99,14 +99,18 @@ def short_statements(session: Session, timeout_ms: int | None = None) -> Iterato
     """Statements in this transaction give up after `timeout_ms` instead of waiting for a
     locked or slow database (a webhook sender would time out first and retry anyway).
 
-    PostgreSQL: SET LOCAL (ends with the transaction). SQLite: the connection's busy timeout,
-    restored afterwards on the driver connection even when the statement failed.
+    PostgreSQL: SET LOCAL (ends with the transaction), as set_config(..., true). SQLite: the
+    connection's busy timeout, restored afterwards on the driver connection even when the
+    statement failed.
     """
     timeout_ms = INBOX_TIMEOUT_MS if timeout_ms is None else timeout_ms
     connection = session.connection()
     if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
-        connection.exec_driver_sql(f"SET LOCAL lock_timeout = {int(timeout_ms)}")
+        milliseconds = str(int(timeout_ms))
+        connection.exec_driver_sql(  # SET LOCAL twice, in one round trip
+            "SELECT set_config('statement_timeout', %(ms)s, true), set_config('lock_timeout', %(ms)s, true)",
+            {"ms": milliseconds},
+        )
         yield
         return
     if connection.dialect.name != "sqlite":
@@ -130,67 +134,78 @@ def relay(runtime: Runtime, send: Callable[[str], None], *, only: int | None = N
     A webhook for an organisation whose last run was requested less than its
     `webhook_min_interval_seconds` ago waits (pending) unless a queued run can take it: a burst
     of webhooks becomes one run now and at most one per interval after, never one per event.
+    `only`: relay this one delivery (a webhook just accepted), deciding everything in its own
+    transaction.
     """
+    if only is not None:
+        return _relay_one(runtime, send, only)
     with runtime.db.transaction() as session:
-        waiting = _orgs_within_webhook_interval(session, utcnow(), only)
-        query = select(Delivery.id, Delivery.org_id).where(Delivery.status == "pending")
+        waiting = _orgs_within_webhook_interval(session, utcnow())
+        query = select(Delivery.id).where(Delivery.status == "pending")
         if waiting:
             query = query.where(or_(Delivery.source.not_in(WEBHOOK_SOURCES), Delivery.org_id.not_in(waiting)))
-        if only is not None:
-            query = query.where(Delivery.id == only)
-        pending = list(session.execute(query.order_by(Delivery.received_at).limit(limit)))
-    relayed = 0
-    for delivery_id, org_id in pending:
-        with runtime.db.transaction() as session:
-            org = session.get(Organisation, org_id)
-            row = session.get(Delivery, delivery_id)
-            if org is None or row is None or row.status != "pending":
-                continue
-            if org.paused_at is not None:  # kept for the record, never turned into a sync
-                row.status = "skipped"
-                row.relayed_at = utcnow()
-                continue
-            now = utcnow()
-            covered = [delivery_id]
-            if row.source in WEBHOOK_SOURCES:
-                if _must_wait(session, org, now):
-                    continue  # decided again here: the queued run it was to join may have started
-                # Every webhook of this organisation waiting now is covered by this one run (it
-                # starts after they arrived); relaying them one by one could let the run start
-                # in between and leave the rest waiting for another interval.
-                covered = list(
-                    session.scalars(
-                        select(Delivery.id).where(
-                            Delivery.org_id == org.id,
-                            Delivery.status == "pending",
-                            Delivery.source.in_(WEBHOOK_SOURCES),
-                        )
+        pending = list(session.scalars(query.order_by(Delivery.received_at).limit(limit)))
+    return sum(_relay_one(runtime, send, delivery_id) for delivery_id in pending)
+
+
+def _relay_one(runtime: Runtime, send: Callable[[str], None], delivery_id: int) -> int:
+    """Relay one pending delivery (and the webhooks of its organisation waiting with it);
+    returns how many deliveries it relayed."""
+    with runtime.db.transaction() as session:
+        row = session.get(Delivery, delivery_id)
+        if row is None or row.status != "pending":
+            return 0
+        org = session.get(Organisation, row.org_id)
+        if org is None:
+            return 0
+        now = utcnow()
+        if org.paused_at is not None:  # kept for the record, never turned into a sync
+            row.status = "skipped"
+            row.relayed_at = now
+            return 0
+        covered = [delivery_id]
+        if row.source in WEBHOOK_SOURCES:
+            if _must_wait(session, org, now):
+                return 0  # decided again here: the queued run it was to join may have started
+            # Every webhook of this organisation waiting now is covered by this one run (it
+            # starts after they arrived); relaying them one by one could let the run start
+            # in between and leave the rest waiting for another interval.
+            covered = list(
+                session.scalars(
+                    select(Delivery.id).where(
+                        Delivery.org_id == org.id,
+                        Delivery.status == "pending",
+                        Delivery.source.in_(WEBHOOK_SOURCES),
                     )
                 )
-            run, created = repo.request_run(
-                session, org, f"{row.source}:{row.event}"[:32], row.source, now, delivery=row.delivery_id
             )
-            if row.source == "schedule" and row.event == "full":
-                run.full_pull = True  # the full sync; a poll already queued becomes one
-            run_id = run.id
-            # A burst of webhooks joins one queued run: sending its message again for each of
-            # them would only make workers claim (and, while the organisation's previous run
-            # still works, postpone) the same run over and over. A run whose message did not go
-            # out (the broker was down) is sent; one lost after it went out is the re-driver's.
-            sent = not created and run.enqueued_at is not None
-        if not sent:
-            send(run_id)  # may raise: the rows stay pending and the next relay sends again
-        with runtime.db.transaction() as session:
-            if not sent:
-                session.execute(update(Run).where(Run.id == run_id).values(enqueued_at=utcnow()))
-            for covered_id in covered:
-                row = session.get(Delivery, covered_id)
-                if row is not None and row.status == "pending":
-                    row.status = "relayed"
-                    row.relayed_at = utcnow()
-                    row.run_id = run_id
-                    relayed += 1
-    return relayed
+        run, created = repo.request_run(
+            session, org, f"{row.source}:{row.event}"[:32], row.source, now, delivery=row.delivery_id
+        )
+        if row.source == "schedule" and row.event == "full":
+            run.full_pull = True  # the full sync; a poll already queued becomes one
+        run_id = run.id
+        # A burst of webhooks joins one queued run: sending its message again for each of them
+        # would only make workers claim (and, while the organisation's previous run still works,
+        # postpone) the same run over and over. A run whose message did not go out (the broker
+        # was down) is sent; one lost after it went out is the re-driver's.
+        if not created and run.enqueued_at is not None:
+            return _mark_relayed(session, covered, run_id, now)
+    send(run_id)  # may raise: the rows stay pending and the next relay sends again
+    with runtime.db.transaction() as session:
+        now = utcnow()
+        session.execute(update(Run).where(Run.id == run_id).values(enqueued_at=now))
+        return _mark_relayed(session, covered, run_id, now)
+
+
+def _mark_relayed(session: Session, covered: list[int], run_id: str, now: datetime) -> int:
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(covered), Delivery.status == "pending")
+        .values(status="relayed", relayed_at=now, run_id=run_id)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount or 0
 
 
 def _must_wait(session: Session, org: Organisation, now: datetime) -> bool:
@@ -203,14 +218,12 @@ def _must_wait(session: Session, org: Organisation, now: datetime) -> bool:
     return newest is not None and newest.requested_at > now - interval
 
 
-def _orgs_within_webhook_interval(session: Session, now: datetime, only: int | None) -> set[int]:
+def _orgs_within_webhook_interval(session: Session, now: datetime) -> set[int]:
     """The organisations whose pending webhooks must wait (see `_must_wait`), in two grouped
     queries, so their rows do not take the batch's places from organisations that may go."""
     pending = select(Delivery.org_id).where(
         Delivery.status == "pending", Delivery.source.in_(WEBHOOK_SOURCES)
     )
-    if only is not None:
-        pending = pending.where(Delivery.id == only)
     queued = set(
         session.scalars(select(Run.org_id).where(Run.status == repo.QUEUED, Run.org_id.in_(pending)))
     )

@@ -57,12 +57,14 @@ _locks: dict[str, threading.Lock] = {}
 _registry = threading.Lock()
 
 
-def _shared(runtime: Runtime, org: Organisation, key: str) -> bool:
-    """Whether this run takes part in a shared read: reads of the account are shared (the
-    setting), and another active organisation on the account has a run queued or running (who
-    could use this read, or is making one), or a read of the account is stored.
+def shared_account(session: Session, runtime: Runtime, org: Organisation) -> str | None:
+    """The account key when this run takes part in a shared read, else None: reads of the
+    account are shared (the setting), and another active organisation on the account has a run
+    queued or running (who could use this read, or is making one), or a read of the account is
+    stored. Called in the transaction that claims the run, which it also makes delete expired
+    reads (`forget_expired`).
 
-    One transaction with the deletion of expired reads (`forget_expired`), and organisations are
+    Organisations are
     found by their stored account fingerprint (`pms_account`, indexed), not by decrypting every
     organisation's key at every run: that grew with the fleet (2 ms per hundred organisations on
     one PMS, at every poll of each). `org add` and `org update` store the fingerprint and each run
@@ -71,21 +73,21 @@ def _shared(runtime: Runtime, org: Organisation, key: str) -> bool:
     this run store a read nobody uses, a miss a read not shared. Which read a run uses is decided
     by its own, current key (`_cached`), never by a stored fingerprint.
     """
-    with runtime.db.transaction() as session:
-        _delete_expired(session)
-        if org.pms_account != key:
-            session.execute(update(Organisation).where(Organisation.id == org.id).values(pms_account=key))
-        if not runtime.settings.shared_pms_reads:
-            return False
-        siblings = select(Organisation.id).where(
-            Organisation.pms_kind == org.pms_kind,
-            Organisation.pms_account == key,
-            Organisation.id != org.id,
-            Organisation.paused_at.is_(None),
-        )
-        stored = exists().where(SharedPull.key == key)
-        pending = exists().where(Run.org_id.in_(siblings), Run.status.in_(("queued", "running")))
-        return bool(session.scalar(select(or_(stored, pending))))
+    _delete_expired(session)
+    key = account_key(org, runtime.secrets)
+    if org.pms_account != key:
+        session.execute(update(Organisation).where(Organisation.id == org.id).values(pms_account=key))
+    if not runtime.settings.shared_pms_reads:
+        return None
+    siblings = select(Organisation.id).where(
+        Organisation.pms_kind == org.pms_kind,
+        Organisation.pms_account == key,
+        Organisation.id != org.id,
+        Organisation.paused_at.is_(None),
+    )
+    stored = exists().where(SharedPull.key == key)
+    pending = exists().where(Run.org_id.in_(siblings), Run.status.in_(("queued", "running")))
+    return key if session.scalar(select(or_(stored, pending))) else None
 
 
 def pull(
@@ -93,6 +95,7 @@ def pull(
     org: Organisation,
     connector: PmsConnector,
     *,
+    account: str | None,
     requested_at: datetime,
     window_start: date,
     cursors: dict[str, str],
@@ -100,16 +103,17 @@ def pull(
     started_at: datetime,
     progress: Progress | None,
 ) -> PmsPull:
-    """The PMS read for this run: a shared one of this round, or a new one (shared if useful)."""
+    """The PMS read for this run: a shared one of this round, or a new one (shared if useful).
+    `account`: what `shared_account` found when the run was claimed (None: read alone)."""
 
     def read() -> PmsPull:
         return connector.pull(
             window_start=window_start, cursors=cursors, state=state, started_at=started_at, progress=progress
         )
 
-    key = account_key(org, runtime.secrets)
-    if not _shared(runtime, org, key):
+    if account is None:
         return read()
+    key = account
     needs_locations = bool(org.locations)
     with _account_lock(runtime, key):
         cached = _cached(runtime, key, requested_at, window_start, needs_locations)

@@ -15,7 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, joinedload
 
 from connectors.base import PmsPull
 from connectors.errors import ConnectorError
@@ -117,24 +117,31 @@ def request_sync(runtime: Runtime, slug: str, trigger: str, *, accept_drop: bool
 
 def run_sync(runtime: Runtime, run_id: str) -> SyncOutcome:
     lease = timedelta(seconds=runtime.settings.run_lease_seconds)
+    # One transaction claims the run and reads what the run keeps between runs (cursors,
+    # connector state, baseline, the latest report's digest): a poll is mostly this overhead.
     with runtime.db.transaction() as session:
-        pending = session.get(Run, run_id)
-        if pending is not None:
-            _fail_lapsed_runs(session, pending.org_id, run_id, utcnow())
+        pending = session.get(Run, run_id, options=[joinedload(Run.organisation)])
         claim = repo.claim_run(session, run_id, utcnow(), lease)
+        if (
+            claim is None
+            and pending is not None
+            and _fail_lapsed_runs(session, pending.org_id, run_id, utcnow())
+        ):
+            claim = repo.claim_run(session, run_id, utcnow(), lease)
         if claim is None:
             return _not_claimed(session, run_id)
         run = repo.get_run(session, run_id)
         org = run.organisation
-        session.expunge(org)
         trigger = run.trigger
         full = bool(run.full_pull)
         started_at = utcnow()
+        stored = _read_stored(session, runtime, org, run, with_report=not poll.is_poll(trigger, full))
+        session.expunge(org)
 
     heartbeat = _Heartbeat(runtime, claim, lease)
     heartbeat.start()
     try:
-        outcome = _sync_claimed(runtime, claim, org, trigger, started_at, heartbeat, full)
+        outcome = _sync_claimed(runtime, claim, org, trigger, started_at, heartbeat, stored, full)
     except RunTakenOver:
         heartbeat.stop()
         log.warning("run %s was taken over by another worker; this attempt stopped", run_id)
@@ -170,11 +177,18 @@ def _not_claimed(session, run_id: str) -> SyncOutcome:
     raise OrganisationBusy(1.0)
 
 
-def _fail_lapsed_runs(session, org_id: int, run_id: str, now) -> None:
-    """Older runs of this organisation whose worker vanished are closed: this run covers them."""
+def _fail_lapsed_runs(session, org_id: int, run_id: str, now) -> bool:
+    """An older run of this organisation whose worker vanished is closed: this run covers it.
+
+    Asked only when the claim failed (one running run per organisation: a lapsed one blocks
+    the claim); True when it closed one, so the claim is worth another try.
+    """
     other = repo.running_run(session, org_id, run_id)
     if other is not None and other.lease_expires_at is not None and other.lease_expires_at < now:
-        repo.fail_unfinished_run(session, other.id, now, f"interrupted (worker lost); run {run_id} covers it")
+        return repo.fail_unfinished_run(
+            session, other.id, now, f"interrupted (worker lost); run {run_id} covers it"
+        )
+    return False
 
 
 def _fail(runtime: Runtime, claim: repo.Claim, reason: str) -> SyncOutcome:
@@ -218,12 +232,13 @@ def _sync_claimed(
     trigger: str,
     started_at: datetime,
     heartbeat: _Heartbeat,
+    stored: _Stored,
     full: bool = False,
 ) -> SyncOutcome:
     """Pull, reconcile (pure), save: the three steps of every run (a poll that finds nothing
     changed stops after the pull: services/poll.py)."""
     polling = poll.is_poll(trigger, full)
-    inputs = _pull(runtime, claim, org, started_at, heartbeat, full, with_report=not polling)
+    inputs = _pull(runtime, claim, org, started_at, heartbeat, stored, full)
     heartbeat.check()
     digest = _input_digest(runtime, org, inputs, started_at)
     if polling:
@@ -283,54 +298,79 @@ def _save_if_unchanged(
     return SyncOutcome(claim.run_id, repo.SUCCEEDED)
 
 
+@dataclass(frozen=True)
+class _Stored:
+    """What a run reads from the store before it pulls: where the last read left off, the
+    baseline, and the latest report's run (its report only when the run will reconcile)."""
+
+    cursors: dict[str, str]
+    state: dict[str, Any] | None
+    keys: dict[str, str]
+    baseline: Baseline | None
+    previous_run: poll.ReportSummary | None
+    previous_report: dict[str, Any] | None
+    requested_at: datetime
+    shared_account: str | None
+    """The PMS account whose read this run shares (services/shared_pull.py), or None."""
+
+
+def _read_stored(
+    session: Session, runtime: Runtime, org: Organisation, run: Run, *, with_report: bool
+) -> _Stored:
+    # Not the report itself (it can be megabytes): a poll that finds nothing changed never
+    # reads it; `_with_previous_report` does when the run reconciles.
+    previous_run = poll.latest_report_summary(session, org.id)
+    previous_report = None
+    if with_report and previous_run is not None:
+        previous_report = session.scalar(select(Run.report).where(Run.id == previous_run.id))
+    return _Stored(
+        cursors=repo.cursors_of(session, org.id),
+        state=repo.pms_state_of(session, org.id, runtime.secrets),
+        keys=repo.physitrack_keys_of(session, org.id),
+        baseline=repo.baseline_of(session, org.id, run.id, bool(run.accept_drop)),
+        previous_run=previous_run,
+        previous_report=previous_report,
+        requested_at=run.requested_at,
+        shared_account=shared_pull.shared_account(session, runtime, org),
+    )
+
+
 def _pull(
     runtime: Runtime,
     claim: repo.Claim,
     org: Organisation,
     started_at: datetime,
     heartbeat: _Heartbeat,
+    stored: _Stored,
     full: bool = False,
-    *,
-    with_report: bool = True,
 ) -> _Inputs:
     policy = policy_of(org)
     logs.bind(org=org.slug, run_id=claim.run_id)
     window_start = _as_of(org, started_at) - timedelta(days=policy.lookback_days)
-    with runtime.db.transaction() as session:
-        cursors = repo.cursors_of(session, org.id)
-        state = repo.pms_state_of(session, org.id, runtime.secrets)
-        keys = repo.physitrack_keys_of(session, org.id)
-        baseline = repo.baseline_of(session, org.id, claim.run_id)
-        # Not the report itself (it can be megabytes): a poll that finds nothing changed never
-        # reads it; `_with_previous_report` does when the run reconciles.
-        previous_run = poll.latest_report_summary(session, org.id)
-        previous_report = None
-        if with_report and previous_run is not None:
-            previous_report = session.scalar(select(Run.report).where(Run.id == previous_run.id))
-        previous_policy = previous_run.policy if previous_run is not None else None
-        previous_digest = previous_run.digest if previous_run is not None else None
-        requested_at = session.get(Run, claim.run_id).requested_at
+    previous_run = stored.previous_run
     with metrics.phase("pull"):
-        read = _PmsRead(window_start, started_at, requested_at, cursors, state)
+        read = _PmsRead(
+            window_start, started_at, stored.requested_at, stored.cursors, stored.state, stored.shared_account
+        )
         pms = _read_pms(runtime, org, read, heartbeat, full=full)
         account = pms.snapshot
         pms = org_scope.scoped(org, pms, window_start)
         read_at = utcnow()
         ptdirect = ptdirect_adapter(org, runtime.secrets).read()
-        clients = physitrack_clients(org, runtime.secrets, keys)
+        clients = physitrack_clients(org, runtime.secrets, stored.keys)
     if clients is not None:
         ptdirect = replace(ptdirect, clients=clients)
     return _Inputs(
         pms,
         ptdirect,
         read_at,
-        baseline,
-        previous_report,
-        previous_policy,
+        stored.baseline,
+        stored.previous_report,
+        previous_run.policy if previous_run is not None else None,
         account,
         previous_run.id if previous_run is not None else None,
-        previous_digest,
-        state,
+        previous_run.digest if previous_run is not None else None,
+        stored.state,
     )
 
 
@@ -344,6 +384,7 @@ class _PmsRead:
     requested_at: datetime
     cursors: dict[str, str]
     state: dict[str, Any] | None
+    shared_account: str | None = None
 
 
 def _read_pms(runtime: Runtime, org: Organisation, read: _PmsRead, heartbeat: _Heartbeat, *, full: bool):
@@ -362,6 +403,7 @@ def _read_pms(runtime: Runtime, org: Organisation, read: _PmsRead, heartbeat: _H
         runtime,
         org,
         connector,
+        account=read.shared_account,
         requested_at=read.requested_at,
         window_start=read.window_start,
         cursors=read.cursors,
@@ -381,6 +423,7 @@ def _reconcile(runtime: Runtime, org: Organisation, inputs: _Inputs, started_at:
     key = runtime.secrets.decrypt(org.pseudonym_key_encrypted)
     as_of = _as_of(org, started_at)
     snapshot = inputs.pms.snapshot
+
     def run(rules: Policy, pms: PmsSnapshot = snapshot) -> Reconciliation:
         return reconcile(
             pms, inputs.ptdirect, rules, as_of=as_of, pseudonym_key=key, baseline=inputs.baseline

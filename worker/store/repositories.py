@@ -362,10 +362,9 @@ def store_pms_state(
         row.updated_at = now
 
 
-def baseline_of(session: Session, org_id: int, run_id: str) -> Baseline | None:
-    """The roster of the latest trusted complete run, and whether this run accepts a drop."""
-    run = session.get(Run, run_id)
-    accept_drop = bool(run is not None and run.accept_drop)
+def baseline_of(session: Session, org_id: int, run_id: str, accept_drop: bool) -> Baseline | None:
+    """The roster of the latest trusted complete run before `run_id`, and whether that run
+    accepts a drop (the caller holds the run)."""
     roster = session.execute(  # the roster only: not the run's report and counts (megabytes)
         select(Run.roster)
         .where(Run.org_id == org_id, Run.status == SUCCEEDED, Run.roster.is_not(None), Run.id != run_id)
