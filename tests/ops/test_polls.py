@@ -258,3 +258,24 @@ def test_the_full_sync_reads_the_pms_itself_even_when_a_shared_read_of_the_round
 
     assert round_(full=False) == 0
     assert round_(full=True) > 0
+
+
+def test_a_run_whose_stored_state_cannot_be_decrypted_fails_with_the_reason_and_is_not_left_queued(
+    runtime, clinic
+):
+    """Given an organisation whose stored connector state no longer decrypts (the secret key was
+    changed without keeping the old one),
+    When its next run is claimed,
+    Then the run fails with the one-line reason (the claim is kept: it is not left queued for the
+    re-driver to send again and again)."""
+    _sync(runtime, clinic, "manual")
+    with runtime.db.transaction() as session:
+        session.scalar(select(PmsState)).data = b"ptsync-fernet:1:" + b"x" * 60
+    run_id, _ = request_sync(runtime, clinic, "schedule:tick")
+
+    outcome = run_sync(runtime, run_id)
+
+    with runtime.db.transaction() as session:
+        run = session.get(Run, run_id)
+        assert outcome.status == run.status == "failed"
+        assert "PTSYNC_SECRET_KEY" in run.error

@@ -135,12 +135,19 @@ def run_sync(runtime: Runtime, run_id: str) -> SyncOutcome:
         trigger = run.trigger
         full = bool(run.full_pull)
         started_at = utcnow()
-        stored = _read_stored(session, runtime, org, run, with_report=not poll.may_keep_report(trigger, full))
+        try:
+            stored: _Stored | PtsyncError = _read_stored(
+                session, runtime, org, run, with_report=not poll.may_keep_report(trigger, full)
+            )
+        except PtsyncError as exc:  # a stored secret or state it cannot read: the claim still
+            stored = exc  # commits, and the run fails (or is retried) below like any other error
         session.expunge(org)
 
     heartbeat = _Heartbeat(runtime, claim, lease)
     heartbeat.start()
     try:
+        if isinstance(stored, PtsyncError):
+            raise stored
         outcome = _sync_claimed(runtime, claim, org, trigger, started_at, heartbeat, stored, full)
     except RunTakenOver:
         heartbeat.stop()
