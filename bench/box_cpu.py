@@ -43,10 +43,11 @@ def cpu_by_role(groups: dict[str, int], pids: dict[str, int] | None = None) -> d
 
 
 def per_unit(before: dict[str, float], after: dict[str, float], units: int) -> str:
-    """`role 12.3 ms, ...` per unit of work, largest first ("other" last: not ours)."""
-    spent = {role: after[role] - before.get(role, 0.0) for role in after}
-    ours = sorted((role for role in spent if role != "other"), key=lambda role: -spent[role])
-    return ", ".join(f"{role} {1000 * spent[role] / units:.1f} ms" for role in [*ours, "other"])
+    """`role 12.3 ms, ...` per unit of work, largest first. "Other" is left out: it is not this
+    benchmark's, and processes that ended between the readings make it meaningless."""
+    spent = {role: after[role] - before.get(role, 0.0) for role in after if role != "other"}
+    ours = sorted(spent, key=lambda role: -spent[role])
+    return ", ".join(f"{role} {1000 * spent[role] / units:.1f} ms" for role in ours)
 
 
 def total(before: dict[str, float], after: dict[str, float], *, other: bool = False) -> float:

@@ -522,7 +522,9 @@ class Chaos:
         )
         print(f"faults: {dict(self.faults)} (processes killed: {sum(p.kills for p in everyone)})")
         print(f"runs: {runs}; proposals: {proposals}; PT Direct changes made: {changes}")
-        print(f"why runs failed (a run covered by a later one, or retries spent during an outage): {dict(failures)}")
+        print(
+            f"why runs failed (a run covered by a later one, or retries spent during an outage): {dict(failures)}"
+        )
         failed = 0
         for name, ok, detail in checks:
             failed += not ok
@@ -586,7 +588,11 @@ def _redis_empty(server: Redis, seconds: float = 90.0) -> tuple[str, bool, str]:
             break
         time.sleep(2)
     waited = time.monotonic() - started
-    return ("no message stranded in Redis", not left, f"left: {left or 'none'} (after waiting {waited:.0f} s)")
+    return (
+        "no message stranded in Redis",
+        not left,
+        f"left: {left or 'none'} (after waiting {waited:.0f} s)",
+    )
 
 
 def _redis_left(server: Redis) -> dict[str, int]:

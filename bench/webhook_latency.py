@@ -6,13 +6,19 @@ spread over 10 seconds. Prints accepted per second, every webhook's time from ac
 report of the run that covers it (p50 / p95 / p99), runs executed, and the most runs any one
 organisation had running at once (must be 1: coalescing and one sync per organisation).
 
+With `--changes`, each webhook follows a change to its organisation's PMS export (a new
+appointment row, the file replaced atomically), so every run that covers it has new data to
+reconcile and a new report to write; without it the export never changes, and runs after the
+first find nothing changed (they keep the report, as a webhook run may: services/poll.py).
+
 Needs PostgreSQL and Redis on 127.0.0.1 (Redis database 13, or $BENCH_REDIS_URL; a scratch
 PostgreSQL database).
-Run: .venv/bin/python bench/webhook_latency.py
+Run: .venv/bin/python bench/webhook_latency.py [--changes]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -21,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -53,8 +60,24 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+def _change(export: Path, number: int) -> None:
+    """A new appointment in the organisation's export: the file replaced atomically (a run reading
+    it sees the old file or the new one, never half of one)."""
+    access = export / "patient_access.csv"
+    rows = access.read_text()
+    row = f"101,bench-{number},appointment,{datetime.now(UTC).date().isoformat()}\n"
+    staged = access.with_suffix(f".{number}.tmp")
+    staged.write_text(rows + row)
+    os.replace(staged, access)
+
+
 def main() -> None:
     from tests.clinic_files import write_clinic
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--changes", action="store_true", help="change the PMS data before each webhook")
+    args = parser.parse_args()
+    exports: dict[str, Path] = {}
 
     redis.Redis.from_url(REDIS_URL).flushdb()
     database = f"ptsync_bench_{uuid.uuid4().hex[:8]}"
@@ -87,6 +110,7 @@ def main() -> None:
         for number in range(ORGS):
             slug = f"org-{number:03d}"
             pms, ptdirect = write_clinic(work / slug)
+            exports[slug] = pms
             add_organisation(
                 runtime,
                 NewOrganisation(
@@ -139,6 +163,9 @@ def main() -> None:
             }
             target = start + number * SECONDS / WEBHOOKS
             time.sleep(max(target - time.monotonic(), 0))
+            if args.changes:
+                with locks[slug]:
+                    _change(exports[slug], number)
             sent = time.monotonic()
             response = session.post(f"{base}/webhooks/generic/{slug}", data=body, headers=headers, timeout=30)
             return response.status_code, sent, time.monotonic()
@@ -149,6 +176,7 @@ def main() -> None:
             {"redis": redis.Redis.from_url(REDIS_URL).info()["process_id"]},
         )
         cpu_before = cpu_by_role(*roles)
+        locks = {slug: threading.Lock() for slug in exports}
         start = time.monotonic()
         with ThreadPoolExecutor(max_workers=16) as pool:
             answers = list(pool.map(deliver, range(WEBHOOKS)))
@@ -176,7 +204,8 @@ def main() -> None:
                 )
             ]
             runs = connection.execute(
-                "select count(*), count(*) filter (where status = 'succeeded') from runs"
+                "select count(*), count(*) filter (where status = 'succeeded'), "
+                "count(*) filter (where status = 'succeeded' and report is null) from runs"
             ).fetchone()
             phases = connection.execute(
                 "select extract(epoch from (r.requested_at - d.received_at)), "
@@ -209,7 +238,8 @@ def main() -> None:
     quantiles = statistics.quantiles(latencies, n=100) if len(latencies) >= 2 else [float("nan")] * 99
     print(
         f"{WEBHOOKS} signed webhooks for {ORGS} organisations over {SECONDS:.0f} s; web + Redis + "
-        "PostgreSQL + 2 worker processes (2 threads each) on this machine"
+        "PostgreSQL + 2 worker processes (2 threads each) on this machine; "
+        + ("each after a change to its clinic's data" if args.changes else "the clinics' data unchanged")
     )
     print(f"accepted: {accepted}/{WEBHOOKS} ({accepted / sending:.1f} per second over {sending:.2f} s)")
     print(
@@ -234,7 +264,8 @@ def main() -> None:
         f"(without other) in the {all_done - start:.0f} s from the first webhook to the last report"
     )
     print(
-        f"runs executed: {runs[0]} ({runs[1]} succeeded) for {WEBHOOKS} webhooks "
+        f"runs executed: {runs[0]} ({runs[1]} succeeded, {runs[2]} of them found nothing changed and "
+        f"kept the report) for {WEBHOOKS} webhooks "
         f"(target at most {ORGS * (1 + int(SECONDS) // max(MIN_INTERVAL, 1) + 1)}); "
         f"most runs of one organisation running at once: {most_at_once} (expected 1)"
     )

@@ -11,6 +11,7 @@ import enum
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import lru_cache
 
 import numpy as np
 
@@ -84,8 +85,16 @@ def day_number(day: date) -> int:
     return day.toordinal() - _EPOCH_ORDINAL
 
 
+@lru_cache(maxsize=4096)
 def day_from_number(number: int) -> date:
+    """Cached: a report names thousands of pairs' days, and they fall on a few hundred dates."""
     return _EPOCH + timedelta(days=int(number))
+
+
+@lru_cache(maxsize=4096)
+def day_text(number: int) -> str:
+    """The ISO date (2026-11-25) of a day number, cached like `day_from_number`."""
+    return day_from_number(number).isoformat()
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +109,8 @@ class PairStat:
 class CoAccess:
     """What the counted access rows say, per practitioner and per practitioner pair.
 
-    Pair keys are (smaller id, larger id) so each pair appears once.
+    Pair keys are (smaller id, larger id) so each pair appears once, and `pairs` lists them in
+    key order.
     """
 
     patients_per_practitioner: dict[str, int]
@@ -238,54 +248,117 @@ class AccessLog:
         last day by which both had seen the patient).
         """
         since_day = day_number(since)
-        counted = (self.statuses == AccessStatus.ACTIVE) & (self.days >= since_day)
-        practitioners = self.practitioner_codes[counted].astype(np.int64)
-        patients = self.patient_codes[counted].astype(np.int64)
-        days = np.minimum(self.days[counted].astype(np.int64) - since_day, _DAY_SPAN)
+        counted = np.flatnonzero((self.statuses == AccessStatus.ACTIVE) & (self.days >= since_day))
         width = max(len(self.practitioner_ids), 1)
+        # One packed key per counted row, (patient, practitioner, day), built in place: at
+        # millions of rows each temporary array is tens of megabytes of memory traffic (and
+        # `take` by index reads the columns faster than a boolean mask does, once per column).
+        packed = self.patient_codes.take(counted).astype(np.int64)
+        packed *= width
+        packed += self.practitioner_codes.take(counted)
+        packed <<= _DAY_BITS
+        days = self.days.take(counted)
+        days -= since_day
+        np.minimum(days, _DAY_SPAN, out=days)
+        packed |= days
+        del days
 
-        latest = _latest_per_key(patients * width + practitioners, days)
-        keys, latest_days = latest
-        patients = keys // width
-        practitioners = keys % width
+        keys, latest_days = _latest_per_key(packed)
+        patients, practitioners = np.divmod(keys, width)
 
-        per_practitioner = np.bincount(practitioners, minlength=width) if len(keys) else None
         patients_per_practitioner = {}
-        if per_practitioner is not None:
+        if len(keys):
+            per_practitioner = np.bincount(practitioners, minlength=width)
             for code in np.flatnonzero(per_practitioner).tolist():
                 patients_per_practitioner[self.practitioner_ids[code]] = int(per_practitioner[code])
-        distinct = int(np.count_nonzero(np.diff(patients)) + 1) if len(patients) else 0
+        distinct = int(np.count_nonzero(patients[1:] != patients[:-1]) + 1) if len(patients) else 0
 
         pair_keys, pair_days = _pairs_sharing_a_patient(patients, practitioners, latest_days, width)
         pairs: dict[tuple[str, str], PairStat] = {}
         if len(pair_keys):
-            unique_pairs, counts, last_days = _count_and_latest(pair_keys, pair_days)
-            for pair_key, count, last_day in zip(
-                unique_pairs.tolist(), counts.tolist(), last_days.tolist(), strict=True
-            ):
-                first = self.practitioner_ids[pair_key // width]
-                second = self.practitioner_ids[pair_key % width]
-                ordered = (first, second) if first < second else (second, first)
-                pairs[ordered] = PairStat(count, last_day + since_day)
+            unique_pairs, counts, last_days = _count_and_latest(pair_keys, pair_days, width * width)
+            firsts, seconds, order = _in_id_order(unique_pairs, self.practitioner_ids)
+            ids = self.practitioner_ids.__getitem__
+            pairs = dict(
+                zip(
+                    zip(map(ids, firsts), map(ids, seconds), strict=True),
+                    map(PairStat, counts[order].tolist(), (last_days[order] + since_day).tolist()),
+                    strict=True,
+                )
+            )
         return CoAccess(patients_per_practitioner, distinct, pairs)
 
 
-def _latest_per_key(keys: np.ndarray, days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unique keys (sorted) and the greatest day seen for each, by one sort of packed ints."""
-    if not len(keys):
-        return keys, days
-    packed = np.sort((keys << _DAY_BITS) | days)
-    unique_keys = packed >> _DAY_BITS
-    last_of_group = np.flatnonzero(np.append(unique_keys[1:] != unique_keys[:-1], True))
-    return unique_keys[last_of_group], packed[last_of_group] & _DAY_SPAN
+def _in_id_order(pair_keys: np.ndarray, ids: tuple[str, ...]) -> tuple[list[int], list[int], np.ndarray]:
+    """Each pair key's (first * len(ids) + second) two practitioner codes, smaller id first, and
+    the order that sorts the pairs by (first id, second id).
+
+    The ids are ranked once; every pair is then put in order by array operations instead of
+    comparing ids in Python, and reports list pairs in this order without sorting them again.
+    """
+    rank = np.empty(len(ids), dtype=np.int64)
+    rank[sorted(range(len(ids)), key=ids.__getitem__)] = np.arange(len(ids))
+    firsts, seconds = np.divmod(pair_keys, len(ids))
+    first_ranks, second_ranks = rank[firsts], rank[seconds]
+    swap = first_ranks > second_ranks
+    low, high = np.where(swap, seconds, firsts), np.where(swap, firsts, seconds)
+    order = np.argsort(
+        np.minimum(first_ranks, second_ranks) * len(ids) + np.maximum(first_ranks, second_ranks)
+    )
+    return low[order].tolist(), high[order].tolist(), order
 
 
-def _count_and_latest(keys: np.ndarray, days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    packed = np.sort((keys << _DAY_BITS) | days)
+def _latest_per_key(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unique keys (sorted) and the greatest day seen for each, from (key << _DAY_BITS) | day.
+
+    One sort of the packed ints, in place (`packed` is the caller's scratch array).
+    """
+    if not len(packed):
+        return packed, packed
+    packed.sort()
+    keys = packed >> _DAY_BITS
+    last_of_group = np.append(np.flatnonzero(keys[1:] != keys[:-1]), len(keys) - 1)
+    return keys[last_of_group], packed[last_of_group] & _DAY_SPAN
+
+
+_DENSE_COUNT_SPREAD = 4
+"""Count pairs in a table indexed by pair key when it has at most this many slots per pair
+instance; past that a sort of the instances costs less than the table."""
+
+
+def _count_and_latest(
+    keys: np.ndarray, days: np.ndarray, key_space: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unique keys (ascending), how often each occurs and its greatest day.
+
+    Keys lie in [0, key_space). Millions of pair instances among a few thousand practitioners
+    are counted in tables indexed by key (no sort); fewer instances spread over a large key
+    space are sorted instead.
+    """
+    if key_space <= _DENSE_COUNT_SPREAD * len(keys):
+        return _count_and_latest_by_table(keys, days, key_space)
+    return _count_and_latest_by_sort(keys, days)
+
+
+def _count_and_latest_by_sort(
+    keys: np.ndarray, days: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    packed = (keys << _DAY_BITS) | days
+    packed.sort()
     sorted_keys = packed >> _DAY_BITS
-    last_of_group = np.flatnonzero(np.append(sorted_keys[1:] != sorted_keys[:-1], True))
+    last_of_group = np.append(np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]), len(sorted_keys) - 1)
     counts = np.diff(np.append(-1, last_of_group))
     return sorted_keys[last_of_group], counts, packed[last_of_group] & _DAY_SPAN
+
+
+def _count_and_latest_by_table(
+    keys: np.ndarray, days: np.ndarray, key_space: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    counts = np.bincount(keys, minlength=key_space)
+    found = np.flatnonzero(counts)
+    latest = np.zeros(key_space, dtype=np.int32)  # days fit _DAY_BITS; half the table's memory
+    np.maximum.at(latest, keys, days.astype(np.int32))
+    return found, counts[found], latest[found]
 
 
 def _pairs_sharing_a_patient(
@@ -294,24 +367,21 @@ def _pairs_sharing_a_patient(
     """Every (practitioner, practitioner) instance that meets on one patient.
 
     Rows are sorted by patient, so rows i and i+k belong to the same patient only if rows i and
-    i+k-1 do: each pass keeps just the rows that can still pair further, and the loop ends when
-    none remain (after as many passes as the busiest patient has practitioners).
+    i+k-1 do and row i+k continues row i+k-1's patient: each pass keeps just the rows that can
+    still pair further, and the loop ends when none remain (after as many passes as the busiest
+    patient has practitioners).
     """
     pair_keys: list[np.ndarray] = []
     pair_days: list[np.ndarray] = []
-    candidates = np.arange(len(patients) - 1, dtype=np.int64)
+    continues = np.zeros(len(patients), dtype=bool)  # row i+1 has row i's patient; last row False
+    np.equal(patients[1:], patients[:-1], out=continues[:-1])
+    candidates = np.flatnonzero(continues)
     offset = 1
     while len(candidates):
         partners = candidates + offset
-        candidates = candidates[partners < len(patients)]
-        partners = candidates + offset
-        same = patients[candidates] == patients[partners]
-        candidates = candidates[same]
-        partners = partners[same]
-        if not len(candidates):
-            break
         pair_keys.append(practitioners[candidates] * width + practitioners[partners])
         pair_days.append(np.minimum(days[candidates], days[partners]))
+        candidates = candidates[continues[partners]]
         offset += 1
     if not pair_keys:
         empty = np.empty(0, dtype=np.int64)

@@ -6,8 +6,11 @@ patients with whom), so they are worked out here in one place and can never disa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import cached_property
+from operator import itemgetter
 
 from sharing.access import CoAccess, PairStat, day_number
 from sharing.findings import Person
@@ -68,6 +71,7 @@ class Context:
     identity: IdentityMap
     co_access: CoAccess
     shared: dict[tuple[str, str], SharedAccess]
+    """Pairs who share patients, in pair order: the report's pairs and the picture keep it."""
     practitioners: dict[str, PmsPractitioner]
     users: dict[str, PtUser]
     members: dict[str, SharingMember]
@@ -80,6 +84,16 @@ class Context:
     drop: Drop | None
     outside: dict[str, PmsPractitioner]
     """PMS practitioners outside the organisation's scope, by id and by normalised email."""
+    sharing_patients: frozenset[str]
+    """Normalised emails of the sharing members who share patients."""
+    eligible_sharing: dict[str, bool]
+    """Each eligible practitioner's id, and whether they already share patients in PT Direct.
+
+    The duplicate-risk rule, the report's pairs and the picture test every pair against this:
+    two lookups per pair instead of normalising both emails and finding both members again.
+    """
+    _people: dict[str, Person] = field(default_factory=dict, repr=False, compare=False)
+    """`person()` answers by id, filled as asked: a practitioner is named in many findings."""
 
     @property
     def suspicious(self) -> bool:
@@ -93,20 +107,41 @@ class Context:
 
     def pair_at_risk(self, first: str, second: str) -> bool:
         """Both can share patients in PT Direct, and at least one of them does not yet."""
-        one, two = self.eligible.get(first), self.eligible.get(second)
+        one, two = self.eligible_sharing.get(first), self.eligible_sharing.get(second)
         if one is None or two is None:
             return False
-        return not (self.is_sharing_patients(one.email) and self.is_sharing_patients(two.email))
+        return not (one and two)
 
-    @property
+    @cached_property
+    def pairs_at_risk(self) -> frozenset[tuple[str, str]]:
+        """The pairs of `shared` that `pair_at_risk` holds for, tested once per run.
+
+        Spelled out on sets rather than calling `pair_at_risk` per pair (thousands of pairs):
+        one of the two is eligible and not sharing, and the other is eligible.
+        """
+        eligible = self.eligible_sharing.keys()
+        not_sharing = {pid for pid, shares in self.eligible_sharing.items() if not shares}
+        return frozenset(
+            pair
+            for pair in self.shared
+            if (pair[0] in not_sharing and pair[1] in eligible)
+            or (pair[1] in not_sharing and pair[0] in eligible)
+        )
+
+    @cached_property
     def recent_day(self) -> int:
         return day_number(self.as_of - timedelta(days=self.policy.recent_days))
 
     def person(self, practitioner_id: str) -> Person:
+        known = self._people.get(practitioner_id)
+        if known is not None:
+            return known
         practitioner = self.practitioners[practitioner_id]
         user = self.identity.user_by_practitioner.get(practitioner_id)
         email = user.email if user else practitioner.email
-        return Person(pms_id=practitioner_id, email=email, name=practitioner.name)
+        person = Person(pms_id=practitioner_id, email=email, name=practitioner.name)
+        self._people[practitioner_id] = person
+        return person
 
     def person_for_email(self, email: str) -> Person:
         key = normalise_email(email) or ""
@@ -117,17 +152,17 @@ class Context:
         return Person(pms_id=None, email=user.email if user else email, name=user.name if user else email)
 
     def is_sharing_patients(self, email: str) -> bool:
-        member = self.members.get(normalise_email(email) or "")
-        return member is not None and member.share_patients
+        return (normalise_email(email) or "") in self.sharing_patients
 
     def belongs_in_sharing(self) -> dict[str, PtUser]:
         """Eligible practitioners the policy wants in practitioner sharing, sharing patients."""
         if self.policy.sharing_scope is SharingScope.EVERYONE:
             return dict(self.eligible)
+        eligible = self.eligible.keys()
         return {
             practitioner_id: user
             for practitioner_id, user in self.eligible.items()
-            if any(peer in self.eligible for peer in self.peers.get(practitioner_id, ()))
+            if not eligible.isdisjoint(self.peers.get(practitioner_id, ()))
         }
 
     def departed_reason(self, email: str) -> str | None:
@@ -203,11 +238,16 @@ def build_context(
     recipients = frozenset(normalise_email(email) or "" for email in (master.recipients if master else ()))
 
     co_access = pms.access.co_access(as_of - timedelta(days=policy.lookback_days))
-    shared: dict[tuple[str, str], SharedAccess] = {
-        pair: SharedAccess(stat)
-        for pair, stat in co_access.pairs.items()
-        if pair[0] in practitioners and pair[1] in practitioners
-    }
+    if practitioners.keys() >= co_access.patients_per_practitioner.keys():
+        # Everyone in a pair has patients, so every pair is between known practitioners: no
+        # test per pair (there are thousands).
+        shared = dict(zip(co_access.pairs, map(SharedAccess, co_access.pairs.values()), strict=True))
+    else:
+        shared = {
+            pair: SharedAccess(stat)
+            for pair, stat in co_access.pairs.items()
+            if pair[0] in practitioners and pair[1] in practitioners
+        }
     for group in pms.access_groups:
         members_in_pms = sorted({pid for pid in group.practitioner_ids if pid in practitioners})
         for index, first in enumerate(members_in_pms):
@@ -216,10 +256,12 @@ def build_context(
                 shared[(first, second)] = SharedAccess(
                     existing.stat, tuple(sorted({*existing.access_groups, group.name}))
                 )
-    peers: dict[str, set[str]] = {}
+    if pms.access_groups:
+        shared = dict(sorted(shared.items(), key=itemgetter(0)))  # pairs of groups come last
+    peers: defaultdict[str, set[str]] = defaultdict(set)
     for first, second in shared:
-        peers.setdefault(first, set()).add(second)
-        peers.setdefault(second, set()).add(first)
+        peers[first].add(second)
+        peers[second].add(first)
 
     licensed_active = {
         practitioner_id: user
@@ -234,6 +276,11 @@ def build_context(
     active_pms_emails = frozenset(
         email for p in pms.practitioners if p.active and (email := normalise_email(p.email))
     )
+    sharing_patients = frozenset(email for email, member in members.items() if member.share_patients)
+    eligible_sharing = {
+        practitioner_id: (normalise_email(user.email) or "") in sharing_patients
+        for practitioner_id, user in eligible.items()
+    }
     return Context(
         pms=pms,
         ptdirect=ptdirect,
@@ -254,6 +301,8 @@ def build_context(
         active_pms_emails=active_pms_emails,
         drop=detect_drop(pms, policy, baseline),
         outside=_outside(pms),
+        sharing_patients=sharing_patients,
+        eligible_sharing=eligible_sharing,
     )
 
 

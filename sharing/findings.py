@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 
@@ -29,7 +30,11 @@ class Severity(enum.Enum):
 
     @property
     def rank(self) -> int:
-        return list(Severity).index(self)
+        """0 for the most severe: findings sort by it."""
+        return _SEVERITY_RANK[self]
+
+
+_SEVERITY_RANK = {severity: index for index, severity in enumerate(Severity)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +66,23 @@ class Finding:
     operations: tuple[tuple[str, str], ...] = ()
     """(op, email) of the planned operations that fix this finding (filled in after planning)."""
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
+        """Computed once per finding: sorting, diffing and the report each ask for it."""
         return fingerprint(self.kind, self.subjects)
+
+    def with_operations(self, operations: tuple[tuple[str, str], ...]) -> Finding:
+        """This finding with the operations that fix it (as `dataclasses.replace`, without its
+        per-call look at the fields: planning links a thousand findings per run)."""
+        return Finding(
+            self.kind,
+            self.severity,
+            self.subjects,
+            self.message,
+            self.practitioners,
+            self.evidence,
+            operations,
+        )
 
     def as_dict(self, state: str) -> dict[str, Any]:
         return {

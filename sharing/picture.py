@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from operator import itemgetter
 
 from sharing.context import Context
 from sharing.identity import normalise_email
@@ -71,17 +72,28 @@ class SharingPicture:
 def sharing_picture(context: Context) -> SharingPicture:
     """Every PMS practitioner's state and every pair that shares patients, in team order."""
     people = {pid: _practitioner(context, pid) for pid in context.practitioners}
-    pairs = tuple(
-        PicturePair(
-            first=first,
-            second=second,
-            shared_patients=shared.stat.shared_patients if shared.stat else 0,
-            kind=_pair_kind(context, first, second),
-        )
-        for (first, second), shared in sorted(context.shared.items())
-    )
-    order = team_order(sorted(people), [(p.first, p.second, p.shared_patients) for p in pairs])
-    return SharingPicture(practitioners=tuple(people[pid] for pid in order), pairs=pairs)
+    at_risk = context.pairs_at_risk
+    # Whether each one shares patients is looked up once per practitioner, not once per pair.
+    sharing = {
+        pid
+        for pid, user in context.identity.user_by_practitioner.items()
+        if context.is_sharing_patients(user.email)
+    }
+    pairs = []
+    weighted = []
+    for pair, shared in context.shared.items():
+        first, second = pair
+        shared_patients = shared.stat.shared_patients if shared.stat else 0
+        if pair in at_risk:
+            kind = PairKind.AT_RISK
+        elif first in sharing and second in sharing:
+            kind = PairKind.SHARED
+        else:
+            kind = PairKind.OUTSIDE
+        pairs.append(PicturePair(first, second, shared_patients, kind))
+        weighted.append((first, second, shared_patients))
+    order = team_order(sorted(people), weighted)
+    return SharingPicture(practitioners=tuple(people[pid] for pid in order), pairs=tuple(pairs))
 
 
 def _practitioner(context: Context, pid: str) -> PicturePractitioner:
@@ -107,16 +119,6 @@ def _practitioner(context: Context, pid: str) -> PicturePractitioner:
     return PicturePractitioner(pid, practitioner.name, email, state)
 
 
-def _pair_kind(context: Context, first: str, second: str) -> PairKind:
-    users = [context.identity.user_by_practitioner.get(pid) for pid in (first, second)]
-    sharing = [user is not None and context.is_sharing_patients(user.email) for user in users]
-    if context.pair_at_risk(first, second):
-        return PairKind.AT_RISK
-    if all(sharing):
-        return PairKind.SHARED
-    return PairKind.OUTSIDE
-
-
 def team_order(ids: list[str], weighted_pairs: list[tuple[str, str, int]]) -> list[str]:
     """Ids ordered so that practitioners who treat together sit together.
 
@@ -126,7 +128,9 @@ def team_order(ids: list[str], weighted_pairs: list[tuple[str, str, int]]) -> li
     """
     runs: dict[str, list[str]] = {pid: [pid] for pid in ids}
     run_of = {pid: pid for pid in ids}
-    for first, second, _weight in sorted(weighted_pairs, key=lambda p: (-p[2], p[0], p[1])):
+    # Heaviest first, ties by ids: a stable sort by weight of the pairs in id order (which the
+    # picture's pairs already are) compares ints, not (weight, id, id) keys built per pair.
+    for first, second, _weight in sorted(sorted(weighted_pairs), key=itemgetter(2), reverse=True):
         if first not in run_of or second not in run_of:
             continue
         left_key, right_key = run_of[first], run_of[second]

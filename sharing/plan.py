@@ -67,6 +67,8 @@ def _cuts_off_active(context: Context, op: Operation) -> bool:
 
 def _with_approval(context: Context, op: Operation) -> Operation:
     automatic = context.policy.mode is Mode.APPLY_SAFE and op.op.safe
+    if op.requires_approval == (not automatic):
+        return op  # already right (an operation requires approval unless said otherwise)
     return Operation(
         op=op.op,
         email=op.email,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date
 
 from sharing.access import day_from_number
@@ -63,18 +63,7 @@ def reconcile(
     for operation in operations:
         by_email.setdefault(normalise_email(operation.email), []).append(operation)
     findings = [_link(finding, by_email) for rule in RULES for finding in rule(context)]
-    findings.sort(key=lambda f: (f.severity.rank, f.kind.value, f.fingerprint))
-    pairs = tuple(
-        SharedPair(
-            first=first,
-            second=second,
-            shared_patients=shared.stat.shared_patients if shared.stat else 0,
-            last_shared_on=day_from_number(shared.stat.last_shared_day) if shared.stat else None,
-            access_groups=shared.access_groups,
-            at_risk=context.pair_at_risk(first, second),
-        )
-        for (first, second), shared in sorted(context.shared.items())
-    )
+    findings.sort(key=_finding_order)
     return Reconciliation(
         findings=tuple(findings),
         operations=operations,
@@ -83,8 +72,27 @@ def reconcile(
         active_practitioners=frozenset(p.id for p in pms.practitioners if p.active),
         practitioner_count=len(pms.practitioners),
         patient_count=context.co_access.distinct_patients,
-        shared_pairs=pairs,
+        shared_pairs=_shared_pairs(context),
         picture=sharing_picture(context),
+    )
+
+
+def _finding_order(finding: Finding) -> tuple[int, str, str]:
+    return (finding.severity.rank, finding.kind.value, finding.fingerprint)
+
+
+def _shared_pairs(context: Context) -> tuple[SharedPair, ...]:
+    at_risk = context.pairs_at_risk
+    return tuple(
+        SharedPair(  # positional: a keyword call costs more, and there are thousands of pairs
+            pair[0],
+            pair[1],
+            shared.stat.shared_patients if shared.stat else 0,
+            day_from_number(shared.stat.last_shared_day) if shared.stat else None,
+            shared.access_groups,
+            pair in at_risk,
+        )
+        for pair, shared in context.shared.items()
     )
 
 
@@ -114,7 +122,7 @@ def _link(finding: Finding, by_email: dict[str, list[Operation]]) -> Finding:
         to_master = missing_from == "master_recipients"
         wanted = {OpKind.ADD_MASTER_RECIPIENT} if to_master else {OpKind.ADD_SHARING_MEMBER}
     linked = tuple((op.op.value, op.email) for op in by_email.get(email, ()) if op.op in wanted)
-    return replace(finding, operations=linked) if linked else finding
+    return finding.with_operations(linked) if linked else finding
 
 
 __all__ = ["Baseline", "Context", "Reconciliation", "SharedPair", "reconcile"]

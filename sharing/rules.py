@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from sharing.access import day_from_number
+from sharing.access import day_from_number, day_text
 from sharing.context import Context, SharedAccess
 from sharing.findings import Finding, FindingKind, Person, Severity
 from sharing.identity import normalise_email, normalise_name
@@ -35,10 +35,10 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
-def _risk_severity(context: Context, shared: SharedAccess) -> Severity:
+def _risk_severity(shared: SharedAccess, recent_day: int) -> Severity:
     if shared.stat is None:
         return Severity.MEDIUM
-    recent = shared.stat.last_shared_day >= context.recent_day
+    recent = shared.stat.last_shared_day >= recent_day
     many = shared.stat.shared_patients >= _MANY_SHARED_PATIENTS
     if recent and many:
         return Severity.HIGH
@@ -55,8 +55,9 @@ def _pair_detail(context: Context, peer_name: str, shared: SharedAccess) -> str:
     if shared.stat is None:
         groups = ", ".join(f"'{group}'" for group in shared.access_groups)
         return f"{peer_name} (through the PMS access group {groups})"
-    last = day_from_number(shared.stat.last_shared_day)
-    when = f"booked for {last.isoformat()}" if last > context.as_of else f"most recently {last.isoformat()}"
+    last = shared.stat.last_shared_day
+    booked = day_from_number(last) > context.as_of
+    when = f"booked for {day_text(last)}" if booked else f"most recently {day_text(last)}"
     return f"{peer_name} ({plural(shared.stat.shared_patients, 'patient')}, {when})"
 
 
@@ -67,41 +68,57 @@ def duplicate_patient_risk(context: Context) -> Iterator[Finding]:
     sharing is the one whose setting the admin changes. Every pair stays in `evidence.pairs`.
     """
     colleagues: dict[str, list[tuple[str, SharedAccess]]] = {}
-    for (first, second), shared in context.shared.items():
-        if not context.pair_at_risk(first, second):
+    already_sharing = context.eligible_sharing
+    at_risk = context.pairs_at_risk
+    for pair, shared in context.shared.items():
+        if pair not in at_risk:
             continue
-        for me, peer in ((first, second), (second, first)):
-            if not context.is_sharing_patients(context.eligible[me].email):
-                colleagues.setdefault(me, []).append((peer, shared))
+        first, second = pair
+        if not already_sharing[first]:
+            colleagues.setdefault(first, []).append((second, shared))
+        if not already_sharing[second]:
+            colleagues.setdefault(second, []).append((first, shared))
     for practitioner_id, peers in sorted(colleagues.items()):
         yield _risk_for(context, practitioner_id, peers)
+
+
+def _most_shared_first(item: tuple[str, SharedAccess]) -> tuple[int, str]:
+    return (-(item[1].stat.shared_patients if item[1].stat else 0), item[0])
 
 
 def _risk_for(context: Context, practitioner_id: str, peers: list[tuple[str, SharedAccess]]) -> Finding:
     user = context.eligible[practitioner_id]
     name = context.practitioners[practitioner_id].name
-    peers.sort(key=lambda item: (-(item[1].stat.shared_patients if item[1].stat else 0), item[0]))
+    peers.sort(key=_most_shared_first)
     if normalise_email(user.email) in context.members:
         gap = f"{name} does not share patients in practitioner sharing"
     else:
         gap = f"{name} is not in practitioner sharing"
-    details = [_pair_detail(context, context.practitioners[peer].name, shared) for peer, shared in peers]
-    if len(details) > _COLLEAGUES_NAMED:
-        details = [*details[:_COLLEAGUES_NAMED], plural(len(details) - _COLLEAGUES_NAMED, "other colleague")]
+    details = [
+        _pair_detail(context, context.practitioners[peer].name, shared)
+        for peer, shared in peers[:_COLLEAGUES_NAMED]
+    ]
+    if len(peers) > _COLLEAGUES_NAMED:
+        details.append(plural(len(peers) - _COLLEAGUES_NAMED, "other colleague"))
     who = "a colleague" if len(peers) == 1 else plural(len(peers), "colleague")
+    recent_day = context.recent_day
+    eligible = context.eligible
+    email = user.email
     pairs = []
+    severity = Severity.INFO  # the least severe: every pair at risk is at least LOW
     for peer, shared in peers:
+        stat = shared.stat
         pair: dict[str, object] = {
-            "emails": [user.email, context.eligible[peer].email],
-            "shared_patients": shared.stat.shared_patients if shared.stat else 0,
-            "last_shared_on": (
-                day_from_number(shared.stat.last_shared_day).isoformat() if shared.stat else None
-            ),
+            "emails": [email, eligible[peer].email],
+            "shared_patients": stat.shared_patients if stat else 0,
+            "last_shared_on": day_text(stat.last_shared_day) if stat else None,
         }
         if shared.access_groups:
             pair["access_groups"] = list(shared.access_groups)
         pairs.append(pair)
-    severity = min((_risk_severity(context, shared) for _, shared in peers), key=lambda s: s.rank)
+        pair_severity = _risk_severity(shared, recent_day)
+        if pair_severity.rank < severity.rank:
+            severity = pair_severity
     return Finding(
         kind=FindingKind.DUPLICATE_PATIENT_RISK,
         severity=severity,
@@ -126,11 +143,11 @@ def missing_new_user(context: Context) -> Iterator[Finding]:
     for practitioner_id, user in sorted(context.belongs_in_sharing().items()):
         if normalise_email(user.email) in context.members:
             continue
-        peers = [peer for peer in context.peers.get(practitioner_id, ()) if peer in context.eligible]
+        peer_count = len(context.eligible.keys() & context.peers.get(practitioner_id, frozenset()))
         name = context.practitioners[practitioner_id].name
         why = (
-            f" (shares patients with {len(peers)} colleague{'s' if len(peers) != 1 else ''} in the PMS)"
-            if peers
+            f" (shares patients with {peer_count} colleague{'s' if peer_count != 1 else ''} in the PMS)"
+            if peer_count
             else ""
         )
         yield Finding(
@@ -142,7 +159,7 @@ def missing_new_user(context: Context) -> Iterator[Finding]:
                 f"practitioner sharing{why}."
             ),
             practitioners=(context.person(practitioner_id),),
-            evidence={"missing_from": "practitioner_sharing", "pms_peers": len(peers)},
+            evidence={"missing_from": "practitioner_sharing", "pms_peers": peer_count},
         )
     master = context.ptdirect.master_account
     if master is None or context.policy.master_recipients is not MasterRecipients.ALL_ACTIVE:

@@ -150,3 +150,33 @@ def test_a_database_other_than_sqlite_requires_a_secret_key(tmp_path, postgres_u
     assert migrated.returncode == 0, migrated.stderr
     result = ptsync(tmp_path, "org", "list", env={"PTSYNC_DATABASE_URL": postgres_url})
     assert result.stderr.strip() == "error: PTSYNC_SECRET_KEY is required when the database is not SQLite"
+
+
+def test_ptsync_worker_prefetches_one_sync_per_thread_and_half_as_many_again(monkeypatch, tmp_path):
+    """Given `ptsync worker --threads 2` (and 4) on a Redis broker / When it starts dramatiq /
+    Then dramatiq is told to prefetch 3 (and 6) queued messages, and the operator's own
+    `dramatiq_queue_prefetch` wins when set."""
+    from typer.testing import CliRunner
+
+    from worker import cli
+
+    started: list[tuple[str, list[str], str | None]] = []
+    monkeypatch.setenv("PTSYNC_BROKER_URL", "redis://127.0.0.1:6379/15")
+    monkeypatch.setattr(
+        cli.os,
+        "execv",
+        lambda path, argv: started.append((path, argv, os.environ.get("dramatiq_queue_prefetch"))),  # noqa: SIM112
+    )
+    monkeypatch.setattr("worker.worker_ops.prepare_worker_environment", lambda port: [])
+    from worker import settings as settings_module
+
+    settings_module.get_settings.cache_clear()
+    for threads, operator in (("2", None), ("4", None), ("4", "1")):
+        monkeypatch.delenv("dramatiq_queue_prefetch", raising=False)
+        if operator:
+            monkeypatch.setenv("dramatiq_queue_prefetch", operator)
+        result = CliRunner().invoke(cli.app, ["worker", "--threads", threads])
+        assert result.exit_code == 0, result.output
+    settings_module.get_settings.cache_clear()
+    assert [prefetch for _, _, prefetch in started] == ["3", "6", "1"]
+    assert started[0][1][-2:] == ["--threads", "2"]

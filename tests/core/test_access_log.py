@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import date, timedelta
 from itertools import combinations
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sharing import AccessLog, AccessLogBuilder, AccessSource, AccessStatus, PatientAccess
-from sharing.access import day_number
+from sharing.access import _count_and_latest_by_sort, _count_and_latest_by_table, day_number
 
 SINCE = date(2026, 1, 1)
 
@@ -51,7 +52,21 @@ def test_co_access_matches_a_nested_loop_count(access_rows):
     expected_pairs, expected_patients = _naive(access_rows)
     got = {pair: (stat.shared_patients, stat.last_shared_day) for pair, stat in co_access.pairs.items()}
     assert got == expected_pairs
+    assert list(co_access.pairs) == sorted(co_access.pairs)  # in key order: reports keep it
     assert co_access.distinct_patients == expected_patients
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 48), st.integers(0, 1000)), min_size=1, max_size=80))
+def test_counting_pairs_in_a_table_agrees_with_counting_them_by_sort(instances):
+    # Given pair instances (pair key, day) among 7 practitioners (49 possible keys)
+    keys = np.array([key for key, _ in instances], dtype=np.int64)
+    days = np.array([day for _, day in instances], dtype=np.int64)
+    # When they are counted in a table indexed by key, and by sorting them
+    by_table = _count_and_latest_by_table(keys, days, 49)
+    by_sort = _count_and_latest_by_sort(keys, days)
+    # Then both find the same keys, counts and latest days
+    assert [column.tolist() for column in by_table] == [column.tolist() for column in by_sort]
 
 
 def test_rows_survive_a_round_trip_through_the_columns():

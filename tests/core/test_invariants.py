@@ -34,6 +34,7 @@ from sharing import (
     reconcile,
 )
 from sharing.apply import still_called_for
+from sharing.context import build_context
 from sharing.identity import normalise_email
 from sharing.operations import OpKind
 from tests.clinic import AS_OF, KEY
@@ -134,6 +135,29 @@ def test_reconciliation_is_a_pure_function_of_its_inputs(clinic, shuffler: rando
     assert first == second
     assert first.findings == third.findings
     assert first.operations == third.operations
+
+
+@common
+@given(clinics())
+def test_pairs_are_listed_once_each_in_id_order(clinic):
+    # Given any clinic, some with an access group
+    # When it is reconciled
+    result = _run(*clinic)
+    # Then the report's pairs and the picture's come once each, ordered by (first id, second id)
+    pairs = [(pair.first, pair.second) for pair in result.shared_pairs]
+    assert pairs == sorted(set(pairs))
+    assert [(pair.first, pair.second) for pair in result.picture.pairs] == pairs
+
+
+@common
+@given(clinics())
+def test_the_pairs_at_risk_are_exactly_the_shared_pairs_pair_at_risk_holds_for(clinic):
+    # Given any clinic
+    pms, ptdirect, policy = clinic
+    # When its context is built
+    context = build_context(pms, ptdirect, policy, AS_OF, KEY)
+    # Then the set tested once per run agrees with the test of one pair
+    assert context.pairs_at_risk == {pair for pair in context.shared if context.pair_at_risk(*pair)}
 
 
 @common

@@ -110,6 +110,18 @@ def test_team_order_puts_every_team_in_one_block():
         assert places[-1] - places[0] == len(team) - 1, team
 
 
+def test_team_order_does_not_depend_on_the_order_the_pairs_come_in():
+    # Given pairs among 30 practitioners with many tied weights, and the same pairs shuffled
+    rng = random.Random(7)
+    ids = [f"p{index:02}" for index in range(30)]
+    pairs = [(a, b, rng.randint(1, 3)) for i, a in enumerate(ids) for b in ids[i + 1 :] if rng.random() < 0.2]
+    shuffled = pairs[:]
+    rng.shuffle(shuffled)
+    # When both are ordered
+    # Then the order is the same: heaviest first, ties by ids, whatever order the pairs came in
+    assert team_order(ids, shuffled) == team_order(ids, pairs)
+
+
 def test_practitioners_without_pairs_come_last():
     # Given three practitioners of whom only two share patients
     order = team_order(["a", "b", "c"], [("b", "c", 3)])

@@ -89,10 +89,44 @@ def test_a_poll_that_finds_a_change_rebuilds_the_report(runtime, clinic, cliniko
         assert any(finding["state"] == "ongoing" for finding in run.report["findings"])
 
 
+@pytest.mark.parametrize("trigger", ["generic:appointment.updated", "physitrack:client_updated", "fhir:x"])
+def test_a_webhook_run_that_finds_nothing_changed_keeps_the_report_and_one_that_finds_a_change_rebuilds_it(
+    runtime, clinic, cliniko, trigger
+):
+    """Given an organisation with a report built from the current PMS and PT Direct,
+    When a webhook's run finds nothing changed, and later one finds changed appointments,
+    Then the first keeps the report (its run names the report it checked against), and the second
+    reconciles and writes a new report."""
+    _sync(runtime, clinic, "manual")
+    first = _sync(runtime, clinic, "manual")
+
+    kept = _sync(runtime, clinic, trigger)
+    cliniko.update_appointments(3, utcnow() + timedelta(minutes=5))
+    rebuilt = _sync(runtime, clinic, trigger)
+
+    with runtime.db.transaction() as session:
+        kept_run, rebuilt_run = session.get(Run, kept), session.get(Run, rebuilt)
+        assert kept_run.report is None and kept_run.counts["unchanged_since"] == first
+        assert rebuilt_run.report is not None and "unchanged_since" not in rebuilt_run.counts
+        assert repo.latest_report_run(session, rebuilt_run.org_id).id == rebuilt
+
+
+@pytest.mark.parametrize("trigger", ["manual", "api", "page", "replan", "schedule:full"])
+def test_a_sync_a_person_asked_for_and_the_full_sync_always_write_a_report(runtime, clinic, trigger):
+    """Given an organisation synced twice with nothing changed since,
+    When a person's sync, a re-plan or the full sync runs,
+    Then it reconciles and writes a report (only polls and webhook runs keep the last one)."""
+    _sync(runtime, clinic, "manual")
+    _sync(runtime, clinic, "manual")
+    again = _sync(runtime, clinic, trigger)
+    with runtime.db.transaction() as session:
+        assert session.get(Run, again).report is not None
+
+
 def test_a_manual_sync_always_writes_a_report_even_when_nothing_changed(runtime, clinic):
     """Given an organisation synced once,
     When a person asks for a sync and nothing changed,
-    Then the run still reconciles and writes a report (only polls keep the last one)."""
+    Then the run still reconciles and writes a report (only polls and webhook runs keep the last one)."""
     _sync(runtime, clinic, "manual")
     again = _sync(runtime, clinic, "manual")
     with runtime.db.transaction() as session:
@@ -224,3 +258,24 @@ def test_the_full_sync_reads_the_pms_itself_even_when_a_shared_read_of_the_round
 
     assert round_(full=False) == 0
     assert round_(full=True) > 0
+
+
+def test_a_run_whose_stored_state_cannot_be_decrypted_fails_with_the_reason_and_is_not_left_queued(
+    runtime, clinic
+):
+    """Given an organisation whose stored connector state no longer decrypts (the secret key was
+    changed without keeping the old one),
+    When its next run is claimed,
+    Then the run fails with the one-line reason (the claim is kept: it is not left queued for the
+    re-driver to send again and again)."""
+    _sync(runtime, clinic, "manual")
+    with runtime.db.transaction() as session:
+        session.scalar(select(PmsState)).data = b"ptsync-fernet:1:" + b"x" * 60
+    run_id, _ = request_sync(runtime, clinic, "schedule:tick")
+
+    outcome = run_sync(runtime, run_id)
+
+    with runtime.db.transaction() as session:
+        run = session.get(Run, run_id)
+        assert outcome.status == run.status == "failed"
+        assert "PTSYNC_SECRET_KEY" in run.error

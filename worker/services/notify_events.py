@@ -104,20 +104,29 @@ def record_for_run(
     session: Session, org: Organisation, report: dict[str, Any], proposal: Proposal | None
 ) -> list[int]:
     """Outbox rows for a finished run (call it in the run's final transaction). Returns ids to send."""
+    channels = list(session.scalars(select(NotificationChannel).where(NotificationChannel.org_id == org.id)))
+    if not channels:
+        return []  # most organisations: nothing to tell anyone, and no query per kind of event
     ids = [
-        *_new_findings(session, org, report),
-        *_high_findings_resolved(session, org, report),
-        *_proposal_waiting(session, org, report, proposal),
+        *_new_findings(session, org, report, channels),
+        *_high_findings_resolved(session, org, report, channels),
+        *_proposal_waiting(session, org, report, proposal, channels),
     ]
     return [i for i in ids if i is not None]
 
 
-def _new_findings(session: Session, org: Organisation, report: dict[str, Any]) -> list[int | None]:
+def _listening(channels: list[NotificationChannel], event: str) -> list[NotificationChannel]:
+    return [channel for channel in channels if event in channel.events]
+
+
+def _new_findings(
+    session: Session, org: Organisation, report: dict[str, Any], channels: list[NotificationChannel]
+) -> list[int | None]:
     """Each `findings` channel hears of findings it was not told about yet (at its minimum severity)."""
     slug, run_id, link = org.slug, report["run"]["id"], page_link(org.slug)
     resolved = [f["fingerprint"] for f in report.get("resolved", [])]
     ids: list[int | None] = []
-    for channel in _channels(session, org.id, "findings"):
+    for channel in _listening(channels, "findings"):
         if resolved:
             session.execute(
                 delete(NotifiedFinding).where(
@@ -151,13 +160,15 @@ def _new_findings(session: Session, org: Organisation, report: dict[str, Any]) -
     return ids
 
 
-def _high_findings_resolved(session: Session, org: Organisation, report: dict[str, Any]) -> list[int | None]:
+def _high_findings_resolved(
+    session: Session, org: Organisation, report: dict[str, Any], channels: list[NotificationChannel]
+) -> list[int | None]:
     slug, run_id, link = org.slug, report["run"]["id"], page_link(org.slug)
     high_resolved = [f for f in report.get("resolved", []) if f.get("severity") == "high"]
     if not high_resolved:
         return []
     ids: list[int | None] = []
-    for channel in _channels(session, org.id, "resolved"):
+    for channel in _listening(channels, "resolved"):
         title = f"{slug}: {len(high_resolved)} high finding{'s' if len(high_resolved) != 1 else ''} resolved"
         body = f"Resolved in clinic {slug} (run {run_id}):\n{_lines(high_resolved)}\n\n{link}"
         data = {"org": slug, "run_id": run_id, "link": link, "resolved": [_brief(f) for f in high_resolved]}
@@ -166,7 +177,11 @@ def _high_findings_resolved(session: Session, org: Organisation, report: dict[st
 
 
 def _proposal_waiting(
-    session: Session, org: Organisation, report: dict[str, Any], proposal: Proposal | None
+    session: Session,
+    org: Organisation,
+    report: dict[str, Any],
+    proposal: Proposal | None,
+    channels: list[NotificationChannel],
 ) -> list[int | None]:
     waiting = [op for op in proposal.operations if op.requires_approval] if proposal is not None else []
     if not waiting:
@@ -174,7 +189,7 @@ def _proposal_waiting(
     slug, run_id, link = org.slug, report["run"]["id"], page_link(org.slug)
     steps = "\n".join(f"- {op.op.replace('_', ' ')}: {op.email}" for op in waiting[:MAX_LISTED])
     ids: list[int | None] = []
-    for channel in _channels(session, org.id, "proposal"):
+    for channel in _listening(channels, "proposal"):
         title = f"{slug}: a proposal waits for your approval ({len(waiting)} change(s))"
         body = (
             f"ptsync proposes changes to PT Direct sharing in clinic {slug} that need approval:\n"

@@ -1,4 +1,4 @@
-"""Polls that find nothing changed: record that the organisation was checked, keep its report.
+"""Polls (and webhook runs) that find nothing changed: record the check, keep the report.
 
 A scheduled incremental poll (README "Polls and the full sync") reads only what changed since
 the cursor. When everything the reconcile depends on is exactly what the latest report was built
@@ -9,9 +9,9 @@ if it differs. "Exactly" is a digest of every input: the PMS snapshot, the PT Di
 (and client lists), the policy, the run's date in the clinic's time zone, the baseline roster,
 an accepted drop, the pseudonym key and the time zone.
 
-Only a poll takes this path: a full sync, a webhook or a person's sync always reconciles and
-writes a report. An incomplete read never does (it stores no cursors either), nor a poll while an
-applied proposal waits to be verified against PT Direct.
+A poll and a webhook-triggered run take this path (`may_keep_report`); a full sync or a sync a
+person asked for always reconciles and writes a report. An incomplete read never takes it (and
+stores no cursors), nor a run while an applied proposal waits to be verified against PT Direct.
 """
 
 from __future__ import annotations
@@ -33,8 +33,20 @@ POLL_TRIGGER = "schedule:tick"
 """What the clock's incremental poll is called on its run (source "schedule", event "tick")."""
 
 
+WEBHOOK_SOURCES = ("physitrack", "fhir", "generic", "halaxy")
+"""Where a webhook-triggered run's trigger comes from (`source:event`, services/deliveries.py)."""
+
+
 def is_poll(trigger: str, full_pull: bool) -> bool:
     return trigger == POLL_TRIGGER and not full_pull
+
+
+def may_keep_report(trigger: str, full_pull: bool) -> bool:
+    """Whether a run whose inputs are the latest report's may keep that report: the clock's poll
+    and a webhook-triggered run (nobody waits on a new report; an event that changed nothing the
+    reconcile reads, a Physitrack `client_updated` about a field ptsync ignores, say, leaves the
+    report as it is). A full sync and a sync a person asked for always write one."""
+    return is_poll(trigger, full_pull) or (not full_pull and trigger.split(":", 1)[0] in WEBHOOK_SOURCES)
 
 
 def input_digest(

@@ -121,9 +121,13 @@ def run_sync(runtime: Runtime, run_id: str) -> SyncOutcome:
     # connector state, baseline, the latest report's digest): a poll is mostly this overhead.
     with runtime.db.transaction() as session:
         pending = session.get(Run, run_id, options=[joinedload(Run.organisation)])
-        if pending is not None:
-            _fail_lapsed_runs(session, pending.org_id, run_id, utcnow())
         claim = repo.claim_run(session, run_id, utcnow(), lease)
+        if (
+            claim is None
+            and pending is not None
+            and _fail_lapsed_runs(session, pending.org_id, run_id, utcnow())
+        ):
+            claim = repo.claim_run(session, run_id, utcnow(), lease)
         if claim is None:
             return _not_claimed(session, run_id)
         run = repo.get_run(session, run_id)
@@ -131,12 +135,19 @@ def run_sync(runtime: Runtime, run_id: str) -> SyncOutcome:
         trigger = run.trigger
         full = bool(run.full_pull)
         started_at = utcnow()
-        stored = _read_stored(session, runtime, org, run, with_report=not poll.is_poll(trigger, full))
+        try:
+            stored: _Stored | PtsyncError = _read_stored(
+                session, runtime, org, run, with_report=not poll.may_keep_report(trigger, full)
+            )
+        except PtsyncError as exc:  # a stored secret or state it cannot read: the claim still
+            stored = exc  # commits, and the run fails (or is retried) below like any other error
         session.expunge(org)
 
     heartbeat = _Heartbeat(runtime, claim, lease)
     heartbeat.start()
     try:
+        if isinstance(stored, PtsyncError):
+            raise stored
         outcome = _sync_claimed(runtime, claim, org, trigger, started_at, heartbeat, stored, full)
     except RunTakenOver:
         heartbeat.stop()
@@ -173,11 +184,18 @@ def _not_claimed(session, run_id: str) -> SyncOutcome:
     raise OrganisationBusy(1.0)
 
 
-def _fail_lapsed_runs(session, org_id: int, run_id: str, now) -> None:
-    """Older runs of this organisation whose worker vanished are closed: this run covers them."""
+def _fail_lapsed_runs(session, org_id: int, run_id: str, now) -> bool:
+    """An older run of this organisation whose worker vanished is closed: this run covers it.
+
+    Asked only when the claim failed (one running run per organisation: a lapsed one blocks
+    the claim); True when it closed one, so the claim is worth another try.
+    """
     other = repo.running_run(session, org_id, run_id)
     if other is not None and other.lease_expires_at is not None and other.lease_expires_at < now:
-        repo.fail_unfinished_run(session, other.id, now, f"interrupted (worker lost); run {run_id} covers it")
+        return repo.fail_unfinished_run(
+            session, other.id, now, f"interrupted (worker lost); run {run_id} covers it"
+        )
+    return False
 
 
 def _fail(runtime: Runtime, claim: repo.Claim, reason: str) -> SyncOutcome:
@@ -224,17 +242,17 @@ def _sync_claimed(
     stored: _Stored,
     full: bool = False,
 ) -> SyncOutcome:
-    """Pull, reconcile (pure), save: the three steps of every run (a poll that finds nothing
-    changed stops after the pull: services/poll.py)."""
-    polling = poll.is_poll(trigger, full)
+    """Pull, reconcile (pure), save: the three steps of every run (a poll or a webhook's run that
+    finds nothing changed stops after the pull: services/poll.py)."""
+    may_keep = poll.may_keep_report(trigger, full)
     inputs = _pull(runtime, claim, org, started_at, heartbeat, stored, full)
     heartbeat.check()
     digest = _input_digest(runtime, org, inputs, started_at)
-    if polling:
+    if may_keep:
         checked = _save_if_unchanged(runtime, claim, inputs, digest)
         if checked is not None:
             return checked
-        inputs = _with_previous_report(runtime, inputs)  # a poll did not read it: it may not need it
+        inputs = _with_previous_report(runtime, inputs)  # not read yet: it may not have been needed
     decision = _reconcile(runtime, org, inputs, started_at)
     heartbeat.check()
     return _save(runtime, claim, org, trigger, started_at, inputs, decision, digest)
