@@ -91,6 +91,9 @@ class SyncOutcome:
     run_id: str
     status: str
     auto_apply_proposal: str | None = None
+    finished_now: bool = True
+    """False when the message found the run already finished (a redelivered or postponed
+    message): what follows a run (counting it, starting the next) was done by the one that ran it."""
 
 
 def request_sync(runtime: Runtime, slug: str, trigger: str, *, accept_drop: bool = False) -> tuple[str, bool]:
@@ -176,7 +179,7 @@ def _not_claimed(session, run_id: str) -> SyncOutcome:
         log.warning("run %s does not exist; dropping the message", run_id)
         return SyncOutcome(run_id, "missing")
     if run.status in (repo.SUCCEEDED, repo.FAILED):
-        return SyncOutcome(run_id, run.status)  # a redelivered message for a finished run
+        return SyncOutcome(run_id, run.status, finished_now=False)  # a redelivered message
     now = utcnow()
     holder = run if run.status == repo.RUNNING else repo.running_run(session, run.org_id, run_id)
     if holder is not None and holder.lease_expires_at is not None:
