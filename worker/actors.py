@@ -69,12 +69,12 @@ def request_sync(slug: str, trigger: str) -> None:
 )
 def sync_org(run_id: str) -> None:
     outcome = _mapped(sync_org, (run_id,), lambda: sync.run_sync(get_runtime(), run_id))
-    if outcome is None:
+    if outcome is None or not outcome.finished_now:
         return
-    if outcome.status in ("succeeded", "failed"):
-        _finished(run_id, outcome.status)
     if outcome.auto_apply_proposal:
         apply_safe_operations.send(outcome.auto_apply_proposal)
+    if outcome.status in ("succeeded", "failed"):
+        _finished(run_id, outcome.status)
 
 
 @dramatiq.actor(actor_name="ptsync.sync_gave_up", max_retries=10, time_limit=30 * SECOND, broker=broker)
@@ -91,7 +91,10 @@ def _finished(run_id: str, status: str) -> None:
     metrics.count_run(status, after.trigger)
     log.info("run %s %s (trigger %s)", run_id, status, metrics.trigger_family(after.trigger))
     if after.queued_run is not None:
-        sync_org.send(after.queued_run)
+        try:
+            sync_org.send(after.queued_run)
+        except Exception as exc:  # Redis blinked: the postponed message, or the re-driver, starts it
+            log.warning("could not start queued run %s now: %s", after.queued_run, exc.__class__.__name__)
 
 
 @dramatiq.actor(

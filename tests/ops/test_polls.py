@@ -279,3 +279,21 @@ def test_a_run_whose_stored_state_cannot_be_decrypted_fails_with_the_reason_and_
         run = session.get(Run, run_id)
         assert outcome.status == run.status == "failed"
         assert "PTSYNC_SECRET_KEY" in run.error
+
+
+def test_a_person_s_sync_that_joins_a_queued_webhook_run_still_writes_a_report(runtime, clinic):
+    """Given an organisation whose latest report was built from the current PMS and PT Direct,
+    and a webhook's run queued for it,
+    When a person asks for a sync (it joins the queued run) and that run works,
+    Then the run writes a report: a person's sync always does, whichever run serves it."""
+    _sync(runtime, clinic, "manual")
+    _sync(runtime, clinic, "manual")
+    queued, created = request_sync(runtime, clinic, "generic:appointment.updated")
+    assert created
+
+    joined, created = request_sync(runtime, clinic, "manual")
+
+    assert joined == queued and not created
+    assert run_sync(runtime, queued).status == "succeeded"
+    with runtime.db.transaction() as session:
+        assert session.get(Run, queued).report is not None

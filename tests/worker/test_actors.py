@@ -262,3 +262,64 @@ def test_after_a_run_with_nothing_queued_no_message_is_sent(runtime, tmp_path):
     assert sync.after_run(runtime, first) == sync.AfterRun("manual", None)
     actors._finished(first, "succeeded")
     assert broker.queues["default"].qsize() == 0
+
+
+def _runs_counted(status: str, trigger: str) -> float:
+    from worker import metrics
+
+    return metrics.RUNS.labels(status, metrics.trigger_family(trigger))._value.get()
+
+
+def test_a_late_message_for_a_finished_run_neither_counts_it_again_nor_sends_the_queued_run_again(
+    runtime, tmp_path
+):
+    """Given a run that finished (its actor counted it and started the queued run) while an earlier
+    message of it waited postponed, and a newer run of the organisation queued,
+    When the postponed message comes back and finds the run finished,
+    Then the run is not counted again and no message is sent for the queued run (each such
+    message would add a stray message per run that follows, each counting a run again)."""
+    from worker.services import sync
+
+    broker = actors.broker
+    broker.flush_all()
+    _add_org(runtime, tmp_path)
+    first, _ = sync.request_sync(runtime, "clinic-a", "manual")
+    actors.sync_org(first)
+    _, created = sync.request_sync(runtime, "clinic-a", "generic:appointment.updated")
+    assert created
+    broker.flush_all()
+    counted = _runs_counted("succeeded", "manual")
+
+    actors.sync_org(first)
+
+    assert broker.queues["default"].qsize() == 0
+    assert _runs_counted("succeeded", "manual") == counted
+
+
+def test_a_broker_error_starting_the_next_queued_run_neither_drops_the_automatic_apply_nor_fails_the_message(
+    runtime, tmp_path, monkeypatch
+):
+    """Given an apply-safe organisation whose run plans safe additions, and another run of it queued,
+    When the run finishes and sending the queued run's message fails (Redis blinks),
+    Then the finished run's automatic apply is sent all the same and the message ends normally
+    (the queued run's postponed message, or the re-driver, starts it)."""
+    from worker.services import sync
+
+    broker = actors.broker
+    broker.flush_all()
+    _add_org(runtime, tmp_path, policy="apply-safe")
+    run_id, _ = sync.request_sync(runtime, "clinic-a", "schedule")
+    monkeypatch.setattr(sync, "after_run", lambda runtime, run_id: sync.AfterRun("schedule", "queued-run"))
+    real_send = actors.sync_org.send
+
+    def send(run):
+        if run == "queued-run":
+            raise ConnectionError("redis is restarting")
+        return real_send(run)
+
+    monkeypatch.setattr(actors.sync_org, "send", send)
+    actors.sync_org(run_id)
+
+    sent = [dramatiq.Message.decode(data).actor_name for data in broker.queues["default"].queue]
+    broker.flush_all()
+    assert "ptsync.apply_safe_operations" in sent

@@ -465,3 +465,35 @@ def test_a_stale_fingerprint_never_gives_an_organisation_another_accounts_read(r
         runs = _sync_round(runtime, "north", "south")
         assert [run.status for run in runs] == ["succeeded"] * 2
         assert len(other.log) > before  # south read its new account itself
+
+
+def test_a_webhook_that_joins_a_queued_run_is_not_answered_with_a_shared_read_from_before_it_arrived(
+    runtime, group, tmp_path
+):
+    """Given North and South on one PMS account, a sync round requested for both, and North's run
+    done (it read the account and stored the read for the round),
+    When a webhook for South arrives after that read began and joins South's queued run,
+    Then South's run reads the PMS itself: a shared read is used only when it started after the
+    newest request the run serves, and a joined webhook is such a request."""
+    from datetime import UTC, datetime
+
+    from worker.services.deliveries import accept, relay
+    from worker.store import repositories as repo
+
+    for slug in ("north", "south"):
+        _add(runtime, group, tmp_path, slug, test=False)
+    _sync_round(runtime, "north", "south")
+    north, _ = request_sync(runtime, "north", "schedule:tick")
+    south, _ = request_sync(runtime, "south", "schedule:tick")
+    with runtime.db.transaction() as session:
+        session.get(Run, south).enqueued_at = datetime.now(UTC)  # its message went out
+    assert run_sync(runtime, north).status == "succeeded"  # the round's shared read
+    with runtime.db.transaction() as session:
+        south_id = repo.get_org(session, "south").id
+    webhook = accept(runtime, south_id, "generic", "evt-after-read", "appointment.created", b"{}")
+    assert relay(runtime, lambda run_id: None, only=webhook.delivery) == 1
+    before = len(group.log)
+
+    assert run_sync(runtime, south).status == "succeeded"
+
+    assert len(group.log) > before

@@ -150,3 +150,46 @@ def test_the_migrations_create_exactly_the_schema_the_models_describe(store):
 
     with store.db.engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+
+
+def test_a_request_joining_a_queued_run_that_a_worker_claims_that_moment_gets_a_run_of_its_own(
+    store, org, monkeypatch
+):
+    """Given an organisation's poll queued, and the nightly full sync asking for a run,
+    When a worker claims the poll between the request finding it queued and joining it,
+    Then the full sync does not join the claimed run (which started as an incremental poll,
+    before the request): a new queued run carries it, with `full_pull` set; and a request that does
+    join a still-queued run moves its `read_after` and records what it needs."""
+    now = utcnow()
+    with store.db.transaction() as session:
+        poll, _ = repo.queue_run(session, repo.get_org(session, "clinic-a"), "schedule:tick", now)
+        poll_id = poll.id
+    real_queued_run = repo.queued_run
+
+    def found_then_claimed(session, org_id):
+        found = real_queued_run(session, org_id)
+        if found is not None and found.id == poll_id:
+            with store.db.transaction() as worker:
+                assert repo.claim_run(worker, poll_id, utcnow(), timedelta(seconds=30)) is not None
+        return found
+
+    monkeypatch.setattr(repo, "queued_run", found_then_claimed)
+    with store.db.transaction() as session:
+        full, created = repo.queue_run(
+            session, repo.get_org(session, "clinic-a"), "schedule:full", now, repo.Needs(full_pull=True)
+        )
+        full_id = full.id
+    assert created and full_id != poll_id
+    monkeypatch.setattr(repo, "queued_run", real_queued_run)
+
+    later = now + timedelta(seconds=5)
+    with store.db.transaction() as session:
+        joined, created = repo.queue_run(
+            session, repo.get_org(session, "clinic-a"), "manual", later, repo.Needs(report=True)
+        )
+    assert joined.id == full_id and not created
+    with store.db.transaction() as session:
+        claimed, queued = session.get(Run, poll_id), session.get(Run, full_id)
+        assert claimed.status == "running" and not claimed.full_pull
+        assert queued.status == "queued" and queued.full_pull and queued.report_required
+        assert queued.read_after == later

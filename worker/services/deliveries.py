@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from worker.clock import new_id, utcnow
 from worker.errors import Conflict
 from worker.runtime import Runtime
+from worker.services import poll
 from worker.store import repositories as repo
 from worker.store.db import SQLITE_BUSY_TIMEOUT_MS
 from worker.store.models import Delivery, Organisation, Run
@@ -179,11 +180,12 @@ def _relay_one(runtime: Runtime, send: Callable[[str], None], delivery_id: int) 
                     )
                 )
             )
+        trigger = f"{row.source}:{row.event}"[:32]
+        full = row.source == "schedule" and row.event == "full"  # a poll already queued becomes one
+        needs = repo.Needs(full_pull=full, report=not poll.may_keep_report(trigger, full))
         run, created = repo.request_run(
-            session, org, f"{row.source}:{row.event}"[:32], row.source, now, delivery=row.delivery_id
+            session, org, trigger, row.source, now, needs, delivery=row.delivery_id
         )
-        if row.source == "schedule" and row.event == "full":
-            run.full_pull = True  # the full sync; a poll already queued becomes one
         run_id = run.id
         # A burst of webhooks joins one queued run: sending its message again for each of them
         # would only make workers claim (and, while the organisation's previous run still works,

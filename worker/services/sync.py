@@ -91,6 +91,9 @@ class SyncOutcome:
     run_id: str
     status: str
     auto_apply_proposal: str | None = None
+    finished_now: bool = True
+    """False when the message found the run already finished (a redelivered or postponed
+    message): what follows a run (counting it, starting the next) was done by the one that ran it."""
 
 
 def request_sync(runtime: Runtime, slug: str, trigger: str, *, accept_drop: bool = False) -> tuple[str, bool]:
@@ -108,7 +111,8 @@ def request_sync(runtime: Runtime, slug: str, trigger: str, *, accept_drop: bool
                 "it is resumed",
                 slug,
             )
-        run, created = repo.request_run(session, org, trigger, trigger, now)
+        needs = repo.Needs(report=not poll.may_keep_report(trigger, False))
+        run, created = repo.request_run(session, org, trigger, trigger, now, needs)
         if accept_drop and not run.accept_drop:
             run.accept_drop = True
             repo.audit(session, run.org_id, trigger, "pms_drop_accepted", now, run_id=run.id)
@@ -137,7 +141,7 @@ def run_sync(runtime: Runtime, run_id: str) -> SyncOutcome:
         started_at = utcnow()
         try:
             stored: _Stored | PtsyncError = _read_stored(
-                session, runtime, org, run, with_report=not poll.may_keep_report(trigger, full)
+                session, runtime, org, run, with_report=not _may_keep_report(run)
             )
         except PtsyncError as exc:  # a stored secret or state it cannot read: the claim still
             stored = exc  # commits, and the run fails (or is retried) below like any other error
@@ -148,7 +152,9 @@ def run_sync(runtime: Runtime, run_id: str) -> SyncOutcome:
     try:
         if isinstance(stored, PtsyncError):
             raise stored
-        outcome = _sync_claimed(runtime, claim, org, trigger, started_at, heartbeat, stored, full)
+        outcome = _sync_claimed(
+            runtime, claim, org, trigger, started_at, heartbeat, stored, full, _may_keep_report(run)
+        )
     except RunTakenOver:
         heartbeat.stop()
         log.warning("run %s was taken over by another worker; this attempt stopped", run_id)
@@ -170,13 +176,19 @@ def run_sync(runtime: Runtime, run_id: str) -> SyncOutcome:
     return outcome
 
 
+def _may_keep_report(run: Run) -> bool:
+    """A poll or a webhook's run may keep an unchanged report, unless a request it serves (a
+    person's sync, a re-plan that joined it) needs a new one."""
+    return poll.may_keep_report(run.trigger, bool(run.full_pull)) and not run.report_required
+
+
 def _not_claimed(session, run_id: str) -> SyncOutcome:
     run = session.get(Run, run_id)
     if run is None:
         log.warning("run %s does not exist; dropping the message", run_id)
         return SyncOutcome(run_id, "missing")
     if run.status in (repo.SUCCEEDED, repo.FAILED):
-        return SyncOutcome(run_id, run.status)  # a redelivered message for a finished run
+        return SyncOutcome(run_id, run.status, finished_now=False)  # a redelivered message
     now = utcnow()
     holder = run if run.status == repo.RUNNING else repo.running_run(session, run.org_id, run_id)
     if holder is not None and holder.lease_expires_at is not None:
@@ -241,10 +253,10 @@ def _sync_claimed(
     heartbeat: _Heartbeat,
     stored: _Stored,
     full: bool = False,
+    may_keep: bool = False,
 ) -> SyncOutcome:
     """Pull, reconcile (pure), save: the three steps of every run (a poll or a webhook's run that
     finds nothing changed stops after the pull: services/poll.py)."""
-    may_keep = poll.may_keep_report(trigger, full)
     inputs = _pull(runtime, claim, org, started_at, heartbeat, stored, full)
     heartbeat.check()
     digest = _input_digest(runtime, org, inputs, started_at)
@@ -337,7 +349,8 @@ def _read_stored(
         baseline=repo.baseline_of(session, org.id, run.id, bool(run.accept_drop)),
         previous_run=previous_run,
         previous_report=previous_report,
-        requested_at=run.requested_at,
+        # The newest request the run serves: a shared PMS read must have started after it.
+        requested_at=max(run.requested_at, run.read_after or run.requested_at),
         shared_account=shared_pull.shared_account(session, runtime, org),
     )
 

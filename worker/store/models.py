@@ -126,6 +126,10 @@ class Run(Base):
     """When its message was last sent; the re-driver re-sends a run nobody took after a while."""
     full_pull: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     """Re-read everything from the PMS (the full sync), ignoring the incremental cursors."""
+    read_after: Mapped[datetime | None]
+    """When the newest request that joined this queued run came: its reads start after it."""
+    report_required: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """A request it serves needs a report even if nothing changed (a person's sync, a re-plan)."""
 
     organisation: Mapped[Organisation] = relationship()
 

@@ -74,33 +74,79 @@ def audit(session: Session, org_id: int | None, actor: str, action: str, at: dat
     session.add(AuditEntry(org_id=org_id, at=at, actor=actor, action=action, detail=detail))
 
 
-def queue_run(session: Session, org: Organisation, trigger: str, now: datetime) -> tuple[Run, bool]:
-    """The org's queued run, or a new one. Returns (run, created).
+@dataclass(frozen=True)
+class Needs:
+    """What a request needs of the run that serves it, beyond a run that starts after it."""
 
-    A partial unique index allows one queued run per organisation: when two triggers race,
-    the loser's insert fails and it joins the winner's run instead.
+    full_pull: bool = False
+    """Re-read everything (the full sync)."""
+    report: bool = False
+    """Reconcile and write a report even if nothing changed (a person asked, or a re-plan)."""
+
+
+def queue_run(
+    session: Session, org: Organisation, trigger: str, now: datetime, needs: Needs = Needs()
+) -> tuple[Run, bool]:
+    """The org's queued run, joined, or a new one. Returns (run, created).
+
+    Joining is one UPDATE of the run *while it is still queued*: it records the newest request
+    (`read_after`: the run's reads, a shared PMS read included, must start after it) and what
+    that request needs (`needs`). A run a worker claimed in the meantime started before this
+    request, so a new run is queued instead. A partial unique index allows one queued run per
+    organisation: when two triggers race, the loser's insert fails and it joins the winner's run.
     """
     existing = queued_run(session, org.id)
-    if existing is not None:
+    if existing is not None and _join(session, existing, now, needs):
         return existing, False
-    run = Run(id=new_id(), org_id=org.id, trigger=trigger, status=QUEUED, requested_at=now, attempts=0)
+    run = Run(
+        id=new_id(),
+        org_id=org.id,
+        trigger=trigger,
+        status=QUEUED,
+        requested_at=now,
+        attempts=0,
+        full_pull=needs.full_pull,
+        report_required=needs.report,
+    )
     try:
         with session.begin_nested():
             session.add(run)
             session.flush()
     except IntegrityError:
         existing = queued_run(session, org.id)
-        if existing is None:
+        if existing is None or not _join(session, existing, now, needs):
             raise
         return existing, False
     return run, True
 
 
+def _join(session: Session, run: Run, now: datetime, needs: Needs) -> bool:
+    """Join `run` if it is still queued (False: a worker has claimed it)."""
+    values: dict[str, Any] = {"read_after": now}
+    if needs.full_pull:
+        values["full_pull"] = True
+    if needs.report:
+        values["report_required"] = True
+    joined = session.execute(
+        update(Run)
+        .where(Run.id == run.id, Run.status == QUEUED)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return joined.rowcount == 1
+
+
 def request_run(
-    session: Session, org: Organisation, trigger: str, actor: str, now: datetime, **detail: Any
+    session: Session,
+    org: Organisation,
+    trigger: str,
+    actor: str,
+    now: datetime,
+    needs: Needs = Needs(),
+    **detail: Any,
 ) -> tuple[Run, bool]:
     """`queue_run`, with an audit entry when a new run was queued (not when joining one)."""
-    run, created = queue_run(session, org, trigger, now)
+    run, created = queue_run(session, org, trigger, now, needs)
     if created:
         audit(session, org.id, actor, "sync_requested", now, run_id=run.id, **detail)
     return run, created
