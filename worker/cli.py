@@ -148,9 +148,9 @@ def org_add(**options: Any) -> None:
         )
 
 
-
 org_add.__signature__ = org_options.signature(for_update=False)  # type: ignore[attr-defined]
 org_app.command("add")(org_add)
+
 
 @org_app.command("physitrack-key")
 def org_physitrack_key(

@@ -75,6 +75,8 @@ def _overlay_progress(report: dict[str, Any], proposal: Proposal) -> None:
         fixed = linked and all(statuses.get(key) == "applied" for key in linked)
         if fixed and finding["state"] in ("new", "ongoing"):
             finding["state"] = "fixed"
+
+
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 

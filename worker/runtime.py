@@ -39,9 +39,7 @@ def _announce_new_default_database() -> None:
     if path.exists():
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    log.warning(
-        "created ptsync's database at %s (set PTSYNC_DATABASE_URL to keep it elsewhere)", path
-    )
+    log.warning("created ptsync's database at %s (set PTSYNC_DATABASE_URL to keep it elsewhere)", path)
 
 
 def _require_current_schema(db: Database) -> None:

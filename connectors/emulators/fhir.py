@@ -77,9 +77,7 @@ class FhirEmulator(JsonServer):
 
     def throttled(self, wait: float) -> Response:
         """The 429 answer, asking the client to wait `wait` seconds (rounded up)."""
-        return Response(
-            429, outcome("throttled", "too many requests"), {"Retry-After": str(math.ceil(wait))}
-        )
+        return Response(429, outcome("throttled", "too many requests"), {"Retry-After": str(math.ceil(wait))})
 
     def changed(self) -> None:
         """Forget the cached pages: call after changing `resources`."""

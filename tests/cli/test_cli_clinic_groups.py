@@ -33,7 +33,9 @@ def test_an_admin_lists_locations_scopes_an_organisation_and_reads_the_scope_in_
         assert wrong.returncode == 1
         assert wrong.stderr.count("\n") == 1 and "Traceback" not in wrong.stderr
         assert "location 9 is not in cliniko" in wrong.stderr and "3 (East Physio)" in wrong.stderr
-        scoped = ptsync(tmp_path, "org", "update", "north", "--locations", "1", "--policy", "propose", env=FAST)
+        scoped = ptsync(
+            tmp_path, "org", "update", "north", "--locations", "1", "--policy", "propose", env=FAST
+        )
         assert scoped.returncode == 0, scoped.stderr
         assert "3 of the PMS's 7 active practitioners are in this organisation" in scoped.stderr
         shown = json.loads(ptsync(tmp_path, "org", "show", "north", "--format", "json").stdout)

@@ -78,10 +78,17 @@ def test_org_add_takes_the_reconciliation_settings_and_refuses_a_bad_time_zone(t
 
 def test_a_sync_that_lost_most_practitioners_warns_and_accept_drop_confirms_it(tmp_path):
     # Given a synced clinic whose next export lists only Ana
-    assert ptsync(tmp_path, *csv_org_add_args(tmp_path, "clinic-a", "--removal-threshold-people", "1")).returncode == 0
+    assert (
+        ptsync(
+            tmp_path, *csv_org_add_args(tmp_path, "clinic-a", "--removal-threshold-people", "1")
+        ).returncode
+        == 0
+    )
     assert ptsync(tmp_path, "sync", "clinic-a", "--wait").returncode == 0
     pms = tmp_path / "pms"
-    (pms / "practitioners.csv").write_text("id,name,email,active,updated_at\n101,Ana Silva,ana@clinic.example,true,\n")
+    (pms / "practitioners.csv").write_text(
+        "id,name,email,active,updated_at\n101,Ana Silva,ana@clinic.example,true,\n"
+    )
     (pms / "patient_access.csv").write_text("practitioner_id,patient_id,source,last_seen\n")
     # When it syncs, then syncs again accepting the drop
     suspicious = ptsync(tmp_path, "sync", "clinic-a", "--wait")

@@ -89,7 +89,8 @@ def test_a_bad_cliniko_payload_fails_the_run_and_keeps_the_previous_report(tmp_p
     failed = ptsync(tmp_path, "sync", "clinic-c", "--wait")
     assert failed.returncode == 1
     assert (
-        "cliniko: GET /individual_appointments item 0.starts_at: expected an ISO date or timestamp" in failed.stderr
+        "cliniko: GET /individual_appointments item 0.starts_at: expected an ISO date or timestamp"
+        in failed.stderr
     )
     after = ptsync(tmp_path, "report", "clinic-c", "--format", "json")
     assert json.loads(after.stdout)["run"]["id"] == before["run"]["id"]

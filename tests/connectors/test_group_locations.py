@@ -214,7 +214,9 @@ def test_semble_reads_the_window_again_when_locations_are_first_asked_for():
     with SembleEmulator(generate_group(TODAY), "semble-token", requests_per_window=10_000) as emulator:
         plain = SembleConnector("semble-token", url=emulator.graphql_url, user_agent=AGENT)
         first = plain.pull(window_start=WINDOW, cursors={}, started_at=datetime.now(UTC))
-        located = SembleConnector("semble-token", url=emulator.graphql_url, user_agent=AGENT, read_locations=True)
+        located = SembleConnector(
+            "semble-token", url=emulator.graphql_url, user_agent=AGENT, read_locations=True
+        )
         second = located.pull(window_start=WINDOW, cursors=first.cursors, state=first.state)
     assert {row.location for row in first.snapshot.access} == {None}
     assert None not in {row.location for row in second.snapshot.access}

@@ -97,8 +97,12 @@ def test_a_master_account_that_treats_patients_is_a_master_account_issue_not_a_d
     result = clinic.reconcile()
     # Then no duplicate risk tells the admin to put the master account into sharing
     assert of_kind(result, "duplicate_patient_risk") == []
-    assert not [op for op in result.operations if op.email == "ana@clinic.example" and "sharing" in op.op.value]
-    [issue] = [f for f in of_kind(result, "master_account_issue") if f.evidence["problem"] == "treats_patients"]
+    assert not [
+        op for op in result.operations if op.email == "ana@clinic.example" and "sharing" in op.op.value
+    ]
+    [issue] = [
+        f for f in of_kind(result, "master_account_issue") if f.evidence["problem"] == "treats_patients"
+    ]
     assert "use a dedicated content-only account" in issue.message
     assert "4 patients" in issue.message
 

@@ -11,7 +11,9 @@ from sharing.apply import member_after
 def test_adding_a_member_who_already_shares_patients_never_turns_patient_sharing_off() -> None:
     """Given a member sharing patients only, when added for content, then they share both."""
     current = SharingMember("ana@clinic.example", False, True)
-    added = member_after(current, Operation(OpKind.ADD_SHARING_MEMBER, "ana@clinic.example", share_content=True))
+    added = member_after(
+        current, Operation(OpKind.ADD_SHARING_MEMBER, "ana@clinic.example", share_content=True)
+    )
     assert (added.share_content, added.share_patients) == (True, True)
 
 

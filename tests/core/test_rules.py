@@ -36,7 +36,11 @@ def test_practitioners_who_treat_the_same_patients_but_do_not_share_are_a_duplic
     )
     assert risk.evidence["shared_patients"] == 3
     assert risk.evidence["pairs"] == [
-        {"emails": ["cara@clinic.example", "ana@clinic.example"], "shared_patients": 3, "last_shared_on": "2026-11-20"}
+        {
+            "emails": ["cara@clinic.example", "ana@clinic.example"],
+            "shared_patients": 3,
+            "last_shared_on": "2026-11-20",
+        }
     ]
 
 
@@ -289,7 +293,11 @@ def test_one_user_matching_two_practitioners_is_ambiguous():
     clinic.users.append(PtUser("ana@clinic.example", "Ana Silva"))
     result = clinic.reconcile()
     [ambiguous] = of_kind(result, "ambiguous_match")
-    assert ambiguous.evidence == {"side": "ptdirect", "reason": "several_candidates", "candidates": ["101", "201"]}
+    assert ambiguous.evidence == {
+        "side": "ptdirect",
+        "reason": "several_candidates",
+        "candidates": ["101", "201"],
+    }
     assert [p.pms_id for p in ambiguous.practitioners] == ["101", "201"]
 
 

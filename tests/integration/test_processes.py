@@ -60,7 +60,9 @@ def _add_org(env, tmp_path, schedule: str = "0 * * * *") -> None:
     _cli(env, "migrate")
     _cli(
         env,
-        *csv_org_add_args(tmp_path, "clinic-a", "--schedule", schedule, "--full-sync", full_sync_far_from_now()),
+        *csv_org_add_args(
+            tmp_path, "clinic-a", "--schedule", schedule, "--full-sync", full_sync_far_from_now()
+        ),
     )
 
 

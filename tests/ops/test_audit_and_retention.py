@@ -43,7 +43,11 @@ def test_every_audited_action_in_the_code_is_documented():
     written = set()
     for path in (ROOT / "worker").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            is_audit = isinstance(node, ast.Call) and _callee(node.func) in ("repo.audit", "audit.record", "audit")
+            is_audit = isinstance(node, ast.Call) and _callee(node.func) in (
+                "repo.audit",
+                "audit.record",
+                "audit",
+            )
             if is_audit and len(node.args) > 3 and isinstance(node.args[3], ast.Constant):
                 written.add(node.args[3].value)
     # Then each is in the documented list, and the README names every listed action

@@ -59,7 +59,9 @@ def test_metrics_scraped_after_a_sync_show_the_run_and_the_pms_requests(
     assert _value(after, "ptsync_database_up") == 1
     assert 0 <= _value(after, "ptsync_org_seconds_since_last_success", org="clinic-c") < 60
     assert _value(after, "ptsync_org_consecutive_failures", org="clinic-c") == 0
-    assert _value(after, "ptsync_org_schedule_interval_seconds", org="clinic-c") == 120  # the default poll: every 2 minutes
+    assert (
+        _value(after, "ptsync_org_schedule_interval_seconds", org="clinic-c") == 120
+    )  # the default poll: every 2 minutes
     assert sum(v for (name, _), v in after.items() if name == "ptsync_open_findings") > 0
     assert _value(after, "ptsync_proposals_awaiting_approval") == 1
     # and no label carries a patient, a request path or a run id (bounded cardinality)

@@ -112,4 +112,6 @@ def test_the_clock_port_serves_health_readiness_and_database_gauges(runtime, cli
         assert _wait_for(f"{base}/readyz", lambda r: r.status_code == 200).json()["status"] == "ready"
         scrape = _wait_for(f"{base}/metrics", lambda r: "ptsync_database_up" in r.text).text
         assert _value(scrape, "ptsync_database_up") == 1
-        assert _value(scrape, "ptsync_org_schedule_interval_seconds", org=SLUG) == 120  # the default poll: every 2 minutes
+        assert (
+            _value(scrape, "ptsync_org_schedule_interval_seconds", org=SLUG) == 120
+        )  # the default poll: every 2 minutes

@@ -28,7 +28,12 @@ def test_the_org_page_shows_the_scope_on_a_laptop_and_a_phone(runtime, tmp_path,
     ptdirect = tmp_path / "north.json"
     ptdirect.write_text(
         json.dumps(
-            {"schema": "ptsync.ptdirect/1", "users": [], "master_account": None, "practitioner_sharing": {"members": []}}
+            {
+                "schema": "ptsync.ptdirect/1",
+                "users": [],
+                "master_account": None,
+                "practitioner_sharing": {"members": []},
+            }
         )
     )
     with ClinikoEmulator(generate_group(today=date.today()), KEY) as emulator:

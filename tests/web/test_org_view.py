@@ -13,20 +13,44 @@ from worker.web.timefmt import local, org_zone, relative
 ANA = {"pms_id": "1", "email": "ana@clinic.example", "name": "Ana Silva"}
 CARA = {"pms_id": "3", "email": "Cara@Clinic.example", "name": "Cara Lim"}
 OPERATIONS = [
-    {"anchor": "op-a-0", "op": "add_sharing_member", "label": "add sharing member", "email": "cara@clinic.example"},
-    {"anchor": "op-a-1", "op": "enable_patient_sharing", "label": "enable patient sharing", "email": "ben@clinic.example"},
-    {"anchor": "op-a-2", "op": "add_master_recipient", "label": "add master recipient", "email": "cara@clinic.example"},
+    {
+        "anchor": "op-a-0",
+        "op": "add_sharing_member",
+        "label": "add sharing member",
+        "email": "cara@clinic.example",
+    },
+    {
+        "anchor": "op-a-1",
+        "op": "enable_patient_sharing",
+        "label": "enable patient sharing",
+        "email": "ben@clinic.example",
+    },
+    {
+        "anchor": "op-a-2",
+        "op": "add_master_recipient",
+        "label": "add master recipient",
+        "email": "cara@clinic.example",
+    },
 ]
 
 
 def _finding(kind: str, severity: str, people: list[dict], evidence: dict, state: str = "new") -> dict:
-    return {"kind": kind, "severity": severity, "state": state, "message": f"{kind} of {people[0]['name']}",
-            "practitioners": people, "evidence": evidence, "fingerprint": kind + people[0]["pms_id"]}
+    return {
+        "kind": kind,
+        "severity": severity,
+        "state": state,
+        "message": f"{kind} of {people[0]['name']}",
+        "practitioners": people,
+        "evidence": evidence,
+        "fingerprint": kind + people[0]["pms_id"],
+    }
 
 
 def test_a_per_pair_risk_links_to_the_operations_of_whoever_does_not_share():
     # Given today's per-pair finding: Ana and Cara, of whom Cara does not share patients
-    finding = _finding("duplicate_patient_risk", "high", [ANA, CARA], {"not_sharing_patients": ["Cara@Clinic.example"]})
+    finding = _finding(
+        "duplicate_patient_risk", "high", [ANA, CARA], {"not_sharing_patients": ["Cara@Clinic.example"]}
+    )
     # When grouped with the open proposal's operations
     (severity,) = group_findings([finding], OPERATIONS, None)
     # Then it links to Cara's sharing operation only (the master recipient fixes another finding)
@@ -35,7 +59,13 @@ def test_a_per_pair_risk_links_to_the_operations_of_whoever_does_not_share():
 
 def test_a_grouped_risk_links_to_the_operations_of_its_first_practitioner():
     # Given the grouped shape: one finding for Cara, who must change, naming Ana as a colleague
-    pairs = [{"emails": ["Cara@Clinic.example", "ana@clinic.example"], "shared_patients": 3, "last_shared_on": "2026-11-20"}]
+    pairs = [
+        {
+            "emails": ["Cara@Clinic.example", "ana@clinic.example"],
+            "shared_patients": 3,
+            "last_shared_on": "2026-11-20",
+        }
+    ]
     finding = _finding("duplicate_patient_risk", "high", [CARA, ANA], {"pairs": pairs})
     # When grouped
     (severity,) = group_findings([finding], OPERATIONS, None)
@@ -83,9 +113,7 @@ def _picture(count: int) -> SharingPicture:
         for i in range(count)
     )
     kinds = list(PairKind)
-    pairs = tuple(
-        PicturePair(str(i), str(i + 1), 1 + i % 9, kinds[i % 3]) for i in range(count - 1)
-    )
+    pairs = tuple(PicturePair(str(i), str(i + 1), 1 + i % 9, kinds[i % 3]) for i in range(count - 1))
     return SharingPicture(people, pairs)
 
 

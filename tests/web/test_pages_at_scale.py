@@ -66,7 +66,11 @@ def _synced_clinic(runtime, tmp_path: Path, practitioners: int) -> tuple[str, st
     add_organisation(
         runtime,
         NewOrganisation(
-            slug=slug, pms="csv", pms_path=str(folder), ptdirect="file", ptdirect_path=str(folder / "ptdirect.json")
+            slug=slug,
+            pms="csv",
+            pms_path=str(folder),
+            ptdirect="file",
+            ptdirect_path=str(folder / "ptdirect.json"),
         ),
     )
     run_id, _ = request_sync(runtime, slug, "manual")

@@ -218,7 +218,9 @@ def test_a_replayed_id_with_another_body_is_409_and_changes_nothing(runtime, cli
     assert _count(runtime, Delivery) == 1 and _count(runtime, Run) == 1
 
 
-def test_a_signed_webhook_for_an_unknown_organisation_is_refused_like_a_bad_signature(runtime, client, clinic):
+def test_a_signed_webhook_for_an_unknown_organisation_is_refused_like_a_bad_signature(
+    runtime, client, clinic
+):
     body = b"{}"
     response = client.post("/webhooks/generic/nobody", content=body, headers=_signed(clinic, body))
     assert response.status_code == 401

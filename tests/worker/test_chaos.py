@@ -56,7 +56,12 @@ def _org(runtime, tmp_path, slug="clinic-a", policy="propose"):
     add_organisation(
         runtime,
         NewOrganisation(
-            slug=slug, pms="csv", pms_path=str(pms), ptdirect="file", ptdirect_path=str(ptdirect), policy=policy
+            slug=slug,
+            pms="csv",
+            pms_path=str(pms),
+            ptdirect="file",
+            ptdirect_path=str(ptdirect),
+            policy=policy,
         ),
     )
     return pms, ptdirect
@@ -149,7 +154,8 @@ def test_the_api_answers_202_approved_will_apply_when_the_broker_is_down(runtime
     # When the admin approves through the API
     with TestClient(create_app(send=Recorder(), background=False)) as client:
         response = client.post(
-            f"/api/v1/orgs/clinic-a/proposals/{proposal_id}/approve", headers={"Authorization": f"Bearer {token}"}
+            f"/api/v1/orgs/clinic-a/proposals/{proposal_id}/approve",
+            headers={"Authorization": f"Bearer {token}"},
         )
     # Then the answer is 202 "approved, will apply", not a server error, and the approval is stored
     assert response.status_code == 202
@@ -167,7 +173,9 @@ def test_a_sync_never_supersedes_a_proposal_while_its_applier_holds_the_lease(ru
     assert token
     # When PT Direct changes and a sync plans something else meanwhile
     document = json.loads(ptdirect.read_text())
-    document["users"].append({"email": "zed@clinic.example", "name": "Zed", "status": "unconfirmed", "practitioner_access": True})
+    document["users"].append(
+        {"email": "zed@clinic.example", "name": "Zed", "status": "unconfirmed", "practitioner_access": True}
+    )
     ptdirect.write_text(json.dumps(document))
     _synced_proposal(runtime)
     # Then the proposal being applied is left to its applier
@@ -188,9 +196,17 @@ def test_an_applier_sends_nothing_once_its_proposal_was_superseded(runtime, tmp_
             def read_then_lose_the_race():
                 state = read()
                 with runtime.db.transaction() as session:  # the lease lapses...
-                    session.execute(update(Proposal).values(apply_lease_expires_at=utcnow() - timedelta(seconds=1)))
+                    session.execute(
+                        update(Proposal).values(apply_lease_expires_at=utcnow() - timedelta(seconds=1))
+                    )
                 bridge.state["users"].append(
-                    {"email": "zed@clinic.example", "name": "Zed", "status": "unconfirmed", "practitioner_access": True, "pms_link": None}
+                    {
+                        "email": "zed@clinic.example",
+                        "name": "Zed",
+                        "status": "unconfirmed",
+                        "practitioner_access": True,
+                        "pms_link": None,
+                    }
                 )
                 _synced_proposal(runtime)  # ...and a sync supersedes the proposal
                 return state
@@ -268,7 +284,9 @@ class LossyBroker:
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_a_storm_of_lost_messages_ends_with_every_run_final_and_every_change_made_once(runtime, tmp_path, seed):
+def test_a_storm_of_lost_messages_ends_with_every_run_final_and_every_change_made_once(
+    runtime, tmp_path, seed
+):
     # Given three organisations applying safe additions automatically, and a broker that loses
     # 40% of all messages (sync requests, syncs, applies and re-plans alike)
     folders = {slug: _org(runtime, tmp_path, slug, policy="apply-safe") for slug in ("a-1", "a-2", "a-3")}
@@ -372,7 +390,9 @@ def test_of_two_appliers_only_the_one_holding_the_lease_sends(runtime, tmp_path,
                 if "a_read" not in outcomes:  # only A stalls: its lease lapses and B runs meanwhile
                     outcomes["a_read"] = True
                     with runtime.db.transaction() as session:
-                        session.execute(update(Proposal).values(apply_lease_expires_at=utcnow() - timedelta(seconds=1)))
+                        session.execute(
+                            update(Proposal).values(apply_lease_expires_at=utcnow() - timedelta(seconds=1))
+                        )
                     outcomes["b"] = service.apply(runtime, proposal_id)
                 return state
 

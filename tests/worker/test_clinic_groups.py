@@ -107,7 +107,9 @@ def test_the_cliniko_connector_reads_businesses_who_works_there_and_where_each_a
     and Gus at two each, and every appointment row carries its business."""
     from connectors.cliniko import ClinikoConnector
 
-    connector = ClinikoConnector(KEY, base_url=group.base_url, user_agent="t (t@t.example)", read_locations=True)
+    connector = ClinikoConnector(
+        KEY, base_url=group.base_url, user_agent="t (t@t.example)", read_locations=True
+    )
     snapshot = connector.pull(window_start=TODAY - timedelta(days=540), cursors={}).snapshot
     assert [(loc.id, loc.name) for loc in snapshot.locations] == [
         ("1", "North Physio"),
@@ -192,7 +194,9 @@ def test_a_lone_sync_of_an_organisation_on_a_shared_key_stores_no_shared_read(ru
         assert session.scalars(select(SharedPull)).all() == []
 
 
-def test_an_incomplete_shared_read_is_incomplete_for_every_organisation_that_uses_it(runtime, group, tmp_path):
+def test_an_incomplete_shared_read_is_incomplete_for_every_organisation_that_uses_it(
+    runtime, group, tmp_path
+):
     """Given the round's shared read is marked incomplete / When South uses it / Then South's run is
     not complete: its findings are indeterminate and it stores no roster, plan or cursors."""
     for slug in ("north", "south"):
@@ -242,7 +246,9 @@ def test_a_practitioner_who_moves_sites_departs_one_organisation_with_its_safegu
     assert any(f["kind"] == "no_physitrack_licence" for f in south.report["findings"])
 
 
-def test_a_location_deleted_since_the_scope_was_set_fails_the_run_with_a_clear_error(runtime, group, tmp_path):
+def test_a_location_deleted_since_the_scope_was_set_fails_the_run_with_a_clear_error(
+    runtime, group, tmp_path
+):
     """Given East is scoped to business 3 / When business 3 is deleted in Cliniko / Then East's run
     fails naming the location and the ones there are; no report replaces the last one."""
     _add(runtime, group, tmp_path, "east", test=False)
@@ -256,7 +262,9 @@ def test_a_location_deleted_since_the_scope_was_set_fails_the_run_with_a_clear_e
     assert second.report is None
 
 
-def test_a_scope_that_matches_nothing_is_refused_at_org_add_with_the_list_of_locations(runtime, group, tmp_path):
+def test_a_scope_that_matches_nothing_is_refused_at_org_add_with_the_list_of_locations(
+    runtime, group, tmp_path
+):
     """Given the group / When an organisation is added for location 9, or for people who do not
     exist / Then nothing is stored and the error lists the locations."""
     with pytest.raises(InvalidInput, match=r"location 9 is not in cliniko.*1 \(North Physio\)"):
@@ -283,7 +291,9 @@ def test_include_and_exclude_lists_change_who_belongs_and_are_checked_on_update(
         update_organisation(runtime, "north", {"include_people": IDS["gus"]}, test=False)
 
 
-def test_org_locations_lists_every_site_with_its_practitioners_and_marks_the_chosen_one(runtime, group, tmp_path):
+def test_org_locations_lists_every_site_with_its_practitioners_and_marks_the_chosen_one(
+    runtime, group, tmp_path
+):
     """Given North scoped to business 1 / When its locations are listed / Then all three, each with
     three practitioners (Ben and Gus work at two), North marked as chosen."""
     _add(runtime, group, tmp_path, "north")
@@ -306,7 +316,9 @@ def test_a_round_run_by_several_workers_at_once_still_reads_the_account_once(
 
     if lock == "redis":
         url = request.getfixturevalue("redis_url")
-        runtime = dataclasses.replace(runtime, settings=runtime.settings.model_copy(update={"broker_url": url}))
+        runtime = dataclasses.replace(
+            runtime, settings=runtime.settings.model_copy(update={"broker_url": url})
+        )
     for slug in SITES:
         _add(runtime, group, tmp_path, slug, test=False)
     _sync_round(runtime, "north")
@@ -346,7 +358,9 @@ def test_a_shared_read_is_stored_encrypted_and_deleted_once_its_minutes_are_over
 
 def test_with_shared_reads_turned_off_each_organisation_reads_the_account_itself(runtime, group, tmp_path):
     """Given PTSYNC_SHARED_PMS_READS=false / When a round of three runs / Then three reads."""
-    runtime = dataclasses.replace(runtime, settings=runtime.settings.model_copy(update={"shared_pms_reads": False}))
+    runtime = dataclasses.replace(
+        runtime, settings=runtime.settings.model_copy(update={"shared_pms_reads": False})
+    )
     for slug in SITES:
         _add(runtime, group, tmp_path, slug, test=False)
     _sync_round(runtime, "north")
@@ -376,7 +390,9 @@ def test_a_pms_that_cannot_tell_locations_apart_refuses_locations_but_takes_peop
     from tests.clinic_files import write_clinic
 
     pms, ptdirect = write_clinic(tmp_path)
-    new = NewOrganisation(slug="csv-a", pms="csv", pms_path=str(pms), ptdirect="file", ptdirect_path=str(ptdirect))
+    new = NewOrganisation(
+        slug="csv-a", pms="csv", pms_path=str(pms), ptdirect="file", ptdirect_path=str(ptdirect)
+    )
     with pytest.raises(InvalidInput, match="the csv connector cannot tell locations apart"):
         add_tested(runtime, dataclasses.replace(new, locations="1"))
     add_tested(runtime, dataclasses.replace(new, exclude_people="103"))

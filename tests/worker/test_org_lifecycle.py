@@ -77,9 +77,7 @@ def test_a_paused_organisation_is_not_synced_by_webhooks_until_it_is_resumed(run
 def test_a_manual_sync_of_a_paused_organisation_says_it_is_paused(runtime, tmp_path):
     _add(runtime, tmp_path, "clinic-a")
     set_paused(runtime, "clinic-a", True, "ana")
-    with pytest.raises(
-        OrganisationPaused, match=r"organisation clinic-a is paused .*until it is resumed"
-    ):
+    with pytest.raises(OrganisationPaused, match=r"organisation clinic-a is paused .*until it is resumed"):
         request_sync(runtime, "clinic-a", "manual")
     assert describe(runtime, "clinic-a")["paused"] is True
     assert describe(runtime, "clinic-a")["schedule"]["next_due"] is None
@@ -178,7 +176,9 @@ def test_removing_an_organisation_leaves_no_row_of_it_in_any_table(
                 repo.store_pms_state(session, org.id, {"version": 1}, datetime.now(UTC), runtime.secrets)
                 org_id = org.id
             accept(runtime, org_id, "physitrack", "evt-1", "x", b"{}")
-            add_channel(runtime, slug, NewChannel(url="https://hooks.example/ptsync", events=("failing",)), "ana")
+            add_channel(
+                runtime, slug, NewChannel(url="https://hooks.example/ptsync", events=("failing",)), "ana"
+            )
         with runtime.db.transaction() as session:
             removed_id = repo.get_org(session, "clinic-b").id
         # When clinic-b is removed

@@ -47,7 +47,12 @@ def _add(runtime, tmp_path: Path, **settings) -> tuple[Path, Path]:
     add_organisation(
         runtime,
         NewOrganisation(
-            slug="clinic-a", pms="csv", pms_path=str(pms), ptdirect="file", ptdirect_path=str(ptdirect), **settings
+            slug="clinic-a",
+            pms="csv",
+            pms_path=str(pms),
+            ptdirect="file",
+            ptdirect_path=str(ptdirect),
+            **settings,
         ),
     )
     return pms, ptdirect
@@ -111,7 +116,9 @@ def test_a_removal_approved_while_departed_is_never_sent_after_the_practitioner_
     pms, ptdirect = _add(runtime, tmp_path)
     _add_departed_dan(pms, ptdirect, active=False)
     _sync(stub_worker)
-    [proposal] = [p for p in _proposals(runtime) if any(r.op == "remove_sharing_member" for r in p.operations)]
+    [proposal] = [
+        p for p in _proposals(runtime) if any(r.op == "remove_sharing_member" for r in p.operations)
+    ]
     # When he comes back from leave (the PMS shows him active) and the admin, not knowing, approves
     # with the transfer confirmed, before any sync has run
     _set_active(pms, "104", True)
@@ -198,19 +205,27 @@ def test_an_identical_plan_keeps_its_proposal_across_runs(runtime, stub_worker, 
     assert proposal.confirmed_at >= latest.finished_at
 
 
-def test_a_pms_export_that_lost_everyone_is_suspicious_until_the_drop_is_accepted(runtime, stub_worker, tmp_path):
+def test_a_pms_export_that_lost_everyone_is_suspicious_until_the_drop_is_accepted(
+    runtime, stub_worker, tmp_path
+):
     # Given a clinic synced once, then an export that lists only Ana (2 of 3 people gone)
     pms, _ = _add(runtime, tmp_path, removal_threshold=30, removal_threshold_people=1)
     _sync(stub_worker)
-    (pms / "practitioners.csv").write_text("id,name,email,active,updated_at\n101,Ana Silva,ana@clinic.example,true,\n")
+    (pms / "practitioners.csv").write_text(
+        "id,name,email,active,updated_at\n101,Ana Silva,ana@clinic.example,true,\n"
+    )
     (pms / "patient_access.csv").write_text("practitioner_id,patient_id,source,last_seen\n")
     # When it syncs
     _sync(stub_worker)
     # Then the run is marked suspicious, reports the drop and proposes no removal
     suspicious = _runs(runtime)[-1]
     assert suspicious.counts["suspicious"] is True
-    assert [f["kind"] for f in suspicious.report["findings"] if f["severity"] == "high"] == ["suspicious_pms_drop"]
-    assert not [op for op in (suspicious.report["proposal"] or {}).get("operations", []) if "remove" in op["op"]]
+    assert [f["kind"] for f in suspicious.report["findings"] if f["severity"] == "high"] == [
+        "suspicious_pms_drop"
+    ]
+    assert not [
+        op for op in (suspicious.report["proposal"] or {}).get("operations", []) if "remove" in op["op"]
+    ]
     # When the admin accepts the drop
     from worker.services.sync import request_sync
 

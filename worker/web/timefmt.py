@@ -38,4 +38,3 @@ def relative(moment: datetime | None, now: datetime) -> str:
     else:
         text = f"{max(1, round(span / 60))} min"
     return f"in {text}" if seconds > 0 else f"{text} ago"
-
