@@ -128,3 +128,28 @@ def test_an_organisation_that_does_not_read_halaxy_refuses_halaxy_notifications(
     credentials, _ = clinic
     answer = _post(client, credentials, _notification("1"))
     assert answer.status_code == 404 and _count(runtime, Delivery) == 0
+
+
+def test_a_burst_of_halaxy_notifications_waits_out_the_minimum_interval_like_other_webhooks(
+    runtime, client, halaxy_clinic, sent
+):
+    """Given a Halaxy organisation (minimum interval 60 s by default) whose last run was just
+    requested and has finished,
+    When five more appointment notifications arrive,
+    Then none of them starts a run yet: they wait in the inbox, as every other webhook does,
+    instead of one sync each."""
+    from worker.clock import utcnow
+
+    assert _post(client, halaxy_clinic, _notification("10")).json()["status"] == "accepted"
+    [first] = sent
+    with runtime.db.transaction() as session:  # its sync finished (Halaxy is not reachable here)
+        run = session.get(Run, first)
+        run.status, run.started_at, run.finished_at = "succeeded", utcnow(), utcnow()
+
+    for number in range(11, 16):
+        assert _post(client, halaxy_clinic, _notification(str(number))).json()["status"] == "accepted"
+
+    assert _count(runtime, Run) == 1 and sent == [first]
+    with runtime.db.transaction() as session:
+        waiting = session.scalars(select(Delivery.status).where(Delivery.status == "pending")).all()
+    assert len(waiting) == 5

@@ -125,7 +125,8 @@ def short_statements(session: Session, timeout_ms: int | None = None) -> Iterato
         driver.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
 
 
-WEBHOOK_SOURCES = ("physitrack", "fhir", "generic")
+WEBHOOK_SOURCES = poll.WEBHOOK_SOURCES
+"""Every webhook endpoint's source (Halaxy's included): one run per burst, one per minimum interval."""
 
 
 def relay(runtime: Runtime, send: Callable[[str], None], *, only: int | None = None, limit: int = 200) -> int:
