@@ -297,3 +297,33 @@ def test_a_person_s_sync_that_joins_a_queued_webhook_run_still_writes_a_report(r
     assert run_sync(runtime, queued).status == "succeeded"
     with runtime.db.transaction() as session:
         assert session.get(Run, queued).report is not None
+
+
+def test_the_clock_s_polls_leave_no_audit_entry_but_the_full_sync_and_a_person_s_sync_do(runtime, clinic):
+    """Given an organisation,
+    When the clock's incremental poll, the full sync and a person's sync are each requested,
+    Then only the full sync and the person's sync are in the audit log as `sync_requested`: a
+    poll every 2 minutes would add 720 entries a day per organisation, which the retention job
+    never deletes (the polls' runs are listed by `ptsync runs`)."""
+    from worker.store.models import AuditEntry
+
+    for slug_trigger in ("schedule:tick", "manual"):
+        _sync(runtime, clinic, slug_trigger)
+    with runtime.db.transaction() as session:
+        org_id = repo.get_org(session, clinic).id
+    from worker.services.deliveries import accept
+
+    ran: list[str] = []
+    accept(runtime, org_id, "schedule", "tick-1", "tick", b"")
+    relay(runtime, ran.append)
+    run_sync(runtime, ran[0])
+    accept(runtime, org_id, "schedule", "full-1", "full", b"")
+    relay(runtime, ran.append)
+    assert len(ran) == 2
+    with runtime.db.transaction() as session:
+        requested = session.scalars(
+            select(Run.trigger)
+            .join(AuditEntry, AuditEntry.detail["run_id"].as_string() == Run.id)
+            .where(AuditEntry.action == "sync_requested")
+        ).all()
+    assert sorted(requested) == ["manual", "schedule:full"]

@@ -42,7 +42,7 @@ ACTIONS: dict[str, str] = {
     "admin_token_revoked": "an admin token was revoked",
     "webhook_credentials_rotated": "the webhook URLs and signing secret were replaced",
     "ptdirect_state_recorded": "a PT Direct state was entered by hand (manual PT Direct)",
-    "sync_requested": "a sync was queued (by a person, a webhook or the schedule)",
+    "sync_requested": "a sync was queued (by a person, a webhook or the full sync's schedule)",
     "sync_succeeded": "a sync finished and stored its report",
     "sync_failed": "a sync failed",
     "proposal_created": "a sync proposed changes",

@@ -185,7 +185,14 @@ def _relay_one(runtime: Runtime, send: Callable[[str], None], delivery_id: int) 
         full = row.source == "schedule" and row.event == "full"  # a poll already queued becomes one
         needs = repo.Needs(full_pull=full, report=not poll.may_keep_report(trigger, full))
         run, created = repo.request_run(
-            session, org, trigger, row.source, now, needs, delivery=row.delivery_id
+            session,
+            org,
+            trigger,
+            row.source,
+            now,
+            needs,
+            audited=not poll.is_poll(trigger, full),
+            delivery=row.delivery_id,
         )
         run_id = run.id
         # A burst of webhooks joins one queued run: sending its message again for each of them

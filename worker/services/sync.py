@@ -112,7 +112,9 @@ def request_sync(runtime: Runtime, slug: str, trigger: str, *, accept_drop: bool
                 slug,
             )
         needs = repo.Needs(report=not poll.may_keep_report(trigger, False))
-        run, created = repo.request_run(session, org, trigger, trigger, now, needs)
+        run, created = repo.request_run(
+            session, org, trigger, trigger, now, needs, audited=not poll.is_poll(trigger, False)
+        )
         if accept_drop and not run.accept_drop:
             run.accept_drop = True
             repo.audit(session, run.org_id, trigger, "pms_drop_accepted", now, run_id=run.id)

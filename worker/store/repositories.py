@@ -143,11 +143,14 @@ def request_run(
     actor: str,
     now: datetime,
     needs: Needs = Needs(),
+    *,
+    audited: bool = True,
     **detail: Any,
 ) -> tuple[Run, bool]:
-    """`queue_run`, with an audit entry when a new run was queued (not when joining one)."""
+    """`queue_run`, with an audit entry when a new run was queued (not when joining one, nor
+    when the caller says the request is not worth one: the clock's incremental polls)."""
     run, created = queue_run(session, org, trigger, now, needs)
-    if created:
+    if created and audited:
         audit(session, org.id, actor, "sync_requested", now, run_id=run.id, **detail)
     return run, created
 
