@@ -118,22 +118,6 @@ def _scrape(port: int) -> dict[str, float]:
     return figures
 
 
-def _group_cpu_seconds(pgid: int) -> float:
-    """utime + stime of every live process in the worker's process group."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid:
-            total += int(fields[11]) + int(fields[12])
-    return total / ticks
-
-
 def _database_writes(url: str) -> tuple[int, int, dict[str, int]]:
     """(rows written, WAL bytes so far, rows written per table)."""
     with psycopg.connect(url, autocommit=True) as connection:
@@ -238,7 +222,7 @@ def main() -> None:
         time.sleep(2)
 
         def round_(name: str, trigger: str, rate: float | None) -> None:
-            cpu_before, phases_before = _group_cpu_seconds(worker.pid), _scrape(metrics_port)
+            phases_before = _scrape(metrics_port)
             roles_before = cpu_by_role(
                 {"workers": worker.pid}, {"emulators": emulators.pid, "redis": redis_server.pid}
             )
@@ -273,10 +257,10 @@ def main() -> None:
                         (run_ids,),
                     )
                 ]
-            cpu = _group_cpu_seconds(worker.pid) - cpu_before
             roles_after = cpu_by_role(
                 {"workers": worker.pid}, {"emulators": emulators.pid, "redis": redis_server.pid}
             )
+            cpu = roles_after["workers"] - roles_before["workers"]
             box_cpu = total(roles_before, roles_after)
             phases_after = _scrape(metrics_port)
             rows_after, wal_after, tables_after = _database_writes(database_url)

@@ -24,6 +24,7 @@ from worker.clock import new_id, utcnow
 from worker.errors import Conflict
 from worker.runtime import Runtime
 from worker.services import poll
+from worker.services.poll import WEBHOOK_SOURCES
 from worker.store import repositories as repo
 from worker.store.db import SQLITE_BUSY_TIMEOUT_MS
 from worker.store.models import Delivery, Organisation, Run
@@ -125,10 +126,6 @@ def short_statements(session: Session, timeout_ms: int | None = None) -> Iterato
         driver.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
 
 
-WEBHOOK_SOURCES = poll.WEBHOOK_SOURCES
-"""Every webhook endpoint's source (Halaxy's included): one run per burst, one per minimum interval."""
-
-
 def relay(runtime: Runtime, send: Callable[[str], None], *, only: int | None = None, limit: int = 200) -> int:
     """Turn pending deliveries into sync requests; returns how many were relayed.
 
@@ -181,17 +178,13 @@ def _relay_one(runtime: Runtime, send: Callable[[str], None], delivery_id: int) 
                     )
                 )
             )
-        trigger = f"{row.source}:{row.event}"[:32]
-        full = row.source == "schedule" and row.event == "full"  # a poll already queued becomes one
-        needs = repo.Needs(full_pull=full, report=not poll.may_keep_report(trigger, full))
-        run, created = repo.request_run(
+        run, created = poll.request_run(
             session,
             org,
-            trigger,
+            f"{row.source}:{row.event}"[:32],
             row.source,
             now,
-            needs,
-            audited=not poll.is_poll(trigger, full),
+            full=row.source == "schedule" and row.event == "full",  # a queued poll becomes one
             delivery=row.delivery_id,
         )
         run_id = run.id

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from sharing import Baseline, PmsSnapshot, PtDirectSnapshot
 from worker.store import repositories as repo
-from worker.store.models import Run
+from worker.store.models import Organisation, Run
 
 POLL_TRIGGER = "schedule:tick"
 """What the clock's incremental poll is called on its run (source "schedule", event "tick")."""
@@ -47,6 +47,25 @@ def may_keep_report(trigger: str, full_pull: bool) -> bool:
     reconcile reads, a Physitrack `client_updated` about a field ptsync ignores, say, leaves the
     report as it is). A full sync and a sync a person asked for always write one."""
     return is_poll(trigger, full_pull) or (not full_pull and trigger.split(":", 1)[0] in WEBHOOK_SOURCES)
+
+
+def request_run(
+    session: Session,
+    org: Organisation,
+    trigger: str,
+    actor: str,
+    now: datetime,
+    *,
+    full: bool = False,
+    **detail: Any,
+) -> tuple[Run, bool]:
+    """`repo.request_run` with what `trigger` needs: a report even if nothing changed unless it
+    may keep one, and an audit entry unless it is the clock's incremental poll (every 2 minutes
+    by default: 720 entries a day per organisation that retention never deletes)."""
+    needs = repo.Needs(full_pull=full, report=not may_keep_report(trigger, full))
+    return repo.request_run(
+        session, org, trigger, actor, now, needs, audited=not is_poll(trigger, full), **detail
+    )
 
 
 def input_digest(

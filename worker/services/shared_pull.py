@@ -64,14 +64,14 @@ def shared_account(session: Session, runtime: Runtime, org: Organisation) -> str
     stored. Called in the transaction that claims the run, which it also makes delete expired
     reads (`forget_expired`).
 
-    Organisations are
-    found by their stored account fingerprint (`pms_account`, indexed), not by decrypting every
-    organisation's key at every run: that grew with the fleet (2 ms per hundred organisations on
-    one PMS, at every poll of each). `org add` and `org update` store the fingerprint and each run
-    refreshes its own, so one is stale or missing only for an organisation that has not run since
-    its settings changed outside them (or since the upgrade that added it): a stale match makes
-    this run store a read nobody uses, a miss a read not shared. Which read a run uses is decided
-    by its own, current key (`_cached`), never by a stored fingerprint.
+    Organisations are found by their stored account fingerprint (`pms_account`, indexed), not by
+    decrypting every organisation's key at every run: that grew with the fleet (2 ms per hundred
+    organisations on one PMS, at every poll of each). `org add` and `org update` store the
+    fingerprint and each run refreshes its own, so one is stale or missing only for an
+    organisation that has not run since its settings changed outside them (or since the upgrade
+    that added it): a stale match makes this run store a read nobody uses, a miss a read not
+    shared. Which read a run uses is decided by its own, current key (`_cached`), never by a
+    stored fingerprint.
     """
     _delete_expired(session)
     key = account_key(org, runtime.secrets)
@@ -113,10 +113,9 @@ def pull(
 
     if account is None:
         return read()
-    key = account
     needs_locations = bool(org.locations)
-    with _account_lock(runtime, key):
-        cached = _cached(runtime, key, requested_at, window_start, needs_locations)
+    with _account_lock(runtime, account):
+        cached = _cached(runtime, account, requested_at, window_start, needs_locations)
         if cached is not None:
             log.info(
                 "using the shared PMS read of this sync round (%d practitioners)",
@@ -124,7 +123,7 @@ def pull(
             )
             return cached
         fresh = read()
-        _store(runtime, key, org.id, started_at, window_start, fresh)
+        _store(runtime, account, org.id, started_at, window_start, fresh)
         return fresh
 
 

@@ -111,10 +111,7 @@ def request_sync(runtime: Runtime, slug: str, trigger: str, *, accept_drop: bool
                 "it is resumed",
                 slug,
             )
-        needs = repo.Needs(report=not poll.may_keep_report(trigger, False))
-        run, created = repo.request_run(
-            session, org, trigger, trigger, now, needs, audited=not poll.is_poll(trigger, False)
-        )
+        run, created = poll.request_run(session, org, trigger, trigger, now)
         if accept_drop and not run.accept_drop:
             run.accept_drop = True
             repo.audit(session, run.org_id, trigger, "pms_drop_accepted", now, run_id=run.id)
@@ -140,11 +137,10 @@ def run_sync(runtime: Runtime, run_id: str) -> SyncOutcome:
         org = run.organisation
         trigger = run.trigger
         full = bool(run.full_pull)
+        may_keep = _may_keep_report(run)
         started_at = utcnow()
         try:
-            stored: _Stored | PtsyncError = _read_stored(
-                session, runtime, org, run, with_report=not _may_keep_report(run)
-            )
+            stored: _Stored | PtsyncError = _read_stored(session, runtime, org, run, with_report=not may_keep)
         except PtsyncError as exc:  # a stored secret or state it cannot read: the claim still
             stored = exc  # commits, and the run fails (or is retried) below like any other error
         session.expunge(org)
@@ -154,9 +150,7 @@ def run_sync(runtime: Runtime, run_id: str) -> SyncOutcome:
     try:
         if isinstance(stored, PtsyncError):
             raise stored
-        outcome = _sync_claimed(
-            runtime, claim, org, trigger, started_at, heartbeat, stored, full, _may_keep_report(run)
-        )
+        outcome = _sync_claimed(runtime, claim, org, trigger, started_at, heartbeat, stored, full, may_keep)
     except RunTakenOver:
         heartbeat.stop()
         log.warning("run %s was taken over by another worker; this attempt stopped", run_id)
@@ -230,11 +224,10 @@ class _Inputs:
     read_at: datetime
     baseline: Baseline | None
     previous_report: dict[str, Any] | None
-    previous_policy: dict[str, Any] | None
+    previous: poll.ReportSummary | None
+    """The latest report's run (its id, policy and input digest)."""
     account: PmsSnapshot | None = None
     """The whole PMS account's read, before the organisation's scope (clinic groups)."""
-    previous_run_id: str | None = None
-    previous_digest: str | None = None
     stored_state: dict[str, Any] | None = None
 
 
@@ -285,21 +278,23 @@ def _input_digest(runtime: Runtime, org: Organisation, inputs: _Inputs, started_
 
 
 def _with_previous_report(runtime: Runtime, inputs: _Inputs) -> _Inputs:
-    if inputs.previous_run_id is None:
+    if inputs.previous is None:
         return inputs
     with runtime.db.transaction() as session:
-        report = session.scalar(select(Run.report).where(Run.id == inputs.previous_run_id))
+        report = session.scalar(select(Run.report).where(Run.id == inputs.previous.id))
     return replace(inputs, previous_report=report)
 
 
 def _save_if_unchanged(
     runtime: Runtime, claim: repo.Claim, inputs: _Inputs, digest: str
 ) -> SyncOutcome | None:
-    """A poll whose inputs are the latest report's: record the check, keep the report."""
+    """A poll or a webhook's run whose inputs are the latest report's: record the check, keep
+    the report."""
     complete = inputs.pms.snapshot.complete and inputs.ptdirect.complete
+    previous = inputs.previous
     with metrics.phase("store"), runtime.db.transaction() as session:
-        if not poll.nothing_changed(
-            session, claim.org_id, digest, inputs.previous_digest, complete, inputs.read_at
+        if previous is None or not poll.nothing_changed(
+            session, claim.org_id, digest, previous.digest, complete, inputs.read_at
         ):
             return None
         if not poll.save_checked(
@@ -307,7 +302,7 @@ def _save_if_unchanged(
             claim,
             utcnow(),
             digest=digest,
-            report_run_id=inputs.previous_run_id or "",
+            report_run_id=previous.id,
             access_rows=len(inputs.pms.snapshot.access),
             cursors=inputs.pms.cursors,
             state=inputs.pms.state,
@@ -352,7 +347,7 @@ def _read_stored(
         previous_run=previous_run,
         previous_report=previous_report,
         # The newest request the run serves: a shared PMS read must have started after it.
-        requested_at=max(run.requested_at, run.read_after or run.requested_at),
+        requested_at=run.read_after or run.requested_at,
         shared_account=shared_pull.shared_account(session, runtime, org),
     )
 
@@ -369,12 +364,8 @@ def _pull(
     policy = policy_of(org)
     logs.bind(org=org.slug, run_id=claim.run_id)
     window_start = _as_of(org, started_at) - timedelta(days=policy.lookback_days)
-    previous_run = stored.previous_run
     with metrics.phase("pull"):
-        read = _PmsRead(
-            window_start, started_at, stored.requested_at, stored.cursors, stored.state, stored.shared_account
-        )
-        pms = _read_pms(runtime, org, read, heartbeat, full=full)
+        pms = _read_pms(runtime, org, stored, window_start, started_at, heartbeat, full=full)
         account = pms.snapshot
         pms = org_scope.scoped(org, pms, window_start)
         read_at = utcnow()
@@ -388,49 +379,44 @@ def _pull(
         read_at,
         stored.baseline,
         stored.previous_report,
-        previous_run.policy if previous_run is not None else None,
+        stored.previous_run,
         account,
-        previous_run.id if previous_run is not None else None,
-        previous_run.digest if previous_run is not None else None,
         stored.state,
     )
 
 
-@dataclass(frozen=True)
-class _PmsRead:
-    """What a run asks the PMS for: its window, when it started and was requested, where it
-    left off (cursors and the connector's stored state)."""
-
-    window_start: date
-    started_at: datetime
-    requested_at: datetime
-    cursors: dict[str, str]
-    state: dict[str, Any] | None
-    shared_account: str | None = None
-
-
-def _read_pms(runtime: Runtime, org: Organisation, read: _PmsRead, heartbeat: _Heartbeat, *, full: bool):
-    """The organisation's PMS read: the full sync re-reads everything itself, never another
-    run's shared read; any other run may share one read of the account (shared_pull)."""
+def _read_pms(
+    runtime: Runtime,
+    org: Organisation,
+    stored: _Stored,
+    window_start: date,
+    started_at: datetime,
+    heartbeat: _Heartbeat,
+    *,
+    full: bool,
+):
+    """The organisation's PMS read from where the last one left off: the full sync re-reads
+    everything itself, never another run's shared read; any other run may share one read of the
+    account (shared_pull)."""
     connector = pms_connector(org, runtime.secrets)
     if full:
         return connector.pull(
-            window_start=read.window_start,
+            window_start=window_start,
             cursors={},
             state=None,
-            started_at=read.started_at,
+            started_at=started_at,
             progress=heartbeat.progress,
         )
     return shared_pull.pull(
         runtime,
         org,
         connector,
-        account=read.shared_account,
-        requested_at=read.requested_at,
-        window_start=read.window_start,
-        cursors=read.cursors,
-        state=read.state,
-        started_at=read.started_at,
+        account=stored.shared_account,
+        requested_at=stored.requested_at,
+        window_start=window_start,
+        cursors=stored.cursors,
+        state=stored.state,
+        started_at=started_at,
         progress=heartbeat.progress,
     )
 
@@ -454,10 +440,11 @@ def _reconcile(runtime: Runtime, org: Organisation, inputs: _Inputs, started_at:
     with metrics.phase("reconcile"):
         result = run(policy)
     policy_only: frozenset[str] = frozenset()
-    if inputs.previous_policy and inputs.previous_policy != policy_document(policy):
+    previous_policy = inputs.previous.policy if inputs.previous is not None else None
+    if previous_policy and previous_policy != policy_document(policy):
         # The same clinic under the previous policy: what vanished only because the rules changed
         # is not "resolved" (nobody fixed anything).
-        earlier = run(_policy_from(inputs.previous_policy, policy))
+        earlier = run(_policy_from(previous_policy, policy))
         policy_only = frozenset(f.fingerprint for f in earlier.findings)
     since = as_of - timedelta(days=policy.lookback_days)
     before = org_scope.previous_scope_view(org, inputs.previous_report, inputs.account, since)
