@@ -1,7 +1,8 @@
 """Broker selection. Imported before any actor module, so actors bind to the right broker.
 
 `PTSYNC_BROKER_URL` set: Redis, with a short heartbeat so a killed worker's messages are
-redelivered within seconds. Unset: dramatiq's StubBroker, driven by an in-process worker, so
+redelivered within seconds, and a consumer that takes the next message as soon as a thread is
+free (worker/redis_consumer.py). Unset: dramatiq's StubBroker, driven by an in-process worker, so
 the embedded default runs the very same actors and middleware.
 """
 
@@ -18,11 +19,12 @@ def _build_broker() -> dramatiq.Broker:
     settings = get_settings()
     if settings.broker_url:
         import redis
-        from dramatiq.brokers.redis import RedisBroker
+
+        from worker.redis_consumer import PromptRedisBroker
 
         # Bounded socket waits: a hung Redis must fail a send (the outbox retries it), not hang it.
         pool = redis.ConnectionPool.from_url(settings.broker_url, socket_connect_timeout=2, socket_timeout=10)
-        redis_broker = RedisBroker(
+        redis_broker = PromptRedisBroker(
             client=redis.Redis(connection_pool=pool),
             namespace="ptsync",
             heartbeat_timeout=settings.redis_heartbeat_timeout_ms,
