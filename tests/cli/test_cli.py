@@ -154,18 +154,21 @@ def test_a_database_other_than_sqlite_requires_a_secret_key(tmp_path, postgres_u
 
 def test_ptsync_worker_prefetches_one_sync_per_thread_and_half_as_many_again(monkeypatch, tmp_path):
     """Given `ptsync worker --threads 2` (and 4) on a Redis broker / When it starts dramatiq /
-    Then dramatiq is told to prefetch 3 (and 6) queued messages, and the operator's own
-    `dramatiq_queue_prefetch` wins when set."""
+    Then dramatiq is told to prefetch 3 (and 6) queued messages and to look at Redis at least
+    every 100 ms, and the operator's own `dramatiq_queue_prefetch` and `dramatiq_worker_timeout`
+    win when set."""
     from typer.testing import CliRunner
 
     from worker import cli
 
-    started: list[tuple[str, list[str], str | None]] = []
+    started: list[tuple[str, list[str], str | None, str | None]] = []
     monkeypatch.setenv("PTSYNC_BROKER_URL", "redis://127.0.0.1:6379/15")
     monkeypatch.setattr(
         cli.os,
         "execv",
-        lambda path, argv: started.append((path, argv, os.environ.get("dramatiq_queue_prefetch"))),  # noqa: SIM112
+        lambda path, argv: started.append(
+            (path, argv, os.environ.get("dramatiq_queue_prefetch"), os.environ.get("dramatiq_worker_timeout"))  # noqa: SIM112
+        ),
     )
     monkeypatch.setattr("worker.worker_ops.prepare_worker_environment", lambda port: [])
     from worker import settings as settings_module
@@ -173,10 +176,16 @@ def test_ptsync_worker_prefetches_one_sync_per_thread_and_half_as_many_again(mon
     settings_module.get_settings.cache_clear()
     for threads, operator in (("2", None), ("4", None), ("4", "1")):
         monkeypatch.delenv("dramatiq_queue_prefetch", raising=False)
+        monkeypatch.delenv("dramatiq_worker_timeout", raising=False)
         if operator:
             monkeypatch.setenv("dramatiq_queue_prefetch", operator)
+            monkeypatch.setenv("dramatiq_worker_timeout", "500")
         result = CliRunner().invoke(cli.app, ["worker", "--threads", threads])
         assert result.exit_code == 0, result.output
     settings_module.get_settings.cache_clear()
-    assert [prefetch for _, _, prefetch in started] == ["3", "6", "1"]
+    assert [(prefetch, idle_poll) for _, _, prefetch, idle_poll in started] == [
+        ("3", "100"),
+        ("6", "100"),
+        ("1", "500"),
+    ]
     assert started[0][1][-2:] == ["--threads", "2"]
