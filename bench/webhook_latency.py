@@ -154,10 +154,12 @@ def main() -> None:
             slug = f"org-{number % ORGS:03d}"
             body = json.dumps({"type": "appointment.updated", "n": number})
             message_id = f"msg_{number}"
-            signature = Webhook(secrets[slug]).sign(message_id, datetime.now(UTC), body)
+            # One timestamp for the signature and its header (two clock reads could straddle a second).
+            signed_at = datetime.fromtimestamp(int(time.time()), UTC)
+            signature = Webhook(secrets[slug]).sign(message_id, signed_at, body)
             headers = {
                 "webhook-id": message_id,
-                "webhook-timestamp": str(int(time.time())),
+                "webhook-timestamp": str(int(signed_at.timestamp())),
                 "webhook-signature": signature,
                 "Content-Type": "application/json",
             }
