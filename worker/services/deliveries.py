@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -66,18 +66,16 @@ def accept(
     now = utcnow()
     try:
         with runtime.db.transaction() as session, short_statements(session):
-            row = Delivery(
-                org_id=org_id,
-                source=source,
-                delivery_id=delivery_id,
-                event=event[:64],
-                body_hash=digest,
-                status=status,
-                received_at=now,
-            )
-            session.add(row)
-            session.flush()
-            return Accepted(row.id, duplicate=False)
+            values = {
+                "org_id": org_id,
+                "source": source,
+                "delivery_id": delivery_id,
+                "event": event[:64],
+                "body_hash": digest,
+                "status": status,
+                "received_at": now,
+            }
+            return Accepted(session.scalar(_INSERT_DELIVERY, values), duplicate=False)
     except IntegrityError:
         with runtime.db.transaction() as session, short_statements(session):
             existing = session.scalar(
@@ -169,15 +167,7 @@ def _relay_one(runtime: Runtime, send: Callable[[str], None], delivery_id: int) 
             # Every webhook of this organisation waiting now is covered by this one run (it
             # starts after they arrived); relaying them one by one could let the run start
             # in between and leave the rest waiting for another interval.
-            covered = list(
-                session.scalars(
-                    select(Delivery.id).where(
-                        Delivery.org_id == org.id,
-                        Delivery.status == "pending",
-                        Delivery.source.in_(WEBHOOK_SOURCES),
-                    )
-                )
-            )
+            covered = list(session.scalars(_WAITING_WEBHOOKS, {"org_id": org.id}))
         run, created = poll.request_run(
             session,
             org,
@@ -197,18 +187,34 @@ def _relay_one(runtime: Runtime, send: Callable[[str], None], delivery_id: int) 
     send(run_id)  # may raise: the rows stay pending and the next relay sends again
     with runtime.db.transaction() as session:
         now = utcnow()
-        session.execute(update(Run).where(Run.id == run_id).values(enqueued_at=now))
+        session.execute(_MARK_SENT, {"run_id": run_id, "now": now})
         return _mark_relayed(session, covered, run_id, now)
 
 
 def _mark_relayed(session: Session, covered: list[int], run_id: str, now: datetime) -> int:
-    result = session.execute(
-        update(Delivery)
-        .where(Delivery.id.in_(covered), Delivery.status == "pending")
-        .values(status="relayed", relayed_at=now, run_id=run_id)
-        .execution_options(synchronize_session=False)
-    )
+    result = session.execute(_MARK_RELAYED, {"covered": covered, "run_id": run_id, "now": now})
     return result.rowcount or 0
+
+
+# Every webhook runs these: built once (building one cost about as much as running it).
+_INSERT_DELIVERY = insert(Delivery).returning(Delivery.id)
+_WAITING_WEBHOOKS = select(Delivery.id).where(
+    Delivery.org_id == bindparam("org_id"),
+    Delivery.status == "pending",
+    Delivery.source.in_(WEBHOOK_SOURCES),
+)
+_MARK_SENT = (
+    update(Run)
+    .where(Run.id == bindparam("run_id"))
+    .values(enqueued_at=bindparam("now"))
+    .execution_options(synchronize_session=False)
+)
+_MARK_RELAYED = (
+    update(Delivery)
+    .where(Delivery.id.in_(bindparam("covered", expanding=True)), Delivery.status == "pending")
+    .values(status="relayed", relayed_at=bindparam("now"), run_id=bindparam("run_id"))
+    .execution_options(synchronize_session=False)
+)
 
 
 def _must_wait(session: Session, org: Organisation, now: datetime) -> bool:

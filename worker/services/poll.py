@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from sharing import Baseline, PmsSnapshot, PtDirectSnapshot
@@ -116,13 +116,16 @@ class ReportSummary:
 
 def latest_report_summary(session: Session, org_id: int) -> ReportSummary | None:
     """What `repo.latest_report_run` finds, reading only the run's id, policy and input digest."""
-    row = session.execute(
-        select(Run.id, Run.policy, Run.counts["input_digest"].as_string())
-        .where(Run.org_id == org_id, Run.status == repo.SUCCEEDED, Run.report.is_not(None))
-        .order_by(Run.finished_at.desc(), Run.id.desc())
-        .limit(1)
-    ).first()
+    row = session.execute(_LATEST_REPORT_SUMMARY, {"org_id": org_id}).first()
     return None if row is None else ReportSummary(row[0], row[1], row[2])
+
+
+_LATEST_REPORT_SUMMARY = (  # built once: every poll and webhook run asks it
+    select(Run.id, Run.policy, Run.counts["input_digest"].as_string())
+    .where(Run.org_id == bindparam("org_id"), Run.status == repo.SUCCEEDED, Run.report.is_not(None))
+    .order_by(Run.finished_at.desc(), Run.id.desc())
+    .limit(1)
+)
 
 
 def nothing_changed(
@@ -133,7 +136,7 @@ def nothing_changed(
         complete
         and previous is not None
         and digest == previous
-        and not repo.unverified_applied_proposals(session, org_id, before=read_at)
+        and not repo.any_unverified_applied_proposal(session, org_id, before=read_at)
     )
 
 

@@ -37,7 +37,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, exists, or_, select, update
+from sqlalchemy import bindparam, delete, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from connectors.base import PmsConnector, PmsPull, Progress
@@ -79,15 +79,22 @@ def shared_account(session: Session, runtime: Runtime, org: Organisation) -> str
         session.execute(update(Organisation).where(Organisation.id == org.id).values(pms_account=key))
     if not runtime.settings.shared_pms_reads:
         return None
-    siblings = select(Organisation.id).where(
-        Organisation.pms_kind == org.pms_kind,
-        Organisation.pms_account == key,
-        Organisation.id != org.id,
-        Organisation.paused_at.is_(None),
+    wanted = session.scalar(_READ_WANTED, {"key": key, "pms_kind": org.pms_kind, "org_id": org.id})
+    return key if wanted else None
+
+
+_SIBLINGS = select(Organisation.id).where(
+    Organisation.pms_kind == bindparam("pms_kind"),
+    Organisation.pms_account == bindparam("key"),
+    Organisation.id != bindparam("org_id"),
+    Organisation.paused_at.is_(None),
+)
+_READ_WANTED = select(  # built once: every run asks it
+    or_(
+        exists().where(SharedPull.key == bindparam("key")),
+        exists().where(Run.org_id.in_(_SIBLINGS), Run.status.in_(("queued", "running"))),
     )
-    stored = exists().where(SharedPull.key == key)
-    pending = exists().where(Run.org_id.in_(siblings), Run.status.in_(("queued", "running")))
-    return key if session.scalar(select(or_(stored, pending))) else None
+)
 
 
 def pull(
@@ -134,7 +141,10 @@ def forget_expired(runtime: Runtime) -> int:
 
 
 def _delete_expired(session: Session) -> int:
-    return session.execute(delete(SharedPull).where(SharedPull.expires_at <= utcnow())).rowcount or 0
+    return session.execute(_DELETE_EXPIRED, {"now": utcnow()}).rowcount or 0
+
+
+_DELETE_EXPIRED = delete(SharedPull).where(SharedPull.expires_at <= bindparam("now"))
 
 
 @contextmanager

@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.orm import Session, aliased, joinedload
 
 from connectors.base import PmsPull
@@ -647,14 +647,19 @@ def after_run(runtime: Runtime, run_id: str) -> AfterRun:
     `run_lease_seconds`); sending it again now starts it as soon as a worker is free. The
     postponed message, when it comes, finds the run taken and does nothing.
     """
-    queued = aliased(Run)
     with runtime.db.transaction() as session:
-        row = session.execute(
-            select(Run.trigger, queued.id)
-            .outerjoin(queued, and_(queued.org_id == Run.org_id, queued.status == repo.QUEUED))
-            .where(Run.id == run_id)
-        ).first()
+        row = session.execute(_AFTER_RUN, {"run_id": run_id}).first()
     return AfterRun(None, None) if row is None else AfterRun(row[0], row[1])
+
+
+_QUEUED = aliased(Run)
+_AFTER_RUN = (
+    select(Run.trigger, _QUEUED.id)
+    .outerjoin(_QUEUED, and_(_QUEUED.org_id == Run.org_id, _QUEUED.status == repo.QUEUED))
+    .where(Run.id == bindparam("run_id"))
+)
+"""Built once: every finished run asks it, and aliasing `runs` anew each time cost more than
+the query (a proxy for each of its columns)."""
 
 
 @dataclass(frozen=True)

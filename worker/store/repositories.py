@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -46,7 +46,10 @@ OPEN_PROPOSAL_STATES = ("proposed", "approved", "reopened")
 
 
 def find_org(session: Session, slug: str) -> Organisation | None:
-    return session.scalar(select(Organisation).where(Organisation.slug == slug))
+    return session.scalar(_ORG_BY_SLUG, {"slug": slug})
+
+
+_ORG_BY_SLUG = select(Organisation).where(Organisation.slug == bindparam("slug"))
 
 
 def get_org(session: Session, slug: str) -> Organisation:
@@ -128,10 +131,8 @@ def _join(session: Session, run: Run, now: datetime, needs: Needs) -> bool:
     if needs.report:
         values["report_required"] = True
     joined = session.execute(
-        update(Run)
-        .where(Run.id == run.id, Run.status == QUEUED)
-        .values(**values)
-        .execution_options(synchronize_session=False)
+        update(Run).where(_STILL_QUEUED).values(**values).execution_options(synchronize_session=False),
+        {"run_id": run.id},
     )
     return joined.rowcount == 1
 
@@ -155,8 +156,47 @@ def request_run(
     return run, created
 
 
+# The statements every run and every webhook executes are built once, with bound parameters:
+# building one anew cost about as much CPU as executing it.
+_QUEUED_RUN = select(Run).where(Run.org_id == bindparam("org_id"), Run.status == QUEUED)
+_STILL_QUEUED = and_(Run.id == bindparam("run_id"), Run.status == QUEUED)
+_CLAIM = (
+    update(Run)
+    .where(
+        Run.id == bindparam("run_id"),
+        or_(Run.status == QUEUED, and_(Run.status == RUNNING, Run.lease_expires_at < bindparam("now"))),
+    )
+    .values(
+        status=RUNNING,
+        lease_token=bindparam("token"),
+        lease_expires_at=bindparam("expires"),
+        attempts=Run.attempts + 1,
+        started_at=bindparam("now"),
+    )
+    .execution_options(synchronize_session=False)
+)
+_LEASE_HELD = and_(
+    Run.id == bindparam("run_id"), Run.lease_token == bindparam("token"), Run.status == RUNNING
+)
+_CURSORS = select(SyncCursor.resource, SyncCursor.cursor).where(SyncCursor.org_id == bindparam("org_id"))
+_PHYSITRACK_KEYS = select(PhysitrackKey.practitioner_email, PhysitrackKey.key_encrypted).where(
+    PhysitrackKey.org_id == bindparam("org_id")
+)
+_BASELINE_ROSTER = (  # the roster only: not the run's report and counts (megabytes)
+    select(Run.roster)
+    .where(
+        Run.org_id == bindparam("org_id"),
+        Run.status == SUCCEEDED,
+        Run.roster.is_not(None),
+        Run.id != bindparam("run_id"),
+    )
+    .order_by(Run.finished_at.desc(), Run.id.desc())
+    .limit(1)
+)
+
+
 def queued_run(session: Session, org_id: int) -> Run | None:
-    return session.scalar(select(Run).where(Run.org_id == org_id, Run.status == QUEUED))
+    return session.scalar(_QUEUED_RUN, {"org_id": org_id})
 
 
 @dataclass(frozen=True)
@@ -175,22 +215,7 @@ def claim_run(session: Session, run_id: str, now: datetime, lease: timedelta) ->
     try:
         with session.begin_nested():
             result = session.execute(
-                update(Run)
-                .where(
-                    Run.id == run_id,
-                    or_(
-                        Run.status == QUEUED,
-                        and_(Run.status == RUNNING, Run.lease_expires_at < now),
-                    ),
-                )
-                .values(
-                    status=RUNNING,
-                    lease_token=token,
-                    lease_expires_at=now + lease,
-                    attempts=Run.attempts + 1,
-                    started_at=now,
-                )
-                .execution_options(synchronize_session=False)
+                _CLAIM, {"run_id": run_id, "now": now, "token": token, "expires": now + lease}
             )
     except IntegrityError:
         return None  # another run of this organisation is running
@@ -224,9 +249,10 @@ def finish_run(session: Session, claim: Claim, status: str, now: datetime, **val
     """Close a run we hold the lease on. False when the lease was lost (nothing changes)."""
     result = session.execute(
         update(Run)
-        .where(Run.id == claim.run_id, Run.lease_token == claim.token, Run.status == RUNNING)
+        .where(_LEASE_HELD)
         .values(status=status, finished_at=now, lease_token=None, lease_expires_at=None, **values)
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False),
+        {"run_id": claim.run_id, "token": claim.token},
     )
     return result.rowcount == 1
 
@@ -300,8 +326,7 @@ def supersede_open_proposals(session: Session, org_id: int, by: str) -> list[str
 
 
 def cursors_of(session: Session, org_id: int) -> dict[str, str]:
-    rows = session.scalars(select(SyncCursor).where(SyncCursor.org_id == org_id))
-    return {row.resource: row.cursor for row in rows}
+    return dict(session.execute(_CURSORS, {"org_id": org_id}).all())
 
 
 def store_cursors(session: Session, org_id: int, cursors: dict[str, str], now: datetime) -> None:
@@ -362,21 +387,27 @@ def release_apply(session: Session, proposal_id: str, token: str) -> None:
 
 def physitrack_keys_of(session: Session, org_id: int) -> dict[str, str]:
     """Practitioner email -> encrypted Physitrack v2 key."""
-    rows = session.scalars(select(PhysitrackKey).where(PhysitrackKey.org_id == org_id))
-    return {row.practitioner_email: row.key_encrypted for row in rows}
+    return dict(session.execute(_PHYSITRACK_KEYS, {"org_id": org_id}).all())
+
+
+_UNVERIFIED_APPLIED = and_(
+    Proposal.org_id == bindparam("org_id"),
+    Proposal.status.in_(("applied", "applied_by_hand")),
+    Proposal.verified_at.is_(None),
+    Proposal.applied_at <= bindparam("before"),
+)
+_ANY_UNVERIFIED_APPLIED = select(exists().where(_UNVERIFIED_APPLIED))
+"""Asked by every poll and webhook run: built once (building it cost as much as running it)."""
 
 
 def unverified_applied_proposals(session: Session, org_id: int, before: datetime) -> list[Proposal]:
-    return list(
-        session.scalars(
-            select(Proposal).where(
-                Proposal.org_id == org_id,
-                Proposal.status.in_(("applied", "applied_by_hand")),
-                Proposal.verified_at.is_(None),
-                Proposal.applied_at <= before,
-            )
-        )
-    )
+    query = select(Proposal).where(_UNVERIFIED_APPLIED)
+    return list(session.scalars(query, {"org_id": org_id, "before": before}))
+
+
+def any_unverified_applied_proposal(session: Session, org_id: int, before: datetime) -> bool:
+    """Whether `unverified_applied_proposals` would find one, without loading any."""
+    return bool(session.scalar(_ANY_UNVERIFIED_APPLIED, {"org_id": org_id, "before": before}))
 
 
 _ENCRYPTED_STATE = b"ptsync-fernet:1:"
@@ -414,12 +445,7 @@ def store_pms_state(
 def baseline_of(session: Session, org_id: int, run_id: str, accept_drop: bool) -> Baseline | None:
     """The roster of the latest trusted complete run before `run_id`, and whether that run
     accepts a drop (the caller holds the run)."""
-    roster = session.execute(  # the roster only: not the run's report and counts (megabytes)
-        select(Run.roster)
-        .where(Run.org_id == org_id, Run.status == SUCCEEDED, Run.roster.is_not(None), Run.id != run_id)
-        .order_by(Run.finished_at.desc(), Run.id.desc())
-        .limit(1)
-    ).first()
+    roster = session.execute(_BASELINE_ROSTER, {"org_id": org_id, "run_id": run_id}).first()
     if roster is None:
         return Baseline(frozenset(), accept_drop) if accept_drop else None
     return Baseline(frozenset(roster[0] or ()), accept_drop)

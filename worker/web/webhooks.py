@@ -21,7 +21,6 @@ from typing import Any
 
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Request
 from pydantic import BaseModel
-from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from starlette.concurrency import run_in_threadpool
@@ -29,6 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from worker.errors import NotFound
 from worker.services import credentials
 from worker.services.deliveries import MAX_DELIVERY_ID, DeliveryConflict, accept, relay_quietly
+from worker.store import repositories as repo
 from worker.store.models import Organisation
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
@@ -189,7 +189,7 @@ _UNKNOWN_SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 def _signed_event(slug: str, request: Request, tasks: BackgroundTasks, body: bytes) -> DeliveryAnswer:
     runtime = request.app.state.runtime()
     with runtime.db.transaction() as session:
-        org = session.scalar(select(Organisation).where(Organisation.slug == slug))
+        org = repo.find_org(session, slug)
         if org is not None:
             session.expunge(org)
     secret = credentials.signing_secret_of(runtime, org) if org is not None else None
