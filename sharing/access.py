@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -105,17 +105,37 @@ class PairStat:
     last_shared_day: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False)
 class CoAccess:
     """What the counted access rows say, per practitioner and per practitioner pair.
 
-    Pair keys are (smaller id, larger id) so each pair appears once, and `pairs` lists them in
-    key order.
+    Pairs are held by column, in (first id, second id) order with the smaller id first, so each
+    pair appears once: `pair_firsts` and `pair_seconds` index `practitioner_ids`. A run reads
+    thousands of pairs and most of them only through array operations (who is at risk, who has
+    eligible peers), so no object is made per pair unless `pairs` is asked for.
     """
 
     patients_per_practitioner: dict[str, int]
     distinct_patients: int
-    pairs: dict[tuple[str, str], PairStat]
+    practitioner_ids: tuple[str, ...] = ()
+    pair_firsts: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    pair_seconds: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    pair_counts: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    """Patients both practitioners could see (at least 1)."""
+    pair_days: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    """The latest day (a day number) by which both had seen one of those patients."""
+
+    @cached_property
+    def pairs(self) -> dict[tuple[str, str], PairStat]:
+        """The pairs as a dict keyed by (smaller id, larger id), in key order."""
+        ids = self.practitioner_ids.__getitem__
+        return dict(
+            zip(
+                zip(map(ids, self.pair_firsts.tolist()), map(ids, self.pair_seconds.tolist()), strict=True),
+                map(PairStat, self.pair_counts.tolist(), self.pair_days.tolist()),
+                strict=True,
+            )
+        )
 
 
 class AccessLog:
@@ -274,30 +294,31 @@ class AccessLog:
         distinct = int(np.count_nonzero(patients[1:] != patients[:-1]) + 1) if len(patients) else 0
 
         pair_keys, pair_days = _pairs_sharing_a_patient(patients, practitioners, latest_days, width)
-        pairs: dict[tuple[str, str], PairStat] = {}
-        if len(pair_keys):
-            unique_pairs, counts, last_days = _count_and_latest(pair_keys, pair_days, width * width)
-            firsts, seconds, order = _in_id_order(unique_pairs, self.practitioner_ids)
-            ids = self.practitioner_ids.__getitem__
-            pairs = dict(
-                zip(
-                    zip(map(ids, firsts), map(ids, seconds), strict=True),
-                    map(PairStat, counts[order].tolist(), (last_days[order] + since_day).tolist()),
-                    strict=True,
-                )
-            )
-        return CoAccess(patients_per_practitioner, distinct, pairs)
+        if not len(pair_keys):
+            return CoAccess(patients_per_practitioner, distinct, self.practitioner_ids)
+        unique_pairs, counts, last_days = _count_and_latest(pair_keys, pair_days, width * width)
+        firsts, seconds, order = _in_id_order(unique_pairs, self.practitioner_ids)
+        last_days = last_days[order].astype(np.int64)
+        last_days += since_day
+        return CoAccess(
+            patients_per_practitioner,
+            distinct,
+            self.practitioner_ids,
+            firsts,
+            seconds,
+            counts[order].astype(np.int64, copy=False),
+            last_days,
+        )
 
 
-def _in_id_order(pair_keys: np.ndarray, ids: tuple[str, ...]) -> tuple[list[int], list[int], np.ndarray]:
+def _in_id_order(pair_keys: np.ndarray, ids: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each pair key's (first * len(ids) + second) two practitioner codes, smaller id first, and
     the order that sorts the pairs by (first id, second id).
 
     The ids are ranked once; every pair is then put in order by array operations instead of
     comparing ids in Python, and reports list pairs in this order without sorting them again.
     """
-    rank = np.empty(len(ids), dtype=np.int64)
-    rank[sorted(range(len(ids)), key=ids.__getitem__)] = np.arange(len(ids))
+    rank = id_ranks(ids)
     firsts, seconds = np.divmod(pair_keys, len(ids))
     first_ranks, second_ranks = rank[firsts], rank[seconds]
     swap = first_ranks > second_ranks
@@ -305,7 +326,14 @@ def _in_id_order(pair_keys: np.ndarray, ids: tuple[str, ...]) -> tuple[list[int]
     order = np.argsort(
         np.minimum(first_ranks, second_ranks) * len(ids) + np.maximum(first_ranks, second_ranks)
     )
-    return low[order].tolist(), high[order].tolist(), order
+    return low[order], high[order], order
+
+
+def id_ranks(ids: Sequence[str]) -> np.ndarray:
+    """Each id's position among the ids sorted as strings: comparing ranks compares the ids."""
+    rank = np.empty(len(ids), dtype=np.int64)
+    rank[sorted(range(len(ids)), key=ids.__getitem__)] = np.arange(len(ids))
+    return rank
 
 
 def _latest_per_key(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

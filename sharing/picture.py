@@ -21,6 +21,8 @@ import enum
 from dataclasses import dataclass
 from operator import itemgetter
 
+import numpy as np
+
 from sharing.context import Context
 from sharing.identity import normalise_email
 
@@ -69,31 +71,34 @@ class SharingPicture:
     pairs: tuple[PicturePair, ...]
 
 
+_KINDS = (PairKind.AT_RISK, PairKind.SHARED, PairKind.OUTSIDE)
+
+
 def sharing_picture(context: Context) -> SharingPicture:
     """Every PMS practitioner's state and every pair that shares patients, in team order."""
     people = {pid: _practitioner(context, pid) for pid in context.practitioners}
-    at_risk = context.pairs_at_risk
-    # Whether each one shares patients is looked up once per practitioner, not once per pair.
+    table = context.pairs
+    # Whether each one shares patients is looked up once per practitioner, and each pair's kind
+    # is decided by array operations (a run has thousands of pairs).
     sharing = {
         pid
         for pid, user in context.identity.user_by_practitioner.items()
         if context.is_sharing_patients(user.email)
     }
-    pairs = []
-    weighted = []
-    for pair, shared in context.shared.items():
-        first, second = pair
-        shared_patients = shared.stat.shared_patients if shared.stat else 0
-        if pair in at_risk:
-            kind = PairKind.AT_RISK
-        elif first in sharing and second in sharing:
-            kind = PairKind.SHARED
-        else:
-            kind = PairKind.OUTSIDE
-        pairs.append(PicturePair(first, second, shared_patients, kind))
-        weighted.append((first, second, shared_patients))
-    order = team_order(sorted(people), weighted)
-    return SharingPicture(practitioners=tuple(people[pid] for pid in order), pairs=tuple(pairs))
+    shares = np.array([pid in sharing for pid in table.ids], dtype=bool)
+    both_share = shares[table.firsts] & shares[table.seconds] if len(shares) else np.zeros(0, dtype=bool)
+    kinds = np.where(context.at_risk, 0, np.where(both_share, 1, 2)).tolist()
+    firsts, seconds = table.first_ids, table.second_ids
+    shared_patients = table.shared_patients.tolist()
+    pairs = tuple(map(PicturePair, firsts, seconds, shared_patients, map(_KINDS.__getitem__, kinds)))
+    # Heaviest first, ties in pair order (the table's, by ids): a stable sort by weight alone.
+    heaviest_first = np.argsort(-table.shared_patients, kind="stable").tolist()
+    order = _team_order(
+        sorted(people),
+        [firsts[row] for row in heaviest_first],
+        [seconds[row] for row in heaviest_first],
+    )
+    return SharingPicture(practitioners=tuple(people[pid] for pid in order), pairs=pairs)
 
 
 def _practitioner(context: Context, pid: str) -> PicturePractitioner:
@@ -126,15 +131,18 @@ def team_order(ids: list[str], weighted_pairs: list[tuple[str, str, int]]) -> li
     joins two runs of ids end to end, turned so the two practitioners that linked them meet.
     Larger groups come first; practitioners without pairs come last, in the order given.
     """
+    # Heaviest first, ties by ids: a stable sort by weight of the pairs in id order.
+    ordered = sorted(sorted(weighted_pairs), key=itemgetter(2), reverse=True)
+    return _team_order(ids, [first for first, _, _ in ordered], [second for _, second, _ in ordered])
+
+
+def _team_order(ids: list[str], firsts: list[str], seconds: list[str]) -> list[str]:
+    """`team_order` of the pairs (firsts[i], seconds[i]), given heaviest first."""
     runs: dict[str, list[str]] = {pid: [pid] for pid in ids}
     run_of = {pid: pid for pid in ids}
-    # Heaviest first, ties by ids: a stable sort by weight of the pairs in id order (which the
-    # picture's pairs already are) compares ints, not (weight, id, id) keys built per pair.
-    for first, second, _weight in sorted(sorted(weighted_pairs), key=itemgetter(2), reverse=True):
-        if first not in run_of or second not in run_of:
-            continue
-        left_key, right_key = run_of[first], run_of[second]
-        if left_key == right_key:
+    for first, second in zip(firsts, seconds, strict=True):
+        left_key, right_key = run_of.get(first), run_of.get(second)
+        if left_key == right_key or left_key is None or right_key is None:
             continue
         left, right = runs[left_key], runs[right_key]
         if left.index(first) < len(left) / 2:

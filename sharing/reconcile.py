@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import overload
+
+import numpy as np
 
 from sharing.access import day_from_number
-from sharing.context import Baseline, Context, build_context
+from sharing.context import Baseline, Context, PairTable, build_context
 from sharing.findings import Finding, FindingKind
 from sharing.identity import normalise_email
 from sharing.model import PmsSnapshot, Policy, PtDirectSnapshot
@@ -40,7 +44,7 @@ class Reconciliation:
     """Ids of the PMS practitioners active in this read: the next run's baseline."""
     practitioner_count: int
     patient_count: int
-    shared_pairs: tuple[SharedPair, ...]
+    shared_pairs: SharedPairs
     picture: SharingPicture
 
 
@@ -72,7 +76,7 @@ def reconcile(
         active_practitioners=frozenset(p.id for p in pms.practitioners if p.active),
         practitioner_count=len(pms.practitioners),
         patient_count=context.co_access.distinct_patients,
-        shared_pairs=_shared_pairs(context),
+        shared_pairs=SharedPairs(context.pairs, context.at_risk),
         picture=sharing_picture(context),
     )
 
@@ -81,19 +85,73 @@ def _finding_order(finding: Finding) -> tuple[int, str, str]:
     return (finding.severity.rank, finding.kind.value, finding.fingerprint)
 
 
-def _shared_pairs(context: Context) -> tuple[SharedPair, ...]:
-    at_risk = context.pairs_at_risk
-    return tuple(
-        SharedPair(  # positional: a keyword call costs more, and there are thousands of pairs
-            pair[0],
-            pair[1],
-            shared.stat.shared_patients if shared.stat else 0,
-            day_from_number(shared.stat.last_shared_day) if shared.stat else None,
-            shared.access_groups,
-            pair in at_risk,
-        )
-        for pair, shared in context.shared.items()
-    )
+class SharedPairs(Sequence[SharedPair]):
+    """The pairs who share patients, in pair order, made into `SharedPair`s when first read.
+
+    The report and the worker never read them (the picture has the pairs); making thousands of
+    objects in every run for the few readers that do (tests, tools) cost a tenth of a run.
+    Equal to another `SharedPairs` or a tuple with the same pairs.
+    """
+
+    __slots__ = ("_at_risk", "_items", "_table")
+
+    def __init__(self, table: PairTable, at_risk: np.ndarray) -> None:
+        self._table = table
+        self._at_risk = at_risk
+        self._items: tuple[SharedPair, ...] | None = None
+
+    def _pairs(self) -> tuple[SharedPair, ...]:
+        if self._items is None:
+            table = self._table
+            self._items = tuple(
+                SharedPair(  # positional: a keyword call costs more, and there are thousands of pairs
+                    first,
+                    second,
+                    shared,
+                    day_from_number(day) if shared else None,
+                    table.access_groups.get(row, ()),
+                    at_risk,
+                )
+                for row, (first, second, shared, day, at_risk) in enumerate(
+                    zip(
+                        table.first_ids,
+                        table.second_ids,
+                        table.shared_patients.tolist(),
+                        table.last_days.tolist(),
+                        self._at_risk.tolist(),
+                        strict=True,
+                    )
+                )
+            )
+        return self._items
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    @overload
+    def __getitem__(self, index: int) -> SharedPair: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[SharedPair, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> SharedPair | tuple[SharedPair, ...]:
+        return self._pairs()[index]
+
+    def __iter__(self) -> Iterator[SharedPair]:
+        return iter(self._pairs())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, SharedPairs):
+            return self._pairs() == other._pairs()
+        if isinstance(other, tuple):
+            return self._pairs() == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._pairs())
+
+    def __repr__(self) -> str:
+        return f"SharedPairs({self._pairs()!r})"
 
 
 _FIXED_BY = {
