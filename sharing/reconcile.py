@@ -11,7 +11,7 @@ import numpy as np
 
 from sharing.access import day_from_number
 from sharing.context import Baseline, Context, PairTable, build_context
-from sharing.findings import Finding, FindingKind
+from sharing.findings import Finding, FindingKind, Severity
 from sharing.identity import normalise_email
 from sharing.model import PmsSnapshot, Policy, PtDirectSnapshot
 from sharing.operations import Operation, OpKind
@@ -81,8 +81,12 @@ def reconcile(
     )
 
 
+_SEVERITY_RANK = {severity._value_: index for index, severity in enumerate(Severity)}
+
+
 def _finding_order(finding: Finding) -> tuple[int, str, str]:
-    return (finding.severity.rank, finding.kind.value, finding.fingerprint)
+    """(severity rank, kind, fingerprint), read through the enums' values (str keys hash in C)."""
+    return (_SEVERITY_RANK[finding.severity._value_], finding.kind._value_, finding.fingerprint)
 
 
 class SharedPairs(Sequence[SharedPair]):
@@ -154,11 +158,8 @@ class SharedPairs(Sequence[SharedPair]):
         return f"SharedPairs({self._pairs()!r})"
 
 
-_FIXED_BY = {
-    FindingKind.DUPLICATE_PATIENT_RISK: (OpKind.ADD_SHARING_MEMBER, OpKind.ENABLE_PATIENT_SHARING),
-    FindingKind.MISSING_NEW_USER: (OpKind.ADD_SHARING_MEMBER, OpKind.ADD_MASTER_RECIPIENT),
-    FindingKind.DEPARTED_PRACTITIONER: (OpKind.TRANSFER_PATIENTS, OpKind.REMOVE_SHARING_MEMBER),
-}
+_FIXES = (OpKind.ADD_SHARING_MEMBER, OpKind.ENABLE_PATIENT_SHARING)
+_DEPARTURE_FIXES = (OpKind.TRANSFER_PATIENTS, OpKind.REMOVE_SHARING_MEMBER)
 
 
 def _link(finding: Finding, by_email: dict[str, list[Operation]]) -> Finding:
@@ -169,17 +170,25 @@ def _link(finding: Finding, by_email: dict[str, list[Operation]]) -> Finding:
 
     Reports and pages use the link to show a finding beside its fix, and to show a finding that
     an automatic apply already fixed as fixed rather than new.
+
+    What fixes what: a duplicate-patient risk, adding the person to sharing or enabling their
+    patient sharing; a missing user, adding them where they are missing (sharing or the master
+    account's recipients); a departure, the transfer and the removal.
     """
-    kinds = _FIXED_BY.get(finding.kind)
-    if not kinds or not finding.practitioners or finding.practitioners[0].email is None:
+    kind = finding.kind
+    if kind is FindingKind.DUPLICATE_PATIENT_RISK:
+        wanted: tuple[OpKind, ...] = _FIXES
+    elif kind is FindingKind.MISSING_NEW_USER:
+        to_master = finding.evidence.get("missing_from") == "master_recipients"
+        wanted = (OpKind.ADD_MASTER_RECIPIENT,) if to_master else (OpKind.ADD_SHARING_MEMBER,)
+    elif kind is FindingKind.DEPARTED_PRACTITIONER:
+        wanted = _DEPARTURE_FIXES
+    else:
         return finding
-    email = normalise_email(finding.practitioners[0].email)
-    wanted = set(kinds)
-    if finding.kind is FindingKind.MISSING_NEW_USER:
-        missing_from = finding.evidence.get("missing_from")
-        to_master = missing_from == "master_recipients"
-        wanted = {OpKind.ADD_MASTER_RECIPIENT} if to_master else {OpKind.ADD_SHARING_MEMBER}
-    linked = tuple((op.op.value, op.email) for op in by_email.get(email, ()) if op.op in wanted)
+    if not finding.practitioners or finding.practitioners[0].email is None:
+        return finding
+    operations = by_email.get(normalise_email(finding.practitioners[0].email), ())
+    linked = tuple([(op.op._value_, op.email) for op in operations if op.op in wanted])
     return finding.with_operations(linked) if linked else finding
 
 
