@@ -231,7 +231,7 @@ class Context:
         practitioner = self.practitioners[practitioner_id]
         user = self.identity.user_by_practitioner.get(practitioner_id)
         email = user.email if user else practitioner.email
-        person = Person(pms_id=practitioner_id, email=email, name=practitioner.name)
+        person = Person(practitioner_id, email, practitioner.name)
         self._people[practitioner_id] = person
         return person
 
@@ -298,8 +298,13 @@ class Context:
     def departures(self) -> list[Departure]:
         """Confirmed sharing members who share patients and have left the PMS (not the master).
 
-        The one definition both the `departed_practitioner` rule and the planner read.
+        The one definition both the `departed_practitioner` rule and the planner read (worked
+        out once: it tests every sharing member).
         """
+        return list(self._departures)
+
+    @cached_property
+    def _departures(self) -> tuple[Departure, ...]:
         found = []
         for email, member in sorted(self.members.items()):
             user = self.users.get(email)
@@ -310,7 +315,7 @@ class Context:
             reason = self.departed_reason(email)
             if reason is not None:
                 found.append(Departure(user.email, user, reason))
-        return found
+        return tuple(found)
 
 
 def build_context(

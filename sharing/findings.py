@@ -36,7 +36,7 @@ class Severity(enum.Enum):
 _SEVERITY_RANK = {severity: index for index, severity in enumerate(Severity)}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Person:
     """A practitioner as a report names them: PMS id, PT Direct email, display name."""
 
@@ -44,8 +44,19 @@ class Person:
     email: str | None
     name: str
 
+    def __init__(self, pms_id: str | None, email: str | None, name: str) -> None:
+        # Through the slots' own setters, as `Operation`'s: a run names thousands of people.
+        _set_pms_id(self, pms_id)
+        _set_email(self, email)
+        _set_name(self, name)
+
     def as_dict(self) -> dict[str, Any]:
         return {"pms_id": self.pms_id, "email": self.email, "name": self.name}
+
+
+_set_pms_id = Person.pms_id.__set__  # type: ignore[attr-defined]
+_set_email = Person.email.__set__  # type: ignore[attr-defined]
+_set_name = Person.name.__set__  # type: ignore[attr-defined]
 
 
 def fingerprint(kind: FindingKind, subjects: tuple[str, ...]) -> str:
