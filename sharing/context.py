@@ -181,7 +181,7 @@ class Context:
         return np.array(
             [0 if (shares := sharing.get(pid)) is None else 1 + shares for pid in self.pairs.ids],
             dtype=np.int8,
-        ).reshape(-1)
+        )
 
     @cached_property
     def at_risk(self) -> np.ndarray:
@@ -389,7 +389,7 @@ def _pair_table(
     if not practitioners.keys() >= co_access.patients_per_practitioner.keys():
         # Someone with patients is not a known practitioner: drop their pairs. (Otherwise every
         # pair is between known practitioners, and there is nothing to test.)
-        known = np.array([pid in practitioners for pid in ids], dtype=bool).reshape(-1)
+        known = np.array([pid in practitioners for pid in ids], dtype=bool)
         keep = known[firsts] & known[seconds]
         firsts, seconds, counts, days = firsts[keep], seconds[keep], counts[keep], days[keep]
     if not groups:
