@@ -1,4 +1,4 @@
-"""The reconcile pauses the cyclic garbage collector and leaves it as it found it."""
+"""The reconcile and the report pause the cyclic garbage collector and leave it as they found it."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ import gc
 import sys
 import threading
 
-from sharing import Policy, reconcile
+from sharing import Policy, RunInfo, build_report, reconcile
 from sharing.collector import collector_paused
 from tests.clinic import AS_OF, KEY, Clinic
 
 # `sharing.reconcile` is also the name of the function the package exports.
 reconcile_module = sys.modules["sharing.reconcile"]
+report_module = sys.modules["sharing.report"]
 
 
 def _clinic() -> Clinic:
@@ -57,6 +58,26 @@ def test_a_collector_that_was_off_stays_off_after_a_reconcile(monkeypatch) -> No
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_the_collector_is_off_while_a_report_is_built_and_on_again_after(monkeypatch) -> None:
+    # Given a reconciled clinic and the collector on
+    clinic = _clinic()
+    result = reconcile(clinic.pms(), clinic.ptdirect(), Policy(), as_of=AS_OF, pseudonym_key=KEY)
+    seen: list[bool] = []
+    diff_findings = report_module.diff_findings
+
+    def noting(*args, **kwargs):
+        seen.append(gc.isenabled())
+        return diff_findings(*args, **kwargs)
+
+    monkeypatch.setattr(report_module, "diff_findings", noting)
+    # When its report is built
+    report = build_report("org", RunInfo("r", "manual", "succeeded", None, None), result, {}, None)
+    # Then it was built with the collector off, and the collector is on again
+    assert seen == [False]
+    assert gc.isenabled()
+    assert report["summary"]["practitioners"] == 2
 
 
 def test_overlapping_pauses_resume_the_collector_when_the_last_one_ends() -> None:
