@@ -208,4 +208,4 @@ def _link(finding: Finding, by_email: dict[str, list[Operation]]) -> Finding:
     return finding.with_operations(linked) if linked else finding
 
 
-__all__ = ["Baseline", "Context", "Reconciliation", "SharedPair", "reconcile"]
+__all__ = ["Baseline", "Context", "Reconciliation", "SharedPair", "SharedPairs", "reconcile"]
