@@ -208,8 +208,8 @@ def main() -> None:
         f"{ours['rows']:,} access rows (seed {SEED})"
     )
     print(
-        f"ptsync reconcile -> report: {ours['seconds']:.2f} s (best of {args.repeat}; all: "
-        + ", ".join(f"{r['seconds']:.2f}" for r in runs["ptsync"])
+        f"ptsync reconcile -> report: {ours['seconds']:.3f} s (best of {args.repeat}; all: "
+        + ", ".join(f"{r['seconds']:.3f}" for r in runs["ptsync"])
         + ")"
     )
     print(
@@ -222,8 +222,8 @@ def main() -> None:
         f"{ours['report_bytes'] / 2**20:.1f} MB of report JSON"
     )
     print(
-        f"DuckDB self-join (2 threads): {theirs['seconds']:.2f} s (best of {args.repeat}; all: "
-        + ", ".join(f"{r['seconds']:.2f}" for r in runs["duckdb"])
+        f"DuckDB self-join (2 threads): {theirs['seconds']:.3f} s (best of {args.repeat}; all: "
+        + ", ".join(f"{r['seconds']:.3f}" for r in runs["duckdb"])
         + f"), {theirs['pairs']:,} pairs, "
         f"peak RSS {theirs['peak_rss_mb']:.0f} MB"
     )
@@ -235,7 +235,7 @@ def main() -> None:
     )
     print(
         f"CPU time (user + system, all threads; less sensitive to a busy machine): ptsync "
-        f"{ours['cpu_seconds']:.2f} s, DuckDB {theirs['cpu_seconds']:.2f} s, ratio "
+        f"{ours['cpu_seconds']:.3f} s, DuckDB {theirs['cpu_seconds']:.3f} s, ratio "
         f"{ours['cpu_seconds'] / max(theirs['cpu_seconds'], 1e-9):.2f}; load average "
         + " ".join(f"{value:.2f}" for value in os.getloadavg())
     )

@@ -10,12 +10,14 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import cached_property
-from operator import itemgetter
 
-from sharing.access import CoAccess, PairStat, day_number
+import numpy as np
+
+from sharing.access import CoAccess, PairStat, day_number, id_ranks
 from sharing.findings import Person
 from sharing.identity import IdentityMap, match_identities, normalise_email
 from sharing.model import (
+    AccessGroup,
     PmsPractitioner,
     PmsSnapshot,
     Policy,
@@ -32,6 +34,48 @@ class SharedAccess:
 
     stat: PairStat | None
     access_groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class PairTable:
+    """The pairs who share patients, by column, in pair order (first id, then second id).
+
+    A run has thousands of pairs, and an object per pair (with the garbage collector walking
+    each) cost more than everything the rules decide from them: the rules, the picture and the
+    report read these columns instead, and `Context.shared` makes the objects only when asked.
+    """
+
+    ids: tuple[str, ...]
+    """The practitioner ids `firsts` and `seconds` index; the smaller id of a pair comes first."""
+    firsts: np.ndarray
+    seconds: np.ndarray
+    shared_patients: np.ndarray
+    """Patients both could see in the window; 0 for a pair made only by an access group."""
+    last_days: np.ndarray
+    """Day number of the latest shared day (meaningless where `shared_patients` is 0)."""
+    access_groups: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    """Row -> names of the PMS access groups that also make the pair (most pairs have none)."""
+
+    def __len__(self) -> int:
+        return len(self.firsts)
+
+    @cached_property
+    def ranks(self) -> np.ndarray:
+        """Each id's rank in string order: sorting by ranks sorts by ids."""
+        return id_ranks(self.ids)
+
+    @cached_property
+    def first_ids(self) -> list[str]:
+        return list(map(self.ids.__getitem__, self.firsts.tolist()))
+
+    @cached_property
+    def second_ids(self) -> list[str]:
+        return list(map(self.ids.__getitem__, self.seconds.tolist()))
+
+    def shared_access(self, row: int) -> SharedAccess:
+        count = int(self.shared_patients[row])
+        stat = PairStat(count, int(self.last_days[row])) if count else None
+        return SharedAccess(stat, self.access_groups.get(row, ()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +114,7 @@ class Context:
     pseudonym_key: bytes
     identity: IdentityMap
     co_access: CoAccess
-    shared: dict[tuple[str, str], SharedAccess]
+    pairs: PairTable
     """Pairs who share patients, in pair order: the report's pairs and the picture keep it."""
     practitioners: dict[str, PmsPractitioner]
     users: dict[str, PtUser]
@@ -79,7 +123,6 @@ class Context:
     master_email: str | None
     licensed_active: dict[str, PtUser]
     eligible: dict[str, PtUser]
-    peers: dict[str, frozenset[str]]
     active_pms_emails: frozenset[str]
     drop: Drop | None
     outside: dict[str, PmsPractitioner]
@@ -113,24 +156,73 @@ class Context:
         return not (one and two)
 
     @cached_property
-    def pairs_at_risk(self) -> frozenset[tuple[str, str]]:
-        """The pairs of `shared` that `pair_at_risk` holds for, tested once per run.
+    def shared(self) -> dict[tuple[str, str], SharedAccess]:
+        """Pairs who share patients, in pair order, as objects (the core reads `pairs`)."""
+        table = self.pairs
+        return {
+            (first, second): table.shared_access(row)
+            for row, (first, second) in enumerate(zip(table.first_ids, table.second_ids, strict=True))
+        }
 
-        Spelled out on sets rather than calling `pair_at_risk` per pair (thousands of pairs):
-        one of the two is eligible and not sharing, and the other is eligible.
-        """
-        eligible = self.eligible_sharing.keys()
-        not_sharing = {pid for pid, shares in self.eligible_sharing.items() if not shares}
-        return frozenset(
-            pair
-            for pair in self.shared
-            if (pair[0] in not_sharing and pair[1] in eligible)
-            or (pair[1] in not_sharing and pair[0] in eligible)
+    @cached_property
+    def peers(self) -> dict[str, frozenset[str]]:
+        """Each practitioner's partners in `shared`."""
+        found: defaultdict[str, set[str]] = defaultdict(set)
+        for first, second in zip(self.pairs.first_ids, self.pairs.second_ids, strict=True):
+            found[first].add(second)
+            found[second].add(first)
+        return {key: frozenset(value) for key, value in found.items()}
+
+    @cached_property
+    def eligibility(self) -> np.ndarray:
+        """Per id of `pairs.ids`: 0 not eligible, 1 eligible and not sharing patients in PT Direct,
+        2 eligible and sharing (from `eligible_sharing`, looked up once per practitioner)."""
+        sharing = self.eligible_sharing
+        return np.array(
+            [0 if (shares := sharing.get(pid)) is None else 1 + shares for pid in self.pairs.ids],
+            dtype=np.int8,
         )
+
+    @cached_property
+    def at_risk(self) -> np.ndarray:
+        """Per row of `pairs`, whether `pair_at_risk` holds: both eligible, not both sharing.
+
+        Tested on arrays once per run (thousands of pairs) instead of per pair.
+        """
+        state = self.eligibility
+        first, second = state[self.pairs.firsts], state[self.pairs.seconds]
+        return (first > 0) & (second > 0) & ((first == 1) | (second == 1))
+
+    @cached_property
+    def pairs_at_risk(self) -> frozenset[tuple[str, str]]:
+        """The pairs of `shared` that `pair_at_risk` holds for."""
+        ids = self.pairs.ids
+        rows = np.flatnonzero(self.at_risk)
+        return frozenset(
+            zip(
+                map(ids.__getitem__, self.pairs.firsts[rows].tolist()),
+                map(ids.__getitem__, self.pairs.seconds[rows].tolist()),
+                strict=True,
+            )
+        )
+
+    @cached_property
+    def eligible_peers(self) -> dict[str, int]:
+        """How many eligible practitioners each practitioner shares patients with (none: absent)."""
+        table = self.pairs
+        eligible = self.eligibility > 0
+        counts = np.bincount(table.firsts[eligible[table.seconds]], minlength=len(table.ids))
+        counts += np.bincount(table.seconds[eligible[table.firsts]], minlength=len(table.ids))
+        return {table.ids[index]: int(counts[index]) for index in np.flatnonzero(counts).tolist()}
 
     @cached_property
     def recent_day(self) -> int:
         return day_number(self.as_of - timedelta(days=self.policy.recent_days))
+
+    @cached_property
+    def today(self) -> int:
+        """`as_of` as a day number: later shared days are bookings."""
+        return day_number(self.as_of)
 
     def person(self, practitioner_id: str) -> Person:
         known = self._people.get(practitioner_id)
@@ -139,7 +231,7 @@ class Context:
         practitioner = self.practitioners[practitioner_id]
         user = self.identity.user_by_practitioner.get(practitioner_id)
         email = user.email if user else practitioner.email
-        person = Person(pms_id=practitioner_id, email=email, name=practitioner.name)
+        person = Person(practitioner_id, email, practitioner.name)
         self._people[practitioner_id] = person
         return person
 
@@ -158,11 +250,11 @@ class Context:
         """Eligible practitioners the policy wants in practitioner sharing, sharing patients."""
         if self.policy.sharing_scope is SharingScope.EVERYONE:
             return dict(self.eligible)
-        eligible = self.eligible.keys()
+        with_peers = self.eligible_peers
         return {
             practitioner_id: user
             for practitioner_id, user in self.eligible.items()
-            if not eligible.isdisjoint(self.peers.get(practitioner_id, ()))
+            if practitioner_id in with_peers
         }
 
     def departed_reason(self, email: str) -> str | None:
@@ -206,8 +298,13 @@ class Context:
     def departures(self) -> list[Departure]:
         """Confirmed sharing members who share patients and have left the PMS (not the master).
 
-        The one definition both the `departed_practitioner` rule and the planner read.
+        The one definition both the `departed_practitioner` rule and the planner read (worked
+        out once: it tests every sharing member).
         """
+        return list(self._departures)
+
+    @cached_property
+    def _departures(self) -> tuple[Departure, ...]:
         found = []
         for email, member in sorted(self.members.items()):
             user = self.users.get(email)
@@ -218,7 +315,7 @@ class Context:
             reason = self.departed_reason(email)
             if reason is not None:
                 found.append(Departure(user.email, user, reason))
-        return found
+        return tuple(found)
 
 
 def build_context(
@@ -238,30 +335,7 @@ def build_context(
     recipients = frozenset(normalise_email(email) or "" for email in (master.recipients if master else ()))
 
     co_access = pms.access.co_access(as_of - timedelta(days=policy.lookback_days))
-    if practitioners.keys() >= co_access.patients_per_practitioner.keys():
-        # Everyone in a pair has patients, so every pair is between known practitioners: no
-        # test per pair (there are thousands).
-        shared = dict(zip(co_access.pairs, map(SharedAccess, co_access.pairs.values()), strict=True))
-    else:
-        shared = {
-            pair: SharedAccess(stat)
-            for pair, stat in co_access.pairs.items()
-            if pair[0] in practitioners and pair[1] in practitioners
-        }
-    for group in pms.access_groups:
-        members_in_pms = sorted({pid for pid in group.practitioner_ids if pid in practitioners})
-        for index, first in enumerate(members_in_pms):
-            for second in members_in_pms[index + 1 :]:
-                existing = shared.get((first, second), SharedAccess(None))
-                shared[(first, second)] = SharedAccess(
-                    existing.stat, tuple(sorted({*existing.access_groups, group.name}))
-                )
-    if pms.access_groups:
-        shared = dict(sorted(shared.items(), key=itemgetter(0)))  # pairs of groups come last
-    peers: defaultdict[str, set[str]] = defaultdict(set)
-    for first, second in shared:
-        peers[first].add(second)
-        peers[second].add(first)
+    pairs = _pair_table(co_access, practitioners, pms.access_groups)
 
     licensed_active = {
         practitioner_id: user
@@ -289,7 +363,7 @@ def build_context(
         pseudonym_key=pseudonym_key,
         identity=identity,
         co_access=co_access,
-        shared=shared,
+        pairs=pairs,
         practitioners=practitioners,
         users=users,
         members=members,
@@ -297,12 +371,56 @@ def build_context(
         master_email=master_email,
         licensed_active=licensed_active,
         eligible=eligible,
-        peers={key: frozenset(value) for key, value in peers.items()},
         active_pms_emails=active_pms_emails,
         drop=detect_drop(pms, policy, baseline),
         outside=_outside(pms),
         sharing_patients=sharing_patients,
         eligible_sharing=eligible_sharing,
+    )
+
+
+def _pair_table(
+    co_access: CoAccess, practitioners: dict[str, PmsPractitioner], groups: tuple[AccessGroup, ...]
+) -> PairTable:
+    """The pairs of `co_access` between known practitioners, and those of the access groups."""
+    ids = co_access.practitioner_ids
+    firsts, seconds = co_access.pair_firsts, co_access.pair_seconds
+    counts, days = co_access.pair_counts, co_access.pair_days
+    if not practitioners.keys() >= co_access.patients_per_practitioner.keys():
+        # Someone with patients is not a known practitioner: drop their pairs. (Otherwise every
+        # pair is between known practitioners, and there is nothing to test.)
+        known = np.array([pid in practitioners for pid in ids], dtype=bool)
+        keep = known[firsts] & known[seconds]
+        firsts, seconds, counts, days = firsts[keep], seconds[keep], counts[keep], days[keep]
+    if not groups:
+        return PairTable(ids, firsts, seconds, counts, days)
+    # Access groups are few and small: merge their pairs in by id, then lay the table out again.
+    stats = {
+        pair: (count, day)
+        for pair, count, day in zip(
+            zip(map(ids.__getitem__, firsts.tolist()), map(ids.__getitem__, seconds.tolist()), strict=True),
+            counts.tolist(),
+            days.tolist(),
+            strict=True,
+        )
+    }
+    names: dict[tuple[str, str], set[str]] = {}
+    for group in groups:
+        members_in_pms = sorted({pid for pid in group.practitioner_ids if pid in practitioners})
+        for index, first in enumerate(members_in_pms):
+            for second in members_in_pms[index + 1 :]:
+                stats.setdefault((first, second), (0, 0))
+                names.setdefault((first, second), set()).add(group.name)
+    ordered = sorted(stats)
+    merged_ids = tuple(sorted({pid for pair in ordered for pid in pair}))
+    index_of = {pid: index for index, pid in enumerate(merged_ids)}
+    return PairTable(
+        merged_ids,
+        np.array([index_of[first] for first, _ in ordered], dtype=np.int64),
+        np.array([index_of[second] for _, second in ordered], dtype=np.int64),
+        np.array([stats[pair][0] for pair in ordered], dtype=np.int64),
+        np.array([stats[pair][1] for pair in ordered], dtype=np.int64),
+        {row: tuple(sorted(names[pair])) for row, pair in enumerate(ordered) if pair in names},
     )
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import enum
 import hashlib
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
 
@@ -37,7 +36,7 @@ class Severity(enum.Enum):
 _SEVERITY_RANK = {severity: index for index, severity in enumerate(Severity)}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Person:
     """A practitioner as a report names them: PMS id, PT Direct email, display name."""
 
@@ -45,8 +44,19 @@ class Person:
     email: str | None
     name: str
 
+    def __init__(self, pms_id: str | None, email: str | None, name: str) -> None:
+        # Through the slots' own setters, as `Operation`'s: a run names thousands of people.
+        _set_pms_id(self, pms_id)
+        _set_email(self, email)
+        _set_name(self, name)
+
     def as_dict(self) -> dict[str, Any]:
         return {"pms_id": self.pms_id, "email": self.email, "name": self.name}
+
+
+_set_pms_id = Person.pms_id.__set__  # type: ignore[attr-defined]
+_set_email = Person.email.__set__  # type: ignore[attr-defined]
+_set_name = Person.name.__set__  # type: ignore[attr-defined]
 
 
 def fingerprint(kind: FindingKind, subjects: tuple[str, ...]) -> str:
@@ -55,7 +65,22 @@ def fingerprint(kind: FindingKind, subjects: tuple[str, ...]) -> str:
     return hashlib.sha256(material.encode("utf-8")).hexdigest()[:20]
 
 
-@dataclass(frozen=True)
+class _Fingerprint:
+    """`Finding.fingerprint`, computed on first read and kept in the finding's `__dict__`.
+
+    What `functools.cached_property` does, without its lock: sorting, diffing and the report
+    each ask for every finding's fingerprint, and a run has thousands of findings.
+    """
+
+    def __get__(self, finding: Finding | None, owner: type) -> Any:
+        if finding is None:
+            return self
+        value = fingerprint(finding.kind, finding.subjects)
+        finding.__dict__["fingerprint"] = value
+        return value
+
+
+@dataclass(frozen=True, init=False)
 class Finding:
     kind: FindingKind
     severity: Severity
@@ -66,32 +91,49 @@ class Finding:
     operations: tuple[tuple[str, str], ...] = ()
     """(op, email) of the planned operations that fix this finding (filled in after planning)."""
 
-    @cached_property
-    def fingerprint(self) -> str:
-        """Computed once per finding: sorting, diffing and the report each ask for it."""
-        return fingerprint(self.kind, self.subjects)
+    def __init__(
+        self,
+        kind: FindingKind,
+        severity: Severity,
+        subjects: tuple[str, ...],
+        message: str,
+        practitioners: tuple[Person, ...] = (),
+        evidence: dict[str, Any] | None = None,
+        operations: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        """Fills the fields in one step (a frozen dataclass's own `__init__` sets them one
+        `object.__setattr__` at a time, and a run makes thousands of findings)."""
+        self.__dict__.update(
+            kind=kind,
+            severity=severity,
+            subjects=subjects,
+            message=message,
+            practitioners=practitioners,
+            evidence={} if evidence is None else evidence,
+            operations=operations,
+        )
+
+    fingerprint = _Fingerprint()
+    """Stable across runs (`fingerprint`); computed once per finding."""
 
     def with_operations(self, operations: tuple[tuple[str, str], ...]) -> Finding:
         """This finding with the operations that fix it (as `dataclasses.replace`, without its
         per-call look at the fields: planning links a thousand findings per run)."""
-        return Finding(
-            self.kind,
-            self.severity,
-            self.subjects,
-            self.message,
-            self.practitioners,
-            self.evidence,
-            operations,
-        )
+        linked = object.__new__(Finding)
+        linked.__dict__.update(self.__dict__, operations=operations)
+        return linked
 
     def as_dict(self, state: str) -> dict[str, Any]:
         return {
-            "kind": self.kind.value,
-            "severity": self.severity.value,
+            "kind": self.kind._value_,
+            "severity": self.severity._value_,
             "state": state,
             "fingerprint": self.fingerprint,
             "message": self.message,
-            "practitioners": [person.as_dict() for person in self.practitioners],
+            "practitioners": [
+                {"pms_id": person.pms_id, "email": person.email, "name": person.name}
+                for person in self.practitioners
+            ],
             "evidence": dict(self.evidence),
             "operations": [{"op": op, "email": email} for op, email in self.operations],
         }

@@ -65,7 +65,13 @@ FUZZY_COMPARISON_BUDGET = 200_000
 def _similar(first: str, second: str) -> bool:
     if first == second or sorted(first.split()) == sorted(second.split()):
         return True
-    return SequenceMatcher(None, first, second).ratio() >= SIMILAR_NAME_RATIO
+    # The ratio is at most SequenceMatcher.real_quick_ratio(), this bound from the lengths alone
+    # (the same expression): most names are ruled out before a matcher is built.
+    total = len(first) + len(second)
+    if 2.0 * min(len(first), len(second)) / total < SIMILAR_NAME_RATIO:
+        return False
+    matcher = SequenceMatcher(None, first, second)
+    return matcher.quick_ratio() >= SIMILAR_NAME_RATIO and matcher.ratio() >= SIMILAR_NAME_RATIO
 
 
 def suggest_by_name(

@@ -43,7 +43,7 @@ def operation_key(op: str, email: str) -> tuple[str, str]:
     return (op, unicodedata.normalize("NFC", email).strip().lower())
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Operation:
     op: OpKind
     email: str
@@ -52,6 +52,26 @@ class Operation:
     share_patients: bool | None = None
     name: str | None = None
     reason: str = ""
+
+    def __init__(
+        self,
+        op: OpKind,
+        email: str,
+        requires_approval: bool = True,
+        share_content: bool | None = None,
+        share_patients: bool | None = None,
+        name: str | None = None,
+        reason: str = "",
+    ) -> None:
+        # Through the slots' own setters: a frozen dataclass's generated `__init__` goes through
+        # `object.__setattr__` by name, about twice as slow, and a plan has thousands.
+        _set_op(self, op)
+        _set_email(self, email)
+        _set_requires_approval(self, requires_approval)
+        _set_share_content(self, share_content)
+        _set_share_patients(self, share_patients)
+        _set_name(self, name)
+        _set_reason(self, reason)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -83,3 +103,12 @@ class Operation:
             name=document.get("name"),
             reason=document.get("reason", ""),
         )
+
+
+_set_op = Operation.op.__set__  # type: ignore[attr-defined]
+_set_email = Operation.email.__set__  # type: ignore[attr-defined]
+_set_requires_approval = Operation.requires_approval.__set__  # type: ignore[attr-defined]
+_set_share_content = Operation.share_content.__set__  # type: ignore[attr-defined]
+_set_share_patients = Operation.share_patients.__set__  # type: ignore[attr-defined]
+_set_name = Operation.name.__set__  # type: ignore[attr-defined]
+_set_reason = Operation.reason.__set__  # type: ignore[attr-defined]

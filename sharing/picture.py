@@ -21,6 +21,8 @@ import enum
 from dataclasses import dataclass
 from operator import itemgetter
 
+import numpy as np
+
 from sharing.context import Context
 from sharing.identity import normalise_email
 
@@ -41,15 +43,29 @@ class PairKind(enum.Enum):
     OUTSIDE = "outside"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class PicturePractitioner:
     pms_id: str
     name: str
     email: str | None
     state: PractitionerState
 
+    def __init__(self, pms_id: str, name: str, email: str | None, state: PractitionerState) -> None:
+        # Through the slots' own setters: a frozen dataclass's generated `__init__` goes through
+        # `object.__setattr__` by name, about twice as slow, for every practitioner of every run.
+        _set_pms_id(self, pms_id)
+        _set_name(self, name)
+        _set_email(self, email)
+        _set_state(self, state)
 
-@dataclass(frozen=True, slots=True)
+
+_set_pms_id = PicturePractitioner.pms_id.__set__  # type: ignore[attr-defined]
+_set_name = PicturePractitioner.name.__set__  # type: ignore[attr-defined]
+_set_email = PicturePractitioner.email.__set__  # type: ignore[attr-defined]
+_set_state = PicturePractitioner.state.__set__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class PicturePair:
     """Two practitioners (by PMS id) who share patients, and what that means in PT Direct."""
 
@@ -58,9 +74,22 @@ class PicturePair:
     shared_patients: int
     kind: PairKind
 
+    def __init__(self, first: str, second: str, shared_patients: int, kind: PairKind) -> None:
+        # As `PicturePractitioner`'s: a run makes one per pair, thousands.
+        _set_first(self, first)
+        _set_second(self, second)
+        _set_shared_patients(self, shared_patients)
+        _set_kind(self, kind)
+
     @property
     def at_risk(self) -> bool:
         return self.kind is PairKind.AT_RISK
+
+
+_set_first = PicturePair.first.__set__  # type: ignore[attr-defined]
+_set_second = PicturePair.second.__set__  # type: ignore[attr-defined]
+_set_shared_patients = PicturePair.shared_patients.__set__  # type: ignore[attr-defined]
+_set_kind = PicturePair.kind.__set__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -69,31 +98,42 @@ class SharingPicture:
     pairs: tuple[PicturePair, ...]
 
 
+_KINDS = (PairKind.AT_RISK, PairKind.SHARED, PairKind.OUTSIDE)
+
+
 def sharing_picture(context: Context) -> SharingPicture:
     """Every PMS practitioner's state and every pair that shares patients, in team order."""
-    people = {pid: _practitioner(context, pid) for pid in context.practitioners}
-    at_risk = context.pairs_at_risk
-    # Whether each one shares patients is looked up once per practitioner, not once per pair.
+    ids = sorted(context.practitioners)
+    people = [_practitioner(context, pid) for pid in ids]
+    table = context.pairs
+    # Whether each one shares patients is looked up once per practitioner, and each pair's kind
+    # is decided by array operations (a run has thousands of pairs).
     sharing = {
         pid
         for pid, user in context.identity.user_by_practitioner.items()
         if context.is_sharing_patients(user.email)
     }
-    pairs = []
-    weighted = []
-    for pair, shared in context.shared.items():
-        first, second = pair
-        shared_patients = shared.stat.shared_patients if shared.stat else 0
-        if pair in at_risk:
-            kind = PairKind.AT_RISK
-        elif first in sharing and second in sharing:
-            kind = PairKind.SHARED
-        else:
-            kind = PairKind.OUTSIDE
-        pairs.append(PicturePair(first, second, shared_patients, kind))
-        weighted.append((first, second, shared_patients))
-    order = team_order(sorted(people), weighted)
-    return SharingPicture(practitioners=tuple(people[pid] for pid in order), pairs=tuple(pairs))
+    shares = np.array([pid in sharing for pid in table.ids], dtype=bool)
+    kinds = np.where(context.at_risk, 0, np.where(shares[table.firsts] & shares[table.seconds], 1, 2))
+    pairs = tuple(
+        map(
+            PicturePair,
+            table.first_ids,
+            table.second_ids,
+            table.shared_patients.tolist(),
+            map(_KINDS.__getitem__, kinds.tolist()),
+        )
+    )
+    # Each pair's two practitioners as positions in `ids` (every practitioner in a pair is one
+    # of them), heaviest pair first, ties in pair order (the table's, by ids): a stable sort.
+    position = {pid: index for index, pid in enumerate(ids)}
+    positions = np.array([position.get(pid, -1) for pid in table.ids], dtype=np.int64)
+    heaviest_first = np.argsort(-table.shared_patients, kind="stable")
+    firsts = positions[table.firsts[heaviest_first]]
+    seconds = positions[table.seconds[heaviest_first]]
+    known = (firsts >= 0) & (seconds >= 0)
+    order = _team_order(len(ids), firsts[known].tolist(), seconds[known].tolist())
+    return SharingPicture(practitioners=tuple(map(people.__getitem__, order)), pairs=pairs)
 
 
 def _practitioner(context: Context, pid: str) -> PicturePractitioner:
@@ -126,13 +166,24 @@ def team_order(ids: list[str], weighted_pairs: list[tuple[str, str, int]]) -> li
     joins two runs of ids end to end, turned so the two practitioners that linked them meet.
     Larger groups come first; practitioners without pairs come last, in the order given.
     """
-    runs: dict[str, list[str]] = {pid: [pid] for pid in ids}
-    run_of = {pid: pid for pid in ids}
-    # Heaviest first, ties by ids: a stable sort by weight of the pairs in id order (which the
-    # picture's pairs already are) compares ints, not (weight, id, id) keys built per pair.
-    for first, second, _weight in sorted(sorted(weighted_pairs), key=itemgetter(2), reverse=True):
-        if first not in run_of or second not in run_of:
-            continue
+    # Heaviest first, ties by ids: a stable sort by weight of the pairs in id order.
+    ordered = sorted(sorted(weighted_pairs), key=itemgetter(2), reverse=True)
+    position = {pid: index for index, pid in enumerate(ids)}
+    known = [
+        (position[first], position[second])
+        for first, second, _ in ordered
+        if first in position and second in position
+    ]
+    order = _team_order(len(ids), [first for first, _ in known], [second for _, second in known])
+    return [ids[index] for index in order]
+
+
+def _team_order(count: int, firsts: list[int], seconds: list[int]) -> list[int]:
+    """`team_order` of positions 0 .. count - 1, for the pairs (firsts[i], seconds[i]) given
+    heaviest first. Positions, not ids: list indexing instead of a dict lookup per pair."""
+    runs: dict[int, list[int]] = {index: [index] for index in range(count)}
+    run_of = list(range(count))
+    for first, second in zip(firsts, seconds, strict=True):
         left_key, right_key = run_of[first], run_of[second]
         if left_key == right_key:
             continue
@@ -147,8 +198,7 @@ def team_order(ids: list[str], weighted_pairs: list[tuple[str, str, int]]) -> li
         left.extend(right)
         runs[left_key] = left
         del runs[right_key]
-        for pid in right:
-            run_of[pid] = left_key
-    position = {pid: index for index, pid in enumerate(ids)}
-    ordered = sorted(runs.values(), key=lambda run: (len(run) == 1, -len(run), position[run[0]]))
-    return [pid for run in ordered for pid in run]
+        for index in right:
+            run_of[index] = left_key
+    ordered = sorted(runs.values(), key=lambda run: (len(run) == 1, -len(run), run[0]))
+    return [index for run in ordered for index in run]

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import overload
+
+import numpy as np
 
 from sharing.access import day_from_number
-from sharing.context import Baseline, Context, build_context
-from sharing.findings import Finding, FindingKind
+from sharing.collector import collector_paused
+from sharing.context import Baseline, Context, PairTable, build_context
+from sharing.findings import Finding, FindingKind, Severity
 from sharing.identity import normalise_email
 from sharing.model import PmsSnapshot, Policy, PtDirectSnapshot
 from sharing.operations import Operation, OpKind
@@ -40,7 +45,7 @@ class Reconciliation:
     """Ids of the PMS practitioners active in this read: the next run's baseline."""
     practitioner_count: int
     patient_count: int
-    shared_pairs: tuple[SharedPair, ...]
+    shared_pairs: SharedPairs
     picture: SharingPicture
 
 
@@ -56,7 +61,22 @@ def reconcile(
     """Decide findings and operations. No clock and no I/O: `as_of` is the run's date.
 
     `baseline` is what the last accepted run saw, so a read that suddenly loses people is noticed.
+
+    The cyclic garbage collector is paused meanwhile (`sharing.collector`): everything made here
+    lives until the run is written, and the collector's walks over it cost a fifth of the run.
     """
+    with collector_paused():
+        return _reconcile(pms, ptdirect, policy, as_of, pseudonym_key, baseline)
+
+
+def _reconcile(
+    pms: PmsSnapshot,
+    ptdirect: PtDirectSnapshot,
+    policy: Policy,
+    as_of: date,
+    pseudonym_key: bytes,
+    baseline: Baseline | None,
+) -> Reconciliation:
     context = build_context(pms, ptdirect, policy, as_of, pseudonym_key, baseline)
     operations = plan_operations(context)
     by_email: dict[str, list[Operation]] = {}
@@ -72,35 +92,90 @@ def reconcile(
         active_practitioners=frozenset(p.id for p in pms.practitioners if p.active),
         practitioner_count=len(pms.practitioners),
         patient_count=context.co_access.distinct_patients,
-        shared_pairs=_shared_pairs(context),
+        shared_pairs=SharedPairs(context.pairs, context.at_risk),
         picture=sharing_picture(context),
     )
 
 
+_SEVERITY_RANK = {severity._value_: index for index, severity in enumerate(Severity)}
+
+
 def _finding_order(finding: Finding) -> tuple[int, str, str]:
-    return (finding.severity.rank, finding.kind.value, finding.fingerprint)
+    """(severity rank, kind, fingerprint), read through the enums' values (str keys hash in C)."""
+    return (_SEVERITY_RANK[finding.severity._value_], finding.kind._value_, finding.fingerprint)
 
 
-def _shared_pairs(context: Context) -> tuple[SharedPair, ...]:
-    at_risk = context.pairs_at_risk
-    return tuple(
-        SharedPair(  # positional: a keyword call costs more, and there are thousands of pairs
-            pair[0],
-            pair[1],
-            shared.stat.shared_patients if shared.stat else 0,
-            day_from_number(shared.stat.last_shared_day) if shared.stat else None,
-            shared.access_groups,
-            pair in at_risk,
-        )
-        for pair, shared in context.shared.items()
-    )
+class SharedPairs(Sequence[SharedPair]):
+    """The pairs who share patients, in pair order, made into `SharedPair`s when first read.
+
+    The report and the worker never read them (the picture has the pairs); making thousands of
+    objects in every run for the few readers that do (tests, tools) cost a tenth of a run.
+    Equal to another `SharedPairs` or a tuple with the same pairs.
+    """
+
+    __slots__ = ("_at_risk", "_items", "_table")
+
+    def __init__(self, table: PairTable, at_risk: np.ndarray) -> None:
+        self._table = table
+        self._at_risk = at_risk
+        self._items: tuple[SharedPair, ...] | None = None
+
+    def _pairs(self) -> tuple[SharedPair, ...]:
+        if self._items is None:
+            table = self._table
+            self._items = tuple(
+                SharedPair(  # positional: a keyword call costs more, and there are thousands of pairs
+                    first,
+                    second,
+                    shared,
+                    day_from_number(day) if shared else None,
+                    table.access_groups.get(row, ()),
+                    at_risk,
+                )
+                for row, (first, second, shared, day, at_risk) in enumerate(
+                    zip(
+                        table.first_ids,
+                        table.second_ids,
+                        table.shared_patients.tolist(),
+                        table.last_days.tolist(),
+                        self._at_risk.tolist(),
+                        strict=True,
+                    )
+                )
+            )
+        return self._items
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    @overload
+    def __getitem__(self, index: int) -> SharedPair: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[SharedPair, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> SharedPair | tuple[SharedPair, ...]:
+        return self._pairs()[index]
+
+    def __iter__(self) -> Iterator[SharedPair]:
+        return iter(self._pairs())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, SharedPairs):
+            return self._pairs() == other._pairs()
+        if isinstance(other, tuple):
+            return self._pairs() == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._pairs())
+
+    def __repr__(self) -> str:
+        return f"SharedPairs({self._pairs()!r})"
 
 
-_FIXED_BY = {
-    FindingKind.DUPLICATE_PATIENT_RISK: (OpKind.ADD_SHARING_MEMBER, OpKind.ENABLE_PATIENT_SHARING),
-    FindingKind.MISSING_NEW_USER: (OpKind.ADD_SHARING_MEMBER, OpKind.ADD_MASTER_RECIPIENT),
-    FindingKind.DEPARTED_PRACTITIONER: (OpKind.TRANSFER_PATIENTS, OpKind.REMOVE_SHARING_MEMBER),
-}
+_FIXES = (OpKind.ADD_SHARING_MEMBER, OpKind.ENABLE_PATIENT_SHARING)
+_DEPARTURE_FIXES = (OpKind.TRANSFER_PATIENTS, OpKind.REMOVE_SHARING_MEMBER)
 
 
 def _link(finding: Finding, by_email: dict[str, list[Operation]]) -> Finding:
@@ -111,18 +186,26 @@ def _link(finding: Finding, by_email: dict[str, list[Operation]]) -> Finding:
 
     Reports and pages use the link to show a finding beside its fix, and to show a finding that
     an automatic apply already fixed as fixed rather than new.
+
+    What fixes what: a duplicate-patient risk, adding the person to sharing or enabling their
+    patient sharing; a missing user, adding them where they are missing (sharing or the master
+    account's recipients); a departure, the transfer and the removal.
     """
-    kinds = _FIXED_BY.get(finding.kind)
-    if not kinds or not finding.practitioners or finding.practitioners[0].email is None:
+    kind = finding.kind
+    if kind is FindingKind.DUPLICATE_PATIENT_RISK:
+        wanted: tuple[OpKind, ...] = _FIXES
+    elif kind is FindingKind.MISSING_NEW_USER:
+        to_master = finding.evidence.get("missing_from") == "master_recipients"
+        wanted = (OpKind.ADD_MASTER_RECIPIENT,) if to_master else (OpKind.ADD_SHARING_MEMBER,)
+    elif kind is FindingKind.DEPARTED_PRACTITIONER:
+        wanted = _DEPARTURE_FIXES
+    else:
         return finding
-    email = normalise_email(finding.practitioners[0].email)
-    wanted = set(kinds)
-    if finding.kind is FindingKind.MISSING_NEW_USER:
-        missing_from = finding.evidence.get("missing_from")
-        to_master = missing_from == "master_recipients"
-        wanted = {OpKind.ADD_MASTER_RECIPIENT} if to_master else {OpKind.ADD_SHARING_MEMBER}
-    linked = tuple((op.op.value, op.email) for op in by_email.get(email, ()) if op.op in wanted)
+    if not finding.practitioners or finding.practitioners[0].email is None:
+        return finding
+    operations = by_email.get(normalise_email(finding.practitioners[0].email), ())
+    linked = tuple([(op.op._value_, op.email) for op in operations if op.op in wanted])
     return finding.with_operations(linked) if linked else finding
 
 
-__all__ = ["Baseline", "Context", "Reconciliation", "SharedPair", "reconcile"]
+__all__ = ["Baseline", "Context", "Reconciliation", "SharedPair", "SharedPairs", "reconcile"]

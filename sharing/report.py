@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sharing.collector import collector_paused
 from sharing.diff import diff_findings
 from sharing.operations import Operation
 from sharing.reconcile import Reconciliation
@@ -50,7 +51,25 @@ def build_report(
     timezone: str = "UTC",
     scope: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """`scope`: the organisation's part of a shared PMS account (`sharing.scope`), None for all."""
+    """`scope`: the organisation's part of a shared PMS account (`sharing.scope`), None for all.
+
+    With the cyclic garbage collector paused, as `reconcile` does and for the same reason: the
+    document is thousands of containers that live until it is written.
+    """
+    with collector_paused():
+        return _build_report(org, run, reconciliation, previous, proposal, policy_only, timezone, scope)
+
+
+def _build_report(
+    org: str,
+    run: RunInfo,
+    reconciliation: Reconciliation,
+    previous: Mapping[str, Mapping[str, Any]],
+    proposal: ProposalInfo | None,
+    policy_only: frozenset[str],
+    timezone: str,
+    scope: Mapping[str, Any] | None,
+) -> dict[str, Any]:
     diff = diff_findings(
         reconciliation.findings, previous, complete=reconciliation.complete, policy_only=policy_only
     )

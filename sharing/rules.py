@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from sharing.access import day_from_number, day_text
-from sharing.context import Context, SharedAccess
+import numpy as np
+
+from sharing.access import day_text
+from sharing.context import Context
 from sharing.findings import Finding, FindingKind, Person, Severity
 from sharing.identity import normalise_email, normalise_name
 from sharing.model import MasterRecipients
@@ -35,30 +37,24 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
-def _risk_severity(shared: SharedAccess, recent_day: int) -> Severity:
-    if shared.stat is None:
-        return Severity.MEDIUM
-    recent = shared.stat.last_shared_day >= recent_day
-    many = shared.stat.shared_patients >= _MANY_SHARED_PATIENTS
-    if recent and many:
-        return Severity.HIGH
-    if recent or many:
-        return Severity.MEDIUM
-    return Severity.LOW
-
-
 _COLLEAGUES_NAMED = 5
 
 
-def _pair_detail(context: Context, peer_name: str, shared: SharedAccess) -> str:
-    """'Ana Silva (3 patients, most recently 2026-11-20)'; future days read as bookings."""
-    if shared.stat is None:
-        groups = ", ".join(f"'{group}'" for group in shared.access_groups)
-        return f"{peer_name} (through the PMS access group {groups})"
-    last = shared.stat.last_shared_day
-    booked = day_from_number(last) > context.as_of
-    when = f"booked for {day_text(last)}" if booked else f"most recently {day_text(last)}"
-    return f"{peer_name} ({plural(shared.stat.shared_patients, 'patient')}, {when})"
+def _pair_detail(context: Context, peer_name: str, shared: int, day: int, groups: tuple[str, ...]) -> str:
+    """'Ana Silva (3 patients, most recently 2026-11-20)'; future days read as bookings.
+
+    `shared`: patients both saw (0 when only the access groups `groups` make the pair); `day`: the
+    latest of them (a day number).
+    """
+    if not shared:
+        names = ", ".join(f"'{group}'" for group in groups)
+        return f"{peer_name} (through the PMS access group {names})"
+    booked = day > context.today
+    when = f"booked for {day_text(day)}" if booked else f"most recently {day_text(day)}"
+    return f"{peer_name} ({plural(shared, 'patient')}, {when})"
+
+
+_SEVERITY_BY_RANK = tuple(Severity)
 
 
 def duplicate_patient_risk(context: Context) -> Iterator[Finding]:
@@ -66,59 +62,100 @@ def duplicate_patient_risk(context: Context) -> Iterator[Finding]:
 
     Per pair would not scale (a patient seen by four people is six pairs); the person who is not
     sharing is the one whose setting the admin changes. Every pair stays in `evidence.pairs`.
+
+    The pairs at risk are grouped and ordered by array operations (by practitioner id, then
+    most shared patients first, then colleague id); Python only writes each finding.
     """
-    colleagues: dict[str, list[tuple[str, SharedAccess]]] = {}
-    already_sharing = context.eligible_sharing
-    at_risk = context.pairs_at_risk
-    for pair, shared in context.shared.items():
-        if pair not in at_risk:
-            continue
-        first, second = pair
-        if not already_sharing[first]:
-            colleagues.setdefault(first, []).append((second, shared))
-        if not already_sharing[second]:
-            colleagues.setdefault(second, []).append((first, shared))
-    for practitioner_id, peers in sorted(colleagues.items()):
-        yield _risk_for(context, practitioner_id, peers)
+    table = context.pairs
+    rows = np.flatnonzero(context.at_risk)
+    if not len(rows):
+        return
+    not_sharing = context.eligibility == 1
+    firsts, seconds = table.firsts[rows], table.seconds[rows]
+    first_changes, second_changes = not_sharing[firsts], not_sharing[seconds]
+    people = np.concatenate((firsts[first_changes], seconds[second_changes]))
+    peers = np.concatenate((seconds[first_changes], firsts[second_changes]))
+    rows = np.concatenate((rows[first_changes], rows[second_changes]))
+    shared = table.shared_patients[rows]
+    ranks = table.ranks
+    order = np.lexsort((ranks[peers], -shared, ranks[people]))
+    people, peers, rows, shared = people[order], peers[order], rows[order], shared[order]
+    days = table.last_days[rows]
+    starts = np.flatnonzero(np.concatenate(([True], people[1:] != people[:-1])))
+    # Severity rank per pair (0 HIGH, 1 MEDIUM, 2 LOW; a pair made only by an access group is
+    # MEDIUM), and the finding's is its most severe pair's.
+    recent = days >= context.recent_day
+    many = shared >= _MANY_SHARED_PATIENTS
+    pair_ranks = np.where(shared > 0, 2 - recent.astype(np.int8) - many.astype(np.int8), 1)
+    severities = np.minimum.reduceat(pair_ranks, starts).tolist()
+    totals = np.add.reduceat(shared, starts).tolist()
+    ends = [*starts[1:].tolist(), len(people)]
+    ids = table.ids
+    people_list, peers_list = people.tolist(), peers.tolist()
+    shared_list, days_list, rows_list = shared.tolist(), days.tolist(), rows.tolist()
+    groups = table.access_groups
+    for start, end, severity, total in zip(starts.tolist(), ends, severities, totals, strict=True):
+        yield _risk_for(
+            context,
+            ids[people_list[start]],
+            [ids[peer] for peer in peers_list[start:end]],
+            shared_list[start:end],
+            days_list[start:end],
+            [groups.get(row, ()) for row in rows_list[start:end]] if groups else None,
+            _SEVERITY_BY_RANK[severity],
+            total,
+        )
 
 
-def _most_shared_first(item: tuple[str, SharedAccess]) -> tuple[int, str]:
-    return (-(item[1].stat.shared_patients if item[1].stat else 0), item[0])
+def _risk_for(
+    context: Context,
+    practitioner_id: str,
+    peers: list[str],
+    shared: list[int],
+    days: list[int],
+    groups: list[tuple[str, ...]] | None,
+    severity: Severity,
+    total: int,
+) -> Finding:
+    """The finding of one practitioner at risk with `peers` (most shared patients first).
 
-
-def _risk_for(context: Context, practitioner_id: str, peers: list[tuple[str, SharedAccess]]) -> Finding:
+    `shared`, `days` and `groups` (None when no pair has an access group) are per peer.
+    """
     user = context.eligible[practitioner_id]
-    name = context.practitioners[practitioner_id].name
-    peers.sort(key=_most_shared_first)
+    practitioners = context.practitioners
+    name = practitioners[practitioner_id].name
     if normalise_email(user.email) in context.members:
         gap = f"{name} does not share patients in practitioner sharing"
     else:
         gap = f"{name} is not in practitioner sharing"
     details = [
-        _pair_detail(context, context.practitioners[peer].name, shared)
-        for peer, shared in peers[:_COLLEAGUES_NAMED]
+        _pair_detail(
+            context,
+            practitioners[peers[index]].name,
+            shared[index],
+            days[index],
+            groups[index] if groups else (),
+        )
+        for index in range(min(len(peers), _COLLEAGUES_NAMED))
     ]
     if len(peers) > _COLLEAGUES_NAMED:
         details.append(plural(len(peers) - _COLLEAGUES_NAMED, "other colleague"))
     who = "a colleague" if len(peers) == 1 else plural(len(peers), "colleague")
-    recent_day = context.recent_day
     eligible = context.eligible
     email = user.email
-    pairs = []
-    severity = Severity.INFO  # the least severe: every pair at risk is at least LOW
-    for peer, shared in peers:
-        stat = shared.stat
-        pair: dict[str, object] = {
+    pairs = [
+        {
             "emails": [email, eligible[peer].email],
-            "shared_patients": stat.shared_patients if stat else 0,
-            "last_shared_on": day_text(stat.last_shared_day) if stat else None,
+            "shared_patients": count,
+            "last_shared_on": day_text(day) if count else None,
         }
-        if shared.access_groups:
-            pair["access_groups"] = list(shared.access_groups)
-        pairs.append(pair)
-        pair_severity = _risk_severity(shared, recent_day)
-        if pair_severity.rank < severity.rank:
-            severity = pair_severity
+        for peer, count, day in zip(peers, shared, days, strict=True)
+    ]
+    if groups:
+        for pair, names in zip(pairs, groups, strict=True):
+            if names:
+                pair["access_groups"] = list(names)
+    person = context.person
     return Finding(
         kind=FindingKind.DUPLICATE_PATIENT_RISK,
         severity=severity,
@@ -128,12 +165,12 @@ def _risk_for(context: Context, practitioner_id: str, peers: list[tuple[str, Sha
             f"{context.policy.lookback_days} days: {_join(details)}. Each of them can create a "
             "separate copy of the same patient in Physitrack."
         ),
-        practitioners=(context.person(practitioner_id), *(context.person(peer) for peer, _ in peers)),
+        practitioners=(person(practitioner_id), *map(person, peers)),
         evidence={
             "lookback_days": context.policy.lookback_days,
             "not_sharing_patients": [user.email],
             "colleagues": len(peers),
-            "shared_patients": sum(shared.stat.shared_patients for _, shared in peers if shared.stat),
+            "shared_patients": total,
             "pairs": pairs,
         },
     )
@@ -143,7 +180,7 @@ def missing_new_user(context: Context) -> Iterator[Finding]:
     for practitioner_id, user in sorted(context.belongs_in_sharing().items()):
         if normalise_email(user.email) in context.members:
             continue
-        peer_count = len(context.eligible.keys() & context.peers.get(practitioner_id, frozenset()))
+        peer_count = context.eligible_peers.get(practitioner_id, 0)
         name = context.practitioners[practitioner_id].name
         why = (
             f" (shares patients with {peer_count} colleague{'s' if peer_count != 1 else ''} in the PMS)"

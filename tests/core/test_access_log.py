@@ -9,7 +9,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sharing import AccessLog, AccessLogBuilder, AccessSource, AccessStatus, PatientAccess
+from sharing import AccessLog, AccessLogBuilder, AccessSource, AccessStatus, PatientAccess, access
 from sharing.access import _count_and_latest_by_sort, _count_and_latest_by_table, day_number
 
 SINCE = date(2026, 1, 1)
@@ -81,3 +81,45 @@ def test_rows_survive_a_round_trip_through_the_columns():
 def test_an_empty_log_has_no_pairs_and_no_patients():
     co_access = AccessLog.empty().co_access(SINCE)
     assert co_access.pairs == {} and co_access.distinct_patients == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows)
+def test_co_access_in_two_threads_matches_the_nested_loop_count(access_rows):
+    # Given any rows, and a log large enough (here: any log) to be counted in two threads
+    log = AccessLog.from_rows(access_rows)
+    saved = access.PARALLEL_ROWS
+    access.PARALLEL_ROWS = 0
+    try:
+        # When the co-access is counted
+        co_access = log.co_access(SINCE)
+    finally:
+        access.PARALLEL_ROWS = saved
+    # Then it is the nested-loop count, patients per practitioner included
+    expected_pairs, expected_patients = _naive(access_rows)
+    got = {pair: (stat.shared_patients, stat.last_shared_day) for pair, stat in co_access.pairs.items()}
+    assert got == expected_pairs
+    assert co_access.distinct_patients == expected_patients
+    assert co_access.patients_per_practitioner == log.co_access(SINCE).patients_per_practitioner
+
+
+def test_pairs_among_more_practitioners_than_a_32_bit_pair_key_can_hold_are_counted():
+    # Given 50,000 practitioners (50,000 squared pair keys overflow 32 bits), and one patient
+    # seen by the first and the last of them
+    ids = [f"p{index:05d}" for index in range(50_000)]
+    day = day_number(SINCE) + 10
+    log = AccessLog(
+        ids,
+        ["patient"],
+        np.array([0, 49_999]),
+        np.array([0, 0]),
+        np.zeros(2, dtype=np.int8),
+        np.zeros(2, dtype=np.int8),
+        np.array([day, day + 5]),
+    )
+    # When the co-access is counted
+    co_access = log.co_access(SINCE)
+    # Then the pair is found with its patient and the earlier of the two days
+    assert {pair: (stat.shared_patients, stat.last_shared_day) for pair, stat in co_access.pairs.items()} == {
+        ("p00000", "p49999"): (1, day)
+    }
