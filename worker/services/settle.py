@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from sharing import MasterRecipients, Mode, Operation, OpKind, Policy, SharingScope
@@ -116,13 +116,14 @@ def cleared_to_apply(proposal: Proposal) -> bool:
 
 
 def _open_proposals(session: Session, org_id: int) -> list[Proposal]:
-    return list(
-        session.scalars(
-            select(Proposal)
-            .where(Proposal.org_id == org_id, Proposal.status.in_(OPEN_STATES))
-            .order_by(Proposal.created_at.desc(), Proposal.id.desc())
-        )
-    )
+    return list(session.scalars(_OPEN_PROPOSALS, {"org_id": org_id}))
+
+
+_OPEN_PROPOSALS = (  # built once: every run that reconciles asks it
+    select(Proposal)
+    .where(Proposal.org_id == bindparam("org_id"), Proposal.status.in_(OPEN_STATES))
+    .order_by(Proposal.created_at.desc(), Proposal.id.desc())
+)
 
 
 def _busy(proposal: Proposal, now: datetime) -> bool:

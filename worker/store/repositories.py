@@ -396,13 +396,13 @@ _UNVERIFIED_APPLIED = and_(
     Proposal.verified_at.is_(None),
     Proposal.applied_at <= bindparam("before"),
 )
+_UNVERIFIED_APPLIED_PROPOSALS = select(Proposal).where(_UNVERIFIED_APPLIED)
 _ANY_UNVERIFIED_APPLIED = select(exists().where(_UNVERIFIED_APPLIED))
 """Asked by every poll and webhook run: built once (building it cost as much as running it)."""
 
 
 def unverified_applied_proposals(session: Session, org_id: int, before: datetime) -> list[Proposal]:
-    query = select(Proposal).where(_UNVERIFIED_APPLIED)
-    return list(session.scalars(query, {"org_id": org_id, "before": before}))
+    return list(session.scalars(_UNVERIFIED_APPLIED_PROPOSALS, {"org_id": org_id, "before": before}))
 
 
 def any_unverified_applied_proposal(session: Session, org_id: int, before: datetime) -> bool:
