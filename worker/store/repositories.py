@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, or_, select, update
+from sqlalchemy import and_, bindparam, exists, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -486,18 +486,20 @@ def save_run_outcome(session: Session, claim: Claim, outcome: RunOutcome, box: S
         policy=outcome.policy,
     ):
         return False
-    for finding in outcome.report["findings"]:
-        session.add(
-            FindingRecord(
-                run_id=claim.run_id,
-                org_id=claim.org_id,
-                fingerprint=finding["fingerprint"],
-                kind=finding["kind"],
-                severity=finding["severity"],
-                state=finding["state"],
-                document=finding,
-            )
-        )
+    findings = [
+        {
+            "run_id": claim.run_id,
+            "org_id": claim.org_id,
+            "fingerprint": finding["fingerprint"],
+            "kind": finding["kind"],
+            "severity": finding["severity"],
+            "state": finding["state"],
+            "document": finding,
+        }
+        for finding in outcome.report["findings"]
+    ]
+    if findings:  # one multi-row INSERT, not an ORM object (and its unit of work) per finding
+        session.execute(insert(FindingRecord), findings)
     if outcome.cursors is not None:
         store_cursors(session, claim.org_id, outcome.cursors, outcome.finished_at)
     if outcome.pms_state is not None:
