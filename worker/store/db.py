@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
-from sqlalchemy.exc import DisconnectionError
 
 from worker.store.schema import MIGRATIONS, schema_head
 
@@ -25,8 +23,6 @@ if TYPE_CHECKING:
 
 __all__ = ["MIGRATIONS", "Database", "migrate", "schema_head", "schema_revision"]
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-PING_AFTER_IDLE_SECONDS = 1.0
-"""A pooled PostgreSQL connection idle longer than this is pinged before it is used again."""
 
 
 def _create_owner_only(url: str) -> None:
@@ -59,39 +55,7 @@ def make_engine(url: str) -> Engine:
         return engine
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    engine = create_engine(url)
-    _ping_when_idle(engine)
-    return engine
-
-
-def _ping_when_idle(engine: Engine) -> None:
-    """Check a pooled connection before use only when it sat idle for a while.
-
-    A connection can die in the pool (PostgreSQL restarted, a proxy or firewall dropped it);
-    handing it out would fail the next transaction. SQLAlchemy's `pool_pre_ping` checks every
-    time, one round trip per transaction: a quarter of a webhook's database round trips, and of
-    a poll that finds nothing changed. A connection given back less than
-    PING_AFTER_IDLE_SECONDS ago was working then, and a restart takes longer than that, so
-    only one idle longer is pinged; a dead one is replaced (DisconnectionError makes the pool
-    open a new connection) before anyone sees it.
-    """
-
-    @event.listens_for(engine, "connect")
-    def _opened(_dbapi_connection, record) -> None:
-        record.info["returned_at"] = time.monotonic()
-
-    @event.listens_for(engine, "checkin")
-    def _returned(_dbapi_connection, record) -> None:
-        record.info["returned_at"] = time.monotonic()
-
-    @event.listens_for(engine, "checkout")
-    def _check(dbapi_connection, record, _proxy) -> None:
-        if time.monotonic() - record.info.get("returned_at", 0.0) < PING_AFTER_IDLE_SECONDS:
-            return
-        try:
-            engine.dialect.do_ping(dbapi_connection)
-        except Exception as exc:
-            raise DisconnectionError(f"pooled connection failed its ping: {exc.__class__.__name__}") from exc
+    return create_engine(url, pool_pre_ping=True)
 
 
 def alembic_config(engine: Engine) -> Config:
