@@ -95,6 +95,8 @@ class Spec:
     policy: dict[str, Any] = field(default_factory=dict)
     baseline: tuple | None = None
     """(active ids, accept_drop)"""
+    scope: tuple | None = None
+    """(locations, include, exclude) for `sharing.scope.apply_scope`, None for the whole account."""
     as_of: date = AS_OF
     previous_share: float = 0.0
     """Share of the findings the previous report is made to have had (the rest are new)."""
@@ -299,6 +301,14 @@ def random_clinic(rng: random.Random, size: int) -> Spec:
         )
     else:
         spec.baseline = ([], False)
+    if spec.locations and rng.random() < 0.4:
+        people = [p[0] for p in spec.practitioners] + [p[2] for p in spec.practitioners if p[2]]
+        chosen = rng.sample(people, min(len(people), rng.randint(0, 3)))
+        include = chosen[: len(chosen) // 2]
+        exclude = [entry for entry in chosen[len(chosen) // 2 :] if entry not in include]
+        locations = rng.sample([loc[0] for loc in spec.locations], rng.randint(0, len(spec.locations)))
+        if locations or include or exclude:
+            spec.scope = (locations, include, exclude)
     spec.previous_share = rng.choice([0.0, 0.5, 1.0])
     spec.stale_previous = rng.choice([0, 0, 2])
     spec.policy_only_share = rng.choice([0.0, 0.5])
@@ -391,6 +401,10 @@ def build_inputs(core: ModuleType, spec: Spec) -> tuple[Any, Any, Any, Any]:
         removal_threshold_people=spec.policy.get("removal_threshold_people", 2),
     )
     baseline = None if spec.baseline is None else core.Baseline(frozenset(spec.baseline[0]), spec.baseline[1])
+    if spec.scope is not None:
+        scopes = importlib.import_module(core.__name__ + ".scope")
+        scope = scopes.Scope.of(*spec.scope)
+        pms = scopes.apply_scope(pms, scope, spec.as_of - timedelta(days=policy.lookback_days))
     return pms, ptdirect, policy, baseline
 
 
