@@ -305,7 +305,8 @@ def random_clinic(rng: random.Random, size: int) -> Spec:
         people = [p[0] for p in spec.practitioners] + [p[2] for p in spec.practitioners if p[2]]
         chosen = rng.sample(people, min(len(people), rng.randint(0, 3)))
         include = chosen[: len(chosen) // 2]
-        exclude = [entry for entry in chosen[len(chosen) // 2 :] if entry not in include]
+        included = {entry.strip().lower() for entry in include}  # a person in both is refused
+        exclude = [entry for entry in chosen[len(chosen) // 2 :] if entry.strip().lower() not in included]
         locations = rng.sample([loc[0] for loc in spec.locations], rng.randint(0, len(spec.locations)))
         if locations or include or exclude:
             spec.scope = (locations, include, exclude)
