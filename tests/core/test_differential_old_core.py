@@ -6,7 +6,9 @@ history; without that history (an exported tree, a shallow clone) these tests sk
 
 from __future__ import annotations
 
+import gc
 import random
+import threading
 from pathlib import Path
 from types import ModuleType
 
@@ -18,7 +20,15 @@ from hypothesis import strategies as st
 import sharing
 import sharing.access
 from sharing.identity import SIMILAR_NAME_RATIO
-from tests.core.old_core import AS_OF, Spec, build_inputs, differences, load_old_core, random_clinic
+from tests.core.old_core import (
+    AS_OF,
+    Spec,
+    build_inputs,
+    differences,
+    load_old_core,
+    outputs,
+    random_clinic,
+)
 
 
 @pytest.fixture(scope="module")
@@ -179,3 +189,31 @@ def test_given_a_log_with_a_practitioner_id_listed_twice_when_both_cores_count_c
     assert repr((before.patients_per_practitioner, before.distinct_patients, before.pairs)) == repr(
         (after.patients_per_practitioner, after.distinct_patients, after.pairs)
     )
+
+
+@pytest.mark.parametrize("parallel_rows", [1_000_000, 1])
+def test_given_four_threads_reconciling_at_once_when_compared_with_one_at_a_time_then_outputs_are_identical_and_the_collector_is_back_on(
+    monkeypatch: pytest.MonkeyPatch, parallel_rows: int
+) -> None:
+    """A worker runs syncs in several threads; the collector pause is process-wide and the
+    co-access may start a thread of its own (parallel_rows=1 forces it)."""
+    # Given
+    monkeypatch.setattr(sharing.access, "PARALLEL_ROWS", parallel_rows)
+    rngs = [random.Random(9_000 + seed) for seed in range(24)]
+    specs = [random_clinic(rng, rng.choice([30, 60, 120])) for rng in rngs]
+    one_at_a_time = [outputs(sharing, spec) for spec in specs]
+    at_once: list[dict[str, str] | None] = [None] * len(specs)
+
+    def work(indices: range) -> None:
+        for index in indices:
+            at_once[index] = outputs(sharing, specs[index])
+
+    # When
+    threads = [threading.Thread(target=work, args=(range(k, len(specs), 4),)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Then
+    assert at_once == one_at_a_time
+    assert gc.isenabled()
