@@ -40,8 +40,8 @@ def _cursors(runtime: Runtime) -> dict[str, str]:
 
 
 def test_a_poll_that_finds_nothing_changed_records_the_check_and_writes_no_report(runtime, clinic):
-    """Given an organisation whose latest sync wrote a report (its second: the first has no
-    baseline roster yet, which is an input too),
+    """Given an organisation whose latest sync wrote a report (a second manual sync: one a person
+    asks for always writes one),
     When a poll finds nothing changed in the PMS or PT Direct,
     Then the poll's run succeeds without a report or findings, the first report stays the latest,
     the run says which report it checked against (staleness counts it as a success), and the
@@ -327,3 +327,65 @@ def test_the_clock_s_polls_leave_no_audit_entry_but_the_full_sync_and_a_person_s
             .where(AuditEntry.action == "sync_requested")
         ).all()
     assert sorted(requested) == ["manual", "schedule:full"]
+
+
+def test_the_run_after_an_organisations_first_sync_keeps_its_report_when_nothing_changed(runtime, clinic):
+    """Given an organisation synced once (that first run had no baseline roster; the next has
+    the roster it stored, which finds no drop of practitioners),
+    When a poll finds nothing changed in the PMS or PT Direct,
+    Then the poll keeps the first report: the baseline is read only to detect a drop, and the
+    drop it finds (none) is the same."""
+    first = _sync(runtime, clinic, "manual")
+
+    polled = _sync(runtime, clinic, "schedule:tick")
+
+    with runtime.db.transaction() as session:
+        run = session.get(Run, polled)
+        assert run.report is None
+        assert run.counts["unchanged_since"] == first
+
+
+def _digest(practitioners, baseline, policy=None) -> str:
+    from datetime import date
+
+    from sharing import AccessLog, PmsSnapshot, Policy, PtDirectSnapshot
+    from sharing.context import detect_drop
+    from worker.services.poll import input_digest
+
+    pms = PmsSnapshot("csv", tuple(practitioners), AccessLog.empty())
+    rules = policy or Policy()
+    return input_digest(
+        pms,
+        PtDirectSnapshot(),
+        policy={"mode": rules.mode.value},
+        as_of=date(2026, 11, 25),
+        drop=detect_drop(pms, rules, baseline),
+        pseudonym_key=b"key",
+        timezone="UTC",
+    )
+
+
+def test_the_input_digest_follows_the_drop_the_baseline_decides_not_the_roster_itself():
+    """Given one PMS read of 3 active practitioners,
+    When the baseline is missing, equal to the read, or a roster the read lost one of (no drop by
+    the default thresholds), or one the read lost 7 of 10 from (a drop), accepted or not,
+    Then the first three digest alike (the reconcile decides the same) and the drop, and the
+    accepted drop, each digest differently: a run keeps its report only when the reconcile
+    would decide exactly the same."""
+    from sharing import PmsPractitioner
+    from sharing.context import Baseline
+
+    read = [PmsPractitioner(f"p{n}", f"Person {n}", f"p{n}@clinic.example") for n in range(3)]
+    ids = frozenset(p.id for p in read)
+    lost_seven = frozenset(f"p{n}" for n in range(10))
+
+    alike = {
+        _digest(read, None),
+        _digest(read, Baseline(ids)),
+        _digest(read, Baseline(ids | {"p9"})),
+    }
+    dropped = _digest(read, Baseline(lost_seven))
+    accepted = _digest(read, Baseline(lost_seven, accept_drop=True))
+
+    assert len(alike) == 1
+    assert len({*alike, dropped, accepted}) == 3

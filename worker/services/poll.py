@@ -6,8 +6,12 @@ from, the reconcile (a pure function) would decide exactly the same again, so th
 rebuild or rewrite the report: it closes its run as succeeded with `counts.unchanged_since` (so
 staleness and health stay honest), advances the cursors, and rewrites the connector state only
 if it differs. "Exactly" is a digest of every input: the PMS snapshot, the PT Direct snapshot
-(and client lists), the policy, the run's date in the clinic's time zone, the baseline roster,
-an accepted drop, the pseudonym key and the time zone.
+(and client lists), the policy, the run's date in the clinic's time zone, what the baseline
+decides, the pseudonym key and the time zone. The reconcile reads the baseline (the roster of the
+last trusted run) only to detect a drop of practitioners (`sharing.detect_drop`), so the digest
+holds the drop it finds (none, or who was lost and whether an admin accepted it), not the roster:
+a new roster that changes no drop, such as the first run's after a run with no baseline at all,
+changes nothing the reconcile decides.
 
 A poll and a webhook-triggered run take this path (`may_keep_report`); a full sync or a sync a
 person asked for always reconciles and writes a report. An incomplete read never takes it (and
@@ -25,7 +29,8 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from sharing import Baseline, PmsSnapshot, PtDirectSnapshot
+from sharing import PmsSnapshot, PtDirectSnapshot
+from sharing.context import Drop
 from worker.store import repositories as repo
 from worker.store.models import Organisation, Run
 
@@ -74,7 +79,7 @@ def input_digest(
     *,
     policy: dict[str, Any],
     as_of: date,
-    baseline: Baseline | None,
+    drop: Drop | None,
     pseudonym_key: bytes,
     timezone: str,
 ) -> str:
@@ -99,7 +104,7 @@ def input_digest(
     text(repr(ptdirect))
     text(json.dumps(policy, sort_keys=True))
     text(as_of.isoformat())
-    text("none" if baseline is None else f"{sorted(baseline.active_practitioners)}|{baseline.accept_drop}")
+    text("none" if drop is None else repr(drop))
     text(hashlib.sha256(pseudonym_key).hexdigest())
     text(timezone)
     return digest.hexdigest()

@@ -36,6 +36,7 @@ from sharing import (
     reconcile,
     state_digest,
 )
+from sharing.context import detect_drop
 from worker import logs, metrics
 from worker.clock import iso, utcnow
 from worker.connections import (
@@ -266,12 +267,13 @@ def _sync_claimed(
 
 
 def _input_digest(runtime: Runtime, org: Organisation, inputs: _Inputs, started_at: datetime) -> str:
+    policy = policy_of(org)
     return poll.input_digest(
         inputs.pms.snapshot,
         inputs.ptdirect,
-        policy=policy_document(policy_of(org)),
+        policy=policy_document(policy),
         as_of=_as_of(org, started_at),
-        baseline=inputs.baseline,
+        drop=detect_drop(inputs.pms.snapshot, policy, inputs.baseline),  # all `_reconcile` reads of it
         pseudonym_key=runtime.secrets.decrypt(org.pseudonym_key_encrypted),
         timezone=org.timezone or "UTC",
     )
