@@ -98,6 +98,24 @@ class Run(Base):
             postgresql_where=text("status = 'running'"),
         ),
         Index("runs_by_org_and_time", "org_id", "requested_at"),
+        # The latest report and the latest trusted roster, asked by every poll and webhook run
+        # (only a succeeded run stores either; migration 0014 says why the condition is only that).
+        Index(
+            "runs_with_report",
+            "org_id",
+            "finished_at",
+            "id",
+            sqlite_where=text("report IS NOT NULL"),
+            postgresql_where=text("report IS NOT NULL"),
+        ),
+        Index(
+            "runs_with_roster",
+            "org_id",
+            "finished_at",
+            "id",
+            sqlite_where=text("roster IS NOT NULL"),
+            postgresql_where=text("roster IS NOT NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)

@@ -1,0 +1,64 @@
+"""Every poll's two "latest run" lookups use an index, however many runs an organisation has
+(migration 0014), on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from sqlalchemy.dialects import postgresql
+
+from worker.services import poll
+from worker.store import repositories as repo
+from worker.store.db import Database
+
+RUNS = 3_000
+
+
+@pytest.fixture
+def busy_org(postgres_url: str) -> str:
+    """An organisation with 3,000 runs, one in 50 with a report and a roster (a poll's run that
+    found nothing changed stores neither), analysed so the planner knows."""
+    Database(postgres_url).migrate()
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute(
+            "INSERT INTO organisations (id, slug, pms_kind, ptdirect_kind, pseudonym_key_encrypted, mode,"
+            " sharing_scope, master_recipients, schedule, lookback_days, created_at,"
+            " removal_threshold_percent, removal_threshold_people, timezone, webhook_min_interval_seconds,"
+            " full_sync) VALUES (1, 'busy', 'csv', 'file', 'x', 'observe', 'org', 'all', '*/2 * * * *', 540,"
+            " now(), 30, 2, 'UTC', 60, '30 2 * * *')"
+        )
+        connection.execute(
+            "INSERT INTO runs (id, org_id, trigger, status, requested_at, started_at, finished_at, attempts,"
+            " accept_drop, full_pull, report_required, report, roster, counts)"
+            " SELECT 'r' || g, 1, 'schedule:tick', 'succeeded', now() - g * interval '2 minutes',"
+            " now() - g * interval '2 minutes', now() - g * interval '2 minutes', 1, false, false, false,"
+            " CASE WHEN g % 50 = 0 THEN '{\"findings\": []}'::json END,"
+            " CASE WHEN g % 50 = 0 THEN '[\"p1\"]'::json END, '{}'::json"
+            f" FROM generate_series(1, {RUNS}) g"
+        )
+        connection.execute("ANALYZE runs")
+    return postgres_url
+
+
+def _plan(url: str, statement) -> str:
+    sql = str(statement.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+    with psycopg.connect(url) as connection:
+        return "\n".join(row[0] for row in connection.execute("EXPLAIN " + sql))
+
+
+def test_given_an_organisation_with_thousands_of_runs_when_a_poll_looks_up_the_latest_report_then_an_index_finds_it(
+    busy_org: str,
+) -> None:
+    # When
+    plan = _plan(busy_org, poll._LATEST_REPORT_SUMMARY.params(org_id=1))
+    # Then
+    assert "runs_with_report" in plan and "Seq Scan" not in plan, plan
+
+
+def test_given_an_organisation_with_thousands_of_runs_when_a_run_looks_up_its_baseline_then_an_index_finds_it(
+    busy_org: str,
+) -> None:
+    # When
+    plan = _plan(busy_org, repo._BASELINE_ROSTER.params(org_id=1, run_id="r0"))
+    # Then
+    assert "runs_with_roster" in plan and "Seq Scan" not in plan, plan

@@ -1,0 +1,47 @@
+"""Indexes that find an organisation's latest report and latest trusted roster directly
+
+Every poll and webhook run asks for both (the latest report's digest, the baseline roster).
+Without these, PostgreSQL read all of the organisation's runs to find them: with polls every 2
+minutes and 180 days of retention that is over 100,000 runs, about 9 ms of database CPU per
+query, growing with every poll.
+
+Revision ID: 0014
+Revises: 0013
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0014"
+down_revision = "0013"
+branch_labels = None
+depends_on = None
+
+# Only a succeeded run stores a report or a roster. The conditions hold no value a query passes
+# as a parameter (a status is one), so the planner can use the index whatever the parameters.
+_REPORTS = "report IS NOT NULL"
+_ROSTERS = "roster IS NOT NULL"
+
+
+def upgrade() -> None:
+    op.create_index(
+        "runs_with_report",
+        "runs",
+        ["org_id", "finished_at", "id"],
+        postgresql_where=sa.text(_REPORTS),
+        sqlite_where=sa.text(_REPORTS),
+    )
+    op.create_index(
+        "runs_with_roster",
+        "runs",
+        ["org_id", "finished_at", "id"],
+        postgresql_where=sa.text(_ROSTERS),
+        sqlite_where=sa.text(_ROSTERS),
+    )
+
+
+def downgrade() -> None:
+    op.drop_index("runs_with_roster", table_name="runs")
+    op.drop_index("runs_with_report", table_name="runs")
