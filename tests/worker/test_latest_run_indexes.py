@@ -1,5 +1,5 @@
-"""Every poll's two "latest run" lookups use an index, however many runs an organisation has
-(migration 0014), on a real PostgreSQL."""
+"""The "latest run" lookups of every poll and of the clock's watch use an index, however many runs
+an organisation has (migration 0014), on a real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -62,3 +62,14 @@ def test_given_an_organisation_with_thousands_of_runs_when_a_run_looks_up_its_ba
     plan = _plan(busy_org, repo._BASELINE_ROSTER.params(org_id=1, run_id="r0"))
     # Then
     assert "runs_with_roster" in plan and "Seq Scan" not in plan, plan
+
+
+def test_given_an_organisation_with_thousands_of_runs_when_the_clock_watches_it_then_an_index_finds_its_latest_runs(
+    busy_org: str,
+) -> None:
+    from worker.services import notify_watch
+
+    # When
+    plan = _plan(busy_org, notify_watch._LATEST_FINISHED.params(org_id=1))
+    # Then
+    assert "runs_by_org_and_finish" in plan and "Seq Scan" not in plan, plan

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from worker.errors import InvalidInput
 from worker.runtime import Runtime
@@ -62,14 +62,9 @@ def watch(runtime: Runtime, now: datetime) -> list[int]:
 
 def _check_org(session, org: Organisation, now: datetime, failures_in_a_row: int) -> list[int]:
     ids: list[int] = []
-    finished = list(
-        session.scalars(
-            select(Run)
-            .where(Run.org_id == org.id, Run.status.in_((repo.SUCCEEDED, repo.FAILED)))
-            .order_by(Run.finished_at.desc())
-            .limit(50)
-        )
-    )
+    # The columns the checks read, not whole runs: a run's report and counts can be megabytes,
+    # and this looks at up to 50 runs of every watched organisation every minute.
+    finished = session.execute(_LATEST_FINISHED, {"org_id": org.id}).all()
     streak = []
     for run in finished:
         if run.status != repo.FAILED:
@@ -82,12 +77,26 @@ def _check_org(session, org: Organisation, now: datetime, failures_in_a_row: int
         return ids
     last_success = next((run for run in finished if run.status == repo.SUCCEEDED), None)
     if last_success is None:
-        last_success = repo.latest_report_run(session, org.id)
+        last_success = session.execute(_LATEST_REPORT, {"org_id": org.id}).first()
     since = last_success.finished_at if last_success else org.created_at
     if since is not None and now - since > 2 * interval:
         key = last_success.id if last_success else "never"
         ids += record_stale(session, org, last_success.finished_at if last_success else None, key)
     return ids
+
+
+_LATEST_FINISHED = (
+    select(Run.id, Run.status, Run.error, Run.finished_at)
+    .where(Run.org_id == bindparam("org_id"), Run.status.in_((repo.SUCCEEDED, repo.FAILED)))
+    .order_by(Run.finished_at.desc())
+    .limit(50)
+)
+_LATEST_REPORT = (
+    select(Run.id, Run.finished_at)
+    .where(Run.org_id == bindparam("org_id"), Run.status == repo.SUCCEEDED, Run.report.is_not(None))
+    .order_by(Run.finished_at.desc(), Run.id.desc())
+    .limit(1)
+)
 
 
 def notify_tick(runtime: Runtime, now: datetime, send: Callable[[int], None] | None = None) -> int:

@@ -98,6 +98,7 @@ class Run(Base):
             postgresql_where=text("status = 'running'"),
         ),
         Index("runs_by_org_and_time", "org_id", "requested_at"),
+        Index("runs_by_org_and_finish", "org_id", "finished_at"),  # the clock's notification watch
         # The latest report and the latest trusted roster, asked by every poll and webhook run
         # (only a succeeded run stores either; migration 0014 says why the condition is only that).
         Index(
