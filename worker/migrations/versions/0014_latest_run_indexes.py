@@ -28,21 +28,29 @@ _ROSTERS = "roster IS NOT NULL"
 
 
 def upgrade() -> None:
-    op.create_index("runs_by_org_and_finish", "runs", ["org_id", "finished_at"])
-    op.create_index(
-        "runs_with_report",
-        "runs",
-        ["org_id", "finished_at", "id"],
-        postgresql_where=sa.text(_REPORTS),
-        sqlite_where=sa.text(_REPORTS),
-    )
-    op.create_index(
-        "runs_with_roster",
-        "runs",
-        ["org_id", "finished_at", "id"],
-        postgresql_where=sa.text(_ROSTERS),
-        sqlite_where=sa.text(_ROSTERS),
-    )
+    # Built CONCURRENTLY on PostgreSQL (outside the migration's transaction, which that needs):
+    # a long-lived installation has millions of runs, and a plain CREATE INDEX would hold off
+    # every worker's writes to them while it builds. SQLite builds them as usual.
+    with op.get_context().autocommit_block():
+        op.create_index(
+            "runs_by_org_and_finish", "runs", ["org_id", "finished_at"], postgresql_concurrently=True
+        )
+        op.create_index(
+            "runs_with_report",
+            "runs",
+            ["org_id", "finished_at", "id"],
+            postgresql_where=sa.text(_REPORTS),
+            sqlite_where=sa.text(_REPORTS),
+            postgresql_concurrently=True,
+        )
+        op.create_index(
+            "runs_with_roster",
+            "runs",
+            ["org_id", "finished_at", "id"],
+            postgresql_where=sa.text(_ROSTERS),
+            sqlite_where=sa.text(_ROSTERS),
+            postgresql_concurrently=True,
+        )
 
 
 def downgrade() -> None:
