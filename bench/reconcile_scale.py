@@ -3,7 +3,8 @@
 Generates, from a fixed seed, about 4,000,000 access rows (patients seen by 1 to 4
 practitioners, mostly inside clinics of about 20), then measures in separate child processes:
 
-- ptsync: reconcile from the in-memory access log to the report document (JSON-encoded);
+- ptsync: reconcile from the in-memory access log to the report document, JSON-encoded as the
+  store writes it (`worker.store.json_codec`);
 - DuckDB: the equivalent self-join on the same rows (active rows in the window, latest day per
   patient and practitioner, then shared-patient count and latest shared day per pair).
 
@@ -24,6 +25,8 @@ import time
 from datetime import date, timedelta
 
 import numpy as np
+
+from worker.store import json_codec
 
 SEED = 20261125
 AS_OF = date(2026, 11, 25)
@@ -103,7 +106,7 @@ def _reconcile_to_json(pms, ptdirect):
 
     result = reconcile(pms, ptdirect, Policy(), as_of=AS_OF, pseudonym_key=b"bench")
     report = build_report("bench", RunInfo("r", "manual", "succeeded", None, None), result, {}, None)
-    return result, json.dumps(report)
+    return result, json_codec.dumps(report)
 
 
 def child_ptsync(patients: int) -> dict:

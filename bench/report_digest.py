@@ -1,8 +1,9 @@
 """Digests of the reconcile benchmark's report document, to prove a speed-up changed no byte.
 
 Builds the organisation of `reconcile_scale.py` for each size, runs the timed work (reconcile,
-report, `json.dumps`) once and prints the SHA-256 of the JSON, and of the parts of the result the
-report leaves out (findings and operations as objects, the sharing picture, the shared pairs).
+report, its JSON as the store encodes it) once and prints the SHA-256 of the JSON, and of the
+parts of the result the report leaves out (findings and operations as objects, the sharing
+picture, the shared pairs).
 Run it before and after a change and compare; `--write DIR` also keeps each JSON document for a
 byte-by-byte `cmp`. Run:
     .venv/bin/python bench/report_digest.py [--patients 25000 200000 1000000] [--write DIR]

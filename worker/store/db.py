@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
 
+from worker.store import json_codec
 from worker.store.schema import MIGRATIONS, schema_head
 
 if TYPE_CHECKING:
@@ -39,10 +40,14 @@ def _create_owner_only(url: str) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
+_JSON_CODEC = {"json_serializer": json_codec.dumps, "json_deserializer": json_codec.loads}
+"""The JSON columns go through orjson (`worker.store.json_codec`): reports are megabytes."""
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         _create_owner_only(url)
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": 30}, **_JSON_CODEC)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(connection, _record):  # pragma: no cover - trivial
@@ -55,7 +60,7 @@ def make_engine(url: str) -> Engine:
         return engine
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, **_JSON_CODEC)
 
 
 def alembic_config(engine: Engine) -> Config:
