@@ -91,12 +91,7 @@ _LATEST_FINISHED = (
     .order_by(Run.finished_at.desc())
     .limit(50)
 )
-_LATEST_REPORT = (
-    select(Run.id, Run.finished_at)
-    .where(Run.org_id == bindparam("org_id"), Run.status == repo.SUCCEEDED, Run.report.is_not(None))
-    .order_by(Run.finished_at.desc(), Run.id.desc())
-    .limit(1)
-)
+_LATEST_REPORT = repo.latest_report_query(Run.id, Run.finished_at)
 
 
 def notify_tick(runtime: Runtime, now: datetime, send: Callable[[int], None] | None = None) -> int:

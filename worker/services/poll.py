@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from sharing import PmsSnapshot, PtDirectSnapshot
@@ -125,11 +124,8 @@ def latest_report_summary(session: Session, org_id: int) -> ReportSummary | None
     return None if row is None else ReportSummary(row[0], row[1], row[2])
 
 
-_LATEST_REPORT_SUMMARY = (  # built once: every poll and webhook run asks it
-    select(Run.id, Run.policy, Run.counts["input_digest"].as_string())
-    .where(Run.org_id == bindparam("org_id"), Run.status == repo.SUCCEEDED, Run.report.is_not(None))
-    .order_by(Run.finished_at.desc(), Run.id.desc())
-    .limit(1)
+_LATEST_REPORT_SUMMARY = repo.latest_report_query(  # built once: every poll and webhook run asks it
+    Run.id, Run.policy, Run.counts["input_digest"].as_string()
 )
 
 

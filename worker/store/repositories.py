@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, insert, or_, select, update
+from sqlalchemy import Select, and_, bindparam, exists, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -283,11 +283,23 @@ def latest_run(session: Session, org_id: int) -> Run | None:
     )
 
 
-def latest_report_run(session: Session, org_id: int, before: datetime | None = None) -> Run | None:
-    query = select(Run).where(Run.org_id == org_id, Run.status == SUCCEEDED, Run.report.is_not(None))
-    if before is not None:
-        query = query.where(Run.finished_at <= before)
-    return session.scalar(query.order_by(Run.finished_at.desc(), Run.id.desc()).limit(1))
+def latest_report_query(*columns: Any) -> Select[Any]:
+    """The organisation's latest report: its newest succeeded run with one (`org_id` bound when
+    executed). Each reader selects only the columns it needs, so a megabyte report is read only
+    where it is shown; the partial index `runs_with_report` (migration 0014) answers it."""
+    return (
+        select(*columns)
+        .where(Run.org_id == bindparam("org_id"), Run.status == SUCCEEDED, Run.report.is_not(None))
+        .order_by(Run.finished_at.desc(), Run.id.desc())
+        .limit(1)
+    )
+
+
+_LATEST_REPORT_RUN = latest_report_query(Run)
+
+
+def latest_report_run(session: Session, org_id: int) -> Run | None:
+    return session.scalar(_LATEST_REPORT_RUN, {"org_id": org_id})
 
 
 def runs_of(session: Session, org_id: int, limit: int = 20) -> list[Run]:
