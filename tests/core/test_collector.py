@@ -100,3 +100,33 @@ def test_overlapping_pauses_resume_the_collector_when_the_last_one_ends() -> Non
     release.set()
     thread.join(10)
     assert gc.isenabled()
+
+
+def _in_oldest_generation(target: object) -> bool:
+    return any(tracked is target for tracked in gc.get_objects(generation=2))
+
+
+def test_what_a_reconcile_made_goes_to_the_oldest_generation_when_the_pause_ends() -> None:
+    # Given the collector is on and nothing in the process is frozen
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    clinic = _clinic()
+    # When a reconcile runs
+    result = reconcile(clinic.pms(), clinic.ptdirect(), Policy(), as_of=AS_OF, pseudonym_key=KEY)
+    # Then its findings are already in the oldest generation: no young collection walks them
+    assert result.findings
+    assert all(_in_oldest_generation(finding) for finding in result.findings)
+    assert gc.get_freeze_count() == 0
+
+
+def test_objects_someone_else_froze_stay_frozen_after_a_pause() -> None:
+    # Given objects frozen by someone else (as a server does before forking)
+    gc.freeze()
+    try:
+        count = gc.get_freeze_count()
+        # When a pause ends
+        with collector_paused():
+            pass
+        # Then they are still frozen
+        assert gc.get_freeze_count() == count > 0
+    finally:
+        gc.unfreeze()
