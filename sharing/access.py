@@ -460,13 +460,23 @@ def _count_and_latest(
 def _count_and_latest_by_sort(
     keys: np.ndarray, days: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    packed = keys.astype(np.int64) << _DAY_BITS
-    packed |= days
+    """One sort of (key << day bits) | day. In 32 bits when the largest key and day fit, as they
+    do at 100,000 access rows (the days of a window need 10 bits, not _DAY_BITS): a 32-bit sort
+    of the 33,000 pair instances there takes 0.5 ms less than a 64-bit one."""
+    day_bits = max(int(days.max()).bit_length(), 1)
+    if int(keys.max()).bit_length() + day_bits <= 32:
+        packed = keys.astype(np.uint32) << np.uint32(day_bits)
+        packed |= days.astype(np.uint32)
+    else:
+        day_bits = _DAY_BITS
+        packed = keys.astype(np.int64) << _DAY_BITS
+        packed |= days
     packed.sort()
-    sorted_keys = packed >> _DAY_BITS
+    sorted_keys = packed >> packed.dtype.type(day_bits)
     last_of_group = np.append(np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]), len(sorted_keys) - 1)
     counts = np.diff(np.append(-1, last_of_group))
-    return sorted_keys[last_of_group], counts, packed[last_of_group] & _DAY_SPAN
+    latest = packed[last_of_group] & packed.dtype.type((1 << day_bits) - 1)
+    return sorted_keys[last_of_group].astype(np.int64), counts, latest.astype(np.int64)
 
 
 def _count_and_latest_by_table(

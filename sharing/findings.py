@@ -60,9 +60,14 @@ _set_name = Person.name.__set__  # type: ignore[attr-defined]
 
 
 def fingerprint(kind: FindingKind, subjects: tuple[str, ...]) -> str:
-    """Stable across runs: only the kind and the (sorted) subjects go in, never counts or text."""
-    material = "\x1f".join((kind.value, *sorted(subjects)))
-    return hashlib.sha256(material.encode("utf-8")).hexdigest()[:20]
+    """Stable across runs: only the kind and the (sorted) subjects go in, never counts or text.
+
+    The kind's `_value_` is its `value` without the enum property's lookup, and a subject or two
+    are sorted only when there are several: a run fingerprints every finding (1,600 at 100,000
+    access rows), and this is a quarter faster.
+    """
+    material = "\x1f".join((kind._value_, *(sorted(subjects) if len(subjects) > 1 else subjects)))
+    return hashlib.sha256(material.encode()).hexdigest()[:20]
 
 
 class _Fingerprint:
@@ -116,12 +121,15 @@ class Finding:
     fingerprint = _Fingerprint()
     """Stable across runs (`fingerprint`); computed once per finding."""
 
-    def with_operations(self, operations: tuple[tuple[str, str], ...]) -> Finding:
-        """This finding with the operations that fix it (as `dataclasses.replace`, without its
-        per-call look at the fields: planning links a thousand findings per run)."""
-        linked = object.__new__(Finding)
-        linked.__dict__.update(self.__dict__, operations=operations)
-        return linked
+    def link_operations(self, operations: tuple[tuple[str, str], ...]) -> None:
+        """Fill in the operations that fix this finding, in place.
+
+        Only for a finding nobody else holds yet: the reconcile links the findings its rules just
+        made, before it returns them. Making a linked copy of each instead (as
+        `dataclasses.replace` would) cost 2 ms of a reconcile at 100,000 access rows, where
+        1,500 of 1,600 findings have a fix.
+        """
+        self.__dict__["operations"] = operations
 
     def as_dict(self, state: str) -> dict[str, Any]:
         return {

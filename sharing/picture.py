@@ -104,7 +104,7 @@ _KINDS = (PairKind.AT_RISK, PairKind.SHARED, PairKind.OUTSIDE)
 def sharing_picture(context: Context) -> SharingPicture:
     """Every PMS practitioner's state and every pair that shares patients, in team order."""
     ids = sorted(context.practitioners)
-    people = [_practitioner(context, pid) for pid in ids]
+    people = _practitioners(context, ids)
     table = context.pairs
     # Whether each one shares patients is looked up once per practitioner, and each pair's kind
     # is decided by array operations (a run has thousands of pairs).
@@ -136,27 +136,37 @@ def sharing_picture(context: Context) -> SharingPicture:
     return SharingPicture(practitioners=tuple(map(people.__getitem__, order)), pairs=pairs)
 
 
-def _practitioner(context: Context, pid: str) -> PicturePractitioner:
-    practitioner = context.practitioners[pid]
-    user = context.identity.user_by_practitioner.get(pid)
-    email = user.email if user else practitioner.email
-    key = normalise_email(email) or ""
-    member = context.members.get(key) if user else None
-    if not practitioner.active:
-        state = PractitionerState.DEPARTED
-    elif user is not None and key == context.master_email:
-        state = PractitionerState.MASTER_ACCOUNT
-    elif user is None or not user.practitioner_access:
-        state = PractitionerState.NO_LICENCE
-    elif not user.confirmed:
-        state = PractitionerState.UNCONFIRMED
-    elif member is not None and member.share_patients:
-        state = PractitionerState.SHARING_PATIENTS
-    elif member is not None:
-        state = PractitionerState.CONTENT_ONLY
-    else:
-        state = PractitionerState.NOT_IN_SHARING
-    return PicturePractitioner(pid, practitioner.name, email, state)
+def _practitioners(context: Context, ids: list[str]) -> list[PicturePractitioner]:
+    """Each practitioner of `ids` with their state, in one loop over the context's lookups (one
+    call per practitioner and their re-reading cost a sixth of this, 2,000 practitioners a run).
+    """
+    practitioners = context.practitioners
+    users = context.identity.user_by_practitioner
+    members = context.members
+    master_email = context.master_email
+    found = []
+    for pid in ids:
+        practitioner = practitioners[pid]
+        user = users.get(pid)
+        email = user.email if user else practitioner.email
+        key = normalise_email(email) or ""
+        member = members.get(key) if user else None
+        if not practitioner.active:
+            state = PractitionerState.DEPARTED
+        elif user is not None and key == master_email:
+            state = PractitionerState.MASTER_ACCOUNT
+        elif user is None or not user.practitioner_access:
+            state = PractitionerState.NO_LICENCE
+        elif not user.confirmed:
+            state = PractitionerState.UNCONFIRMED
+        elif member is not None and member.share_patients:
+            state = PractitionerState.SHARING_PATIENTS
+        elif member is not None:
+            state = PractitionerState.CONTENT_ONLY
+        else:
+            state = PractitionerState.NOT_IN_SHARING
+        found.append(PicturePractitioner(pid, practitioner.name, email, state))
+    return found
 
 
 def team_order(ids: list[str], weighted_pairs: list[tuple[str, str, int]]) -> list[str]:

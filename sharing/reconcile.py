@@ -179,7 +179,8 @@ _DEPARTURE_FIXES = (OpKind.TRANSFER_PATIENTS, OpKind.REMOVE_SHARING_MEMBER)
 
 
 def _link(finding: Finding, by_email: dict[str, list[Operation]]) -> Finding:
-    """Attach the planned operations that fix a finding: those for its first person, of its kind.
+    """Attach the planned operations that fix a finding (one of the rules' new findings, linked
+    in place): those for its first person, of its kind.
 
     `by_email`: the plan's operations by normalised email, in plan order (one pass over the plan
     for all findings, not one per finding).
@@ -205,7 +206,9 @@ def _link(finding: Finding, by_email: dict[str, list[Operation]]) -> Finding:
         return finding
     operations = by_email.get(normalise_email(finding.practitioners[0].email), ())
     linked = tuple([(op.op._value_, op.email) for op in operations if op.op in wanted])
-    return finding.with_operations(linked) if linked else finding
+    if linked:
+        finding.link_operations(linked)
+    return finding
 
 
 __all__ = ["Baseline", "Context", "Reconciliation", "SharedPair", "SharedPairs", "reconcile"]

@@ -90,15 +90,14 @@ def duplicate_patient_risk(context: Context) -> Iterator[Finding]:
     severities = np.minimum.reduceat(pair_ranks, starts).tolist()
     totals = np.add.reduceat(shared, starts).tolist()
     ends = [*starts[1:].tolist(), len(people)]
-    ids = table.ids
-    people_list, peers_list = people.tolist(), peers.tolist()
+    people_ids, peer_ids = table.ids_at(people), table.ids_at(peers)
     shared_list, days_list, rows_list = shared.tolist(), days.tolist(), rows.tolist()
     groups = table.access_groups
     for start, end, severity, total in zip(starts.tolist(), ends, severities, totals, strict=True):
         yield _risk_for(
             context,
-            ids[people_list[start]],
-            [ids[peer] for peer in peers_list[start:end]],
+            people_ids[start],
+            peer_ids[start:end],
             shared_list[start:end],
             days_list[start:end],
             [groups.get(row, ()) for row in rows_list[start:end]] if groups else None,

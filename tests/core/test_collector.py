@@ -6,7 +6,9 @@ import gc
 import sys
 import threading
 
-from sharing import Policy, RunInfo, build_report, reconcile
+import pytest
+
+from sharing import Policy, RunInfo, build_report, collector, reconcile
 from sharing.collector import collector_paused
 from tests.clinic import AS_OF, KEY, Clinic
 
@@ -100,3 +102,39 @@ def test_overlapping_pauses_resume_the_collector_when_the_last_one_ends() -> Non
     release.set()
     thread.join(10)
     assert gc.isenabled()
+
+
+def _in_oldest_generation(target: object) -> bool:
+    return any(tracked is target for tracked in gc.get_objects(generation=2))
+
+
+def test_what_a_reconcile_made_goes_to_the_oldest_generation_when_the_pause_ends(monkeypatch) -> None:
+    # Given the collector is on and nothing in the process is frozen
+    if gc.get_freeze_count():
+        pytest.skip("something in this test process froze objects")
+    monkeypatch.setattr(collector, "_frozen_elsewhere", False)
+    assert gc.isenabled()
+    clinic = _clinic()
+    # When a reconcile runs
+    result = reconcile(clinic.pms(), clinic.ptdirect(), Policy(), as_of=AS_OF, pseudonym_key=KEY)
+    # Then its findings are already in the oldest generation: no young collection walks them
+    assert result.findings
+    assert all(_in_oldest_generation(finding) for finding in result.findings)
+    assert gc.get_freeze_count() == 0
+
+
+def test_objects_someone_else_froze_stay_frozen_after_a_pause(monkeypatch) -> None:
+    # Given objects frozen by someone else (as a server does before forking), in a process not
+    # yet known to have any
+    monkeypatch.setattr(collector, "_frozen_elsewhere", False)
+    gc.freeze()
+    try:
+        count = gc.get_freeze_count()
+        # When a pause ends
+        with collector_paused():
+            pass
+        # Then they are still frozen, and the process is not asked again
+        assert gc.get_freeze_count() == count > 0
+        assert collector._frozen_elsewhere
+    finally:
+        gc.unfreeze()
