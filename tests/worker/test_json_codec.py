@@ -15,24 +15,25 @@ from worker.store.db import Database
 _STORED = {
     "schema": "ptsync.report/1",
     "findings": [{"kind": "missing_new_user", "message": "Zoë’s colleague 🦴", "evidence": {"days": 540}}],
-    "counts": {1: 2, 2.5: "x", False: None, None: [1.5, -0.0, 1e-7, 10**16]},
+    "counts": {"findings": 2, "ratios": [1.5, -0.0, 1e-7, 10**16]},
     "nested": [[[[]]]] * 3,
 }
-_BEYOND_ORJSON = {**_STORED, "large": 2**70}
+_BEYOND_ORJSON = {**_STORED, "large": 2**70 + 1, "by_number": {1: 2, 2.5: "x", False: None, None: 1e-05}}
 
 
 def test_given_what_the_store_keeps_when_encoded_then_it_reads_back_as_the_standard_library_stored_it() -> (
     None
 ):
-    # Given: a report-like document with keys json turns into strings, and one with an int
-    # beyond 64 bits (orjson refuses it)
+    # Given: a report-like document, and one with what orjson refuses or spells otherwise (an int
+    # beyond 64 bits, keys that are not strings)
     for document in (_STORED, _BEYOND_ORJSON):
         # When
         encoded = json_codec.dumps(document)
         # Then
         assert json.loads(encoded) == json.loads(json.dumps(document))
         assert json_codec.loads(encoded) == json.loads(json.dumps(document))
-        assert '"counts":{"1":2,"2.5":"x","false":null,"null":' in encoded  # compact, keys as json made them
+        assert '"counts":{"findings":2,' in encoded  # compact
+    assert '"by_number":{"1":2,"2.5":"x","false":null,"null":1e-05}' in json_codec.dumps(_BEYOND_ORJSON)
 
 
 def test_given_a_value_json_refuses_when_encoded_then_it_raises_the_same_type_error() -> None:
@@ -93,6 +94,7 @@ def test_given_a_json_column_when_a_document_is_written_and_read_then_both_datab
         # Then
         assert read == [json.loads(json.dumps(_STORED)), json.loads(json.dumps(_BEYOND_ORJSON))]
         assert stored[0].startswith('{"schema":"ptsync.report/1","findings":[{"kind":')  # orjson, compact
-        assert '"large":1180591620717411303424' in stored[1]
+        assert '"large":1180591620717411303425' in stored[1]
+        assert isinstance(read[1]["large"], int)
     finally:
         database.dispose()

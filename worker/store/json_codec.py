@@ -3,16 +3,16 @@
 A run's report is the largest value ptsync writes: at 2,000 practitioners it is 1.7 MB, and the
 standard library's `json.dumps` took 14-17 ms of it on a 2-core machine, as long as the whole
 DuckDB self-join the reconcile is measured against (`bench/reconcile_scale.py`). orjson encodes
-the same document in 3-4 ms and reads it back in about half of `json.loads`'s time.
+the same document in 3-4 ms.
 
-The values stored are the ones `json` would store: keys that are not strings become strings, as
-`json` makes them, and what orjson refuses or would encode differently from `json` (datetimes,
-dataclasses, subclasses of str or int, integers beyond 64 bits, nesting deeper than 255) goes to
-`json`, which encodes it as before or raises the same `TypeError`. Two differences remain, neither
-in anything ptsync stores: an enum member becomes its value (`json` refused one that is not also a
-str or int), and a float NaN or infinity becomes null (`json` wrote the non-standard `NaN`). Text
-orjson cannot read (such a `NaN` in an old row) is read by `json`. Output is compact: no spaces
-after separators, so a report takes about a tenth less room than before.
+The values stored are the ones `json` would store. What orjson refuses or would encode otherwise
+goes, whole document, to `json`, which encodes it as before or raises the same `TypeError`:
+keys that are not strings (`json` spells float keys its own way), datetimes, dataclasses,
+subclasses of str, int or dict, integers beyond 64 bits, nesting deeper than 255. Three
+differences remain, none in anything ptsync stores: an enum member becomes its value and a UUID
+its string (`json` refused both), and a float NaN or infinity becomes null (`json` wrote the
+non-standard `NaN`). Output is compact: no spaces after separators, so a report takes about a
+tenth less room than before. Reading stays with `json` (see `loads`).
 """
 
 from __future__ import annotations
@@ -23,10 +23,7 @@ from typing import Any
 import orjson
 
 _OPTIONS = (
-    orjson.OPT_NON_STR_KEYS
-    | orjson.OPT_PASSTHROUGH_DATETIME
-    | orjson.OPT_PASSTHROUGH_DATACLASS
-    | orjson.OPT_PASSTHROUGH_SUBCLASS
+    orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
 )
 
 
@@ -39,8 +36,7 @@ def dumps(value: Any) -> str:
 
 
 def loads(text: str | bytes) -> Any:
-    """The value of JSON `text`, as `json.loads` would read it."""
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return json.loads(text)
+    """The value of JSON `text`: `json.loads`'s own. orjson reads an integer beyond 64 bits as a
+    float (losing digits) without a sign of it, and finding such integers in the text first
+    cost as much as reading it; reading is not where the time went (pages, not runs)."""
+    return json.loads(text)
