@@ -18,7 +18,12 @@ _STORED = {
     "counts": {"findings": 2, "ratios": [1.5, -0.0, 1e-7, 10**16]},
     "nested": [[[[]]]] * 3,
 }
-_BEYOND_ORJSON = {**_STORED, "large": 2**70 + 1, "by_number": {1: 2, 2.5: "x", False: None, None: 1e-05}}
+_BEYOND_ORJSON = {
+    **_STORED,
+    "large": 2**70 + 1,
+    "beyond_64_bits": [2**64 + 1, -(2**63) - 1, 10**30 + 7],
+    "by_number": {1: 2, 2.5: "x", False: None, None: 1e-05},
+}
 
 
 def test_given_what_the_store_keeps_when_encoded_then_it_reads_back_as_the_standard_library_stored_it() -> (
@@ -95,6 +100,6 @@ def test_given_a_json_column_when_a_document_is_written_and_read_then_both_datab
         assert read == [json.loads(json.dumps(_STORED)), json.loads(json.dumps(_BEYOND_ORJSON))]
         assert stored[0].startswith('{"schema":"ptsync.report/1","findings":[{"kind":')  # orjson, compact
         assert '"large":1180591620717411303425' in stored[1]
-        assert isinstance(read[1]["large"], int)
+        assert read[1]["beyond_64_bits"] == [2**64 + 1, -(2**63) - 1, 10**30 + 7]  # ints, every digit
     finally:
         database.dispose()

@@ -12,10 +12,8 @@ import uuid
 from datetime import UTC, date, datetime
 
 import pytest
-from sqlalchemy import JSON, Column, Integer, MetaData, Table, insert, select
 
 from worker.store import json_codec
-from worker.store.db import Database
 
 # Integers beyond 64 bits (json writes and reads them exactly; orjson refuses to write them, so
 # the codec falls back to json for the write, but orjson *reads* them as floats).
@@ -42,28 +40,6 @@ def test_given_an_old_row_with_a_big_integer_when_read_then_json_loads_reads_it_
     # Then
     assert read == json.loads(old_row)
     assert isinstance(read["pms_id"], int) and read["pms_id"] == 18446744073709551617
-
-
-def test_given_a_json_column_holding_big_integers_when_read_through_the_store_engine_then_they_stay_ints(
-    database_url: str,
-) -> None:
-    # Given: the store's engine (SQLite and PostgreSQL) and a JSON column
-    database = Database(database_url)
-    documents = Table(
-        "codec_big_ints", MetaData(), Column("id", Integer, primary_key=True), Column("body", JSON)
-    )
-    try:
-        documents.create(database.engine)
-        with database.engine.begin() as connection:
-            connection.execute(insert(documents), [{"id": 1, "body": _BIG}])
-        # When
-        with database.engine.connect() as connection:
-            read = connection.execute(select(documents.c.body)).scalar_one()
-        # Then: the values json stored and read back before orjson
-        assert read == json.loads(json.dumps(_BIG))
-        assert all(isinstance(value, int) for value in read.values()), read
-    finally:
-        database.dispose()
 
 
 def test_given_float_keys_when_encoded_then_they_become_the_strings_json_made_of_them() -> None:
