@@ -41,7 +41,7 @@ def _create_owner_only(url: str) -> None:
 
 
 _JSON_CODEC = {"json_serializer": json_codec.dumps, "json_deserializer": json_codec.loads}
-"""The JSON columns go through orjson (`worker.store.json_codec`): reports are megabytes."""
+"""JSON columns are written with orjson and read with `json` (`worker.store.json_codec`)."""
 
 
 def make_engine(url: str) -> Engine:

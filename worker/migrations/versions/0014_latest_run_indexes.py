@@ -35,22 +35,15 @@ def upgrade() -> None:
         op.create_index(
             "runs_by_org_and_finish", "runs", ["org_id", "finished_at"], postgresql_concurrently=True
         )
-        op.create_index(
-            "runs_with_report",
-            "runs",
-            ["org_id", "finished_at", "id"],
-            postgresql_where=sa.text(_REPORTS),
-            sqlite_where=sa.text(_REPORTS),
-            postgresql_concurrently=True,
-        )
-        op.create_index(
-            "runs_with_roster",
-            "runs",
-            ["org_id", "finished_at", "id"],
-            postgresql_where=sa.text(_ROSTERS),
-            sqlite_where=sa.text(_ROSTERS),
-            postgresql_concurrently=True,
-        )
+        for name, condition in (("runs_with_report", _REPORTS), ("runs_with_roster", _ROSTERS)):
+            op.create_index(
+                name,
+                "runs",
+                ["org_id", "finished_at", "id"],
+                postgresql_where=sa.text(condition),
+                sqlite_where=sa.text(condition),
+                postgresql_concurrently=True,
+            )
 
 
 def downgrade() -> None:
