@@ -74,7 +74,7 @@ def sync_org(run_id: str) -> None:
     if outcome.auto_apply_proposal:
         apply_safe_operations.send(outcome.auto_apply_proposal)
     if outcome.status in ("succeeded", "failed"):
-        _finished(run_id, outcome.status)
+        _finished(run_id, outcome.status, outcome.after)
 
 
 @dramatiq.actor(actor_name="ptsync.sync_gave_up", max_retries=10, time_limit=30 * SECOND, broker=broker)
@@ -84,10 +84,10 @@ def sync_gave_up(message: dict, retry_info: dict) -> None:
     _finished(run_id, "failed")
 
 
-def _finished(run_id: str, status: str) -> None:
+def _finished(run_id: str, status: str, after: sync.AfterRun | None = None) -> None:
     """Count the run, and start the organisation's queued run now rather than when its
-    postponed message comes back (sync.after_run)."""
-    after = sync.after_run(get_runtime(), run_id)
+    postponed message comes back (sync.after_run; `after`: already read when the run finished)."""
+    after = after or sync.after_run(get_runtime(), run_id)
     metrics.count_run(status, after.trigger)
     log.info("run %s %s (trigger %s)", run_id, status, metrics.trigger_family(after.trigger))
     if after.queued_run is not None:

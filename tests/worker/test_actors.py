@@ -264,6 +264,91 @@ def test_after_a_run_with_nothing_queued_no_message_is_sent(runtime, tmp_path):
     assert broker.queues["default"].qsize() == 0
 
 
+@pytest.mark.parametrize("second_run_changes_nothing", [False, True])
+def test_a_run_finishing_while_another_was_requested_names_it_from_its_own_closing_transaction(
+    runtime, tmp_path, monkeypatch, second_run_changes_nothing
+):
+    """Given a run of the organisation at work (a report to write, or, for a webhook's run after
+    the first, nothing changed) and another run requested while it works,
+    When the run finishes and its actor wraps up,
+    Then the run's outcome already names the queued run and its own trigger (read by the
+    transaction that closed it), the actor sends that run at once without asking again, and
+    counts the finished run once."""
+    from worker.services import sync
+
+    broker = actors.broker
+    broker.flush_all()
+    _add_org(runtime, tmp_path)
+    trigger = "manual"
+    if second_run_changes_nothing:
+        first, _ = sync.request_sync(runtime, "clinic-a", "manual")
+        sync.run_sync(runtime, first)
+        trigger = "generic:appointment.updated"
+    working, _ = sync.request_sync(runtime, "clinic-a", trigger)
+    queued: list[str] = []
+    real_digest = sync._input_digest
+
+    def digest_while_a_webhook_comes(*args, **kwargs):
+        run_id, created = sync.request_sync(runtime, "clinic-a", "generic:appointment.updated")
+        assert created
+        queued.append(run_id)
+        return real_digest(*args, **kwargs)
+
+    monkeypatch.setattr(sync, "_input_digest", digest_while_a_webhook_comes)
+
+    def no_second_read(runtime, run_id):
+        raise AssertionError("the finished run's outcome already said what follows")
+
+    monkeypatch.setattr(sync, "after_run", no_second_read)
+    counted = _runs_counted("succeeded", trigger)
+
+    # When
+    actors.sync_org(working)
+
+    # Then
+    sent = [dramatiq.Message.decode(data) for data in broker.queues["default"].queue]
+    broker.flush_all()
+    assert [(message.actor_name, tuple(message.args)) for message in sent] == [
+        ("ptsync.sync_org", (queued[0],))
+    ]
+    assert _runs_counted("succeeded", trigger) == counted + 1
+    with runtime.db.transaction() as session:
+        assert session.get(Run, working).status == "succeeded"
+        kept_report = session.get(Run, working).report is None
+    assert kept_report == second_run_changes_nothing
+
+
+def test_a_failed_run_names_the_run_queued_behind_it(runtime, tmp_path, monkeypatch):
+    """Given a run that fails for good (its stored state cannot be read) while another run of the
+    organisation is requested / When it finishes / Then its outcome names the queued run and its
+    own trigger, read by the transaction that recorded the failure."""
+    from worker.errors import PtsyncError
+    from worker.services import sync
+
+    _add_org(runtime, tmp_path)
+    working, _ = sync.request_sync(runtime, "clinic-a", "manual")
+
+    def unreadable(*args, **kwargs):
+        raise PtsyncError("the stored PMS state cannot be decrypted")
+
+    monkeypatch.setattr(sync, "_read_stored", unreadable)
+    real_fail = sync._fail
+    requested: list[str] = []
+
+    def fail_after_a_request(runtime, claim, reason):
+        requested.append(sync.request_sync(runtime, "clinic-a", "generic:appointment.updated")[0])
+        return real_fail(runtime, claim, reason)
+
+    monkeypatch.setattr(sync, "_fail", fail_after_a_request)
+
+    # When
+    outcome = sync.run_sync(runtime, working)
+
+    # Then
+    assert outcome.status == "failed"
+    assert outcome.after == sync.AfterRun("manual", requested[0])
+
+
 def _runs_counted(status: str, trigger: str) -> float:
     from worker import metrics
 

@@ -7,6 +7,7 @@ import psycopg
 import pytest
 from sqlalchemy.dialects import postgresql
 
+from tests.pg_rows import insert_organisation
 from worker.services import poll
 from worker.store import repositories as repo
 from worker.store.db import Database
@@ -20,13 +21,7 @@ def busy_org(postgres_url: str) -> str:
     found nothing changed stores neither), analysed so the planner knows."""
     Database(postgres_url).migrate()
     with psycopg.connect(postgres_url, autocommit=True) as connection:
-        connection.execute(
-            "INSERT INTO organisations (id, slug, pms_kind, ptdirect_kind, pseudonym_key_encrypted, mode,"
-            " sharing_scope, master_recipients, schedule, lookback_days, created_at,"
-            " removal_threshold_percent, removal_threshold_people, timezone, webhook_min_interval_seconds,"
-            " full_sync) VALUES (1, 'busy', 'csv', 'file', 'x', 'observe', 'org', 'all', '*/2 * * * *', 540,"
-            " now(), 30, 2, 'UTC', 60, '30 2 * * *')"
-        )
+        insert_organisation(connection, 1, "busy")
         connection.execute(
             "INSERT INTO runs (id, org_id, trigger, status, requested_at, started_at, finished_at, attempts,"
             " accept_drop, full_pull, report_required, report, roster, counts)"
