@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-_OPTIONS = (
+ORJSON_OPTIONS = (
     orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
 )
 
@@ -30,7 +30,7 @@ _OPTIONS = (
 def dumps(value: Any) -> str:
     """`value` as JSON text, as `json.dumps` would encode it (but compact)."""
     try:
-        return orjson.dumps(value, option=_OPTIONS).decode()
+        return orjson.dumps(value, option=ORJSON_OPTIONS).decode()
     except orjson.JSONEncodeError:
         return json.dumps(value, separators=(",", ":"))
 

@@ -6,8 +6,6 @@ are atomic on SQLite and PostgreSQL alike and a stale worker can never overwrite
 
 from __future__ import annotations
 
-import json
-import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,7 +17,7 @@ from sqlalchemy.orm import Session
 from sharing.context import Baseline
 from worker.clock import new_id
 from worker.crypto import SecretBox
-from worker.errors import ConfigurationError, NotFound
+from worker.errors import NotFound
 from worker.lifecycle import (
     OPEN_PROPOSALS,
     OPERATION_MOVES,
@@ -29,6 +27,7 @@ from worker.lifecycle import (
     ProposalStatus,
     sources,
 )
+from worker.store import state_codec
 from worker.store.models import (
     AuditEntry,
     FindingRecord,
@@ -422,21 +421,10 @@ def any_unverified_applied_proposal(session: Session, org_id: int, before: datet
     return bool(session.scalar(_ANY_UNVERIFIED_APPLIED, {"org_id": org_id, "before": before}))
 
 
-_ENCRYPTED_STATE = b"ptsync-fernet:1:"
-"""Marks a PMS state encrypted with the runtime's SecretBox (older rows are plain zlib)."""
-
-
 def pms_state_of(session: Session, org_id: int, box: SecretBox | None = None) -> dict[str, Any] | None:
     """The stored state, decrypted with `box` (raw PMS patient ids never rest in clear text)."""
     row = session.get(PmsState, org_id)
-    if row is None:
-        return None
-    data = bytes(row.data)
-    if data.startswith(_ENCRYPTED_STATE):
-        if box is None:
-            raise ConfigurationError("the stored PMS state is encrypted: pass the runtime's secrets")
-        data = box.decrypt(data[len(_ENCRYPTED_STATE) :].decode("ascii"))
-    return json.loads(zlib.decompress(data))
+    return None if row is None else state_codec.decode(bytes(row.data), box)
 
 
 def store_pms_state(
@@ -444,8 +432,7 @@ def store_pms_state(
 ) -> None:
     """Store the connector's state encrypted with `box` (the runtime's secrets): the state holds
     the PMS's own patient ids, which nothing else in the store keeps in clear text."""
-    data = zlib.compress(json.dumps(state, separators=(",", ":")).encode(), 6)
-    data = _ENCRYPTED_STATE + box.encrypt(data).encode("ascii")
+    data = state_codec.encode(state, box)
     row = session.get(PmsState, org_id)
     if row is None:
         session.add(PmsState(org_id=org_id, data=data, updated_at=now))

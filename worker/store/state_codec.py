@@ -1,0 +1,65 @@
+"""How a connector's state is stored: JSON, zlib-compressed, then encrypted with the runtime's keys.
+
+The state holds every booking a connector keeps between runs (Cliniko: one record per
+appointment in the lookback window, 45,000 of them at 300 practitioners), and a poll that finds
+changes reads it and writes it again. With `json` and zlib at level 6 that was about 150 ms of a
+300-practitioner clinic's poll (encode 35, compress 46, decode 33, records 27) and over a
+quarter of the worker's time across a fleet of polls (`bench/fleet.py`). Now:
+
+- **Written by orjson** (5 ms against 35; the same text `json` writes for these values):
+  the records, named tuples, are written as lists as `json` wrote them. Anything orjson refuses
+  or would write otherwise (see `worker.store.json_codec`) goes, whole state, to `json`.
+- **Compressed at zlib level 1** (15 ms against 46, decompression about as fast): the stored
+  state is about a quarter larger (at 45,000 bookings, 640 KB against 510 KB before encryption).
+- **Read by orjson only when orjson wrote it**, which the marker says: orjson writes no integer
+  beyond 64 bits (it refuses one) and would read one as a float, so a state it wrote is read
+  exactly, and a state `json` wrote (the fallback, and every row stored before this format) is
+  read by `json` as before.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from typing import Any
+
+import orjson
+
+from worker.crypto import SecretBox
+from worker.errors import ConfigurationError
+from worker.store.json_codec import ORJSON_OPTIONS
+
+WRITTEN_BY_JSON = b"ptsync-fernet:1:"
+"""Encrypted, and the JSON inside was written by `json`: read it with `json`."""
+WRITTEN_BY_ORJSON = b"ptsync-fernet:2:"
+"""Encrypted, and the JSON inside was written by orjson: orjson reads it exactly."""
+COMPRESSION_LEVEL = 1
+
+
+def _records_as_lists(value: Any) -> Any:
+    """orjson's hook for what it does not write itself: a record (a named tuple) is written as
+    the list `json` made of it; anything else is refused, and the state goes to `json`."""
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not written by orjson here")
+
+
+def encode(state: dict[str, Any], box: SecretBox) -> bytes:
+    """The stored form of `state`: marker, then the encrypted, compressed JSON."""
+    try:
+        text = orjson.dumps(state, default=_records_as_lists, option=ORJSON_OPTIONS)
+        marker = WRITTEN_BY_ORJSON
+    except orjson.JSONEncodeError:
+        text = json.dumps(state, separators=(",", ":")).encode()
+        marker = WRITTEN_BY_JSON
+    return marker + box.encrypt(zlib.compress(text, COMPRESSION_LEVEL)).encode("ascii")
+
+
+def decode(data: bytes, box: SecretBox | None) -> dict[str, Any]:
+    """The state stored as `data`: either marker, or (rows stored before encryption) plain zlib."""
+    for marker, read in ((WRITTEN_BY_ORJSON, orjson.loads), (WRITTEN_BY_JSON, json.loads)):
+        if data.startswith(marker):
+            if box is None:
+                raise ConfigurationError("the stored PMS state is encrypted: pass the runtime's secrets")
+            return read(zlib.decompress(box.decrypt(data[len(marker) :].decode("ascii"))))
+    return json.loads(zlib.decompress(data))
