@@ -6,15 +6,17 @@ changes reads it and writes it again. With `json` and zlib at level 6 that was a
 300-practitioner clinic's poll (encode 35, compress 46, decode 33, records 27) and over a
 quarter of the worker's time across a fleet of polls (`bench/fleet.py`). Now:
 
-- **Written by orjson** (5 ms against 35; the same text `json` writes for these values):
-  the records, named tuples, are written as lists as `json` wrote them. Anything orjson refuses
+- **Written by orjson** (5 ms against 35): the values `json` wrote (the same bytes for ASCII
+  text; other text as UTF-8 rather than escapes), records (named tuples) as lists as `json`
+  wrote them. Anything orjson refuses
   or would write otherwise (see `worker.store.json_codec`) goes, whole state, to `json`.
 - **Compressed at zlib level 1** (15 ms against 46, decompression about as fast): the stored
   state is about a quarter larger (at 45,000 bookings, 640 KB against 510 KB before encryption).
-- **Read by orjson only when orjson wrote it**, which the marker says: orjson writes no integer
-  beyond 64 bits (it refuses one) and would read one as a float, so a state it wrote is read
-  exactly, and a state `json` wrote (the fallback, and every row stored before this format) is
-  read by `json` as before.
+- **Read by `json`**, as before. orjson would read the states it wrote exactly, but it reads an
+  integer beyond 64 bits as a float, and only a new marker could tell its states from `json`'s
+  fallback and from older rows; that marker would make every state written after an upgrade
+  unreadable to the version before it, for 6 of those 150 ms. So the stored form is the one
+  earlier versions read: a rollback keeps every clinic's incremental polls.
 """
 
 from __future__ import annotations
@@ -29,10 +31,8 @@ from worker.crypto import SecretBox
 from worker.errors import ConfigurationError
 from worker.store.json_codec import ORJSON_OPTIONS
 
-WRITTEN_BY_JSON = b"ptsync-fernet:1:"
-"""Encrypted, and the JSON inside was written by `json`: read it with `json`."""
-WRITTEN_BY_ORJSON = b"ptsync-fernet:2:"
-"""Encrypted, and the JSON inside was written by orjson: orjson reads it exactly."""
+ENCRYPTED = b"ptsync-fernet:1:"
+"""Marks a state encrypted with the runtime's SecretBox (older rows are plain zlib)."""
 COMPRESSION_LEVEL = 1
 
 
@@ -48,18 +48,15 @@ def encode(state: dict[str, Any], box: SecretBox) -> bytes:
     """The stored form of `state`: marker, then the encrypted, compressed JSON."""
     try:
         text = orjson.dumps(state, default=_records_as_lists, option=ORJSON_OPTIONS)
-        marker = WRITTEN_BY_ORJSON
     except orjson.JSONEncodeError:
         text = json.dumps(state, separators=(",", ":")).encode()
-        marker = WRITTEN_BY_JSON
-    return marker + box.encrypt(zlib.compress(text, COMPRESSION_LEVEL)).encode("ascii")
+    return ENCRYPTED + box.encrypt(zlib.compress(text, COMPRESSION_LEVEL)).encode("ascii")
 
 
 def decode(data: bytes, box: SecretBox | None) -> dict[str, Any]:
-    """The state stored as `data`: either marker, or (rows stored before encryption) plain zlib."""
-    for marker, read in ((WRITTEN_BY_ORJSON, orjson.loads), (WRITTEN_BY_JSON, json.loads)):
-        if data.startswith(marker):
-            if box is None:
-                raise ConfigurationError("the stored PMS state is encrypted: pass the runtime's secrets")
-            return read(zlib.decompress(box.decrypt(data[len(marker) :].decode("ascii"))))
+    """The state stored as `data`: encrypted, or (rows stored before encryption) plain zlib."""
+    if data.startswith(ENCRYPTED):
+        if box is None:
+            raise ConfigurationError("the stored PMS state is encrypted: pass the runtime's secrets")
+        data = box.decrypt(data[len(ENCRYPTED) :].decode("ascii"))
     return json.loads(zlib.decompress(data))
