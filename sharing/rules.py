@@ -119,55 +119,60 @@ def _risk_for(
     """The finding of one practitioner at risk with `peers` (most shared patients first).
 
     `shared`, `days` and `groups` (None when no pair has an access group) are per peer.
+
+    The few colleagues named are written in one expression each (`_pair_detail`'s text), and
+    each pair's document and person are made in one loop: a run has hundreds of these findings
+    and thousands of pairs.
     """
-    user = context.eligible[practitioner_id]
+    eligible = context.eligible
+    user = eligible[practitioner_id]
+    email = user.email
     practitioners = context.practitioners
     name = practitioners[practitioner_id].name
-    if normalise_email(user.email) in context.members:
+    if normalise_email(email) in context.members:
         gap = f"{name} does not share patients in practitioner sharing"
     else:
         gap = f"{name} is not in practitioner sharing"
+    today = context.today
+    named = min(len(peers), _COLLEAGUES_NAMED)  # the first few peers: zip stops at `range(named)`
     details = [
-        _pair_detail(
-            context,
-            practitioners[peers[index]].name,
-            shared[index],
-            days[index],
-            groups[index] if groups else (),
-        )
-        for index in range(min(len(peers), _COLLEAGUES_NAMED))
+        f"{practitioners[peer].name} ({count} patient{'' if count == 1 else 's'}, "
+        f"{'booked for' if day > today else 'most recently'} {day_text(day)})"
+        if count
+        else _pair_detail(context, practitioners[peer].name, count, day, groups[index] if groups else ())
+        for index, peer, count, day in zip(range(named), peers, shared, days, strict=False)
     ]
     if len(peers) > _COLLEAGUES_NAMED:
         details.append(plural(len(peers) - _COLLEAGUES_NAMED, "other colleague"))
     who = "a colleague" if len(peers) == 1 else plural(len(peers), "colleague")
-    eligible = context.eligible
-    email = user.email
-    pairs = [
-        {
-            "emails": [email, eligible[peer].email],
-            "shared_patients": count,
-            "last_shared_on": day_text(day) if count else None,
-        }
-        for peer, count, day in zip(peers, shared, days, strict=True)
-    ]
+    person = context.person
+    people = [person(practitioner_id)]
+    pairs = []
+    for peer, count, day in zip(peers, shared, days, strict=True):
+        people.append(person(peer))
+        pairs.append(
+            {
+                "emails": [email, eligible[peer].email],
+                "shared_patients": count,
+                "last_shared_on": day_text(day) if count else None,
+            }
+        )
     if groups:
         for pair, names in zip(pairs, groups, strict=True):
             if names:
                 pair["access_groups"] = list(names)
-    person = context.person
+    lookback = context.policy.lookback_days
     return Finding(
-        kind=FindingKind.DUPLICATE_PATIENT_RISK,
-        severity=severity,
-        subjects=("pms:" + practitioner_id,),
-        message=(
-            f"{gap}, but shares patients in the PMS with {who} within the last "
-            f"{context.policy.lookback_days} days: {_join(details)}. Each of them can create a "
-            "separate copy of the same patient in Physitrack."
-        ),
-        practitioners=(person(practitioner_id), *map(person, peers)),
-        evidence={
-            "lookback_days": context.policy.lookback_days,
-            "not_sharing_patients": [user.email],
+        FindingKind.DUPLICATE_PATIENT_RISK,
+        severity,
+        ("pms:" + practitioner_id,),
+        f"{gap}, but shares patients in the PMS with {who} within the last "
+        f"{lookback} days: {_join(details)}. Each of them can create a "
+        "separate copy of the same patient in Physitrack.",
+        tuple(people),
+        {
+            "lookback_days": lookback,
+            "not_sharing_patients": [email],
             "colleagues": len(peers),
             "shared_patients": total,
             "pairs": pairs,
