@@ -70,6 +70,9 @@ def fingerprint(kind: FindingKind, subjects: tuple[str, ...]) -> str:
     return hashlib.sha256(material.encode()).hexdigest()[:20]
 
 
+_sha256 = hashlib.sha256
+
+
 class _Fingerprint:
     """`Finding.fingerprint`, computed on first read and kept in the finding's `__dict__`.
 
@@ -80,8 +83,13 @@ class _Fingerprint:
     def __get__(self, finding: Finding | None, owner: type) -> Any:
         if finding is None:
             return self
-        value = fingerprint(finding.kind, finding.subjects)
-        finding.__dict__["fingerprint"] = value
+        # `fingerprint(finding.kind, finding.subjects)`, written out: one call less per finding.
+        fields = finding.__dict__
+        subjects = fields["subjects"]
+        material = "\x1f".join(
+            (fields["kind"]._value_, *(sorted(subjects) if len(subjects) > 1 else subjects))
+        )
+        value = fields["fingerprint"] = _sha256(material.encode()).hexdigest()[:20]
         return value
 
 

@@ -181,44 +181,49 @@ def _risk_for(
 
 
 def missing_new_user(context: Context) -> Iterator[Finding]:
+    """Each address is normalised once per finding (for the membership test and the subject),
+    and findings are made positionally: a run has a thousand of these."""
+    members = context.members
+    peers = context.eligible_peers
+    practitioners = context.practitioners
+    person = context.person
     for practitioner_id, user in sorted(context.belongs_in_sharing().items()):
-        if normalise_email(user.email) in context.members:
+        key = normalise_email(user.email)
+        if key in members:
             continue
-        peer_count = context.eligible_peers.get(practitioner_id, 0)
-        name = context.practitioners[practitioner_id].name
+        peer_count = peers.get(practitioner_id, 0)
+        name = practitioners[practitioner_id].name
         why = (
             f" (shares patients with {peer_count} colleague{'s' if peer_count != 1 else ''} in the PMS)"
             if peer_count
             else ""
         )
         yield Finding(
-            kind=FindingKind.MISSING_NEW_USER,
-            severity=Severity.MEDIUM,
-            subjects=("practitioner_sharing", _user_subject(user.email)),
-            message=(
-                f"{name} is active in the PMS and confirmed in PT Direct but is not in "
-                f"practitioner sharing{why}."
-            ),
-            practitioners=(context.person(practitioner_id),),
-            evidence={"missing_from": "practitioner_sharing", "pms_peers": peer_count},
+            FindingKind.MISSING_NEW_USER,
+            Severity.MEDIUM,
+            ("practitioner_sharing", "user:" + (key or "")),
+            f"{name} is active in the PMS and confirmed in PT Direct but is not in "
+            f"practitioner sharing{why}.",
+            (person(practitioner_id),),
+            {"missing_from": "practitioner_sharing", "pms_peers": peer_count},
         )
     master = context.ptdirect.master_account
     if master is None or context.policy.master_recipients is not MasterRecipients.ALL_ACTIVE:
         return
+    recipients = context.recipients
     for practitioner_id, user in sorted(context.eligible.items()):
-        if normalise_email(user.email) in context.recipients:
+        key = normalise_email(user.email)
+        if key in recipients:
             continue
-        name = context.practitioners[practitioner_id].name
+        name = practitioners[practitioner_id].name
         yield Finding(
-            kind=FindingKind.MISSING_NEW_USER,
-            severity=Severity.MEDIUM,
-            subjects=("master_recipients", _user_subject(user.email)),
-            message=(
-                f"{name} is active in the PMS and confirmed in PT Direct but does not receive "
-                f"the master account's content ({master.email})."
-            ),
-            practitioners=(context.person(practitioner_id),),
-            evidence={"missing_from": "master_recipients", "master_account": master.email},
+            FindingKind.MISSING_NEW_USER,
+            Severity.MEDIUM,
+            ("master_recipients", "user:" + (key or "")),
+            f"{name} is active in the PMS and confirmed in PT Direct but does not receive "
+            f"the master account's content ({master.email}).",
+            (person(practitioner_id),),
+            {"missing_from": "master_recipients", "master_account": master.email},
         )
 
 
