@@ -8,14 +8,30 @@ import numpy as np
 
 from sharing.access import day_text
 from sharing.context import Context
-from sharing.findings import Finding, FindingKind, Person, Severity
+from sharing.findings import FindingKind, Person, Row, Severity, finding_document
 from sharing.identity import normalise_email, normalise_name
 from sharing.model import MasterRecipients
 from sharing.pseudonym import pseudonymise
 
-Rule = Callable[[Context], Iterator[Finding]]
+Rule = Callable[[Context], Iterator[Row]]
+"""A rule yields its findings as rows: (subjects, report document), see `sharing.findings.Findings`."""
 
 _MANY_SHARED_PATIENTS = 5
+
+
+def _finding(
+    kind: FindingKind,
+    severity: Severity,
+    subjects: tuple[str, ...],
+    message: str,
+    practitioners: tuple[Person, ...] = (),
+    evidence: dict[str, object] | None = None,
+) -> Row:
+    """A finding's row from `Finding`'s fields, for the rules with few findings."""
+    documents = [person.as_dict() for person in practitioners]
+    return subjects, finding_document(
+        kind, severity, subjects, message, documents, {} if evidence is None else evidence
+    )
 
 
 def _user_subject(email: str) -> str:
@@ -57,7 +73,7 @@ def _pair_detail(context: Context, peer_name: str, shared: int, day: int, groups
 _SEVERITY_BY_RANK = tuple(Severity)
 
 
-def duplicate_patient_risk(context: Context) -> Iterator[Finding]:
+def duplicate_patient_risk(context: Context) -> Iterator[Row]:
     """One finding per practitioner who must change, listing every colleague they share with.
 
     Per pair would not scale (a patient seen by four people is six pairs); the person who is not
@@ -115,14 +131,15 @@ def _risk_for(
     groups: list[tuple[str, ...]] | None,
     severity: Severity,
     total: int,
-) -> Finding:
+) -> Row:
     """The finding of one practitioner at risk with `peers` (most shared patients first).
 
     `shared`, `days` and `groups` (None when no pair has an access group) are per peer.
 
     The few colleagues named are written in one expression each (`_pair_detail`'s text), and
     each pair's document and person are made in one loop: a run has hundreds of these findings
-    and thousands of pairs.
+    and thousands of pairs. A peer is eligible, so their person's email is their user's (as
+    `Context.person`'s).
     """
     eligible = context.eligible
     user = eligible[practitioner_id]
@@ -145,14 +162,14 @@ def _risk_for(
     if len(peers) > _COLLEAGUES_NAMED:
         details.append(plural(len(peers) - _COLLEAGUES_NAMED, "other colleague"))
     who = "a colleague" if len(peers) == 1 else plural(len(peers), "colleague")
-    person = context.person
-    people = [person(practitioner_id)]
+    people = [{"pms_id": practitioner_id, "email": email, "name": name}]
     pairs = []
     for peer, count, day in zip(peers, shared, days, strict=True):
-        people.append(person(peer))
+        peer_email = eligible[peer].email
+        people.append({"pms_id": peer, "email": peer_email, "name": practitioners[peer].name})
         pairs.append(
             {
-                "emails": [email, eligible[peer].email],
+                "emails": [email, peer_email],
                 "shared_patients": count,
                 "last_shared_on": day_text(day) if count else None,
             }
@@ -162,14 +179,15 @@ def _risk_for(
             if names:
                 pair["access_groups"] = list(names)
     lookback = context.policy.lookback_days
-    return Finding(
+    subjects = ("pms:" + practitioner_id,)
+    return subjects, finding_document(
         FindingKind.DUPLICATE_PATIENT_RISK,
         severity,
-        ("pms:" + practitioner_id,),
+        subjects,
         f"{gap}, but shares patients in the PMS with {who} within the last "
         f"{lookback} days: {_join(details)}. Each of them can create a "
         "separate copy of the same patient in Physitrack.",
-        tuple(people),
+        people,
         {
             "lookback_days": lookback,
             "not_sharing_patients": [email],
@@ -180,13 +198,13 @@ def _risk_for(
     )
 
 
-def missing_new_user(context: Context) -> Iterator[Finding]:
-    """Each address is normalised once per finding (for the membership test and the subject),
-    and findings are made positionally: a run has a thousand of these."""
+def missing_new_user(context: Context) -> Iterator[Row]:
+    """Each address is normalised once per finding (for the membership test and the subject):
+    a run has a thousand of these. Everyone here is eligible, so their person's email is their
+    user's (as `Context.person`'s)."""
     members = context.members
     peers = context.eligible_peers
     practitioners = context.practitioners
-    person = context.person
     for practitioner_id, user in sorted(context.belongs_in_sharing().items()):
         key = normalise_email(user.email)
         if key in members:
@@ -198,14 +216,18 @@ def missing_new_user(context: Context) -> Iterator[Finding]:
             if peer_count
             else ""
         )
-        yield Finding(
-            FindingKind.MISSING_NEW_USER,
-            Severity.MEDIUM,
-            ("practitioner_sharing", "user:" + (key or "")),
-            f"{name} is active in the PMS and confirmed in PT Direct but is not in "
-            f"practitioner sharing{why}.",
-            (person(practitioner_id),),
-            {"missing_from": "practitioner_sharing", "pms_peers": peer_count},
+        subjects = ("practitioner_sharing", "user:" + (key or ""))
+        yield (
+            subjects,
+            finding_document(
+                FindingKind.MISSING_NEW_USER,
+                Severity.MEDIUM,
+                subjects,
+                f"{name} is active in the PMS and confirmed in PT Direct but is not in "
+                f"practitioner sharing{why}.",
+                [{"pms_id": practitioner_id, "email": user.email, "name": name}],
+                {"missing_from": "practitioner_sharing", "pms_peers": peer_count},
+            ),
         )
     master = context.ptdirect.master_account
     if master is None or context.policy.master_recipients is not MasterRecipients.ALL_ACTIVE:
@@ -216,23 +238,27 @@ def missing_new_user(context: Context) -> Iterator[Finding]:
         if key in recipients:
             continue
         name = practitioners[practitioner_id].name
-        yield Finding(
-            FindingKind.MISSING_NEW_USER,
-            Severity.MEDIUM,
-            ("master_recipients", "user:" + (key or "")),
-            f"{name} is active in the PMS and confirmed in PT Direct but does not receive "
-            f"the master account's content ({master.email}).",
-            (person(practitioner_id),),
-            {"missing_from": "master_recipients", "master_account": master.email},
+        subjects = ("master_recipients", "user:" + (key or ""))
+        yield (
+            subjects,
+            finding_document(
+                FindingKind.MISSING_NEW_USER,
+                Severity.MEDIUM,
+                subjects,
+                f"{name} is active in the PMS and confirmed in PT Direct but does not receive "
+                f"the master account's content ({master.email}).",
+                [{"pms_id": practitioner_id, "email": user.email, "name": name}],
+                {"missing_from": "master_recipients", "master_account": master.email},
+            ),
         )
 
 
-def pending_invitation(context: Context) -> Iterator[Finding]:
+def pending_invitation(context: Context) -> Iterator[Row]:
     for practitioner_id, user in sorted(context.identity.user_by_practitioner.items()):
         if not context.practitioners[practitioner_id].active or user.confirmed:
             continue
         name = context.practitioners[practitioner_id].name
-        yield Finding(
+        yield _finding(
             kind=FindingKind.PENDING_INVITATION,
             severity=Severity.LOW,
             subjects=(_user_subject(user.email),),
@@ -245,7 +271,7 @@ def pending_invitation(context: Context) -> Iterator[Finding]:
         )
 
 
-def no_physitrack_licence(context: Context) -> Iterator[Finding]:
+def no_physitrack_licence(context: Context) -> Iterator[Row]:
     patients = context.co_access.patients_per_practitioner
     for practitioner_id, practitioner in sorted(context.practitioners.items()):
         if not practitioner.active or practitioner_id in context.identity.ambiguous_practitioners:
@@ -266,7 +292,7 @@ def no_physitrack_licence(context: Context) -> Iterator[Finding]:
             if suggestions:
                 detail += f" (a user with the same name exists: {', '.join(suggestions)})"
                 evidence["suggested_users"] = list(suggestions)
-        yield Finding(
+        yield _finding(
             kind=FindingKind.NO_PHYSITRACK_LICENCE,
             severity=Severity.INFO,
             subjects=("pms:" + practitioner_id,),
@@ -285,13 +311,13 @@ _DEPARTURE_WHERE = {
 }
 
 
-def departed_practitioner(context: Context) -> Iterator[Finding]:
+def departed_practitioner(context: Context) -> Iterator[Row]:
     if context.suspicious:
         return  # one suspicious_pms_drop finding instead of a clinic full of "departures"
     for departure in context.departures():
         person = context.person_for_email(departure.email)
         where = _DEPARTURE_WHERE.get(departure.reason, "no longer in the PMS")
-        yield Finding(
+        yield _finding(
             kind=FindingKind.DEPARTED_PRACTITIONER,
             severity=Severity.HIGH,
             subjects=(_user_subject(departure.email),),
@@ -304,7 +330,7 @@ def departed_practitioner(context: Context) -> Iterator[Finding]:
         )
 
 
-def unlinked_user(context: Context) -> Iterator[Finding]:
+def unlinked_user(context: Context) -> Iterator[Row]:
     for email, user in sorted(context.users.items()):
         if email in context.identity.practitioner_by_email or email in context.identity.ambiguous_emails:
             continue
@@ -315,7 +341,7 @@ def unlinked_user(context: Context) -> Iterator[Finding]:
             continue  # reported as departed_practitioner instead
         if context.outside_match(email) is not None:
             continue  # a practitioner of another part of the PMS account: not this organisation's
-        yield Finding(
+        yield _finding(
             kind=FindingKind.UNLINKED_USER,
             severity=Severity.INFO,
             subjects=(_user_subject(user.email),),
@@ -332,7 +358,7 @@ def unlinked_user(context: Context) -> Iterator[Finding]:
         )
 
 
-def master_account_issue(context: Context) -> Iterator[Finding]:
+def master_account_issue(context: Context) -> Iterator[Row]:
     master = context.ptdirect.master_account
     if master is None or context.master_email is None:
         return
@@ -375,7 +401,7 @@ def master_account_issue(context: Context) -> Iterator[Finding]:
             )
         )
     for problem, message in problems:
-        yield Finding(
+        yield _finding(
             kind=FindingKind.MASTER_ACCOUNT_ISSUE,
             severity=Severity.MEDIUM,
             subjects=("master", problem),
@@ -391,7 +417,7 @@ def _record(context: Context, practitioner_id: str) -> str:
     return f"{practitioner.name} (PMS id {practitioner_id}, {state})"
 
 
-def ambiguous_match(context: Context) -> Iterator[Finding]:
+def ambiguous_match(context: Context) -> Iterator[Row]:
     for ambiguity in context.identity.ambiguities:
         if ambiguity.side == "pms":
             practitioner = context.practitioners[ambiguity.subject]
@@ -423,7 +449,7 @@ def ambiguous_match(context: Context) -> Iterator[Finding]:
                     f"{records}. Link the right one in PT Direct; ptsync changes nothing for them until then."
                 )
             subjects = (_user_subject(ambiguity.subject),)
-        yield Finding(
+        yield _finding(
             kind=FindingKind.AMBIGUOUS_MATCH,
             severity=Severity.MEDIUM,
             subjects=subjects,
@@ -437,7 +463,7 @@ def ambiguous_match(context: Context) -> Iterator[Finding]:
         )
 
 
-def existing_duplicate_patients(context: Context) -> Iterator[Finding]:
+def existing_duplicate_patients(context: Context) -> Iterator[Row]:
     clients = context.ptdirect.clients
     if clients is None:
         return
@@ -468,7 +494,7 @@ def existing_duplicate_patients(context: Context) -> Iterator[Finding]:
         holders = sorted({normalise_email(c.practitioner_email) or "" for c in copies})
         people = [context.person_for_email(email) for email in holders]
         how = "the same PMS id" if matched_on == "external_id" else "the same name, birth year and email"
-        yield Finding(
+        yield _finding(
             kind=FindingKind.EXISTING_DUPLICATE_PATIENTS,
             severity=Severity.HIGH,
             subjects=("patient:" + pseudonym,),
@@ -481,7 +507,7 @@ def existing_duplicate_patients(context: Context) -> Iterator[Finding]:
         )
 
 
-def suspicious_pms_drop(context: Context) -> Iterator[Finding]:
+def suspicious_pms_drop(context: Context) -> Iterator[Row]:
     drop = context.drop
     if drop is None or drop.accepted:
         return
@@ -498,7 +524,7 @@ def suspicious_pms_drop(context: Context) -> Iterator[Finding]:
         )
     else:
         what = "The PMS read lists no practitioners at all"
-    yield Finding(
+    yield _finding(
         kind=FindingKind.SUSPICIOUS_PMS_DROP,
         severity=Severity.HIGH,
         subjects=("pms_drop",),
