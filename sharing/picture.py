@@ -180,15 +180,10 @@ class SharingPicture:
 def sharing_picture(context: Context) -> SharingPicture:
     """Every PMS practitioner's state and every pair that shares patients, in team order."""
     ids = sorted(context.practitioners)
-    names, emails, states = _practitioners(context, ids)
+    names, emails, states, sharing = _practitioners(context, ids)
     table = context.pairs
-    # Whether each one shares patients is looked up once per practitioner, and each pair's kind
-    # is decided by array operations (a run has thousands of pairs).
-    sharing = {
-        pid
-        for pid, user in context.identity.user_by_practitioner.items()
-        if context.is_sharing_patients(user.email)
-    }
+    # Whether each one shares patients is found once per practitioner (`_practitioners`), and
+    # each pair's kind is decided by array operations (a run has thousands of pairs).
     shares = np.array([pid in sharing for pid in table.ids], dtype=bool)
     kinds = np.where(context.at_risk, 0, np.where(shares[table.firsts] & shares[table.seconds], 1, 2))
     # Each pair's two practitioners as positions in `ids` (every practitioner in a pair is one
@@ -218,10 +213,12 @@ def sharing_picture(context: Context) -> SharingPicture:
 
 def _practitioners(
     context: Context, ids: list[str]
-) -> tuple[list[str], list[str | None], list[PractitionerState]]:
+) -> tuple[list[str], list[str | None], list[PractitionerState], set[str]]:
     """The name, email and state of each practitioner of `ids`, in one loop over the context's
     lookups (one call per practitioner and their re-reading cost a sixth of this, 2,000
-    practitioners a run).
+    practitioners a run), and the ids of those whose PT Direct user shares patients in
+    practitioner sharing (`Context.is_sharing_patients` of their user's email: their member
+    shares patients).
     """
     practitioners = context.practitioners
     users = context.identity.user_by_practitioner
@@ -230,12 +227,15 @@ def _practitioners(
     names: list[str] = []
     emails: list[str | None] = []
     states: list[PractitionerState] = []
+    sharing: set[str] = set()
     for pid in ids:
         practitioner = practitioners[pid]
         user = users.get(pid)
         email = user.email if user else practitioner.email
         key = normalise_email(email) or ""
         member = members.get(key) if user else None
+        if member is not None and member.share_patients:
+            sharing.add(pid)
         if not practitioner.active:
             state = PractitionerState.DEPARTED
         elif user is not None and key == master_email:
@@ -253,7 +253,7 @@ def _practitioners(
         names.append(practitioner.name)
         emails.append(email)
         states.append(state)
-    return names, emails, states
+    return names, emails, states, sharing
 
 
 def team_order(ids: list[str], weighted_pairs: list[tuple[str, str, int]]) -> list[str]:
