@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, overload
+from typing import overload
 
 import numpy as np
 
@@ -84,8 +84,7 @@ def _reconcile(
     for operation in operations:
         by_email.setdefault(normalise_email(operation.email), []).append(operation)
     rows = [row for rule in RULES for row in rule(context)]
-    for _, document in rows:
-        _link(document, by_email)
+    _link(rows, by_email)
     rows.sort(key=_finding_order)
     return Reconciliation(
         findings=Findings([document for _, document in rows], [subjects for subjects, _ in rows]),
@@ -180,14 +179,16 @@ class SharedPairs(Sequence[SharedPair]):
 
 _FIXES = (OpKind.ADD_SHARING_MEMBER, OpKind.ENABLE_PATIENT_SHARING)
 _DEPARTURE_FIXES = (OpKind.TRANSFER_PATIENTS, OpKind.REMOVE_SHARING_MEMBER)
+_TO_MASTER = (OpKind.ADD_MASTER_RECIPIENT,)
+_TO_SHARING = (OpKind.ADD_SHARING_MEMBER,)
 _RISK = FindingKind.DUPLICATE_PATIENT_RISK._value_
 _MISSING = FindingKind.MISSING_NEW_USER._value_
 _DEPARTED = FindingKind.DEPARTED_PRACTITIONER._value_
 
 
-def _link(document: dict[str, Any], by_email: dict[str, list[Operation]]) -> None:
-    """Attach the planned operations that fix a finding (the document of one of the rules' new
-    findings, linked in place): those for its first person, of its kind.
+def _link(rows: list[Row], by_email: dict[str, list[Operation]]) -> None:
+    """Attach to each finding the planned operations that fix it (the documents of the rules'
+    new findings, linked in place, in one loop): those for its first person, of its kind.
 
     `by_email`: the plan's operations by normalised email, in plan order (one pass over the plan
     for all findings, not one per finding).
@@ -199,23 +200,24 @@ def _link(document: dict[str, Any], by_email: dict[str, list[Operation]]) -> Non
     patient sharing; a missing user, adding them where they are missing (sharing or the master
     account's recipients); a departure, the transfer and the removal.
     """
-    kind = document["kind"]
-    if kind == _RISK:
-        wanted: tuple[OpKind, ...] = _FIXES
-    elif kind == _MISSING:
-        to_master = document["evidence"].get("missing_from") == "master_recipients"
-        wanted = (OpKind.ADD_MASTER_RECIPIENT,) if to_master else (OpKind.ADD_SHARING_MEMBER,)
-    elif kind == _DEPARTED:
-        wanted = _DEPARTURE_FIXES
-    else:
-        return
-    people = document["practitioners"]
-    if not people or people[0]["email"] is None:
-        return
-    operations = by_email.get(normalise_email(people[0]["email"]), ())
-    linked = [{"op": op.op._value_, "email": op.email} for op in operations if op.op in wanted]
-    if linked:
-        document["operations"] = linked
+    for _, document in rows:
+        kind = document["kind"]
+        if kind == _RISK:
+            wanted: tuple[OpKind, ...] = _FIXES
+        elif kind == _MISSING:
+            to_master = document["evidence"].get("missing_from") == "master_recipients"
+            wanted = _TO_MASTER if to_master else _TO_SHARING
+        elif kind == _DEPARTED:
+            wanted = _DEPARTURE_FIXES
+        else:
+            continue
+        people = document["practitioners"]
+        if not people or people[0]["email"] is None:
+            continue
+        operations = by_email.get(normalise_email(people[0]["email"]), ())
+        linked = [{"op": op.op._value_, "email": op.email} for op in operations if op.op in wanted]
+        if linked:
+            document["operations"] = linked
 
 
 __all__ = ["Baseline", "Context", "Reconciliation", "SharedPair", "SharedPairs", "reconcile"]
