@@ -67,11 +67,12 @@ def fingerprint(kind: FindingKind, subjects: tuple[str, ...]) -> str:
     are sorted only when there are several: a run fingerprints every finding (1,600 at 100,000
     access rows), and this is a quarter faster.
     """
-    material = "\x1f".join((kind._value_, *(sorted(subjects) if len(subjects) > 1 else subjects)))
-    return hashlib.sha256(material.encode()).hexdigest()[:20]
-
-
-_sha256 = hashlib.sha256
+    if len(subjects) == 2:  # most findings with several subjects: compared, not sorted
+        first, second = subjects
+        parts = (kind._value_, first, second) if first <= second else (kind._value_, second, first)
+    else:
+        parts = (kind._value_, *(sorted(subjects) if len(subjects) > 1 else subjects))
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:20]
 
 
 class _Fingerprint:
@@ -84,13 +85,7 @@ class _Fingerprint:
     def __get__(self, finding: Finding | None, owner: type) -> Any:
         if finding is None:
             return self
-        # `fingerprint(finding.kind, finding.subjects)`, written out: one call less per finding.
-        fields = finding.__dict__
-        subjects = fields["subjects"]
-        material = "\x1f".join(
-            (fields["kind"]._value_, *(sorted(subjects) if len(subjects) > 1 else subjects))
-        )
-        value = fields["fingerprint"] = _sha256(material.encode()).hexdigest()[:20]
+        value = finding.__dict__["fingerprint"] = fingerprint(finding.kind, finding.subjects)
         return value
 
 
