@@ -319,12 +319,15 @@ class Context:
     @cached_property
     def _departures(self) -> tuple[Departure, ...]:
         found = []
+        active = self.active_pms_emails
         for email, member in sorted(self.members.items()):
             user = self.users.get(email)
             if not member.share_patients or user is None or not user.confirmed:
                 continue
             if email == self.master_email:
                 continue
+            if (normalise_email(email) or "") in active:
+                continue  # `departed_reason`'s first test, without its call (nearly everyone)
             reason = self.departed_reason(email)
             if reason is not None:
                 found.append(Departure(user.email, user, reason))
@@ -350,24 +353,22 @@ def build_context(
     co_access = pms.access.co_access(as_of - timedelta(days=policy.lookback_days))
     pairs = _pair_table(co_access, practitioners, pms.access_groups)
 
-    licensed_active = {
-        practitioner_id: user
-        for practitioner_id, user in identity.user_by_practitioner.items()
-        if practitioners[practitioner_id].active and user.confirmed and user.practitioner_access
-    }
-    eligible = {
-        practitioner_id: user
-        for practitioner_id, user in licensed_active.items()
-        if normalise_email(user.email) != master_email
-    }
     active_pms_emails = frozenset(
         email for p in pms.practitioners if p.active and (email := normalise_email(p.email))
     )
     sharing_patients = frozenset(email for email, member in members.items() if member.share_patients)
-    eligible_sharing = {
-        practitioner_id: (normalise_email(user.email) or "") in sharing_patients
-        for practitioner_id, user in eligible.items()
-    }
+    # Licensed and active; of those, eligible (not the master account) and whether they share
+    # patients: one loop over the matched users, each email normalised once.
+    licensed_active: dict[str, PtUser] = {}
+    eligible: dict[str, PtUser] = {}
+    eligible_sharing: dict[str, bool] = {}
+    for practitioner_id, user in identity.user_by_practitioner.items():
+        if practitioners[practitioner_id].active and user.confirmed and user.practitioner_access:
+            licensed_active[practitioner_id] = user
+            email = normalise_email(user.email)
+            if email != master_email:
+                eligible[practitioner_id] = user
+                eligible_sharing[practitioner_id] = (email or "") in sharing_patients
     return Context(
         pms=pms,
         ptdirect=ptdirect,

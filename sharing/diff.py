@@ -7,11 +7,11 @@ An incomplete run cannot say that something was fixed: every finding it has is
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sharing.findings import Finding
+from sharing.findings import Finding, Findings
 
 NEW = "new"
 ONGOING = "ongoing"
@@ -26,7 +26,7 @@ class FindingDiff:
 
 
 def diff_findings(
-    findings: tuple[Finding, ...],
+    findings: Sequence[Finding],
     previous: Mapping[str, Mapping[str, Any]],
     *,
     complete: bool,
@@ -37,15 +37,18 @@ def diff_findings(
     `policy_only`: fingerprints the current inputs still show under the previous policy. They
     vanished because the rules changed, not because anyone fixed anything: not resolved.
     """
-    current = []
-    seen = set()
-    for finding in findings:
-        seen.add(finding.fingerprint)
-        if complete:
-            state = ONGOING if finding.fingerprint in previous else NEW
-        else:
-            state = INDETERMINATE
-        current.append(finding.as_dict(state))
+    if isinstance(findings, Findings):
+        current, seen = _current_of_documents(findings, previous, complete)
+    else:
+        current = []
+        seen = set()
+        for finding in findings:
+            seen.add(finding.fingerprint)
+            if complete:
+                state = ONGOING if finding.fingerprint in previous else NEW
+            else:
+                state = INDETERMINATE
+            current.append(finding.as_dict(state))
     leftovers = [
         dict(doc)
         for fingerprint, doc in sorted(previous.items())
@@ -55,3 +58,25 @@ def diff_findings(
         return FindingDiff(tuple(current), tuple({**doc, "state": RESOLVED} for doc in leftovers))
     carried = [{**doc, "state": INDETERMINATE} for doc in leftovers]
     return FindingDiff(tuple(current + carried), ())
+
+
+def _current_of_documents(
+    findings: Findings, previous: Mapping[str, Mapping[str, Any]], complete: bool
+) -> tuple[list[dict[str, Any]], set[str]]:
+    """`Finding.as_dict(state)` of each finding, from the documents a reconcile keeps: each a
+    copy with its state and a copy of its evidence (as `as_dict` makes), in one C-level step."""
+    documents = findings.documents
+    seen = {document["fingerprint"] for document in documents}
+    if not complete:
+        return [
+            {**document, "state": INDETERMINATE, "evidence": dict(document["evidence"])}
+            for document in documents
+        ], seen
+    return [
+        {
+            **document,
+            "state": ONGOING if document["fingerprint"] in previous else NEW,
+            "evidence": dict(document["evidence"]),
+        }
+        for document in documents
+    ], seen

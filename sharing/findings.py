@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import enum
 import hashlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 
 class FindingKind(enum.Enum):
@@ -66,8 +67,12 @@ def fingerprint(kind: FindingKind, subjects: tuple[str, ...]) -> str:
     are sorted only when there are several: a run fingerprints every finding (1,600 at 100,000
     access rows), and this is a quarter faster.
     """
-    material = "\x1f".join((kind._value_, *(sorted(subjects) if len(subjects) > 1 else subjects)))
-    return hashlib.sha256(material.encode()).hexdigest()[:20]
+    if len(subjects) == 2:  # most findings with several subjects: compared, not sorted
+        first, second = subjects
+        parts = (kind._value_, first, second) if first <= second else (kind._value_, second, first)
+    else:
+        parts = (kind._value_, *(sorted(subjects) if len(subjects) > 1 else subjects))
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:20]
 
 
 class _Fingerprint:
@@ -80,8 +85,7 @@ class _Fingerprint:
     def __get__(self, finding: Finding | None, owner: type) -> Any:
         if finding is None:
             return self
-        value = fingerprint(finding.kind, finding.subjects)
-        finding.__dict__["fingerprint"] = value
+        value = finding.__dict__["fingerprint"] = fingerprint(finding.kind, finding.subjects)
         return value
 
 
@@ -145,3 +149,110 @@ class Finding:
             "evidence": dict(self.evidence),
             "operations": [{"op": op, "email": email} for op, email in self.operations],
         }
+
+
+Row = tuple[tuple[str, ...], dict[str, Any]]
+"""A finding as the rules make it: its subjects, and its report document (`finding_document`)."""
+
+
+def finding_document(
+    kind: FindingKind,
+    severity: Severity,
+    subjects: tuple[str, ...],
+    message: str,
+    practitioners: list[dict[str, Any]],
+    evidence: dict[str, Any],
+) -> dict[str, Any]:
+    """A finding's document as `Finding.as_dict` writes it, with no state yet (the report's
+    `diff_findings` gives each its state) and no operations yet (the reconcile links them).
+
+    `practitioners`: each person's document (`Person.as_dict`).
+    """
+    return {
+        "kind": kind._value_,
+        "severity": severity._value_,
+        "state": None,
+        "fingerprint": fingerprint(kind, subjects),
+        "message": message,
+        "practitioners": practitioners,
+        "evidence": evidence,
+        "operations": [],
+    }
+
+
+_KIND_OF = {kind._value_: kind for kind in FindingKind}
+_SEVERITY_OF = {severity._value_: severity for severity in Severity}
+
+
+def _finding_of(document: dict[str, Any], subjects: tuple[str, ...]) -> Finding:
+    finding = Finding(
+        _KIND_OF[document["kind"]],
+        _SEVERITY_OF[document["severity"]],
+        subjects,
+        document["message"],
+        tuple(Person(p["pms_id"], p["email"], p["name"]) for p in document["practitioners"]),
+        document["evidence"],
+        tuple((operation["op"], operation["email"]) for operation in document["operations"]),
+    )
+    finding.__dict__["fingerprint"] = document["fingerprint"]
+    return finding
+
+
+class Findings(Sequence[Finding]):
+    """A run's findings, in report order, kept as their documents: `Finding`s when first read.
+
+    The report reads the documents (`documents`: `Finding.as_dict`'s, without their state) and
+    the worker their fingerprints; only tests and tools read `Finding`s. A `Finding`, its
+    `Person`s and its tuples made in every run for them, and turned into the very same
+    documents by the report, cost a tenth of a run at 100,000 access rows (1,600 findings
+    naming 4,900 people). Equal to another `Findings` or a tuple with the same findings.
+    """
+
+    __slots__ = ("_documents", "_items", "_subjects")
+
+    def __init__(self, documents: list[dict[str, Any]], subjects: list[tuple[str, ...]]) -> None:
+        self._documents = documents
+        self._subjects = subjects
+        self._items: tuple[Finding, ...] | None = None
+
+    @property
+    def documents(self) -> list[dict[str, Any]]:
+        """Each finding's document with `"state": None`: read them, never change them."""
+        return self._documents
+
+    @property
+    def fingerprints(self) -> list[str]:
+        return [document["fingerprint"] for document in self._documents]
+
+    def _findings(self) -> tuple[Finding, ...]:
+        if self._items is None:
+            self._items = tuple(map(_finding_of, self._documents, self._subjects))
+        return self._items
+
+    def __len__(self) -> int:
+        return len(self._documents)
+
+    @overload
+    def __getitem__(self, index: int) -> Finding: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[Finding, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> Finding | tuple[Finding, ...]:
+        return self._findings()[index]
+
+    def __iter__(self) -> Iterator[Finding]:
+        return iter(self._findings())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Findings):
+            return self._findings() == other._findings()
+        if isinstance(other, tuple):
+            return self._findings() == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._findings())
+
+    def __repr__(self) -> str:
+        return repr(self._findings())

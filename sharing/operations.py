@@ -18,24 +18,30 @@ class OpKind(enum.Enum):
     INVITE_PRACTITIONER = "invite_practitioner"
     TRANSFER_PATIENTS = "transfer_patients"
 
+    # The sets hold the kinds' values: a str hashes in C, an Enum member through Python's
+    # `Enum.__hash__`, and plans and reports ask these of every operation.
+
     @property
     def safe(self) -> bool:
         """Additions that cannot cut anyone off; `apply-safe` may apply them unasked."""
-        return self in _SAFE
+        return self._value_ in _SAFE
 
     @property
     def advisory(self) -> bool:
         """Only a person can do these, in the PT Direct console."""
-        return self in _ADVISORY
+        return self._value_ in _ADVISORY
 
     @property
     def removal(self) -> bool:
-        return self in _REMOVALS
+        return self._value_ in _REMOVALS
 
 
-_SAFE = {OpKind.ADD_SHARING_MEMBER, OpKind.ENABLE_PATIENT_SHARING, OpKind.ADD_MASTER_RECIPIENT}
-_ADVISORY = {OpKind.INVITE_PRACTITIONER, OpKind.TRANSFER_PATIENTS}
-_REMOVALS = {OpKind.REMOVE_SHARING_MEMBER, OpKind.REMOVE_MASTER_RECIPIENT}
+_SAFE = frozenset(
+    kind._value_
+    for kind in (OpKind.ADD_SHARING_MEMBER, OpKind.ENABLE_PATIENT_SHARING, OpKind.ADD_MASTER_RECIPIENT)
+)
+_ADVISORY = frozenset(kind._value_ for kind in (OpKind.INVITE_PRACTITIONER, OpKind.TRANSFER_PATIENTS))
+_REMOVALS = frozenset(kind._value_ for kind in (OpKind.REMOVE_SHARING_MEMBER, OpKind.REMOVE_MASTER_RECIPIENT))
 
 
 def operation_key(op: str, email: str) -> tuple[str, str]:

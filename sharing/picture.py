@@ -23,7 +23,7 @@ from operator import itemgetter
 
 import numpy as np
 
-from sharing.context import Context
+from sharing.context import Context, PairTable
 from sharing.identity import normalise_email
 
 
@@ -92,38 +92,100 @@ _set_shared_patients = PicturePair.shared_patients.__set__  # type: ignore[attr-
 _set_kind = PicturePair.kind.__set__  # type: ignore[attr-defined]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
+class PictureColumns:
+    """A picture as columns, the way the core builds it (no object per pair or practitioner).
+
+    `ids`, `names`, `emails` and `states` are the practitioners in team order. The pairs are the
+    rows of `pairs` (the context's `PairTable`, in pair order): `kinds` holds each row's kind as
+    an index of `PAIR_KINDS`, and `places` each id of `pairs.ids` as its place in team order.
+    """
+
+    ids: list[str]
+    names: list[str]
+    emails: list[str | None]
+    states: list[PractitionerState]
+    pairs: PairTable
+    kinds: np.ndarray
+    places: np.ndarray
+
+
+PAIR_KINDS = (PairKind.AT_RISK, PairKind.SHARED, PairKind.OUTSIDE)
+_KINDS = PAIR_KINDS
+
+
 class SharingPicture:
-    practitioners: tuple[PicturePractitioner, ...]  # team order; those without pairs last
-    pairs: tuple[PicturePair, ...]
+    """Every practitioner's state (`practitioners`, team order; those without pairs last) and
+    every pair that shares patients (`pairs`, in pair order).
 
+    The core makes it from `columns`; the per-item objects are made when first read. The worker
+    stores a picture from its columns (`worker.picture.picture_document`) and never reads them:
+    an object per pair and practitioner (9,000 at 100,000 access rows) cost a tenth of a run.
+    Made from objects (`SharingPicture(practitioners, pairs)`), `columns` is None. Equal to a
+    picture with the same practitioners and pairs, however made.
+    """
 
-_KINDS = (PairKind.AT_RISK, PairKind.SHARED, PairKind.OUTSIDE)
+    __slots__ = ("_pairs", "_practitioners", "columns")
+
+    def __init__(
+        self,
+        practitioners: tuple[PicturePractitioner, ...] = (),
+        pairs: tuple[PicturePair, ...] = (),
+        *,
+        columns: PictureColumns | None = None,
+    ) -> None:
+        self.columns = columns
+        self._practitioners: tuple[PicturePractitioner, ...] | None = None if columns else practitioners
+        self._pairs: tuple[PicturePair, ...] | None = None if columns else pairs
+
+    @property
+    def practitioners(self) -> tuple[PicturePractitioner, ...]:
+        if self._practitioners is None:
+            columns = self.columns
+            assert columns is not None
+            self._practitioners = tuple(
+                map(PicturePractitioner, columns.ids, columns.names, columns.emails, columns.states)
+            )
+        return self._practitioners
+
+    @property
+    def pairs(self) -> tuple[PicturePair, ...]:
+        if self._pairs is None:
+            columns = self.columns
+            assert columns is not None
+            table = columns.pairs
+            self._pairs = tuple(
+                map(
+                    PicturePair,
+                    table.first_ids,
+                    table.second_ids,
+                    table.shared_patients.tolist(),
+                    map(_KINDS.__getitem__, columns.kinds.tolist()),
+                )
+            )
+        return self._pairs
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SharingPicture):
+            return NotImplemented
+        return (self.practitioners, self.pairs) == (other.practitioners, other.pairs)
+
+    def __hash__(self) -> int:
+        return hash((self.practitioners, self.pairs))
+
+    def __repr__(self) -> str:
+        return f"SharingPicture(practitioners={self.practitioners!r}, pairs={self.pairs!r})"
 
 
 def sharing_picture(context: Context) -> SharingPicture:
     """Every PMS practitioner's state and every pair that shares patients, in team order."""
     ids = sorted(context.practitioners)
-    people = _practitioners(context, ids)
+    names, emails, states, sharing = _practitioners(context, ids)
     table = context.pairs
-    # Whether each one shares patients is looked up once per practitioner, and each pair's kind
-    # is decided by array operations (a run has thousands of pairs).
-    sharing = {
-        pid
-        for pid, user in context.identity.user_by_practitioner.items()
-        if context.is_sharing_patients(user.email)
-    }
+    # Whether each one shares patients is found once per practitioner (`_practitioners`), and
+    # each pair's kind is decided by array operations (a run has thousands of pairs).
     shares = np.array([pid in sharing for pid in table.ids], dtype=bool)
     kinds = np.where(context.at_risk, 0, np.where(shares[table.firsts] & shares[table.seconds], 1, 2))
-    pairs = tuple(
-        map(
-            PicturePair,
-            table.first_ids,
-            table.second_ids,
-            table.shared_patients.tolist(),
-            map(_KINDS.__getitem__, kinds.tolist()),
-        )
-    )
     # Each pair's two practitioners as positions in `ids` (every practitioner in a pair is one
     # of them), heaviest pair first, ties in pair order (the table's, by ids): a stable sort.
     position = {pid: index for index, pid in enumerate(ids)}
@@ -133,24 +195,47 @@ def sharing_picture(context: Context) -> SharingPicture:
     seconds = positions[table.seconds[heaviest_first]]
     known = (firsts >= 0) & (seconds >= 0)
     order = _team_order(len(ids), firsts[known].tolist(), seconds[known].tolist())
-    return SharingPicture(practitioners=tuple(map(people.__getitem__, order)), pairs=pairs)
+    place = np.empty(len(ids) + 1, dtype=np.int64)
+    place[order] = np.arange(len(order))
+    place[-1] = -1  # an id missing from `ids` (position -1) has no place
+    return SharingPicture(
+        columns=PictureColumns(
+            ids=list(map(ids.__getitem__, order)),
+            names=list(map(names.__getitem__, order)),
+            emails=list(map(emails.__getitem__, order)),
+            states=list(map(states.__getitem__, order)),
+            pairs=table,
+            kinds=kinds,
+            places=place[positions],
+        )
+    )
 
 
-def _practitioners(context: Context, ids: list[str]) -> list[PicturePractitioner]:
-    """Each practitioner of `ids` with their state, in one loop over the context's lookups (one
-    call per practitioner and their re-reading cost a sixth of this, 2,000 practitioners a run).
+def _practitioners(
+    context: Context, ids: list[str]
+) -> tuple[list[str], list[str | None], list[PractitionerState], set[str]]:
+    """The name, email and state of each practitioner of `ids`, in one loop over the context's
+    lookups (one call per practitioner and their re-reading cost a sixth of this, 2,000
+    practitioners a run), and the ids of those whose PT Direct user shares patients in
+    practitioner sharing (`Context.is_sharing_patients` of their user's email: their member
+    shares patients).
     """
     practitioners = context.practitioners
     users = context.identity.user_by_practitioner
     members = context.members
     master_email = context.master_email
-    found = []
+    names: list[str] = []
+    emails: list[str | None] = []
+    states: list[PractitionerState] = []
+    sharing: set[str] = set()
     for pid in ids:
         practitioner = practitioners[pid]
         user = users.get(pid)
         email = user.email if user else practitioner.email
         key = normalise_email(email) or ""
         member = members.get(key) if user else None
+        if member is not None and member.share_patients:
+            sharing.add(pid)
         if not practitioner.active:
             state = PractitionerState.DEPARTED
         elif user is not None and key == master_email:
@@ -165,8 +250,10 @@ def _practitioners(context: Context, ids: list[str]) -> list[PicturePractitioner
             state = PractitionerState.CONTENT_ONLY
         else:
             state = PractitionerState.NOT_IN_SHARING
-        found.append(PicturePractitioner(pid, practitioner.name, email, state))
-    return found
+        names.append(practitioner.name)
+        emails.append(email)
+        states.append(state)
+    return names, emails, states, sharing
 
 
 def team_order(ids: list[str], weighted_pairs: list[tuple[str, str, int]]) -> list[str]:

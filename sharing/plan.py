@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from sharing.context import Context
 from sharing.identity import normalise_email
-from sharing.model import MasterRecipients, Mode
+from sharing.model import MasterRecipients, Mode, PtUser
 from sharing.operations import Operation, OpKind
 
-# Additions first; a departed member's patients are transferred before anyone is removed.
+# Additions first; a departed member's patients are transferred before anyone is removed. By
+# the kinds' values (a str hashes in C, an Enum member in Python).
 _ORDER = {
-    kind: index
+    kind._value_: index
     for index, kind in enumerate(
         (
             OpKind.ADD_SHARING_MEMBER,
@@ -36,15 +37,24 @@ def plan_operations(context: Context) -> tuple[Operation, ...]:
     planned = [*_sharing_additions(context), *_master_additions(context)]
     if context.complete:
         planned += [*_departures(context), *_master_departures(context)]
-    safe_to_touch = [op for op in planned if _may_touch(context, op) and not _cuts_off_active(context, op)]
-    unique = {op.key: op for op in safe_to_touch}
-    ordered = sorted(unique.values(), key=lambda op: (_ORDER[op.op], op.email.lower()))
+    # Each operation's email is normalised and its user found once, for both guards and for its
+    # key (`Operation.key`'s value: NFC, stripped, lower case): a plan has thousands.
+    users = context.users
+    unique: dict[tuple[str, str], Operation] = {}
+    for op in planned:
+        email = normalise_email(op.email)
+        user = users.get(email or "")
+        if _may_touch(context, op, email, user) and not _cuts_off_active(context, op, email or "", user):
+            unique[(op.op._value_, email or "")] = op
+    ordered = sorted(unique.values(), key=lambda op: (_ORDER[op.op._value_], op.email.lower()))
+    if context.policy.mode is not Mode.APPLY_SAFE:
+        # Nothing is automatic: every operation requires approval, as operations are made.
+        return tuple(op if op.requires_approval else _with_approval(context, op) for op in ordered)
     return tuple(_with_approval(context, op) for op in ordered)
 
 
-def _may_touch(context: Context, op: Operation) -> bool:
-    email = normalise_email(op.email)
-    user = context.users.get(email or "")
+def _may_touch(context: Context, op: Operation, email: str | None, user: PtUser | None) -> bool:
+    """`email`: the operation's, normalised; `user`: the PT Direct user of that email."""
     if op.op is OpKind.INVITE_PRACTITIONER:
         return user is None
     if user is None or not user.confirmed:
@@ -53,12 +63,13 @@ def _may_touch(context: Context, op: Operation) -> bool:
     return not (email == context.master_email and gives_patient_sharing)
 
 
-def _cuts_off_active(context: Context, op: Operation) -> bool:
-    """A last guard: nothing destructive for anyone an active PMS practitioner could be."""
+def _cuts_off_active(context: Context, op: Operation, email: str, user: PtUser | None) -> bool:
+    """A last guard: nothing destructive for anyone an active PMS practitioner could be.
+
+    `email`: the operation's, normalised ("" for none); `user`: the PT Direct user of that email.
+    """
     if not (op.op.removal or op.op is OpKind.TRANSFER_PATIENTS):
         return False
-    email = normalise_email(op.email) or ""
-    user = context.users.get(email)
     link = user.pms_link if user else None
     same_system = link is not None and link.system.strip().lower() == context.pms.system.strip().lower()
     linked = context.practitioners.get(link.practitioner_id) if link and same_system else None
@@ -112,14 +123,16 @@ def _master_additions(context: Context) -> list[Operation]:
         or context.policy.master_recipients is not MasterRecipients.ALL_ACTIVE
     ):
         return []
+    recipients = context.recipients
+    practitioners = context.practitioners
     return [
         Operation(
             OpKind.ADD_MASTER_RECIPIENT,
             user.email,
-            reason=f"{context.practitioners[pid].name} is active and should receive master content",
+            reason=f"{practitioners[pid].name} is active and should receive master content",
         )
         for pid, user in context.eligible.items()
-        if normalise_email(user.email) not in context.recipients
+        if normalise_email(user.email) not in recipients
     ]
 
 
@@ -151,9 +164,13 @@ def _master_departures(context: Context) -> list[Operation]:
     ):
         return []
     operations = []
+    users = context.users
+    active = context.active_pms_emails
     for email in context.recipients:
-        user = context.users.get(email)
-        if user is None or context.departed_reason(email) is None:
+        user = users.get(email)
+        if user is None or (normalise_email(email) or "") in active:
+            continue  # `departed_reason`'s first test, without its call (nearly everyone)
+        if context.departed_reason(email) is None:
             continue
         operations.append(
             Operation(

@@ -12,7 +12,7 @@ import numpy as np
 from sharing.access import day_from_number
 from sharing.collector import collector_paused
 from sharing.context import Baseline, Context, PairTable, build_context
-from sharing.findings import Finding, FindingKind, Severity
+from sharing.findings import FindingKind, Findings, Row, Severity
 from sharing.identity import normalise_email
 from sharing.model import PmsSnapshot, Policy, PtDirectSnapshot
 from sharing.operations import Operation, OpKind
@@ -35,7 +35,8 @@ class SharedPair:
 
 @dataclass(frozen=True)
 class Reconciliation:
-    findings: tuple[Finding, ...]
+    findings: Findings
+    """In report order; a sequence of `Finding`s, kept as their documents (`Findings`)."""
     operations: tuple[Operation, ...]
     complete: bool
     """Complete and trusted: removals may be proposed and missing findings count as resolved."""
@@ -82,10 +83,11 @@ def _reconcile(
     by_email: dict[str, list[Operation]] = {}
     for operation in operations:
         by_email.setdefault(normalise_email(operation.email), []).append(operation)
-    findings = [_link(finding, by_email) for rule in RULES for finding in rule(context)]
-    findings.sort(key=_finding_order)
+    rows = [row for rule in RULES for row in rule(context)]
+    _link(rows, by_email)
+    rows.sort(key=_finding_order)
     return Reconciliation(
-        findings=tuple(findings),
+        findings=Findings([document for _, document in rows], [subjects for subjects, _ in rows]),
         operations=operations,
         complete=context.complete,
         suspicious=context.suspicious,
@@ -100,9 +102,10 @@ def _reconcile(
 _SEVERITY_RANK = {severity._value_: index for index, severity in enumerate(Severity)}
 
 
-def _finding_order(finding: Finding) -> tuple[int, str, str]:
-    """(severity rank, kind, fingerprint), read through the enums' values (str keys hash in C)."""
-    return (_SEVERITY_RANK[finding.severity._value_], finding.kind._value_, finding.fingerprint)
+def _finding_order(row: Row) -> tuple[int, str, str]:
+    """(severity rank, kind, fingerprint) of a rule's finding."""
+    document = row[1]
+    return (_SEVERITY_RANK[document["severity"]], document["kind"], document["fingerprint"])
 
 
 class SharedPairs(Sequence[SharedPair]):
@@ -176,11 +179,16 @@ class SharedPairs(Sequence[SharedPair]):
 
 _FIXES = (OpKind.ADD_SHARING_MEMBER, OpKind.ENABLE_PATIENT_SHARING)
 _DEPARTURE_FIXES = (OpKind.TRANSFER_PATIENTS, OpKind.REMOVE_SHARING_MEMBER)
+_TO_MASTER = (OpKind.ADD_MASTER_RECIPIENT,)
+_TO_SHARING = (OpKind.ADD_SHARING_MEMBER,)
+_RISK = FindingKind.DUPLICATE_PATIENT_RISK._value_
+_MISSING = FindingKind.MISSING_NEW_USER._value_
+_DEPARTED = FindingKind.DEPARTED_PRACTITIONER._value_
 
 
-def _link(finding: Finding, by_email: dict[str, list[Operation]]) -> Finding:
-    """Attach the planned operations that fix a finding (one of the rules' new findings, linked
-    in place): those for its first person, of its kind.
+def _link(rows: list[Row], by_email: dict[str, list[Operation]]) -> None:
+    """Attach to each finding the planned operations that fix it (the documents of the rules'
+    new findings, linked in place, in one loop): those for its first person, of its kind.
 
     `by_email`: the plan's operations by normalised email, in plan order (one pass over the plan
     for all findings, not one per finding).
@@ -192,23 +200,24 @@ def _link(finding: Finding, by_email: dict[str, list[Operation]]) -> Finding:
     patient sharing; a missing user, adding them where they are missing (sharing or the master
     account's recipients); a departure, the transfer and the removal.
     """
-    kind = finding.kind
-    if kind is FindingKind.DUPLICATE_PATIENT_RISK:
-        wanted: tuple[OpKind, ...] = _FIXES
-    elif kind is FindingKind.MISSING_NEW_USER:
-        to_master = finding.evidence.get("missing_from") == "master_recipients"
-        wanted = (OpKind.ADD_MASTER_RECIPIENT,) if to_master else (OpKind.ADD_SHARING_MEMBER,)
-    elif kind is FindingKind.DEPARTED_PRACTITIONER:
-        wanted = _DEPARTURE_FIXES
-    else:
-        return finding
-    if not finding.practitioners or finding.practitioners[0].email is None:
-        return finding
-    operations = by_email.get(normalise_email(finding.practitioners[0].email), ())
-    linked = tuple([(op.op._value_, op.email) for op in operations if op.op in wanted])
-    if linked:
-        finding.link_operations(linked)
-    return finding
+    for _, document in rows:
+        kind = document["kind"]
+        if kind == _RISK:
+            wanted: tuple[OpKind, ...] = _FIXES
+        elif kind == _MISSING:
+            to_master = document["evidence"].get("missing_from") == "master_recipients"
+            wanted = _TO_MASTER if to_master else _TO_SHARING
+        elif kind == _DEPARTED:
+            wanted = _DEPARTURE_FIXES
+        else:
+            continue
+        people = document["practitioners"]
+        if not people or people[0]["email"] is None:
+            continue
+        operations = by_email.get(normalise_email(people[0]["email"]), ())
+        linked = [{"op": op.op._value_, "email": op.email} for op in operations if op.op in wanted]
+        if linked:
+            document["operations"] = linked
 
 
 __all__ = ["Baseline", "Context", "Reconciliation", "SharedPair", "SharedPairs", "reconcile"]

@@ -8,14 +8,30 @@ import numpy as np
 
 from sharing.access import day_text
 from sharing.context import Context
-from sharing.findings import Finding, FindingKind, Person, Severity
+from sharing.findings import FindingKind, Person, Row, Severity, finding_document
 from sharing.identity import normalise_email, normalise_name
 from sharing.model import MasterRecipients
 from sharing.pseudonym import pseudonymise
 
-Rule = Callable[[Context], Iterator[Finding]]
+Rule = Callable[[Context], Iterator[Row]]
+"""A rule yields its findings as rows: (subjects, report document), see `sharing.findings.Findings`."""
 
 _MANY_SHARED_PATIENTS = 5
+
+
+def _finding(
+    kind: FindingKind,
+    severity: Severity,
+    subjects: tuple[str, ...],
+    message: str,
+    practitioners: tuple[Person, ...] = (),
+    evidence: dict[str, object] | None = None,
+) -> Row:
+    """A finding's row from `Finding`'s fields, for the rules with few findings."""
+    documents = [person.as_dict() for person in practitioners]
+    return subjects, finding_document(
+        kind, severity, subjects, message, documents, {} if evidence is None else evidence
+    )
 
 
 def _user_subject(email: str) -> str:
@@ -57,7 +73,7 @@ def _pair_detail(context: Context, peer_name: str, shared: int, day: int, groups
 _SEVERITY_BY_RANK = tuple(Severity)
 
 
-def duplicate_patient_risk(context: Context) -> Iterator[Finding]:
+def duplicate_patient_risk(context: Context) -> Iterator[Row]:
     """One finding per practitioner who must change, listing every colleague they share with.
 
     Per pair would not scale (a patient seen by four people is six pairs); the person who is not
@@ -115,59 +131,66 @@ def _risk_for(
     groups: list[tuple[str, ...]] | None,
     severity: Severity,
     total: int,
-) -> Finding:
+) -> Row:
     """The finding of one practitioner at risk with `peers` (most shared patients first).
 
     `shared`, `days` and `groups` (None when no pair has an access group) are per peer.
+
+    The few colleagues named are written in one expression each (`_pair_detail`'s text), and
+    each pair's document and person are made in one loop: a run has hundreds of these findings
+    and thousands of pairs. A peer is eligible, so their person's email is their user's (as
+    `Context.person`'s).
     """
-    user = context.eligible[practitioner_id]
+    eligible = context.eligible
+    user = eligible[practitioner_id]
+    email = user.email
     practitioners = context.practitioners
     name = practitioners[practitioner_id].name
-    if normalise_email(user.email) in context.members:
+    if normalise_email(email) in context.members:
         gap = f"{name} does not share patients in practitioner sharing"
     else:
         gap = f"{name} is not in practitioner sharing"
+    today = context.today
+    named = min(len(peers), _COLLEAGUES_NAMED)  # the first few peers: zip stops at `range(named)`
     details = [
-        _pair_detail(
-            context,
-            practitioners[peers[index]].name,
-            shared[index],
-            days[index],
-            groups[index] if groups else (),
-        )
-        for index in range(min(len(peers), _COLLEAGUES_NAMED))
+        f"{practitioners[peer].name} ({count} patient{'' if count == 1 else 's'}, "
+        f"{'booked for' if day > today else 'most recently'} {day_text(day)})"
+        if count
+        else _pair_detail(context, practitioners[peer].name, count, day, groups[index] if groups else ())
+        for index, peer, count, day in zip(range(named), peers, shared, days, strict=False)
     ]
     if len(peers) > _COLLEAGUES_NAMED:
         details.append(plural(len(peers) - _COLLEAGUES_NAMED, "other colleague"))
     who = "a colleague" if len(peers) == 1 else plural(len(peers), "colleague")
-    eligible = context.eligible
-    email = user.email
-    pairs = [
-        {
-            "emails": [email, eligible[peer].email],
-            "shared_patients": count,
-            "last_shared_on": day_text(day) if count else None,
-        }
-        for peer, count, day in zip(peers, shared, days, strict=True)
-    ]
+    people = [{"pms_id": practitioner_id, "email": email, "name": name}]
+    pairs = []
+    for peer, count, day in zip(peers, shared, days, strict=True):
+        peer_email = eligible[peer].email
+        people.append({"pms_id": peer, "email": peer_email, "name": practitioners[peer].name})
+        pairs.append(
+            {
+                "emails": [email, peer_email],
+                "shared_patients": count,
+                "last_shared_on": day_text(day) if count else None,
+            }
+        )
     if groups:
         for pair, names in zip(pairs, groups, strict=True):
             if names:
                 pair["access_groups"] = list(names)
-    person = context.person
-    return Finding(
-        kind=FindingKind.DUPLICATE_PATIENT_RISK,
-        severity=severity,
-        subjects=("pms:" + practitioner_id,),
-        message=(
-            f"{gap}, but shares patients in the PMS with {who} within the last "
-            f"{context.policy.lookback_days} days: {_join(details)}. Each of them can create a "
-            "separate copy of the same patient in Physitrack."
-        ),
-        practitioners=(person(practitioner_id), *map(person, peers)),
-        evidence={
-            "lookback_days": context.policy.lookback_days,
-            "not_sharing_patients": [user.email],
+    lookback = context.policy.lookback_days
+    subjects = ("pms:" + practitioner_id,)
+    return subjects, finding_document(
+        FindingKind.DUPLICATE_PATIENT_RISK,
+        severity,
+        subjects,
+        f"{gap}, but shares patients in the PMS with {who} within the last "
+        f"{lookback} days: {_join(details)}. Each of them can create a "
+        "separate copy of the same patient in Physitrack.",
+        people,
+        {
+            "lookback_days": lookback,
+            "not_sharing_patients": [email],
             "colleagues": len(peers),
             "shared_patients": total,
             "pairs": pairs,
@@ -175,54 +198,67 @@ def _risk_for(
     )
 
 
-def missing_new_user(context: Context) -> Iterator[Finding]:
+def missing_new_user(context: Context) -> Iterator[Row]:
+    """Each address is normalised once per finding (for the membership test and the subject):
+    a run has a thousand of these. Everyone here is eligible, so their person's email is their
+    user's (as `Context.person`'s)."""
+    members = context.members
+    peers = context.eligible_peers
+    practitioners = context.practitioners
     for practitioner_id, user in sorted(context.belongs_in_sharing().items()):
-        if normalise_email(user.email) in context.members:
+        key = normalise_email(user.email)
+        if key in members:
             continue
-        peer_count = context.eligible_peers.get(practitioner_id, 0)
-        name = context.practitioners[practitioner_id].name
+        peer_count = peers.get(practitioner_id, 0)
+        name = practitioners[practitioner_id].name
         why = (
             f" (shares patients with {peer_count} colleague{'s' if peer_count != 1 else ''} in the PMS)"
             if peer_count
             else ""
         )
-        yield Finding(
-            kind=FindingKind.MISSING_NEW_USER,
-            severity=Severity.MEDIUM,
-            subjects=("practitioner_sharing", _user_subject(user.email)),
-            message=(
+        subjects = ("practitioner_sharing", "user:" + (key or ""))
+        yield (
+            subjects,
+            finding_document(
+                FindingKind.MISSING_NEW_USER,
+                Severity.MEDIUM,
+                subjects,
                 f"{name} is active in the PMS and confirmed in PT Direct but is not in "
-                f"practitioner sharing{why}."
+                f"practitioner sharing{why}.",
+                [{"pms_id": practitioner_id, "email": user.email, "name": name}],
+                {"missing_from": "practitioner_sharing", "pms_peers": peer_count},
             ),
-            practitioners=(context.person(practitioner_id),),
-            evidence={"missing_from": "practitioner_sharing", "pms_peers": peer_count},
         )
     master = context.ptdirect.master_account
     if master is None or context.policy.master_recipients is not MasterRecipients.ALL_ACTIVE:
         return
+    recipients = context.recipients
     for practitioner_id, user in sorted(context.eligible.items()):
-        if normalise_email(user.email) in context.recipients:
+        key = normalise_email(user.email)
+        if key in recipients:
             continue
-        name = context.practitioners[practitioner_id].name
-        yield Finding(
-            kind=FindingKind.MISSING_NEW_USER,
-            severity=Severity.MEDIUM,
-            subjects=("master_recipients", _user_subject(user.email)),
-            message=(
+        name = practitioners[practitioner_id].name
+        subjects = ("master_recipients", "user:" + (key or ""))
+        yield (
+            subjects,
+            finding_document(
+                FindingKind.MISSING_NEW_USER,
+                Severity.MEDIUM,
+                subjects,
                 f"{name} is active in the PMS and confirmed in PT Direct but does not receive "
-                f"the master account's content ({master.email})."
+                f"the master account's content ({master.email}).",
+                [{"pms_id": practitioner_id, "email": user.email, "name": name}],
+                {"missing_from": "master_recipients", "master_account": master.email},
             ),
-            practitioners=(context.person(practitioner_id),),
-            evidence={"missing_from": "master_recipients", "master_account": master.email},
         )
 
 
-def pending_invitation(context: Context) -> Iterator[Finding]:
+def pending_invitation(context: Context) -> Iterator[Row]:
     for practitioner_id, user in sorted(context.identity.user_by_practitioner.items()):
         if not context.practitioners[practitioner_id].active or user.confirmed:
             continue
         name = context.practitioners[practitioner_id].name
-        yield Finding(
+        yield _finding(
             kind=FindingKind.PENDING_INVITATION,
             severity=Severity.LOW,
             subjects=(_user_subject(user.email),),
@@ -235,7 +271,7 @@ def pending_invitation(context: Context) -> Iterator[Finding]:
         )
 
 
-def no_physitrack_licence(context: Context) -> Iterator[Finding]:
+def no_physitrack_licence(context: Context) -> Iterator[Row]:
     patients = context.co_access.patients_per_practitioner
     for practitioner_id, practitioner in sorted(context.practitioners.items()):
         if not practitioner.active or practitioner_id in context.identity.ambiguous_practitioners:
@@ -256,7 +292,7 @@ def no_physitrack_licence(context: Context) -> Iterator[Finding]:
             if suggestions:
                 detail += f" (a user with the same name exists: {', '.join(suggestions)})"
                 evidence["suggested_users"] = list(suggestions)
-        yield Finding(
+        yield _finding(
             kind=FindingKind.NO_PHYSITRACK_LICENCE,
             severity=Severity.INFO,
             subjects=("pms:" + practitioner_id,),
@@ -275,13 +311,13 @@ _DEPARTURE_WHERE = {
 }
 
 
-def departed_practitioner(context: Context) -> Iterator[Finding]:
+def departed_practitioner(context: Context) -> Iterator[Row]:
     if context.suspicious:
         return  # one suspicious_pms_drop finding instead of a clinic full of "departures"
     for departure in context.departures():
         person = context.person_for_email(departure.email)
         where = _DEPARTURE_WHERE.get(departure.reason, "no longer in the PMS")
-        yield Finding(
+        yield _finding(
             kind=FindingKind.DEPARTED_PRACTITIONER,
             severity=Severity.HIGH,
             subjects=(_user_subject(departure.email),),
@@ -294,7 +330,7 @@ def departed_practitioner(context: Context) -> Iterator[Finding]:
         )
 
 
-def unlinked_user(context: Context) -> Iterator[Finding]:
+def unlinked_user(context: Context) -> Iterator[Row]:
     for email, user in sorted(context.users.items()):
         if email in context.identity.practitioner_by_email or email in context.identity.ambiguous_emails:
             continue
@@ -305,7 +341,7 @@ def unlinked_user(context: Context) -> Iterator[Finding]:
             continue  # reported as departed_practitioner instead
         if context.outside_match(email) is not None:
             continue  # a practitioner of another part of the PMS account: not this organisation's
-        yield Finding(
+        yield _finding(
             kind=FindingKind.UNLINKED_USER,
             severity=Severity.INFO,
             subjects=(_user_subject(user.email),),
@@ -322,7 +358,7 @@ def unlinked_user(context: Context) -> Iterator[Finding]:
         )
 
 
-def master_account_issue(context: Context) -> Iterator[Finding]:
+def master_account_issue(context: Context) -> Iterator[Row]:
     master = context.ptdirect.master_account
     if master is None or context.master_email is None:
         return
@@ -365,7 +401,7 @@ def master_account_issue(context: Context) -> Iterator[Finding]:
             )
         )
     for problem, message in problems:
-        yield Finding(
+        yield _finding(
             kind=FindingKind.MASTER_ACCOUNT_ISSUE,
             severity=Severity.MEDIUM,
             subjects=("master", problem),
@@ -381,7 +417,7 @@ def _record(context: Context, practitioner_id: str) -> str:
     return f"{practitioner.name} (PMS id {practitioner_id}, {state})"
 
 
-def ambiguous_match(context: Context) -> Iterator[Finding]:
+def ambiguous_match(context: Context) -> Iterator[Row]:
     for ambiguity in context.identity.ambiguities:
         if ambiguity.side == "pms":
             practitioner = context.practitioners[ambiguity.subject]
@@ -413,7 +449,7 @@ def ambiguous_match(context: Context) -> Iterator[Finding]:
                     f"{records}. Link the right one in PT Direct; ptsync changes nothing for them until then."
                 )
             subjects = (_user_subject(ambiguity.subject),)
-        yield Finding(
+        yield _finding(
             kind=FindingKind.AMBIGUOUS_MATCH,
             severity=Severity.MEDIUM,
             subjects=subjects,
@@ -427,7 +463,7 @@ def ambiguous_match(context: Context) -> Iterator[Finding]:
         )
 
 
-def existing_duplicate_patients(context: Context) -> Iterator[Finding]:
+def existing_duplicate_patients(context: Context) -> Iterator[Row]:
     clients = context.ptdirect.clients
     if clients is None:
         return
@@ -458,7 +494,7 @@ def existing_duplicate_patients(context: Context) -> Iterator[Finding]:
         holders = sorted({normalise_email(c.practitioner_email) or "" for c in copies})
         people = [context.person_for_email(email) for email in holders]
         how = "the same PMS id" if matched_on == "external_id" else "the same name, birth year and email"
-        yield Finding(
+        yield _finding(
             kind=FindingKind.EXISTING_DUPLICATE_PATIENTS,
             severity=Severity.HIGH,
             subjects=("patient:" + pseudonym,),
@@ -471,7 +507,7 @@ def existing_duplicate_patients(context: Context) -> Iterator[Finding]:
         )
 
 
-def suspicious_pms_drop(context: Context) -> Iterator[Finding]:
+def suspicious_pms_drop(context: Context) -> Iterator[Row]:
     drop = context.drop
     if drop is None or drop.accepted:
         return
@@ -488,7 +524,7 @@ def suspicious_pms_drop(context: Context) -> Iterator[Finding]:
         )
     else:
         what = "The PMS read lists no practitioners at all"
-    yield Finding(
+    yield _finding(
         kind=FindingKind.SUSPICIOUS_PMS_DROP,
         severity=Severity.HIGH,
         subjects=("pms_drop",),

@@ -13,9 +13,10 @@ import math
 from html import escape
 from typing import Any
 
+import numpy as np
 from markupsafe import Markup
 
-from sharing.picture import PairKind, PractitionerState, SharingPicture
+from sharing.picture import PAIR_KINDS, PairKind, PractitionerState, SharingPicture
 
 VERSION = 2
 NODE_LINK_LIMIT = 15
@@ -63,7 +64,45 @@ LABEL_CHARS = 26
 
 
 def picture_document(picture: SharingPicture) -> dict[str, Any]:
-    """The picture as JSON for a run's counts: practitioners in team order, pairs by index."""
+    """The picture as JSON for a run's counts: practitioners in team order, pairs by index.
+
+    Pairs ranked at risk first, then most shared patients, then by ids; the first MAX_PAIRS
+    kept, listed by their practitioners' places. From the core's columns when it has them
+    (array sorts, no object per pair); a picture made from objects goes through them.
+    """
+    columns = picture.columns
+    if columns is None:
+        return _document_of_objects(picture)
+    table = columns.pairs
+    ranks = table.ranks
+    kinds = columns.kinds
+    ranked = np.lexsort((ranks[table.seconds], ranks[table.firsts], -table.shared_patients, kinds != 0))
+    kept = ranked[:MAX_PAIRS]
+    firsts = columns.places[table.firsts[kept]]
+    seconds = columns.places[table.seconds[kept]]
+    listed = np.lexsort((seconds, firsts))  # a pair's two places are its own: no ties
+    values = [kind.value for kind in PAIR_KINDS]
+    return {
+        "version": VERSION,
+        "practitioners": [
+            [pms_id, name, state._value_]
+            for pms_id, name, state in zip(columns.ids, columns.names, columns.states, strict=True)
+        ],
+        "pairs": [
+            [first, second, shared, values[kind]]
+            for first, second, shared, kind in zip(
+                firsts[listed].tolist(),
+                seconds[listed].tolist(),
+                table.shared_patients[kept][listed].tolist(),
+                kinds[kept][listed].tolist(),
+                strict=True,
+            )
+        ],
+        "total_pairs": len(table),
+    }
+
+
+def _document_of_objects(picture: SharingPicture) -> dict[str, Any]:
     ranked = sorted(picture.pairs, key=lambda p: (not p.at_risk, -p.shared_patients, p.first, p.second))
     kept = ranked[:MAX_PAIRS]
     index = {person.pms_id: position for position, person in enumerate(picture.practitioners)}

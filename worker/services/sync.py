@@ -453,13 +453,13 @@ def _reconcile(runtime: Runtime, org: Organisation, inputs: _Inputs, started_at:
         # The same clinic under the previous policy: what vanished only because the rules changed
         # is not "resolved" (nobody fixed anything).
         earlier = run(_policy_from(previous_policy, policy))
-        policy_only = frozenset(f.fingerprint for f in earlier.findings)
+        policy_only = frozenset(earlier.findings.fingerprints)  # no Finding made for them
     since = as_of - timedelta(days=policy.lookback_days)
     before = org_scope.previous_scope_view(org, inputs.previous_report, inputs.account, since)
     if before is not None:
         # The same account under the previous scope: findings left behind by a scope change are
         # not "resolved" either.
-        policy_only |= frozenset(f.fingerprint for f in run(policy, before).findings)
+        policy_only |= frozenset(run(policy, before).findings.fingerprints)
     return _Decision(result, policy, policy_only)
 
 
