@@ -6,20 +6,21 @@ are atomic on SQLite and PostgreSQL alike and a stale worker can never overwrite
 
 from __future__ import annotations
 
+import importlib
 import json
 import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, exists, insert, or_, select, update
+from sqlalchemy import Select, and_, bindparam, exists, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from sharing.context import Baseline
 from worker.clock import new_id
 from worker.crypto import SecretBox
-from worker.errors import ConfigurationError, NotFound
+from worker.errors import ConfigurationError, NotFound, Retryable
 from worker.lifecycle import (
     OPEN_PROPOSALS,
     OPERATION_MOVES,
@@ -96,31 +97,70 @@ def queue_run(
     (`read_after`: the run's reads, a shared PMS read included, must start after it) and what
     that request needs (`needs`). A run a worker claimed in the meantime started before this
     request, so a new run is queued instead. A partial unique index allows one queued run per
-    organisation: when two triggers race, the loser's insert fails and it joins the winner's run.
+    organisation: when two triggers race, the loser's insert does nothing and it joins the
+    winner's run.
     """
     existing = queued_run(session, org.id)
     if existing is not None and _join(session, existing, now, needs):
         return existing, False
-    run = Run(
-        id=new_id(),
-        org_id=org.id,
-        trigger=trigger,
-        status=QUEUED,
-        requested_at=now,
-        attempts=0,
-        full_pull=needs.full_pull,
-        report_required=needs.report,
-    )
-    try:
-        with session.begin_nested():
-            session.add(run)
-            session.flush()
-    except IntegrityError:
+    for _attempt in range(_QUEUE_ATTEMPTS):
+        values = _new_run(org.id, trigger, now, needs)
+        if _insert_queued(session, values):
+            return _persistent_run(session, values), True
+        # Lost the race: another request queued the run (committed now, or PostgreSQL waited
+        # for its transaction to end). Join it, unless a worker has claimed it already.
         existing = queued_run(session, org.id)
-        if existing is None or not _join(session, existing, now, needs):
-            raise
-        return existing, False
-    return run, True
+        if existing is not None and _join(session, existing, now, needs):
+            return existing, False
+    raise Retryable(f"could not queue a run for organisation {org.id}: its queued runs kept being claimed")
+
+
+_QUEUE_ATTEMPTS = 3
+"""Inserts tried when each found a queued run that a worker claimed before it could be joined
+(each such run started before this request, so a new one must be queued); twice in a row is
+already unlikely."""
+
+
+def _new_run(org_id: int, trigger: str, now: datetime, needs: Needs) -> dict[str, Any]:
+    return {
+        "id": new_id(),
+        "org_id": org_id,
+        "trigger": trigger,
+        "status": QUEUED,
+        "requested_at": now,
+        "attempts": 0,
+        "accept_drop": False,
+        "full_pull": needs.full_pull,
+        "report_required": needs.report,
+    }
+
+
+def _insert_queued(session: Session, values: dict[str, Any]) -> bool:
+    """Insert a queued run unless the organisation has one (the partial unique index
+    `one_queued_run_per_org`): a Core INSERT ... ON CONFLICT DO NOTHING, no savepoint and no
+    ORM flush. SQLite has this form from 3.24 (partial-index target included), PostgreSQL
+    from 9.5. True when inserted."""
+    dialect = session.get_bind().dialect.name
+    statement = _INSERT_QUEUED_RUN.get(dialect)
+    if statement is None:  # postgresql or sqlite: the two databases ptsync runs on
+        insert_into = importlib.import_module(f"sqlalchemy.dialects.{dialect}").insert
+        # preserve_rowcount: SQLAlchemy keeps an INSERT's row count only when asked to
+        statement = _INSERT_QUEUED_RUN[dialect] = (
+            insert_into(Run.__table__)
+            .on_conflict_do_nothing(index_elements=[Run.org_id], index_where=text("status = 'queued'"))
+            .execution_options(preserve_rowcount=True)
+        )
+    return session.execute(statement, values).rowcount == 1
+
+
+def _persistent_run(session: Session, values: dict[str, Any]) -> Run:
+    """The run just inserted, as the session's persistent object without reading it back:
+    every column is set (what the insert stored; the rest NULL), so nothing lazy-loads, and a
+    change to it (`accept_drop`, say) is flushed as an UPDATE like any loaded run's."""
+    run = Run(**{**dict.fromkeys(_RUN_COLUMNS), **values})
+    make_transient_to_detached(run)
+    session.add(run)
+    return run
 
 
 def _join(session: Session, run: Run, now: datetime, needs: Needs) -> bool:
@@ -159,6 +199,9 @@ def request_run(
 # The statements every run and every webhook executes are built once, with bound parameters:
 # building one anew cost about as much CPU as executing it.
 _QUEUED_RUN = select(Run).where(Run.org_id == bindparam("org_id"), Run.status == QUEUED)
+_INSERT_QUEUED_RUN: dict[str, Any] = {}
+"""Per dialect name, built on first use (importing a dialect's module costs every command's start)."""
+_RUN_COLUMNS = tuple(column.key for column in Run.__table__.columns)
 _STILL_QUEUED = and_(Run.id == bindparam("run_id"), Run.status == QUEUED)
 _CLAIM = (
     update(Run)
