@@ -50,6 +50,15 @@ def body_hash(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
+@dataclass(frozen=True)
+class Incoming:
+    """What identifies a delivery in the inbox, beyond its source and body."""
+
+    org_id: int
+    delivery_id: str
+    event: str
+
+
 def accept(
     runtime: Runtime,
     org_id: int,
@@ -62,15 +71,34 @@ def accept(
     """Commit the delivery (or recognise a repeat of it). Raises DeliveryConflict on a replay."""
     if len(delivery_id) > MAX_DELIVERY_ID:
         raise ValueError(f"delivery id longer than {MAX_DELIVERY_ID} characters")
+    incoming = Incoming(org_id, delivery_id, event)
+    return accept_checked(runtime, source, body, lambda _session: incoming, status)
+
+
+def accept_checked(
+    runtime: Runtime,
+    source: str,
+    body: bytes,
+    check: Callable[[Session], Incoming],
+    status: str = "pending",
+) -> Accepted:
+    """`accept`, where `check(session)` first identifies the delivery inside the inbox's own
+    transaction (under its short timeouts): a signed webhook's organisation is looked up and its
+    signature verified there, one transaction instead of two. If `check` raises, the transaction
+    rolls back and nothing is stored."""
     digest = body_hash(body)
     now = utcnow()
+    incoming: Incoming | None = None
     try:
         with runtime.db.transaction() as session, short_statements(session):
+            incoming = check(session)
+            if len(incoming.delivery_id) > MAX_DELIVERY_ID:
+                raise ValueError(f"delivery id longer than {MAX_DELIVERY_ID} characters")
             values = {
-                "org_id": org_id,
+                "org_id": incoming.org_id,
                 "source": source,
-                "delivery_id": delivery_id,
-                "event": event[:64],
+                "delivery_id": incoming.delivery_id,
+                "event": incoming.event[:64],
                 "body_hash": digest,
                 "status": status,
                 "received_at": now,
@@ -78,19 +106,21 @@ def accept(
             inserted = session.execute(_INSERT_DELIVERY, values).inserted_primary_key
             return Accepted(inserted[0], duplicate=False)
     except IntegrityError:
+        if incoming is None:
+            raise
         with runtime.db.transaction() as session, short_statements(session):
             existing = session.scalar(
                 select(Delivery).where(
-                    Delivery.org_id == org_id,
+                    Delivery.org_id == incoming.org_id,
                     Delivery.source == source,
-                    Delivery.delivery_id == delivery_id,
+                    Delivery.delivery_id == incoming.delivery_id,
                 )
             )
             if existing is None:
                 raise
             if existing.body_hash != digest:
                 raise DeliveryConflict(
-                    f"delivery id {delivery_id!r} was already used for another body"
+                    f"delivery id {incoming.delivery_id!r} was already used for another body"
                 ) from None
             return Accepted(existing.id, duplicate=True)
 
