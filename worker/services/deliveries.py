@@ -176,20 +176,30 @@ def relay(runtime: Runtime, send: Callable[[str], None], *, only: int | None = N
     return sum(_relay_one(runtime, send, delivery_id) for delivery_id in pending)
 
 
+@dataclass(frozen=True)
+class _OrgToRelay:
+    """What the relay needs of a delivery's organisation (read with the delivery, one statement);
+    `id` and `webhook_min_interval_seconds` are all that `_must_wait` and `request_run` use."""
+
+    id: int
+    paused_at: datetime | None
+    webhook_min_interval_seconds: int | None
+
+
 def _relay_one(runtime: Runtime, send: Callable[[str], None], delivery_id: int) -> int:
     """Relay one pending delivery (and the webhooks of its organisation waiting with it);
     returns how many deliveries it relayed."""
     with runtime.db.transaction() as session:
-        row = session.get(Delivery, delivery_id)
+        # Decided in this transaction, from what it reads: another relay (the relay thread, or
+        # another webhook's task covering this one) may have relayed it, and the organisation
+        # may have been paused, since the webhook was accepted.
+        row = session.execute(_DELIVERY_TO_RELAY, {"delivery_id": delivery_id}).first()
         if row is None or row.status != "pending":
             return 0
-        org = session.get(Organisation, row.org_id)
-        if org is None:
-            return 0
+        org = _OrgToRelay(row.org_id, row.paused_at, row.webhook_min_interval_seconds)
         now = utcnow()
         if org.paused_at is not None:  # kept for the record, never turned into a sync
-            row.status = "skipped"
-            row.relayed_at = now
+            session.execute(_MARK_SKIPPED, {"delivery_id": delivery_id, "now": now})
             return 0
         covered = [delivery_id]
         if row.source in WEBHOOK_SOURCES:
@@ -231,6 +241,25 @@ def _mark_relayed(session: Session, covered: list[int], run_id: str, now: dateti
 _INSERT_DELIVERY = insert(Delivery.__table__)
 """A Core INSERT: its id comes back by RETURNING where the database has it and by the cursor's
 last row id on a SQLite older than 3.35 (Debian 11 and RHEL 9 ship 3.34), as the ORM's did."""
+_DELIVERY_TO_RELAY = (
+    select(
+        Delivery.status,
+        Delivery.source,
+        Delivery.event,
+        Delivery.delivery_id,
+        Delivery.org_id,
+        Organisation.paused_at,
+        Organisation.webhook_min_interval_seconds,
+    )
+    .join(Organisation, Organisation.id == Delivery.org_id)
+    .where(Delivery.id == bindparam("delivery_id"))
+)
+_MARK_SKIPPED = (
+    update(Delivery)
+    .where(Delivery.id == bindparam("delivery_id"), Delivery.status == "pending")
+    .values(status="skipped", relayed_at=bindparam("now"))
+    .execution_options(synchronize_session=False)
+)
 _WAITING_WEBHOOKS = select(Delivery.id).where(
     Delivery.org_id == bindparam("org_id"),
     Delivery.status == "pending",
@@ -250,7 +279,7 @@ _MARK_RELAYED = (
 )
 
 
-def _must_wait(session: Session, org: Organisation, now: datetime) -> bool:
+def _must_wait(session: Session, org: _OrgToRelay, now: datetime) -> bool:
     """A webhook for `org` must wait: no queued run to join, and its newest run was requested
     less than its minimum interval ago."""
     interval = timedelta(seconds=org.webhook_min_interval_seconds or 0)

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from sharing import PmsSnapshot, PtDirectSnapshot
 from sharing.context import Drop
 from worker.store import repositories as repo
-from worker.store.models import Organisation, Run
+from worker.store.models import Run
 
 POLL_TRIGGER = "schedule:tick"
 """What the clock's incremental poll is called on its run (source "schedule", event "tick")."""
@@ -55,7 +55,7 @@ def may_keep_report(trigger: str, full_pull: bool) -> bool:
 
 def request_run(
     session: Session,
-    org: Organisation,
+    org: repo.OrgRef,
     trigger: str,
     actor: str,
     now: datetime,

@@ -11,7 +11,7 @@ import json
 import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Select, and_, bindparam, exists, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
@@ -78,6 +78,14 @@ def audit(session: Session, org_id: int | None, actor: str, action: str, at: dat
     session.add(AuditEntry(org_id=org_id, at=at, actor=actor, action=action, detail=detail))
 
 
+class OrgRef(Protocol):
+    """An organisation as queuing a run needs it: its id. An `Organisation` is one; the relay
+    passes what it read with the delivery instead of loading the whole row."""
+
+    @property
+    def id(self) -> int: ...
+
+
 @dataclass(frozen=True)
 class Needs:
     """What a request needs of the run that serves it, beyond a run that starts after it."""
@@ -89,7 +97,7 @@ class Needs:
 
 
 def queue_run(
-    session: Session, org: Organisation, trigger: str, now: datetime, needs: Needs = Needs()
+    session: Session, org: OrgRef, trigger: str, now: datetime, needs: Needs = Needs()
 ) -> tuple[Run, bool]:
     """The org's queued run, joined, or a new one. Returns (run, created).
 
@@ -179,7 +187,7 @@ def _join(session: Session, run: Run, now: datetime, needs: Needs) -> bool:
 
 def request_run(
     session: Session,
-    org: Organisation,
+    org: OrgRef,
     trigger: str,
     actor: str,
     now: datetime,
