@@ -173,15 +173,7 @@ def _persistent_run(session: Session, values: dict[str, Any]) -> Run:
 
 def _join(session: Session, run: Run, now: datetime, needs: Needs) -> bool:
     """Join `run` if it is still queued (False: a worker has claimed it)."""
-    values: dict[str, Any] = {"read_after": now}
-    if needs.full_pull:
-        values["full_pull"] = True
-    if needs.report:
-        values["report_required"] = True
-    joined = session.execute(
-        update(Run).where(_STILL_QUEUED).values(**values).execution_options(synchronize_session=False),
-        {"run_id": run.id},
-    )
+    joined = session.execute(_JOIN[needs.full_pull, needs.report], {"run_id": run.id, "now": now})
     return joined.rowcount == 1
 
 
@@ -199,8 +191,9 @@ def request_run(
     """`queue_run`, with an audit entry when a new run was queued (not when joining one, nor
     when the caller says the request is not worth one: the clock's incremental polls)."""
     run, created = queue_run(session, org, trigger, now, needs)
-    if created and audited:
-        audit(session, org.id, actor, "sync_requested", now, run_id=run.id, **detail)
+    if created and audited:  # `audit`'s entry, inserted now rather than flushed with the session
+        entry = {"org_id": org.id, "at": now, "actor": actor, "action": "sync_requested"}
+        session.execute(_INSERT_AUDIT, {**entry, "detail": {"run_id": run.id, **detail}})
     return run, created
 
 
@@ -210,7 +203,22 @@ _QUEUED_RUN = select(Run).where(Run.org_id == bindparam("org_id"), Run.status ==
 _INSERT_QUEUED_RUN: dict[str, Any] = {}
 """Per dialect name, built on first use (importing a dialect's module costs every command's start)."""
 _RUN_COLUMNS = tuple(column.key for column in Run.__table__.columns)
-_STILL_QUEUED = and_(Run.id == bindparam("run_id"), Run.status == QUEUED)
+# Core statements on the tables, not ORM-enabled ones: the session runs them without the ORM's
+# bulk-statement machinery (nothing in the session needs synchronising with them).
+_RUNS = Run.__table__
+_JOIN = {
+    (full_pull, report): update(_RUNS)
+    .where(_RUNS.c.id == bindparam("run_id"), _RUNS.c.status == QUEUED)
+    .values(
+        read_after=bindparam("now"),
+        **({"full_pull": True} if full_pull else {}),
+        **({"report_required": True} if report else {}),
+    )
+    for full_pull in (False, True)
+    for report in (False, True)
+}
+"""Joining a queued run, by what the request needs (`Needs.full_pull`, `Needs.report`)."""
+_INSERT_AUDIT = insert(AuditEntry.__table__)
 _CLAIM = (
     update(Run)
     .where(
