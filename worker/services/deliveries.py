@@ -199,7 +199,7 @@ def _relay_one(runtime: Runtime, send: Callable[[str], None], delivery_id: int) 
         org = _OrgToRelay(row.org_id, row.paused_at, row.webhook_min_interval_seconds)
         now = utcnow()
         if org.paused_at is not None:  # kept for the record, never turned into a sync
-            session.execute(_MARK_SKIPPED, {"delivery_id": delivery_id, "now": now})
+            session.execute(_MARK_SKIPPED, {"delivery": delivery_id, "now": now})
             return 0
         covered = [delivery_id]
         if row.source in WEBHOOK_SOURCES:
@@ -254,11 +254,13 @@ _DELIVERY_TO_RELAY = (
     .join(Organisation, Organisation.id == Delivery.org_id)
     .where(Delivery.id == bindparam("delivery_id"))
 )
+# The updates are Core statements on the tables (the session runs them without the ORM's
+# bulk-statement machinery; nothing in it needs synchronising with them).
+_DELIVERIES = Delivery.__table__
 _MARK_SKIPPED = (
-    update(Delivery)
-    .where(Delivery.id == bindparam("delivery_id"), Delivery.status == "pending")
+    update(_DELIVERIES)
+    .where(_DELIVERIES.c.id == bindparam("delivery"), _DELIVERIES.c.status == "pending")
     .values(status="skipped", relayed_at=bindparam("now"))
-    .execution_options(synchronize_session=False)
 )
 _WAITING_WEBHOOKS = select(Delivery.id).where(
     Delivery.org_id == bindparam("org_id"),
@@ -266,16 +268,14 @@ _WAITING_WEBHOOKS = select(Delivery.id).where(
     Delivery.source.in_(WEBHOOK_SOURCES),
 )
 _MARK_SENT = (
-    update(Run)
-    .where(Run.id == bindparam("run_id"))
+    update(Run.__table__)
+    .where(Run.__table__.c.id == bindparam("run_id"))
     .values(enqueued_at=bindparam("now"))
-    .execution_options(synchronize_session=False)
 )
 _MARK_RELAYED = (
-    update(Delivery)
-    .where(Delivery.id.in_(bindparam("covered", expanding=True)), Delivery.status == "pending")
+    update(_DELIVERIES)
+    .where(_DELIVERIES.c.id.in_(bindparam("covered", expanding=True)), _DELIVERIES.c.status == "pending")
     .values(status="relayed", relayed_at=bindparam("now"), run_id=bindparam("run_id"))
-    .execution_options(synchronize_session=False)
 )
 
 
