@@ -184,3 +184,40 @@ def test_the_inbox_timeout_still_bounds_the_signed_webhooks_insert(
     assert (webhook.status_code, webhook.headers["Retry-After"]) == (503, "5")
     assert waited < 3
     assert _stored(app_runtime) == (0, 0, 0)
+
+
+def test_a_webhook_within_its_interval_reads_the_runs_once_and_never_a_report(
+    app_runtime, client, signing_secret, sent
+):
+    # Given an organisation (minimum interval 60 s) whose first webhook queued a run, and one
+    # whose run has finished with a report within the interval
+    first = b'{"type": "appointment.updated"}'
+    assert client.post("/webhooks/generic/clinic-a", content=first, headers=_signed(signing_secret, first))
+    statements: list[str] = []
+    event.listen(
+        app_runtime.db.engine,
+        "before_cursor_execute",
+        lambda _c, _cursor, statement, *_: statements.append(" ".join(statement.split())),
+    )
+    # When another webhook joins the queued run
+    second = b'{"type": "appointment.updated", "n": 2}'
+    answer = client.post(
+        "/webhooks/generic/clinic-a", content=second, headers=_signed(signing_secret, second, "m2")
+    )
+    joined, statements[:] = list(statements), []
+    # and, after the run finished, a third arrives within the interval
+    with app_runtime.db.transaction() as session:
+        session.execute(Run.__table__.update().values(status="succeeded", report={"big": "x" * 1000}))
+    third = b'{"type": "appointment.updated", "n": 3}'
+    client.post("/webhooks/generic/clinic-a", content=third, headers=_signed(signing_secret, third, "m3"))
+    waited = list(statements)
+    # Then the join read the runs table once (the queued run, not again to queue), the wait
+    # read only the newest request time, and both webhooks were stored
+    assert answer.json()["status"] == "accepted" and len(sent) == 1
+    assert len([s for s in joined if s.startswith("SELECT") and "FROM runs" in s]) == 1
+    reads = [s for s in waited if s.startswith("SELECT") and "FROM runs" in s]
+    [newest] = [s for s in reads if "ORDER BY runs.requested_at DESC" in s]
+    assert len(reads) == 2 and newest.startswith("SELECT runs.requested_at FROM runs")
+    with app_runtime.db.transaction() as session:
+        statuses = sorted(session.scalars(select(Delivery.status)).all())
+    assert statuses == ["pending", "relayed", "relayed"]

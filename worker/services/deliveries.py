@@ -201,9 +201,10 @@ def _relay_one(runtime: Runtime, send: Callable[[str], None], delivery_id: int) 
         if org.paused_at is not None:  # kept for the record, never turned into a sync
             session.execute(_MARK_SKIPPED, {"delivery": delivery_id, "now": now})
             return 0
-        covered = [delivery_id]
+        covered, queued = [delivery_id], repo.LOOK
         if row.source in WEBHOOK_SOURCES:
-            if _must_wait(session, org, now):
+            wait, queued = _must_wait(session, org, now)
+            if wait:
                 return 0  # decided again here: the queued run it was to join may have started
             # Every webhook of this organisation waiting now is covered by this one run (it
             # starts after they arrived); relaying them one by one could let the run start
@@ -216,6 +217,7 @@ def _relay_one(runtime: Runtime, send: Callable[[str], None], delivery_id: int) 
             row.source,
             now,
             full=row.source == "schedule" and row.event == "full",  # a queued poll becomes one
+            queued=queued,
             delivery=row.delivery_id,
         )
         run_id = run.id
@@ -262,6 +264,12 @@ _MARK_SKIPPED = (
     .where(_DELIVERIES.c.id == bindparam("delivery"), _DELIVERIES.c.status == "pending")
     .values(status="skipped", relayed_at=bindparam("now"))
 )
+_NEWEST_REQUEST = (
+    select(Run.requested_at)
+    .where(Run.org_id == bindparam("org_id"))
+    .order_by(Run.requested_at.desc(), Run.id.desc())
+    .limit(1)
+)
 _WAITING_WEBHOOKS = select(Delivery.id).where(
     Delivery.org_id == bindparam("org_id"),
     Delivery.status == "pending",
@@ -279,14 +287,18 @@ _MARK_RELAYED = (
 )
 
 
-def _must_wait(session: Session, org: _OrgToRelay, now: datetime) -> bool:
-    """A webhook for `org` must wait: no queued run to join, and its newest run was requested
-    less than its minimum interval ago."""
+def _must_wait(session: Session, org: _OrgToRelay, now: datetime) -> tuple[bool, Run | None]:
+    """Whether a webhook for `org` must wait: no queued run to join, and its newest run was
+    requested less than its minimum interval ago. Also returns the queued run it read (or None,
+    or `repo.LOOK` when it read none), so queuing does not read it again."""
     interval = timedelta(seconds=org.webhook_min_interval_seconds or 0)
-    if interval <= timedelta(0) or repo.queued_run(session, org.id) is not None:
-        return False
-    newest = repo.latest_run(session, org.id)
-    return newest is not None and newest.requested_at > now - interval
+    if interval <= timedelta(0):
+        return False, repo.LOOK
+    queued = repo.queued_run(session, org.id)
+    if queued is not None:
+        return False, queued
+    newest = session.scalar(_NEWEST_REQUEST, {"org_id": org.id})  # not the whole run: its report
+    return newest is not None and newest > now - interval, None
 
 
 def _orgs_within_webhook_interval(session: Session, now: datetime) -> set[int]:

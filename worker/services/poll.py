@@ -61,6 +61,7 @@ def request_run(
     now: datetime,
     *,
     full: bool = False,
+    queued: Run | None = repo.LOOK,
     **detail: Any,
 ) -> tuple[Run, bool]:
     """`repo.request_run` with what `trigger` needs: a report even if nothing changed unless it
@@ -68,7 +69,7 @@ def request_run(
     by default: 720 entries a day per organisation that retention never deletes)."""
     needs = repo.Needs(full_pull=full, report=not may_keep_report(trigger, full))
     return repo.request_run(
-        session, org, trigger, actor, now, needs, audited=not is_poll(trigger, full), **detail
+        session, org, trigger, actor, now, needs, audited=not is_poll(trigger, full), queued=queued, **detail
     )
 
 

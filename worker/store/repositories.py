@@ -96,8 +96,18 @@ class Needs:
     """Reconcile and write a report even if nothing changed (a person asked, or a re-plan)."""
 
 
+LOOK: Any = object()
+"""`queue_run(queued=LOOK)`: the caller has not read the organisation's queued run; look it up."""
+
+
 def queue_run(
-    session: Session, org: OrgRef, trigger: str, now: datetime, needs: Needs = Needs()
+    session: Session,
+    org: OrgRef,
+    trigger: str,
+    now: datetime,
+    needs: Needs = Needs(),
+    *,
+    queued: Run | None = LOOK,
 ) -> tuple[Run, bool]:
     """The org's queued run, joined, or a new one. Returns (run, created).
 
@@ -107,8 +117,13 @@ def queue_run(
     request, so a new run is queued instead. A partial unique index allows one queued run per
     organisation: when two triggers race, the loser's insert does nothing and it joins the
     winner's run.
+
+    `queued`: the organisation's queued run as the caller read it in this transaction (None: it
+    found none), not read again. Deciding from it comes to the same as from a fresh read: a
+    run claimed since is not joined (the UPDATE checks), one queued since makes the insert do
+    nothing and is then read and joined.
     """
-    existing = queued_run(session, org.id)
+    existing = queued_run(session, org.id) if queued is LOOK else queued
     if existing is not None and _join(session, existing, now, needs):
         return existing, False
     for _attempt in range(_QUEUE_ATTEMPTS):
@@ -186,11 +201,12 @@ def request_run(
     needs: Needs = Needs(),
     *,
     audited: bool = True,
+    queued: Run | None = LOOK,
     **detail: Any,
 ) -> tuple[Run, bool]:
     """`queue_run`, with an audit entry when a new run was queued (not when joining one, nor
     when the caller says the request is not worth one: the clock's incremental polls)."""
-    run, created = queue_run(session, org, trigger, now, needs)
+    run, created = queue_run(session, org, trigger, now, needs, queued=queued)
     if created and audited:  # `audit`'s entry, inserted now rather than flushed with the session
         entry = {"org_id": org.id, "at": now, "actor": actor, "action": "sync_requested"}
         session.execute(_INSERT_AUDIT, {**entry, "detail": {"run_id": run.id, **detail}})
