@@ -242,7 +242,7 @@ class Signer:
 
 def webhook_signer(session: Session, slug: str) -> Signer | None:
     """The organisation's id and encrypted signing secret (two columns, not the whole row)."""
-    row = session.execute(_SIGNER_BY_SLUG, {"slug": slug}).first()
+    row = session.connection().execute(_SIGNER_BY_SLUG, {"slug": slug}).first()
     return None if row is None else Signer(row[0], row[1])
 
 

@@ -103,7 +103,7 @@ def accept_checked(
                 "status": status,
                 "received_at": now,
             }
-            inserted = session.execute(_INSERT_DELIVERY, values).inserted_primary_key
+            inserted = session.connection().execute(_INSERT_DELIVERY, values).inserted_primary_key
             return Accepted(inserted[0], duplicate=False)
     except IntegrityError:
         if incoming is None:
@@ -193,13 +193,14 @@ def _relay_one(runtime: Runtime, send: Callable[[str], None], delivery_id: int) 
         # Decided in this transaction, from what it reads: another relay (the relay thread, or
         # another webhook's task covering this one) may have relayed it, and the organisation
         # may have been paused, since the webhook was accepted.
-        row = session.execute(_DELIVERY_TO_RELAY, {"delivery_id": delivery_id}).first()
+        connection = session.connection()  # Core statements: see `_INSERT_DELIVERY`
+        row = connection.execute(_DELIVERY_TO_RELAY, {"delivery_id": delivery_id}).first()
         if row is None or row.status != "pending":
             return 0
         org = _OrgToRelay(row.org_id, row.paused_at, row.webhook_min_interval_seconds)
         now = utcnow()
         if org.paused_at is not None:  # kept for the record, never turned into a sync
-            session.execute(_MARK_SKIPPED, {"delivery": delivery_id, "now": now})
+            connection.execute(_MARK_SKIPPED, {"delivery": delivery_id, "now": now})
             return 0
         covered, queued = [delivery_id], repo.LOOK
         if row.source in WEBHOOK_SOURCES:
@@ -209,7 +210,7 @@ def _relay_one(runtime: Runtime, send: Callable[[str], None], delivery_id: int) 
             # Every webhook of this organisation waiting now is covered by this one run (it
             # starts after they arrived); relaying them one by one could let the run start
             # in between and leave the rest waiting for another interval.
-            covered = list(session.scalars(_WAITING_WEBHOOKS, {"org_id": org.id}))
+            covered = list(connection.execute(_WAITING_WEBHOOKS, {"org_id": org.id}).scalars())
         run, created = poll.request_run(
             session,
             org,
@@ -230,16 +231,18 @@ def _relay_one(runtime: Runtime, send: Callable[[str], None], delivery_id: int) 
     send(run_id)  # may raise: the rows stay pending and the next relay sends again
     with runtime.db.transaction() as session:
         now = utcnow()
-        session.execute(_MARK_SENT, {"run_id": run_id, "now": now})
+        session.connection().execute(_MARK_SENT, {"run_id": run_id, "now": now})
         return _mark_relayed(session, covered, run_id, now)
 
 
 def _mark_relayed(session: Session, covered: list[int], run_id: str, now: datetime) -> int:
-    result = session.execute(_MARK_RELAYED, {"covered": covered, "run_id": run_id, "now": now})
+    result = session.connection().execute(_MARK_RELAYED, {"covered": covered, "run_id": run_id, "now": now})
     return result.rowcount or 0
 
 
-# Every webhook runs these: built once (building one cost about as much as running it).
+# Every webhook runs these: built once (building one cost about as much as running it), and
+# on the session's connection (the same transaction, without the ORM session's own work for each
+# statement, about 40 µs: none of them needs it, nothing they touch is held in the session).
 _INSERT_DELIVERY = insert(Delivery.__table__)
 """A Core INSERT: its id comes back by RETURNING where the database has it and by the cursor's
 last row id on a SQLite older than 3.35 (Debian 11 and RHEL 9 ship 3.34), as the ORM's did."""
@@ -297,7 +300,7 @@ def _must_wait(session: Session, org: _OrgToRelay, now: datetime) -> tuple[bool,
     queued = repo.queued_run(session, org.id)
     if queued is not None:
         return False, queued
-    newest = session.scalar(_NEWEST_REQUEST, {"org_id": org.id})  # not the whole run: its report
+    newest = session.connection().scalar(_NEWEST_REQUEST, {"org_id": org.id})  # not the run's report
     return newest is not None and newest > now - interval, None
 
 

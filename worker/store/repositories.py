@@ -173,7 +173,7 @@ def _insert_queued(session: Session, values: dict[str, Any]) -> bool:
             .on_conflict_do_nothing(index_elements=[Run.org_id], index_where=text("status = 'queued'"))
             .execution_options(preserve_rowcount=True)
         )
-    return session.execute(statement, values).rowcount == 1
+    return session.connection().execute(statement, values).rowcount == 1
 
 
 def _persistent_run(session: Session, values: dict[str, Any]) -> Run:
@@ -188,7 +188,9 @@ def _persistent_run(session: Session, values: dict[str, Any]) -> Run:
 
 def _join(session: Session, run: Run, now: datetime, needs: Needs) -> bool:
     """Join `run` if it is still queued (False: a worker has claimed it)."""
-    joined = session.execute(_JOIN[needs.full_pull, needs.report], {"run_id": run.id, "now": now})
+    joined = session.connection().execute(
+        _JOIN[needs.full_pull, needs.report], {"run_id": run.id, "now": now}
+    )
     return joined.rowcount == 1
 
 
@@ -209,7 +211,7 @@ def request_run(
     run, created = queue_run(session, org, trigger, now, needs, queued=queued)
     if created and audited:  # `audit`'s entry, inserted now rather than flushed with the session
         entry = {"org_id": org.id, "at": now, "actor": actor, "action": "sync_requested"}
-        session.execute(_INSERT_AUDIT, {**entry, "detail": {"run_id": run.id, **detail}})
+        session.connection().execute(_INSERT_AUDIT, {**entry, "detail": {"run_id": run.id, **detail}})
     return run, created
 
 
@@ -219,8 +221,8 @@ _QUEUED_RUN = select(Run).where(Run.org_id == bindparam("org_id"), Run.status ==
 _INSERT_QUEUED_RUN: dict[str, Any] = {}
 """Per dialect name, built on first use (importing a dialect's module costs every command's start)."""
 _RUN_COLUMNS = tuple(column.key for column in Run.__table__.columns)
-# Core statements on the tables, not ORM-enabled ones: the session runs them without the ORM's
-# bulk-statement machinery (nothing in the session needs synchronising with them).
+# Core statements on the tables, run on the session's connection: the same transaction without
+# the ORM's per-statement and bulk-statement work (nothing in the session is synchronised with them).
 _RUNS = Run.__table__
 _JOIN = {
     (full_pull, report): update(_RUNS)
