@@ -146,6 +146,12 @@ def test_a_signed_webhook_is_stored_and_queues_one_run_in_three_transactions(
     assert response.status_code == 200 and response.json()["status"] == "accepted"
     assert len(commits) == 3
     assert _stored(app_runtime) == (1, 1, 1) and len(sent) == 1
+    # and the last one marked both the run sent and the delivery relayed to it
+    with app_runtime.db.transaction() as session:
+        [run] = session.scalars(select(Run)).all()
+        [delivery] = session.scalars(select(Delivery)).all()
+    assert run.enqueued_at is not None and sent == [run.id]
+    assert (delivery.status, delivery.run_id, delivery.relayed_at is not None) == ("relayed", run.id, True)
 
 
 def test_the_inbox_timeout_still_bounds_the_signed_webhooks_insert(

@@ -230,9 +230,11 @@ def _relay_one(runtime: Runtime, send: Callable[[str], None], delivery_id: int) 
             return _mark_relayed(session, covered, run_id, now)
     send(run_id)  # may raise: the rows stay pending and the next relay sends again
     with runtime.db.transaction() as session:
-        now = utcnow()
-        session.connection().execute(_MARK_SENT, {"run_id": run_id, "now": now})
-        return _mark_relayed(session, covered, run_id, now)
+        connection, values = session.connection(), {"covered": covered, "run_id": run_id, "now": utcnow()}
+        if connection.dialect.name == "postgresql":  # one statement: the run's UPDATE as its CTE
+            return connection.execute(_MARK_SENT_AND_RELAYED, values).rowcount or 0
+        connection.execute(_MARK_SENT, values)
+        return connection.execute(_MARK_RELAYED, values).rowcount or 0
 
 
 def _mark_relayed(session: Session, covered: list[int], run_id: str, now: datetime) -> int:
@@ -288,6 +290,9 @@ _MARK_RELAYED = (
     .where(_DELIVERIES.c.id.in_(bindparam("covered", expanding=True)), _DELIVERIES.c.status == "pending")
     .values(status="relayed", relayed_at=bindparam("now"), run_id=bindparam("run_id"))
 )
+_MARK_SENT_AND_RELAYED = _MARK_RELAYED.add_cte(_MARK_SENT.cte("sent_run"))
+"""PostgreSQL: `_MARK_SENT` and `_MARK_RELAYED` in one round trip (a data-modifying WITH runs
+exactly once whether or not the statement refers to it); its row count is the deliveries'."""
 
 
 def _must_wait(session: Session, org: _OrgToRelay, now: datetime) -> tuple[bool, Run | None]:
