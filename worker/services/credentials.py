@@ -10,8 +10,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, delete, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, bindparam, delete, select, update
 
 from worker.clock import utcnow
 from worker.errors import InvalidInput, NotFound
@@ -240,9 +239,9 @@ class Signer:
     secret_encrypted: str | None
 
 
-def webhook_signer(session: Session, slug: str) -> Signer | None:
+def webhook_signer(connection: Connection, slug: str) -> Signer | None:
     """The organisation's id and encrypted signing secret (two columns, not the whole row)."""
-    row = session.connection().execute(_SIGNER_BY_SLUG, {"slug": slug}).first()
+    row = connection.execute(_SIGNER_BY_SLUG, {"slug": slug}).first()
     return None if row is None else Signer(row[0], row[1])
 
 

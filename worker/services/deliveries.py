@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -72,26 +72,26 @@ def accept(
     if len(delivery_id) > MAX_DELIVERY_ID:
         raise ValueError(f"delivery id longer than {MAX_DELIVERY_ID} characters")
     incoming = Incoming(org_id, delivery_id, event)
-    return accept_checked(runtime, source, body, lambda _session: incoming, status)
+    return accept_checked(runtime, source, body, lambda _connection: incoming, status)
 
 
 def accept_checked(
     runtime: Runtime,
     source: str,
     body: bytes,
-    check: Callable[[Session], Incoming],
+    check: Callable[[Connection], Incoming],
     status: str = "pending",
 ) -> Accepted:
-    """`accept`, where `check(session)` first identifies the delivery inside the inbox's own
+    """`accept`, where `check(connection)` first identifies the delivery inside the inbox's own
     transaction (under its short timeouts): a signed webhook's organisation is looked up and its
     signature verified there, one transaction instead of two. If `check` raises, the transaction
-    rolls back and nothing is stored."""
+    rolls back and nothing is stored. A Core transaction: nothing here needs an ORM session."""
     digest = body_hash(body)
     now = utcnow()
     incoming: Incoming | None = None
     try:
-        with runtime.db.transaction() as session, short_statements(session):
-            incoming = check(session)
+        with runtime.db.engine.begin() as connection, short_statements(connection):
+            incoming = check(connection)
             if len(incoming.delivery_id) > MAX_DELIVERY_ID:
                 raise ValueError(f"delivery id longer than {MAX_DELIVERY_ID} characters")
             values = {
@@ -103,19 +103,16 @@ def accept_checked(
                 "status": status,
                 "received_at": now,
             }
-            inserted = session.connection().execute(_INSERT_DELIVERY, values).inserted_primary_key
+            inserted = connection.execute(_INSERT_DELIVERY, values).inserted_primary_key
             return Accepted(inserted[0], duplicate=False)
     except IntegrityError:
         if incoming is None:
             raise
-        with runtime.db.transaction() as session, short_statements(session):
-            existing = session.scalar(
-                select(Delivery).where(
-                    Delivery.org_id == incoming.org_id,
-                    Delivery.source == source,
-                    Delivery.delivery_id == incoming.delivery_id,
-                )
-            )
+        with runtime.db.engine.begin() as connection, short_statements(connection):
+            existing = connection.execute(
+                _STORED_DELIVERY,
+                {"org_id": incoming.org_id, "source": source, "delivery_id": incoming.delivery_id},
+            ).first()
             if existing is None:
                 raise
             if existing.body_hash != digest:
@@ -126,7 +123,7 @@ def accept_checked(
 
 
 @contextmanager
-def short_statements(session: Session, timeout_ms: int | None = None) -> Iterator[None]:
+def short_statements(transaction: Session | Connection, timeout_ms: int | None = None) -> Iterator[None]:
     """Statements in this transaction give up after `timeout_ms` instead of waiting for a
     locked or slow database (a webhook sender would time out first and retry anyway).
 
@@ -135,7 +132,7 @@ def short_statements(session: Session, timeout_ms: int | None = None) -> Iterato
     statement failed.
     """
     timeout_ms = INBOX_TIMEOUT_MS if timeout_ms is None else timeout_ms
-    connection = session.connection()
+    connection = transaction if isinstance(transaction, Connection) else transaction.connection()
     if connection.dialect.name == "postgresql":
         milliseconds = str(int(timeout_ms))
         connection.exec_driver_sql(  # SET LOCAL twice, in one round trip
@@ -229,8 +226,8 @@ def _relay_one(runtime: Runtime, send: Callable[[str], None], delivery_id: int) 
         if not created and run.enqueued_at is not None:
             return _mark_relayed(session, covered, run_id, now)
     send(run_id)  # may raise: the rows stay pending and the next relay sends again
-    with runtime.db.transaction() as session:
-        connection, values = session.connection(), {"covered": covered, "run_id": run_id, "now": utcnow()}
+    with runtime.db.engine.begin() as connection:  # Core: nothing here needs an ORM session
+        values = {"covered": covered, "run_id": run_id, "now": utcnow()}
         if connection.dialect.name == "postgresql":  # one statement: the run's UPDATE as its CTE
             return connection.execute(_MARK_SENT_AND_RELAYED, values).rowcount or 0
         connection.execute(_MARK_SENT, values)
@@ -248,6 +245,11 @@ def _mark_relayed(session: Session, covered: list[int], run_id: str, now: dateti
 _INSERT_DELIVERY = insert(Delivery.__table__)
 """A Core INSERT: its id comes back by RETURNING where the database has it and by the cursor's
 last row id on a SQLite older than 3.35 (Debian 11 and RHEL 9 ship 3.34), as the ORM's did."""
+_STORED_DELIVERY = select(Delivery.id, Delivery.body_hash).where(
+    Delivery.org_id == bindparam("org_id"),
+    Delivery.source == bindparam("source"),
+    Delivery.delivery_id == bindparam("delivery_id"),
+)
 _DELIVERY_TO_RELAY = (
     select(
         Delivery.status,

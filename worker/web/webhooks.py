@@ -22,8 +22,8 @@ from typing import Any
 
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Request
 from pydantic import BaseModel
+from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from starlette.concurrency import run_in_threadpool
 
@@ -211,10 +211,10 @@ def _signed_event(slug: str, request: Request, tasks: BackgroundTasks, body: byt
     runtime = request.app.state.runtime()
     headers = dict(request.headers)
 
-    def verified(session: Session) -> Incoming:
+    def verified(connection: Connection) -> Incoming:
         # Inside the inbox's transaction: the lookup, the signature check (CPU only) and the
         # insert share one transaction. A refusal raises, so the transaction stores nothing.
-        signer = credentials.webhook_signer(session, slug)
+        signer = credentials.webhook_signer(connection, slug)
         secret = credentials.signing_secret(runtime, signer.secret_encrypted) if signer is not None else None
         try:
             Webhook(secret or _UNKNOWN_SECRET).verify(body, headers, json_parse=False)
