@@ -101,15 +101,27 @@ def test_a_webhook_signed_with_another_secret_is_401_and_its_transaction_commits
     assert _stored(app_runtime) == (0, 0, 0)
 
 
-def test_an_unknown_organisation_is_answered_like_a_bad_signature_and_stores_nothing(
+def test_an_unknown_organisation_is_answered_like_a_bad_signature_and_costs_the_same_statements(
     app_runtime, client, signing_secret
 ):
-    # Given a webhook correctly signed, but for a slug no organisation has
+    # Given a badly signed webhook for a real organisation, and one for a slug nobody has
     body = b'{"type": "x"}'
-    # When it is posted
-    response = client.post("/webhooks/generic/nobody", content=body, headers=_signed(signing_secret, body))
-    # Then it is refused exactly like a bad signature, and nothing is stored
-    assert (response.status_code, response.json()) == (401, {"detail": "webhook verification failed"})
+    headers = _signed("whsec_" + base64.b64encode(b"y" * 32).decode(), body)
+    statements: list[str] = []
+    event.listen(
+        app_runtime.db.engine,
+        "before_cursor_execute",
+        lambda _c, _cursor, statement, *_: statements.append(statement.split()[0]),
+    )
+    # When both are posted
+    known = client.post("/webhooks/generic/clinic-a", content=body, headers=headers)
+    known_statements, statements[:] = list(statements), []
+    unknown = client.post("/webhooks/generic/nobody", content=body, headers=headers)
+    # Then they are refused alike, after the same work on the database (the lookup only: the
+    # inbox's timeouts are set only for an insert), and nothing is stored
+    assert (known.status_code, known.json()) == (unknown.status_code, unknown.json())
+    assert (unknown.status_code, unknown.json()) == (401, {"detail": "webhook verification failed"})
+    assert known_statements == statements == ["SELECT"]
     assert _stored(app_runtime) == (0, 0, 0)
 
 

@@ -83,14 +83,15 @@ def accept_checked(
     status: str = "pending",
 ) -> Accepted:
     """`accept`, where `check(connection)` first identifies the delivery inside the inbox's own
-    transaction (under its short timeouts): a signed webhook's organisation is looked up and its
-    signature verified there, one transaction instead of two. If `check` raises, the transaction
-    rolls back and nothing is stored. A Core transaction: nothing here needs an ORM session."""
+    transaction: a signed webhook's organisation is looked up and its signature verified there,
+    one transaction instead of two. If `check` raises, the transaction rolls back and nothing is
+    stored; otherwise the insert follows under the short timeouts (a refused request costs no
+    round trip for setting them). A Core transaction: nothing here needs an ORM session."""
     digest = body_hash(body)
     now = utcnow()
     incoming: Incoming | None = None
     try:
-        with runtime.db.engine.begin() as connection, short_statements(connection):
+        with runtime.db.engine.begin() as connection:
             incoming = check(connection)
             if len(incoming.delivery_id) > MAX_DELIVERY_ID:
                 raise ValueError(f"delivery id longer than {MAX_DELIVERY_ID} characters")
@@ -103,7 +104,8 @@ def accept_checked(
                 "status": status,
                 "received_at": now,
             }
-            inserted = connection.execute(_INSERT_DELIVERY, values).inserted_primary_key
+            with short_statements(connection):
+                inserted = connection.execute(_INSERT_DELIVERY, values).inserted_primary_key
             return Accepted(inserted[0], duplicate=False)
     except IntegrityError:
         if incoming is None:
