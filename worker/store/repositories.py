@@ -163,7 +163,8 @@ def _insert_queued(session: Session, values: dict[str, Any]) -> bool:
     `one_queued_run_per_org`): a Core INSERT ... ON CONFLICT DO NOTHING, no savepoint and no
     ORM flush. SQLite has this form from 3.24 (partial-index target included), PostgreSQL
     from 9.5. True when inserted."""
-    dialect = session.get_bind().dialect.name
+    connection = session.connection()
+    dialect = connection.dialect.name
     statement = _INSERT_QUEUED_RUN.get(dialect)
     if statement is None:  # postgresql or sqlite: the two databases ptsync runs on
         insert_into = importlib.import_module(f"sqlalchemy.dialects.{dialect}").insert
@@ -173,7 +174,7 @@ def _insert_queued(session: Session, values: dict[str, Any]) -> bool:
             .on_conflict_do_nothing(index_elements=[Run.org_id], index_where=text("status = 'queued'"))
             .execution_options(preserve_rowcount=True)
         )
-    return session.connection().execute(statement, values).rowcount == 1
+    return connection.execute(statement, values).rowcount == 1
 
 
 def _persistent_run(session: Session, values: dict[str, Any]) -> Run:
