@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect, select, update
 from sqlalchemy.exc import IntegrityError
 
 from worker.clock import new_id, utcnow
@@ -14,7 +14,7 @@ from worker.services.orgs import NewOrganisation, add_organisation
 from worker.settings import Settings
 from worker.store import repositories as repo
 from worker.store.db import Database
-from worker.store.models import Organisation, Run
+from worker.store.models import AuditEntry, Delivery, Organisation, Run
 
 
 @pytest.fixture
@@ -193,3 +193,182 @@ def test_a_request_joining_a_queued_run_that_a_worker_claims_that_moment_gets_a_
         assert claimed.status == "running" and not claimed.full_pull
         assert queued.status == "queued" and queued.full_pull and queued.report_required
         assert queued.read_after == later
+
+
+class _OtherRequestFirst:
+    """Request A queues and commits its run just before request B's insert, after B looked for
+    a queued run and found none (`repo._insert_queued` and `repo.queued_run` as B sees them)."""
+
+    def __init__(self, store, org, now, monkeypatch) -> None:
+        self.store, self.org, self.now = store, org, now
+        self.winner: tuple[Run, bool] | None = None
+        self.b_lookups = 0
+        self._insert, self._lookup, self._in_a = repo._insert_queued, repo.queued_run, False
+        monkeypatch.setattr(repo, "_insert_queued", self.insert)
+        monkeypatch.setattr(repo, "queued_run", self.lookup)
+
+    def insert(self, session, values):
+        if self.winner is None and not self._in_a:
+            self._in_a = True
+            with self.store.db.transaction() as other:
+                self.winner = repo.queue_run(other, self.org, "webhook", self.now)
+            self._in_a = False
+        return self._insert(session, values)
+
+    def lookup(self, session, org_id):
+        if self._in_a:
+            return self._lookup(session, org_id)
+        self.b_lookups += 1
+        self.before_b_looks(session)
+        return None if self.b_lookups == 1 else self._lookup(session, org_id)
+
+    def before_b_looks(self, session) -> None:
+        """What happens just before B's lookups (nothing here)."""
+
+
+def _deliver(store, org_id: int, delivery_id: str) -> int:
+    from worker.services.deliveries import accept
+
+    return accept(store, org_id, "generic", delivery_id, "appointment.updated", b"{}").delivery
+
+
+def test_two_relays_racing_to_create_the_queued_run_one_creates_it_and_the_other_joins_it(
+    store, org, monkeypatch
+):
+    from worker.services import deliveries
+
+    # Given two webhooks for one organisation with no queued run, and relay B that found no
+    # queued run and is about to insert one when relay A queues, sends and commits its own
+    first, second = _deliver(store, org.id, "evt-a"), _deliver(store, org.id, "evt-b")
+    sent: list[str] = []
+    insert_queued, raced = repo._insert_queued, []
+
+    def relay_a_commits_first(session, values):
+        if not raced:
+            raced.append(True)
+            assert deliveries.relay(store, sent.append, only=first) == 2  # A covers both webhooks
+        return insert_queued(session, values)
+
+    monkeypatch.setattr(repo, "_insert_queued", relay_a_commits_first)
+    # When relay B goes on
+    deliveries.relay(store, sent.append, only=second)
+    # Then A created the one run and B joined it (its insert did nothing; no error, no second
+    # message, no second audit entry): one queued run, sent once, both deliveries relayed to it
+    with store.db.transaction() as session:
+        [run] = session.scalars(select(Run)).all()
+        rows = session.execute(select(Delivery.status, Delivery.run_id).order_by(Delivery.id)).all()
+        audits = session.scalars(select(AuditEntry).where(AuditEntry.action == "sync_requested")).all()
+    assert raced and run.status == "queued" and sent == [run.id]
+    assert [tuple(row) for row in rows] == [("relayed", run.id), ("relayed", run.id)]
+    assert [entry.detail["delivery"] for entry in audits] == ["evt-a"]
+    assert run.read_after is not None  # B's request joined it
+
+
+def test_a_request_that_loses_the_race_joins_the_winners_run_with_what_it_needs(store, org, monkeypatch):
+    # Given request B found no queued run, and request A queued and committed one before B's insert
+    now = utcnow()
+    race = _OtherRequestFirst(store, org, now, monkeypatch)
+    # When B, which needs a full read and a report, queues its request
+    with store.db.transaction() as session:
+        run, created = repo.queue_run(
+            session, repo.get_org(session, "clinic-a"), "manual", now, repo.Needs(full_pull=True, report=True)
+        )
+    # Then B joined A's run and the run now serves B's needs too
+    winner, winner_created = race.winner
+    assert (winner_created, created, run.id) == (True, False, winner.id)
+    with store.db.transaction() as session:
+        [stored] = session.scalars(select(Run)).all()
+        assert (stored.id, stored.full_pull, stored.report_required) == (winner.id, True, True)
+        assert stored.read_after == now
+
+
+def test_when_the_race_winners_run_is_claimed_before_the_loser_joins_it_the_loser_queues_a_new_run(
+    store, org, monkeypatch
+):
+    # Given request A's queued run committed before B's insert, and a worker claiming it just
+    # after B's insert found it (so B can no longer join a run that started before its request)
+    now = utcnow()
+    race = _OtherRequestFirst(store, org, now, monkeypatch)
+
+    def claimed_meanwhile(session) -> None:
+        if race.b_lookups == 2:  # B's look after its insert did nothing: the worker took the run
+            session.execute(update(Run).where(Run.id == race.winner[0].id).values(status=repo.RUNNING))
+
+    race.before_b_looks = claimed_meanwhile
+    # When B queues its request
+    with store.db.transaction() as session:
+        run, created = repo.queue_run(session, repo.get_org(session, "clinic-a"), "manual", now)
+    # Then B queued a new run of its own, next to the claimed one
+    winner_id = race.winner[0].id
+    assert created and run.id != winner_id
+    with store.db.transaction() as session:
+        statuses = dict(session.execute(select(Run.id, Run.status)).all())
+    assert statuses == {winner_id: repo.RUNNING, run.id: repo.QUEUED}
+
+
+def test_a_new_queued_run_comes_back_as_a_persistent_run_whose_changes_are_saved(store, org):
+    # Given a run queued (inserted without the ORM) in a transaction
+    with store.db.transaction() as session:
+        run, created = repo.queue_run(session, repo.get_org(session, "clinic-a"), "manual", utcnow())
+        # When the caller changes it, as request_sync does with accept_drop
+        assert created and run.accept_drop is False and run.enqueued_at is None
+        run.accept_drop = True
+    # Then the change is stored, and the run holds exactly what was inserted
+    with store.db.transaction() as session:
+        stored = session.get(Run, run.id)
+        assert (stored.accept_drop, stored.status, stored.attempts, stored.report) == (
+            True,
+            "queued",
+            0,
+            None,
+        )
+
+
+@pytest.mark.postgres
+def test_on_postgresql_a_racing_insert_waits_for_the_winners_transaction_then_joins_its_run(
+    postgres_url, secret_key, tmp_path
+):
+    import threading
+
+    from tests.clinic_files import write_clinic
+    from worker.runtime import Runtime
+
+    # Given request A has inserted a queued run and not committed yet
+    database = Database(postgres_url)
+    database.migrate()
+    store = Runtime(
+        Settings(database_url=postgres_url, secret_key=secret_key), database, SecretBox([secret_key])
+    )
+    pms, ptdirect = write_clinic(tmp_path)
+    add_organisation(
+        store,
+        NewOrganisation(
+            slug="clinic-a", pms="csv", pms_path=str(pms), ptdirect="file", ptdirect_path=str(ptdirect)
+        ),
+    )
+    outcome: dict[str, object] = {}
+    try:
+        with store.db.transaction() as first:
+            winner, created = repo.queue_run(first, repo.get_org(first, "clinic-a"), "webhook", utcnow())
+            assert created
+
+            def request_b() -> None:
+                with store.db.transaction() as second:
+                    run, joined_created = repo.queue_run(
+                        second, repo.get_org(second, "clinic-a"), "manual", utcnow()
+                    )
+                    outcome["b"] = (run.id, joined_created)
+
+            # When request B queues meanwhile
+            racer = threading.Thread(target=request_b)
+            racer.start()
+            racer.join(timeout=1.0)
+            # Then B waits on the unique index while A's transaction is open ...
+            assert racer.is_alive() and "b" not in outcome
+        racer.join(timeout=10)
+        # ... and once A commits, B's insert does nothing and B joins A's run
+        assert outcome["b"] == (winner.id, False)
+        with store.db.transaction() as session:
+            assert session.scalars(select(Run.id)).all() == [winner.id]
+    finally:
+        database.dispose()

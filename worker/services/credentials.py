@@ -10,7 +10,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Connection, bindparam, delete, select, update
 
 from worker.clock import utcnow
 from worker.errors import InvalidInput, NotFound
@@ -224,7 +224,27 @@ def org_for_webhook_token(runtime: Runtime, url_token: str) -> Organisation:
         return org
 
 
-def signing_secret_of(runtime: Runtime, org: Organisation) -> str | None:
-    if not org.webhook_secret_encrypted:
+def signing_secret(runtime: Runtime, encrypted: str | None) -> str | None:
+    """The Standard Webhooks secret stored encrypted (None when none was set)."""
+    if not encrypted:
         return None
-    return runtime.secrets.decrypt(org.webhook_secret_encrypted).decode()
+    return runtime.secrets.decrypt(encrypted).decode()
+
+
+@dataclass(frozen=True)
+class Signer:
+    """What the signed webhook endpoint needs of an organisation: its id and encrypted secret."""
+
+    org_id: int
+    secret_encrypted: str | None
+
+
+def webhook_signer(connection: Connection, slug: str) -> Signer | None:
+    """The organisation's id and encrypted signing secret (two columns, not the whole row)."""
+    row = connection.execute(_SIGNER_BY_SLUG, {"slug": slug}).first()
+    return None if row is None else Signer(row[0], row[1])
+
+
+_SIGNER_BY_SLUG = select(Organisation.id, Organisation.webhook_secret_encrypted).where(
+    Organisation.slug == bindparam("slug")
+)

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from sharing import PmsSnapshot, PtDirectSnapshot
 from sharing.context import Drop
 from worker.store import repositories as repo
-from worker.store.models import Organisation, Run
+from worker.store.models import Run
 
 POLL_TRIGGER = "schedule:tick"
 """What the clock's incremental poll is called on its run (source "schedule", event "tick")."""
@@ -55,12 +55,13 @@ def may_keep_report(trigger: str, full_pull: bool) -> bool:
 
 def request_run(
     session: Session,
-    org: Organisation,
+    org: repo.OrgRef,
     trigger: str,
     actor: str,
     now: datetime,
     *,
     full: bool = False,
+    queued: Run | None = repo.LOOK,
     **detail: Any,
 ) -> tuple[Run, bool]:
     """`repo.request_run` with what `trigger` needs: a report even if nothing changed unless it
@@ -68,7 +69,7 @@ def request_run(
     by default: 720 entries a day per organisation that retention never deletes)."""
     needs = repo.Needs(full_pull=full, report=not may_keep_report(trigger, full))
     return repo.request_run(
-        session, org, trigger, actor, now, needs, audited=not is_poll(trigger, full), **detail
+        session, org, trigger, actor, now, needs, audited=not is_poll(trigger, full), queued=queued, **detail
     )
 
 

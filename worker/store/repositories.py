@@ -6,18 +6,19 @@ are atomic on SQLite and PostgreSQL alike and a stale worker can never overwrite
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import Select, and_, bindparam, exists, insert, or_, select, update
+from sqlalchemy import Select, and_, bindparam, exists, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from sharing.context import Baseline
 from worker.clock import new_id
 from worker.crypto import SecretBox
-from worker.errors import NotFound
+from worker.errors import NotFound, Retryable
 from worker.lifecycle import (
     OPEN_PROPOSALS,
     OPERATION_MOVES,
@@ -76,6 +77,14 @@ def audit(session: Session, org_id: int | None, actor: str, action: str, at: dat
     session.add(AuditEntry(org_id=org_id, at=at, actor=actor, action=action, detail=detail))
 
 
+class OrgRef(Protocol):
+    """An organisation as queuing a run needs it: its id. An `Organisation` is one; the relay
+    passes what it read with the delivery instead of loading the whole row."""
+
+    @property
+    def id(self) -> int: ...
+
+
 @dataclass(frozen=True)
 class Needs:
     """What a request needs of the run that serves it, beyond a run that starts after it."""
@@ -86,8 +95,18 @@ class Needs:
     """Reconcile and write a report even if nothing changed (a person asked, or a re-plan)."""
 
 
+LOOK: Any = object()
+"""`queue_run(queued=LOOK)`: the caller has not read the organisation's queued run; look it up."""
+
+
 def queue_run(
-    session: Session, org: Organisation, trigger: str, now: datetime, needs: Needs = Needs()
+    session: Session,
+    org: OrgRef,
+    trigger: str,
+    now: datetime,
+    needs: Needs = Needs(),
+    *,
+    queued: Run | None = LOOK,
 ) -> tuple[Run, bool]:
     """The org's queued run, joined, or a new one. Returns (run, created).
 
@@ -95,70 +114,129 @@ def queue_run(
     (`read_after`: the run's reads, a shared PMS read included, must start after it) and what
     that request needs (`needs`). A run a worker claimed in the meantime started before this
     request, so a new run is queued instead. A partial unique index allows one queued run per
-    organisation: when two triggers race, the loser's insert fails and it joins the winner's run.
+    organisation: when two triggers race, the loser's insert does nothing and it joins the
+    winner's run.
+
+    `queued`: the organisation's queued run as the caller read it in this transaction (None: it
+    found none), not read again. Deciding from it comes to the same as from a fresh read: a
+    run claimed since is not joined (the UPDATE checks), one queued since makes the insert do
+    nothing and is then read and joined.
     """
-    existing = queued_run(session, org.id)
+    existing = queued_run(session, org.id) if queued is LOOK else queued
     if existing is not None and _join(session, existing, now, needs):
         return existing, False
-    run = Run(
-        id=new_id(),
-        org_id=org.id,
-        trigger=trigger,
-        status=QUEUED,
-        requested_at=now,
-        attempts=0,
-        full_pull=needs.full_pull,
-        report_required=needs.report,
-    )
-    try:
-        with session.begin_nested():
-            session.add(run)
-            session.flush()
-    except IntegrityError:
+    for _attempt in range(_QUEUE_ATTEMPTS):
+        values = _new_run(org.id, trigger, now, needs)
+        if _insert_queued(session, values):
+            return _persistent_run(session, values), True
+        # Lost the race: another request queued the run (committed now, or PostgreSQL waited
+        # for its transaction to end). Join it, unless a worker has claimed it already.
         existing = queued_run(session, org.id)
-        if existing is None or not _join(session, existing, now, needs):
-            raise
-        return existing, False
-    return run, True
+        if existing is not None and _join(session, existing, now, needs):
+            return existing, False
+    raise Retryable(f"could not queue a run for organisation {org.id}: its queued runs kept being claimed")
+
+
+_QUEUE_ATTEMPTS = 3
+"""Inserts tried when each found a queued run that a worker claimed before it could be joined
+(each such run started before this request, so a new one must be queued); twice in a row is
+already unlikely."""
+
+
+def _new_run(org_id: int, trigger: str, now: datetime, needs: Needs) -> dict[str, Any]:
+    return {
+        "id": new_id(),
+        "org_id": org_id,
+        "trigger": trigger,
+        "status": QUEUED,
+        "requested_at": now,
+        "attempts": 0,
+        "accept_drop": False,
+        "full_pull": needs.full_pull,
+        "report_required": needs.report,
+    }
+
+
+def _insert_queued(session: Session, values: dict[str, Any]) -> bool:
+    """Insert a queued run unless the organisation has one (the partial unique index
+    `one_queued_run_per_org`): a Core INSERT ... ON CONFLICT DO NOTHING, no savepoint and no
+    ORM flush. SQLite has this form from 3.24 (partial-index target included), PostgreSQL
+    from 9.5. True when inserted."""
+    connection = session.connection()
+    dialect = connection.dialect.name
+    statement = _INSERT_QUEUED_RUN.get(dialect)
+    if statement is None:  # postgresql or sqlite: the two databases ptsync runs on
+        insert_into = importlib.import_module(f"sqlalchemy.dialects.{dialect}").insert
+        # preserve_rowcount: SQLAlchemy keeps an INSERT's row count only when asked to
+        statement = _INSERT_QUEUED_RUN[dialect] = (
+            insert_into(Run.__table__)
+            .on_conflict_do_nothing(index_elements=[Run.org_id], index_where=text("status = 'queued'"))
+            .execution_options(preserve_rowcount=True)
+        )
+    return connection.execute(statement, values).rowcount == 1
+
+
+def _persistent_run(session: Session, values: dict[str, Any]) -> Run:
+    """The run just inserted, as the session's persistent object without reading it back:
+    every column is set (what the insert stored; the rest NULL), so nothing lazy-loads, and a
+    change to it (`accept_drop`, say) is flushed as an UPDATE like any loaded run's."""
+    run = Run(**{**dict.fromkeys(_RUN_COLUMNS), **values})
+    make_transient_to_detached(run)
+    session.add(run)
+    return run
 
 
 def _join(session: Session, run: Run, now: datetime, needs: Needs) -> bool:
     """Join `run` if it is still queued (False: a worker has claimed it)."""
-    values: dict[str, Any] = {"read_after": now}
-    if needs.full_pull:
-        values["full_pull"] = True
-    if needs.report:
-        values["report_required"] = True
-    joined = session.execute(
-        update(Run).where(_STILL_QUEUED).values(**values).execution_options(synchronize_session=False),
-        {"run_id": run.id},
+    joined = session.connection().execute(
+        _JOIN[needs.full_pull, needs.report], {"run_id": run.id, "now": now}
     )
     return joined.rowcount == 1
 
 
 def request_run(
     session: Session,
-    org: Organisation,
+    org: OrgRef,
     trigger: str,
     actor: str,
     now: datetime,
     needs: Needs = Needs(),
     *,
     audited: bool = True,
+    queued: Run | None = LOOK,
     **detail: Any,
 ) -> tuple[Run, bool]:
     """`queue_run`, with an audit entry when a new run was queued (not when joining one, nor
     when the caller says the request is not worth one: the clock's incremental polls)."""
-    run, created = queue_run(session, org, trigger, now, needs)
-    if created and audited:
-        audit(session, org.id, actor, "sync_requested", now, run_id=run.id, **detail)
+    run, created = queue_run(session, org, trigger, now, needs, queued=queued)
+    if created and audited:  # `audit`'s entry, inserted now rather than flushed with the session
+        entry = {"org_id": org.id, "at": now, "actor": actor, "action": "sync_requested"}
+        session.connection().execute(_INSERT_AUDIT, {**entry, "detail": {"run_id": run.id, **detail}})
     return run, created
 
 
 # The statements every run and every webhook executes are built once, with bound parameters:
 # building one anew cost about as much CPU as executing it.
 _QUEUED_RUN = select(Run).where(Run.org_id == bindparam("org_id"), Run.status == QUEUED)
-_STILL_QUEUED = and_(Run.id == bindparam("run_id"), Run.status == QUEUED)
+_INSERT_QUEUED_RUN: dict[str, Any] = {}
+"""Per dialect name, built on first use (importing a dialect's module costs every command's start)."""
+_RUN_COLUMNS = tuple(column.key for column in Run.__table__.columns)
+# Core statements on the tables, run on the session's connection: the same transaction without
+# the ORM's per-statement and bulk-statement work (nothing in the session is synchronised with them).
+_RUNS = Run.__table__
+_JOIN = {
+    (full_pull, report): update(_RUNS)
+    .where(_RUNS.c.id == bindparam("run_id"), _RUNS.c.status == QUEUED)
+    .values(
+        read_after=bindparam("now"),
+        **({"full_pull": True} if full_pull else {}),
+        **({"report_required": True} if report else {}),
+    )
+    for full_pull in (False, True)
+    for report in (False, True)
+}
+"""Joining a queued run, by what the request needs (`Needs.full_pull`, `Needs.report`)."""
+_INSERT_AUDIT = insert(AuditEntry.__table__)
 _CLAIM = (
     update(Run)
     .where(

@@ -17,18 +17,27 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Request
 from pydantic import BaseModel
+from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from starlette.concurrency import run_in_threadpool
 
 from worker.errors import NotFound
 from worker.services import credentials
-from worker.services.deliveries import MAX_DELIVERY_ID, DeliveryConflict, accept, relay_quietly
-from worker.store import repositories as repo
+from worker.services.deliveries import (
+    MAX_DELIVERY_ID,
+    Accepted,
+    DeliveryConflict,
+    Incoming,
+    accept,
+    accept_checked,
+    relay_quietly,
+)
 from worker.store.models import Organisation
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
@@ -96,10 +105,22 @@ def _record(
     relevant: bool = True,
 ) -> DeliveryAnswer:
     runtime = request.app.state.runtime()
+    status = "pending" if relevant else "ignored"
+    return _answer(
+        request,
+        tasks,
+        lambda: accept(runtime, org_id, source, delivery_id, event, body, status=status),
+        relevant,
+    )
+
+
+def _answer(
+    request: Request, tasks: BackgroundTasks, accepting: Callable[[], Accepted], relevant: bool = True
+) -> DeliveryAnswer:
+    """Commit the delivery by `accepting()` and answer for it; relay it after the answer."""
+    runtime = request.app.state.runtime()
     try:
-        accepted = accept(
-            runtime, org_id, source, delivery_id, event, body, status="pending" if relevant else "ignored"
-        )
+        accepted = accepting()
     except DeliveryConflict as exc:
         raise HTTPException(409, str(exc)) from None
     except DBAPIError:
@@ -188,20 +209,23 @@ _UNKNOWN_SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 def _signed_event(slug: str, request: Request, tasks: BackgroundTasks, body: bytes) -> DeliveryAnswer:
     runtime = request.app.state.runtime()
-    with runtime.db.transaction() as session:
-        org = repo.find_org(session, slug)
-        if org is not None:
-            session.expunge(org)
-    secret = credentials.signing_secret_of(runtime, org) if org is not None else None
-    try:
-        Webhook(secret or _UNKNOWN_SECRET).verify(body, dict(request.headers), json_parse=False)
-        if secret is None:
-            raise WebhookVerificationError("unknown organisation")
-    except (WebhookVerificationError, ValueError):
-        # Malformed signature or timestamp, non-UTF-8 body, unknown organisation, no secret set:
-        # one answer for all, so the endpoint does not reveal which organisations exist.
-        raise HTTPException(401, "webhook verification failed") from None
-    delivery_id = _delivery_id(request.headers.get("webhook-id"), "webhook-id")
-    document = _json_object(body)
-    event = _text(document, "type", "event") or "generic"
-    return _record(request, tasks, org.id, "generic", delivery_id, event, body)
+    headers = dict(request.headers)
+
+    def verified(connection: Connection) -> Incoming:
+        # Inside the inbox's transaction: the lookup, the signature check (CPU only) and the
+        # insert share one transaction. A refusal raises, so the transaction stores nothing.
+        signer = credentials.webhook_signer(connection, slug)
+        secret = credentials.signing_secret(runtime, signer.secret_encrypted) if signer is not None else None
+        try:
+            Webhook(secret or _UNKNOWN_SECRET).verify(body, headers, json_parse=False)
+            if secret is None:
+                raise WebhookVerificationError("unknown organisation")
+        except (WebhookVerificationError, ValueError):
+            # Malformed signature or timestamp, non-UTF-8 body, unknown organisation, no secret
+            # set: one answer for all, so the endpoint does not reveal which organisations exist.
+            raise HTTPException(401, "webhook verification failed") from None
+        delivery_id = _delivery_id(headers.get("webhook-id"), "webhook-id")
+        document = _json_object(body)
+        return Incoming(signer.org_id, delivery_id, _text(document, "type", "event") or "generic")
+
+    return _answer(request, tasks, lambda: accept_checked(runtime, "generic", body, verified))

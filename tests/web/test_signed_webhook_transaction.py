@@ -1,0 +1,241 @@
+"""The signed webhook endpoint looks the organisation up, verifies the signature and stores the
+delivery in one transaction (issue 17): a refusal stores nothing, and the inbox's short
+timeouts still bound the insert. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+import threading
+import time
+from datetime import UTC, datetime
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import event, func, select
+from standardwebhooks.webhooks import Webhook
+
+from tests.web.conftest import SentRuns, add_clinic
+from worker.services import deliveries
+from worker.store.models import AuditEntry, Delivery, Run
+from worker.web import create_app
+
+
+@pytest.fixture
+def app_runtime(database_url, secret_key, monkeypatch):
+    """The process-wide runtime on this test's database (SQLite or PostgreSQL)."""
+    from worker import runtime as runtime_module
+    from worker import settings as settings_module
+    from worker.store.db import Database
+
+    Database(database_url).migrate()
+    monkeypatch.setenv("PTSYNC_DATABASE_URL", database_url)
+    monkeypatch.setenv("PTSYNC_SECRET_KEY", secret_key)
+    settings_module.get_settings.cache_clear()
+    runtime_module.get_runtime.cache_clear()
+    built = runtime_module.get_runtime()
+    yield built
+    built.db.dispose()
+    settings_module.get_settings.cache_clear()
+    runtime_module.get_runtime.cache_clear()
+
+
+@pytest.fixture
+def signing_secret(app_runtime, tmp_path) -> str:
+    credentials, _ = add_clinic(app_runtime, tmp_path, "clinic-a")
+    return credentials.signing_secret
+
+
+@pytest.fixture
+def sent() -> SentRuns:
+    return SentRuns()
+
+
+@pytest.fixture
+def client(app_runtime, sent):
+    with TestClient(create_app(send=sent, background=False)) as test_client:
+        yield test_client
+
+
+def _signed(secret: str, body: bytes, msg_id: str = "msg_1") -> dict[str, str]:
+    now = datetime.now(tz=UTC)
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": Webhook(secret).sign(msg_id, now, body.decode()),
+        "Content-Type": "application/json",
+    }
+
+
+def _stored(runtime) -> tuple[int, int, int]:
+    """Deliveries, runs and sync_requested audit entries."""
+    with runtime.db.transaction() as session:
+        return (
+            session.scalar(select(func.count()).select_from(Delivery)),
+            session.scalar(select(func.count()).select_from(Run)),
+            session.scalar(select(func.count()).where(AuditEntry.action == "sync_requested")),
+        )
+
+
+def _commits(runtime) -> list[int]:
+    """Counts the transactions committed from now on."""
+    commits: list[int] = []
+    event.listen(runtime.db.engine, "commit", lambda _connection: commits.append(1))
+    return commits
+
+
+def test_a_webhook_signed_with_another_secret_is_401_and_its_transaction_commits_nothing(
+    app_runtime, client, signing_secret
+):
+    # Given an organisation and a webhook signed with a secret that is not its own
+    body = json.dumps({"type": "appointment.updated"}).encode()
+    other_secret = "whsec_" + base64.b64encode(b"x" * 32).decode()
+    commits = _commits(app_runtime)
+    # When it is posted
+    response = client.post("/webhooks/generic/clinic-a", content=body, headers=_signed(other_secret, body))
+    # Then the answer is the one it always was, the lookup's transaction committed nothing,
+    # and nothing is stored
+    assert (response.status_code, response.json()) == (401, {"detail": "webhook verification failed"})
+    assert commits == []
+    assert _stored(app_runtime) == (0, 0, 0)
+
+
+def test_an_unknown_organisation_is_answered_like_a_bad_signature_and_costs_the_same_statements(
+    app_runtime, client, signing_secret
+):
+    # Given a badly signed webhook for a real organisation, and one for a slug nobody has
+    body = b'{"type": "x"}'
+    headers = _signed("whsec_" + base64.b64encode(b"y" * 32).decode(), body)
+    statements: list[str] = []
+    event.listen(
+        app_runtime.db.engine,
+        "before_cursor_execute",
+        lambda _c, _cursor, statement, *_: statements.append(statement.split()[0]),
+    )
+    # When both are posted
+    known = client.post("/webhooks/generic/clinic-a", content=body, headers=headers)
+    known_statements, statements[:] = list(statements), []
+    unknown = client.post("/webhooks/generic/nobody", content=body, headers=headers)
+    # Then they are refused alike, after the same work on the database (the lookup only: the
+    # inbox's timeouts are set only for an insert), and nothing is stored
+    assert (known.status_code, known.json()) == (unknown.status_code, unknown.json())
+    assert (unknown.status_code, unknown.json()) == (401, {"detail": "webhook verification failed"})
+    assert known_statements == statements == ["SELECT"]
+    assert _stored(app_runtime) == (0, 0, 0)
+
+
+def test_a_verified_webhook_refused_after_its_signature_check_stores_nothing(
+    app_runtime, client, signing_secret
+):
+    # Given correctly signed webhooks whose body is not JSON, or whose id is longer than stored
+    not_json = b"not json"
+    long_id = b'{"type": "x"}'
+    # When they are posted (the refusals now happen inside the inbox's transaction)
+    refused = [
+        client.post(
+            "/webhooks/generic/clinic-a", content=not_json, headers=_signed(signing_secret, not_json)
+        ),
+        client.post(
+            "/webhooks/generic/clinic-a", content=long_id, headers=_signed(signing_secret, long_id, "m" * 201)
+        ),
+    ]
+    # Then each is a 400 and the transaction rolled back: nothing stored
+    assert [answer.status_code for answer in refused] == [400, 400]
+    assert _stored(app_runtime) == (0, 0, 0)
+
+
+def test_a_signed_webhook_is_stored_and_queues_one_run_in_three_transactions(
+    app_runtime, client, signing_secret, sent
+):
+    # Given an organisation with no run
+    body = json.dumps({"type": "appointment.updated"}).encode()
+    commits = _commits(app_runtime)
+    # When a correctly signed webhook is posted
+    response = client.post("/webhooks/generic/clinic-a", content=body, headers=_signed(signing_secret, body))
+    # Then it is accepted, a run is queued and sent, and that took three transactions: the
+    # inbox's (lookup, check and insert), the relay's and marking the run sent
+    assert response.status_code == 200 and response.json()["status"] == "accepted"
+    assert len(commits) == 3
+    assert _stored(app_runtime) == (1, 1, 1) and len(sent) == 1
+    # and the last one marked both the run sent and the delivery relayed to it
+    with app_runtime.db.transaction() as session:
+        [run] = session.scalars(select(Run)).all()
+        [delivery] = session.scalars(select(Delivery)).all()
+    assert run.enqueued_at is not None and sent == [run.id]
+    assert (delivery.status, delivery.run_id, delivery.relayed_at is not None) == ("relayed", run.id, True)
+
+
+def test_the_inbox_timeout_still_bounds_the_signed_webhooks_insert(
+    app_runtime, client, signing_secret, database_url, monkeypatch
+):
+    # Given an inbox timeout of 0.5 s, and another connection holding a lock that makes the
+    # insert into the inbox wait (the organisation can still be read)
+    monkeypatch.setattr(deliveries, "INBOX_TIMEOUT_MS", 500)
+    if database_url.startswith("sqlite"):
+        blocker = sqlite3.connect(database_url.removeprefix("sqlite:///"), timeout=1)
+        blocker.execute("BEGIN IMMEDIATE")
+    else:
+        import psycopg
+
+        blocker = psycopg.connect(database_url)
+        blocker.execute("LOCK TABLE deliveries IN SHARE MODE")
+    answers: dict[str, object] = {}
+    body = json.dumps({"type": "appointment.updated"}).encode()
+
+    def post() -> None:
+        answers["webhook"] = client.post(
+            "/webhooks/generic/clinic-a", content=body, headers=_signed(signing_secret, body)
+        )
+
+    # When a signed webhook arrives
+    started = time.monotonic()
+    sender = threading.Thread(target=post)
+    sender.start()
+    sender.join(timeout=5)
+    waited = time.monotonic() - started
+    blocker.rollback()
+    blocker.close()
+    sender.join(timeout=10)
+    # Then its insert gave up after the short timeout with a retryable 503, and nothing is stored
+    webhook = answers["webhook"]
+    assert (webhook.status_code, webhook.headers["Retry-After"]) == (503, "5")
+    assert waited < 3
+    assert _stored(app_runtime) == (0, 0, 0)
+
+
+def test_a_webhook_within_its_interval_reads_the_runs_once_and_never_a_report(
+    app_runtime, client, signing_secret, sent
+):
+    # Given an organisation (minimum interval 60 s) whose first webhook queued a run, and one
+    # whose run has finished with a report within the interval
+    first = b'{"type": "appointment.updated"}'
+    assert client.post("/webhooks/generic/clinic-a", content=first, headers=_signed(signing_secret, first))
+    statements: list[str] = []
+    event.listen(
+        app_runtime.db.engine,
+        "before_cursor_execute",
+        lambda _c, _cursor, statement, *_: statements.append(" ".join(statement.split())),
+    )
+    # When another webhook joins the queued run
+    second = b'{"type": "appointment.updated", "n": 2}'
+    answer = client.post(
+        "/webhooks/generic/clinic-a", content=second, headers=_signed(signing_secret, second, "m2")
+    )
+    joined, statements[:] = list(statements), []
+    # and, after the run finished, a third arrives within the interval
+    with app_runtime.db.transaction() as session:
+        session.execute(Run.__table__.update().values(status="succeeded", report={"big": "x" * 1000}))
+    third = b'{"type": "appointment.updated", "n": 3}'
+    client.post("/webhooks/generic/clinic-a", content=third, headers=_signed(signing_secret, third, "m3"))
+    waited = list(statements)
+    # Then the join read the runs table once (the queued run, not again to queue), the wait
+    # read only the newest request time, and both webhooks were stored
+    assert answer.json()["status"] == "accepted" and len(sent) == 1
+    assert len([s for s in joined if s.startswith("SELECT") and "FROM runs" in s]) == 1
+    reads = [s for s in waited if s.startswith("SELECT") and "FROM runs" in s]
+    [newest] = [s for s in reads if "ORDER BY runs.requested_at DESC" in s]
+    assert len(reads) == 2 and newest.startswith("SELECT runs.requested_at FROM runs")
+    with app_runtime.db.transaction() as session:
+        statuses = sorted(session.scalars(select(Delivery.status)).all())
+    assert statuses == ["pending", "relayed", "relayed"]
