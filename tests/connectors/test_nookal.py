@@ -219,8 +219,10 @@ def test_the_key_never_appears_in_errors_or_log_lines(caplog):
 
 
 def test_request_lines_logged_by_urllib3_show_no_key_even_when_requests_fail(caplog):
-    # Given debug logging, and an emulated Nookal that fails twice and then answers
+    # Given debug logging (urllib3's own level too: ptsync's logging setup, run by other tests in
+    # this process, quiets it), and an emulated Nookal that fails twice and then answers
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="urllib3")
     clinic = generate_clinic(patients=5, practitioners=2, appointments=5, today=date.today())
     with NookalEmulator(clinic, KEY) as nookal:
         nookal.fail_next("/production/v2/getAppointments", 500, times=2)
