@@ -230,8 +230,10 @@ def _relay_one(runtime: Runtime, send: Callable[[str], None], delivery_id: int) 
     send(run_id)  # may raise: the rows stay pending and the next relay sends again
     with runtime.db.engine.begin() as connection:  # Core: nothing here needs an ORM session
         values = {"covered": covered, "run_id": run_id, "now": utcnow()}
-        if connection.dialect.name == "postgresql":  # one statement: the run's UPDATE as its CTE
-            return connection.execute(_MARK_SENT_AND_RELAYED, values).rowcount or 0
+        # The run's row first, then the deliveries', in two statements, as every relay
+        # transaction locks them (`repo._join`, then `_mark_relayed`). One statement with the
+        # run's UPDATE as an unreferenced WITH locked them the other way round (PostgreSQL runs
+        # such a WITH after the main statement) and deadlocked with a relay joining the run.
         connection.execute(_MARK_SENT, values)
         return connection.execute(_MARK_RELAYED, values).rowcount or 0
 
@@ -294,9 +296,6 @@ _MARK_RELAYED = (
     .where(_DELIVERIES.c.id.in_(bindparam("covered", expanding=True)), _DELIVERIES.c.status == "pending")
     .values(status="relayed", relayed_at=bindparam("now"), run_id=bindparam("run_id"))
 )
-_MARK_SENT_AND_RELAYED = _MARK_RELAYED.add_cte(_MARK_SENT.cte("sent_run"))
-"""PostgreSQL: `_MARK_SENT` and `_MARK_RELAYED` in one round trip (a data-modifying WITH runs
-exactly once whether or not the statement refers to it); its row count is the deliveries'."""
 
 
 def _must_wait(session: Session, org: _OrgToRelay, now: datetime) -> tuple[bool, Run | None]:
