@@ -59,7 +59,7 @@ def test_review_relays_marking_one_run_sent_and_joining_it_do_not_deadlock_on_po
     def relay_a() -> None:
         try:
             deliveries.relay(store, send_then_let_c_go_first, only=first)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     a = threading.Thread(target=relay_a)
@@ -81,7 +81,7 @@ def test_review_relays_marking_one_run_sent_and_joining_it_do_not_deadlock_on_po
     # When relay C handles the second webhook
     try:
         deliveries.relay(store, lambda _run: None, only=second)
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         errors.append(exc)
     c_holds_the_run.set()
     a.join(15)
