@@ -4,7 +4,10 @@ still read."""
 
 from __future__ import annotations
 
+import enum
 import json
+import math
+import uuid
 import zlib
 
 import pytest
@@ -130,3 +133,26 @@ def test_given_stored_rows_when_revived_then_full_rows_short_rows_and_records_al
 def test_given_a_stored_row_longer_than_its_record_when_revived_then_it_is_refused() -> None:
     with pytest.raises(TypeError):
         revive({"a": ["77", "9001", 739_000, 0, None, "extra"]}, Visit)
+
+
+class _Kind(enum.Enum):
+    A = "a"
+
+
+@pytest.mark.parametrize(
+    ("value", "read_back"),
+    [(math.nan, None), (math.inf, None), (uuid.UUID(int=7), str(uuid.UUID(int=7))), (_Kind.A, "a")],
+    ids=["nan", "infinity", "uuid", "enum"],
+)
+def test_given_a_value_no_connector_stores_when_stored_then_the_documented_difference_from_json(
+    box, value, read_back
+) -> None:
+    """The differences the module documents (orjson writes these without reaching the fallback;
+    `json` wrote NaN and Infinity and refused UUIDs and enums). States hold strings, integers,
+    booleans and None only."""
+    # Given
+    state = {"version": 3, "value": value}
+    # When
+    stored = state_codec.decode(state_codec.encode(state, box), box)
+    # Then
+    assert stored["value"] == read_back

@@ -1,12 +1,12 @@
-"""Review of issue 17's relay (worker/services/deliveries.py) on a real PostgreSQL.
+"""The relay (worker/services/deliveries.py) takes its row locks in one order, on a real PostgreSQL.
 
-On PostgreSQL, "mark the run sent" and "mark the deliveries relayed" are one statement: the
-deliveries' UPDATE with the run's UPDATE as a data-modifying WITH that nothing references.
-PostgreSQL runs such a WITH after the main statement (ExecPostprocessPlan), so the statement
-locks the deliveries first and the run second. Every other relay transaction locks the other
-way round: joining the queued run (`repo._join`, the run's row) and then, when that run's
-message already went out, marking its deliveries relayed (`_mark_relayed`). Before issue 17
-the relay's second transaction ran the run's UPDATE first, as they do.
+For a while, on PostgreSQL, "mark the run sent" and "mark the deliveries relayed" were one
+statement: the deliveries' UPDATE with the run's UPDATE as a data-modifying WITH that nothing
+references. PostgreSQL runs such a WITH after the main statement (ExecPostprocessPlan), so that
+statement locked the deliveries first and the run second, while every other relay transaction
+locks the run first: joining the queued run (`repo._join`) and then, when that run's message
+already went out, marking its deliveries relayed (`_mark_relayed`). Now both are two statements,
+run first.
 
 Scenario (a burst of webhooks: each one's background relay, plus the relay thread):
 relay A joined the queued run while its message was not yet out, sends it, and marks it sent
@@ -32,7 +32,7 @@ from worker.store.models import Delivery, Organisation, Run
 
 
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
-def test_review_relays_marking_one_run_sent_and_joining_it_do_not_deadlock_on_postgresql(
+def test_given_a_burst_for_one_queued_run_when_one_relay_marks_it_sent_while_another_joins_it_then_neither_deadlocks_on_postgresql(
     store,  # noqa: F811
     org,  # noqa: F811
     monkeypatch,
