@@ -99,13 +99,18 @@ def _reconcile(
     )
 
 
-_SEVERITY_RANK = {severity._value_: index for index, severity in enumerate(Severity)}
+_SEVERITY_RANK = {severity._value_: str(index) for index, severity in enumerate(Severity)}
 
 
-def _finding_order(row: Row) -> tuple[int, str, str]:
-    """(severity rank, kind, fingerprint) of a rule's finding."""
+def _finding_order(row: Row) -> str:
+    """The order of a rule's finding: by severity rank, kind, then fingerprint, as one string.
+
+    The rank is one digit and a NUL ends the kind (before any character of a kind), so strings
+    compare as the tuples (rank, kind, fingerprint) would: a run sorts thousands of findings,
+    and comparing one string costs about half of comparing a tuple's items.
+    """
     document = row[1]
-    return (_SEVERITY_RANK[document["severity"]], document["kind"], document["fingerprint"])
+    return _SEVERITY_RANK[document["severity"]] + document["kind"] + "\x00" + document["fingerprint"]
 
 
 class SharedPairs(Sequence[SharedPair]):
