@@ -194,6 +194,18 @@ class Context:
         )
 
     @cached_property
+    def eligible_people(self) -> dict[str, dict[str, str]]:
+        """Each eligible practitioner's person document (`Person.as_dict`: id, their user's
+        email, name), made once per run and named by every finding about them (read, never
+        changed): the duplicate-risk and missing-user findings name thousands of people, most of
+        them several times, and a document each was a megabyte of fresh memory a run."""
+        practitioners = self.practitioners
+        return {
+            pid: {"pms_id": pid, "email": user.email, "name": practitioners[pid].name}
+            for pid, user in self.eligible.items()
+        }
+
+    @cached_property
     def at_risk(self) -> np.ndarray:
         """Per row of `pairs`, whether `pair_at_risk` holds: both eligible, not both sharing.
 

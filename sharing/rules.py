@@ -137,15 +137,16 @@ def _risk_for(
     `shared`, `days` and `groups` (None when no pair has an access group) are per peer.
 
     The few colleagues named are written in one expression each (`_pair_detail`'s text), and
-    each pair's document and person are made in one loop: a run has hundreds of these findings
-    and thousands of pairs. A peer is eligible, so their person's email is their user's (as
-    `Context.person`'s).
+    the pairs' documents in one comprehension: a run has hundreds of these findings and
+    thousands of pairs. Everyone named is eligible: their person documents are the context's
+    (`Context.eligible_people`, shared by the findings naming them), their email their user's
+    (as `Context.person`'s).
     """
-    eligible = context.eligible
-    user = eligible[practitioner_id]
-    email = user.email
+    eligible_people = context.eligible_people
+    person = eligible_people[practitioner_id]
+    email = person["email"]
     practitioners = context.practitioners
-    name = practitioners[practitioner_id].name
+    name = person["name"]
     if normalise_email(email) in context.members:
         gap = f"{name} does not share patients in practitioner sharing"
     else:
@@ -162,18 +163,16 @@ def _risk_for(
     if len(peers) > _COLLEAGUES_NAMED:
         details.append(plural(len(peers) - _COLLEAGUES_NAMED, "other colleague"))
     who = "a colleague" if len(peers) == 1 else plural(len(peers), "colleague")
-    people = [{"pms_id": practitioner_id, "email": email, "name": name}]
-    pairs = []
-    for peer, count, day in zip(peers, shared, days, strict=True):
-        peer_email = eligible[peer].email
-        people.append({"pms_id": peer, "email": peer_email, "name": practitioners[peer].name})
-        pairs.append(
-            {
-                "emails": [email, peer_email],
-                "shared_patients": count,
-                "last_shared_on": day_text(day) if count else None,
-            }
-        )
+    people = [person]
+    people += map(eligible_people.__getitem__, peers)
+    pairs = [
+        {
+            "emails": [email, peer["email"]],
+            "shared_patients": count,
+            "last_shared_on": day_text(day) if count else None,
+        }
+        for peer, count, day in zip(people[1:], shared, days, strict=True)
+    ]
     if groups:
         for pair, names in zip(pairs, groups, strict=True):
             if names:
@@ -205,6 +204,7 @@ def missing_new_user(context: Context) -> Iterator[Row]:
     members = context.members
     peers = context.eligible_peers
     practitioners = context.practitioners
+    people = context.eligible_people
     for practitioner_id, user in sorted(context.belongs_in_sharing().items()):
         key = normalise_email(user.email)
         if key in members:
@@ -225,7 +225,7 @@ def missing_new_user(context: Context) -> Iterator[Row]:
                 subjects,
                 f"{name} is active in the PMS and confirmed in PT Direct but is not in "
                 f"practitioner sharing{why}.",
-                [{"pms_id": practitioner_id, "email": user.email, "name": name}],
+                [people[practitioner_id]],
                 {"missing_from": "practitioner_sharing", "pms_peers": peer_count},
             ),
         )
@@ -247,7 +247,7 @@ def missing_new_user(context: Context) -> Iterator[Row]:
                 subjects,
                 f"{name} is active in the PMS and confirmed in PT Direct but does not receive "
                 f"the master account's content ({master.email}).",
-                [{"pms_id": practitioner_id, "email": user.email, "name": name}],
+                [people[practitioner_id]],
                 {"missing_from": "master_recipients", "master_account": master.email},
             ),
         )
