@@ -22,10 +22,16 @@ def normalise_email(email: str | None) -> str | None:
     NFC first, so an address typed with a combining accent ("e" + U+0301) and one typed with the
     precomposed letter ("\u00e9") are the same person, as they are to a mail server. Cached: a
     reconcile asks for the same few addresses tens of thousands of times.
+
+    An address already normalised (nearly all) is answered with itself, not an equal copy: the
+    copy was a string a practitioner kept in the cache, in fresh memory in a process's first run,
+    and the dicts keyed by the answer find the very object they are asked for.
     """
     if email is None:
         return None
     cleaned = unicodedata.normalize("NFC", email).strip().lower()
+    if cleaned == email and type(email) is str:
+        return email
     return cleaned or None
 
 
@@ -113,15 +119,26 @@ def match_identities(
     """
     system_key = system.strip().lower()
     by_id = {practitioner.id: practitioner for practitioner in practitioners}
+    # A practitioner's linked users: the one user (nearly always) in `user_by_link`, several in
+    # `users_by_link`; no list is made per practitioner for the usual single user.
+    user_by_link: dict[str, PtUser] = {}
     users_by_link: dict[str, list[PtUser]] = {}
     users_by_email: dict[str, list[PtUser]] = {}
     links: list[tuple[PtUser, str]] = []
+    systems: dict[str, str] = {}  # each link's system as compared (stripped, lower case), once per name
     for user in users:
         link = user.pms_link
-        if link is not None and link.system.strip().lower() == system_key:
-            links.append((user, link.practitioner_id))
-            users_by_link.setdefault(link.practitioner_id, []).append(user)
-            linked_elsewhere = link.practitioner_id in by_id
+        if link is not None:
+            link_system = systems.get(link.system)
+            if link_system is None:
+                link_system = systems[link.system] = link.system.strip().lower()
+        if link is not None and link_system == system_key:
+            practitioner_id = link.practitioner_id
+            links.append((user, practitioner_id))
+            first = user_by_link.setdefault(practitioner_id, user)
+            if first is not user:
+                users_by_link.setdefault(practitioner_id, [first]).append(user)
+            linked_elsewhere = practitioner_id in by_id
         else:
             linked_elsewhere = False
         email = normalise_email(user.email)
@@ -140,10 +157,14 @@ def match_identities(
         if practitioner.id in ambiguous_practitioners:
             continue
         candidates = users_by_link.get(practitioner.id)
-        if not candidates:
+        if candidates is None:
+            linked = user_by_link.get(practitioner.id)
+            if linked is not None:  # the usual case: one linked user, nothing to tell apart
+                tentative[practitioner.id] = linked
+                continue
             email = normalise_email(practitioner.email)
             candidates = users_by_email.get(email, []) if email else []
-        if len(candidates) == 1:  # the usual case: nothing to tell apart
+        if len(candidates) == 1:  # nothing to tell apart
             tentative[practitioner.id] = candidates[0]
             continue
         distinct = {normalise_email(user.email): user for user in candidates}
@@ -154,20 +175,25 @@ def match_identities(
         elif distinct:
             tentative[practitioner.id] = next(iter(distinct.values()))
 
+    # Each email's practitioner (the first, in `practitioner_by_user`) and, for the emails of
+    # several, all of them (`practitioners_by_user`): no list per email for the usual one.
+    practitioner_by_user: dict[str, str] = {}
     practitioners_by_user: dict[str, list[str]] = {}
     for practitioner_id, user in tentative.items():
         email = normalise_email(user.email) or ""
         if email not in ambiguous_emails:
-            practitioners_by_user.setdefault(email, []).append(practitioner_id)
+            first_id = practitioner_by_user.setdefault(email, practitioner_id)
+            if first_id != practitioner_id:
+                practitioners_by_user.setdefault(email, [first_id]).append(practitioner_id)
     user_by_practitioner: dict[str, PtUser] = {}
     practitioner_by_email: dict[str, PmsPractitioner] = {}
     for email, practitioner_ids in practitioners_by_user.items():
-        if len(practitioner_ids) > 1:
-            ambiguities.append(Ambiguity("ptdirect", email, tuple(sorted(practitioner_ids))))
-            ambiguous_emails.add(email)
-            ambiguous_practitioners.update(practitioner_ids)
+        ambiguities.append(Ambiguity("ptdirect", email, tuple(sorted(practitioner_ids))))
+        ambiguous_emails.add(email)
+        ambiguous_practitioners.update(practitioner_ids)
+    for email, practitioner_id in practitioner_by_user.items():
+        if email in practitioners_by_user:
             continue
-        practitioner_id = practitioner_ids[0]
         user_by_practitioner[practitioner_id] = tentative[practitioner_id]
         practitioner_by_email[email] = by_id[practitioner_id]
 
