@@ -7,6 +7,8 @@ never touched, removals always wait for a person, and an incomplete fetch plans 
 
 from __future__ import annotations
 
+from operator import itemgetter
+
 from sharing.context import Context
 from sharing.identity import normalise_email
 from sharing.model import MasterRecipients, Mode, PtUser
@@ -38,19 +40,39 @@ def plan_operations(context: Context) -> tuple[Operation, ...]:
     if context.complete:
         planned += [*_departures(context), *_master_departures(context)]
     # Each operation's email is normalised and its user found once, for both guards and for its
-    # key (`Operation.key`'s value: NFC, stripped, lower case): a plan has thousands.
+    # key (`Operation.key`'s value: NFC, stripped, lower case): a plan has thousands. An addition
+    # (nearly every operation) needs only `_may_touch`'s user test, made here without the two
+    # calls (`_cuts_off_active` never stops one); each operation's sort key is made as it is
+    # kept, and the sort compares the keys alone (ties keep plan order, as before).
     users = context.users
-    unique: dict[tuple[str, str], Operation] = {}
+    master_email = context.master_email
+    unique: dict[tuple[str, str], tuple[tuple[int, str], Operation]] = {}
     for op in planned:
         email = normalise_email(op.email)
         user = users.get(email or "")
-        if _may_touch(context, op, email, user) and not _cuts_off_active(context, op, email or "", user):
-            unique[(op.op._value_, email or "")] = op
-    ordered = sorted(unique.values(), key=lambda op: (_ORDER[op.op._value_], op.email.lower()))
+        kind = op.op._value_
+        if kind in _ADDITIONS:
+            if user is None or not user.confirmed or (email == master_email and kind in _GIVES_PATIENTS):
+                continue
+        elif not _may_touch(context, op, email, user) or _cuts_off_active(context, op, email or "", user):
+            continue
+        unique[(kind, email or "")] = ((_ORDER[kind], op.email.lower()), op)
+    ordered = [op for _, op in sorted(unique.values(), key=itemgetter(0))]
     if context.policy.mode is not Mode.APPLY_SAFE:
         # Nothing is automatic: every operation requires approval, as operations are made.
         return tuple(op if op.requires_approval else _with_approval(context, op) for op in ordered)
     return tuple(_with_approval(context, op) for op in ordered)
+
+
+_ADDITIONS = frozenset(
+    kind._value_
+    for kind in (OpKind.ADD_SHARING_MEMBER, OpKind.ENABLE_PATIENT_SHARING, OpKind.ADD_MASTER_RECIPIENT)
+)
+"""Kinds `_may_touch` allows for a confirmed user (but patient sharing never for the master
+account) and `_cuts_off_active` never stops (neither a removal nor a transfer)."""
+_GIVES_PATIENTS = frozenset(
+    kind._value_ for kind in (OpKind.ADD_SHARING_MEMBER, OpKind.ENABLE_PATIENT_SHARING)
+)
 
 
 def _may_touch(context: Context, op: Operation, email: str | None, user: PtUser | None) -> bool:
