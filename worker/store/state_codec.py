@@ -18,9 +18,10 @@ changes reads it and writes it again. With `json` and zlib at level 6 that was a
 - **Read by `json`**, as before. orjson would read the states it wrote exactly, but it reads an
   integer beyond 64 bits as a float, and only a new marker could tell its states from `json`'s
   fallback and from older rows; that marker would make every state written after an upgrade
-  unreadable to the version before it, for 6 of those 150 ms. (`revive` in
-  `connectors/records.py` makes the records about a third faster.) So the stored form is the one
+  unreadable to the version before it, for 6 of those 150 ms. So the stored form is the one
   earlier versions read: a rollback keeps every clinic's incremental polls.
+
+The records read back are made a little faster too (`revive` in `connectors/records.py`).
 """
 
 from __future__ import annotations
