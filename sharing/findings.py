@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, overload
+from typing import Any
+
+from sharing.made_when_read import MadeWhenRead
 
 
 class FindingKind(enum.Enum):
@@ -188,22 +189,22 @@ def _finding_of(document: dict[str, Any], subjects: tuple[str, ...]) -> Finding:
     return finding
 
 
-class Findings(Sequence[Finding]):
+class Findings(MadeWhenRead[Finding]):
     """A run's findings, in report order, kept as their documents: `Finding`s when first read.
 
     The report reads the documents (`documents`: `Finding.as_dict`'s, without their state) and
     the worker their fingerprints; only tests and tools read `Finding`s. A `Finding`, its
     `Person`s and its tuples made in every run for them, and turned into the very same
     documents by the report, cost a tenth of a run at 100,000 access rows (1,600 findings
-    naming 4,900 people). Equal to another `Findings` or a tuple with the same findings.
+    naming 4,900 people).
     """
 
-    __slots__ = ("_documents", "_items", "_subjects")
+    __slots__ = ("_documents", "_subjects")
 
     def __init__(self, documents: list[dict[str, Any]], subjects: list[tuple[str, ...]]) -> None:
+        super().__init__()
         self._documents = documents
         self._subjects = subjects
-        self._items: tuple[Finding, ...] | None = None
 
     @property
     def documents(self) -> list[dict[str, Any]]:
@@ -214,35 +215,8 @@ class Findings(Sequence[Finding]):
     def fingerprints(self) -> list[str]:
         return [document["fingerprint"] for document in self._documents]
 
-    def _findings(self) -> tuple[Finding, ...]:
-        if self._items is None:
-            self._items = tuple(map(_finding_of, self._documents, self._subjects))
-        return self._items
+    def _make(self) -> tuple[Finding, ...]:
+        return tuple(map(_finding_of, self._documents, self._subjects))
 
     def __len__(self) -> int:
         return len(self._documents)
-
-    @overload
-    def __getitem__(self, index: int) -> Finding: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> tuple[Finding, ...]: ...
-
-    def __getitem__(self, index: int | slice) -> Finding | tuple[Finding, ...]:
-        return self._findings()[index]
-
-    def __iter__(self) -> Iterator[Finding]:
-        return iter(self._findings())
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Findings):
-            return self._findings() == other._findings()
-        if isinstance(other, tuple):
-            return self._findings() == other
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self._findings())
-
-    def __repr__(self) -> str:
-        return repr(self._findings())

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import overload
 
 import numpy as np
 
@@ -14,6 +12,7 @@ from sharing.collector import collector_paused
 from sharing.context import Baseline, Context, PairTable, build_context
 from sharing.findings import FindingKind, Findings, Row, Severity
 from sharing.identity import normalise_email
+from sharing.made_when_read import MadeWhenRead
 from sharing.model import PmsSnapshot, Policy, PtDirectSnapshot
 from sharing.operations import Operation, OpKind
 from sharing.picture import SharingPicture, sharing_picture
@@ -113,73 +112,48 @@ def _finding_order(row: Row) -> str:
     return _SEVERITY_RANK[document["severity"]] + document["kind"] + "\x00" + document["fingerprint"]
 
 
-class SharedPairs(Sequence[SharedPair]):
+class SharedPairs(MadeWhenRead[SharedPair]):
     """The pairs who share patients, in pair order, made into `SharedPair`s when first read.
 
     The report and the worker never read them (the picture has the pairs); making thousands of
     objects in every run for the few readers that do (tests, tools) cost a tenth of a run.
-    Equal to another `SharedPairs` or a tuple with the same pairs.
     """
 
-    __slots__ = ("_at_risk", "_items", "_table")
+    __slots__ = ("_at_risk", "_table")
 
     def __init__(self, table: PairTable, at_risk: np.ndarray) -> None:
+        super().__init__()
         self._table = table
         self._at_risk = at_risk
-        self._items: tuple[SharedPair, ...] | None = None
 
-    def _pairs(self) -> tuple[SharedPair, ...]:
-        if self._items is None:
-            table = self._table
-            self._items = tuple(
-                SharedPair(  # positional: a keyword call costs more, and there are thousands of pairs
-                    first,
-                    second,
-                    shared,
-                    day_from_number(day) if shared else None,
-                    table.access_groups.get(row, ()),
-                    at_risk,
-                )
-                for row, (first, second, shared, day, at_risk) in enumerate(
-                    zip(
-                        table.first_ids,
-                        table.second_ids,
-                        table.shared_patients.tolist(),
-                        table.last_days.tolist(),
-                        self._at_risk.tolist(),
-                        strict=True,
-                    )
+    def _make(self) -> tuple[SharedPair, ...]:
+        table = self._table
+        return tuple(
+            SharedPair(  # positional: a keyword call costs more, and there are thousands of pairs
+                first,
+                second,
+                shared,
+                day_from_number(day) if shared else None,
+                table.access_groups.get(row, ()),
+                at_risk,
+            )
+            for row, (first, second, shared, day, at_risk) in enumerate(
+                zip(
+                    table.first_ids,
+                    table.second_ids,
+                    table.shared_patients.tolist(),
+                    table.last_days.tolist(),
+                    self._at_risk.tolist(),
+                    strict=True,
                 )
             )
-        return self._items
+        )
 
     def __len__(self) -> int:
         return len(self._table)
 
-    @overload
-    def __getitem__(self, index: int) -> SharedPair: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> tuple[SharedPair, ...]: ...
-
-    def __getitem__(self, index: int | slice) -> SharedPair | tuple[SharedPair, ...]:
-        return self._pairs()[index]
-
-    def __iter__(self) -> Iterator[SharedPair]:
-        return iter(self._pairs())
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, SharedPairs):
-            return self._pairs() == other._pairs()
-        if isinstance(other, tuple):
-            return self._pairs() == other
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self._pairs())
-
     def __repr__(self) -> str:
-        return f"SharedPairs({self._pairs()!r})"
+        return f"SharedPairs({self._all()!r})"
 
 
 _FIXES = (OpKind.ADD_SHARING_MEMBER, OpKind.ENABLE_PATIENT_SHARING)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -197,6 +198,22 @@ def _risk_for(
     )
 
 
+def _missing_from(
+    where: str, key: str | None, person: dict[str, Any], message: str, evidence: dict[str, Any]
+) -> Row:
+    """A missing-user finding's row: `where` the confirmed user is missing from (practitioner
+    sharing or the master account's recipients), `key` their normalised email."""
+    subjects = (where, "user:" + (key or ""))
+    return subjects, finding_document(
+        FindingKind.MISSING_NEW_USER,
+        Severity.MEDIUM,
+        subjects,
+        message,
+        [person],
+        {"missing_from": where, **evidence},
+    )
+
+
 def missing_new_user(context: Context) -> Iterator[Row]:
     """Each address is normalised once per finding (for the membership test and the subject):
     a run has a thousand of these. Everyone here is eligible, so their person's email is their
@@ -216,18 +233,13 @@ def missing_new_user(context: Context) -> Iterator[Row]:
             if peer_count
             else ""
         )
-        subjects = ("practitioner_sharing", "user:" + (key or ""))
-        yield (
-            subjects,
-            finding_document(
-                FindingKind.MISSING_NEW_USER,
-                Severity.MEDIUM,
-                subjects,
-                f"{name} is active in the PMS and confirmed in PT Direct but is not in "
-                f"practitioner sharing{why}.",
-                [people[practitioner_id]],
-                {"missing_from": "practitioner_sharing", "pms_peers": peer_count},
-            ),
+        yield _missing_from(
+            "practitioner_sharing",
+            key,
+            people[practitioner_id],
+            f"{name} is active in the PMS and confirmed in PT Direct but is not in "
+            f"practitioner sharing{why}.",
+            {"pms_peers": peer_count},
         )
     master = context.ptdirect.master_account
     if master is None or context.policy.master_recipients is not MasterRecipients.ALL_ACTIVE:
@@ -238,18 +250,13 @@ def missing_new_user(context: Context) -> Iterator[Row]:
         if key in recipients:
             continue
         name = practitioners[practitioner_id].name
-        subjects = ("master_recipients", "user:" + (key or ""))
-        yield (
-            subjects,
-            finding_document(
-                FindingKind.MISSING_NEW_USER,
-                Severity.MEDIUM,
-                subjects,
-                f"{name} is active in the PMS and confirmed in PT Direct but does not receive "
-                f"the master account's content ({master.email}).",
-                [people[practitioner_id]],
-                {"missing_from": "master_recipients", "master_account": master.email},
-            ),
+        yield _missing_from(
+            "master_recipients",
+            key,
+            people[practitioner_id],
+            f"{name} is active in the PMS and confirmed in PT Direct but does not receive "
+            f"the master account's content ({master.email}).",
+            {"master_account": master.email},
         )
 
 
