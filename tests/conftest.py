@@ -89,15 +89,16 @@ def secret_key() -> str:
     return Fernet.generate_key().decode()
 
 
-@pytest.fixture
-def runtime(sqlite_url: str, secret_key: str, monkeypatch):
-    """The process-wide runtime, pointed at this test's database (actors use it too)."""
+def process_runtime(monkeypatch, database_url: str, secret_key: str, **settings: str):
+    """Point the process-wide runtime at `database_url` (with `PTSYNC_<NAME>` settings), yield
+    it, then dispose of it and forget it: for fixtures that hand it to a test."""
     from worker import runtime as runtime_module
     from worker import settings as settings_module
 
-    monkeypatch.setenv("PTSYNC_DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("PTSYNC_DATABASE_URL", database_url)
     monkeypatch.setenv("PTSYNC_SECRET_KEY", secret_key)
-    monkeypatch.setenv("PTSYNC_RUN_LEASE_SECONDS", "3")
+    for name, value in settings.items():
+        monkeypatch.setenv(f"PTSYNC_{name.upper()}", value)
     settings_module.get_settings.cache_clear()
     runtime_module.get_runtime.cache_clear()
     built = runtime_module.get_runtime()
@@ -105,6 +106,12 @@ def runtime(sqlite_url: str, secret_key: str, monkeypatch):
     built.db.dispose()
     settings_module.get_settings.cache_clear()
     runtime_module.get_runtime.cache_clear()
+
+
+@pytest.fixture
+def runtime(sqlite_url: str, secret_key: str, monkeypatch):
+    """The process-wide runtime, pointed at this test's database (actors use it too)."""
+    yield from process_runtime(monkeypatch, sqlite_url, secret_key, run_lease_seconds="3")
 
 
 @pytest.fixture(autouse=True)

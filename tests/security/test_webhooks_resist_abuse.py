@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select, update
-from standardwebhooks.webhooks import Webhook
 
+from tests.web.conftest import signed_headers
 from worker.services import deliveries
 from worker.services.deliveries import relay
 from worker.services.sync import run_sync
@@ -32,16 +32,6 @@ def _physitrack(client, clinic, body: bytes):
         content=body,
         headers={"Content-Type": "application/json"},
     )
-
-
-def _signed_headers(secret: str, body: bytes, msg_id: str = "msg_1") -> dict[str, str]:
-    now = datetime.now(tz=UTC)
-    return {
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(int(now.timestamp())),
-        "webhook-signature": Webhook(secret).sign(msg_id, now, body.decode()),
-        "Content-Type": "application/json",
-    }
 
 
 def test_a_locked_database_stalls_neither_the_login_page_nor_the_sender(runtime, client, clinic, monkeypatch):
@@ -82,7 +72,7 @@ def test_a_locked_database_stalls_neither_the_login_page_nor_the_sender(runtime,
 def test_a_malformed_signature_header_is_a_401_not_a_crash(runtime, client, clinic, signature):
     # Given a signed-endpoint request whose webhook-signature is malformed
     body = b'{"type": "x"}'
-    headers = _signed_headers(clinic[0].signing_secret, body) | {"webhook-signature": signature}
+    headers = signed_headers(clinic[0].signing_secret, body) | {"webhook-signature": signature}
     # When it is posted, Then it is refused as unverified and nothing is stored
     assert client.post("/webhooks/generic/clinic-a", content=body, headers=headers).status_code == 401
     assert _count(runtime, Delivery) == 0
@@ -92,7 +82,7 @@ def test_a_non_utf8_or_deeply_nested_body_is_a_4xx_not_a_crash(runtime, client, 
     # Given bodies that are not UTF-8, or JSON nested deeper than any parser allows
     latin1 = '{"id": "é", "event": "new_client_created"}'.encode("latin-1")
     nested = b'{"id": "1", "event": "x", "a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
-    headers = _signed_headers(clinic[0].signing_secret, b"{}") | {"Content-Type": "application/json"}
+    headers = signed_headers(clinic[0].signing_secret, b"{}") | {"Content-Type": "application/json"}
     # When each is posted to the unsigned and the signed endpoints
     answers = [
         _physitrack(client, clinic, latin1).status_code,
@@ -107,7 +97,7 @@ def test_a_non_utf8_or_deeply_nested_body_is_a_4xx_not_a_crash(runtime, client, 
 def test_a_signed_and_verified_but_deeply_nested_body_is_a_400(runtime, client, clinic):
     # Given a correctly signed body nested too deeply to parse
     body = b"[" * 100_000 + b"]" * 100_000
-    headers = _signed_headers(clinic[0].signing_secret, body)
+    headers = signed_headers(clinic[0].signing_secret, body)
     # When it is posted, Then it is refused as malformed
     assert client.post("/webhooks/generic/clinic-a", content=body, headers=headers).status_code == 400
 
@@ -132,7 +122,7 @@ def test_a_webhook_id_longer_than_the_inbox_stores_is_refused_not_truncated(runt
     answer = _physitrack(client, clinic, first)
     assert answer.status_code == 400 and "longer than 200" in answer.json()["detail"]
     signed_body = b'{"type": "x"}'
-    headers = _signed_headers(clinic[0].signing_secret, signed_body, msg_id="m" * 201)
+    headers = signed_headers(clinic[0].signing_secret, signed_body, msg_id="m" * 201)
     assert client.post("/webhooks/generic/clinic-a", content=signed_body, headers=headers).status_code == 400
     assert _count(runtime, Delivery) == 0
 
@@ -140,7 +130,7 @@ def test_a_webhook_id_longer_than_the_inbox_stores_is_refused_not_truncated(runt
 def test_the_signed_endpoint_answers_an_unknown_organisation_like_a_known_one(client, clinic):
     # Given a badly signed request to a real organisation, and one to a made-up slug
     body = b'{"type": "x"}'
-    headers = _signed_headers("whsec_" + "A" * 43, body)
+    headers = signed_headers("whsec_" + "A" * 43, body)
     # When both are posted
     known = client.post("/webhooks/generic/clinic-a", content=body, headers=headers)
     unknown = client.post("/webhooks/generic/no-such-clinic", content=body, headers=headers)

@@ -8,11 +8,13 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
+from standardwebhooks.webhooks import Webhook
 
 from tests.clinic_files import write_clinic
 from worker.services.credentials import create_admin_token, rotate_webhook_credentials
@@ -25,6 +27,19 @@ class SentRuns(list):
 
     def __call__(self, run_id: str) -> None:
         self.append(run_id)
+
+
+def signed_headers(
+    secret: str, body: bytes, msg_id: str = "msg_1", timestamp: float | None = None
+) -> dict[str, str]:
+    """Standard Webhooks headers signing `body` with `secret` (now, or at `timestamp`)."""
+    when = datetime.fromtimestamp(int(time.time() if timestamp is None else timestamp), tz=UTC)
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(when.timestamp())),
+        "webhook-signature": Webhook(secret).sign(msg_id, when, body.decode()),
+        "Content-Type": "application/json",
+    }
 
 
 def add_clinic(runtime, tmp_path, slug: str):

@@ -9,14 +9,13 @@ import json
 import sqlite3
 import threading
 import time
-from datetime import UTC, datetime
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event, func, select
-from standardwebhooks.webhooks import Webhook
 
-from tests.web.conftest import SentRuns, add_clinic
+from tests.conftest import process_runtime
+from tests.web.conftest import add_clinic, signed_headers
 from worker.services import deliveries
 from worker.store.models import AuditEntry, Delivery, Run
 from worker.web import create_app
@@ -25,20 +24,10 @@ from worker.web import create_app
 @pytest.fixture
 def app_runtime(database_url, secret_key, monkeypatch):
     """The process-wide runtime on this test's database (SQLite or PostgreSQL)."""
-    from worker import runtime as runtime_module
-    from worker import settings as settings_module
     from worker.store.db import Database
 
     Database(database_url).migrate()
-    monkeypatch.setenv("PTSYNC_DATABASE_URL", database_url)
-    monkeypatch.setenv("PTSYNC_SECRET_KEY", secret_key)
-    settings_module.get_settings.cache_clear()
-    runtime_module.get_runtime.cache_clear()
-    built = runtime_module.get_runtime()
-    yield built
-    built.db.dispose()
-    settings_module.get_settings.cache_clear()
-    runtime_module.get_runtime.cache_clear()
+    yield from process_runtime(monkeypatch, database_url, secret_key)
 
 
 @pytest.fixture
@@ -48,24 +37,9 @@ def signing_secret(app_runtime, tmp_path) -> str:
 
 
 @pytest.fixture
-def sent() -> SentRuns:
-    return SentRuns()
-
-
-@pytest.fixture
 def client(app_runtime, sent):
     with TestClient(create_app(send=sent, background=False)) as test_client:
         yield test_client
-
-
-def _signed(secret: str, body: bytes, msg_id: str = "msg_1") -> dict[str, str]:
-    now = datetime.now(tz=UTC)
-    return {
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(int(now.timestamp())),
-        "webhook-signature": Webhook(secret).sign(msg_id, now, body.decode()),
-        "Content-Type": "application/json",
-    }
 
 
 def _stored(runtime) -> tuple[int, int, int]:
@@ -93,7 +67,9 @@ def test_a_webhook_signed_with_another_secret_is_401_and_its_transaction_commits
     other_secret = "whsec_" + base64.b64encode(b"x" * 32).decode()
     commits = _commits(app_runtime)
     # When it is posted
-    response = client.post("/webhooks/generic/clinic-a", content=body, headers=_signed(other_secret, body))
+    response = client.post(
+        "/webhooks/generic/clinic-a", content=body, headers=signed_headers(other_secret, body)
+    )
     # Then the answer is the one it always was, the lookup's transaction committed nothing,
     # and nothing is stored
     assert (response.status_code, response.json()) == (401, {"detail": "webhook verification failed"})
@@ -106,7 +82,7 @@ def test_an_unknown_organisation_is_answered_like_a_bad_signature_and_costs_the_
 ):
     # Given a badly signed webhook for a real organisation, and one for a slug nobody has
     body = b'{"type": "x"}'
-    headers = _signed("whsec_" + base64.b64encode(b"y" * 32).decode(), body)
+    headers = signed_headers("whsec_" + base64.b64encode(b"y" * 32).decode(), body)
     statements: list[str] = []
     event.listen(
         app_runtime.db.engine,
@@ -134,10 +110,12 @@ def test_a_verified_webhook_refused_after_its_signature_check_stores_nothing(
     # When they are posted (the refusals now happen inside the inbox's transaction)
     refused = [
         client.post(
-            "/webhooks/generic/clinic-a", content=not_json, headers=_signed(signing_secret, not_json)
+            "/webhooks/generic/clinic-a", content=not_json, headers=signed_headers(signing_secret, not_json)
         ),
         client.post(
-            "/webhooks/generic/clinic-a", content=long_id, headers=_signed(signing_secret, long_id, "m" * 201)
+            "/webhooks/generic/clinic-a",
+            content=long_id,
+            headers=signed_headers(signing_secret, long_id, "m" * 201),
         ),
     ]
     # Then each is a 400 and the transaction rolled back: nothing stored
@@ -152,7 +130,9 @@ def test_a_signed_webhook_is_stored_and_queues_one_run_in_three_transactions(
     body = json.dumps({"type": "appointment.updated"}).encode()
     commits = _commits(app_runtime)
     # When a correctly signed webhook is posted
-    response = client.post("/webhooks/generic/clinic-a", content=body, headers=_signed(signing_secret, body))
+    response = client.post(
+        "/webhooks/generic/clinic-a", content=body, headers=signed_headers(signing_secret, body)
+    )
     # Then it is accepted, a run is queued and sent, and that took three transactions: the
     # inbox's (lookup, check and insert), the relay's and marking the run sent
     assert response.status_code == 200 and response.json()["status"] == "accepted"
@@ -185,7 +165,7 @@ def test_the_inbox_timeout_still_bounds_the_signed_webhooks_insert(
 
     def post() -> None:
         answers["webhook"] = client.post(
-            "/webhooks/generic/clinic-a", content=body, headers=_signed(signing_secret, body)
+            "/webhooks/generic/clinic-a", content=body, headers=signed_headers(signing_secret, body)
         )
 
     # When a signed webhook arrives
@@ -210,7 +190,9 @@ def test_a_webhook_within_its_interval_reads_the_runs_once_and_never_a_report(
     # Given an organisation (minimum interval 60 s) whose first webhook queued a run, and one
     # whose run has finished with a report within the interval
     first = b'{"type": "appointment.updated"}'
-    assert client.post("/webhooks/generic/clinic-a", content=first, headers=_signed(signing_secret, first))
+    assert client.post(
+        "/webhooks/generic/clinic-a", content=first, headers=signed_headers(signing_secret, first)
+    )
     statements: list[str] = []
     event.listen(
         app_runtime.db.engine,
@@ -220,14 +202,16 @@ def test_a_webhook_within_its_interval_reads_the_runs_once_and_never_a_report(
     # When another webhook joins the queued run
     second = b'{"type": "appointment.updated", "n": 2}'
     answer = client.post(
-        "/webhooks/generic/clinic-a", content=second, headers=_signed(signing_secret, second, "m2")
+        "/webhooks/generic/clinic-a", content=second, headers=signed_headers(signing_secret, second, "m2")
     )
     joined, statements[:] = list(statements), []
     # and, after the run finished, a third arrives within the interval
     with app_runtime.db.transaction() as session:
         session.execute(Run.__table__.update().values(status="succeeded", report={"big": "x" * 1000}))
     third = b'{"type": "appointment.updated", "n": 3}'
-    client.post("/webhooks/generic/clinic-a", content=third, headers=_signed(signing_secret, third, "m3"))
+    client.post(
+        "/webhooks/generic/clinic-a", content=third, headers=signed_headers(signing_secret, third, "m3")
+    )
     waited = list(statements)
     # Then the join read the runs table once (the queued run, not again to queue), the wait
     # read only the newest request time, and both webhooks were stored

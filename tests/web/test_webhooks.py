@@ -9,8 +9,8 @@ import time
 
 import pytest
 from sqlalchemy import func, select
-from standardwebhooks.webhooks import Webhook
 
+from tests.web.conftest import signed_headers
 from worker.store.models import Delivery, Run
 
 
@@ -37,18 +37,7 @@ def _signed(
     clinic, body: bytes, *, msg_id: str = "msg_1", timestamp: float | None = None, secret: str | None = None
 ) -> dict[str, str]:
     credentials, _ = clinic
-    when = int(timestamp if timestamp is not None else time.time())
-    from datetime import UTC, datetime
-
-    signature = Webhook(secret or credentials.signing_secret).sign(
-        msg_id, datetime.fromtimestamp(when, tz=UTC), body.decode()
-    )
-    return {
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(when),
-        "webhook-signature": signature,
-        "Content-Type": "application/json",
-    }
+    return signed_headers(secret or credentials.signing_secret, body, msg_id, timestamp)
 
 
 def test_a_new_client_event_is_committed_and_relayed_into_one_sync(runtime, client, clinic, sent):

@@ -68,9 +68,8 @@ def accept(
     body: bytes,
     status: str = "pending",
 ) -> Accepted:
-    """Commit the delivery (or recognise a repeat of it). Raises DeliveryConflict on a replay."""
-    if len(delivery_id) > MAX_DELIVERY_ID:
-        raise ValueError(f"delivery id longer than {MAX_DELIVERY_ID} characters")
+    """Commit the delivery (or recognise a repeat of it). Raises DeliveryConflict on a replay,
+    and ValueError for an id longer than the inbox stores (`accept_checked` checks it)."""
     incoming = Incoming(org_id, delivery_id, event)
     return accept_checked(runtime, source, body, lambda _connection: incoming, status)
 
