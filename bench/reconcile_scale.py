@@ -4,7 +4,8 @@ Generates, from a fixed seed, about 4,000,000 access rows (patients seen by 1 to
 practitioners, mostly inside clinics of about 20), then measures in separate child processes:
 
 - ptsync: reconcile from the in-memory access log to the report document, JSON-encoded as the
-  store writes it (`worker.store.json_codec`);
+  store writes it to PostgreSQL (`worker.store.json_codec.dumps_utf8`: the bytes psycopg sends;
+  SQLite's driver needs them as text, one copy more);
 - DuckDB: the equivalent self-join on the same rows (active rows in the window, latest day per
   patient and practitioner, then shared-patient count and latest shared day per pair).
 
@@ -106,7 +107,7 @@ def _reconcile_to_json(pms, ptdirect):
 
     result = reconcile(pms, ptdirect, Policy(), as_of=AS_OF, pseudonym_key=b"bench")
     report = build_report("bench", RunInfo("r", "manual", "succeeded", None, None), result, {}, None)
-    return result, json_codec.dumps(report)
+    return result, json_codec.dumps_utf8(report)
 
 
 def child_ptsync(patients: int) -> dict:

@@ -20,14 +20,14 @@ from reconcile_scale import AS_OF, _reconcile_to_json, generate
 from sharing import PmsSnapshot
 
 
-def digests(patients: int) -> tuple[str, str, str]:
+def digests(patients: int) -> tuple[bytes, str, str]:
     """The report JSON and the SHA-256 digests of it and of the rest of the result."""
     access, practitioners, ptdirect = generate(patients)
     result, encoded = _reconcile_to_json(PmsSnapshot("cliniko", practitioners, access), ptdirect)
     rest = hashlib.sha256()
     for part in (result.findings, result.operations, result.picture, tuple(result.shared_pairs)):
         rest.update(repr(part).encode())
-    return encoded, hashlib.sha256(encoded.encode()).hexdigest(), rest.hexdigest()
+    return encoded, hashlib.sha256(encoded).hexdigest(), rest.hexdigest()
 
 
 def main() -> None:
@@ -41,7 +41,7 @@ def main() -> None:
         print(f"{patients:>9,} patients: report {report[:16]} ({len(encoded):,} bytes), rest {rest[:16]}")
         if args.write:
             args.write.mkdir(parents=True, exist_ok=True)
-            (args.write / f"report-{patients}.json").write_text(encoded)
+            (args.write / f"report-{patients}.json").write_bytes(encoded)
 
 
 if __name__ == "__main__":

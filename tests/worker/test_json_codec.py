@@ -41,6 +41,16 @@ def test_given_what_the_store_keeps_when_encoded_then_it_reads_back_as_the_stand
     assert '"by_number":{"1":2,"2.5":"x","false":null,"null":1e-05}' in json_codec.dumps(_BEYOND_ORJSON)
 
 
+def test_given_any_stored_document_when_encoded_as_utf8_then_the_bytes_are_the_texts() -> None:
+    # Given: what orjson encodes and what it leaves to json (an int beyond 64 bits)
+    for document in (_STORED, _BEYOND_ORJSON):
+        # When
+        encoded = json_codec.dumps_utf8(document)
+        # Then: what PostgreSQL's driver is given is the text SQLite's is given, as bytes
+        assert isinstance(encoded, bytes)
+        assert encoded == json_codec.dumps(document).encode()
+
+
 def test_given_a_value_json_refuses_when_encoded_then_it_raises_the_same_type_error() -> None:
     # Given: a datetime and a dataclass, which json never stored (a bug in the caller)
     @dataclass
@@ -101,5 +111,9 @@ def test_given_a_json_column_when_a_document_is_written_and_read_then_both_datab
         assert stored[0].startswith('{"schema":"ptsync.report/1","findings":[{"kind":')  # orjson, compact
         assert '"large":1180591620717411303425' in stored[1]
         assert read[1]["beyond_64_bits"] == [2**64 + 1, -(2**63) - 1, 10**30 + 7]  # ints, every digit
+        if database.engine.dialect.name == "sqlite":  # text, never a BLOB of the same bytes
+            with database.engine.connect() as connection:
+                kinds = connection.execute(text("SELECT typeof(body) FROM codec_documents")).scalars().all()
+            assert kinds == ["text", "text"]
     finally:
         database.dispose()

@@ -41,7 +41,9 @@ def _create_owner_only(url: str) -> None:
 
 
 _JSON_CODEC = {"json_serializer": json_codec.dumps, "json_deserializer": json_codec.loads}
-"""JSON columns are written with orjson and read with `json` (`worker.store.json_codec`)."""
+"""JSON columns are written with orjson and read with `json` (`worker.store.json_codec`). SQLite's
+driver binds the text; PostgreSQL's takes the UTF-8 bytes as they are (`_PG_JSON_CODEC`)."""
+_PG_JSON_CODEC = {**_JSON_CODEC, "json_serializer": json_codec.dumps_utf8}
 
 
 def make_engine(url: str) -> Engine:
@@ -60,7 +62,7 @@ def make_engine(url: str) -> Engine:
         return engine
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    return create_engine(url, pool_pre_ping=True, **_JSON_CODEC)
+    return create_engine(url, pool_pre_ping=True, **_PG_JSON_CODEC)
 
 
 def alembic_config(engine: Engine) -> Config:

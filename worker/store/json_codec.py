@@ -13,6 +13,10 @@ differences remain, none in anything ptsync stores: an enum member becomes its v
 its string (`json` refused both), and a float NaN or infinity becomes null (`json` wrote the
 non-standard `NaN`). Output is compact: no spaces after separators, so a report takes about a
 tenth less room than before. Reading stays with `json` (see `loads`).
+
+PostgreSQL's driver (psycopg) takes the encoded bytes as they are (`dumps_utf8`); SQLite's needs
+text (`dumps`), which is the same bytes decoded. For a 1.6 MB report, the text is one more copy to
+make and psycopg's encoding of it back to bytes another: 1.5-1.9 ms each on a 2-core machine.
 """
 
 from __future__ import annotations
@@ -33,6 +37,14 @@ def dumps(value: Any) -> str:
         return orjson.dumps(value, option=ORJSON_OPTIONS).decode()
     except orjson.JSONEncodeError:
         return json.dumps(value, separators=(",", ":"))
+
+
+def dumps_utf8(value: Any) -> bytes:
+    """`dumps(value)` as UTF-8 bytes, without making the text first (what psycopg sends)."""
+    try:
+        return orjson.dumps(value, option=ORJSON_OPTIONS)
+    except orjson.JSONEncodeError:
+        return json.dumps(value, separators=(",", ":")).encode()
 
 
 def loads(text: str | bytes) -> Any:
