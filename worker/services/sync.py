@@ -15,6 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, bindparam, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, joinedload
 
 from connectors.base import PmsPull
@@ -122,39 +123,50 @@ def request_sync(runtime: Runtime, slug: str, trigger: str, *, accept_drop: bool
         return run.id, created
 
 
+@dataclass(frozen=True)
+class _Claimed:
+    """A run this worker holds, with what it read in the claiming transaction."""
+
+    claim: repo.Claim
+    org: Organisation
+    trigger: str
+    full: bool
+    may_keep: bool
+    started_at: datetime
+    stored: _Stored | PtsyncError
+    """A stored secret or state it could not read: the claim still commits, and the run fails
+    (or is retried) like any other error."""
+
+
 def run_sync(runtime: Runtime, run_id: str) -> SyncOutcome:
     lease = timedelta(seconds=runtime.settings.run_lease_seconds)
-    # One transaction claims the run and reads what the run keeps between runs (cursors,
-    # connector state, baseline, the latest report's digest): a poll is mostly this overhead.
-    with runtime.db.transaction() as session:
-        pending = session.get(Run, run_id, options=[joinedload(Run.organisation)])
-        claim = repo.claim_run(session, run_id, utcnow(), lease)
-        if (
-            claim is None
-            and pending is not None
-            and _fail_lapsed_runs(session, pending.org_id, run_id, utcnow())
-        ):
-            claim = repo.claim_run(session, run_id, utcnow(), lease)
-        if claim is None:
-            return _not_claimed(session, run_id)
-        run = repo.get_run(session, run_id)
-        org = run.organisation
-        trigger = run.trigger
-        full = bool(run.full_pull)
-        may_keep = _may_keep_report(run)
-        started_at = utcnow()
-        try:
-            stored: _Stored | PtsyncError = _read_stored(session, runtime, org, run, with_report=not may_keep)
-        except PtsyncError as exc:  # a stored secret or state it cannot read: the claim still
-            stored = exc  # commits, and the run fails (or is retried) below like any other error
-        session.expunge(org)
+    try:
+        claimed = _claim_and_read(runtime, run_id, lease, savepoint=False)
+    except IntegrityError:
+        # Another run of this organisation is running (or was, and its worker vanished): that
+        # transaction is lost, so claim again where a refusal leaves the transaction usable.
+        claimed = _claim_and_read(runtime, run_id, lease, savepoint=True)
+    if isinstance(claimed, SyncOutcome):
+        return claimed
+    claim, org = claimed.claim, claimed.org
 
     heartbeat = _Heartbeat(runtime, claim, lease)
     heartbeat.start()
     try:
+        stored = claimed.stored
         if isinstance(stored, PtsyncError):
             raise stored
-        outcome = _sync_claimed(runtime, claim, org, trigger, started_at, heartbeat, stored, full, may_keep)
+        outcome = _sync_claimed(
+            runtime,
+            claim,
+            org,
+            claimed.trigger,
+            claimed.started_at,
+            heartbeat,
+            stored,
+            claimed.full,
+            claimed.may_keep,
+        )
     except RunTakenOver:
         heartbeat.stop()
         log.warning("run %s was taken over by another worker; this attempt stopped", run_id)
@@ -174,6 +186,40 @@ def run_sync(runtime: Runtime, run_id: str) -> SyncOutcome:
         raise
     heartbeat.stop()
     return outcome
+
+
+def _claim_and_read(
+    runtime: Runtime, run_id: str, lease: timedelta, *, savepoint: bool
+) -> _Claimed | SyncOutcome:
+    """One transaction claims the run and reads what the run keeps between runs (cursors,
+    connector state, baseline, the latest report's digest): a poll is mostly this overhead.
+
+    `savepoint=False`: a claim refused by another running run raises IntegrityError (see
+    `repo.claim_run`); the caller then comes back with `savepoint=True`, which also closes an
+    earlier run whose worker vanished, in the same transaction as the claim that follows it.
+    """
+    with runtime.db.transaction() as session:
+        pending = session.get(Run, run_id, options=[joinedload(Run.organisation)])
+        claim = repo.claim_run(session, run_id, utcnow(), lease, savepoint=savepoint)
+        if (
+            claim is None
+            and savepoint
+            and pending is not None
+            and _fail_lapsed_runs(session, pending.org_id, run_id, utcnow())
+        ):
+            claim = repo.claim_run(session, run_id, utcnow(), lease)
+        if claim is None:
+            return _not_claimed(session, run_id)
+        run = repo.get_run(session, run_id)
+        org = run.organisation
+        may_keep = _may_keep_report(run)
+        started_at = utcnow()
+        try:
+            stored: _Stored | PtsyncError = _read_stored(session, runtime, org, run, with_report=not may_keep)
+        except PtsyncError as exc:
+            stored = exc
+        session.expunge(org)
+        return _Claimed(claim, org, run.trigger, bool(run.full_pull), may_keep, started_at, stored)
 
 
 def _may_keep_report(run: Run) -> bool:

@@ -1,0 +1,108 @@
+"""How `run_sync` claims a run: without a savepoint when nothing stands in the way (most runs),
+and again with one when another run of the organisation holds or held the claim."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import event, select
+
+from tests.clinic_files import write_clinic
+from tests.conftest import process_runtime
+from worker.clock import utcnow
+from worker.services.orgs import NewOrganisation, add_organisation
+from worker.services.sync import OrganisationBusy, request_sync, run_sync
+from worker.store import repositories as repo
+from worker.store.db import Database
+from worker.store.models import Run
+
+
+@pytest.fixture
+def any_runtime(database_url: str, secret_key: str, monkeypatch):
+    """The process runtime on SQLite and on PostgreSQL (migrated: only SQLite's is made at start)."""
+    database = Database(database_url)
+    database.migrate()
+    database.dispose()
+    yield from process_runtime(monkeypatch, database_url, secret_key)
+
+
+def _clinic(runtime, tmp_path) -> None:
+    pms, ptdirect = write_clinic(tmp_path / "clinic")
+    add_organisation(
+        runtime,
+        NewOrganisation(
+            slug="clinic", pms="csv", pms_path=str(pms), ptdirect="file", ptdirect_path=str(ptdirect)
+        ),
+    )
+
+
+def _running_run(runtime, lease: timedelta) -> str:
+    """A run of the clinic claimed by a worker, whose lease ends after `lease` (negative: lapsed)."""
+    run_id, _ = request_sync(runtime, "clinic", "manual")
+    with runtime.db.transaction() as session:
+        assert repo.claim_run(session, run_id, utcnow(), lease)
+    return run_id
+
+
+def _queued_second_run(runtime) -> str:
+    """A run queued beside the running one (as a webhook's run can be: its own row)."""
+    with runtime.db.transaction() as session:
+        org_id = session.scalar(select(Run.org_id))
+        run = Run(id="second-run", org_id=org_id, trigger="manual", status="queued", requested_at=utcnow())
+        session.add(run)
+    return "second-run"
+
+
+def _statements(runtime) -> list[str]:
+    seen: list[str] = []
+    event.listen(runtime.db.engine, "before_cursor_execute", lambda *args: seen.append(args[2]))
+    return seen
+
+
+def test_given_no_other_run_when_a_run_is_synced_then_it_is_claimed_without_a_savepoint(
+    any_runtime, tmp_path
+):
+    # Given: a clinic with one queued run
+    _clinic(any_runtime, tmp_path)
+    run_id, _ = request_sync(any_runtime, "clinic", "manual")
+    seen = _statements(any_runtime)
+    # When
+    outcome = run_sync(any_runtime, run_id)
+    # Then: it succeeded, and no savepoint was taken for the claim
+    assert outcome.status == "succeeded"
+    assert not [statement for statement in seen if "SAVEPOINT" in statement.upper()]
+
+
+def test_given_another_run_holding_the_claim_when_a_second_is_synced_then_it_waits_and_changes_nothing(
+    any_runtime, tmp_path
+):
+    # Given: one run running under a live lease, and a second run of the clinic queued
+    _clinic(any_runtime, tmp_path)
+    first = _running_run(any_runtime, timedelta(minutes=5))
+    second = _queued_second_run(any_runtime)
+    # When / Then: the second is told to come back later (the first claim's transaction was lost
+    # to the one-running-run index; the second attempt, in a savepoint, says so)
+    with pytest.raises(OrganisationBusy):
+        run_sync(any_runtime, second)
+    with any_runtime.db.transaction() as session:
+        assert session.get(Run, first).status == "running"
+        assert session.get(Run, second).status == "queued"
+        assert session.get(Run, second).attempts == 0
+
+
+def test_given_another_run_whose_worker_vanished_when_a_second_is_synced_then_it_closes_that_one_and_runs(
+    any_runtime, tmp_path
+):
+    # Given: a run whose lease lapsed (its worker died) and a second run queued
+    _clinic(any_runtime, tmp_path)
+    lapsed = _running_run(any_runtime, timedelta(seconds=-1))
+    second = _queued_second_run(any_runtime)
+    # When
+    outcome = run_sync(any_runtime, second)
+    # Then: the lapsed run is closed as covered by the second, which ran
+    assert outcome.status == "succeeded"
+    with any_runtime.db.transaction() as session:
+        closed = session.get(Run, lapsed)
+        assert closed.status == "failed" and f"run {second} covers it" in closed.error
+        assert session.get(Run, second).attempts == 1
