@@ -16,8 +16,11 @@ for name in {SHELL_LIBRARIES!r}:
     sys.modules[name] = None
 import pytest
 sys.exit(pytest.main(["tests/core", "-q", "-p", "no:cacheprovider", "-p", "no:schemathesis", "-x",
-                      "--deselect", "tests/core/test_standalone.py"]))
+                      "--deselect", "tests/core/test_standalone.py",
+                      "--ignore", "tests/core/test_differential_old_core.py"]))
 """
+# The differential tests (the core against an older core of this repository's history) import no
+# more than the core's other tests and take most of their time: the main run has them already.
 
 
 def test_the_core_tests_pass_without_dramatiq_sqlalchemy_or_a_broker() -> None:
