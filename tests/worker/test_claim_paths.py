@@ -106,3 +106,48 @@ def test_given_another_run_whose_worker_vanished_when_a_second_is_synced_then_it
         closed = session.get(Run, lapsed)
         assert closed.status == "failed" and f"run {second} covers it" in closed.error
         assert session.get(Run, second).attempts == 1
+
+
+@pytest.fixture
+def postgres_runtime(postgres_url: str, secret_key: str, monkeypatch):
+    """The process runtime on PostgreSQL, whose claims another worker's can overlap."""
+    database = Database(postgres_url)
+    database.migrate()
+    database.dispose()
+    yield from process_runtime(monkeypatch, postgres_url, secret_key)
+
+
+def test_given_a_lapsed_run_claimed_again_after_it_was_seen_lapsed_when_a_second_run_closes_it_then_the_live_claim_is_kept(
+    postgres_runtime, tmp_path, monkeypatch
+):
+    # Given: a run whose worker vanished (its lease lapsed) and a second run of the clinic queued;
+    # the lapsed run's redelivered message reaches another worker, which claims it again just
+    # after this worker saw it lapsed (and before it closes it)
+    _clinic(postgres_runtime, tmp_path)
+    lapsed = _running_run(postgres_runtime, timedelta(seconds=-1))
+    second = _queued_second_run(postgres_runtime)
+    other_worker = Database(postgres_runtime.db.url)
+    retaken: list[repo.Claim | None] = []
+    running_run = repo.running_run
+
+    def seen_then_retaken(session, org_id, other_than):
+        found = running_run(session, org_id, other_than)
+        if found is not None and not retaken:
+            with other_worker.transaction() as other:
+                retaken.append(repo.claim_run(other, lapsed, utcnow(), timedelta(minutes=5)))
+        return found
+
+    monkeypatch.setattr(repo, "running_run", seen_then_retaken)
+    try:
+        # When: this worker syncs the second run
+        with pytest.raises(OrganisationBusy):
+            run_sync(postgres_runtime, second)
+    finally:
+        other_worker.dispose()
+    # Then: the other worker's live claim stands (one running run, the one it holds); the second
+    # run waits for it instead of running beside it
+    assert retaken and retaken[0] is not None
+    with postgres_runtime.db.transaction() as session:
+        retaken_run = session.get(Run, lapsed)
+        assert (retaken_run.status, retaken_run.lease_token) == ("running", retaken[0].token)
+        assert session.get(Run, second).status == "queued"
