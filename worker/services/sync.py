@@ -251,7 +251,7 @@ def _fail_lapsed_runs(session, org_id: int, run_id: str, now) -> bool:
     other = repo.running_run(session, org_id, run_id)
     if other is not None and other.lease_expires_at is not None and other.lease_expires_at < now:
         return repo.fail_unfinished_run(
-            session, other.id, now, f"interrupted (worker lost); run {run_id} covers it"
+            session, other.id, now, f"interrupted (worker lost); run {run_id} covers it", lapsed_only=True
         )
     return False
 

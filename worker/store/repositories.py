@@ -354,10 +354,21 @@ def release_for_retry(session: Session, claim: Claim, now: datetime, error: str)
     )
 
 
-def fail_unfinished_run(session: Session, run_id: str, now: datetime, error: str) -> bool:
+def fail_unfinished_run(
+    session: Session, run_id: str, now: datetime, error: str, *, lapsed_only: bool = False
+) -> bool:
+    """Close a queued or running run. `lapsed_only`: only a running run whose lease ended before
+    `now` (its worker vanished). What was read lapsed may have been claimed again or renewed
+    before this UPDATE: the condition is checked again on the row itself (PostgreSQL re-reads
+    a row another transaction changed), so a live claim is never closed."""
+    unfinished = (
+        and_(Run.status == RUNNING, Run.lease_expires_at < now)
+        if lapsed_only
+        else Run.status.in_((QUEUED, RUNNING))
+    )
     result = session.execute(
         update(Run)
-        .where(Run.id == run_id, Run.status.in_((QUEUED, RUNNING)))
+        .where(Run.id == run_id, unfinished)
         .values(status=FAILED, finished_at=now, lease_token=None, lease_expires_at=None, error=error)
         .execution_options(synchronize_session=False)
     )
