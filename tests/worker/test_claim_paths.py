@@ -151,3 +151,39 @@ def test_given_a_lapsed_run_claimed_again_after_it_was_seen_lapsed_when_a_second
         retaken_run = session.get(Run, lapsed)
         assert (retaken_run.status, retaken_run.lease_token) == ("running", retaken[0].token)
         assert session.get(Run, second).status == "queued"
+
+
+def test_given_the_claim_retried_with_a_savepoint_when_reading_the_stored_state_fails_then_the_run_is_not_left_claimed(
+    any_runtime, tmp_path, monkeypatch
+):
+    # Given: a second run whose first claim met the running run, which then finished before the
+    # claim was made again (with a savepoint); reading what the run keeps then fails (the
+    # database locked past the busy timeout, say)
+    from sqlalchemy.exc import OperationalError
+
+    from worker.services import sync
+
+    _clinic(any_runtime, tmp_path)
+    first = _running_run(any_runtime, timedelta(minutes=5))
+    second = _queued_second_run(any_runtime)
+    claim_run = repo.claim_run
+
+    def first_finishes_meanwhile(session, run_id, now, lease, *, savepoint=True):
+        if savepoint:
+            with any_runtime.db.transaction() as other:
+                repo.fail_unfinished_run(other, first, utcnow(), "finished meanwhile")
+        return claim_run(session, run_id, now, lease, savepoint=savepoint)
+
+    def unreadable(*args, **kwargs):
+        raise OperationalError("SELECT ...", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(repo, "claim_run", first_finishes_meanwhile)
+    monkeypatch.setattr(sync, "_read_stored", unreadable)
+    # When
+    with pytest.raises(OperationalError):
+        run_sync(any_runtime, second)
+    # Then: the claiming transaction was rolled back whole, the claim with it (as the first
+    # attempt's is): the retried message finds the run queued, not held by nobody for a lease
+    with any_runtime.db.transaction() as session:
+        run = session.get(Run, second)
+        assert (run.status, run.attempts, run.lease_token) == ("queued", 0, None)
