@@ -289,7 +289,8 @@ def claim_run(
     """Take a queued run, or a running one whose worker stopped renewing its lease.
 
     Another running run of the organisation makes the claim break the one-running-run index:
-    inside a savepoint, that is a None and the transaction goes on. `savepoint=False` saves the
+    inside a savepoint (on SQLite, where the failing statement alone is backed out, without
+    one), that is a None and the transaction goes on. `savepoint=False` saves the
     savepoint's two round trips (most claims meet no other run) and lets the IntegrityError out:
     the transaction is lost, and the caller starts again with a savepoint.
     """
@@ -298,14 +299,22 @@ def claim_run(
     if run is None:
         return None
     values = {"run_id": run_id, "now": now, "token": token, "expires": now + lease}
-    if savepoint:
+    if not savepoint:
+        result = session.execute(_CLAIM, values)
+    elif session.get_bind().dialect.name == "sqlite":
+        # SQLite backs out only the failing statement and the transaction goes on, so no
+        # savepoint is needed; one would be worse: pysqlite begins no transaction before it, so
+        # the savepoint opens it and its RELEASE commits the claim before the run's reads.
+        try:
+            result = session.execute(_CLAIM, values)
+        except IntegrityError:
+            return None  # another run of this organisation is running
+    else:
         try:
             with session.begin_nested():
                 result = session.execute(_CLAIM, values)
         except IntegrityError:
             return None  # another run of this organisation is running
-    else:
-        result = session.execute(_CLAIM, values)
     if result.rowcount != 1:
         return None
     return Claim(run_id, run.org_id, token)
