@@ -187,3 +187,52 @@ def test_given_the_claim_retried_with_a_savepoint_when_reading_the_stored_state_
     with any_runtime.db.transaction() as session:
         run = session.get(Run, second)
         assert (run.status, run.attempts, run.lease_token) == ("queued", 0, None)
+
+
+def test_given_one_run_at_two_workers_beside_a_lapsed_run_when_both_claim_at_once_then_one_runs_and_the_other_waits(
+    postgres_runtime, tmp_path
+):
+    # Given: a run whose message two workers got at once (a redelivery), beside a run whose
+    # worker vanished; each worker has its own connections (two Database objects)
+    import threading
+    from dataclasses import replace
+
+    _clinic(postgres_runtime, tmp_path)
+    workers = [replace(postgres_runtime, db=Database(postgres_runtime.db.url)) for _ in range(2)]
+    try:
+        for round_number in range(20):
+            lapsed = _running_run(postgres_runtime, timedelta(seconds=-1))
+            with postgres_runtime.db.transaction() as session:
+                queued = Run(
+                    id=f"queued-{round_number}",
+                    org_id=session.get(Run, lapsed).org_id,
+                    trigger="manual",
+                    status="queued",
+                    requested_at=utcnow(),
+                )
+                session.add(queued)
+            start = threading.Barrier(len(workers))
+            outcomes: list[object] = [None] * len(workers)
+
+            def work(index: int, run_id: str = queued.id, start=start, outcomes=outcomes) -> None:
+                start.wait()
+                try:
+                    outcomes[index] = run_sync(workers[index], run_id).status
+                except Exception as exc:  # what each worker met is the point
+                    outcomes[index] = exc
+
+            # When: both claim it at the same moment
+            threads = [threading.Thread(target=work, args=(index,)) for index in range(len(workers))]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=60)
+            # Then: one ran it (closing the lapsed run), the other was told the organisation is
+            # busy; neither was aborted by PostgreSQL's deadlock detector
+            kinds = sorted(
+                outcome if isinstance(outcome, str) else type(outcome).__name__ for outcome in outcomes
+            )
+            assert kinds == ["OrganisationBusy", "succeeded"], (round_number, outcomes)
+    finally:
+        for worker in workers:
+            worker.db.dispose()
