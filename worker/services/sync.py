@@ -199,7 +199,12 @@ def _claim_and_read(
     earlier run whose worker vanished, in the same transaction as the claim that follows it.
     """
     with runtime.db.transaction() as session:
-        pending = session.get(Run, run_id, options=[joinedload(Run.organisation)])
+        # The second attempt locks the run's row first (PostgreSQL; SQLite has one writer):
+        # two workers given the same run, each closing the lapsed run and claiming this one,
+        # otherwise each waited for the other (one's claim on this row, the other's on the
+        # one-running-run index entry of the run it closed) until PostgreSQL aborted one.
+        lock = {"of": Run} if savepoint else None
+        pending = session.get(Run, run_id, options=[joinedload(Run.organisation)], with_for_update=lock)
         claim = repo.claim_run(session, run_id, utcnow(), lease, savepoint=savepoint)
         if (
             claim is None
