@@ -117,3 +117,27 @@ def test_given_a_json_column_when_a_document_is_written_and_read_then_both_datab
             assert kinds == ["text", "text"]
     finally:
         database.dispose()
+
+
+@pytest.mark.parametrize(
+    ("url", "encoded_as"),
+    [
+        ("postgresql://ptsync@db/ptsync", bytes),
+        ("postgresql+psycopg://ptsync@db/ptsync", bytes),
+        ("postgresql+psycopg2://ptsync@db/ptsync", str),
+        ("postgresql+pg8000://ptsync@db/ptsync", str),
+    ],
+)
+def test_given_a_postgresql_url_when_its_engine_is_made_then_only_psycopg_is_given_bytes(
+    monkeypatch, url: str, encoded_as: type
+) -> None:
+    # Given: PTSYNC_DATABASE_URL is any SQLAlchemy URL; only psycopg (3) sends bytes to a JSON
+    # column as they are (psycopg2 or pg8000 would send them as bytea, or refuse them)
+    from worker.store import db
+
+    made: dict = {}
+    monkeypatch.setattr(db, "create_engine", lambda url, **options: made.update(options, url=url))
+    # When
+    db.make_engine(url)
+    # Then
+    assert isinstance(made["json_serializer"]({"name": "Zoë"}), encoded_as)
