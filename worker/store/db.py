@@ -62,7 +62,9 @@ def make_engine(url: str) -> Engine:
         return engine
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    return create_engine(url, pool_pre_ping=True, **_PG_JSON_CODEC)
+    # Bytes only where the driver is psycopg: another (psycopg2, pg8000) would bind them as bytea.
+    psycopg = make_url(url).get_driver_name() == "psycopg"
+    return create_engine(url, pool_pre_ping=True, **(_PG_JSON_CODEC if psycopg else _JSON_CODEC))
 
 
 def alembic_config(engine: Engine) -> Config:
