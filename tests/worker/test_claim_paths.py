@@ -236,3 +236,28 @@ def test_given_one_run_at_two_workers_beside_a_lapsed_run_when_both_claim_at_onc
     finally:
         for worker in workers:
             worker.db.dispose()
+
+
+def test_given_a_run_another_worker_claims_after_it_was_read_when_synced_then_it_waits_for_that_lease(
+    any_runtime, tmp_path, monkeypatch
+):
+    # Given: a queued run that another worker (a redelivered message) claims just after this
+    # worker read it and just before this worker's own claim
+    _clinic(any_runtime, tmp_path)
+    run_id, _ = request_sync(any_runtime, "clinic", "manual")
+    claim_run = repo.claim_run
+    taken: list[repo.Claim | None] = []
+
+    def taken_meanwhile(session, run, now, lease, *, savepoint=True):
+        if not taken:
+            with any_runtime.db.transaction() as other:
+                taken.append(claim_run(other, run, utcnow(), timedelta(minutes=5)))
+        return claim_run(session, run, now, lease, savepoint=savepoint)
+
+    monkeypatch.setattr(repo, "claim_run", taken_meanwhile)
+    # When / Then: this worker is told to come back when the other's lease ends, not in a second
+    # (it read the run as it is now, running, rather than as it was before its claim)
+    with pytest.raises(OrganisationBusy) as busy:
+        run_sync(any_runtime, run_id)
+    assert taken and taken[0] is not None
+    assert busy.value.delay_seconds > 60

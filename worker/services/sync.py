@@ -234,7 +234,9 @@ def _may_keep_report(run: Run) -> bool:
 
 
 def _not_claimed(session, run_id: str) -> SyncOutcome:
-    run = session.get(Run, run_id)
+    # Read again (not the session's copy from before the claim): what another worker did to the
+    # run since (claimed it, finished it) decides the answer.
+    run = session.get(Run, run_id, populate_existing=True)
     if run is None:
         log.warning("run %s does not exist; dropping the message", run_id)
         return SyncOutcome(run_id, "missing")
