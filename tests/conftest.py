@@ -108,6 +108,17 @@ def process_runtime(monkeypatch, database_url: str, secret_key: str, **settings:
     runtime_module.get_runtime.cache_clear()
 
 
+def migrated_runtime(monkeypatch, database_url: str, secret_key: str):
+    """`process_runtime` on a database migrated first (the runtime refuses an outdated schema;
+    only the embedded SQLite default is made at start), for fixtures on any database."""
+    from worker.store.db import Database
+
+    database = Database(database_url)
+    database.migrate()
+    database.dispose()
+    yield from process_runtime(monkeypatch, database_url, secret_key)
+
+
 @pytest.fixture
 def runtime(sqlite_url: str, secret_key: str, monkeypatch):
     """The process-wide runtime, pointed at this test's database (actors use it too)."""

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event, func, select
 
-from tests.conftest import process_runtime
+from tests.conftest import migrated_runtime
 from tests.web.conftest import add_clinic, signed_headers
 from worker.services import deliveries
 from worker.store.models import AuditEntry, Delivery, Run
@@ -24,10 +24,7 @@ from worker.web import create_app
 @pytest.fixture
 def app_runtime(database_url, secret_key, monkeypatch):
     """The process-wide runtime on this test's database (SQLite or PostgreSQL)."""
-    from worker.store.db import Database
-
-    Database(database_url).migrate()
-    yield from process_runtime(monkeypatch, database_url, secret_key)
+    yield from migrated_runtime(monkeypatch, database_url, secret_key)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import event, select
 
 from tests.clinic_files import write_clinic
-from tests.conftest import process_runtime
+from tests.conftest import migrated_runtime
 from worker.clock import utcnow
 from worker.services.orgs import NewOrganisation, add_organisation
 from worker.services.sync import OrganisationBusy, request_sync, run_sync
@@ -20,11 +20,8 @@ from worker.store.models import Run
 
 @pytest.fixture
 def any_runtime(database_url: str, secret_key: str, monkeypatch):
-    """The process runtime on SQLite and on PostgreSQL (migrated: only SQLite's is made at start)."""
-    database = Database(database_url)
-    database.migrate()
-    database.dispose()
-    yield from process_runtime(monkeypatch, database_url, secret_key)
+    """The process runtime on SQLite and on PostgreSQL."""
+    yield from migrated_runtime(monkeypatch, database_url, secret_key)
 
 
 def _clinic(runtime, tmp_path) -> None:
@@ -111,10 +108,7 @@ def test_given_another_run_whose_worker_vanished_when_a_second_is_synced_then_it
 @pytest.fixture
 def postgres_runtime(postgres_url: str, secret_key: str, monkeypatch):
     """The process runtime on PostgreSQL, whose claims another worker's can overlap."""
-    database = Database(postgres_url)
-    database.migrate()
-    database.dispose()
-    yield from process_runtime(monkeypatch, postgres_url, secret_key)
+    yield from migrated_runtime(monkeypatch, postgres_url, secret_key)
 
 
 def test_given_a_lapsed_run_claimed_again_after_it_was_seen_lapsed_when_a_second_run_closes_it_then_the_live_claim_is_kept(

@@ -225,20 +225,20 @@ def _relay_one(runtime: Runtime, send: Callable[[str], None], delivery_id: int) 
         # postpone) the same run over and over. A run whose message did not go out (the broker
         # was down) is sent; one lost after it went out is the re-driver's.
         if not created and run.enqueued_at is not None:
-            return _mark_relayed(session, covered, run_id, now)
+            return _mark_relayed(connection, covered, run_id, now)
     send(run_id)  # may raise: the rows stay pending and the next relay sends again
     with runtime.db.engine.begin() as connection:  # Core: nothing here needs an ORM session
-        values = {"covered": covered, "run_id": run_id, "now": utcnow()}
+        now = utcnow()
         # The run's row first, then the deliveries', in two statements, as every relay
         # transaction locks them (`repo._join`, then `_mark_relayed`). One statement with the
         # run's UPDATE as an unreferenced WITH locked them the other way round (PostgreSQL runs
         # such a WITH after the main statement) and deadlocked with a relay joining the run.
-        connection.execute(_MARK_SENT, values)
-        return connection.execute(_MARK_RELAYED, values).rowcount or 0
+        connection.execute(_MARK_SENT, {"run_id": run_id, "now": now})
+        return _mark_relayed(connection, covered, run_id, now)
 
 
-def _mark_relayed(session: Session, covered: list[int], run_id: str, now: datetime) -> int:
-    result = session.connection().execute(_MARK_RELAYED, {"covered": covered, "run_id": run_id, "now": now})
+def _mark_relayed(connection: Connection, covered: list[int], run_id: str, now: datetime) -> int:
+    result = connection.execute(_MARK_RELAYED, {"covered": covered, "run_id": run_id, "now": now})
     return result.rowcount or 0
 
 

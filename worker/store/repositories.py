@@ -6,6 +6,7 @@ are atomic on SQLite and PostgreSQL alike and a stale worker can never overwrite
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -75,6 +76,13 @@ def get_proposal(session: Session, proposal_id: str) -> Proposal:
 
 def audit(session: Session, org_id: int | None, actor: str, action: str, at: datetime, **detail: Any) -> None:
     session.add(AuditEntry(org_id=org_id, at=at, actor=actor, action=action, detail=detail))
+
+
+def audit_now(session: Session, org_id: int, actor: str, action: str, at: datetime, **detail: Any) -> None:
+    """`audit`'s entry inserted at once by a Core statement, not flushed with the session: for
+    paths that run no ORM flush otherwise (a webhook's relay), where the flush cost more."""
+    values = {"org_id": org_id, "at": at, "actor": actor, "action": action, "detail": detail}
+    session.connection().execute(_INSERT_AUDIT, values)
 
 
 class OrgRef(Protocol):
@@ -209,9 +217,8 @@ def request_run(
     """`queue_run`, with an audit entry when a new run was queued (not when joining one, nor
     when the caller says the request is not worth one: the clock's incremental polls)."""
     run, created = queue_run(session, org, trigger, now, needs, queued=queued)
-    if created and audited:  # `audit`'s entry, inserted now rather than flushed with the session
-        entry = {"org_id": org.id, "at": now, "actor": actor, "action": "sync_requested"}
-        session.connection().execute(_INSERT_AUDIT, {**entry, "detail": {"run_id": run.id, **detail}})
+    if created and audited:
+        audit_now(session, org.id, actor, "sync_requested", now, run_id=run.id, **detail)
     return run, created
 
 
@@ -299,22 +306,17 @@ def claim_run(
     if run is None:
         return None
     values = {"run_id": run_id, "now": now, "token": token, "expires": now + lease}
-    if not savepoint:
-        result = session.execute(_CLAIM, values)
-    elif session.get_bind().dialect.name == "sqlite":
-        # SQLite backs out only the failing statement and the transaction goes on, so no
-        # savepoint is needed; one would be worse: pysqlite begins no transaction before it, so
-        # the savepoint opens it and its RELEASE commits the claim before the run's reads.
-        try:
+    # SQLite backs out only the failing statement and the transaction goes on, so it needs no
+    # savepoint; one would be worse: pysqlite begins no transaction before it, so the savepoint
+    # opens it and its RELEASE commits the claim before the run's reads.
+    nested = savepoint and session.get_bind().dialect.name != "sqlite"
+    try:
+        with session.begin_nested() if nested else contextlib.nullcontext():
             result = session.execute(_CLAIM, values)
-        except IntegrityError:
-            return None  # another run of this organisation is running
-    else:
-        try:
-            with session.begin_nested():
-                result = session.execute(_CLAIM, values)
-        except IntegrityError:
-            return None  # another run of this organisation is running
+    except IntegrityError:
+        if not savepoint:
+            raise  # the transaction is lost: the caller starts again
+        return None  # another run of this organisation is running
     if result.rowcount != 1:
         return None
     return Claim(run_id, run.org_id, token)

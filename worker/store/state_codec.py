@@ -30,11 +30,9 @@ import json
 import zlib
 from typing import Any
 
-import orjson
-
 from worker.crypto import SecretBox
 from worker.errors import ConfigurationError
-from worker.store.json_codec import ORJSON_OPTIONS
+from worker.store import json_codec
 
 ENCRYPTED = b"ptsync-fernet:1:"
 """Marks a state encrypted with the runtime's SecretBox (older rows are plain zlib)."""
@@ -51,10 +49,7 @@ def _records_as_lists(value: Any) -> Any:
 
 def encode(state: dict[str, Any], box: SecretBox) -> bytes:
     """The stored form of `state`: marker, then the encrypted, compressed JSON."""
-    try:
-        text = orjson.dumps(state, default=_records_as_lists, option=ORJSON_OPTIONS)
-    except orjson.JSONEncodeError:
-        text = json.dumps(state, separators=(",", ":")).encode()
+    text = json_codec.dumps_utf8(state, default=_records_as_lists)
     return ENCRYPTED + box.encrypt(zlib.compress(text, COMPRESSION_LEVEL)).encode("ascii")
 
 
