@@ -11,6 +11,7 @@ from sqlalchemy import event, select
 from tests.clinic_files import write_clinic
 from tests.conftest import migrated_runtime
 from worker.clock import utcnow
+from worker.services import sync
 from worker.services.orgs import NewOrganisation, add_organisation
 from worker.services.sync import OrganisationBusy, request_sync, run_sync
 from worker.store import repositories as repo
@@ -255,3 +256,46 @@ def test_given_a_run_another_worker_claims_after_it_was_read_when_synced_then_it
         run_sync(any_runtime, run_id)
     assert taken and taken[0] is not None
     assert busy.value.delay_seconds > 60
+
+
+@pytest.mark.parametrize("joining", ["manual", "schedule:full"])
+def test_given_a_request_that_joins_the_queued_run_while_a_worker_claims_it_when_synced_then_the_run_serves_that_request(
+    any_runtime, tmp_path, monkeypatch, joining
+):
+    # Given: a clinic with a report, and a webhook's run queued (it may keep the report when
+    # nothing changed); a person's sync (needs a new report) or the nightly full sync (needs a
+    # full read) joins that run after the worker first looked at it and before its claim
+    _clinic(any_runtime, tmp_path)
+    assert run_sync(any_runtime, request_sync(any_runtime, "clinic", "manual")[0]).status == "succeeded"
+    run_id, _ = request_sync(any_runtime, "clinic", "generic:appointment.updated")
+    claim_run = repo.claim_run
+    joined: list[str] = []
+
+    def join_then_claim(session, *args, **kwargs):
+        if not joined:
+            with any_runtime.db.transaction() as other:
+                org = repo.get_org(other, "clinic")
+                needs = repo.Needs(full_pull=joining == "schedule:full", report=True)
+                run, created = repo.queue_run(other, org, joining, utcnow(), needs)
+                joined.append(run.id)
+                assert not created
+        return claim_run(session, *args, **kwargs)
+
+    monkeypatch.setattr(repo, "claim_run", join_then_claim)
+    read_pms = sync._read_pms
+    full_reads: list[bool] = []
+
+    def spy(*args, full: bool, **kwargs):
+        full_reads.append(full)
+        return read_pms(*args, full=full, **kwargs)
+
+    monkeypatch.setattr(sync, "_read_pms", spy)
+    # When
+    outcome = run_sync(any_runtime, run_id)
+    # Then: the run it joined served it: a new report (not the kept one), and a full read for the
+    # full sync's request
+    assert joined == [run_id] and outcome.status == "succeeded"
+    with any_runtime.db.transaction() as session:
+        run = session.get(Run, run_id)
+        assert run.report is not None
+    assert full_reads == [joining == "schedule:full"]

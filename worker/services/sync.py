@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, bindparam, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, aliased, joinedload
+from sqlalchemy.orm import Session, aliased
 
 from connectors.base import PmsPull
 from connectors.errors import ConnectorError
@@ -203,8 +203,8 @@ def _claim_and_read(
         # two workers given the same run, each closing the lapsed run and claiming this one,
         # otherwise each waited for the other (one's claim on this row, the other's on the
         # one-running-run index entry of the run it closed) until PostgreSQL aborted one.
-        lock = {"of": Run} if savepoint else None
-        pending = session.get(Run, run_id, options=[joinedload(Run.organisation)], with_for_update=lock)
+        # The first attempt reads nothing before its claim: `repo.claim_run` reads the run after.
+        pending = session.get(Run, run_id, with_for_update={"of": Run}) if savepoint else None
         claim = repo.claim_run(session, run_id, utcnow(), lease, savepoint=savepoint)
         if (
             claim is None

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Select, and_, bindparam, exists, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Session, joinedload, make_transient_to_detached
 
 from sharing.context import Baseline
 from worker.clock import new_id
@@ -300,11 +300,14 @@ def claim_run(
     one), that is a None and the transaction goes on. `savepoint=False` saves the
     savepoint's two round trips (most claims meet no other run) and lets the IntegrityError out:
     the transaction is lost, and the caller starts again with a savepoint.
+
+    The claimed run (and its organisation) is read *after* the claim, into the session: a
+    request that joined the queued run a moment before (`_join`: a person's sync needing a new
+    report, the nightly full sync, a newer `read_after`) is in that row, and nothing changes it
+    once it is running. A copy read before the claim could miss it, and the run would not serve
+    what it was joined for.
     """
     token = new_id()
-    run = session.get(Run, run_id)
-    if run is None:
-        return None
     values = {"run_id": run_id, "now": now, "token": token, "expires": now + lease}
     # SQLite backs out only the failing statement and the transaction goes on, so it needs no
     # savepoint; one would be worse: pysqlite begins no transaction before it, so the savepoint
@@ -319,6 +322,7 @@ def claim_run(
         return None  # another run of this organisation is running
     if result.rowcount != 1:
         return None
+    run = session.get(Run, run_id, options=[joinedload(Run.organisation)], populate_existing=True)
     return Claim(run_id, run.org_id, token)
 
 
