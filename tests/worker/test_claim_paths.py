@@ -72,6 +72,24 @@ def test_given_no_other_run_when_a_run_is_synced_then_it_is_claimed_without_a_sa
     assert not [statement for statement in seen if "SAVEPOINT" in statement.upper()]
 
 
+def test_given_a_queued_run_when_it_is_claimed_then_the_run_and_its_organisation_are_read_once(
+    any_runtime, tmp_path
+):
+    # Given: a clinic with one queued run
+    _clinic(any_runtime, tmp_path)
+    run_id, _ = request_sync(any_runtime, "clinic", "manual")
+    seen = _statements(any_runtime)
+    # When
+    assert run_sync(any_runtime, run_id).status == "succeeded"
+    # Then: one read of the whole run (with its organisation joined), after the claim; no lazy
+    # read of the organisation or of the run again (the session holds its objects weakly)
+    whole_run = [s for s in seen if s.lstrip().startswith("SELECT runs.id, runs.org_id, runs.")]
+    claim = next(index for index, s in enumerate(seen) if s.lstrip().startswith("UPDATE runs SET status"))
+    assert len(whole_run) == 1 and seen.index(whole_run[0]) == claim + 1
+    assert "JOIN organisations" in whole_run[0]
+    assert not [s for s in seen if s.lstrip().startswith("SELECT organisations.")]
+
+
 def test_given_another_run_holding_the_claim_when_a_second_is_synced_then_it_waits_and_changes_nothing(
     any_runtime, tmp_path
 ):
@@ -161,18 +179,18 @@ def test_given_the_claim_retried_with_a_savepoint_when_reading_the_stored_state_
     _clinic(any_runtime, tmp_path)
     first = _running_run(any_runtime, timedelta(minutes=5))
     second = _queued_second_run(any_runtime)
-    claim_run = repo.claim_run
+    claim_and_read_run = repo.claim_and_read_run
 
     def first_finishes_meanwhile(session, run_id, now, lease, *, savepoint=True):
         if savepoint:
             with any_runtime.db.transaction() as other:
                 repo.fail_unfinished_run(other, first, utcnow(), "finished meanwhile")
-        return claim_run(session, run_id, now, lease, savepoint=savepoint)
+        return claim_and_read_run(session, run_id, now, lease, savepoint=savepoint)
 
     def unreadable(*args, **kwargs):
         raise OperationalError("SELECT ...", {}, Exception("database is locked"))
 
-    monkeypatch.setattr(repo, "claim_run", first_finishes_meanwhile)
+    monkeypatch.setattr(repo, "claim_and_read_run", first_finishes_meanwhile)
     monkeypatch.setattr(sync, "_read_stored", unreadable)
     # When
     with pytest.raises(OperationalError):
@@ -240,16 +258,17 @@ def test_given_a_run_another_worker_claims_after_it_was_read_when_synced_then_it
     # worker read it and just before this worker's own claim
     _clinic(any_runtime, tmp_path)
     run_id, _ = request_sync(any_runtime, "clinic", "manual")
-    claim_run = repo.claim_run
+    claim_and_read_run = repo.claim_and_read_run
     taken: list[repo.Claim | None] = []
 
     def taken_meanwhile(session, run, now, lease, *, savepoint=True):
         if not taken:
             with any_runtime.db.transaction() as other:
-                taken.append(claim_run(other, run, utcnow(), timedelta(minutes=5)))
-        return claim_run(session, run, now, lease, savepoint=savepoint)
+                other_claim = claim_and_read_run(other, run, utcnow(), timedelta(minutes=5))
+                taken.append(other_claim and other_claim[0])
+        return claim_and_read_run(session, run, now, lease, savepoint=savepoint)
 
-    monkeypatch.setattr(repo, "claim_run", taken_meanwhile)
+    monkeypatch.setattr(repo, "claim_and_read_run", taken_meanwhile)
     # When / Then: this worker is told to come back when the other's lease ends, not in a second
     # (it read the run as it is now, running, rather than as it was before its claim)
     with pytest.raises(OrganisationBusy) as busy:
@@ -268,7 +287,7 @@ def test_given_a_request_that_joins_the_queued_run_while_a_worker_claims_it_when
     _clinic(any_runtime, tmp_path)
     assert run_sync(any_runtime, request_sync(any_runtime, "clinic", "manual")[0]).status == "succeeded"
     run_id, _ = request_sync(any_runtime, "clinic", "generic:appointment.updated")
-    claim_run = repo.claim_run
+    claim_and_read_run = repo.claim_and_read_run
     joined: list[str] = []
 
     def join_then_claim(session, *args, **kwargs):
@@ -279,9 +298,9 @@ def test_given_a_request_that_joins_the_queued_run_while_a_worker_claims_it_when
                 run, created = repo.queue_run(other, org, joining, utcnow(), needs)
                 joined.append(run.id)
                 assert not created
-        return claim_run(session, *args, **kwargs)
+        return claim_and_read_run(session, *args, **kwargs)
 
-    monkeypatch.setattr(repo, "claim_run", join_then_claim)
+    monkeypatch.setattr(repo, "claim_and_read_run", join_then_claim)
     read_pms = sync._read_pms
     full_reads: list[bool] = []
 

@@ -195,7 +195,7 @@ def _claim_and_read(
     connector state, baseline, the latest report's digest): a poll is mostly this overhead.
 
     `savepoint=False`: a claim refused by another running run raises IntegrityError (see
-    `repo.claim_run`); the caller then comes back with `savepoint=True`, which also closes an
+    `repo.claim_and_read_run`); the caller then comes back with `savepoint=True`, which also closes an
     earlier run whose worker vanished, in the same transaction as the claim that follows it.
     """
     with runtime.db.transaction() as session:
@@ -203,19 +203,19 @@ def _claim_and_read(
         # two workers given the same run, each closing the lapsed run and claiming this one,
         # otherwise each waited for the other (one's claim on this row, the other's on the
         # one-running-run index entry of the run it closed) until PostgreSQL aborted one.
-        # The first attempt reads nothing before its claim: `repo.claim_run` reads the run after.
+        # The first attempt reads nothing before its claim: `claim_and_read_run` reads it after.
         pending = session.get(Run, run_id, with_for_update={"of": Run}) if savepoint else None
-        claim = repo.claim_run(session, run_id, utcnow(), lease, savepoint=savepoint)
+        claimed = repo.claim_and_read_run(session, run_id, utcnow(), lease, savepoint=savepoint)
         if (
-            claim is None
+            claimed is None
             and savepoint
             and pending is not None
             and _fail_lapsed_runs(session, pending.org_id, run_id, utcnow())
         ):
-            claim = repo.claim_run(session, run_id, utcnow(), lease)
-        if claim is None:
+            claimed = repo.claim_and_read_run(session, run_id, utcnow(), lease)
+        if claimed is None:
             return _not_claimed(session, run_id)
-        run = repo.get_run(session, run_id)
+        claim, run = claimed
         org = run.organisation
         may_keep = _may_keep_report(run)
         started_at = utcnow()

@@ -293,6 +293,14 @@ class Claim:
 def claim_run(
     session: Session, run_id: str, now: datetime, lease: timedelta, *, savepoint: bool = True
 ) -> Claim | None:
+    """`claim_and_read_run` for callers that need only the claim."""
+    claimed = claim_and_read_run(session, run_id, now, lease, savepoint=savepoint)
+    return None if claimed is None else claimed[0]
+
+
+def claim_and_read_run(
+    session: Session, run_id: str, now: datetime, lease: timedelta, *, savepoint: bool = True
+) -> tuple[Claim, Run] | None:
     """Take a queued run, or a running one whose worker stopped renewing its lease.
 
     Another running run of the organisation makes the claim break the one-running-run index:
@@ -301,7 +309,7 @@ def claim_run(
     savepoint's two round trips (most claims meet no other run) and lets the IntegrityError out:
     the transaction is lost, and the caller starts again with a savepoint.
 
-    The claimed run (and its organisation) is read *after* the claim, into the session: a
+    The claimed run (and its organisation) is read *after* the claim, and returned: a
     request that joined the queued run a moment before (`_join`: a person's sync needing a new
     report, the nightly full sync, a newer `read_after`) is in that row, and nothing changes it
     once it is running. A copy read before the claim could miss it, and the run would not serve
@@ -322,8 +330,10 @@ def claim_run(
         return None  # another run of this organisation is running
     if result.rowcount != 1:
         return None
+    # Returned, not only left in the session: the session holds its objects weakly, and a run
+    # nobody refers to would be read again (and its organisation lazily) by the next `get`.
     run = session.get(Run, run_id, options=[joinedload(Run.organisation)], populate_existing=True)
-    return Claim(run_id, run.org_id, token)
+    return Claim(run_id, run.org_id, token), run
 
 
 def running_run(session: Session, org_id: int, other_than: str) -> Run | None:
