@@ -121,12 +121,13 @@ class ReportSummary:
 
 def latest_report_summary(session: Session, org_id: int) -> ReportSummary | None:
     """What `repo.latest_report_run` finds, reading only the run's id, policy and input digest."""
-    row = session.execute(_LATEST_REPORT_SUMMARY, {"org_id": org_id}).first()
+    row = session.connection().execute(_LATEST_REPORT_SUMMARY, {"org_id": org_id}).first()
     return None if row is None else ReportSummary(row[0], row[1], row[2])
 
 
-_LATEST_REPORT_SUMMARY = repo.latest_report_query(  # built once: every poll and webhook run asks it
-    Run.id, Run.policy, Run.counts["input_digest"].as_string()
+_RUNS = Run.__table__.c
+_LATEST_REPORT_SUMMARY = repo.latest_report_query(  # built once, Core: every poll and webhook run asks it
+    _RUNS.id, _RUNS.policy, _RUNS.counts["input_digest"].as_string()
 )
 
 

@@ -79,20 +79,25 @@ def shared_account(session: Session, runtime: Runtime, org: Organisation) -> str
         session.execute(update(Organisation).where(Organisation.id == org.id).values(pms_account=key))
     if not runtime.settings.shared_pms_reads:
         return None
-    wanted = session.scalar(_READ_WANTED, {"key": key, "pms_kind": org.pms_kind, "org_id": org.id})
+    wanted = session.connection().scalar(
+        _READ_WANTED, {"key": key, "pms_kind": org.pms_kind, "org_id": org.id}
+    )
     return key if wanted else None
 
 
-_SIBLINGS = select(Organisation.id).where(
-    Organisation.pms_kind == bindparam("pms_kind"),
-    Organisation.pms_account == bindparam("key"),
-    Organisation.id != bindparam("org_id"),
-    Organisation.paused_at.is_(None),
+# Core statements on the tables (run on the session's connection): every run asks them, and the
+# ORM's per-statement work cost more than they do.
+_ORGS, _RUNS, _SHARED = Organisation.__table__.c, Run.__table__.c, SharedPull.__table__
+_SIBLINGS = select(_ORGS.id).where(
+    _ORGS.pms_kind == bindparam("pms_kind"),
+    _ORGS.pms_account == bindparam("key"),
+    _ORGS.id != bindparam("org_id"),
+    _ORGS.paused_at.is_(None),
 )
-_READ_WANTED = select(  # built once: every run asks it
+_READ_WANTED = select(  # built once
     or_(
-        exists().where(SharedPull.key == bindparam("key")),
-        exists().where(Run.org_id.in_(_SIBLINGS), Run.status.in_(("queued", "running"))),
+        exists().where(_SHARED.c.key == bindparam("key")),
+        exists().where(_RUNS.org_id.in_(_SIBLINGS), _RUNS.status.in_(("queued", "running"))),
     )
 )
 
@@ -141,10 +146,10 @@ def forget_expired(runtime: Runtime) -> int:
 
 
 def _delete_expired(session: Session) -> int:
-    return session.execute(_DELETE_EXPIRED, {"now": utcnow()}).rowcount or 0
+    return session.connection().execute(_DELETE_EXPIRED, {"now": utcnow()}).rowcount or 0
 
 
-_DELETE_EXPIRED = delete(SharedPull).where(SharedPull.expires_at <= bindparam("now"))
+_DELETE_EXPIRED = delete(_SHARED).where(_SHARED.c.expires_at <= bindparam("now"))
 
 
 @contextmanager

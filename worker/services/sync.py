@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, bindparam, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from connectors.base import PmsPull
 from connectors.errors import ConnectorError
@@ -718,18 +718,19 @@ def _after_run_in(session: Session, run_id: str) -> AfterRun:
     UPDATE, so nothing falls between: a run queued before this read is named here, and a worker
     claiming one queued after it waits on that UPDATE's row (PostgreSQL's unique check on the
     running run; SQLite's one writer) and finds this run finished, not busy."""
-    row = session.execute(_AFTER_RUN, {"run_id": run_id}).first()
+    row = session.connection().execute(_AFTER_RUN, {"run_id": run_id}).first()
     return AfterRun(None, None) if row is None else AfterRun(row[0], row[1])
 
 
-_QUEUED = aliased(Run)
+_RUNS = Run.__table__
+_QUEUED = _RUNS.alias("queued")
 _AFTER_RUN = (
-    select(Run.trigger, _QUEUED.id)
-    .outerjoin(_QUEUED, and_(_QUEUED.org_id == Run.org_id, _QUEUED.status == repo.QUEUED))
-    .where(Run.id == bindparam("run_id"))
+    select(_RUNS.c.trigger, _QUEUED.c.id)
+    .outerjoin(_QUEUED, and_(_QUEUED.c.org_id == _RUNS.c.org_id, _QUEUED.c.status == repo.QUEUED))
+    .where(_RUNS.c.id == bindparam("run_id"))
 )
-"""Built once: every finished run asks it, and aliasing `runs` anew each time cost more than
-the query (a proxy for each of its columns)."""
+"""Built once, Core (on the session's connection): every finished run asks it, and aliasing
+`runs` anew each time cost more than the query (a proxy for each of its columns)."""
 
 
 @dataclass(frozen=True)

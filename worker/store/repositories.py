@@ -245,38 +245,45 @@ _JOIN = {
 """Joining a queued run, by what the request needs (`Needs.full_pull`, `Needs.report`)."""
 _INSERT_AUDIT = insert(AuditEntry.__table__)
 _CLAIM = (
-    update(Run)
+    update(_RUNS)
     .where(
-        Run.id == bindparam("run_id"),
-        or_(Run.status == QUEUED, and_(Run.status == RUNNING, Run.lease_expires_at < bindparam("now"))),
+        _RUNS.c.id == bindparam("run_id"),
+        or_(
+            _RUNS.c.status == QUEUED,
+            and_(_RUNS.c.status == RUNNING, _RUNS.c.lease_expires_at < bindparam("now")),
+        ),
     )
     .values(
         status=RUNNING,
         lease_token=bindparam("token"),
         lease_expires_at=bindparam("expires"),
-        attempts=Run.attempts + 1,
+        attempts=_RUNS.c.attempts + 1,
         started_at=bindparam("now"),
     )
-    .execution_options(synchronize_session=False)
 )
 _LEASE_HELD = and_(
-    Run.id == bindparam("run_id"), Run.lease_token == bindparam("token"), Run.status == RUNNING
+    _RUNS.c.id == bindparam("run_id"), _RUNS.c.lease_token == bindparam("token"), _RUNS.c.status == RUNNING
 )
-_CURSORS = select(SyncCursor.resource, SyncCursor.cursor).where(SyncCursor.org_id == bindparam("org_id"))
-_PHYSITRACK_KEYS = select(PhysitrackKey.practitioner_email, PhysitrackKey.key_encrypted).where(
-    PhysitrackKey.org_id == bindparam("org_id")
+_CURSOR_ROWS = SyncCursor.__table__.c
+_CURSORS = select(_CURSOR_ROWS.resource, _CURSOR_ROWS.cursor).where(
+    _CURSOR_ROWS.org_id == bindparam("org_id")
+)
+_KEY_ROWS = PhysitrackKey.__table__.c
+_PHYSITRACK_KEYS = select(_KEY_ROWS.practitioner_email, _KEY_ROWS.key_encrypted).where(
+    _KEY_ROWS.org_id == bindparam("org_id")
 )
 _BASELINE_ROSTER = (  # the roster only: not the run's report and counts (megabytes)
-    select(Run.roster)
+    select(_RUNS.c.roster)
     .where(
-        Run.org_id == bindparam("org_id"),
-        Run.status == SUCCEEDED,
-        Run.roster.is_not(None),
-        Run.id != bindparam("run_id"),
+        _RUNS.c.org_id == bindparam("org_id"),
+        _RUNS.c.status == SUCCEEDED,
+        _RUNS.c.roster.is_not(None),
+        _RUNS.c.id != bindparam("run_id"),
     )
-    .order_by(Run.finished_at.desc(), Run.id.desc())
+    .order_by(_RUNS.c.finished_at.desc(), _RUNS.c.id.desc())
     .limit(1)
 )
+_PMS_STATE_DATA = select(PmsState.__table__.c.data).where(PmsState.__table__.c.org_id == bindparam("org_id"))
 
 
 def queued_run(session: Session, org_id: int) -> Run | None:
@@ -323,7 +330,7 @@ def claim_and_read_run(
     nested = savepoint and session.get_bind().dialect.name != "sqlite"
     try:
         with session.begin_nested() if nested else contextlib.nullcontext():
-            result = session.execute(_CLAIM, values)
+            result = session.connection().execute(_CLAIM, values)
     except IntegrityError:
         if not savepoint:
             raise  # the transaction is lost: the caller starts again
@@ -359,11 +366,10 @@ def renew_lease(
 
 def finish_run(session: Session, claim: Claim, status: str, now: datetime, **values: Any) -> bool:
     """Close a run we hold the lease on. False when the lease was lost (nothing changes)."""
-    result = session.execute(
-        update(Run)
+    result = session.connection().execute(
+        update(_RUNS)
         .where(_LEASE_HELD)
-        .values(status=status, finished_at=now, lease_token=None, lease_expires_at=None, **values)
-        .execution_options(synchronize_session=False),
+        .values(status=status, finished_at=now, lease_token=None, lease_expires_at=None, **values),
         {"run_id": claim.run_id, "token": claim.token},
     )
     return result.rowcount == 1
@@ -412,8 +418,10 @@ def latest_report_query(*columns: Any) -> Select[Any]:
     where it is shown; the partial index `runs_with_report` (migration 0014) answers it."""
     return (
         select(*columns)
-        .where(Run.org_id == bindparam("org_id"), Run.status == SUCCEEDED, Run.report.is_not(None))
-        .order_by(Run.finished_at.desc(), Run.id.desc())
+        .where(
+            _RUNS.c.org_id == bindparam("org_id"), _RUNS.c.status == SUCCEEDED, _RUNS.c.report.is_not(None)
+        )
+        .order_by(_RUNS.c.finished_at.desc(), _RUNS.c.id.desc())
         .limit(1)
     )
 
@@ -461,7 +469,7 @@ def supersede_open_proposals(session: Session, org_id: int, by: str) -> list[str
 
 
 def cursors_of(session: Session, org_id: int) -> dict[str, str]:
-    return dict(session.execute(_CURSORS, {"org_id": org_id}).all())
+    return dict(session.connection().execute(_CURSORS, {"org_id": org_id}).all())
 
 
 def store_cursors(session: Session, org_id: int, cursors: dict[str, str], now: datetime) -> None:
@@ -522,14 +530,15 @@ def release_apply(session: Session, proposal_id: str, token: str) -> None:
 
 def physitrack_keys_of(session: Session, org_id: int) -> dict[str, str]:
     """Practitioner email -> encrypted Physitrack v2 key."""
-    return dict(session.execute(_PHYSITRACK_KEYS, {"org_id": org_id}).all())
+    return dict(session.connection().execute(_PHYSITRACK_KEYS, {"org_id": org_id}).all())
 
 
-_UNVERIFIED_APPLIED = and_(
-    Proposal.org_id == bindparam("org_id"),
-    Proposal.status.in_(("applied", "applied_by_hand")),
-    Proposal.verified_at.is_(None),
-    Proposal.applied_at <= bindparam("before"),
+_PROPOSAL_ROWS = Proposal.__table__.c
+_UNVERIFIED_APPLIED = and_(  # on the table's columns: the ORM select and the Core EXISTS share it
+    _PROPOSAL_ROWS.org_id == bindparam("org_id"),
+    _PROPOSAL_ROWS.status.in_(("applied", "applied_by_hand")),
+    _PROPOSAL_ROWS.verified_at.is_(None),
+    _PROPOSAL_ROWS.applied_at <= bindparam("before"),
 )
 _UNVERIFIED_APPLIED_PROPOSALS = select(Proposal).where(_UNVERIFIED_APPLIED)
 _ANY_UNVERIFIED_APPLIED = select(exists().where(_UNVERIFIED_APPLIED))
@@ -542,13 +551,13 @@ def unverified_applied_proposals(session: Session, org_id: int, before: datetime
 
 def any_unverified_applied_proposal(session: Session, org_id: int, before: datetime) -> bool:
     """Whether `unverified_applied_proposals` would find one, without loading any."""
-    return bool(session.scalar(_ANY_UNVERIFIED_APPLIED, {"org_id": org_id, "before": before}))
+    return bool(session.connection().scalar(_ANY_UNVERIFIED_APPLIED, {"org_id": org_id, "before": before}))
 
 
 def pms_state_of(session: Session, org_id: int, box: SecretBox | None = None) -> dict[str, Any] | None:
     """The stored state, decrypted with `box` (raw PMS patient ids never rest in clear text)."""
-    row = session.get(PmsState, org_id)
-    return None if row is None else state_codec.decode(bytes(row.data), box)
+    data = session.connection().scalar(_PMS_STATE_DATA, {"org_id": org_id})
+    return None if data is None else state_codec.decode(bytes(data), box)
 
 
 def store_pms_state(
@@ -568,7 +577,7 @@ def store_pms_state(
 def baseline_of(session: Session, org_id: int, run_id: str, accept_drop: bool) -> Baseline | None:
     """The roster of the latest trusted complete run before `run_id`, and whether that run
     accepts a drop (the caller holds the run)."""
-    roster = session.execute(_BASELINE_ROSTER, {"org_id": org_id, "run_id": run_id}).first()
+    roster = session.connection().execute(_BASELINE_ROSTER, {"org_id": org_id, "run_id": run_id}).first()
     if roster is None:
         return Baseline(frozenset(), accept_drop) if accept_drop else None
     return Baseline(frozenset(roster[0] or ()), accept_drop)
