@@ -711,6 +711,7 @@ def web(
     """Run the HTTP app: webhooks, the admin API (/docs) and the admin pages (/orgs/SLUG/)."""
     import uvicorn
 
+    from worker.store.db import configure_orm
     from worker.web import create_app
 
     _runtime()  # fail early, with one line, on configuration errors
@@ -719,6 +720,7 @@ def web(
         f"serving on http://{shown}:{port}/ (admin pages at /orgs/SLUG/, API docs at /docs)", soft_wrap=True
     )
     served = create_app()
+    configure_orm()  # not in the first webhook
     _set_imports_aside(collect_first=True)  # what it imported is never walked again
     # log_config=None: uvicorn's lines go through ptsync's handler (PTSYNC_LOG_FORMAT=json applies)
     uvicorn.run(served, host=host, port=port, log_level="warning", proxy_headers=True, log_config=None)
@@ -732,8 +734,10 @@ def clock(
 ) -> None:
     """Run the scheduler that starts due syncs (one leader at a time through a Redis lock)."""
     from worker.scheduler import run
+    from worker.store.db import configure_orm
 
     _runtime()
+    configure_orm()
     _set_imports_aside(collect_first=True)
     run(metrics_port=metrics_port)
 

@@ -2,7 +2,8 @@
 
 `install(broker)` runs when the broker is built. Every process gets the log-context middleware;
 processes started by `ptsync worker` (PTSYNC_WORKER_PROCESS=1) also configure logging (dramatiq
-runs with --skip-logging so PTSYNC_LOG_FORMAT applies) and, with a metrics port, dramatiq's
+runs with --skip-logging so PTSYNC_LOG_FORMAT applies), build their runtime and set their imports
+aside from the garbage collector once booted, and, with a metrics port, dramatiq's
 Prometheus middleware in multiprocess mode, whose exposition fork is replaced by ours (it
 serves /healthz and /readyz too).
 """
@@ -10,12 +11,15 @@ serves /healthz and /readyz too).
 from __future__ import annotations
 
 import gc
+import logging
 import os
 
 import dramatiq
 from dramatiq.middleware import Middleware
 
 from worker import logs
+
+log = logging.getLogger(__name__)
 
 
 class LogContext(Middleware):
@@ -30,6 +34,31 @@ class LogContext(Middleware):
         logs.clear()
 
     after_skip_message = after_process_message
+
+
+class RuntimeAtBoot(Middleware):
+    """Builds the process's runtime (the engine, the schema check's connection, the secrets)
+    and configures the ORM's mappers as a worker process boots, not in its first message.
+
+    A `ptsync worker` process that did both in its first message spent 30-40 ms more there
+    than in the next (a first sync of a small clinic: about 11 ms), while a burst of webhooks
+    waited behind it. Built at boot, it is also set aside with the imports (`ImportsAside` comes after). A
+    database that cannot be reached yet is no reason not to boot: the first message builds the
+    runtime again and fails, and is retried, as it would have without this.
+    """
+
+    def after_process_boot(self, broker: dramatiq.Broker) -> None:
+        from worker.runtime import get_runtime
+        from worker.store.db import configure_orm
+
+        configure_orm()
+        try:
+            get_runtime()
+        except Exception as exc:
+            log.warning(
+                "could not prepare the database connection at start-up (%s); the first message tries again",
+                exc.__class__.__name__,
+            )
 
 
 class ImportsAside(Middleware):
@@ -52,6 +81,7 @@ def install(broker: dramatiq.Broker) -> None:
     broker.add_middleware(LogContext())
     if os.environ.get("PTSYNC_WORKER_PROCESS") != "1":
         return
+    broker.add_middleware(RuntimeAtBoot())  # before ImportsAside: what it builds is set aside too
     broker.add_middleware(ImportsAside())
     logs.configure(level=os.environ.get("PTSYNC_LOG_LEVEL") or "INFO")
     if os.environ.get("PTSYNC_WORKER_METRICS_PORT", "0") != "0":

@@ -67,6 +67,18 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, **(_PG_JSON_CODEC if psycopg else _JSON_CODEC))
 
 
+def configure_orm() -> None:
+    """Configure the ORM's mappers now, for a long-lived process about to serve: SQLAlchemy
+    otherwise does it at the process's first ORM query (20-50 ms of a worker's first message or
+    the web's first webhook). Not at every command's start: a read through the engine alone
+    never loads the ORM."""
+    from sqlalchemy.orm import configure_mappers
+
+    import worker.store.models  # noqa: F401  (the mappers to configure)
+
+    configure_mappers()
+
+
 def alembic_config(engine: Engine) -> Config:
     from alembic.config import Config  # Alembic loads only when a migration has to run
 
