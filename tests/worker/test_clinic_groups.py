@@ -356,6 +356,69 @@ def test_a_shared_read_is_stored_encrypted_and_deleted_once_its_minutes_are_over
         assert session.scalars(select(SharedPull)).all() == []
 
 
+def _expire_the_shared_read(runtime) -> None:
+    from worker.store.models import SharedPull
+
+    with runtime.db.transaction() as session:
+        [row] = session.scalars(select(SharedPull)).all()
+        row.expires_at = datetime.now(UTC) - timedelta(seconds=1)
+
+
+def _shared_reads(runtime) -> int:
+    from worker.store.models import SharedPull
+
+    with runtime.db.transaction() as session:
+        return len(session.scalars(select(SharedPull)).all())
+
+
+def test_an_expired_shared_read_is_deleted_by_the_first_sync_after_a_minute_without_a_look(
+    runtime, group, tmp_path, monkeypatch
+):
+    """Given North and South's shared read, expired, and this process's last look for expired
+    reads a minute ago / When South syncs alone / Then the expired read is deleted, and a sync
+    within the next minute does not look again (one DELETE statement a minute, not one a run)."""
+    from sqlalchemy import event
+
+    for slug in ("north", "south"):
+        _add(runtime, group, tmp_path, slug, test=False)
+    _sync_round(runtime, "north", "south")
+    _expire_the_shared_read(runtime)
+    monkeypatch.setattr(shared_pull, "_expired_checked_at", [float("-inf")])
+    deletes: list[str] = []
+    event.listen(
+        runtime.db.engine,
+        "before_cursor_execute",
+        lambda *args: (
+            deletes.append(args[2]) if args[2].lstrip().startswith("DELETE FROM shared_pulls") else None
+        ),
+    )
+    _sync_round(runtime, "south")
+    assert _shared_reads(runtime) == 0
+    _sync_round(runtime, "north")
+    assert len(deletes) == 1
+
+
+def test_an_expired_shared_read_not_yet_deleted_is_neither_used_nor_a_reason_to_share(
+    runtime, group, tmp_path, monkeypatch
+):
+    """Given North and South's shared read, expired a moment after this process looked for
+    expired reads / When North syncs alone / Then it reads the account itself and stores no new
+    shared read: the expired one counts as no read at all (nobody else has a run queued)."""
+    for slug in ("north", "south"):
+        _add(runtime, group, tmp_path, slug, test=False)
+    _sync_round(runtime, "north", "south")
+    _expire_the_shared_read(runtime)
+    monkeypatch.setattr(shared_pull, "_expired_checked_at", [float("inf")])  # just looked
+    group.log.clear()
+    [run] = _sync_round(runtime, "north")
+    assert run.status == "succeeded" and len(group.log) > 0  # read itself, not the expired read
+    with runtime.db.transaction() as session:
+        from worker.store.models import SharedPull
+
+        [row] = session.scalars(select(SharedPull)).all()
+        assert row.expires_at < datetime.now(UTC)  # the old, expired one: no new read stored
+
+
 def test_with_shared_reads_turned_off_each_organisation_reads_the_account_itself(runtime, group, tmp_path):
     """Given PTSYNC_SHARED_PMS_READS=false / When a round of three runs / Then three reads."""
     runtime = dataclasses.replace(

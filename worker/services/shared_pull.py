@@ -16,11 +16,12 @@ What a shared read keeps and does not weaken:
 - each run stores the read's cursors and connector state as its own, which is correct because
   the state is the account's rows up to the cursors, whoever read them;
 - it is used only when another organisation on the account has a run queued or running (or a
-  read is stored), so a lone manual sync reads as before, without a lock or a stored copy;
+  read is stored and not expired), so a lone manual sync reads as before, without a lock or a stored copy;
   `PTSYNC_SHARED_PMS_READS=false` turns sharing off (every organisation reads the account itself);
 - it is stored encrypted (like the connector state) in `shared_pulls`, one row per account,
-  used for `SHARED_PULL_MINUTES`, then deleted by the next sync of any organisation (or the
-  daily prune, at the latest), and with the organisation whose run read it. Only accounts with
+  used for `SHARED_PULL_MINUTES`, then deleted by a sync of any organisation within the next
+  `EXPIRED_CHECK_SECONDS` (or the daily prune, at the latest), and with the organisation whose
+  run read it. Only accounts with
   more than one active organisation are stored at all.
 """
 
@@ -30,6 +31,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -61,8 +63,8 @@ def shared_account(session: Session, runtime: Runtime, org: Organisation) -> str
     """The account key when this run takes part in a shared read, else None: reads of the
     account are shared (the setting), and another active organisation on the account has a run
     queued or running (who could use this read, or is making one), or a read of the account is
-    stored. Called in the transaction that claims the run, which it also makes delete expired
-    reads (`forget_expired`).
+    stored (and not expired). Called in the transaction that claims the run, which it also
+    makes delete expired reads, at most once a minute per process (`_delete_expired_now_and_then`).
 
     Organisations are found by their stored account fingerprint (`pms_account`, indexed), not by
     decrypting every organisation's key at every run: that grew with the fleet (2 ms per hundred
@@ -73,14 +75,15 @@ def shared_account(session: Session, runtime: Runtime, org: Organisation) -> str
     shared. Which read a run uses is decided by its own, current key (`_cached`), never by a
     stored fingerprint.
     """
-    _delete_expired(session)
+    now = utcnow()
+    _delete_expired_now_and_then(session, now)
     key = account_key(org, runtime.secrets)
     if org.pms_account != key:
         session.execute(update(Organisation).where(Organisation.id == org.id).values(pms_account=key))
     if not runtime.settings.shared_pms_reads:
         return None
     wanted = session.connection().scalar(
-        _READ_WANTED, {"key": key, "pms_kind": org.pms_kind, "org_id": org.id}
+        _READ_WANTED, {"key": key, "pms_kind": org.pms_kind, "org_id": org.id, "now": now}
     )
     return key if wanted else None
 
@@ -96,7 +99,7 @@ _SIBLINGS = select(_ORGS.id).where(
 )
 _READ_WANTED = select(  # built once
     or_(
-        exists().where(_SHARED.c.key == bindparam("key")),
+        exists().where(_SHARED.c.key == bindparam("key"), _SHARED.c.expires_at > bindparam("now")),
         exists().where(_RUNS.org_id.in_(_SIBLINGS), _RUNS.status.in_(("queued", "running"))),
     )
 )
@@ -140,13 +143,29 @@ def pull(
 
 
 def forget_expired(runtime: Runtime) -> int:
-    """Delete shared reads past their time: at every sync (any organisation) and the daily prune."""
+    """Delete shared reads past their time: the daily prune (syncs do too, now and then)."""
     with runtime.db.transaction() as session:
         return _delete_expired(session)
 
 
-def _delete_expired(session: Session) -> int:
-    return session.connection().execute(_DELETE_EXPIRED, {"now": utcnow()}).rowcount or 0
+def _delete_expired(session: Session, now: datetime | None = None) -> int:
+    return session.connection().execute(_DELETE_EXPIRED, {"now": now or utcnow()}).rowcount or 0
+
+
+EXPIRED_CHECK_SECONDS = 60.0
+"""How often a worker process's runs delete expired shared reads: every run did (a DELETE
+statement per run, nearly always deleting nothing), while a read expires every 15 minutes at
+most once per account. An expired read is never used meanwhile (`_cached`, `_READ_WANTED`)."""
+_expired_checked_at = [float("-inf")]
+"""When this process last deleted expired reads (`time.monotonic()`)."""
+
+
+def _delete_expired_now_and_then(session: Session, now: datetime) -> int:
+    checked = time.monotonic()
+    if checked - _expired_checked_at[0] < EXPIRED_CHECK_SECONDS:
+        return 0
+    _expired_checked_at[0] = checked  # two threads at once both delete: harmless
+    return _delete_expired(session, now)
 
 
 _DELETE_EXPIRED = delete(_SHARED).where(_SHARED.c.expires_at <= bindparam("now"))
