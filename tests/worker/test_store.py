@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import inspect, select, update
+from sqlalchemy import JSON, inspect, select, update
 from sqlalchemy.exc import IntegrityError
 
 from worker.clock import new_id, utcnow
@@ -372,3 +372,79 @@ def test_on_postgresql_a_racing_insert_waits_for_the_winners_transaction_then_jo
             assert session.scalars(select(Run.id)).all() == [winner.id]
     finally:
         database.dispose()
+
+
+def _finished_run(store, now, *, complete: bool, roster: list[str] | None) -> str:
+    """A run claimed and closed as succeeded through `save_run_outcome` (complete or not)."""
+    with store.db.transaction() as session:
+        run, _ = repo.queue_run(session, repo.get_org(session, "clinic-a"), "manual", now)
+    with store.db.transaction() as session:
+        claim = repo.claim_run(session, run.id, now, timedelta(minutes=5))
+        outcome = repo.RunOutcome(
+            finished_at=now,
+            report={"findings": []},
+            counts={},
+            complete=complete,
+            roster=roster,
+            plan=None if not complete else [],
+            policy={},
+            cursors=None,
+            pms_state=None,
+        )
+        assert repo.save_run_outcome(session, claim, outcome, store.secrets)
+    return run.id
+
+
+def test_an_incomplete_run_after_a_complete_one_leaves_the_complete_ones_roster_as_the_baseline(store, org):
+    # Given: a complete run that saw Ana and Ben, then an incomplete one (no roster: it is not
+    # trusted to say who works at the clinic)
+    now = utcnow()
+    _finished_run(store, now - timedelta(minutes=2), complete=True, roster=["ana@x", "ben@x"])
+    incomplete = _finished_run(store, now - timedelta(minutes=1), complete=False, roster=None)
+    # When: the next run asks for its baseline
+    with store.db.transaction() as session:
+        baseline = repo.baseline_of(session, org.id, "next-run", accept_drop=False)
+        stored = session.scalar(select(Run.roster.is_(None)).where(Run.id == incomplete))
+    # Then: the complete run's roster, and the incomplete run stored no roster at all (SQL NULL,
+    # not a JSON null that `roster IS NOT NULL` would count as a roster)
+    assert baseline is not None and baseline.active_practitioners == frozenset({"ana@x", "ben@x"})
+    assert stored is True
+
+
+def test_an_incomplete_run_after_a_complete_one_leaves_the_complete_ones_plan_as_the_current_plan(store, org):
+    # Given: a complete run that planned nothing, then an incomplete one (no plan to trust)
+    now = utcnow()
+    complete = _finished_run(store, now - timedelta(minutes=2), complete=True, roster=["ana@x"])
+    _finished_run(store, now - timedelta(minutes=1), complete=False, roster=None)
+    # When: the current plan is looked up
+    with store.db.transaction() as session:
+        latest = repo.latest_complete_run(session, org.id)
+    # Then: it is the complete run's
+    assert latest is not None and latest.id == complete
+
+
+def test_given_runs_stored_before_none_became_sql_null_when_the_baseline_is_read_then_the_json_null_is_no_roster(
+    store, org
+):
+    # Given: a complete run, then an incomplete one written by an earlier release (a JSON null
+    # in `roster` and `plan`, which `IS NOT NULL` counts as a value)
+    now = utcnow()
+    _finished_run(store, now - timedelta(minutes=2), complete=True, roster=["ana@x", "ben@x"])
+    incomplete = _finished_run(store, now - timedelta(minutes=1), complete=False, roster=None)
+    with store.db.engine.begin() as connection:
+        connection.execute(
+            update(Run.__table__)
+            .where(Run.__table__.c.id == incomplete)
+            .values(roster=JSON.NULL, plan=JSON.NULL)
+        )
+        stored = connection.execute(
+            select(Run.__table__.c.roster.is_not(None)).where(Run.__table__.c.id == incomplete)
+        ).scalar_one()
+    assert stored  # the JSON null is there, and IS NOT NULL counts it
+    # When
+    with store.db.transaction() as session:
+        baseline = repo.baseline_of(session, org.id, "next-run", accept_drop=False)
+        latest = repo.latest_complete_run(session, org.id)
+    # Then: the complete run's roster and plan count, not the JSON nulls
+    assert baseline is not None and baseline.active_practitioners == frozenset({"ana@x", "ben@x"})
+    assert latest is not None and latest.id != incomplete

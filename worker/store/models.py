@@ -135,9 +135,12 @@ class Run(Base):
     report: Mapped[dict[str, Any] | None]
     accept_drop: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     """The admin confirmed that practitioners missing from the PMS since the baseline left."""
-    roster: Mapped[list[str] | None] = mapped_column(JSON)
+    # None is stored as SQL NULL, not as a JSON null: `roster IS NOT NULL` must not take a run
+    # without a roster for one (the queries that read them also ask for a complete run: rows
+    # written before this stored JSON nulls).
+    roster: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))
     """Active PMS practitioner ids of a complete, trusted run: the next runs' baseline."""
-    plan: Mapped[list[list[str]] | None] = mapped_column(JSON)
+    plan: Mapped[list[list[str]] | None] = mapped_column(JSON(none_as_null=True))
     """(op, email) of every operation a complete run planned: what 'the current plan' calls for."""
     policy: Mapped[dict[str, Any] | None]
     """The policy the run reconciled under (a policy change is not a clinic change)."""

@@ -277,6 +277,7 @@ _BASELINE_ROSTER = (  # the roster only: not the run's report and counts (megaby
     .where(
         _RUNS.c.org_id == bindparam("org_id"),
         _RUNS.c.status == SUCCEEDED,
+        _RUNS.c.complete.is_(True),  # an incomplete run's JSON null is no roster (see Run.roster)
         _RUNS.c.roster.is_not(None),
         _RUNS.c.id != bindparam("run_id"),
     )
@@ -653,7 +654,7 @@ def latest_complete_run(session: Session, org_id: int) -> Run | None:
     """The newest run whose plan counts: complete and trusted (its `plan` is stored)."""
     return session.scalar(
         select(Run)
-        .where(Run.org_id == org_id, Run.status == SUCCEEDED, Run.plan.is_not(None))
+        .where(Run.org_id == org_id, Run.status == SUCCEEDED, Run.complete.is_(True), Run.plan.is_not(None))
         .order_by(Run.finished_at.desc(), Run.id.desc())
         .limit(1)
     )
