@@ -81,8 +81,10 @@ def install(broker: dramatiq.Broker) -> None:
     broker.add_middleware(LogContext())
     if os.environ.get("PTSYNC_WORKER_PROCESS") != "1":
         return
-    broker.add_middleware(RuntimeAtBoot())  # before ImportsAside: what it builds is set aside too
+    # dramatiq runs `after_*` hooks last-added first: RuntimeAtBoot is added after ImportsAside so
+    # that it builds before the freeze, and what it builds is set aside too
     broker.add_middleware(ImportsAside())
+    broker.add_middleware(RuntimeAtBoot())
     logs.configure(level=os.environ.get("PTSYNC_LOG_LEVEL") or "INFO")
     if os.environ.get("PTSYNC_WORKER_METRICS_PORT", "0") != "0":
         broker.add_middleware(_worker_prometheus())

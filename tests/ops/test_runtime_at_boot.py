@@ -82,16 +82,22 @@ def test_given_the_orm_unconfigured_when_configure_orm_runs_then_every_mapper_is
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
 
 
-def test_given_a_worker_process_when_its_middleware_is_installed_then_the_runtime_is_built_before_imports_are_set_aside(
+def test_given_a_worker_process_when_it_boots_then_the_runtime_is_built_before_imports_are_set_aside(
     monkeypatch,
 ) -> None:
-    # Given: a `ptsync worker` process without a metrics port
+    # Given: a `ptsync worker` process without a metrics port, its middleware installed (the
+    # two boot hooks record their order instead of building or freezing anything)
     monkeypatch.setenv("PTSYNC_WORKER_PROCESS", "1")
     monkeypatch.setenv("PTSYNC_WORKER_METRICS_PORT", "0")
     monkeypatch.setattr("worker.logs.configure", lambda level: None)
+    booted: list[str] = []
+    monkeypatch.setattr(
+        worker_ops.RuntimeAtBoot, "after_process_boot", lambda self, b: booted.append("runtime")
+    )
+    monkeypatch.setattr(worker_ops.ImportsAside, "after_process_boot", lambda self, b: booted.append("aside"))
     broker: dramatiq.Broker = StubBroker()
-    # When
     worker_ops.install(broker)
+    # When: the process boots (dramatiq runs `after_*` hooks last-added first)
+    broker.emit_after("process_boot")
     # Then: what the runtime imports and builds at boot is frozen with the rest
-    kinds = [type(middleware) for middleware in broker.middleware]
-    assert kinds.index(worker_ops.RuntimeAtBoot) < kinds.index(worker_ops.ImportsAside)
+    assert booted == ["runtime", "aside"]
