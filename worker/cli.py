@@ -678,11 +678,17 @@ def run_worker(
     """Run queue workers (needs PTSYNC_BROKER_URL: the in-process broker has no separate worker)."""
     from worker.settings import get_settings
 
-    if not get_settings().broker_url:
+    settings = get_settings()
+    if not settings.broker_url:
         fail(
             "`ptsync worker` needs PTSYNC_BROKER_URL (e.g. redis://127.0.0.1:6379/0); without it, "
             "syncs run inside the ptsync command itself"
         )
+    if settings.is_sqlite:
+        # The embedded database migrates itself when a runtime is built: here, once, not in each
+        # process at boot (`RuntimeAtBoot`), all at once, where a loser of that race can leave a
+        # half-made table behind that breaks the next migration.
+        _runtime().db.dispose()  # its connections are not carried over `execv`
     os.environ.setdefault("dramatiq_queue_prefetch", str(queue_prefetch(threads)))
     os.environ.setdefault("dramatiq_worker_timeout", str(IDLE_POLL_MS))
     from worker.worker_ops import prepare_worker_environment

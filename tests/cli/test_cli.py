@@ -8,6 +8,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 from tests.clinic_files import csv_org_add_args
 
@@ -171,6 +172,7 @@ def test_ptsync_worker_prefetches_one_sync_per_thread_and_half_as_many_again(mon
         ),
     )
     monkeypatch.setattr("worker.worker_ops.prepare_worker_environment", lambda port: [])
+    monkeypatch.setattr(cli, "_runtime", lambda: SimpleNamespace(db=SimpleNamespace(dispose=lambda: None)))
     from worker import settings as settings_module
 
     settings_module.get_settings.cache_clear()

@@ -101,3 +101,33 @@ def test_given_a_worker_process_when_it_boots_then_the_runtime_is_built_before_i
     broker.emit_after("process_boot")
     # Then: what the runtime imports and builds at boot is frozen with the rest
     assert booted == ["runtime", "aside"]
+
+
+def test_given_an_embedded_database_behind_its_schema_when_ptsync_worker_starts_then_it_is_migrated_once_before_the_processes_boot(
+    fresh_runtime, monkeypatch, tmp_path
+) -> None:
+    # Given: a new embedded SQLite database (or one a release's new migration is ahead of): each
+    # of `ptsync worker`'s processes would migrate it at boot, all at once, and a loser of that
+    # race can leave a half-made table behind (`_alembic_tmp_organisations`) that breaks the
+    # next migration
+    from typer.testing import CliRunner
+
+    from worker import cli
+
+    url = f"sqlite:///{tmp_path / 'ptsync.db'}"
+    monkeypatch.setenv("PTSYNC_DATABASE_URL", url)
+    monkeypatch.setenv("PTSYNC_BROKER_URL", "redis://127.0.0.1:6379/15")
+    monkeypatch.setattr("worker.worker_ops.prepare_worker_environment", lambda port: [])
+    current_at_start: list[bool] = []
+
+    def execv(path, argv):
+        database = Database(url)
+        current_at_start.append(database.schema_is_current())
+        database.dispose()
+
+    monkeypatch.setattr(cli.os, "execv", execv)
+    # When
+    result = CliRunner().invoke(cli.app, ["worker"])
+    # Then: the one `ptsync worker` process migrated it before it started the others
+    assert result.exit_code == 0, result.output
+    assert current_at_start == [True]
