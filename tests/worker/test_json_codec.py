@@ -133,10 +133,17 @@ def test_given_a_postgresql_url_when_its_engine_is_made_then_only_psycopg_is_giv
 ) -> None:
     # Given: PTSYNC_DATABASE_URL is any SQLAlchemy URL; only psycopg (3) sends bytes to a JSON
     # column as they are (psycopg2 or pg8000 would send them as bytea, or refuse them)
+    from sqlalchemy import create_engine
+
     from worker.store import db
 
     made: dict = {}
-    monkeypatch.setattr(db, "create_engine", lambda url, **options: made.update(options, url=url))
+
+    def recorded(url, **options):
+        made.update(options, url=url)
+        return create_engine("sqlite://")  # an engine to attach the pool's listeners to
+
+    monkeypatch.setattr(db, "create_engine", recorded)
     # When
     db.make_engine(url)
     # Then
