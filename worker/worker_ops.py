@@ -42,9 +42,10 @@ class RuntimeAtBoot(Middleware):
 
     A `ptsync worker` process that did both in its first message spent 30-40 ms more there
     than in the next (a first sync of a small clinic: about 11 ms), while a burst of webhooks
-    waited behind it. Built at boot, it is also set aside with the imports (`ImportsAside` comes after). A
-    database that cannot be reached yet is no reason not to boot: the first message builds the
-    runtime again and fails, and is retried, as it would have without this.
+    waited behind it. Built at boot, it is also set aside with the imports (`install` adds it
+    after `ImportsAside`, so its hook runs first). A database that cannot be reached yet is no
+    reason not to boot: the first message builds the runtime again and fails, and is retried, as
+    it would have without this.
     """
 
     def after_process_boot(self, broker: dramatiq.Broker) -> None:

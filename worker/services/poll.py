@@ -125,9 +125,9 @@ def latest_report_summary(session: Session, org_id: int) -> ReportSummary | None
     return None if row is None else ReportSummary(row[0], row[1], row[2])
 
 
-_RUNS = Run.__table__.c
+_RUNS = Run.__table__
 _LATEST_REPORT_SUMMARY = repo.latest_report_query(  # built once, Core: every poll and webhook run asks it
-    _RUNS.id, _RUNS.policy, _RUNS.counts["input_digest"].as_string()
+    _RUNS.c.id, _RUNS.c.policy, _RUNS.c.counts["input_digest"].as_string()
 )
 
 

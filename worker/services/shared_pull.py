@@ -16,13 +16,13 @@ What a shared read keeps and does not weaken:
 - each run stores the read's cursors and connector state as its own, which is correct because
   the state is the account's rows up to the cursors, whoever read them;
 - it is used only when another organisation on the account has a run queued or running (or a
-  read is stored and not expired), so a lone manual sync reads as before, without a lock or a stored copy;
-  `PTSYNC_SHARED_PMS_READS=false` turns sharing off (every organisation reads the account itself);
+  read is stored and not expired), so a lone manual sync reads as before, without a lock or a
+  stored copy; `PTSYNC_SHARED_PMS_READS=false` turns sharing off (every organisation reads the
+  account itself);
 - it is stored encrypted (like the connector state) in `shared_pulls`, one row per account,
   used for `SHARED_PULL_MINUTES`, then deleted by a sync of any organisation within the next
   `EXPIRED_CHECK_SECONDS` (or the daily prune, at the latest), and with the organisation whose
-  run read it. Only accounts with
-  more than one active organisation are stored at all.
+  run read it. Only accounts with more than one active organisation are stored at all.
 """
 
 from __future__ import annotations
@@ -90,17 +90,17 @@ def shared_account(session: Session, runtime: Runtime, org: Organisation) -> str
 
 # Core statements on the tables (run on the session's connection): every run asks them, and the
 # ORM's per-statement work cost more than they do.
-_ORGS, _RUNS, _SHARED = Organisation.__table__.c, Run.__table__.c, SharedPull.__table__
-_SIBLINGS = select(_ORGS.id).where(
-    _ORGS.pms_kind == bindparam("pms_kind"),
-    _ORGS.pms_account == bindparam("key"),
-    _ORGS.id != bindparam("org_id"),
-    _ORGS.paused_at.is_(None),
+_ORGS, _RUNS, _SHARED = Organisation.__table__, Run.__table__, SharedPull.__table__
+_SIBLINGS = select(_ORGS.c.id).where(
+    _ORGS.c.pms_kind == bindparam("pms_kind"),
+    _ORGS.c.pms_account == bindparam("key"),
+    _ORGS.c.id != bindparam("org_id"),
+    _ORGS.c.paused_at.is_(None),
 )
 _READ_WANTED = select(  # built once
     or_(
         exists().where(_SHARED.c.key == bindparam("key"), _SHARED.c.expires_at > bindparam("now")),
-        exists().where(_RUNS.org_id.in_(_SIBLINGS), _RUNS.status.in_(("queued", "running"))),
+        exists().where(_RUNS.c.org_id.in_(_SIBLINGS), _RUNS.c.status.in_(("queued", "running"))),
     )
 )
 
