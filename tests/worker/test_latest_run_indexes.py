@@ -8,8 +8,7 @@ import pytest
 from sqlalchemy.dialects import postgresql
 
 from tests.pg_rows import insert_organisation
-from worker.services import poll
-from worker.store import repositories as repo
+from worker.store import run_memory
 from worker.store.db import Database
 
 RUNS = 3_000
@@ -41,22 +40,15 @@ def _plan(url: str, statement) -> str:
         return "\n".join(row[0] for row in connection.execute("EXPLAIN " + sql))
 
 
-def test_given_an_organisation_with_thousands_of_runs_when_a_poll_looks_up_the_latest_report_then_an_index_finds_it(
-    busy_org: str,
+@pytest.mark.parametrize("with_report", [False, True])
+def test_given_an_organisation_with_thousands_of_runs_when_a_run_reads_its_memory_then_indexes_find_its_latest_report_and_baseline(
+    busy_org: str, with_report: bool
 ) -> None:
-    # When
-    plan = _plan(busy_org, poll._LATEST_REPORT_SUMMARY.params(org_id=1))
-    # Then
-    assert "runs_with_report" in plan and "Seq Scan" not in plan, plan
-
-
-def test_given_an_organisation_with_thousands_of_runs_when_a_run_looks_up_its_baseline_then_an_index_finds_it(
-    busy_org: str,
-) -> None:
-    # When
-    plan = _plan(busy_org, repo._BASELINE_ROSTER.params(org_id=1, run_id="r0"))
-    # Then
-    assert "runs_with_roster" in plan and "Seq Scan" not in plan, plan
+    # When: a run reads what earlier runs left (its latest report's run and its baseline among them)
+    plan = _plan(busy_org, run_memory._STATEMENTS[with_report].params(org_id=1, run_id="r0"))
+    # Then: each by its partial index, and the runs table is never scanned
+    assert "runs_with_report" in plan and "runs_with_roster" in plan, plan
+    assert "Seq Scan on runs" not in plan, plan
 
 
 def test_given_an_organisation_with_thousands_of_runs_when_the_clock_watches_it_then_an_index_finds_its_latest_runs(

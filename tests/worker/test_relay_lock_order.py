@@ -24,7 +24,6 @@ import time
 import pytest
 from sqlalchemy import select, update
 
-from tests.worker.test_store import org, store  # noqa: F401  (fixtures)
 from worker.clock import new_id, utcnow
 from worker.services import deliveries
 from worker.store import repositories as repo
@@ -33,8 +32,8 @@ from worker.store.models import Delivery, Organisation, Run
 
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 def test_given_a_burst_for_one_queued_run_when_one_relay_marks_it_sent_while_another_joins_it_then_neither_deadlocks_on_postgresql(
-    store,  # noqa: F811
-    org,  # noqa: F811
+    store,
+    org,
     monkeypatch,
 ):
     # Given an organisation whose webhooks go straight to a run, its queued run (message not

@@ -15,34 +15,7 @@ from worker.settings import Settings
 from worker.store import repositories as repo
 from worker.store.db import Database
 from worker.store.models import AuditEntry, Delivery, Organisation, Run
-
-
-@pytest.fixture
-def store(database_url: str, secret_key: str, tmp_path):
-    from worker.runtime import Runtime
-
-    db = Database(database_url)
-    db.migrate()
-    yield Runtime(Settings(database_url=database_url, secret_key=secret_key), db, SecretBox([secret_key]))
-    db.dispose()
-
-
-@pytest.fixture
-def org(store, tmp_path):
-    from tests.clinic_files import write_clinic
-
-    pms, ptdirect = write_clinic(tmp_path)
-    return add_organisation(
-        store,
-        NewOrganisation(
-            slug="clinic-a",
-            pms="csv",
-            pms_path=str(pms),
-            ptdirect="file",
-            ptdirect_path=str(ptdirect),
-            pms_key="sk-very-secret",
-        ),
-    )
+from worker.store.run_memory import run_memory
 
 
 def test_migrations_create_every_table_and_running_them_again_changes_nothing(store):
@@ -395,6 +368,12 @@ def _finished_run(store, now, *, complete: bool, roster: list[str] | None) -> st
     return run.id
 
 
+def _baseline(session, org_id: int):
+    """The baseline the next run of the organisation reads (`run_memory`, as `sync` reads it)."""
+    memory = run_memory(session.connection(), org_id, "next-run", with_report=False)
+    return repo.baseline_from(memory.roster, accept_drop=False)
+
+
 def test_an_incomplete_run_after_a_complete_one_leaves_the_complete_ones_roster_as_the_baseline(store, org):
     # Given: a complete run that saw Ana and Ben, then an incomplete one (no roster: it is not
     # trusted to say who works at the clinic)
@@ -403,7 +382,7 @@ def test_an_incomplete_run_after_a_complete_one_leaves_the_complete_ones_roster_
     incomplete = _finished_run(store, now - timedelta(minutes=1), complete=False, roster=None)
     # When: the next run asks for its baseline
     with store.db.transaction() as session:
-        baseline = repo.baseline_of(session, org.id, "next-run", accept_drop=False)
+        baseline = _baseline(session, org.id)
         stored = session.scalar(select(Run.roster.is_(None)).where(Run.id == incomplete))
     # Then: the complete run's roster, and the incomplete run stored no roster at all (SQL NULL,
     # not a JSON null that `roster IS NOT NULL` would count as a roster)
@@ -443,7 +422,7 @@ def test_given_runs_stored_before_none_became_sql_null_when_the_baseline_is_read
     assert stored  # the JSON null is there, and IS NOT NULL counts it
     # When
     with store.db.transaction() as session:
-        baseline = repo.baseline_of(session, org.id, "next-run", accept_drop=False)
+        baseline = _baseline(session, org.id)
         latest = repo.latest_complete_run(session, org.id)
     # Then: the complete run's roster and plan count, not the JSON nulls
     assert baseline is not None and baseline.active_practitioners == frozenset({"ana@x", "ben@x"})

@@ -112,23 +112,12 @@ def input_digest(
 
 @dataclass(frozen=True)
 class ReportSummary:
-    """The latest report's run, without its report or counts (they can be megabytes)."""
+    """The latest report's run, without its report or counts (they can be megabytes): what a
+    run reads of it before it pulls (`worker.store.run_memory`)."""
 
     id: str
     policy: dict[str, Any] | None
     digest: str | None
-
-
-def latest_report_summary(session: Session, org_id: int) -> ReportSummary | None:
-    """What `repo.latest_report_run` finds, reading only the run's id, policy and input digest."""
-    row = session.connection().execute(_LATEST_REPORT_SUMMARY, {"org_id": org_id}).first()
-    return None if row is None else ReportSummary(row[0], row[1], row[2])
-
-
-_RUNS = Run.__table__
-_LATEST_REPORT_SUMMARY = repo.latest_report_query(  # built once, Core: every poll and webhook run asks it
-    _RUNS.c.id, _RUNS.c.policy, _RUNS.c.counts["input_digest"].as_string()
-)
 
 
 def nothing_changed(

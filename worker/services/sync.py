@@ -61,6 +61,7 @@ from worker.services.settle import (
 )
 from worker.store import repositories as repo
 from worker.store.models import Organisation, Proposal, Run
+from worker.store.run_memory import run_memory
 
 log = logging.getLogger(__name__)
 
@@ -396,17 +397,14 @@ def _read_stored(
 ) -> _Stored:
     # Not the report itself (it can be megabytes): a poll that finds nothing changed never
     # reads it; `_with_previous_report` does when the run reconciles.
-    previous_run = poll.latest_report_summary(session, org.id)
-    previous_report = None
-    if with_report and previous_run is not None:
-        previous_report = session.scalar(select(Run.report).where(Run.id == previous_run.id))
+    memory = run_memory(session.connection(), org.id, run.id, with_report=with_report)
     return _Stored(
-        cursors=repo.cursors_of(session, org.id),
-        state=repo.pms_state_of(session, org.id, runtime.secrets),
-        keys=repo.physitrack_keys_of(session, org.id),
-        baseline=repo.baseline_of(session, org.id, run.id, bool(run.accept_drop)),
-        previous_run=previous_run,
-        previous_report=previous_report,
+        cursors=memory.cursors,
+        state=repo.decode_pms_state(memory.state_data, runtime.secrets),
+        keys=memory.keys,
+        baseline=repo.baseline_from(memory.roster, bool(run.accept_drop)),
+        previous_run=None if memory.report_run is None else poll.ReportSummary(*memory.report_run),
+        previous_report=memory.report,
         # The newest request the run serves: a shared PMS read must have started after it.
         requested_at=run.read_after or run.requested_at,
         shared_account=shared_pull.shared_account(session, runtime, org),

@@ -264,15 +264,11 @@ _CLAIM = (
 _LEASE_HELD = and_(
     _RUNS.c.id == bindparam("run_id"), _RUNS.c.lease_token == bindparam("token"), _RUNS.c.status == RUNNING
 )
-_CURSOR_ROWS = SyncCursor.__table__.c
-_CURSORS = select(_CURSOR_ROWS.resource, _CURSOR_ROWS.cursor).where(
-    _CURSOR_ROWS.org_id == bindparam("org_id")
-)
 _KEY_ROWS = PhysitrackKey.__table__.c
 _PHYSITRACK_KEYS = select(_KEY_ROWS.practitioner_email, _KEY_ROWS.key_encrypted).where(
     _KEY_ROWS.org_id == bindparam("org_id")
 )
-_BASELINE_ROSTER = (  # the roster only: not the run's report and counts (megabytes)
+BASELINE_ROSTER = (  # the roster only: not the run's report and counts (megabytes); see run_memory
     select(_RUNS.c.roster)
     .where(
         _RUNS.c.org_id == bindparam("org_id"),
@@ -469,10 +465,6 @@ def supersede_open_proposals(session: Session, org_id: int, by: str) -> list[str
     return [proposal.id for proposal in stale]
 
 
-def cursors_of(session: Session, org_id: int) -> dict[str, str]:
-    return dict(session.connection().execute(_CURSORS, {"org_id": org_id}).all())
-
-
 def store_cursors(session: Session, org_id: int, cursors: dict[str, str], now: datetime) -> None:
     for resource, cursor in cursors.items():
         row = session.get(SyncCursor, (org_id, resource))
@@ -558,6 +550,11 @@ def any_unverified_applied_proposal(session: Session, org_id: int, before: datet
 def pms_state_of(session: Session, org_id: int, box: SecretBox | None = None) -> dict[str, Any] | None:
     """The stored state, decrypted with `box` (raw PMS patient ids never rest in clear text)."""
     data = session.connection().scalar(_PMS_STATE_DATA, {"org_id": org_id})
+    return decode_pms_state(data, box)
+
+
+def decode_pms_state(data: bytes | None, box: SecretBox | None) -> dict[str, Any] | None:
+    """The stored state's bytes (`PmsState.data`) decoded and decrypted with `box`."""
     return None if data is None else state_codec.decode(bytes(data), box)
 
 
@@ -575,13 +572,12 @@ def store_pms_state(
         row.updated_at = now
 
 
-def baseline_of(session: Session, org_id: int, run_id: str, accept_drop: bool) -> Baseline | None:
-    """The roster of the latest trusted complete run before `run_id`, and whether that run
-    accepts a drop (the caller holds the run)."""
-    roster = session.connection().execute(_BASELINE_ROSTER, {"org_id": org_id, "run_id": run_id}).first()
+def baseline_from(roster: list[str] | None, accept_drop: bool) -> Baseline | None:
+    """The baseline of a run, from the roster of the latest trusted complete run before it
+    (None: there is none) and whether the run accepts a drop."""
     if roster is None:
         return Baseline(frozenset(), accept_drop) if accept_drop else None
-    return Baseline(frozenset(roster[0] or ()), accept_drop)
+    return Baseline(frozenset(roster), accept_drop)
 
 
 @dataclass(frozen=True)
