@@ -1,6 +1,6 @@
-"""The signed webhook endpoint looks the organisation up, verifies the signature and stores the
-delivery in one transaction (issue 17): a refusal stores nothing, and the inbox's short
-timeouts still bound the insert. On SQLite and PostgreSQL."""
+"""The signed webhook endpoint looks the organisation up, verifies the signature, stores the
+delivery and queues its run in one transaction (issue 17): a refusal stores nothing, and the
+inbox's short timeouts still bound the insert. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -120,7 +120,7 @@ def test_a_verified_webhook_refused_after_its_signature_check_stores_nothing(
     assert _stored(app_runtime) == (0, 0, 0)
 
 
-def test_a_signed_webhook_is_stored_and_queues_one_run_in_three_transactions(
+def test_a_signed_webhook_is_stored_and_queues_one_run_in_two_transactions(
     app_runtime, client, signing_secret, sent
 ):
     # Given an organisation with no run
@@ -130,10 +130,11 @@ def test_a_signed_webhook_is_stored_and_queues_one_run_in_three_transactions(
     response = client.post(
         "/webhooks/generic/clinic-a", content=body, headers=signed_headers(signing_secret, body)
     )
-    # Then it is accepted, a run is queued and sent, and that took three transactions: the
-    # inbox's (lookup, check and insert), the relay's and marking the run sent
+    # Then it is accepted, a run is queued and sent, and that took two transactions: the
+    # inbox's (lookup, check, insert and queuing the run) and, once the message went out,
+    # marking the run sent
     assert response.status_code == 200 and response.json()["status"] == "accepted"
-    assert len(commits) == 3
+    assert len(commits) == 2
     assert _stored(app_runtime) == (1, 1, 1) and len(sent) == 1
     # and the last one marked both the run sent and the delivery relayed to it
     with app_runtime.db.transaction() as session:
@@ -220,3 +221,59 @@ def test_a_webhook_within_its_interval_reads_the_runs_once_and_never_a_report(
     with app_runtime.db.transaction() as session:
         statuses = sorted(session.scalars(select(Delivery.status)).all())
     assert statuses == ["pending", "relayed", "relayed"]
+
+
+def test_a_signed_webhook_for_a_paused_organisation_is_kept_as_skipped_in_its_one_transaction(
+    app_runtime, client, signing_secret, sent
+):
+    # Given a paused organisation
+    from worker.services.org_admin import set_paused
+
+    assert set_paused(app_runtime, "clinic-a", True, "ana")
+    commits = _commits(app_runtime)
+    # When a correctly signed webhook arrives
+    body = json.dumps({"type": "appointment.updated"}).encode()
+    response = client.post(
+        "/webhooks/generic/clinic-a", content=body, headers=signed_headers(signing_secret, body)
+    )
+    # Then it is acknowledged and kept for the record as skipped, in the inbox's one transaction:
+    # no run is queued and no message is sent
+    assert response.status_code == 200 and len(commits) == 1
+    assert _stored(app_runtime) == (1, 0, 0) and sent == []
+    with app_runtime.db.transaction() as session:
+        assert session.scalar(select(Delivery.status)) == "skipped"
+
+
+def test_a_signed_webhook_whose_run_cannot_be_queued_in_time_is_503_and_stores_nothing(
+    app_runtime, client, signing_secret, database_url, sent, monkeypatch
+):
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite has one writer: the inbox insert itself waits (the timeout test above)")
+    import psycopg
+
+    # Given an inbox timeout of 0.5 s, and another connection holding a lock on the runs table
+    # (the inbox insert goes through; queuing the run in the same transaction must wait)
+    monkeypatch.setattr(deliveries, "INBOX_TIMEOUT_MS", 500)
+    blocker = psycopg.connect(database_url)
+    blocker.execute("LOCK TABLE runs IN EXCLUSIVE MODE")
+    try:
+        # When a signed webhook arrives
+        body = json.dumps({"type": "appointment.updated"}).encode()
+        started = time.monotonic()
+        response = client.post(
+            "/webhooks/generic/clinic-a", content=body, headers=signed_headers(signing_secret, body)
+        )
+        waited = time.monotonic() - started
+    finally:
+        blocker.rollback()
+        blocker.close()
+    # Then it is a retryable 503 after the short timeout, and the delivery was not kept without
+    # its run: nothing is stored, nothing is sent (the sender's retry starts from nothing)
+    assert (response.status_code, response.headers["Retry-After"]) == (503, "5")
+    assert waited < 3
+    assert _stored(app_runtime) == (0, 0, 0) and sent == []
+    # and the retry, once the lock is gone, is accepted and queues the run
+    retried = client.post(
+        "/webhooks/generic/clinic-a", content=body, headers=signed_headers(signing_secret, body)
+    )
+    assert retried.json()["status"] == "accepted" and _stored(app_runtime) == (1, 1, 1) and len(sent) == 1

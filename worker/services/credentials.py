@@ -233,18 +233,24 @@ def signing_secret(runtime: Runtime, encrypted: str | None) -> str | None:
 
 @dataclass(frozen=True)
 class Signer:
-    """What the signed webhook endpoint needs of an organisation: its id and encrypted secret."""
+    """What the signed webhook endpoint needs of an organisation: its id and encrypted secret,
+    and what relaying the webhook needs (in the same statement: `deliveries.OrgToRelay`)."""
 
     org_id: int
     secret_encrypted: str | None
+    paused_at: datetime | None
+    webhook_min_interval_seconds: int | None
 
 
 def webhook_signer(connection: Connection, slug: str) -> Signer | None:
-    """The organisation's id and encrypted signing secret (two columns, not the whole row)."""
+    """The organisation's id, encrypted signing secret and relay settings (not the whole row)."""
     row = connection.execute(_SIGNER_BY_SLUG, {"slug": slug}).first()
-    return None if row is None else Signer(row[0], row[1])
+    return None if row is None else Signer(*row)
 
 
-_SIGNER_BY_SLUG = select(Organisation.id, Organisation.webhook_secret_encrypted).where(
-    Organisation.slug == bindparam("slug")
-)
+_SIGNER_BY_SLUG = select(
+    Organisation.id,
+    Organisation.webhook_secret_encrypted,
+    Organisation.paused_at,
+    Organisation.webhook_min_interval_seconds,
+).where(Organisation.slug == bindparam("slug"))

@@ -41,13 +41,36 @@ class DeliveryConflict(Conflict):
 
 
 @dataclass(frozen=True)
+class ToSend:
+    """A run queued (or found unsent) for deliveries, whose message goes out once the transaction
+    that decided it has committed; `covered` are marked relayed after it has (`send_and_mark`)."""
+
+    run_id: str
+    covered: list[int]
+
+
+@dataclass(frozen=True)
 class Accepted:
     delivery: int
     duplicate: bool
+    to_send: ToSend | None = None
+    """With `relay=True`: the run to send for this delivery (None: it waits, was skipped or
+    joined a run whose message went out, or was a duplicate)."""
 
 
 def body_hash(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
+
+
+@dataclass(frozen=True)
+class OrgToRelay:
+    """What the relay needs of a delivery's organisation (read with the delivery, or with the
+    signed endpoint's lookup: one statement); `id` and `webhook_min_interval_seconds` are all
+    that `_must_wait` and `request_run` use."""
+
+    id: int
+    paused_at: datetime | None
+    webhook_min_interval_seconds: int | None
 
 
 @dataclass(frozen=True)
@@ -57,6 +80,9 @@ class Incoming:
     org_id: int
     delivery_id: str
     event: str
+    org: OrgToRelay | None = None
+    """What the relay needs of the organisation, when `check` read it (else `accept_checked`
+    reads it when it relays)."""
 
 
 def accept(
@@ -67,11 +93,13 @@ def accept(
     event: str,
     body: bytes,
     status: str = "pending",
+    *,
+    relay: bool = False,
 ) -> Accepted:
     """Commit the delivery (or recognise a repeat of it). Raises DeliveryConflict on a replay,
     and ValueError for an id longer than the inbox stores (`accept_checked` checks it)."""
     incoming = Incoming(org_id, delivery_id, event)
-    return accept_checked(runtime, source, body, lambda _connection: incoming, status)
+    return accept_checked(runtime, source, body, lambda _connection: incoming, status, relay=relay)
 
 
 def accept_checked(
@@ -80,17 +108,29 @@ def accept_checked(
     body: bytes,
     check: Callable[[Connection], Incoming],
     status: str = "pending",
+    *,
+    relay: bool = False,
 ) -> Accepted:
     """`accept`, where `check(connection)` first identifies the delivery inside the inbox's own
     transaction: a signed webhook's organisation is looked up and its signature verified there,
     one transaction instead of two. If `check` raises, the transaction rolls back and nothing is
     stored; otherwise the insert follows under the short timeouts (a refused request costs no
-    round trip for setting them). A Core transaction: nothing here needs an ORM session."""
+    round trip for setting them).
+
+    `relay=True` (the webhook endpoints): a pending delivery is also relayed in this same
+    transaction, as `relay` would decide it a moment later in its own (queued into a run, left
+    waiting for its organisation's minimum interval, or skipped for a paused organisation), and
+    `Accepted.to_send` says which run's message the caller sends after the commit
+    (`send_and_mark`). The delivery stays pending until that message has gone out, so a broker
+    that is down, or a process that dies before sending, loses nothing: the relay thread finds
+    it pending and sends the run's message then. One transaction for what took two saves the
+    relay's own BEGIN, COMMIT and the read of the delivery it had just written."""
     digest = body_hash(body)
     now = utcnow()
     incoming: Incoming | None = None
     try:
-        with runtime.db.engine.begin() as connection:
+        with runtime.db.transaction() as session:
+            connection = session.connection()
             incoming = check(connection)
             if len(incoming.delivery_id) > MAX_DELIVERY_ID:
                 raise ValueError(f"delivery id longer than {MAX_DELIVERY_ID} characters")
@@ -104,8 +144,17 @@ def accept_checked(
                 "received_at": now,
             }
             with short_statements(connection):
-                inserted = connection.execute(_INSERT_DELIVERY, values).inserted_primary_key
-            return Accepted(inserted[0], duplicate=False)
+                delivery = connection.execute(_INSERT_DELIVERY, values).inserted_primary_key[0]
+                if not relay or status != "pending":
+                    return Accepted(delivery, duplicate=False)
+                org = incoming.org
+                if org is None:
+                    found = connection.execute(_ORG_TO_RELAY, {"org_id": incoming.org_id}).first()
+                    org = OrgToRelay(incoming.org_id, found.paused_at, found.webhook_min_interval_seconds)
+                pending = _Pending(delivery, source, values["event"], incoming.delivery_id, org)
+                decided = _relay_in(session, pending, now)
+            to_send = decided if isinstance(decided, ToSend) else None
+            return Accepted(delivery, duplicate=False, to_send=to_send)
     except IntegrityError:
         if incoming is None:
             raise
@@ -175,13 +224,15 @@ def relay(runtime: Runtime, send: Callable[[str], None], *, only: int | None = N
 
 
 @dataclass(frozen=True)
-class _OrgToRelay:
-    """What the relay needs of a delivery's organisation (read with the delivery, one statement);
-    `id` and `webhook_min_interval_seconds` are all that `_must_wait` and `request_run` use."""
+class _Pending:
+    """A pending delivery as the relay decides it: its row's id, source, event and id as sent,
+    and its organisation."""
 
     id: int
-    paused_at: datetime | None
-    webhook_min_interval_seconds: int | None
+    source: str
+    event: str
+    delivery_id: str
+    org: OrgToRelay
 
 
 def _relay_one(runtime: Runtime, send: Callable[[str], None], delivery_id: int) -> int:
@@ -191,50 +242,76 @@ def _relay_one(runtime: Runtime, send: Callable[[str], None], delivery_id: int) 
         # Decided in this transaction, from what it reads: another relay (the relay thread, or
         # another webhook's task covering this one) may have relayed it, and the organisation
         # may have been paused, since the webhook was accepted.
-        connection = session.connection()  # Core statements: see `_INSERT_DELIVERY`
-        row = connection.execute(_DELIVERY_TO_RELAY, {"delivery_id": delivery_id}).first()
+        row = session.connection().execute(_DELIVERY_TO_RELAY, {"delivery_id": delivery_id}).first()
         if row is None or row.status != "pending":
             return 0
-        org = _OrgToRelay(row.org_id, row.paused_at, row.webhook_min_interval_seconds)
-        now = utcnow()
-        if org.paused_at is not None:  # kept for the record, never turned into a sync
-            connection.execute(_MARK_SKIPPED, {"delivery": delivery_id, "now": now})
-            return 0
-        covered, queued = [delivery_id], repo.LOOK
-        if row.source in WEBHOOK_SOURCES:
-            wait, queued = _must_wait(session, org, now)
-            if wait:
-                return 0  # decided again here: the queued run it was to join may have started
-            # Every webhook of this organisation waiting now is covered by this one run (it
-            # starts after they arrived); relaying them one by one could let the run start
-            # in between and leave the rest waiting for another interval.
-            covered = list(connection.execute(_WAITING_WEBHOOKS, {"org_id": org.id}).scalars())
-        run, created = poll.request_run(
-            session,
-            org,
-            f"{row.source}:{row.event}"[:32],
-            row.source,
-            now,
-            full=row.source == "schedule" and row.event == "full",  # a queued poll becomes one
-            queued=queued,
-            delivery=row.delivery_id,
-        )
-        run_id = run.id
-        # A burst of webhooks joins one queued run: sending its message again for each of them
-        # would only make workers claim (and, while the organisation's previous run still works,
-        # postpone) the same run over and over. A run whose message did not go out (the broker
-        # was down) is sent; one lost after it went out is the re-driver's.
-        if not created and run.enqueued_at is not None:
-            return _mark_relayed(connection, covered, run_id, now)
-    send(run_id)  # may raise: the rows stay pending and the next relay sends again
+        org = OrgToRelay(row.org_id, row.paused_at, row.webhook_min_interval_seconds)
+        pending = _Pending(delivery_id, row.source, row.event, row.delivery_id, org)
+        decided = _relay_in(session, pending, utcnow())
+    return decided if isinstance(decided, int) else send_and_mark(runtime, send, decided)
+
+
+def _relay_in(session: Session, pending: _Pending, now: datetime) -> int | ToSend:
+    """The relay's decision for one pending delivery, in the caller's transaction: the number of
+    deliveries relayed now (0: it waits for its organisation's minimum interval, or was skipped
+    for a paused organisation; more when it joined a run whose message already went out), or
+    the run whose message must go out after the commit, with the deliveries it covers."""
+    connection = session.connection()  # Core statements: see `_INSERT_DELIVERY`
+    org = pending.org
+    if org.paused_at is not None:  # kept for the record, never turned into a sync
+        connection.execute(_MARK_SKIPPED, {"delivery": pending.id, "now": now})
+        return 0
+    covered, queued = [pending.id], repo.LOOK
+    if pending.source in WEBHOOK_SOURCES:
+        wait, queued = _must_wait(session, org, now)
+        if wait:
+            return 0  # decided again here: the queued run it was to join may have started
+        # Every webhook of this organisation waiting now is covered by this one run (it starts
+        # after they arrived); relaying them one by one could let the run start in between and
+        # leave the rest waiting for another interval.
+        covered = list(connection.execute(_WAITING_WEBHOOKS, {"org_id": org.id}).scalars())
+    run, created = poll.request_run(
+        session,
+        org,
+        f"{pending.source}:{pending.event}"[:32],
+        pending.source,
+        now,
+        full=pending.source == "schedule" and pending.event == "full",  # a queued poll becomes one
+        queued=queued,
+        delivery=pending.delivery_id,
+    )
+    # A burst of webhooks joins one queued run: sending its message again for each of them
+    # would only make workers claim (and, while the organisation's previous run still works,
+    # postpone) the same run over and over. A run whose message did not go out (the broker was
+    # down) is sent; one lost after it went out is the re-driver's.
+    if not created and run.enqueued_at is not None:
+        return _mark_relayed(connection, covered, run.id, now)
+    return ToSend(run.id, covered)
+
+
+def send_and_mark(runtime: Runtime, send: Callable[[str], None], to_send: ToSend) -> int:
+    """Send the run's message, then mark the run sent and the deliveries it covers relayed;
+    returns how many it marked. If `send` raises, the deliveries stay pending and the next
+    relay sends again."""
+    send(to_send.run_id)
     with runtime.db.engine.begin() as connection:  # Core: nothing here needs an ORM session
         now = utcnow()
         # The run's row first, then the deliveries', in two statements, as every relay
         # transaction locks them (`repo._join`, then `_mark_relayed`). One statement with the
         # run's UPDATE as an unreferenced WITH locked them the other way round (PostgreSQL runs
         # such a WITH after the main statement) and deadlocked with a relay joining the run.
-        connection.execute(_MARK_SENT, {"run_id": run_id, "now": now})
-        return _mark_relayed(connection, covered, run_id, now)
+        connection.execute(_MARK_SENT, {"run_id": to_send.run_id, "now": now})
+        return _mark_relayed(connection, to_send.covered, to_send.run_id, now)
+
+
+def send_quietly(runtime: Runtime, send: Callable[[str], None], to_send: ToSend) -> int:
+    """`send_and_mark`, logging (not raising) when the broker is unreachable: the rows wait
+    pending for the relay thread."""
+    try:
+        return send_and_mark(runtime, send, to_send)
+    except Exception as exc:  # broker down, database blip: the relay thread retries
+        log.warning("relay postponed: %s", exc.__class__.__name__)
+        return 0
 
 
 def _mark_relayed(connection: Connection, covered: list[int], run_id: str, now: datetime) -> int:
@@ -252,6 +329,9 @@ _STORED_DELIVERY = select(Delivery.id, Delivery.body_hash).where(
     Delivery.org_id == bindparam("org_id"),
     Delivery.source == bindparam("source"),
     Delivery.delivery_id == bindparam("delivery_id"),
+)
+_ORG_TO_RELAY = select(Organisation.paused_at, Organisation.webhook_min_interval_seconds).where(
+    Organisation.id == bindparam("org_id")
 )
 _DELIVERY_TO_RELAY = (
     select(
@@ -297,7 +377,7 @@ _MARK_RELAYED = (
 )
 
 
-def _must_wait(session: Session, org: _OrgToRelay, now: datetime) -> tuple[bool, Run | None]:
+def _must_wait(session: Session, org: OrgToRelay, now: datetime) -> tuple[bool, Run | None]:
     """Whether a webhook for `org` must wait: no queued run to join, and its newest run was
     requested less than its minimum interval ago. Also returns the queued run it read (or None,
     or `repo.LOOK` when it read none), so queuing does not read it again."""

@@ -34,9 +34,10 @@ from worker.services.deliveries import (
     Accepted,
     DeliveryConflict,
     Incoming,
+    OrgToRelay,
     accept,
     accept_checked,
-    relay_quietly,
+    send_quietly,
 )
 from worker.store.models import Organisation
 
@@ -109,7 +110,7 @@ def _record(
     return _answer(
         request,
         tasks,
-        lambda: accept(runtime, org_id, source, delivery_id, event, body, status=status),
+        lambda: accept(runtime, org_id, source, delivery_id, event, body, status=status, relay=True),
         relevant,
     )
 
@@ -117,7 +118,8 @@ def _record(
 def _answer(
     request: Request, tasks: BackgroundTasks, accepting: Callable[[], Accepted], relevant: bool = True
 ) -> DeliveryAnswer:
-    """Commit the delivery by `accepting()` and answer for it; relay it after the answer."""
+    """Commit the delivery by `accepting()` (which also relays it: `accept_checked(relay=True)`)
+    and answer for it; send the run's message after the answer."""
     runtime = request.app.state.runtime()
     try:
         accepted = accepting()
@@ -130,9 +132,11 @@ def _answer(
         return DeliveryAnswer(status="duplicate", delivery=accepted.delivery)
     if not relevant:
         return DeliveryAnswer(status="ignored", delivery=accepted.delivery)
-    # Answered now (the row is committed); relayed right after the answer is sent, so a slow
-    # broker can never hold the sender past its timeout. The relay thread catches up if this fails.
-    tasks.add_task(relay_quietly, runtime, request.app.state.send, only=accepted.delivery)
+    # Answered now (the row and its run are committed); the run's message is sent right after
+    # the answer, so a slow broker can never hold the sender past its timeout. The delivery stays
+    # pending until it has gone out: the relay thread catches up if this fails.
+    if accepted.to_send is not None:
+        tasks.add_task(send_quietly, runtime, request.app.state.send, accepted.to_send)
     return DeliveryAnswer(status="accepted", delivery=accepted.delivery)
 
 
@@ -226,6 +230,8 @@ def _signed_event(slug: str, request: Request, tasks: BackgroundTasks, body: byt
             raise HTTPException(401, "webhook verification failed") from None
         delivery_id = _delivery_id(headers.get("webhook-id"), "webhook-id")
         document = _json_object(body)
-        return Incoming(signer.org_id, delivery_id, _text(document, "type", "event") or "generic")
+        event = _text(document, "type", "event") or "generic"
+        org = OrgToRelay(signer.org_id, signer.paused_at, signer.webhook_min_interval_seconds)
+        return Incoming(signer.org_id, delivery_id, event, org)
 
-    return _answer(request, tasks, lambda: accept_checked(runtime, "generic", body, verified))
+    return _answer(request, tasks, lambda: accept_checked(runtime, "generic", body, verified, relay=True))
