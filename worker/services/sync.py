@@ -1,14 +1,14 @@
 """Requesting and running a sync: pull, reconcile (pure), store the outcome atomically.
 
-A run is claimed with a lease that a heartbeat thread renews. If the worker dies, the lease
-lapses and the redelivered message takes the run over; if the old worker was only slow, its
-final commit finds the lease gone and changes nothing. So a run completes exactly once.
+A run is claimed with a lease that its heartbeat renews (services/heartbeat.py). If the worker
+dies, the lease lapses and the redelivered message takes the run over; if the old worker was
+only slow, its final commit finds the lease gone and changes nothing. So a run completes
+exactly once.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -50,6 +50,7 @@ from worker.errors import Conflict, InvalidInput, PtsyncError, Retryable
 from worker.lifecycle import failed_attempt
 from worker.runtime import Runtime
 from worker.services import notify_delivery, notify_events, org_scope, poll, shared_pull
+from worker.services.heartbeat import Heartbeat, RunTakenOver
 from worker.services.proposals import verify_applied
 from worker.services.settle import (
     NewPlan,
@@ -79,10 +80,6 @@ class OrganisationPaused(InvalidInput):
     def __init__(self, message: str, slug: str) -> None:
         super().__init__(message)
         self.slug = slug
-
-
-class RunTakenOver(Exception):
-    """This worker's lease on the run lapsed and another worker took the run over."""
 
 
 class RetryableSyncError(Retryable):
@@ -151,7 +148,7 @@ def run_sync(runtime: Runtime, run_id: str) -> SyncOutcome:
         return claimed
     claim, org = claimed.claim, claimed.org
 
-    heartbeat = _Heartbeat(runtime, claim, lease)
+    heartbeat = Heartbeat(runtime, claim, lease)
     heartbeat.start()
     try:
         stored = claimed.stored
@@ -305,7 +302,7 @@ def _sync_claimed(
     org: Organisation,
     trigger: str,
     started_at: datetime,
-    heartbeat: _Heartbeat,
+    heartbeat: Heartbeat,
     stored: _Stored,
     full: bool = False,
     may_keep: bool = False,
@@ -416,7 +413,7 @@ def _pull(
     claim: repo.Claim,
     org: Organisation,
     started_at: datetime,
-    heartbeat: _Heartbeat,
+    heartbeat: Heartbeat,
     stored: _Stored,
     full: bool = False,
 ) -> _Inputs:
@@ -450,7 +447,7 @@ def _read_pms(
     stored: _Stored,
     window_start: date,
     started_at: datetime,
-    heartbeat: _Heartbeat,
+    heartbeat: Heartbeat,
     *,
     full: bool,
 ):
@@ -633,51 +630,6 @@ def _sharing_picture(result, snapshot) -> dict[str, Any]:
     from worker.picture import picture_document
 
     return picture_document(result.picture)
-
-
-class _Heartbeat:
-    """Renews the run's lease while a sync works, and records how far the pull has got."""
-
-    def __init__(self, runtime: Runtime, claim: repo.Claim, lease: timedelta) -> None:
-        self._runtime = runtime
-        self._claim = claim
-        self._lease = lease
-        self._stop = threading.Event()
-        self._lost = threading.Event()
-        self._progress: dict[str, Any] | None = None
-        self._thread = threading.Thread(target=self._beat, name=f"lease-{claim.run_id[:8]}", daemon=True)
-
-    def progress(self, resource: str, rows: int) -> None:
-        self.check()
-        self._progress = {"progress": {"resource": resource, "rows": rows}}
-
-    def check(self) -> None:
-        """Stop working on a run another worker has taken over (its lease lapsed while we worked)."""
-        if self._lost.is_set():
-            raise RunTakenOver(self._claim.run_id)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _beat(self) -> None:
-        # Often enough for a live progress line in `ptsync sync --wait`; cheap (one UPDATE).
-        interval = min(max(self._lease.total_seconds() / 3, 0.5), 2.0)
-        while not self._stop.wait(interval):
-            try:
-                with self._runtime.db.transaction() as session:
-                    if not repo.renew_lease(session, self._claim, utcnow(), self._lease, self._progress):
-                        run = session.get(Run, self._claim.run_id)
-                        if run is not None and run.status == repo.SUCCEEDED:
-                            return  # this worker's final commit just ended the lease: not lost
-                        log.warning("run %s: lease lost; stopping work on it", self._claim.run_id)
-                        self._lost.set()
-                        return
-            except Exception:  # the database blinked; the next beat tries again
-                log.exception("run %s: could not renew the lease", self._claim.run_id)
 
 
 def fail_after_retries(runtime: Runtime, run_id: str, reason: str) -> None:

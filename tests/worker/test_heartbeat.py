@@ -1,0 +1,127 @@
+"""Lease heartbeats (services/heartbeat.py): one thread per process renews every run's lease,
+stops renewing a stopped run's, and a forked worker process renews with a thread of its own."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from worker.clock import utcnow
+from worker.crypto import SecretBox
+from worker.runtime import Runtime
+from worker.services.heartbeat import Heartbeat
+from worker.settings import Settings
+from worker.store import repositories as repo
+from worker.store.db import Database
+from worker.store.models import Run
+
+LEASE = timedelta(seconds=1.5)  # renewed every 0.5 s
+
+
+def _claimed(store) -> repo.Claim:
+    with store.db.transaction() as session:
+        run, _ = repo.queue_run(session, repo.get_org(session, "clinic-a"), "manual", utcnow())
+    with store.db.transaction() as session:
+        return repo.claim_run(session, run.id, utcnow(), LEASE)
+
+
+def _lease_of(store, claim: repo.Claim):
+    with store.db.transaction() as session:
+        return session.scalar(select(Run.lease_expires_at).where(Run.id == claim.run_id))
+
+
+def _keeper_threads() -> int:
+    return sum(1 for thread in threading.enumerate() if thread.name == "lease-keeper")
+
+
+def test_given_two_runs_in_one_process_when_they_work_then_one_thread_renews_both_leases(
+    store, org, tmp_path
+):
+    # Given two organisations' runs claimed with a 1.5 s lease
+    from tests.clinic_files import write_clinic
+    from worker.services.orgs import NewOrganisation, add_organisation
+
+    pms, ptdirect = write_clinic(tmp_path / "b")
+    add_organisation(
+        store,
+        NewOrganisation(
+            slug="clinic-b", pms="csv", pms_path=str(pms), ptdirect="file", ptdirect_path=str(ptdirect)
+        ),
+    )
+    first = _claimed(store)
+    with store.db.transaction() as session:
+        run, _ = repo.queue_run(session, repo.get_org(session, "clinic-b"), "manual", utcnow())
+    with store.db.transaction() as session:
+        second = repo.claim_run(session, run.id, utcnow(), LEASE)
+    beats = [Heartbeat(store, claim, LEASE) for claim in (first, second)]
+    # When both work for twice their lease
+    for heartbeat in beats:
+        heartbeat.start()
+    try:
+        time.sleep(2 * LEASE.total_seconds())
+        # Then both leases are still ahead of now, renewed by one keeper thread
+        now = utcnow()
+        assert all(_lease_of(store, claim) > now for claim in (first, second))
+        assert _keeper_threads() == 1
+    finally:
+        for heartbeat in beats:
+            heartbeat.stop()
+
+
+def test_given_a_stopped_heartbeat_when_time_passes_then_its_lease_is_renewed_no_more(store, org):
+    # Given a run whose heartbeat beat for a while, then stopped
+    claim = _claimed(store)
+    heartbeat = Heartbeat(store, claim, LEASE)
+    heartbeat.start()
+    time.sleep(1.2)
+    heartbeat.stop()
+    stopped_at = _lease_of(store, claim)
+    # When more than a renewal interval passes
+    time.sleep(1.2)
+    # Then the lease is where the last renewal left it: it lapses, as a dead worker's would
+    assert _lease_of(store, claim) == stopped_at
+
+
+CHILD_LEASE = timedelta(seconds=3)  # renewed every second; the child works for 4
+
+
+def _beat_in_a_forked_child(database_url: str, secret_key: str, claim: repo.Claim, answers) -> None:
+    db = Database(database_url)  # the child's own connections
+    runtime = Runtime(Settings(database_url=database_url, secret_key=secret_key), db, SecretBox([secret_key]))
+    heartbeat = Heartbeat(runtime, claim, CHILD_LEASE)
+    heartbeat.start()
+    time.sleep(4)
+    heartbeat.stop()
+    answers.put(_keeper_threads())
+    db.dispose()
+
+
+def test_given_a_forked_worker_process_when_its_run_works_then_its_own_thread_renews_the_lease(
+    store, org, database_url, secret_key
+):
+    # Given a parent process whose keeper thread is running (a heartbeat started and stopped)
+    parent_beat = Heartbeat(store, _claimed(store), LEASE)
+    parent_beat.start()
+    parent_beat.stop()
+    with store.db.transaction() as session:
+        session.execute(Run.__table__.update().values(status="succeeded", lease_token=None))
+    with store.db.transaction() as session:
+        run, _ = repo.queue_run(session, repo.get_org(session, "clinic-a"), "manual", utcnow())
+    with store.db.transaction() as session:
+        claim = repo.claim_run(session, run.id, utcnow(), CHILD_LEASE)
+    store.db.dispose()  # no pooled connection crosses the fork
+    # When a forked child works on the run for longer than its lease
+    context = multiprocessing.get_context("fork")
+    answers = context.Queue()
+    child = context.Process(target=_beat_in_a_forked_child, args=(database_url, secret_key, claim, answers))
+    child.start()
+    child.join(timeout=30)
+    # Then the child renewed the lease (unrenewed, it would have lapsed a second ago) with a
+    # keeper thread of its own
+    assert child.exitcode == 0
+    assert answers.get(timeout=5) == 1
+    assert _lease_of(store, claim) > utcnow()
