@@ -90,6 +90,42 @@ def test_given_a_queued_run_when_it_is_claimed_then_the_run_and_its_organisation
     assert not [s for s in seen if s.lstrip().startswith("SELECT organisations.")]
 
 
+def test_given_a_claimed_run_then_its_organisation_is_the_stored_row_detached_and_reads_without_sql(
+    any_runtime, tmp_path
+):
+    # Given: a clinic with settings away from their defaults, and one queued run
+    from sqlalchemy import inspect
+
+    from worker.store.models import Organisation
+
+    _clinic(any_runtime, tmp_path)
+    with any_runtime.db.transaction() as session:
+        session.execute(
+            Organisation.__table__.update().values(
+                timezone="Australia/Sydney", webhook_min_interval_seconds=7, schedule="*/5 * * * *"
+            )
+        )
+    run_id, _ = request_sync(any_runtime, "clinic", "manual")
+    # When: a worker claims it
+    with any_runtime.db.transaction() as session:
+        claim, run = repo.claim_and_read_run(session, run_id, utcnow(), timedelta(minutes=5))
+        stored = session.get(Organisation, claim.org_id)
+        expected = {column.key: getattr(stored, column.key) for column in Organisation.__table__.columns}
+    seen = _statements(any_runtime)
+    org = run.organisation
+    # Then: every column as stored, read without a statement, on an object no session holds
+    assert {key: getattr(org, key) for key in expected} == expected
+    assert (org.timezone, org.webhook_min_interval_seconds) == ("Australia/Sydney", 7)
+    assert seen == [] and inspect(org).detached
+    assert (run.id, run.org_id, run.trigger, bool(run.full_pull), bool(run.report_required)) == (
+        run_id,
+        claim.org_id,
+        "manual",
+        False,
+        True,
+    )
+
+
 def test_given_another_run_holding_the_claim_when_a_second_is_synced_then_it_waits_and_changes_nothing(
     any_runtime, tmp_path
 ):

@@ -101,7 +101,7 @@ class _Keeper:
     def add(self, heartbeat: Heartbeat) -> None:
         with self._changed:
             self._due[heartbeat] = time.monotonic() + heartbeat.interval
-            if self._thread is None:
+            if self._thread is None or not self._thread.is_alive():  # never started, or died
                 self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
                 self._thread.start()
             self._changed.notify()

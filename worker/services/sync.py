@@ -221,11 +221,10 @@ def _claim_and_read(
             stored: _Stored | PtsyncError = _read_stored(session, runtime, org, run, with_report=not may_keep)
         except PtsyncError as exc:
             stored = exc
-        session.expunge(org)
         return _Claimed(claim, org, run.trigger, bool(run.full_pull), may_keep, started_at, stored)
 
 
-def _may_keep_report(run: Run) -> bool:
+def _may_keep_report(run: repo.ClaimedRun) -> bool:
     """A poll or a webhook's run may keep an unchanged report, unless a request it serves (a
     person's sync, a re-plan that joined it) needs a new one."""
     return poll.may_keep_report(run.trigger, bool(run.full_pull)) and not run.report_required
@@ -390,7 +389,7 @@ class _Stored:
 
 
 def _read_stored(
-    session: Session, runtime: Runtime, org: Organisation, run: Run, *, with_report: bool
+    session: Session, runtime: Runtime, org: Organisation, run: repo.ClaimedRun, *, with_report: bool
 ) -> _Stored:
     # Not the report itself (it can be megabytes): a poll that finds nothing changed never
     # reads it; `_with_previous_report` does when the run reconciles.
