@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy.dialects import postgresql
 
 from tests.pg_rows import insert_organisation
+from worker.clock import utcnow
 from worker.store import run_memory
 from worker.store.db import Database
 
@@ -40,12 +41,13 @@ def _plan(url: str, statement) -> str:
         return "\n".join(row[0] for row in connection.execute("EXPLAIN " + sql))
 
 
-@pytest.mark.parametrize("with_report", [False, True])
+@pytest.mark.parametrize("with_report, shared", [(False, False), (True, False), (False, True)])
 def test_given_an_organisation_with_thousands_of_runs_when_a_run_reads_its_memory_then_indexes_find_its_latest_report_and_baseline(
-    busy_org: str, with_report: bool
+    busy_org: str, with_report: bool, shared: bool
 ) -> None:
     # When: a run reads what earlier runs left (its latest report's run and its baseline among them)
-    plan = _plan(busy_org, run_memory._STATEMENTS[with_report].params(org_id=1, run_id="r0"))
+    statement = run_memory._STATEMENTS[with_report, shared]
+    plan = _plan(busy_org, statement.params(org_id=1, run_id="r0", key="k", pms_kind="csv", now=utcnow()))
     # Then: each by its partial index, and the runs table is never scanned
     assert "runs_with_report" in plan and "runs_with_roster" in plan, plan
     assert "Seq Scan on runs" not in plan, plan

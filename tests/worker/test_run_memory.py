@@ -10,7 +10,7 @@ from sharing.context import Baseline
 from tests.worker.test_store import _finished_run
 from worker.clock import new_id, utcnow
 from worker.store import repositories as repo
-from worker.store.models import PhysitrackKey
+from worker.store.models import PhysitrackKey, Run
 from worker.store.run_memory import run_memory
 
 
@@ -145,3 +145,70 @@ def test_given_two_organisations_when_one_reads_its_memory_then_nothing_of_the_o
     # Then: nothing of the other's
     assert memory.cursors == {} and memory.keys == {} and memory.state_data is None
     assert memory.roster is None and memory.report_run is None and memory.report is None
+
+
+def test_given_a_pms_account_when_a_run_asks_whether_its_read_is_wanted_then_only_where_another_could_use_it(
+    store, org, tmp_path
+):
+    # Given: another organisation on the same PMS account (its stored account fingerprint)
+    from sqlalchemy import update
+
+    from tests.clinic_files import write_clinic
+    from worker.services.orgs import NewOrganisation, add_organisation
+    from worker.store.models import Organisation, SharedPull
+    from worker.store.run_memory import SharedReadQuestion
+
+    pms, ptdirect = write_clinic(tmp_path / "b")
+    other = add_organisation(
+        store,
+        NewOrganisation(
+            slug="clinic-b", pms="csv", pms_path=str(pms), ptdirect="file", ptdirect_path=str(ptdirect)
+        ),
+    )
+    orgs = Organisation.__table__
+    with store.db.transaction() as session:
+        session.execute(update(orgs).where(orgs.c.id == other.id).values(pms_account="account-1"))
+
+    def wanted(*, asked: bool = True) -> bool:
+        question = SharedReadQuestion("account-1", "csv", utcnow()) if asked else None
+        with store.db.transaction() as session:
+            return run_memory(
+                session.connection(), org.id, "next-run", with_report=False, shared=question
+            ).read_wanted
+
+    # When / Then: nobody else syncing and no stored read: not wanted
+    assert not wanted()
+    # the other organisation has a run queued: wanted (it can use this read), unless it is paused
+    with store.db.transaction() as session:
+        queued, _ = repo.queue_run(session, repo.get_org(session, "clinic-b"), "schedule:tick", utcnow())
+    assert wanted()
+    assert not wanted(asked=False)
+    with store.db.transaction() as session:
+        session.execute(update(orgs).where(orgs.c.id == other.id).values(paused_at=utcnow()))
+    assert not wanted()
+    with store.db.transaction() as session:
+        session.execute(update(orgs).where(orgs.c.id == other.id).values(paused_at=None))
+    # running: wanted; finished: not
+    with store.db.transaction() as session:
+        assert repo.claim_run(session, queued.id, utcnow(), timedelta(minutes=5))
+    assert wanted()
+    with store.db.transaction() as session:
+        session.execute(update(Run.__table__).values(status="succeeded", lease_token=None))
+    assert not wanted()
+    # a stored read of the account: wanted until it expires
+    now = utcnow()
+    with store.db.transaction() as session:
+        session.add(
+            SharedPull(
+                key="account-1",
+                org_id=other.id,
+                started_at=now,
+                window_start="2025-06-01",
+                expires_at=now + timedelta(minutes=15),
+                data=b"read",
+            )
+        )
+    assert wanted()
+    with store.db.transaction() as session:
+        session.execute(update(SharedPull.__table__).values(expires_at=now - timedelta(seconds=1)))
+    assert not wanted()

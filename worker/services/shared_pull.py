@@ -39,7 +39,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import bindparam, delete, exists, or_, select, update
+from sqlalchemy import bindparam, delete, update
 from sqlalchemy.orm import Session
 
 from connectors.base import PmsConnector, PmsPull, Progress
@@ -47,7 +47,7 @@ from sharing import AccessGroup, AccessLog, PmsLocation, PmsPractitioner, PmsSna
 from worker.clock import utcnow
 from worker.runtime import Runtime
 from worker.services.pms_account import account_key
-from worker.store.models import Organisation, Run, SharedPull
+from worker.store.models import Organisation, SharedPull
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +59,14 @@ _locks: dict[str, threading.Lock] = {}
 _registry = threading.Lock()
 
 
-def shared_account(session: Session, runtime: Runtime, org: Organisation) -> str | None:
-    """The account key when this run takes part in a shared read, else None: reads of the
-    account are shared (the setting), and another active organisation on the account has a run
-    queued or running (who could use this read, or is making one), or a read of the account is
-    stored (and not expired). Called in the transaction that claims the run, which it also
-    makes delete expired reads, at most once a minute per process (`_delete_expired_now_and_then`).
+def account_to_ask(session: Session, runtime: Runtime, org: Organisation) -> str | None:
+    """The PMS account key whose shared read this run may take part in, or None when reads are
+    not shared (the setting). The run takes part when a read of the account is wanted, which
+    the run's memory read answers in the same round trip (`run_memory.SharedReadQuestion`): a
+    read of the account is stored (and not expired), or another active organisation on the
+    account has a run queued or running (who could use this read, or is making one). Called in
+    the transaction that claims the run, which it also makes delete expired reads, at most once
+    a minute per process (`_delete_expired_now_and_then`).
 
     Organisations are found by their stored account fingerprint (`pms_account`, indexed), not by
     decrypting every organisation's key at every run: that grew with the fleet (2 ms per hundred
@@ -80,29 +82,12 @@ def shared_account(session: Session, runtime: Runtime, org: Organisation) -> str
     key = account_key(org, runtime.secrets)
     if org.pms_account != key:
         session.execute(update(Organisation).where(Organisation.id == org.id).values(pms_account=key))
-    if not runtime.settings.shared_pms_reads:
-        return None
-    wanted = session.connection().scalar(
-        _READ_WANTED, {"key": key, "pms_kind": org.pms_kind, "org_id": org.id, "now": now}
-    )
-    return key if wanted else None
+    return key if runtime.settings.shared_pms_reads else None
 
 
 # Core statements on the tables (run on the session's connection): every run asks them, and the
 # ORM's per-statement work cost more than they do.
-_ORGS, _RUNS, _SHARED = Organisation.__table__, Run.__table__, SharedPull.__table__
-_SIBLINGS = select(_ORGS.c.id).where(
-    _ORGS.c.pms_kind == bindparam("pms_kind"),
-    _ORGS.c.pms_account == bindparam("key"),
-    _ORGS.c.id != bindparam("org_id"),
-    _ORGS.c.paused_at.is_(None),
-)
-_READ_WANTED = select(  # built once
-    or_(
-        exists().where(_SHARED.c.key == bindparam("key"), _SHARED.c.expires_at > bindparam("now")),
-        exists().where(_RUNS.c.org_id.in_(_SIBLINGS), _RUNS.c.status.in_(("queued", "running"))),
-    )
-)
+_SHARED = SharedPull.__table__
 
 
 def pull(
@@ -119,7 +104,8 @@ def pull(
     progress: Progress | None,
 ) -> PmsPull:
     """The PMS read for this run: a shared one of this round, or a new one (shared if useful).
-    `account`: what `shared_account` found when the run was claimed (None: read alone)."""
+    `account`: the account whose read was wanted when the run was claimed (`account_to_ask`;
+    None: read alone)."""
 
     def read() -> PmsPull:
         return connector.pull(
@@ -155,7 +141,7 @@ def _delete_expired(session: Session, now: datetime | None = None) -> int:
 EXPIRED_CHECK_SECONDS = 60.0
 """How often a worker process's runs delete expired shared reads: every run did (a DELETE
 statement per run, nearly always deleting nothing), while a read expires every 15 minutes at
-most once per account. An expired read is never used meanwhile (`_cached`, `_READ_WANTED`)."""
+most once per account. An expired read is never used meanwhile (`_cached`, `run_memory`)."""
 _expired_checked_at = [float("-inf")]
 """When this process last deleted expired reads (`time.monotonic()`)."""
 

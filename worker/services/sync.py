@@ -62,7 +62,7 @@ from worker.services.settle import (
 )
 from worker.store import repositories as repo
 from worker.store.models import Organisation, Proposal, Run
-from worker.store.run_memory import run_memory
+from worker.store.run_memory import SharedReadQuestion, run_memory
 
 log = logging.getLogger(__name__)
 
@@ -393,7 +393,9 @@ def _read_stored(
 ) -> _Stored:
     # Not the report itself (it can be megabytes): a poll that finds nothing changed never
     # reads it; `_with_previous_report` does when the run reconciles.
-    memory = run_memory(session.connection(), org.id, run.id, with_report=with_report)
+    account = shared_pull.account_to_ask(session, runtime, org)
+    shared = None if account is None else SharedReadQuestion(account, org.pms_kind, utcnow())
+    memory = run_memory(session.connection(), org.id, run.id, with_report=with_report, shared=shared)
     return _Stored(
         cursors=memory.cursors,
         state=repo.decode_pms_state(memory.state_data, runtime.secrets),
@@ -403,7 +405,7 @@ def _read_stored(
         previous_report=memory.report,
         # The newest request the run serves: a shared PMS read must have started after it.
         requested_at=run.read_after or run.requested_at,
-        shared_account=shared_pull.shared_account(session, runtime, org),
+        shared_account=account if memory.read_wanted else None,
     )
 
 

@@ -2,10 +2,11 @@
 
 Every run (a webhook's, a poll's, the nightly full sync) starts by reading what the previous
 runs left: the PMS cursors, the connector's state, the practitioners' Physitrack keys, the
-baseline roster and the latest report's run. As five statements these were five round trips
-to the database, a third of a run that finds nothing changed, and the database's own work for
-each is a single index lookup. Here they are one `UNION ALL` of tagged rows: each branch reads
-one of them, and every row says which by its first column (`part`).
+baseline roster and the latest report's run, and whether a read of its PMS account is worth
+sharing (services/shared_pull.py). As six statements these were six round trips to the
+database, a third of a run that finds nothing changed, and the database's own work for each is
+a single index lookup. Here they are one `UNION ALL` of tagged rows: each branch reads one of
+them, and every row says which by its first column (`part`).
 
 The columns are shared by all branches, so each branch fills the ones it has and leaves the
 others NULL, cast to the column's type (PostgreSQL types a union's columns from its first
@@ -17,14 +18,29 @@ SQLite takes ORDER BY and LIMIT only at the end of a whole compound statement.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, LargeBinary, Text, bindparam, cast, literal_column, null, select, union_all
+from sqlalchemy import (
+    JSON,
+    LargeBinary,
+    Text,
+    bindparam,
+    cast,
+    exists,
+    literal_column,
+    null,
+    or_,
+    select,
+    union_all,
+)
 
 from worker.store import repositories as repo
-from worker.store.models import PhysitrackKey, PmsState, Run, SyncCursor
+from worker.store.models import Organisation, PhysitrackKey, PmsState, Run, SharedPull, SyncCursor
 
 _RUNS = Run.__table__
+_ORGS = Organisation.__table__
+_SHARED = SharedPull.__table__
 _CURSORS = SyncCursor.__table__
 _KEYS = PhysitrackKey.__table__
 _STATE = PmsState.__table__
@@ -47,6 +63,19 @@ class RunMemory:
     """The latest report's run: (id, policy, input digest), or None when there is no report."""
     report: dict[str, Any] | None
     """That run's report, when asked for (`with_report`) and there is one."""
+    read_wanted: bool = False
+    """Asked about a PMS account (`shared`): a read of it is stored and not expired, or another
+    active organisation on it has a run queued or running (who could use this run's read, or is
+    making one). False when not asked."""
+
+
+@dataclass(frozen=True)
+class SharedReadQuestion:
+    """The PMS account whose shared read the run may take part in, and the time of asking."""
+
+    key: str
+    pms_kind: str
+    now: datetime
 
 
 def _part(tag: str):
@@ -57,7 +86,24 @@ def _none(type_: Any):
     return cast(null(), type_)
 
 
-def _statement(with_report: bool):
+_SIBLINGS = select(_ORGS.c.id).where(  # the other active organisations on the account
+    _ORGS.c.pms_kind == bindparam("pms_kind"),
+    _ORGS.c.pms_account == bindparam("key"),
+    _ORGS.c.id != bindparam("org_id"),
+    _ORGS.c.paused_at.is_(None),
+)
+_READ_WANTED = or_(
+    exists().where(_SHARED.c.key == bindparam("key"), _SHARED.c.expires_at > bindparam("now")),
+    # One EXISTS per status, each matching a partial index's condition (one queued and one
+    # running run per organisation), with the status written into the SQL, not bound: a
+    # prepared statement's generic plan cannot use a partial index for a bound value. A
+    # sibling's runs are found by index, never by a scan of every organisation's runs.
+    exists().where(_RUNS.c.org_id.in_(_SIBLINGS), _RUNS.c.status == literal_column("'queued'")),
+    exists().where(_RUNS.c.org_id.in_(_SIBLINGS), _RUNS.c.status == literal_column("'running'")),
+)
+
+
+def _statement(with_report: bool, shared: bool):
     org_id = bindparam("org_id")
     cursors = select(
         _part("cursor"),
@@ -96,23 +142,41 @@ def _statement(with_report: bool):
         report_run.c.policy,
         report_run.c.report if with_report else _none(JSON),
     )
-    return union_all(cursors, keys, state, baseline, report)
+    parts = [cursors, keys, state, baseline, report]
+    if shared:
+        parts.append(
+            select(
+                _part("wanted"), _none(Text), _none(Text), _none(LargeBinary), _none(JSON), _none(JSON)
+            ).where(_READ_WANTED)
+        )
+    return union_all(*parts)
 
 
-_STATEMENTS = {with_report: _statement(with_report) for with_report in (False, True)}
+_STATEMENTS = {
+    (with_report, shared): _statement(with_report, shared)
+    for with_report in (False, True)
+    for shared in (False, True)
+}
 """Built once each: every run executes one, and building it cost about as much as running it."""
 
 
-def run_memory(connection, org_id: int, run_id: str, *, with_report: bool) -> RunMemory:
+def run_memory(
+    connection, org_id: int, run_id: str, *, with_report: bool, shared: SharedReadQuestion | None = None
+) -> RunMemory:
     """What the organisation's earlier runs left for run `run_id`, in one round trip.
 
     `with_report`: also the latest report itself (a run that will reconcile compares its
     findings with it); a run that may keep the report unread leaves it (it can be megabytes).
+    `shared`: also whether a read of that PMS account is wanted (`RunMemory.read_wanted`).
     """
     cursors: dict[str, str] = {}
     keys: dict[str, str] = {}
     state_data = roster = report_run = report = None
-    rows = connection.execute(_STATEMENTS[with_report], {"org_id": org_id, "run_id": run_id})
+    read_wanted = False
+    values: dict[str, Any] = {"org_id": org_id, "run_id": run_id}
+    if shared is not None:
+        values |= {"key": shared.key, "pms_kind": shared.pms_kind, "now": shared.now}
+    rows = connection.execute(_STATEMENTS[with_report, shared is not None], values)
     for part, name, value, data, document, report_document in rows:
         if part == "cursor":
             cursors[name] = value
@@ -122,10 +186,12 @@ def run_memory(connection, org_id: int, run_id: str, *, with_report: bool) -> Ru
             state_data = None if data is None else bytes(data)
         elif part == "baseline":
             roster = list(document or ())
-        else:
+        elif part == "report":
             report_run = (name, document, value)
             report = report_document
-    return RunMemory(cursors, state_data, keys, roster, report_run, report)
+        else:
+            read_wanted = True
+    return RunMemory(cursors, state_data, keys, roster, report_run, report, read_wanted)
 
 
-__all__ = ["RunMemory", "run_memory"]
+__all__ = ["RunMemory", "SharedReadQuestion", "run_memory"]
