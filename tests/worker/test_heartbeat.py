@@ -58,11 +58,11 @@ def test_given_two_runs_in_one_process_when_they_work_then_one_thread_renews_bot
     with store.db.transaction() as session:
         second = repo.claim_run(session, run.id, utcnow(), LEASE)
     beats = [Heartbeat(store, claim, LEASE) for claim in (first, second)]
-    # When both work for twice their lease
+    # When both work for longer than their lease
     for heartbeat in beats:
         heartbeat.start()
     try:
-        time.sleep(2 * LEASE.total_seconds())
+        time.sleep(LEASE.total_seconds() + 0.5)
         # Then both leases are still ahead of now, renewed by one keeper thread
         now = utcnow()
         assert all(_lease_of(store, claim) > now for claim in (first, second))
@@ -86,7 +86,7 @@ def test_given_a_stopped_heartbeat_when_time_passes_then_its_lease_is_renewed_no
     assert _lease_of(store, claim) == stopped_at
 
 
-CHILD_LEASE = timedelta(seconds=3)  # renewed every second; the child works for 4
+CHILD_LEASE = timedelta(seconds=2.1)  # renewed every 0.7 s; the child works for 3
 
 
 def _beat_in_a_forked_child(database_url: str, secret_key: str, claim: repo.Claim, answers) -> None:
@@ -94,7 +94,7 @@ def _beat_in_a_forked_child(database_url: str, secret_key: str, claim: repo.Clai
     runtime = Runtime(Settings(database_url=database_url, secret_key=secret_key), db, SecretBox([secret_key]))
     heartbeat = Heartbeat(runtime, claim, CHILD_LEASE)
     heartbeat.start()
-    time.sleep(4)
+    time.sleep(3)
     heartbeat.stop()
     answers.put(_keeper_threads())
     db.dispose()
@@ -120,7 +120,7 @@ def test_given_a_forked_worker_process_when_its_run_works_then_its_own_thread_re
     child = context.Process(target=_beat_in_a_forked_child, args=(database_url, secret_key, claim, answers))
     child.start()
     child.join(timeout=30)
-    # Then the child renewed the lease (unrenewed, it would have lapsed a second ago) with a
+    # Then the child renewed the lease (unrenewed, it would have lapsed 0.9 s ago) with a
     # keeper thread of its own
     assert child.exitcode == 0
     assert answers.get(timeout=5) == 1

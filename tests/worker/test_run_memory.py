@@ -7,8 +7,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sharing.context import Baseline
+from tests.clinic_files import write_clinic
 from tests.worker.test_store import _finished_run
 from worker.clock import new_id, utcnow
+from worker.services.orgs import NewOrganisation, add_organisation
 from worker.store import repositories as repo
 from worker.store.models import PhysitrackKey, Run
 from worker.store.run_memory import run_memory
@@ -40,6 +42,17 @@ def _report_run(
         )
         assert repo.save_run_outcome(session, claim, outcome, store.secrets)
     return run.id
+
+
+def _clinic_b(store, tmp_path):
+    """A second organisation, on its own CSV export."""
+    pms, ptdirect = write_clinic(tmp_path / "b")
+    return add_organisation(
+        store,
+        NewOrganisation(
+            slug="clinic-b", pms="csv", pms_path=str(pms), ptdirect="file", ptdirect_path=str(ptdirect)
+        ),
+    )
 
 
 def test_given_an_organisation_that_never_ran_when_a_run_reads_its_memory_then_every_part_is_empty(
@@ -122,16 +135,7 @@ def test_given_two_organisations_when_one_reads_its_memory_then_nothing_of_the_o
     store, org, tmp_path
 ):
     # Given: another organisation with a report run, cursors, state and a key
-    from tests.clinic_files import write_clinic
-    from worker.services.orgs import NewOrganisation, add_organisation
-
-    pms, ptdirect = write_clinic(tmp_path / "b")
-    other = add_organisation(
-        store,
-        NewOrganisation(
-            slug="clinic-b", pms="csv", pms_path=str(pms), ptdirect="file", ptdirect_path=str(ptdirect)
-        ),
-    )
+    other = _clinic_b(store, tmp_path)
     now = utcnow()
     _report_run(
         store, now, roster=["zed@x"], report={"findings": []}, policy={}, digest="other", slug="clinic-b"
@@ -153,18 +157,10 @@ def test_given_a_pms_account_when_a_run_asks_whether_its_read_is_wanted_then_onl
     # Given: another organisation on the same PMS account (its stored account fingerprint)
     from sqlalchemy import update
 
-    from tests.clinic_files import write_clinic
-    from worker.services.orgs import NewOrganisation, add_organisation
     from worker.store.models import Organisation, SharedPull
     from worker.store.run_memory import SharedReadQuestion
 
-    pms, ptdirect = write_clinic(tmp_path / "b")
-    other = add_organisation(
-        store,
-        NewOrganisation(
-            slug="clinic-b", pms="csv", pms_path=str(pms), ptdirect="file", ptdirect_path=str(ptdirect)
-        ),
-    )
+    other = _clinic_b(store, tmp_path)
     orgs = Organisation.__table__
     with store.db.transaction() as session:
         session.execute(update(orgs).where(orgs.c.id == other.id).values(pms_account="account-1"))
