@@ -24,6 +24,7 @@ from typing import Any
 
 from worker.clock import utcnow
 from worker.runtime import Runtime
+from worker.services.deliveries import short_statements
 from worker.store import repositories as repo
 from worker.store.models import Run
 
@@ -46,6 +47,7 @@ class Heartbeat:
         self._lease = lease
         # Often enough for a live progress line in `ptsync sync --wait`; cheap (one UPDATE).
         self.interval = min(max(lease.total_seconds() / 3, 0.5), 2.0)
+        self._timeout_ms = int(self.interval * 1000)
         self._lost = threading.Event()
         self._progress: dict[str, Any] | None = None
         self._renewing = threading.Lock()
@@ -76,7 +78,10 @@ class Heartbeat:
             if self._stopped:
                 return False
             try:
-                with self._runtime.db.transaction() as session:
+                with self._runtime.db.transaction() as session, short_statements(session, self._timeout_ms):
+                    # A renewal that waits (a lock on the run's row, a slow database) gives up
+                    # after one interval: the one keeper thread renews every run's lease, and
+                    # must not hold the others' renewals behind it until they lapse.
                     if repo.renew_lease(session, self._claim, utcnow(), self._lease, self._progress):
                         return True
                     run = session.get(Run, self._claim.run_id)
