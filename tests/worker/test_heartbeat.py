@@ -1,5 +1,6 @@
 """Lease heartbeats (services/heartbeat.py): one thread per process renews every run's lease,
-stops renewing a stopped run's, and a forked worker process renews with a thread of its own."""
+stops renewing a stopped run's, is not held up by one run whose renewal waits, and a forked
+worker process renews with a thread of its own."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ import threading
 import time
 from datetime import timedelta
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import select, text
 
+from tests.clinic_files import write_clinic
 from worker.clock import utcnow
 from worker.crypto import SecretBox
 from worker.runtime import Runtime
 from worker.services.heartbeat import Heartbeat
+from worker.services.orgs import NewOrganisation, add_organisation
 from worker.settings import Settings
 from worker.store import repositories as repo
 from worker.store.db import Database
@@ -34,17 +38,8 @@ def _lease_of(store, claim: repo.Claim):
         return session.scalar(select(Run.lease_expires_at).where(Run.id == claim.run_id))
 
 
-def _keeper_threads() -> int:
-    return sum(1 for thread in threading.enumerate() if thread.name == "lease-keeper")
-
-
-def test_given_two_runs_in_one_process_when_they_work_then_one_thread_renews_both_leases(
-    store, org, tmp_path
-):
-    # Given two organisations' runs claimed with a 1.5 s lease
-    from tests.clinic_files import write_clinic
-    from worker.services.orgs import NewOrganisation, add_organisation
-
+def _two_claimed(store, tmp_path) -> tuple[repo.Claim, repo.Claim]:
+    """Runs of two organisations (clinic-a's and a new clinic-b's), claimed with LEASE."""
     pms, ptdirect = write_clinic(tmp_path / "b")
     add_organisation(
         store,
@@ -56,7 +51,18 @@ def test_given_two_runs_in_one_process_when_they_work_then_one_thread_renews_bot
     with store.db.transaction() as session:
         run, _ = repo.queue_run(session, repo.get_org(session, "clinic-b"), "manual", utcnow())
     with store.db.transaction() as session:
-        second = repo.claim_run(session, run.id, utcnow(), LEASE)
+        return first, repo.claim_run(session, run.id, utcnow(), LEASE)
+
+
+def _keeper_threads() -> int:
+    return sum(1 for thread in threading.enumerate() if thread.name == "lease-keeper")
+
+
+def test_given_two_runs_in_one_process_when_they_work_then_one_thread_renews_both_leases(
+    store, org, tmp_path
+):
+    # Given two organisations' runs claimed with a 1.5 s lease
+    first, second = _two_claimed(store, tmp_path)
     beats = [Heartbeat(store, claim, LEASE) for claim in (first, second)]
     # When both work for longer than their lease
     for heartbeat in beats:
@@ -125,3 +131,29 @@ def test_given_a_forked_worker_process_when_its_run_works_then_its_own_thread_re
     assert child.exitcode == 0
     assert answers.get(timeout=5) == 1
     assert _lease_of(store, claim) > utcnow()
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_given_one_runs_renewal_blocked_on_its_row_when_time_passes_then_another_runs_lease_is_still_renewed(
+    store, org, tmp_path
+):
+    # Given two organisations' runs claimed in one process with a 1.5 s lease
+    blocked, other = _two_claimed(store, tmp_path)
+    beats = [Heartbeat(store, claim, LEASE) for claim in (blocked, other)]
+    # And another transaction holding the first run's row (a long final commit, a stalled
+    # connection) for twice the lease
+    with store.db.engine.connect() as holder:
+        holder.execute(text("SELECT id FROM runs WHERE id = :id FOR UPDATE"), {"id": blocked.run_id})
+        for heartbeat in beats:
+            heartbeat.start()
+        try:
+            time.sleep(LEASE.total_seconds() * 2)
+            # Then the second run, whose renewal nothing blocks, still holds its lease (a thread
+            # per run renewed it; one keeper thread waits behind the first run's UPDATE)
+            other_lease = _lease_of(store, other)
+            now = utcnow()
+            holder.rollback()
+        finally:
+            for heartbeat in beats:
+                heartbeat.stop()
+    assert other_lease > now

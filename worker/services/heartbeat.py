@@ -9,8 +9,10 @@ One thread per process renews every run's lease, each when it falls due. A threa
 started and joined around every sync, cost about 0.4 ms of CPU per run on a 2-core machine:
 a twentieth of a webhook's run that finds nothing changed. The keeper thread starts with the
 first run of a process (a forked worker process starts its own) and waits on a condition
-while no run is under way. Renewals run one after another: with a worker's few threads, a few
-runs at most, each one UPDATE.
+while no run is under way. Renewals run one after another (a worker's few threads: a few runs
+at most, each one UPDATE), so each gives up after one interval: one run's renewal waiting on
+a lock or a slow database must not hold the others' until their leases lapse (it is tried
+again at its next beat).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import threading
 import time
 from datetime import timedelta
 from typing import Any
+
+from sqlalchemy.exc import DBAPIError
 
 from worker.clock import utcnow
 from worker.runtime import Runtime
@@ -90,7 +94,14 @@ class Heartbeat:
                     log.warning("run %s: lease lost; stopping work on it", self._claim.run_id)
                     self._lost.set()
                     return False
-            except Exception:  # the database blinked; the next beat tries again
+            except DBAPIError as exc:  # timed out (see above), or the database blinked
+                log.warning(
+                    "run %s: lease not renewed this time (%s); trying again at the next beat",
+                    self._claim.run_id,
+                    exc.orig.__class__.__name__ if exc.orig is not None else exc.__class__.__name__,
+                )
+                return True
+            except Exception:  # not the database's doing: a bug, worth its traceback
                 log.exception("run %s: could not renew the lease", self._claim.run_id)
                 return True
 
