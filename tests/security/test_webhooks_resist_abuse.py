@@ -17,6 +17,7 @@ from tests.web.conftest import signed_headers
 from worker.services import deliveries
 from worker.services.deliveries import relay
 from worker.services.sync import run_sync
+from worker.store.db import short_statements
 from worker.store.models import Delivery, Run
 
 
@@ -189,7 +190,7 @@ def test_on_postgresql_the_inbox_timeouts_hold_inside_the_transaction_and_end_wi
     try:
         with database.transaction() as session:
             default = session.connection().exec_driver_sql("SHOW statement_timeout").scalar()
-        with database.transaction() as session, deliveries.short_statements(session, 2500):
+        with database.transaction() as session, short_statements(session, 2500):
             connection = session.connection()
             inside = [
                 connection.exec_driver_sql(f"SHOW {name}").scalar()

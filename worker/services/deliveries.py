@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -26,7 +25,7 @@ from worker.runtime import Runtime
 from worker.services import poll
 from worker.services.poll import WEBHOOK_SOURCES
 from worker.store import repositories as repo
-from worker.store.db import SQLITE_BUSY_TIMEOUT_MS
+from worker.store.db import short_statements
 from worker.store.models import Delivery, Organisation, Run
 
 log = logging.getLogger(__name__)
@@ -143,7 +142,7 @@ def accept_checked(
                 "status": status,
                 "received_at": now,
             }
-            with short_statements(connection):
+            with short_statements(connection, INBOX_TIMEOUT_MS):
                 delivery = connection.execute(_INSERT_DELIVERY, values).inserted_primary_key[0]
                 if not relay or status != "pending":
                     return Accepted(delivery, duplicate=False)
@@ -158,7 +157,7 @@ def accept_checked(
     except IntegrityError:
         if incoming is None:
             raise
-        with runtime.db.engine.begin() as connection, short_statements(connection):
+        with runtime.db.engine.begin() as connection, short_statements(connection, INBOX_TIMEOUT_MS):
             existing = connection.execute(
                 _STORED_DELIVERY,
                 {"org_id": incoming.org_id, "source": source, "delivery_id": incoming.delivery_id},
@@ -170,36 +169,6 @@ def accept_checked(
                     f"delivery id {incoming.delivery_id!r} was already used for another body"
                 ) from None
             return Accepted(existing.id, duplicate=True)
-
-
-@contextmanager
-def short_statements(transaction: Session | Connection, timeout_ms: int | None = None) -> Iterator[None]:
-    """Statements in this transaction give up after `timeout_ms` instead of waiting for a
-    locked or slow database (a webhook sender would time out first and retry anyway).
-
-    PostgreSQL: SET LOCAL (ends with the transaction), as set_config(..., true). SQLite: the
-    connection's busy timeout, restored afterwards on the driver connection even when the
-    statement failed.
-    """
-    timeout_ms = INBOX_TIMEOUT_MS if timeout_ms is None else timeout_ms
-    connection = transaction if isinstance(transaction, Connection) else transaction.connection()
-    if connection.dialect.name == "postgresql":
-        milliseconds = str(int(timeout_ms))
-        connection.exec_driver_sql(  # SET LOCAL twice, in one round trip
-            "SELECT set_config('statement_timeout', %(ms)s, true), set_config('lock_timeout', %(ms)s, true)",
-            {"ms": milliseconds},
-        )
-        yield
-        return
-    if connection.dialect.name != "sqlite":
-        yield
-        return
-    driver = connection.connection.dbapi_connection
-    driver.execute(f"PRAGMA busy_timeout = {int(timeout_ms)}")
-    try:
-        yield
-    finally:
-        driver.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
 
 
 def relay(runtime: Runtime, send: Callable[[str], None], *, only: int | None = None, limit: int = 200) -> int:

@@ -28,8 +28,8 @@ from sqlalchemy.exc import DBAPIError
 
 from worker.clock import utcnow
 from worker.runtime import Runtime
-from worker.services.deliveries import short_statements
 from worker.store import repositories as repo
+from worker.store.db import short_statements
 from worker.store.models import Run
 
 log = logging.getLogger(__name__)

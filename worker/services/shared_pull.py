@@ -85,9 +85,7 @@ def account_to_ask(session: Session, runtime: Runtime, org: Organisation) -> str
     return key if runtime.settings.shared_pms_reads else None
 
 
-# Core statements on the tables (run on the session's connection): every run asks them, and the
-# ORM's per-statement work cost more than they do.
-_SHARED = SharedPull.__table__
+_SHARED = SharedPull.__table__  # Core statements on the table, on the session's connection
 
 
 def pull(

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.exc import DisconnectionError
 
 from worker.store import json_codec
@@ -176,6 +176,36 @@ def schema_revision(engine: Engine) -> str | None:
         if not inspect(connection).has_table("alembic_version"):
             return None  # a new, empty database
         return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+@contextmanager
+def short_statements(transaction: Session | Connection, timeout_ms: int) -> Iterator[None]:
+    """Statements in this transaction give up after `timeout_ms` instead of waiting for a
+    locked or slow database: the webhook inbox (a sender would time out first and retry anyway)
+    and lease renewals (one renewal waiting must not hold the others).
+
+    PostgreSQL: SET LOCAL (ends with the transaction), as set_config(..., true). SQLite: the
+    connection's busy timeout, restored afterwards on the driver connection even when the
+    statement failed.
+    """
+    connection = transaction if isinstance(transaction, Connection) else transaction.connection()
+    if connection.dialect.name == "postgresql":
+        milliseconds = str(int(timeout_ms))
+        connection.exec_driver_sql(  # SET LOCAL twice, in one round trip
+            "SELECT set_config('statement_timeout', %(ms)s, true), set_config('lock_timeout', %(ms)s, true)",
+            {"ms": milliseconds},
+        )
+        yield
+        return
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    driver = connection.connection.dbapi_connection
+    driver.execute(f"PRAGMA busy_timeout = {int(timeout_ms)}")
+    try:
+        yield
+    finally:
+        driver.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
 
 
 class Database:

@@ -268,18 +268,6 @@ _KEY_ROWS = PhysitrackKey.__table__.c
 _PHYSITRACK_KEYS = select(_KEY_ROWS.practitioner_email, _KEY_ROWS.key_encrypted).where(
     _KEY_ROWS.org_id == bindparam("org_id")
 )
-BASELINE_ROSTER = (  # the roster only: not the run's report and counts (megabytes); see run_memory
-    select(_RUNS.c.roster)
-    .where(
-        _RUNS.c.org_id == bindparam("org_id"),
-        _RUNS.c.status == SUCCEEDED,
-        _RUNS.c.complete.is_(True),  # an incomplete run's JSON null is no roster (see Run.roster)
-        _RUNS.c.roster.is_not(None),
-        _RUNS.c.id != bindparam("run_id"),
-    )
-    .order_by(_RUNS.c.finished_at.desc(), _RUNS.c.id.desc())
-    .limit(1)
-)
 _PMS_STATE_DATA = select(PmsState.__table__.c.data).where(PmsState.__table__.c.org_id == bindparam("org_id"))
 
 

@@ -102,6 +102,19 @@ _READ_WANTED = or_(
     exists().where(_RUNS.c.org_id.in_(_SIBLINGS), _RUNS.c.status == literal_column("'running'")),
 )
 
+_BASELINE_ROSTER = (  # the roster only: not the run's report and counts (megabytes)
+    select(_RUNS.c.roster)
+    .where(
+        _RUNS.c.org_id == bindparam("org_id"),
+        _RUNS.c.status == repo.SUCCEEDED,
+        _RUNS.c.complete.is_(True),  # an incomplete run's JSON null is no roster (see Run.roster)
+        _RUNS.c.roster.is_not(None),
+        _RUNS.c.id != bindparam("run_id"),
+    )
+    .order_by(_RUNS.c.finished_at.desc(), _RUNS.c.id.desc())
+    .limit(1)
+)
+
 
 def _statement(with_report: bool, shared: bool):
     org_id = bindparam("org_id")
@@ -124,7 +137,7 @@ def _statement(with_report: bool, shared: bool):
     state = select(_part("state"), _none(Text), _none(Text), _STATE.c.data, _none(JSON), _none(JSON)).where(
         _STATE.c.org_id == org_id
     )
-    baseline_run = repo.BASELINE_ROSTER.subquery()
+    baseline_run = _BASELINE_ROSTER.subquery()
     baseline = select(
         _part("baseline"), _none(Text), _none(Text), _none(LargeBinary), baseline_run.c.roster, _none(JSON)
     )
