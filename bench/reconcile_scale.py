@@ -10,7 +10,14 @@ practitioners, mostly inside clinics of about 20), then measures in separate chi
   patient and practitioner, then shared-patient count and latest shared day per pair).
 
 Each child reports wall time and its peak resident memory. Run:
-    .venv/bin/python bench/reconcile_scale.py [--patients N]
+    .venv/bin/python bench/reconcile_scale.py [--patients N] [--phases]
+
+`--phases` also times where ptsync's part goes, in a child of its own (a wrapped reconcile:
+the timers cost a little, so its total is not the figure above): the shared context, planning,
+each rule, linking findings to operations, the sharing picture, the rest of the reconcile
+(grouping, sorting, the result), the report, its JSON, and the garbage collector's walks when
+its pause ends; with the memory pages the process touched for the first time. The context's
+lazily computed parts are counted in the phase that first reads them.
 DuckDB is a benchmark-only dependency (dependency group `bench`).
 """
 
@@ -141,6 +148,101 @@ def child_ptsync(patients: int) -> dict:
     return figures
 
 
+def child_phases(patients: int) -> dict:
+    """The timed work of `child_ptsync` with a timer around each phase (see the docstring)."""
+    import gc
+
+    from sharing import PmsSnapshot, Policy, RunInfo, build_report, reconcile
+
+    reconcile_module = sys.modules["sharing.reconcile"]
+    access, practitioners, ptdirect = generate(patients)
+    pms = PmsSnapshot("cliniko", practitioners, access)
+    spent: dict[str, float] = {}
+
+    def timed(name: str, function):
+        def wrapper(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent[name] = spent.get(name, 0.0) + time.perf_counter() - started
+
+        return wrapper
+
+    def timed_rule(rule):
+        def wrapper(context):
+            started = time.perf_counter()
+            rows = list(rule(context))  # a rule is a generator: its work happens as it is read
+            spent[f"rule {rule.__name__}"] = time.perf_counter() - started
+            return iter(rows)
+
+        return wrapper
+
+    for name, label in (
+        ("build_context", "context (co-access, identities)"),
+        ("plan_operations", "plan"),
+        ("_link", "link findings to operations"),
+        ("sharing_picture", "sharing picture"),
+    ):
+        setattr(reconcile_module, name, timed(label, getattr(reconcile_module, name)))
+    reconcile_module.RULES = tuple(timed_rule(rule) for rule in reconcile_module.RULES)
+    walks: list[float] = []
+    walk_started: list[float] = []
+
+    def on_collection(phase: str, info: dict) -> None:
+        if phase == "start":
+            walk_started.append(time.perf_counter())
+        else:
+            walks.append(time.perf_counter() - walk_started.pop())
+
+    gc.callbacks.append(on_collection)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    started = time.perf_counter()
+    result = reconcile(pms, ptdirect, Policy(), as_of=AS_OF, pseudonym_key=b"bench")
+    reconciled = time.perf_counter()
+    report = build_report("bench", RunInfo("r", "manual", "succeeded", None, None), result, {}, None)
+    reported = time.perf_counter()
+    json_codec.dumps_utf8(report)
+    encoded = time.perf_counter()
+    gc.callbacks.remove(on_collection)
+    phases = {name: seconds for name, seconds in spent.items() if not name.startswith("rule ")}
+    phases["rules"] = sum(seconds for name, seconds in spent.items() if name.startswith("rule "))
+    phases["collector walks"] = sum(walks)
+    # What the wrappers did not time: grouping operations by email, sorting the findings and
+    # making the result; the collector's walk when the reconcile's pause ends falls in here.
+    phases["rest of the reconcile"] = reconciled - started - sum(spent.values())
+    phases["report"] = reported - reconciled
+    phases["report JSON"] = encoded - reported
+    return {
+        "seconds": encoded - started,
+        "phases": phases,
+        "rules": {name[5:]: seconds for name, seconds in spent.items() if name.startswith("rule ")},
+        "walks": len(walks),
+        "new_pages": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults,
+    }
+
+
+def _print_phases(runs: list[dict]) -> None:
+    """The phases of the run with the best total, largest first, and the rules that cost most."""
+    best = min(runs, key=lambda run: run["seconds"])
+    total = best["seconds"]
+    print(
+        f"where ptsync's time goes (timers around each phase; best of {len(runs)}, "
+        f"{total * 1000:.1f} ms in all):"
+    )
+    phases = dict(best["phases"])
+    walks = phases.pop("collector walks")
+    for name, seconds in sorted(phases.items(), key=lambda item: -item[1]):
+        print(f"  {name:34s} {seconds * 1000:6.2f} ms  {100 * seconds / total:4.1f}%")
+    print(
+        f"  the garbage collector's walks as its pauses end ({best['walks']}, counted in the rest of "
+        f"the reconcile and in the report): {walks * 1000:.2f} ms; {best['new_pages']:,} memory "
+        "pages touched for the first time"
+    )
+    rules = sorted(best["rules"].items(), key=lambda item: -item[1])
+    print("  rules: " + ", ".join(f"{name} {seconds * 1000:.2f} ms" for name, seconds in rules[:4]))
+
+
 def child_duckdb(patients: int) -> dict:
     import duckdb
 
@@ -191,11 +293,15 @@ def _run_child(kind: str, patients: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=1_000_000)
-    parser.add_argument("--child", choices=["ptsync", "duckdb"])
+    parser.add_argument("--child", choices=["ptsync", "duckdb", "phases"])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--phases", action="store_true", help="also print where ptsync's time goes")
     args = parser.parse_args()
     if args.child == "ptsync":
         print(json.dumps(child_ptsync(args.patients)))
+        return
+    if args.child == "phases":
+        print(json.dumps(child_phases(args.patients)))
         return
     if args.child == "duckdb":
         print(json.dumps(child_duckdb(args.patients)))
@@ -243,6 +349,8 @@ def main() -> None:
         f"{ours['cpu_seconds'] / max(theirs['cpu_seconds'], 1e-9):.2f}; load average "
         + " ".join(f"{value:.2f}" for value in os.getloadavg())
     )
+    if args.phases:
+        _print_phases([_run_child("phases", args.patients) for _ in range(args.repeat)])
     if ours["pairs"] != theirs["pairs"]:
         print(f"WARNING: pair counts differ: ptsync {ours['pairs']} vs DuckDB {theirs['pairs']}")
 
