@@ -16,7 +16,7 @@ from tests.clinic_files import write_clinic
 from worker.clock import utcnow
 from worker.crypto import SecretBox
 from worker.runtime import Runtime
-from worker.services.heartbeat import Heartbeat
+from worker.services.heartbeat import Heartbeat, RunTakenOver
 from worker.services.orgs import NewOrganisation, add_organisation
 from worker.settings import Settings
 from worker.store import repositories as repo
@@ -157,3 +157,54 @@ def test_given_one_runs_renewal_blocked_on_its_row_when_time_passes_then_another
             for heartbeat in beats:
                 heartbeat.stop()
     assert other_lease > now
+
+
+def test_given_a_run_another_worker_took_over_and_finished_when_the_first_workers_heartbeat_beats_then_that_worker_is_told_its_lease_is_lost(
+    store, org
+):
+    # Given a run claimed by a first worker, which stalled past its lease: a second worker took
+    # the run over (a new lease token) and finished it as succeeded
+    claim = _claimed(store)
+    heartbeat = Heartbeat(store, claim, LEASE)
+    later = utcnow() + LEASE * 2
+    with store.db.transaction() as session:
+        takeover = repo.claim_run(session, claim.run_id, later, LEASE)
+    assert takeover is not None and takeover.token != claim.token
+    with store.db.transaction() as session:
+        assert repo.finish_run(session, takeover, repo.SUCCEEDED, later)
+    # When the first worker's heartbeat beats (its renewal finds its lease gone)
+    assert heartbeat.beat() is False
+    # Then the first worker is told to stop at its next check: the run's SUCCEEDED status is
+    # the other worker's final commit, not this worker's own (its token never finished anything)
+    with pytest.raises(RunTakenOver):
+        heartbeat.check()
+
+
+def test_given_a_worker_about_to_commit_its_run_when_its_own_final_commit_ends_the_lease_then_its_heartbeat_stops_quietly(
+    store, org
+):
+    # Given a run whose worker said its final statement comes next
+    claim = _claimed(store)
+    heartbeat = Heartbeat(store, claim, LEASE)
+    heartbeat.finishing()
+    # When that final commit ends the lease (the run succeeded under this worker's own token)
+    with store.db.transaction() as session:
+        assert repo.finish_run(session, claim, repo.SUCCEEDED, utcnow())
+    # Then the heartbeat stops beating without calling the lease lost: nothing to stop for
+    assert heartbeat.beat() is False
+    heartbeat.check()
+
+
+def test_given_a_worker_still_working_when_its_lease_was_taken_over_then_its_heartbeat_reports_it_lost(
+    store, org
+):
+    # Given a run whose lease another worker took over while the first still works on it
+    claim = _claimed(store)
+    heartbeat = Heartbeat(store, claim, LEASE)
+    with store.db.transaction() as session:
+        assert repo.claim_run(session, claim.run_id, utcnow() + LEASE * 2, LEASE) is not None
+    # When the first worker's heartbeat beats
+    assert heartbeat.beat() is False
+    # Then its next check stops it
+    with pytest.raises(RunTakenOver):
+        heartbeat.check()

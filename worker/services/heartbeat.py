@@ -30,7 +30,6 @@ from worker.clock import utcnow
 from worker.runtime import Runtime
 from worker.store import repositories as repo
 from worker.store.db import short_statements
-from worker.store.models import Run
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +55,7 @@ class Heartbeat:
         self._progress: dict[str, Any] | None = None
         self._renewing = threading.Lock()
         self._stopped = False
+        self._finishing = False
 
     def progress(self, resource: str, rows: int) -> None:
         self.check()
@@ -68,6 +68,17 @@ class Heartbeat:
 
     def start(self) -> None:
         _keeper().add(self)
+
+    def finishing(self) -> None:
+        """The run's final statement comes next: from now on a renewal the database refuses is
+        that commit ending the lease (or the commit will find the lease gone and store nothing),
+        not a takeover to stop for.
+
+        Said by the worker rather than read from the run: a run another worker took over and
+        finished looks the same in its row as one this worker finished, and taking the other's
+        finish for its own would let this worker go on working without a lease.
+        """
+        self._finishing = True
 
     def stop(self) -> None:
         """No renewal after this returns (one under way is waited for, up to STOP_WAIT_SECONDS)."""
@@ -88,9 +99,8 @@ class Heartbeat:
                     # must not hold the others' renewals behind it until they lapse.
                     if repo.renew_lease(session, self._claim, utcnow(), self._lease, self._progress):
                         return True
-                    run = session.get(Run, self._claim.run_id)
-                    if run is not None and run.status == repo.SUCCEEDED:
-                        return False  # this worker's final commit just ended the lease: not lost
+                    if self._finishing:
+                        return False  # the final commit ended the lease, or will find it lost
                     log.warning("run %s: lease lost; stopping work on it", self._claim.run_id)
                     self._lost.set()
                     return False

@@ -312,12 +312,13 @@ def _sync_claimed(
     heartbeat.check()
     digest = _input_digest(runtime, org, inputs, started_at)
     if may_keep:
-        checked = _save_if_unchanged(runtime, claim, inputs, digest)
+        checked = _save_if_unchanged(runtime, claim, inputs, digest, heartbeat)
         if checked is not None:
             return checked
         inputs = _with_previous_report(runtime, inputs)  # not read yet: it may not have been needed
     decision = _reconcile(runtime, org, inputs, started_at)
     heartbeat.check()
+    heartbeat.finishing()
     return _save(runtime, claim, org, trigger, started_at, inputs, decision, digest)
 
 
@@ -343,7 +344,7 @@ def _with_previous_report(runtime: Runtime, inputs: _Inputs) -> _Inputs:
 
 
 def _save_if_unchanged(
-    runtime: Runtime, claim: repo.Claim, inputs: _Inputs, digest: str
+    runtime: Runtime, claim: repo.Claim, inputs: _Inputs, digest: str, heartbeat: Heartbeat
 ) -> SyncOutcome | None:
     """A poll or a webhook's run whose inputs are the latest report's: record the check, keep
     the report."""
@@ -354,6 +355,7 @@ def _save_if_unchanged(
             session, claim.org_id, digest, previous.digest, complete, inputs.read_at
         ):
             return None
+        heartbeat.finishing()
         if not poll.save_checked(
             session,
             claim,
