@@ -823,10 +823,10 @@ def _before_exit() -> None:
 def _run_app() -> None:
     from worker import logs
 
-    logs.configure()  # PTSYNC_LOG_LEVEL (default WARNING), PTSYNC_LOG_FORMAT text|json
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(ExpectedFailures())  # one line per expected failure, not a traceback
     try:
+        logs.configure()  # PTSYNC_LOG_LEVEL (default WARNING), PTSYNC_LOG_FORMAT text|json
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(ExpectedFailures())  # one line per expected failure, not a traceback
         app()
     except PtsyncError as exc:  # the one place the CLI maps the error tree: one line, exit 1
         fail(str(exc) + _hint(exc))

@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TextIO
 
+from connectors.errors import ConfigurationError
+
 CONTEXT_FIELDS = ("org", "run_id", "actor", "message_id")
 _context: ContextVar[dict[str, Any]] = ContextVar("ptsync_log_context", default={})  # noqa: B039
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -83,10 +85,22 @@ def configure(level: str | int | None = None, fmt: str | None = None, stream: Te
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(level if isinstance(level, int) else level.upper())
+    root.setLevel(level if isinstance(level, int) else _level_named(level))
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(max(root.level, logging.WARNING))
     silence_apprise()
+
+
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _level_named(name: str) -> str:
+    """`PTSYNC_LOG_LEVEL` in any case; anything else is a one-line configuration error."""
+    if name.upper() not in _LEVELS:
+        raise ConfigurationError(
+            f"configuration: PTSYNC_LOG_LEVEL={name[:40]!r}: should be one of {', '.join(_LEVELS)}"
+        )
+    return name.upper()
 
 
 def silence_apprise() -> None:

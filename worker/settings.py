@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 
 from platformdirs import user_data_path
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from connectors.errors import ConfigurationError
 
 DEFAULT_DATABASE_FILE = "ptsync.db"
 
@@ -80,4 +83,33 @@ def default_database_path() -> Path:
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """The process's settings. A malformed variable is a `ConfigurationError` that names it and
+    says why in one line (the CLI prints it and exits 1), not pydantic's multi-line report."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigurationError(settings_problem(exc)) from None
+
+
+_NOT_ECHOED = ("password", "secret", "key", "token", "url")
+"""Variables whose value a message leaves out: a password, a key, a URL with credentials in it."""
+
+
+def settings_problem(error: ValidationError) -> str:
+    """'PTSYNC_RUN_LEASE_SECONDS=1: must be greater than or equal to 2; ...' for each bad one."""
+    problems = []
+    for item in error.errors():
+        field = "_".join(str(part) for part in item["loc"])
+        name = f"PTSYNC_{field.upper()}"
+        value = item.get("input")
+        if any(word in field.lower() for word in _NOT_ECHOED) or not isinstance(value, str):
+            shown = name
+        else:
+            shown = f"{name}={value if len(value) <= 40 else value[:40] + '...'!r}"
+        choices = re.fullmatch(r"\^\(([\w|-]+)\)\$", str((item.get("ctx") or {}).get("pattern", "")))
+        if choices:  # '^(text|json)$' reads as the choices it allows
+            reason = "should be one of " + ", ".join(choices.group(1).split("|"))
+        else:
+            reason = item["msg"].removeprefix("Input ").removeprefix("String ")
+        problems.append(f"{shown}: {reason}")
+    return "configuration: " + "; ".join(problems)

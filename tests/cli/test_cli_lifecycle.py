@@ -256,3 +256,51 @@ def test_sync_wait_on_a_terminal_reports_the_first_failed_attempt_at_once_and_wh
     assert "the worker tries again in 2-4 s" in text
     assert text.count("attempt 1 of 6 failed") == 1 and "Traceback" not in text
     assert sys.platform != "win32"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        (
+            "PTSYNC_RUN_LEASE_SECONDS",
+            "1",
+            "PTSYNC_RUN_LEASE_SECONDS='1': should be greater than or equal to 2",
+        ),
+        ("PTSYNC_RUN_LEASE_SECONDS", "soon", "PTSYNC_RUN_LEASE_SECONDS='soon': should be a valid integer"),
+        ("PTSYNC_SMTP_SECURITY", "tls", "PTSYNC_SMTP_SECURITY='tls': should be one of starttls, ssl, none"),
+        ("PTSYNC_LOG_LEVEL", "LOUD", "PTSYNC_LOG_LEVEL='LOUD': should be one of DEBUG, INFO, WARNING, ERROR"),
+    ],
+)
+@pytest.mark.parametrize("command", [["org", "list"], ["worker"], ["web"]])
+def test_given_a_malformed_setting_when_any_command_starts_then_one_line_names_the_variable_and_nothing_is_created(
+    tmp_path, variable, value, says, command
+):
+    # Given an operator's environment with one malformed PTSYNC_ variable
+    # When a command starts (one that lists, or a long-running process)
+    started = ptsync(tmp_path, *command, env={variable: value})
+    # Then it exits 1 with one line naming the variable, its value and what it should be
+    lines = started.stderr.strip().splitlines()
+    assert started.returncode == 1
+    assert len(lines) == 1 and lines[0].startswith("error: configuration: ")
+    assert says in started.stderr and "Traceback" not in started.stderr
+    # And nothing was created: no database, no key file
+    assert not data_dir(tmp_path).exists() or not any(data_dir(tmp_path).iterdir())
+
+
+def test_given_a_malformed_setting_whose_name_says_secret_when_it_is_reported_then_its_value_is_not_echoed():
+    # Given a validation error on a variable named like a secret (a password, a key, a URL)
+    from pydantic import BaseModel, Field, ValidationError
+
+    from worker.settings import settings_problem
+
+    class Secrets(BaseModel):
+        smtp_password: str = Field(min_length=50)
+        database_url: str = Field(pattern="^postgresql")
+
+    # When ptsync words the problem
+    with pytest.raises(ValidationError) as error:
+        Secrets(smtp_password="hunter2", database_url="mysql://admin:hunter2@db/ptsync")
+    said = settings_problem(error.value)
+    # Then each variable is named, in one line, without its value
+    assert "PTSYNC_SMTP_PASSWORD:" in said and "PTSYNC_DATABASE_URL:" in said
+    assert "hunter2" not in said and "\n" not in said
