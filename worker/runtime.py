@@ -22,6 +22,9 @@ class Runtime:
 
 
 def build_runtime(settings: Settings) -> Runtime:
+    # A malformed PTSYNC_SECRET_KEY is refused before anything is created; without one, the
+    # embedded default makes its key file after the database, as its first run says.
+    given = load_secret_box(settings) if settings.secret_key else None
     if not settings.database_url:
         _announce_new_default_database()
     db = Database(settings.resolved_database_url)
@@ -30,7 +33,7 @@ def build_runtime(settings: Settings) -> Runtime:
             db.migrate()  # the embedded default migrates itself; production uses the release step
     else:
         _require_current_schema(db)
-    return Runtime(settings=settings, db=db, secrets=load_secret_box(settings))
+    return Runtime(settings=settings, db=db, secrets=given or load_secret_box(settings))
 
 
 def _announce_new_default_database() -> None:

@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from platformdirs import user_data_path
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.errors import ConfigurationError
@@ -59,6 +59,27 @@ class Settings(BaseSettings):
     log_format: str = Field(default="text", pattern="^(text|json)$")
     retention_days: int = Field(default=180, ge=1, description="prune runs/deliveries older than this")
 
+    @field_validator("database_url")
+    @classmethod
+    def _a_database_url(cls, url: str) -> str:
+        """Refused here, in one line, rather than by the engine with a traceback."""
+        if url:
+            from sqlalchemy.engine import make_url  # not imported by commands that never read it
+            from sqlalchemy.exc import ArgumentError
+
+            try:
+                make_url(url)
+            except ArgumentError:
+                raise ValueError("should be a database URL such as postgresql://user@host/db") from None
+        return url
+
+    @field_validator("broker_url")
+    @classmethod
+    def _a_redis_url(cls, url: str) -> str:
+        if url and not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("should be a Redis URL: redis://, rediss:// or unix://")
+        return url
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -106,6 +127,9 @@ def settings_problem(error: ValidationError) -> str:
             shown = name
         else:
             shown = f"{name}={value if len(value) <= 40 else value[:40] + '...'!r}"
+        if item["type"] == "value_error":  # this module's own validators say it in full
+            problems.append(f"{shown}: {item['msg'].removeprefix('Value error, ')}")
+            continue
         choices = re.fullmatch(r"\^\(([\w|-]+)\)\$", str((item.get("ctx") or {}).get("pattern", "")))
         if choices:  # '^(text|json)$' reads as the choices it allows
             reason = "should be one of " + ", ".join(choices.group(1).split("|"))

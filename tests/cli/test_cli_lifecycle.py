@@ -269,6 +269,8 @@ def test_sync_wait_on_a_terminal_reports_the_first_failed_attempt_at_once_and_wh
         ("PTSYNC_RUN_LEASE_SECONDS", "soon", "PTSYNC_RUN_LEASE_SECONDS='soon': should be a valid integer"),
         ("PTSYNC_SMTP_SECURITY", "tls", "PTSYNC_SMTP_SECURITY='tls': should be one of starttls, ssl, none"),
         ("PTSYNC_LOG_LEVEL", "LOUD", "PTSYNC_LOG_LEVEL='LOUD': should be one of DEBUG, INFO, WARNING, ERROR"),
+        ("PTSYNC_DATABASE_URL", "ptsync.db", "PTSYNC_DATABASE_URL: should be a database URL such as"),
+        ("PTSYNC_BROKER_URL", "localhost:6379", "PTSYNC_BROKER_URL: should be a Redis URL"),
     ],
 )
 @pytest.mark.parametrize("command", [["org", "list"], ["worker"], ["web"]])
@@ -304,3 +306,17 @@ def test_given_a_malformed_setting_whose_name_says_secret_when_it_is_reported_th
     # Then each variable is named, in one line, without its value
     assert "PTSYNC_SMTP_PASSWORD:" in said and "PTSYNC_DATABASE_URL:" in said
     assert "hunter2" not in said and "\n" not in said
+
+
+def test_given_a_malformed_secret_key_when_a_command_starts_then_it_says_so_in_one_line_before_creating_the_database(
+    tmp_path,
+):
+    # Given an operator's PTSYNC_SECRET_KEY that is not a Fernet key, and no database yet
+    # When a command that needs the database starts
+    started = ptsync(tmp_path, "org", "list", env={"PTSYNC_SECRET_KEY": "not-a-fernet-key"})
+    # Then one line says the key is wrong (never what it is), and no database was created
+    assert started.returncode == 1
+    assert started.stderr.strip().splitlines() == [
+        "error: PTSYNC_SECRET_KEY is not a valid Fernet key (or comma-separated list of keys)"
+    ]
+    assert not (data_dir(tmp_path) / "ptsync.db").exists()
