@@ -80,6 +80,29 @@ class Settings(BaseSettings):
             raise ValueError("should be a Redis URL: redis://, rediss:// or unix://")
         return url
 
+    @field_validator("contact_email")
+    @classmethod
+    def _an_address(cls, address: str) -> str:
+        """It goes into every PMS request's User-Agent and is the default sender of email."""
+        if not re.fullmatch(r"[^\s@<>]+@[^\s@<>]+", address):
+            raise ValueError("should be one email address, such as ops@your-clinic.example")
+        return address
+
+    @field_validator("smtp_from")
+    @classmethod
+    def _a_sender(cls, sender: str) -> str:
+        if sender and (not re.fullmatch(r"[^\x00-\x1f\x7f]+", sender) or "@" not in sender):
+            raise ValueError("should be an email address on one line, such as ptsync@your-clinic.example")
+        return sender
+
+    @field_validator("public_url")
+    @classmethod
+    def _a_web_address(cls, url: str) -> str:
+        """The base of the links in notifications: only a web address belongs there."""
+        if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
+            raise ValueError("should be the http:// or https:// address people reach `ptsync web` at")
+        return url
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -271,6 +271,21 @@ def test_sync_wait_on_a_terminal_reports_the_first_failed_attempt_at_once_and_wh
         ("PTSYNC_LOG_LEVEL", "LOUD", "PTSYNC_LOG_LEVEL='LOUD': should be one of DEBUG, INFO, WARNING, ERROR"),
         ("PTSYNC_DATABASE_URL", "ptsync.db", "PTSYNC_DATABASE_URL: should be a database URL such as"),
         ("PTSYNC_BROKER_URL", "localhost:6379", "PTSYNC_BROKER_URL: should be a Redis URL"),
+        (
+            "PTSYNC_CONTACT_EMAIL",
+            "ops@clinic.example\r\nX-Injected: 1",
+            "PTSYNC_CONTACT_EMAIL='ops@clinic.example\\r\\nX-Injected: 1': should be one email address",
+        ),
+        (
+            "PTSYNC_SMTP_FROM",
+            "a@clinic.example\nBcc: b@else.example",
+            "PTSYNC_SMTP_FROM='a@clinic.example\\nBcc",
+        ),
+        (
+            "PTSYNC_PUBLIC_URL",
+            "javascript:alert(1)",
+            "PTSYNC_PUBLIC_URL: should be the http:// or https:// address",
+        ),
     ],
 )
 @pytest.mark.parametrize("command", [["org", "list"], ["worker"], ["web"]])
