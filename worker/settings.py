@@ -7,12 +7,41 @@ from functools import lru_cache
 from pathlib import Path
 
 from platformdirs import user_data_path
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.errors import ConfigurationError
 
 DEFAULT_DATABASE_FILE = "ptsync.db"
+
+
+_FORMATS: dict[str, tuple[str, str, bool]] = {
+    # variable (field): the pattern its whole value must match, what to say if not, and whether
+    # empty means "not set" (then a default applies). Checked at start, so a bad value is one
+    # line then rather than a traceback (or a header with a line break in it) mid-run.
+    "broker_url": (
+        r"(redis|rediss|unix)://\S*",
+        "should be a Redis URL: redis://, rediss:// or unix://",
+        True,
+    ),
+    # In every PMS request's User-Agent, and the default sender of email.
+    "contact_email": (
+        r"[^\s@<>]+@[^\s@<>]+",
+        "should be one email address, such as ops@your-clinic.example",
+        False,
+    ),
+    "smtp_from": (
+        r"[^\x00-\x1f\x7f]*@[^\x00-\x1f\x7f]*",
+        "should be an email address on one line, such as ptsync@your-clinic.example",
+        True,
+    ),
+    # The base of the links in notifications: only a web address belongs there.
+    "public_url": (
+        r"https?://[^\s/]+(/\S*)?",
+        "should be the http:// or https:// address people reach `ptsync web` at",
+        False,
+    ),
+}
 
 
 class Settings(BaseSettings):
@@ -73,35 +102,13 @@ class Settings(BaseSettings):
                 raise ValueError("should be a database URL such as postgresql://user@host/db") from None
         return url
 
-    @field_validator("broker_url")
+    @field_validator(*_FORMATS)
     @classmethod
-    def _a_redis_url(cls, url: str) -> str:
-        if url and not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("should be a Redis URL: redis://, rediss:// or unix://")
-        return url
-
-    @field_validator("contact_email")
-    @classmethod
-    def _an_address(cls, address: str) -> str:
-        """It goes into every PMS request's User-Agent and is the default sender of email."""
-        if not re.fullmatch(r"[^\s@<>]+@[^\s@<>]+", address):
-            raise ValueError("should be one email address, such as ops@your-clinic.example")
-        return address
-
-    @field_validator("smtp_from")
-    @classmethod
-    def _a_sender(cls, sender: str) -> str:
-        if sender and (not re.fullmatch(r"[^\x00-\x1f\x7f]+", sender) or "@" not in sender):
-            raise ValueError("should be an email address on one line, such as ptsync@your-clinic.example")
-        return sender
-
-    @field_validator("public_url")
-    @classmethod
-    def _a_web_address(cls, url: str) -> str:
-        """The base of the links in notifications: only a web address belongs there."""
-        if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
-            raise ValueError("should be the http:// or https:// address people reach `ptsync web` at")
-        return url
+    def _well_formed(cls, value: str, info: ValidationInfo) -> str:
+        pattern, problem, may_be_empty = _FORMATS[info.field_name]
+        if not (value == "" and may_be_empty) and not re.fullmatch(pattern, value):
+            raise ValueError(problem)
+        return value
 
     @property
     def resolved_database_url(self) -> str:
