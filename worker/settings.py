@@ -26,8 +26,8 @@ _FORMATS: dict[str, tuple[str, str, bool]] = {
     ),
     # In every PMS request's User-Agent, and the default sender of email.
     "contact_email": (
-        r"[^\s@<>]+@[^\s@<>]+",
-        "should be one email address, such as ops@your-clinic.example",
+        r"[^\x00-\x1f\x7f]*@[^\x00-\x1f\x7f]*",
+        "should be an email address on one line, such as ops@your-clinic.example",
         False,
     ),
     "smtp_from": (

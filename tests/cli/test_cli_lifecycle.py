@@ -274,7 +274,7 @@ def test_sync_wait_on_a_terminal_reports_the_first_failed_attempt_at_once_and_wh
         (
             "PTSYNC_CONTACT_EMAIL",
             "ops@clinic.example\r\nX-Injected: 1",
-            "PTSYNC_CONTACT_EMAIL='ops@clinic.example\\r\\nX-Injected: 1': should be one email address",
+            "PTSYNC_CONTACT_EMAIL='ops@clinic.example\\r\\nX-Injected: 1': should be an email address on one line",
         ),
         (
             "PTSYNC_SMTP_FROM",
