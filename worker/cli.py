@@ -635,10 +635,14 @@ def demo(
 @app.command()
 def migrate() -> None:
     """Bring the database schema up to date (the Procfile release step)."""
+    from worker.crypto import load_secret_box
     from worker.settings import get_settings
     from worker.store.db import Database
 
-    database = Database(get_settings().resolved_database_url)
+    settings = get_settings()
+    if settings.secret_key:  # refused here, like every other command, not at the first start after
+        load_secret_box(settings)
+    database = Database(settings.resolved_database_url)
     database.migrate()
     err.print("database schema is up to date")
 

@@ -15,31 +15,58 @@ from connectors.errors import ConfigurationError
 DEFAULT_DATABASE_FILE = "ptsync.db"
 
 
+_ONE_LINE = r"[^\x00-\x1f\x7f-\x9f\u2028\u2029]"
+"""A character a header or a log line can carry: no control characters, no line separators."""
+
 _FORMATS: dict[str, tuple[str, str, bool]] = {
     # variable (field): the pattern its whole value must match, what to say if not, and whether
     # empty means "not set" (then a default applies). Checked at start, so a bad value is one
     # line then rather than a traceback (or a header with a line break in it) mid-run.
-    "broker_url": (
-        r"(redis|rediss|unix)://\S*",
-        "should be a Redis URL: redis://, rediss:// or unix://",
-        True,
-    ),
-    # In every PMS request's User-Agent, and the default sender of email.
+    # In every PMS request's User-Agent (sent as Latin-1), and the default sender of email.
     "contact_email": (
-        r"[^\x00-\x1f\x7f]*@[^\x00-\x1f\x7f]*",
-        "should be an email address on one line, such as ops@your-clinic.example",
+        r"[\x20-\x7e\xa0-\xff]+@[\x20-\x7e\xa0-\xff]+",
+        "should be an email address on one line, in Latin-1 letters (it goes into a User-Agent), "
+        "such as ops@your-clinic.example",
         False,
     ),
     "smtp_from": (
-        r"[^\x00-\x1f\x7f]*@[^\x00-\x1f\x7f]*",
+        f"{_ONE_LINE}+@{_ONE_LINE}+",
         "should be an email address on one line, such as ptsync@your-clinic.example",
         True,
     ),
-    # The base of the links in notifications: only a web address belongs there.
+    # The base of the links in notifications: only a web address, with no credentials in it.
     "public_url": (
-        r"https?://[^\s/]+(/\S*)?",
+        r"(?i)https?://[^\s/@\x00-\x1f\x7f]+(/[^\s\x00-\x1f\x7f]*)?",
         "should be the http:// or https:// address people reach `ptsync web` at",
         False,
+    ),
+}
+
+
+def _parse_database_url(url: str) -> None:
+    from sqlalchemy.engine import make_url  # not imported by commands that never read it
+
+    make_url(url)
+
+
+def _parse_redis_url(url: str) -> None:
+    from redis.connection import parse_url
+
+    parse_url(url)
+
+
+_URLS = {
+    # variable (field): its parser (the one the engine or the broker will use), and what to say
+    # when it refuses: in ptsync's words, since the parsers' can quote part of a password.
+    "database_url": (
+        _parse_database_url,
+        "should be a database URL such as postgresql://user:password@host/db "
+        "(with @, : and / in a password percent-encoded)",
+    ),
+    "broker_url": (
+        _parse_redis_url,
+        "should be a Redis URL: redis://, rediss:// or unix:// (with @, : and / in a password "
+        "percent-encoded)",
     ),
 }
 
@@ -88,18 +115,15 @@ class Settings(BaseSettings):
     log_format: str = Field(default="text", pattern="^(text|json)$")
     retention_days: int = Field(default=180, ge=1, description="prune runs/deliveries older than this")
 
-    @field_validator("database_url")
+    @field_validator(*_URLS)
     @classmethod
-    def _a_database_url(cls, url: str) -> str:
-        """Refused here, in one line, rather than by the engine with a traceback."""
+    def _a_url(cls, url: str, info: ValidationInfo) -> str:
         if url:
-            from sqlalchemy.engine import make_url  # not imported by commands that never read it
-            from sqlalchemy.exc import ArgumentError
-
+            parse, problem = _URLS[info.field_name]
             try:
-                make_url(url)
-            except ArgumentError:
-                raise ValueError("should be a database URL such as postgresql://user@host/db") from None
+                parse(url)
+            except Exception:  # any refusal: its text may hold the password
+                raise ValueError(problem) from None
         return url
 
     @field_validator(*_FORMATS)
