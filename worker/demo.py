@@ -195,13 +195,14 @@ def prepare_demo_organisation(
         demo_org = repo.find_org(session, slug)
         exists = demo_org is not None
         elsewhere = exists and demo_org.pms_path != str(folder.resolve())
-    if not (folder / "ptdirect.json").exists() and (elsewhere or not exists):
+    # Written when missing (a first demo, or its folder deleted since); a complete folder is
+    # left as it is, with whatever a person edited in it to try something.
+    if not (folder / "ptdirect.json").exists() or not (folder / "practitioners.csv").exists():
         if practitioners is None:
             write_demo_clinic(folder, utcnow().date())
         else:
             write_generated_clinic(folder, utcnow().date(), practitioners)
-        if not exists:
-            notes.append(f"wrote the demo clinic's PMS export and PT Direct snapshot to {folder}/")
+        notes.append(f"wrote the demo clinic's PMS export and PT Direct snapshot to {folder}/")
     if elsewhere:
         paths = {"pms_path": str(folder), "ptdirect_path": str(folder / "ptdirect.json")}
         update_organisation(runtime, slug, paths, test=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -54,6 +55,20 @@ def test_demo_shows_every_finding_kind_and_a_second_run_shows_them_as_ongoing(tm
     assert {f["kind"] for f in report["findings"]} == ALL_KINDS
     assert {f["state"] for f in report["findings"]} == {"ongoing"}
     assert "new" in first.stdout and "ongoing" in second.stdout
+
+
+def test_given_a_demo_whose_folder_was_deleted_when_the_demo_runs_again_then_it_writes_the_clinic_again(
+    tmp_path,
+):
+    # Given a demo that ran once, and its folder deleted since (a person tidying up)
+    assert ptsync(tmp_path, "demo").returncode == 0
+    shutil.rmtree(tmp_path / "ptsync-demo")
+    # When the demo runs again
+    again = ptsync(tmp_path, "demo")
+    # Then it writes the clinic again, says so, and succeeds
+    assert again.returncode == 0, again.stderr
+    assert "wrote the demo clinic's PMS export and PT Direct snapshot to" in again.stderr
+    assert (tmp_path / "ptsync-demo" / "practitioners.csv").exists()
 
 
 def test_org_add_then_sync_wait_then_report_json_on_the_embedded_default(tmp_path):
