@@ -114,6 +114,10 @@ class Settings(BaseSettings):
     notify_failures_in_a_row: int = Field(default=3, ge=1, description="failed runs before an alert")
     log_format: str = Field(default="text", pattern="^(text|json)$")
     retention_days: int = Field(default=180, ge=1, description="prune runs/deliveries older than this")
+    # Read where files are read (connectors/limits.py); declared here so a malformed value is
+    # refused at start with the others rather than quietly replaced by the default there.
+    max_snapshot_mb: int = Field(default=256, gt=0, description="largest PT Direct snapshot file read")
+    max_export_mb: int = Field(default=2048, gt=0, description="largest PMS export CSV file read")
 
     @field_validator(*_URLS)
     @classmethod

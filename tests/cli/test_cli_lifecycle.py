@@ -281,6 +281,7 @@ def test_sync_wait_on_a_terminal_reports_the_first_failed_attempt_at_once_and_wh
             "a@clinic.example\nBcc: b@else.example",
             "PTSYNC_SMTP_FROM='a@clinic.example\\nBcc",
         ),
+        ("PTSYNC_MAX_EXPORT_MB", "2GB", "PTSYNC_MAX_EXPORT_MB='2GB': should be a valid integer"),
         (
             "PTSYNC_PUBLIC_URL",
             "javascript:alert(1)",
