@@ -46,7 +46,8 @@ _FORMATS: dict[str, tuple[str, str, bool]] = {
 def _parse_database_url(url: str) -> None:
     from sqlalchemy.engine import make_url  # not imported by commands that never read it
 
-    make_url(url)
+    if make_url(url).get_backend_name() not in ("sqlite", "postgresql"):
+        raise ValueError("ptsync runs on SQLite and PostgreSQL only")
 
 
 def _parse_redis_url(url: str) -> None:
@@ -60,8 +61,8 @@ _URLS = {
     # when it refuses: in ptsync's words, since the parsers' can quote part of a password.
     "database_url": (
         _parse_database_url,
-        "should be a database URL such as postgresql://user:password@host/db "
-        "(with @, : and / in a password percent-encoded)",
+        "should be a PostgreSQL or SQLite URL, such as postgresql://user:password@host/db "
+        "or sqlite:///path/ptsync.db (with @, : and / in a password percent-encoded)",
     ),
     "broker_url": (
         _parse_redis_url,

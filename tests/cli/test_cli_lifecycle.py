@@ -269,7 +269,7 @@ def test_sync_wait_on_a_terminal_reports_the_first_failed_attempt_at_once_and_wh
         ("PTSYNC_RUN_LEASE_SECONDS", "soon", "PTSYNC_RUN_LEASE_SECONDS='soon': should be a valid integer"),
         ("PTSYNC_SMTP_SECURITY", "tls", "PTSYNC_SMTP_SECURITY='tls': should be one of starttls, ssl, none"),
         ("PTSYNC_LOG_LEVEL", "LOUD", "PTSYNC_LOG_LEVEL='LOUD': should be one of DEBUG, INFO, WARNING, ERROR"),
-        ("PTSYNC_DATABASE_URL", "ptsync.db", "PTSYNC_DATABASE_URL: should be a database URL such as"),
+        ("PTSYNC_DATABASE_URL", "ptsync.db", "PTSYNC_DATABASE_URL: should be a PostgreSQL or SQLite URL"),
         ("PTSYNC_BROKER_URL", "localhost:6379", "PTSYNC_BROKER_URL: should be a Redis URL"),
         (
             "PTSYNC_CONTACT_EMAIL",
@@ -280,6 +280,11 @@ def test_sync_wait_on_a_terminal_reports_the_first_failed_attempt_at_once_and_wh
             "PTSYNC_SMTP_FROM",
             "a@clinic.example\nBcc: b@else.example",
             "PTSYNC_SMTP_FROM='a@clinic.example\\nBcc",
+        ),
+        (
+            "PTSYNC_DATABASE_URL",
+            "mysql://root@db/ptsync",
+            "PTSYNC_DATABASE_URL: should be a PostgreSQL or SQLite URL",
         ),
         ("PTSYNC_MAX_EXPORT_MB", "2GB", "PTSYNC_MAX_EXPORT_MB='2GB': should be a valid integer"),
         (
@@ -336,3 +341,19 @@ def test_given_a_malformed_secret_key_when_a_command_starts_then_it_says_so_in_o
         "error: PTSYNC_SECRET_KEY is not a valid Fernet key (or comma-separated list of keys)"
     ]
     assert not (data_dir(tmp_path) / "ptsync.db").exists()
+
+
+def test_given_a_sqlite_database_in_a_folder_that_cannot_be_made_when_a_command_starts_then_one_line_says_why(
+    tmp_path,
+):
+    # Given a PTSYNC_DATABASE_URL whose folder sits under a file (it can never be created)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    url = f"sqlite:///{blocker}/ptsync.db"
+    # When a command starts
+    started = ptsync(tmp_path, "org", "list", env={"PTSYNC_DATABASE_URL": url})
+    # Then one line names the database file and why it cannot be made
+    assert started.returncode == 1
+    assert started.stderr.strip().splitlines() == [
+        f"error: cannot create the SQLite database {blocker}/ptsync.db: {blocker} is a file, not a folder"
+    ]

@@ -26,7 +26,7 @@ def test_given_a_database_url_whose_password_holds_an_at_sign_when_a_command_sta
     # And no part of the password is in it (today: "invalid literal for int() with base 10:
     # 'Zebra9secret@db.clinic.example'", SQLAlchemy's port parse, echoed as the reason)
     assert "Zebra9secret" not in started.stderr
-    assert "should be a database URL" in started.stderr
+    assert "should be a PostgreSQL or SQLite URL" in started.stderr
 
 
 def test_given_a_contact_email_whose_name_is_not_latin_1_when_settings_are_checked_at_start_then_it_is_refused_or_a_pms_request_can_carry_it(

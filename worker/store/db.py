@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.exc import DisconnectionError
 
+from worker.errors import ConfigurationError
 from worker.store import json_codec
 from worker.store.schema import MIGRATIONS, schema_head
 
@@ -38,9 +39,14 @@ def _create_owner_only(url: str) -> None:
     path = Path(database)
     if path.exists():
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileExistsError):  # another process created it a moment ago
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):  # another process created it a moment ago
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError as exc:  # a folder that cannot be made or written: the operator's to fix
+        # mkdir's "File exists" for a folder that is a file would only puzzle.
+        why = f"{exc.filename} is a file, not a folder" if isinstance(exc, FileExistsError) else exc.strerror
+        raise ConfigurationError(f"cannot create the SQLite database {path}: {why}") from None
 
 
 _JSON_CODEC = {"json_serializer": json_codec.dumps, "json_deserializer": json_codec.loads}
