@@ -21,9 +21,11 @@ def _megabytes(variable: str, default: int) -> int:
     return (int(value) if value.isdigit() and int(value) > 0 else default) * 1024 * 1024
 
 
-MAX_JSON_FILE_BYTES = _megabytes("PTSYNC_MAX_SNAPSHOT_MB", 256)
+DEFAULT_SNAPSHOT_MB = 256
+DEFAULT_EXPORT_MB = 2048
+MAX_JSON_FILE_BYTES = _megabytes("PTSYNC_MAX_SNAPSHOT_MB", DEFAULT_SNAPSHOT_MB)
 """A PT Direct snapshot (users, sharing, optional client lists) larger than this is refused."""
-MAX_CSV_FILE_BYTES = _megabytes("PTSYNC_MAX_EXPORT_MB", 2048)
+MAX_CSV_FILE_BYTES = _megabytes("PTSYNC_MAX_EXPORT_MB", DEFAULT_EXPORT_MB)
 """One PMS export CSV larger than this is refused (4 million access rows take about 200 MB)."""
 
 

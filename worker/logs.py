@@ -92,11 +92,13 @@ def configure(level: str | int | None = None, fmt: str | None = None, stream: Te
 
 
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+"""The levels a message suggests (`logging` also knows WARN, FATAL and NOTSET, and takes them)."""
 
 
 def _level_named(name: str) -> str:
-    """`PTSYNC_LOG_LEVEL` in any case; anything else is a one-line configuration error."""
-    if name.upper() not in _LEVELS:
+    """`PTSYNC_LOG_LEVEL`, any level `logging` knows, in any case; anything else is a one-line
+    configuration error rather than `logging`'s ValueError."""
+    if name.upper() not in logging.getLevelNamesMapping():
         raise ConfigurationError(
             f"configuration: PTSYNC_LOG_LEVEL={name[:40]!r}: should be one of {', '.join(_LEVELS)}"
         )

@@ -11,6 +11,7 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.errors import ConfigurationError
+from connectors.limits import DEFAULT_EXPORT_MB, DEFAULT_SNAPSHOT_MB
 
 DEFAULT_DATABASE_FILE = "ptsync.db"
 
@@ -115,10 +116,12 @@ class Settings(BaseSettings):
     notify_failures_in_a_row: int = Field(default=3, ge=1, description="failed runs before an alert")
     log_format: str = Field(default="text", pattern="^(text|json)$")
     retention_days: int = Field(default=180, ge=1, description="prune runs/deliveries older than this")
-    # Read where files are read (connectors/limits.py); declared here so a malformed value is
-    # refused at start with the others rather than quietly replaced by the default there.
-    max_snapshot_mb: int = Field(default=256, gt=0, description="largest PT Direct snapshot file read")
-    max_export_mb: int = Field(default=2048, gt=0, description="largest PMS export CSV file read")
+    # Read where files are read (connectors/limits.py, with its defaults); declared here so a
+    # malformed value is refused at start with the others rather than quietly replaced there.
+    max_snapshot_mb: int = Field(default=DEFAULT_SNAPSHOT_MB, gt=0, description="largest snapshot file read")
+    max_export_mb: int = Field(
+        default=DEFAULT_EXPORT_MB, gt=0, description="largest PMS export CSV file read"
+    )
 
     @field_validator(*_URLS)
     @classmethod
@@ -176,7 +179,8 @@ _NOT_ECHOED = ("password", "secret", "key", "token", "url")
 
 
 def settings_problem(error: ValidationError) -> str:
-    """'PTSYNC_RUN_LEASE_SECONDS=1: must be greater than or equal to 2; ...' for each bad one."""
+    """ "configuration: PTSYNC_RUN_LEASE_SECONDS='1': should be greater than or equal to 2; ..."
+    for each bad variable."""
     problems = []
     for item in error.errors():
         field = "_".join(str(part) for part in item["loc"])

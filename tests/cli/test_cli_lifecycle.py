@@ -357,3 +357,11 @@ def test_given_a_sqlite_database_in_a_folder_that_cannot_be_made_when_a_command_
     assert started.stderr.strip().splitlines() == [
         f"error: cannot create the SQLite database {blocker}/ptsync.db: {blocker} is a file, not a folder"
     ]
+
+
+def test_given_a_log_level_logging_knows_by_another_name_when_a_command_starts_then_it_runs(tmp_path):
+    # Given PTSYNC_LOG_LEVEL set to a level `logging` takes but ptsync's message does not list
+    # When a command starts
+    listed = ptsync(tmp_path, "org", "list", env={"PTSYNC_LOG_LEVEL": "warn"})
+    # Then it runs as before the level was checked
+    assert listed.returncode == 0, listed.stderr
