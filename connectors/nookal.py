@@ -248,13 +248,19 @@ class NookalConnector:
         ]
 
     def _all(self, endpoint: str, key: str, params: dict[str, Any]):
-        """Every row of a paged listing, page by page (`page`, `page_length`, `nextPage`)."""
+        """Every row of a paged listing, page by page (`page`, `page_length`, `nextPage`).
+
+        A listing read short must fail, never end: a practitioner missing from the active
+        listing reads as inactive (a departure), and a missing appointment page loses the shared
+        patients that hold a removal back. So each answer must be the page asked for
+        (`currentPage`, where given), the next page the one after it, and the rows read in all
+        as many as the last page's `totalItems` says (where given).
+        """
         page: int | None = 1
-        seen: set[int] = set()
+        read = 0
         while page is not None:
-            if page in seen or len(seen) >= MAX_PAGES:
-                raise ConnectorError(NAME, f"GET /{endpoint}: the server repeated page {page}: stopping")
-            seen.add(page)
+            if page > MAX_PAGES:
+                raise ConnectorError(NAME, f"GET /{endpoint}: more than {MAX_PAGES} pages: stopping")
             query = {**params, "page": page, "page_length": PAGE_LENGTH, "api_key": self._key}
             try:
                 document = self.http.get_json(endpoint, params=query)
@@ -262,8 +268,20 @@ class NookalConnector:
                 exc.reason = self._scrub(exc.reason)
                 exc.args = (self._scrub(str(exc)),)
                 raise
-            yield from self._rows(document, endpoint, key)
-            page = _next_page(document, endpoint)
+            rows = self._rows(document, endpoint, key)
+            _check_page(document, endpoint, page)
+            read += len(rows)
+            yield from rows
+            following = _next_page(document, endpoint)
+            if following is not None and following <= page:
+                raise ConnectorError(NAME, f"GET /{endpoint}: the server repeated page {following}: stopping")
+            if following is not None and following != page + 1:
+                raise ConnectorError(
+                    NAME, f"GET /{endpoint}: page {page} skips to page {following}: stopping"
+                )
+            if following is None:
+                _check_total(document, endpoint, read)
+            page = following
 
     def _rows(self, document: Any, endpoint: str, key: str) -> list[dict[str, Any]]:
         where = f"GET /{endpoint}"
@@ -303,6 +321,39 @@ def _location(value: Any) -> str | None:
         return None
     text = str(value).strip()
     return text if text not in ("", "0") else None
+
+
+def _paging(document: dict[str, Any], name: str) -> Any:
+    """A paging number from `details` (or `settings`, where a captured answer had them)."""
+    for holder in (document.get("details"), document.get("settings")):
+        if isinstance(holder, dict) and name in holder:
+            return holder[name]
+    return None
+
+
+def _number(value: Any) -> int | None:
+    if isinstance(value, bool) or value in (None, ""):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _check_page(document: dict[str, Any], endpoint: str, asked: int) -> None:
+    """The answer is the page asked for, where it says which it is."""
+    current = _number(_paging(document, "currentPage"))
+    if current is not None and current != asked:
+        raise ConnectorError(NAME, f"GET /{endpoint}: asked for page {asked}, got page {current}: stopping")
+
+
+def _check_total(document: dict[str, Any], endpoint: str, read: int) -> None:
+    """Every row the listing counts was read, where it counts them (`totalItems`)."""
+    total = _number(_paging(document, "totalItems"))
+    if total is not None and total != read:
+        raise ConnectorError(
+            NAME, f"GET /{endpoint}: read {read} rows of the {total} the listing counts: stopping"
+        )
 
 
 def _next_page(document: dict[str, Any], endpoint: str) -> int | None:
