@@ -219,7 +219,11 @@ class SembleConnector:
         return [found[key] for key in sorted(found)]
 
     def _all(self, field: str, query: str, **variables: Any) -> Iterator[dict[str, Any]]:
-        """Every row of a paged query: pages from 1 until `pageInfo.hasMore` is false."""
+        """Every row of a paged query: pages from 1 until `pageInfo.hasMore` is false.
+
+        Each answer must be the page asked for (`pageInfo.page`): a read that misses a page of
+        clinicians makes them look gone from the PMS (a departure), so it fails instead.
+        """
         for page in range(1, MAX_PAGES + 1):
             data = self.query(
                 query, {**variables, "pagination": {"page": page, "pageSize": PAGE_SIZE}}, field
@@ -239,6 +243,12 @@ class SembleConnector:
             info = payload.get("pageInfo")
             if not isinstance(info, dict) or not isinstance(info.get("hasMore"), bool):
                 raise ConnectorError(NAME, f"POST {self._path} {field}: the answer has no pageInfo.hasMore")
+            answered = info.get("page")
+            if isinstance(answered, int) and not isinstance(answered, bool) and answered != page:
+                # another page's rows (a cursor moved back): the rows of the page asked for are lost
+                raise ConnectorError(
+                    NAME, f"POST {self._path} {field}: asked for page {page}, got page {answered}: stopping"
+                )
             if not info["hasMore"]:
                 return
             if not rows:
