@@ -26,6 +26,7 @@ only for `_lastUpdated=gt<cursor>` and merge the answers into the state stored w
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, NamedTuple
@@ -279,16 +280,39 @@ class FhirConnector:
         return _EXCLUDED["Appointment"].get(entry.get("status"), AccessStatus.ACTIVE)
 
     def _search(self, resource: str, params: list[tuple[str, Any]]):
+        """Every match of a search, page by page, or a `ConnectorError`: never a short read.
+
+        A read that lost entries makes the practitioners in them look gone from the PMS (a
+        departure), so a search fails when the server says its answer is not whole: an
+        OperationOutcome entry of severity error or fatal, or fewer (or more) matches than the
+        last page's `total` counts, where it gives one (`total` counts matches, not `_include`d
+        entries).
+        """
+        matched = 0
+        total: int | None = None
         for bundle in pages(self.http, resource, params, _next):
             if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
                 raise ConnectorError(self.name, f"GET /{resource}: expected a Bundle")
+            if isinstance(bundle.get("total"), int) and not isinstance(bundle["total"], bool):
+                total = bundle["total"]
             for index, item in enumerate(bundle.get("entry") or []):
                 entry = item.get("resource") if isinstance(item, dict) else None
                 if not isinstance(entry, dict):
                     raise ConnectorError(self.name, f"GET /{resource}: entry {index} has no resource")
-                if entry.get("resourceType") != resource:
-                    continue  # _include'd or OperationOutcome entries
+                kind = entry.get("resourceType")
+                if kind == "OperationOutcome":
+                    _refuse_failed_outcome(self.name, resource, entry)
+                    continue
+                if kind != resource:
+                    continue  # _include'd entries
+                if (item.get("search") or {}).get("mode") != "include":
+                    matched += 1
                 yield entry
+        if total is not None and matched != total:
+            raise ConnectorError(
+                self.name,
+                f"GET /{resource}: read {matched} entries of the {total} the search counts: stopping",
+            )
 
     # How each resource's entry becomes its record (FHIR_RESOURCES names these hooks).
     def _practitioner_row(self, entry: dict[str, Any], updated: str | None) -> StaffRow:
@@ -343,6 +367,24 @@ class FhirConnector:
         patient = reference_id(entry.get("subject"), "Patient")
         status = int(_EXCLUDED[resource].get(entry.get("status"), AccessStatus.ACTIVE))
         return Involvement(practitioners, roles, [patient] if patient else [], day, status)
+
+
+_ISSUE_CODE = re.compile(r"[a-z][a-z-]{0,39}")
+"""An OperationOutcome issue's code as FHIR spells them (`too-costly`): anything else is not echoed."""
+
+
+def _refuse_failed_outcome(connector: str, resource: str, outcome: dict[str, Any]) -> None:
+    """An OperationOutcome in a searchset that reports an error or a fatal issue means the
+    answer is not whole: fail the read. Warnings and information are only notes."""
+    issues = outcome.get("issue") if isinstance(outcome.get("issue"), list) else []
+    for issue in issues:
+        if isinstance(issue, dict) and issue.get("severity") in ("error", "fatal"):
+            code = issue.get("code")
+            code = code if isinstance(code, str) and _ISSUE_CODE.fullmatch(code) else "unknown"
+            raise ConnectorError(
+                connector,
+                f"GET /{resource}: the server reports an {issue['severity']} ({code}): stopping",
+            )
 
 
 def _people(references: list[Any]) -> tuple[list[str], list[str], list[str]]:
