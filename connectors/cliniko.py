@@ -235,10 +235,23 @@ class ClinikoConnector:
         return tuple(sorted(locations, key=lambda loc: loc.id)), located
 
     def _all(self, path: str, key: str, filters: list[str] | None = None):
+        """Every item of a listing, following `links.next`; a listing read short fails.
+
+        A practitioner missing from a short read looks gone from the PMS (a departure), so the
+        items read must be as many as the last page's `total_entries` says, where it says.
+        """
         params: list[tuple[str, Any]] = [("per_page", PER_PAGE)]
         params += [("q[]", item) for item in filters or []]
+        read, total = 0, None
         for document in pages(self.http, path, params, _next):
-            yield from _items(document, key, f"GET /{path}")
+            items = _items(document, key, f"GET /{path}")
+            read += len(items)
+            counted = document.get("total_entries")
+            if isinstance(counted, int) and not isinstance(counted, bool):
+                total = counted
+            yield from items
+        if total is not None and read != total:
+            raise ConnectorError(NAME, f"GET /{path}: read {read} of the {total} entries it counts: stopping")
 
     def _user_emails(self) -> dict[str, str | None]:
         emails: dict[str, str | None] = {}

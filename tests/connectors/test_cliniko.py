@@ -163,6 +163,26 @@ def test_a_repeated_page_url_fails_loudly():
 
 
 @responses.activate
+def test_a_listing_with_fewer_items_than_its_total_entries_fails_the_pull():
+    """Given the active practitioners' listing answers 200 with 'total_entries: 3' but two
+    practitioners and no next link (a truncated answer) / When the clinic is pulled / Then the
+    pull fails naming the listing: a complete read without the third would make them look gone
+    from the PMS (a transfer and a removal)."""
+    _register_basics()
+    cut = {
+        "practitioners": [
+            {"id": PRACTITIONER_ID, "first_name": "Ana", "last_name": "Silva", "active": True, "user": None},
+            {"id": "222", "first_name": "Ben", "last_name": "Ode", "active": True, "user": None},
+        ],
+        "total_entries": 3,
+        "links": {},
+    }
+    responses.replace(responses.GET, f"{BASE}/practitioners", json=cut)
+    with pytest.raises(ConnectorError, match="GET /practitioners: read 2 of the 3 entries"):
+        _connector().pull(window_start=WINDOW, cursors={}, started_at=STARTED)
+
+
+@responses.activate
 def test_a_429_blocks_the_key_until_the_reset_and_then_succeeds(monkeypatch):
     _register_basics()
     reset = 1_900_000_000
