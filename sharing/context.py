@@ -18,6 +18,7 @@ from sharing.findings import Person
 from sharing.identity import IdentityMap, match_identities, normalise_email
 from sharing.model import (
     AccessGroup,
+    PmsLink,
     PmsPractitioner,
     PmsSnapshot,
     Policy,
@@ -291,16 +292,25 @@ class Context:
         key = normalise_email(email) or ""
         if key in self.active_pms_emails or key in self.identity.ambiguous_emails:
             return None
-        practitioner = self.identity.practitioner_by_email.get(key)
-        if practitioner is not None:
-            return None if practitioner.active else "inactive_in_pms"
         user = self.users.get(key)
         link = user.pms_link if user else None
+        if self._excluded(key, link):
+            return None  # the scope's exclude list: this organisation leaves them alone
+        practitioner = self.identity.practitioner_by_email.get(key)
         elsewhere = self.outside_match(email)
+        if practitioner is not None:
+            if practitioner.active:
+                return None
+            if elsewhere is not None and elsewhere.active:
+                return None  # an inactive record here, an active one outside: not a guess to act on
+            return "inactive_in_pms"
         if elsewhere is not None:
             if elsewhere.id in self.pms.excluded:
-                return None  # the scope's exclude list: this organisation leaves them alone
-            return "outside_scope" if elsewhere.active else "inactive_in_pms"
+                return None
+            if not elsewhere.active:
+                return "inactive_in_pms"
+            # Outside, active: departed only if the PMS places them at another site.
+            return "outside_scope" if elsewhere.id in self.pms.elsewhere else None
         if (
             link is not None
             and link.system.strip().lower() == self.pms.system.strip().lower()
@@ -308,6 +318,20 @@ class Context:
         ):
             return "gone_from_pms"
         return None
+
+    def _excluded(self, key: str, link: PmsLink | None) -> bool:
+        """The scope's exclude list names this PT Direct user (their email, or the PMS record
+        they link to), or a PMS record with their email that is outside the scope."""
+        names = self.pms.excluded_keys
+        if not names and not self.pms.excluded:
+            return False
+        if key in names:
+            return True
+        linked_here = link is not None and link.system.strip().lower() == self.pms.system.strip().lower()
+        if linked_here and (link.practitioner_id in names or link.practitioner_id in self.pms.excluded):
+            return True
+        found = self.outside.get(key)
+        return found is not None and found.id in self.pms.excluded
 
     def outside_match(self, email: str) -> PmsPractitioner | None:
         """The out-of-scope PMS practitioner this PT Direct user is (by PMS link, then email)."""
@@ -470,7 +494,7 @@ def detect_drop(pms: PmsSnapshot, policy: Policy, baseline: Baseline | None) -> 
         return None  # an incomplete read already plans no removals
     active = frozenset(p.id for p in pms.practitioners if p.active)
     accepted = baseline is not None and baseline.accept_drop
-    if not pms.practitioners:
+    if not active:  # nobody, or nobody active: as suspicious whatever the history
         before = len(baseline.active_practitioners) if baseline else 0
         lost = tuple(sorted(baseline.active_practitioners)) if baseline else ()
         return Drop(before, 0, lost, accepted)

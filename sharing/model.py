@@ -158,6 +158,12 @@ class PmsSnapshot:
     findings here, except a sharing member who left the scope (a departure)."""
     excluded: frozenset[str] = frozenset()
     """Ids among `outside` that the scope's exclude list names: left alone entirely."""
+    excluded_keys: frozenset[str] = frozenset()
+    """The scope's exclude entries as compared (PMS ids and normalised emails): a PT Direct user
+    they name is left alone even when no PMS record matches the entry any more."""
+    elsewhere: frozenset[str] = frozenset()
+    """Ids among `outside` that the PMS places at another of the account's locations (works
+    there, or a counted row there in the window): only they can have left for another site."""
 
 
 __all__ = [

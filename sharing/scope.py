@@ -13,8 +13,12 @@ account, so each organisation reconciles only its part of the PMS:
 
 With no locations, `include` alone means "only these people" and `exclude` alone "everyone but
 these". Everyone outside the scope goes to `PmsSnapshot.outside`: never a finding or an
-operation here, except a confirmed sharing member of this organisation who now works elsewhere,
-who departs like anyone leaving the PMS (transfer first, approval, the removal threshold).
+operation here, except a confirmed sharing member of this organisation whom the PMS now places
+at another of its locations (`PmsSnapshot.elsewhere`), who departs like anyone leaving the PMS
+(transfer first, approval, the removal threshold). Being outside is not evidence of leaving:
+outside a scope by people, or for want of any location in the read, nobody departs. An include
+entry that matches nobody fails the run (`ScopeError`), and a PT Direct user an exclude entry
+names is left alone even when no PMS record matches it.
 
 Pure: no I/O. The shell reads the PMS once per account and applies each organisation's scope.
 """
@@ -34,9 +38,15 @@ from sharing.model import PmsLocation, PmsPractitioner, PmsSnapshot
 
 
 class ScopeError(ValueError):
-    """A scope that cannot be applied: it names a location the PMS does not have (any more), or
-    the PMS cannot tell locations apart. A run with such a scope fails: it never reports an empty
-    organisation, whose missing people would look departed."""
+    """A scope that cannot be applied: it names a location the PMS does not have (any more), the
+    PMS cannot tell locations apart, or an include entry matches nobody. A run with such a scope
+    fails: it never reports an organisation whose missing people would look departed.
+
+    `option`: the organisation option to fix (`locations` or `include`)."""
+
+    def __init__(self, message: str, option: str = "locations") -> None:
+        super().__init__(message)
+        self.option = option
 
 
 def person_key(entry: str) -> str:
@@ -151,6 +161,7 @@ def apply_scope(snapshot: PmsSnapshot, scope: Scope, since: date) -> PmsSnapshot
     inside: list[PmsPractitioner] = []
     outside: list[PmsPractitioner] = []
     excluded: set[str] = set()
+    _check_include_matches(scope, snapshot)
     for practitioner in snapshot.practitioners:
         if _matches(practitioner, exclude):
             outside.append(practitioner)
@@ -175,7 +186,40 @@ def apply_scope(snapshot: PmsSnapshot, scope: Scope, since: date) -> PmsSnapshot
         access=access.select(keep),
         outside=tuple(outside),
         excluded=frozenset(excluded),
+        excluded_keys=exclude,
+        elsewhere=_placed_elsewhere(snapshot, wanted, outside, since) if wanted else frozenset(),
     )
+
+
+def _check_include_matches(scope: Scope, snapshot: PmsSnapshot) -> None:
+    """Raise ScopeError for an include entry that names nobody in the PMS read.
+
+    Such an entry is stale (the PMS now spells the email otherwise, or the record is gone), and
+    the person it meant would fall outside the scope and could look as if they had moved to
+    another site: the run fails and names the entry instead.
+    """
+    if not scope.include:
+        return
+    known = {p.id for p in snapshot.practitioners}
+    known |= {email for p in snapshot.practitioners if (email := normalise_email(p.email))}
+    stale = [entry for entry in scope.include if entry not in known]
+    if stale:
+        raise ScopeError(
+            f"include entry {', '.join(stale)} matches no practitioner in {snapshot.system} "
+            "(a changed email or a removed record?)",
+            option="include",
+        )
+
+
+def _placed_elsewhere(
+    snapshot: PmsSnapshot, wanted: frozenset[str], outside: list[PmsPractitioner], since: date
+) -> frozenset[str]:
+    """Who among `outside` the PMS places at another location: listed as working there, or a
+    counted row there in the window. Someone outside only for want of any location (rows that
+    name none, a PMS that lists no clinician sites) has not moved anywhere the read can show."""
+    others = frozenset(snapshot.access.location_ids) - wanted
+    _, seen = _seen_at(snapshot, others, since) if others else (None, set())
+    return frozenset(p.id for p in outside if p.id in seen or set(p.locations) - wanted)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ both cores import side by side; `random_clinic` draws a clinic as plain data (`S
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import io
 import random
@@ -376,6 +377,14 @@ def build_inputs(core: ModuleType, spec: Spec) -> tuple[Any, Any, Any, Any]:
         tuple(map(practitioner, spec.outside)),
         frozenset(spec.excluded),
     )
+    if "elsewhere" in core.PmsSnapshot.__dataclass_fields__:
+        # The spec's outside practitioners stand for people the PMS has at another site (the
+        # old core read everyone outside that way), and its exclude entries are their ids.
+        pms = dataclasses.replace(
+            pms,
+            elsewhere=frozenset(entry[0] for entry in spec.outside),
+            excluded_keys=frozenset(spec.excluded),
+        )
     users = tuple(
         core.PtUser(
             email,
@@ -449,7 +458,12 @@ def outputs(core: ModuleType, spec: Spec) -> dict[str, str]:
     offers the few readers of pairs (shared, peers, pairs at risk, departures, co-access pairs)."""
     import json
 
-    result, report = run(core, spec)
+    try:
+        result, report = run(core, spec)
+    except ValueError as exc:  # a scope that cannot be applied (`ScopeError`): the run fails
+        if type(exc).__name__ != "ScopeError":
+            raise
+        return {"scope error": str(exc)}
     previous, policy_only = previous_of(spec, report)
     _, second = run(core, spec, previous, policy_only)
     pms, ptdirect, policy, baseline = build_inputs(core, spec)
@@ -488,4 +502,4 @@ def outputs(core: ModuleType, spec: Spec) -> dict[str, str]:
 def differences(old: ModuleType, new: ModuleType, spec: Spec) -> list[str]:
     """The names of the outputs that differ between the two cores (empty: identical)."""
     before, after = outputs(old, spec), outputs(new, spec)
-    return [name for name in before if before[name] != after[name]]
+    return [name for name in {**before, **after} if before.get(name) != after.get(name)]

@@ -98,6 +98,9 @@ def _edge_cases() -> dict[str, Spec]:
     mapping = {entry[0]: str(10**30 + index * 104729) for index, entry in enumerate(huge.practitioners)}
     huge.practitioners = [(mapping[entry[0]], *entry[1:]) for entry in huge.practitioners]
     huge.rows = [(mapping.get(row[0], row[0]), *row[1:]) for row in huge.rows]
+    if huge.scope is not None:  # the scope names the same people by their new ids
+        locations, include, exclude = huge.scope
+        huge.scope = (locations, [mapping.get(e, e) for e in include], [mapping.get(e, e) for e in exclude])
     cases["huge practitioner ids"] = huge
     empty = random_clinic(random.Random(11), 5)
     empty.practitioners = []

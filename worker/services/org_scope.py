@@ -69,7 +69,7 @@ def check_scope(runtime: Runtime, org: Organisation) -> str | None:
     try:
         scoped = apply_scope(snapshot, scope, window_start(org))
     except ScopeError as exc:
-        raise InvalidInput(f"--locations: {exc}; nothing stored") from None
+        raise InvalidInput(f"--{exc.option}: {exc}; nothing stored") from None
     active = [p for p in scoped.practitioners if p.active]
     if not active:
         where = describe_locations(snapshot.locations)
@@ -87,7 +87,11 @@ def scoped(org: Organisation, pulled: PmsPull, since: date) -> PmsPull:
     except ScopeError as exc:
         raise InvalidInput(
             f"the scope of {org.slug} cannot be applied: {exc}; fix it with `ptsync org update {org.slug} "
-            "--locations ...` (`ptsync org locations` lists them)"
+            + (
+                "--include ...`"
+                if exc.option == "include"
+                else "--locations ...` (`ptsync org locations` lists them)"
+            )
         ) from None
 
 
