@@ -187,7 +187,7 @@ def test_a_proposal_planned_under_another_policy_is_not_applied(runtime, stub_wo
     # Then nothing is sent and the proposal says why
     assert "cara@clinic.example" not in _members(ptdirect)
     [after] = [p for p in _proposals(runtime) if p.id == proposal.id]
-    assert after.status == "superseded" and "policy changed" in after.error
+    assert after.status == "superseded" and "policy or scope changed" in after.error
 
 
 def test_an_identical_plan_keeps_its_proposal_across_runs(runtime, stub_worker, tmp_path):

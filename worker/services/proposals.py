@@ -31,6 +31,7 @@ from worker.lifecycle import IllegalTransition, OperationStatus
 from worker.lifecycle import ProposalStatus as P
 from worker.runtime import Runtime
 from worker.services import notify_delivery, notify_events
+from worker.services.org_scope import scope_of
 from worker.services.settle import policy_digest, policy_of
 from worker.store import repositories as repo
 from worker.store.models import Organisation, Proposal, ProposalOperation
@@ -245,7 +246,7 @@ def _load(runtime: Runtime, proposal_id: str, token: str, automatic_only: bool) 
         if newer and latest is not None:
             current_plan = frozenset(operation_key(op, email) for op, email in latest.plan or ())
         policy_changed = proposal.policy_digest is not None and proposal.policy_digest != policy_digest(
-            policy_of(org)
+            policy_of(org), scope_of(org)
         )
         return _Plan(
             org,
@@ -273,7 +274,7 @@ def _apply_claimed(
 ) -> ApplyOutcome:
     plan = _load(runtime, proposal_id, token, automatic_only)
     if plan.policy_changed:
-        reason = "the organisation's policy changed since this was planned; a new sync re-plans it"
+        reason = "the organisation's policy or scope changed since this was planned; a new sync re-plans it"
         return _supersede(runtime, proposal_id, token, plan.org.slug, reason)
     try:
         adapter = ptdirect_adapter(plan.org, runtime.secrets)  # a ConfigurationError fails it, recorded

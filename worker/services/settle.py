@@ -22,6 +22,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from sharing import MasterRecipients, Mode, Operation, OpKind, Policy, SharingScope
+from sharing.scope import Scope
 from worker.clock import new_id
 from worker.lifecycle import OPEN_PROPOSALS, ProposalStatus
 from worker.store import repositories as repo
@@ -54,8 +55,16 @@ def policy_document(policy: Policy) -> dict[str, Any]:
     }
 
 
-def policy_digest(policy: Policy) -> str:
-    encoded = json.dumps(policy_document(policy), sort_keys=True).encode()
+def policy_digest(policy: Policy, scope: Scope | None = None) -> str:
+    """What a proposal was planned under: the policy and the organisation's scope (a clinic
+    group's locations and people decide who is in the plan as much as the policy does). An
+    apply under another digest supersedes the proposal instead of sending it.
+
+    Without a scope the digest is the policy's alone, as it was before scopes counted."""
+    document: dict[str, Any] = policy_document(policy)
+    if scope is not None and not scope.everything:
+        document["scope"] = scope.as_dict()
+    encoded = json.dumps(document, sort_keys=True).encode()
     return hashlib.sha256(encoded).hexdigest()
 
 

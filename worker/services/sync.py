@@ -541,7 +541,7 @@ def _save(
     result = decision.result
     finished_at = utcnow()
     with metrics.phase("store"), runtime.db.transaction() as session:
-        proposal = _settle(session, claim, inputs, decision, finished_at) if result.complete else None
+        proposal = _settle(session, claim, org, inputs, decision, finished_at) if result.complete else None
         report = _report(org, claim, trigger, started_at, finished_at, inputs, decision, proposal)
         stored = repo.save_run_outcome(
             session,
@@ -573,7 +573,12 @@ def _save(
 
 
 def _settle(
-    session: Session, claim: repo.Claim, inputs: _Inputs, decision: _Decision, now: datetime
+    session: Session,
+    claim: repo.Claim,
+    org: Organisation,
+    inputs: _Inputs,
+    decision: _Decision,
+    now: datetime,
 ) -> Proposal | None:
     plan = NewPlan(
         org_id=claim.org_id,
@@ -581,7 +586,7 @@ def _settle(
         operations=decision.result.operations,
         state_digest=state_digest(inputs.ptdirect),
         planned_state=snapshot_document(replace(inputs.ptdirect, clients=None)),
-        policy_digest=policy_digest(decision.policy),
+        policy_digest=policy_digest(decision.policy, org_scope.scope_of(org)),
     )
     return settle(session, plan, now)
 
