@@ -259,14 +259,32 @@ def _load(runtime: Runtime, proposal_id: str, token: str, automatic_only: bool) 
 
 
 def _wait_for_person(proposal: Proposal, automatic_only: bool) -> ApplyOutcome:
-    """`--ptdirect manual`: nothing can change PT Direct but a person; the steps wait for one."""
-    if automatic_only or proposal.status not in ("approved", "applying"):
+    """`--ptdirect manual`: nothing can change PT Direct but a person; the steps wait for one.
+
+    The person following the checklist is the applier here, so a removal gets the same guard
+    as on the API: it becomes a step to do only once a complete sync after its approval still
+    calls for it. Until then it waits, and the apply asks for that sync (`resync_org`).
+    """
+    if proposal.status not in ("approved", "applying"):
+        return ApplyOutcome(proposal.id, proposal.status)
+    # After a sync (`automatic_only`), only the approved steps that waited for it move on.
+    handed = ("waiting",) if automatic_only else ("pending", "waiting", "failed")
+    if not any(row.status in handed for row in proposal.operations):
         return ApplyOutcome(proposal.id, proposal.status)
     proposal.status = "approved"
+    resync = False
     for row in proposal.operations:
-        if row.status not in ("applied", COULD_NOT_DO):
-            row.status = "manual"
-    return ApplyOutcome(proposal.id, WAITING_FOR_PERSON)
+        if row.status not in handed:
+            continue  # done, could not be done, closed, or already handed to the person
+        operation = Operation.from_dict(row.document)
+        if _destructive(operation) and not _confirmed_after(proposal.confirmed_at, row.approved_at):
+            row.status, row.note = "waiting", WAITING_FOR_SYNC
+            resync = not automatic_only  # after a sync, never ask for another (no loop)
+        else:
+            row.status, row.note = "manual", None
+    return ApplyOutcome(
+        proposal.id, WAITING_FOR_PERSON, resync_org=proposal.organisation.slug if resync else None
+    )
 
 
 def _apply_claimed(
@@ -331,8 +349,8 @@ def _send(
         if op.op is OpKind.REMOVE_SHARING_MEMBER and normalise_email(op.email) in transfers_pending:
             step.mark(row.id, "waiting", note="waiting until their patients are transferred")
             continue
-        if _destructive(op) and not _confirmed_after_approval(plan, row):
-            step.mark(row.id, "waiting", note="waiting for a sync to confirm it is still called for")
+        if _destructive(op) and not _confirmed_after(plan.confirmed_at, row.approved_at):
+            step.mark(row.id, "waiting", note=WAITING_FOR_SYNC)
             resync = True
             continue
         if is_in_effect(current, op):
@@ -356,15 +374,17 @@ def _destructive(op: Operation) -> bool:
     return op.op.removal or op.op is OpKind.SET_MASTER_ACCOUNT
 
 
-def _confirmed_after_approval(plan: _Plan, row: _Row) -> bool:
-    """A removal goes out only if a complete run planned it again after it was approved.
+WAITING_FOR_SYNC = "waiting for a sync to confirm it is still called for"
+
+
+def _confirmed_after(confirmed_at: datetime | None, approved_at: datetime | None) -> bool:
+    """A removal goes out (or, by hand, becomes a step) only if a complete run planned it again
+    after it was approved (`confirmed_at`, the proposal's, after the operation's `approved_at`).
 
     Approval says "yes, remove them"; the confirming run says "and they are still gone". Both are
     needed, so an approval given against an old picture can never remove someone who came back.
     """
-    return (
-        plan.confirmed_at is not None and row.approved_at is not None and plan.confirmed_at > row.approved_at
-    )
+    return confirmed_at is not None and approved_at is not None and confirmed_at > approved_at
 
 
 class _ApplyFailed(Exception):
