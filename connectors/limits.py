@@ -11,7 +11,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from connectors.errors import InputFileError
 
@@ -36,23 +36,44 @@ def _too_large(connector: str, path: Path | str, limit: int) -> InputFileError:
 
 
 def read_json_file(connector: str, path: Path, limit: int | None = None) -> Any:
-    """The parsed JSON of `path`, or an InputFileError naming it (missing, too large, not
-    UTF-8, invalid, or nested too deeply to parse)."""
+    """The parsed JSON of `path`, or an InputFileError naming it (missing, a folder, unreadable,
+    too large, not UTF-8, invalid, or nested too deeply to parse)."""
     limit = MAX_JSON_FILE_BYTES if limit is None else limit
+    if path.is_dir():
+        raise InputFileError(connector, str(path), "is a folder, not a file")
     if not path.is_file():
         raise InputFileError(connector, str(path), "file not found")
-    with path.open("rb") as handle:
-        data = handle.read(limit + 1)
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise InputFileError(
+            connector, str(path), f"cannot read it: {exc.strerror or 'read error'}"
+        ) from None
+    return parse_json_bytes(connector, str(path), data, limit)
+
+
+def read_json_stream(connector: str, where: str, stream: BinaryIO, limit: int | None = None) -> Any:
+    """The parsed JSON of a stream (standard input), within the same limits as a file."""
+    limit = MAX_JSON_FILE_BYTES if limit is None else limit
+    return parse_json_bytes(connector, where, stream.read(limit + 1), limit)
+
+
+def parse_json_bytes(connector: str, where: str, data: bytes, limit: int | None = None) -> Any:
+    """The parsed JSON of `data` read from `where`, or an InputFileError naming it (too large, not
+    UTF-8, invalid, or nested too deeply to parse: a hostile file must not be a traceback)."""
+    limit = MAX_JSON_FILE_BYTES if limit is None else limit
     if len(data) > limit:
-        raise _too_large(connector, path, limit)
+        raise _too_large(connector, where, limit)
     try:
         return json.loads(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise InputFileError(connector, str(path), "not UTF-8 text") from None
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputFileError(connector, where, "not UTF-8 text", line=line) from None
     except json.JSONDecodeError as exc:
-        raise InputFileError(connector, str(path), f"invalid JSON: {exc.msg}", line=exc.lineno) from None
+        raise InputFileError(connector, where, f"invalid JSON: {exc.msg}", line=exc.lineno) from None
     except RecursionError:
-        raise InputFileError(connector, str(path), "JSON nested too deeply to read") from None
+        raise InputFileError(connector, where, "JSON nested too deeply to read") from None
 
 
 def limited_lines(

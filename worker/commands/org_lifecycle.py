@@ -24,7 +24,8 @@ def _cli():
 
 
 def _actor() -> str:
-    return f"cli:{os.environ.get('USER', 'unknown')}"
+    """Who is at the terminal, as every command line action names them (`cli:USER@HOST`)."""
+    return _cli()._cli_actor("")
 
 
 def show(

@@ -14,8 +14,6 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from worker.errors import InvalidInput
-
 ptdirect_app = typer.Typer(
     no_args_is_help=True,
     help="The PT Direct state ptsync keeps for --ptdirect manual (what PT Direct's screens show).",
@@ -28,8 +26,13 @@ def _cli():
     return cli
 
 
+IMPORT = "ptdirect import"
+"""How errors in an imported or edited document are prefixed."""
+
+
 def _actor() -> str:
-    return f"cli:{os.environ.get('USER', 'unknown')}"
+    """Who is recording, as every other command line action names them (`cli:USER@HOST`)."""
+    return _cli()._cli_actor("")
 
 
 def _report(slug: str, recorded) -> None:
@@ -109,15 +112,15 @@ def import_(
     file: Annotated[str, typer.Argument(help="A ptsync.ptdirect/1 JSON file ('-' reads standard input)")],
 ) -> None:
     """Validate a ptsync.ptdirect/1 document and record it as the newest PT Direct state."""
+    from connectors.limits import read_json_file, read_json_stream
     from worker.services import ptdirect_state
 
     cli = _cli()
     where = "standard input" if file == "-" else file
-    text = sys.stdin.read() if file == "-" else _read(Path(file))
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(f"{where}, line {exc.lineno}: invalid JSON: {exc.msg}") from None
+    if file == "-":
+        document = read_json_stream(IMPORT, where, sys.stdin.buffer)
+    else:
+        document = read_json_file(IMPORT, Path(file))
     _report(slug, ptdirect_state.record(cli._runtime(), slug, document, _actor(), "import", where))
     _warn_unless_manual(slug)
 
@@ -136,15 +139,6 @@ def _warn_unless_manual(slug: str) -> None:
         )
 
 
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InvalidInput(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"{path}: cannot read it ({exc.__class__.__name__})") from None
-
-
 @ptdirect_app.command("edit")
 def edit(slug: str) -> None:
     """Open the recorded state (or a start pre-filled from the PMS) in $EDITOR; record it on save."""
@@ -159,20 +153,23 @@ def edit(slug: str) -> None:
     handle, name = tempfile.mkstemp(prefix=f"ptsync-{slug}-", suffix=".json")
     with os.fdopen(handle, "w") as file:
         file.write(original)
-    if subprocess.call([*shlex.split(editor), name]) != 0:
+    command = [*shlex.split(editor), name]
+    try:
+        status = subprocess.call(command)
+    except OSError as exc:  # not installed, not executable: say which, keep nothing half-done
+        os.unlink(name)
+        cli.fail(f"cannot start the editor {command[0]!r} ($VISUAL or $EDITOR): {exc.strerror or exc}")
+    if status != 0:
         cli.fail(f"the editor failed; your text is kept in {name}")
-    text = Path(name).read_text(encoding="utf-8")
-    if text == original:
+    if Path(name).read_text(encoding="utf-8", errors="replace") == original:
         os.unlink(name)
         cli.err.print("no change")
         return
+    from connectors.limits import read_json_file
+
     try:
-        recorded = ptdirect_state.record(runtime, slug, json.loads(text), _actor(), "edit", name)
-    except json.JSONDecodeError as exc:
-        cli.fail(
-            f"{name}, line {exc.lineno}: invalid JSON: {exc.msg} "
-            f"(fix it, then `ptsync ptdirect import {slug} {name}`)"
-        )
+        document = read_json_file(IMPORT, Path(name))
+        recorded = ptdirect_state.record(runtime, slug, document, _actor(), "edit", name)
     except Exception as exc:
         cli.fail(f"{exc} (fix it, then `ptsync ptdirect import {slug} {name}`)")
     os.unlink(name)
