@@ -127,8 +127,9 @@ class TokenSource:
             response = self.http.request("POST", self.token_url, json=self._credentials)
         except ConnectorError as exc:  # a server may echo what it was sent in its error body
             secret = self._credentials["client_secret"]
-            exc.reason = exc.reason.replace(secret, "[redacted]")
-            exc.args = (str(exc).replace(secret, "[redacted]"),)
+            if len(secret) >= 4:  # a shorter one would redact ordinary text ("-" in "->")
+                exc.reason = exc.reason.replace(secret, "[redacted]")
+                exc.args = (str(exc).replace(secret, "[redacted]"),)
             raise
         body = self.http.decode(response)
         where = f"POST {urlsplit(self.token_url).path}"

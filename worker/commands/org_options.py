@@ -53,7 +53,8 @@ ORG_OPTION_HELP = {
     "include_people": "clinic groups: also these PMS practitioners, ids or emails, comma-separated",
     "exclude_people": "clinic groups: never these PMS practitioners, ids or emails, comma-separated",
 }
-SECRET_FIELDS = ("pms_key", "ptdirect_key")
+SECRET_FIELDS = ("pms_key", "pms_client_secret", "ptdirect_key")
+"""Options that take a secret: each also takes `-` (prompt or standard input) or `env:NAME`."""
 ADD_DEFAULTS = {"ptdirect": "manual"}
 """Defaults of `org add` that differ from the dataclass (which has none for these)."""
 
