@@ -586,6 +586,8 @@ def mark_applied(
     """Record that you did a proposal's steps in PT Direct (all, but the --could-not ones)."""
     from worker.services import proposals as service
 
+    if reason.strip() and not could_not:
+        fail("--reason says why steps could not be done: name them with --could-not N (nothing recorded)")
     actor = _cli_actor(by)
     skipped = {number - 1: reason or "the admin could not do this step" for number in could_not or []}
     kind = service.mark_applied_by_hand(_runtime(), proposal_id, actor, could_not=skipped).ptdirect_kind

@@ -67,9 +67,14 @@ def approve(runtime: Runtime, proposal_id: str, actor: str, *, transferred: bool
             successor = (
                 f" (its current form is proposal {proposal.superseded_by})" if proposal.superseded_by else ""
             )
+            if proposal.status == "rejected":
+                why = f"{proposal.decided_by or 'someone'} rejected it" + (
+                    f" ({proposal.error})" if proposal.error else ""
+                )
+            else:
+                why = proposal.error or "a newer sync replaced it"
             raise InvalidInput(
-                f"proposal {proposal_id} is {proposal.status}{successor} and cannot be approved: "
-                f"{proposal.error or 'a newer sync replaced it'}"
+                f"proposal {proposal_id} is {proposal.status}{successor} and cannot be approved: {why}"
             )
         if proposal.status == "proposed" and repo.transition_proposal(
             session, proposal_id, P.APPROVED, now, expected=(P.PROPOSED,), decided_at=now, decided_by=actor
