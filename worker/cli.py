@@ -727,6 +727,7 @@ def web(
     from worker.web import create_app
 
     _runtime()  # fail early, with one line, on configuration errors
+    listening = _listen(host, port)  # before saying so: a busy or wrong port is one line
     shown = f"[{host}]" if ":" in host else host
     err.print(
         f"serving on http://{shown}:{port}/ (admin pages at /orgs/SLUG/, API docs at /docs)", soft_wrap=True
@@ -735,7 +736,31 @@ def web(
     configure_orm()  # not in the first webhook
     _set_imports_aside(collect_first=True)  # what it imported is never walked again
     # log_config=None: uvicorn's lines go through ptsync's handler (PTSYNC_LOG_FORMAT=json applies)
-    uvicorn.run(served, host=host, port=port, log_level="warning", proxy_headers=True, log_config=None)
+    config = uvicorn.Config(
+        served, host=host, port=port, log_level="warning", proxy_headers=True, log_config=None
+    )
+    uvicorn.Server(config).run(sockets=[listening])
+
+
+def _listen(host: str, port: int):
+    """A socket listening on `host`:`port`, or one line saying why not (a port out of range, in
+    use, or an address this machine does not have) before anything claims to be serving."""
+    import socket
+
+    if not 1 <= port <= 65535:
+        fail(f"--port {port}: a port is a number from 1 to 65535")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        listening = socket.socket(family, kind, proto)
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listening.bind(address)
+        listening.listen(2048)
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    listening.set_inheritable(True)
+    return listening
 
 
 @app.command()
