@@ -15,6 +15,7 @@ from sqlalchemy import Connection, bindparam, delete, select, update
 from worker.clock import utcnow
 from worker.errors import InvalidInput, NotFound
 from worker.runtime import Runtime
+from worker.services.audit import token_actor
 from worker.store import repositories as repo
 from worker.store.models import AdminSession, AdminToken, Organisation
 
@@ -150,7 +151,9 @@ def start_session(runtime: Runtime, principal: Principal) -> str:
                 expires_at=now + timedelta(seconds=SESSION_SECONDS),
             )
         )
-        repo.audit(session, principal.org_id, f"web:token-{principal.token_id}", "logged_in", now)
+        repo.audit(
+            session, principal.org_id, token_actor(session, "web", principal.token_id), "logged_in", now
+        )
     return cookie
 
 
@@ -189,7 +192,7 @@ def end_session(runtime: Runtime, cookie: str | None) -> None:
         row = session.get(AdminSession, token_hash(cookie))
         if row is not None and row.ended_at is None:
             row.ended_at = now
-            repo.audit(session, row.org_id, f"web:token-{row.token_id}", "logged_out", now)
+            repo.audit(session, row.org_id, token_actor(session, "web", row.token_id), "logged_out", now)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from worker.errors import InvalidInput, NotFound
 from worker.services import proposals as proposal_service
 from worker.services import ptdirect_state
 from worker.store import repositories as repo
-from worker.web.pages import _check_form, _own, _render, _session
+from worker.web.pages import _check_form, _own, _render, _session, page_actor
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 BLANK_ROWS = 2
@@ -207,7 +207,7 @@ async def save_ptdirect(slug: str, request: Request) -> Response:
     if not errors:
         try:
             recorded = ptdirect_state.record(
-                runtime, slug, document, f"web:{slug}", "page", "the PT Direct page"
+                runtime, slug, document, page_actor(request, slug), "page", "the PT Direct page"
             )
         except (ConnectorError, InvalidInput) as exc:
             errors = [str(exc)]
@@ -240,7 +240,11 @@ async def record_steps(slug: str, proposal_id: str, request: Request) -> Respons
         return _back(target, "Tick at least one step as done or not possible.")
     try:
         proposal = proposal_service.record_steps(
-            request.app.state.runtime(), proposal_id, f"web:{slug}", done=done, could_not=could_not
+            request.app.state.runtime(),
+            proposal_id,
+            page_actor(request, slug),
+            done=done,
+            could_not=could_not,
         )
     except (InvalidInput, NotFound) as exc:
         return _back(target, str(exc))
