@@ -48,3 +48,30 @@ def test_the_emulators_explain_how_to_start_them_with_a_sample_clinic():
             [sys.executable, "-m", module, "--help"], capture_output=True, text=True, cwd=ROOT
         )
         assert result.returncode == 0 and "sample clinic" in result.stdout and "--port" in result.stdout
+
+
+def test_every_emulator_the_readme_says_serves_the_clinic_group_offers_group_and_its_own_port():
+    # Given the README's promise that these emulators serve the three-site group with --group
+    ports = {}
+    for module in ("halaxy", "nookal", "semble"):
+        # When each is asked for its options
+        result = subprocess.run(
+            [sys.executable, "-m", f"connectors.emulators.{module}", "--help"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
+        # Then it offers --group, and its default port differs from every other emulator's
+        assert result.returncode == 0 and "--group" in result.stdout, module
+        ports[module] = (ROOT / "connectors" / "emulators" / f"{module}.py").read_text()
+    defaults = re.findall(r'"--port", type=int, default=(\d+)', "".join(ports.values()))
+    others = re.findall(
+        r"arguments\([^)]*?(\d{4})\)",
+        "".join((ROOT / "connectors" / "emulators" / f"{m}.py").read_text() for m in ("cliniko", "fhir")),
+    )
+    bridge = re.findall(
+        r'"--port", type=int, default=(\d+)',
+        (ROOT / "connectors" / "emulators" / "ptdirect_bridge.py").read_text(),
+    )
+    everyone = defaults + others + bridge
+    assert len(everyone) == 6 and len(set(everyone)) == 6, everyone

@@ -13,7 +13,7 @@ reference/practitionerrole, reference/appointment, docs/webhooks):
 - 500 requests per minute per client in a sliding window, `x-ratelimit-limit` and
   `x-ratelimit-remaining` on every authenticated answer, 429 with `retry-after` past the limit.
 
-Run it with a sample clinic: `python -m connectors.emulators.halaxy --port 8091` (the client id
+Run it with a sample clinic: `python -m connectors.emulators.halaxy --port 8093` (the client id
 and secret it accepts are printed; `--help` lists the options).
 """
 
@@ -311,19 +311,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description="Emulate Halaxy's FHIR API (OAuth2 client credentials) with a sample clinic"
     )
-    parser.add_argument("--port", type=int, default=8091)
+    parser.add_argument("--port", type=int, default=8093)
     parser.add_argument("--client-id", default="emulated-client")
     parser.add_argument("--client-secret", default="emulated-secret")
     parser.add_argument("--patients", type=int, default=300)
     parser.add_argument("--practitioners", type=int, default=16)
     parser.add_argument("--appointments", type=int, default=1500)
     parser.add_argument("--requests-per-minute", type=int, default=500)
+    parser.add_argument("--group", action="store_true", help="serve the three-site clinic group instead")
     args = parser.parse_args()
-    clinic = generate_clinic(
-        patients=args.patients,
-        practitioners=args.practitioners,
-        appointments=args.appointments,
-        today=datetime.now(UTC).date(),
+    today = datetime.now(UTC).date()
+    clinic = (
+        generate_group(today)
+        if args.group
+        else generate_clinic(
+            patients=args.patients,
+            practitioners=args.practitioners,
+            appointments=args.appointments,
+            today=today,
+        )
     )
     emulator = HalaxyEmulator(
         clinic,

@@ -9,7 +9,7 @@ paged by `page` and `page_length` (at most 100) with `details.currentPage/nextPa
 `YYYY-MM-DD HH:MM:SS`); ids are strings of digits. Nookal publishes no rate limit: this one
 allows `requests_per_window` per window and answers 429 with `Retry-After` beyond it.
 
-Run it with a sample clinic: `python -m connectors.emulators.nookal --port 8092` (the key it
+Run it with a sample clinic: `python -m connectors.emulators.nookal --port 8094` (the key it
 accepts is printed; `--help` lists the options).
 """
 
@@ -280,20 +280,26 @@ def generate_group(today: date) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Emulate Nookal's REST API v2 with a sample clinic")
-    parser.add_argument("--port", type=int, default=8092)
+    parser.add_argument("--port", type=int, default=8094)
     parser.add_argument("--key", default="emulated-nookal-key")
     parser.add_argument("--patients", type=int, default=300)
     parser.add_argument("--practitioners", type=int, default=16)
     parser.add_argument("--appointments", type=int, default=1500)
     parser.add_argument("--classes", type=int, default=3)
     parser.add_argument("--requests-per-minute", type=int, default=120)
+    parser.add_argument("--group", action="store_true", help="serve the three-site clinic group instead")
     args = parser.parse_args()
-    clinic = generate_clinic(
-        patients=args.patients,
-        practitioners=args.practitioners,
-        appointments=args.appointments,
-        classes=args.classes,
-        today=datetime.now(UTC).date(),
+    today = datetime.now(UTC).date()
+    clinic = (
+        generate_group(today)
+        if args.group
+        else generate_clinic(
+            patients=args.patients,
+            practitioners=args.practitioners,
+            appointments=args.appointments,
+            classes=args.classes,
+            today=today,
+        )
     )
     emulator = NookalEmulator(
         clinic, args.key, requests_per_window=args.requests_per_minute, window_seconds=60.0, port=args.port

@@ -13,9 +13,9 @@ headers; the emulator answers 429 with a `Retry-After` so clients' exact waits c
 
 Start a sample clinic (needs the `test` dependency group, for graphql-core):
 
-    python -m connectors.emulators.semble --token demo-token --port 8090
+    python -m connectors.emulators.semble --token demo-token --port 8095
 
-then `ptsync org add clinic --pms semble --pms-key demo-token --pms-url http://127.0.0.1:8090/graphql ...`.
+then `ptsync org add clinic --pms semble --pms-key demo-token --pms-url http://127.0.0.1:8095/graphql ...`.
 """
 
 from __future__ import annotations
@@ -440,21 +440,26 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--token", required=True, help="the API token clients must send as x-token")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8090)
+    parser.add_argument("--port", type=int, default=8095)
     parser.add_argument("--clinicians", type=int, default=16)
     parser.add_argument("--patients", type=int, default=300)
     parser.add_argument("--bookings", type=int, default=1500)
     parser.add_argument(
         "--per-minute", type=int, default=240, help="requests allowed per minute (Semble: 240)"
     )
+    parser.add_argument("--group", action="store_true", help="serve the three-site clinic group instead")
     args = parser.parse_args(argv)
-    data = generate_practice(
-        patients=args.patients, clinicians=args.clinicians, bookings=args.bookings, today=date.today()
-    )
+    if args.group:
+        data = generate_group(date.today())
+    else:
+        data = generate_practice(
+            patients=args.patients, clinicians=args.clinicians, bookings=args.bookings, today=date.today()
+        )
     server = SembleEmulator(
         data, args.token, requests_per_window=args.per_minute, host=args.host, port=args.port
     )
-    print(f"Semble emulator on {server.graphql_url}: {args.clinicians} clinicians, {args.bookings} bookings")
+    served = "the clinic group" if args.group else f"{args.clinicians} clinicians, {args.bookings} bookings"
+    print(f"Semble emulator on {server.graphql_url}: {served}")
     with contextlib.suppress(KeyboardInterrupt):
         server.httpd.serve_forever()
 
