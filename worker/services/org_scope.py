@@ -141,8 +141,13 @@ def list_locations(runtime: Runtime, slug: str) -> list[LocationRow]:
         session.expunge(org)
     snapshot = directory(org, runtime.secrets)
     if snapshot.locations is None:
+        how = (
+            "its mapping has no `location` column (see docs/export-mappings.md); or scope"
+            if org.pms_kind == "export"
+            else "scope"
+        )
         raise InvalidInput(
-            f"the {org.pms_kind} connector cannot tell locations apart: scope {slug} by people instead "
+            f"the {org.pms_kind} connector cannot tell locations apart: {how} {slug} by people instead "
             "(--include-people / --exclude-people)"
         )
     chosen = set(scope_of(org).locations)
