@@ -188,6 +188,10 @@ def org_list() -> None:
     now = utcnow()
     settings = get_settings()
     rows = None
+    if settings.secret_key:  # a malformed key stops this command too, as it stops every other
+        from worker.crypto import load_secret_box
+
+        load_secret_box(settings)
     if settings.secret_key or settings.is_sqlite:  # else the full store says the key is required
         rows = organisation_rows(settings.resolved_database_url, schema_head())
     if rows is None:  # no database yet, or a schema to migrate: the full store handles both

@@ -343,6 +343,20 @@ def test_given_a_malformed_secret_key_when_a_command_starts_then_it_says_so_in_o
     assert not (data_dir(tmp_path) / "ptsync.db").exists()
 
 
+def test_given_a_database_that_exists_when_org_list_starts_with_a_malformed_secret_key_then_it_is_refused_too(
+    tmp_path,
+):
+    # Given a database that exists (org list then reads it through its quick, driver-only path)
+    assert ptsync(tmp_path, "org", "list").returncode == 0
+    # When org list starts with a PTSYNC_SECRET_KEY that is not a Fernet key
+    started = ptsync(tmp_path, "org", "list", env={"PTSYNC_SECRET_KEY": "not-a-fernet-key"})
+    # Then it is refused in the same one line as every other command
+    assert started.returncode == 1
+    assert started.stderr.strip().splitlines()[-1] == (
+        "error: PTSYNC_SECRET_KEY is not a valid Fernet key (or comma-separated list of keys)"
+    )
+
+
 def test_given_a_sqlite_database_in_a_folder_that_cannot_be_made_when_a_command_starts_then_one_line_says_why(
     tmp_path,
 ):
