@@ -75,3 +75,19 @@ def test_every_emulator_the_readme_says_serves_the_clinic_group_offers_group_and
     )
     everyone = defaults + others + bridge
     assert len(everyone) == 6 and len(set(everyone)) == 6, everyone
+
+
+def test_the_readme_commands_block_names_every_org_add_option():
+    # Given every option `org add` is built from (the organisation's fields)
+    from worker.commands.org_options import organisation_fields
+
+    readme = (ROOT / "README.md").read_text()
+    block = readme[readme.index("## Commands") :]
+    block = block[: block.index("```", block.index("```") + 3)]
+    # Then the README's Commands block names each (the slug is the positional SLUG)
+    missing = [
+        f"--{field.name.replace('_', '-')}"
+        for field in organisation_fields()
+        if field.name != "slug" and f"--{field.name.replace('_', '-')}" not in block
+    ]
+    assert missing == []
