@@ -11,7 +11,7 @@ so a half-read folder can never be mistaken for the clinic's real state.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from connectors.base import PmsPull, Progress
 from connectors.csv_plain import PlainAccessReader
 from connectors.dates import day_to_date, optional_day
 from connectors.errors import InputFileError
-from connectors.limits import limited_lines
+from connectors.limits import first_undecodable_line, limited_lines
 from sharing import AccessLog, AccessSource, AccessStatus, PmsPractitioner, PmsSnapshot
 from sharing.access import day_number
 
@@ -72,7 +72,10 @@ class CsvPmsConnector:
                 if missing:
                     raise InputFileError(NAME, str(path), f"missing column(s) {', '.join(missing)}", line=1)
                 reader.fieldnames = header
+                start = reader.line_num + 1
                 for row in reader:
+                    _refuse_runaway_quote(path, start, reader.line_num, row.values())
+                    start = reader.line_num + 1
                     if None in row:
                         raise InputFileError(
                             NAME, str(path), "more values than columns", line=reader.line_num
@@ -81,7 +84,9 @@ class CsvPmsConnector:
                         continue
                     yield reader.line_num, {key: (value or "").strip() for key, value in row.items()}
         except UnicodeDecodeError as exc:
-            raise InputFileError(NAME, str(path), f"not UTF-8 text ({exc.reason})") from None
+            raise InputFileError(
+                NAME, str(path), f"not UTF-8 text ({exc.reason})", line=first_undecodable_line(path)
+            ) from None
         except csv.Error as exc:
             raise InputFileError(NAME, str(path), f"not valid CSV ({exc})") from None
 
@@ -134,7 +139,10 @@ class CsvPmsConnector:
                 yield {column: index for index, column in enumerate(header)}  # the last of a repeated name
                 width = len(header)
                 padding = [""] * width
+                start = reader.line_num + 1
                 for raw in reader:
+                    _refuse_runaway_quote(path, start, reader.line_num, raw)
+                    start = reader.line_num + 1
                     if len(raw) > width:
                         raise InputFileError(
                             NAME, str(path), "more values than columns", line=reader.line_num
@@ -146,7 +154,9 @@ class CsvPmsConnector:
                         values += padding[len(values) :]
                     yield reader.line_num, values
         except UnicodeDecodeError as exc:
-            raise InputFileError(NAME, str(path), f"not UTF-8 text ({exc.reason})") from None
+            raise InputFileError(
+                NAME, str(path), f"not UTF-8 text ({exc.reason})", line=first_undecodable_line(path)
+            ) from None
         except csv.Error as exc:
             raise InputFileError(NAME, str(path), f"not valid CSV ({exc})") from None
 
@@ -270,3 +280,13 @@ def _parse_timestamp(value: str, path: str, line: int, field: str) -> None:
         raise InputFileError(
             NAME, path, f"expected an ISO timestamp, got {value!r}", line=line, field=field
         ) from None
+
+
+def _refuse_runaway_quote(path: Path, start: int, end: int, values: Iterable[str | None]) -> None:
+    """A row that spans lines because a value's opening quote is never closed (so the rest of
+    the file became one value) is named at the line where it starts, not as a later odd field.
+    No value ptsync reads (ids, names, emails, dates, words) may hold a line break."""
+    if end > start and any(value and ("\n" in value or "\r" in value) for value in values):
+        raise InputFileError(
+            NAME, str(path), f"a quoted value runs on to line {end}: is a closing quote missing?", line=start
+        )

@@ -16,6 +16,7 @@ from typing import Any
 
 from connectors.errors import InputFileError
 from connectors.export_mapping import Mapping
+from connectors.limits import first_undecodable_line
 
 NAME = "export"
 SUFFIXES = (".csv", ".xlsx")
@@ -91,7 +92,10 @@ def _csv_rows(path: Path, mapping: Mapping) -> Iterator[tuple[int, dict[str, Cel
             if header is None:
                 raise InputFileError(NAME, str(path), "the file is empty (no header row)", line=1)
     except UnicodeDecodeError as exc:
-        raise InputFileError(NAME, str(path), f"not {mapping.encoding} text ({exc.reason})") from None
+        line = first_undecodable_line(path, mapping.encoding)
+        raise InputFileError(
+            NAME, str(path), f"not {mapping.encoding} text ({exc.reason})", line=line
+        ) from None
     except csv.Error as exc:
         raise InputFileError(NAME, str(path), f"not valid CSV ({exc})") from None
 

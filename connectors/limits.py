@@ -88,3 +88,22 @@ def limited_lines(
         if seen > limit:
             raise _too_large(connector, path, limit)
         yield line
+
+
+def first_undecodable_line(path: Path, encoding: str = "utf-8") -> int | None:
+    """The first line of `path` that is not `encoding` text, for an error that names it (None
+    when it cannot be told line by line: a UTF-16 file, or a file that cannot be read again)."""
+    if "16" in encoding or "32" in encoding:
+        return None
+    try:
+        with path.open("rb") as handle:
+            for number, line in enumerate(handle, start=1):
+                try:
+                    line.decode(encoding)
+                except UnicodeDecodeError:
+                    return number
+                except LookupError:
+                    return None
+    except OSError:
+        return None
+    return None

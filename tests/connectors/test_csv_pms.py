@@ -114,8 +114,21 @@ def test_a_missing_file_is_named(tmp_path):
         _pull(tmp_path)
 
 
-def test_a_file_that_is_not_utf8_is_rejected(tmp_path):
+def test_a_file_that_is_not_utf8_is_rejected_naming_the_line(tmp_path):
+    # Given a practitioners file whose second line holds a Latin-1 byte
     (tmp_path / "practitioners.csv").write_bytes(b"id,name,email,active\n101,Ana \xff,a@c.example,true\n")
     (tmp_path / "patient_access.csv").write_text(ACCESS)
-    with pytest.raises(InputFileError, match="not UTF-8"):
+    # When it is read; Then the error names the file and that line
+    with pytest.raises(InputFileError, match=r"practitioners.csv, line 2: not UTF-8"):
+        _pull(tmp_path)
+
+
+def test_a_quote_never_closed_is_named_where_it_opens_not_as_a_later_odd_field(tmp_path):
+    # Given a practitioners file whose third line opens a quote that is never closed
+    (tmp_path / "practitioners.csv").write_text(
+        'id,name,email,active\n101,Ana,a@c.example,true\n102,"Ben,b@c.example,true\n103,Cara,c@c.example,true\n'
+    )
+    (tmp_path / "patient_access.csv").write_text(ACCESS)
+    # When it is read; Then the error points at line 3 and the missing closing quote
+    with pytest.raises(InputFileError, match=r"practitioners.csv, line 3: a quoted value runs on to line 4"):
         _pull(tmp_path)
