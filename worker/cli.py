@@ -463,7 +463,7 @@ def proposals(slug: str) -> None:
             str(op.position + 1),
             safe(op.op),
             safe(op.email),
-            "yes" if op.requires_approval else "no",
+            ("approved" if op.approved else "yes") if op.requires_approval else "no",
             safe(op.status),
         )
     out.print(ops)

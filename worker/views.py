@@ -85,10 +85,16 @@ class OperationView:
     email: str
     requires_approval: bool
     status: str
+    approved: bool = False
+    """Approved already: here, or carried over from the proposal this one replaced."""
 
     @property
     def label(self) -> str:
         return self.op.replace("_", " ")
+
+    @property
+    def awaiting_approval(self) -> bool:
+        return self.requires_approval and not self.approved
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +114,8 @@ class ProposalView:
 
     @property
     def needing_approval(self) -> int:
-        return sum(1 for op in self.operations if op.requires_approval)
+        """Operations that still wait for someone's approval (carried-over approvals count as given)."""
+        return sum(1 for op in self.operations if op.awaiting_approval)
 
     @property
     def waiting(self) -> bool:
@@ -129,6 +136,7 @@ class ProposalView:
                     "op": op.op,
                     "email": op.email,
                     "requires_approval": op.requires_approval,
+                    "approved": op.approved,
                     "status": op.status,
                 }
                 for op in self.operations
@@ -163,7 +171,9 @@ def proposal_view(proposal: Proposal) -> ProposalView:
         decided_at=proposal.decided_at,
         error=proposal.error,
         operations=tuple(
-            OperationView(op.position, op.op, op.email, op.requires_approval, op.status)
+            OperationView(
+                op.position, op.op, op.email, op.requires_approval, op.status, op.approved_at is not None
+            )
             for op in proposal.operations
         ),
     )

@@ -176,3 +176,20 @@ def test_web_on_a_busy_port_is_one_error_line_and_never_claims_to_serve(tmp_path
     assert code not in (None, 0), output
     assert f"serving on http://127.0.0.1:{port}/" not in output, output
     assert output.strip().splitlines()[-1].startswith("error:"), output
+
+
+def test_proposals_shows_an_operation_already_approved_as_approved_not_as_needing_approval(tmp_path):
+    # Given a manual clinic's proposal whose operations were approved (approvals carry over to
+    # the proposals that replace it, so a listing must show them)
+    snapshot = _manual_clinic(tmp_path)
+    assert ptsync(tmp_path, "ptdirect", "import", "clinic-m", str(snapshot)).returncode == 0
+    assert ptsync(tmp_path, "sync", "clinic-m", "--wait").returncode == 0
+    proposal = json.loads(ptsync(tmp_path, "report", "clinic-m", "--format", "json").stdout)["proposal"]["id"]
+    assert ptsync(tmp_path, "approve", proposal).returncode == 0
+    # When the admin lists the proposals
+    listed = ptsync(tmp_path, "proposals", "clinic-m", env={"COLUMNS": "200"}).stdout
+    # Then the approved operations read 'approved', and none is counted as still needing approval
+    rows = [line for line in listed.splitlines() if "add_sharing_member" in line]
+    assert rows and all("approved" in row for row in rows), listed
+    [summary] = [line for line in listed.splitlines() if proposal[:8] in line and "approved" in line]
+    assert " 0 " in summary, summary
