@@ -143,7 +143,7 @@ def main() -> None:
             try:
                 if requests.get(f"{base}/openapi.json", timeout=1).ok:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:  # refused, or slow to answer while starting
                 time.sleep(0.2)
         time.sleep(2)  # let the workers boot
 

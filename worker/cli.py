@@ -747,8 +747,11 @@ def web(
 
 
 def _listen(host: str, port: int):
-    """A socket listening on `host`:`port`, or one line saying why not (a port out of range, in
-    use, or an address this machine does not have) before anything claims to be serving."""
+    """A socket bound to `host`:`port`, or one line saying why not (a port out of range, in use,
+    or an address this machine does not have) before anything claims to be serving.
+
+    It is bound, not yet listening: until the app is built and the server listens on it,
+    connections are refused (as before), so a readiness probe never waits on a half-started app."""
     import socket
 
     if not 1 <= port <= 65535:
@@ -760,7 +763,6 @@ def _listen(host: str, port: int):
         listening = socket.socket(family, kind, proto)
         listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listening.bind(address)
-        listening.listen(2048)
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     listening.set_inheritable(True)
