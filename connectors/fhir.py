@@ -26,6 +26,7 @@ only for `_lastUpdated=gt<cursor>` and merge the answers into the state stored w
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -47,6 +48,8 @@ from sharing import (
     PmsPractitioner,
     PmsSnapshot,
 )
+
+log = logging.getLogger(__name__)
 
 NAME = "fhir"
 PAGE_SIZE = 200
@@ -164,6 +167,8 @@ class FhirConnector:
         **http: Any,
     ) -> None:
         self.read_locations = read_locations
+        self.short_reads: list[str] = []
+        """This pull's searches that read another count of matches than their `total`."""
         headers = {"Accept": "application/fhir+json", "User-Agent": user_agent}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -184,6 +189,7 @@ class FhirConnector:
         started_at: datetime | None = None,
         progress: Progress | None = None,
     ) -> PmsPull:
+        self.short_reads = []
         previous = previous_records(state, cursors, self.resources, STATE_VERSION)
         incremental = previous is not None
         records = {r: revive((previous or {}).get(r) or {}, FHIR_RESOURCES[r].kind) for r in self.resources}
@@ -203,7 +209,11 @@ class FhirConnector:
         locations = self._sites(records) if self.read_locations else None
         cursor = next_cursor(started_at)
         snapshot = PmsSnapshot(
-            self.system, tuple(practitioners), _access_log(records, window_start), locations=locations
+            self.system,
+            tuple(practitioners),
+            _access_log(records, window_start),
+            complete=not self.short_reads,
+            locations=locations,
         )
         return PmsPull(snapshot, dict.fromkeys(self.resources, cursor), {"version": STATE_VERSION, **records})
 
@@ -283,10 +293,12 @@ class FhirConnector:
         """Every match of a search, page by page, or a `ConnectorError`: never a short read.
 
         A read that lost entries makes the practitioners in them look gone from the PMS (a
-        departure), so a search fails when the server says its answer is not whole: an
-        OperationOutcome entry of severity error or fatal, or fewer (or more) matches than the
-        last page's `total` counts, where it gives one (`total` counts matches, not `_include`d
-        entries).
+        departure), so a search fails when the server says its answer is not whole (an
+        OperationOutcome entry of severity error or fatal), and the pull is marked incomplete (no
+        removals, nothing stored, the next run reads again) when the matches read are fewer or
+        more than the last page's `total` (where it gives one; `total` counts matches, not
+        `_include`d entries). Not a failure: FHIR allows a server to give an estimated total,
+        and a sync that could never succeed would help nobody.
         """
         matched = 0
         total: int | None = None
@@ -309,10 +321,10 @@ class FhirConnector:
                     matched += 1
                 yield entry
         if total is not None and matched != total:
-            raise ConnectorError(
-                self.name,
-                f"GET /{resource}: read {matched} entries of the {total} the search counts: stopping",
+            self.short_reads.append(
+                f"GET /{resource}: read {matched} entries of the {total} the search counts"
             )
+            log.warning("%s: %s; the read is incomplete (no removals)", self.name, self.short_reads[-1])
 
     # How each resource's entry becomes its record (FHIR_RESOURCES names these hooks).
     def _practitioner_row(self, entry: dict[str, Any], updated: str | None) -> StaffRow:

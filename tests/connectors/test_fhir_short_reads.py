@@ -28,15 +28,15 @@ def _pull_or_none():
 @responses.activate
 def test_a_practitioner_bundle_with_fewer_entries_than_its_total_and_no_next_link_is_never_complete():
     """Given Halaxy answers the Practitioner search 200 with 'total: 2' but one entry and no next
-    link (a truncated page) / When the account is pulled / Then the pull fails or says it is
-    incomplete: a complete read without Ben makes his linked PT Direct user 'gone_from_pms'."""
+    link (a truncated page) / When the account is pulled / Then the pull says it is incomplete:
+    a complete read without Ben would make his linked PT Direct user 'gone_from_pms'."""
     _register()
     cut = _bundle("Practitioner", [{"id": "PR-1", "active": True, "name": [{"given": ["Ana"]}]}])
     cut["total"] = 2
     responses.replace(responses.GET, f"{BASE}/Practitioner", json=cut)
-    pulled = _pull_or_none()
-    if pulled is None:
-        return
+    pulled = _connector().pull(window_start=WINDOW, cursors={}, started_at=STARTED)
+    # Not a failure (a FHIR server may give an estimated total): an incomplete read, which
+    # proposes no removal and stores nothing, so the next run reads again
     assert not pulled.snapshot.complete, [p.id for p in pulled.snapshot.practitioners]
 
 
