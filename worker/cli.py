@@ -756,13 +756,13 @@ def _listen(host: str, port: int):
 
     if not 1 <= port <= 65535:
         fail(f"--port {port}: a port is a number from 1 to 65535")
+    # The family as uvicorn chose it: IPv6 for an address with ':', else IPv4 (so `localhost`
+    # is 127.0.0.1 even where the resolver lists ::1 first).
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-        listening = socket.socket(family, kind, proto)
+        listening = socket.socket(family, socket.SOCK_STREAM)
         listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listening.bind(address)
+        listening.bind((host, port))
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     listening.set_inheritable(True)

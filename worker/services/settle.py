@@ -62,8 +62,8 @@ def policy_digest(policy: Policy, scope: Scope | None = None) -> str:
 
     Without a scope the digest is the policy's alone, as it was before scopes counted."""
     document: dict[str, Any] = policy_document(policy)
-    if scope is not None and not scope.everything:
-        document["scope"] = scope.as_dict()
+    if scope is not None and not scope.everything:  # as a set: the same scope in another order is the same
+        document["scope"] = {name: sorted(entries) for name, entries in scope.as_dict().items()}
     encoded = json.dumps(document, sort_keys=True).encode()
     return hashlib.sha256(encoded).hexdigest()
 

@@ -99,11 +99,20 @@ class SyncOutcome:
     closing UPDATE: one transaction fewer per run. None: ask `after_run`."""
 
 
-def request_sync(runtime: Runtime, slug: str, trigger: str, *, accept_drop: bool = False) -> tuple[str, bool]:
+def request_sync(
+    runtime: Runtime,
+    slug: str,
+    trigger: str,
+    *,
+    accept_drop: bool = False,
+    audit_token: tuple[str, int] | None = None,
+) -> tuple[str, bool]:
     """Queue a run for the organisation, or join the one already queued. Returns (run id, new).
 
     `accept_drop`: the admin confirms that practitioners missing from the PMS really left, so
     this run may treat them as departed even though the read lost many people at once.
+    `audit_token`: (origin, token id) of the admin token that asked, named in the audit log as
+    the audit trail names tokens (`api:token N "LABEL"`); otherwise the trigger is the actor.
     """
     now = utcnow()
     with runtime.db.transaction() as session:
@@ -114,10 +123,15 @@ def request_sync(runtime: Runtime, slug: str, trigger: str, *, accept_drop: bool
                 "it is resumed",
                 slug,
             )
-        run, created = poll.request_run(session, org, trigger, trigger, now)
+        who = trigger
+        if audit_token is not None:
+            from worker.services.audit import token_actor
+
+            who = token_actor(session, *audit_token)
+        run, created = poll.request_run(session, org, trigger, who, now)
         if accept_drop and not run.accept_drop:
             run.accept_drop = True
-            repo.audit(session, run.org_id, trigger, "pms_drop_accepted", now, run_id=run.id)
+            repo.audit(session, run.org_id, who, "pms_drop_accepted", now, run_id=run.id)
         return run.id, created
 
 

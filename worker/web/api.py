@@ -221,6 +221,12 @@ def start_sync(
         # Queue the run with the confirmation now; the relay below joins this queued run.
         from worker.services.sync import request_sync
 
-        request_sync(runtime, principal.slug, f"api:token-{principal.token_id}", accept_drop=True)
+        request_sync(
+            runtime,
+            principal.slug,
+            f"api:token-{principal.token_id}",
+            accept_drop=True,
+            audit_token=("api", principal.token_id),
+        )
     delivery, run_id = start_manual_sync(runtime, principal.org_id, send)
     return SyncStarted(delivery=delivery, run_id=run_id)
