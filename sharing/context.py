@@ -289,35 +289,50 @@ class Context:
         Never for an email an active PMS practitioner has, nor for an ambiguous identity: a
         removal built on a guess could cut a working practitioner's peers off their patients.
         """
+        return self.departure_verdict(email)[0]
+
+    def departure_verdict(self, email: str) -> tuple[str | None, str | None]:
+        """(why they departed, why the scope cannot tell): at most one of them is set.
+
+        A clinic group's scope can leave a sharing member outside without saying they left:
+        outside only for want of any site in the read (`outside_scope_unplaced`), or with an
+        inactive record here and an active one outside that the read places nowhere
+        (`inactive_here_active_elsewhere`). Neither is acted on; both are reported
+        (`held_by_scope`), so a member who left is never kept silently either.
+        """
         key = normalise_email(email) or ""
         if key in self.active_pms_emails or key in self.identity.ambiguous_emails:
-            return None
+            return None, None
         user = self.users.get(key)
         link = user.pms_link if user else None
         if self._excluded(key, link):
-            return None  # the scope's exclude list: this organisation leaves them alone
+            return None, None  # the scope's exclude list: this organisation leaves them alone
         practitioner = self.identity.practitioner_by_email.get(key)
         elsewhere = self.outside_match(email)
         if practitioner is not None:
             if practitioner.active:
-                return None
+                return None, None
             if elsewhere is not None and elsewhere.active:
-                return None  # an inactive record here, an active one outside: not a guess to act on
-            return "inactive_in_pms"
+                # An inactive record here and an active one outside: moved, if the read places
+                # the active one at another site; else it cannot tell.
+                if elsewhere.id in self.pms.elsewhere:
+                    return "outside_scope", None
+                return None, "inactive_here_active_elsewhere"
+            return "inactive_in_pms", None
         if elsewhere is not None:
-            if elsewhere.id in self.pms.excluded:
-                return None
             if not elsewhere.active:
-                return "inactive_in_pms"
+                return "inactive_in_pms", None
             # Outside, active: departed only if the PMS places them at another site.
-            return "outside_scope" if elsewhere.id in self.pms.elsewhere else None
+            if elsewhere.id in self.pms.elsewhere:
+                return "outside_scope", None
+            return None, "outside_scope_unplaced"
         if (
             link is not None
             and link.system.strip().lower() == self.pms.system.strip().lower()
             and link.practitioner_id not in self.practitioners
         ):
-            return "gone_from_pms"
-        return None
+            return "gone_from_pms", None
+        return None, None
 
     def _excluded(self, key: str, link: PmsLink | None) -> bool:
         """The scope's exclude list names this PT Direct user (their email, or the PMS record
@@ -330,8 +345,17 @@ class Context:
         linked_here = link is not None and link.system.strip().lower() == self.pms.system.strip().lower()
         if linked_here and (link.practitioner_id in names or link.practitioner_id in self.pms.excluded):
             return True
-        found = self.outside.get(key)
-        return found is not None and found.id in self.pms.excluded
+        return key in self._excluded_emails
+
+    @cached_property
+    def _excluded_emails(self) -> frozenset[str]:
+        """Emails of the PMS records the exclude list names: one person, whichever record of
+        theirs the admin named (an old inactive one, say)."""
+        return frozenset(
+            email
+            for practitioner in self.pms.outside
+            if practitioner.id in self.pms.excluded and (email := normalise_email(practitioner.email))
+        )
 
     def outside_match(self, email: str) -> PmsPractitioner | None:
         """The out-of-scope PMS practitioner this PT Direct user is (by PMS link, then email)."""
@@ -352,9 +376,18 @@ class Context:
         """
         return list(self._departures)
 
+    def held_by_scope(self) -> list[Departure]:
+        """Confirmed sharing members who share patients and whom the scope leaves outside
+        without saying they left (`departure_verdict`): reported, never acted on."""
+        return list(self._verdicts[1])
+
     @cached_property
     def _departures(self) -> tuple[Departure, ...]:
-        found = []
+        return self._verdicts[0]
+
+    @cached_property
+    def _verdicts(self) -> tuple[tuple[Departure, ...], tuple[Departure, ...]]:
+        departed, held = [], []
         active = self.active_pms_emails
         for email, member in sorted(self.members.items()):
             user = self.users.get(email)
@@ -363,11 +396,13 @@ class Context:
             if email == self.master_email:
                 continue
             if (normalise_email(email) or "") in active:
-                continue  # `departed_reason`'s first test, without its call (nearly everyone)
-            reason = self.departed_reason(email)
+                continue  # `departure_verdict`'s first test, without its call (nearly everyone)
+            reason, unclear = self.departure_verdict(email)
             if reason is not None:
-                found.append(Departure(user.email, user, reason))
-        return tuple(found)
+                departed.append(Departure(user.email, user, reason))
+            elif unclear is not None:
+                held.append(Departure(user.email, user, unclear))
+        return tuple(departed), tuple(held)
 
 
 def build_context(

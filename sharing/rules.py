@@ -337,6 +337,40 @@ def departed_practitioner(context: Context) -> Iterator[Row]:
         )
 
 
+_HELD_WHY = {
+    "outside_scope_unplaced": (
+        "the PMS no longer places them here (no appointment at this organisation's locations "
+        "within the lookback window) and places them at no other site either"
+    ),
+    "inactive_here_active_elsewhere": (
+        "their PMS record here is inactive, and an active record with the same email is outside "
+        "this organisation's scope at no site the PMS names"
+    ),
+}
+
+
+def held_by_scope(context: Context) -> Iterator[Row]:
+    """Sharing members the clinic group's scope leaves outside without saying they left: an
+    `ambiguous_match` each (never a guess, never silence), with what to do by hand."""
+    if context.suspicious:
+        return
+    for held in context.held_by_scope():
+        person = context.person_for_email(held.email)
+        yield _finding(
+            kind=FindingKind.AMBIGUOUS_MATCH,
+            severity=Severity.MEDIUM,
+            subjects=(_user_subject(held.email),),
+            message=(
+                f"{person.name} ({held.user.email}) shares patients in practitioner sharing, but "
+                f"{_HELD_WHY[held.reason]}. ptsync changes nothing for them: if they left, transfer "
+                "their patients and remove them from practitioner sharing; if they still work here, "
+                "add them to this organisation with --include-people."
+            ),
+            practitioners=(person,),
+            evidence={"side": "scope", "reason": held.reason, "candidates": []},
+        )
+
+
 def unlinked_user(context: Context) -> Iterator[Row]:
     for email, user in sorted(context.users.items()):
         if email in context.identity.practitioner_by_email or email in context.identity.ambiguous_emails:
@@ -557,6 +591,7 @@ RULES: tuple[Rule, ...] = (
     pending_invitation,
     no_physitrack_licence,
     departed_practitioner,
+    held_by_scope,
     unlinked_user,
     master_account_issue,
     ambiguous_match,
