@@ -174,7 +174,7 @@ def apply(runtime: Runtime, proposal_id: str, *, automatic_only: bool = False) -
     with runtime.db.transaction() as session:
         proposal = repo.get_proposal(session, proposal_id)
         if proposal.organisation.ptdirect_kind == "manual":
-            return _wait_for_person(proposal, automatic_only)
+            return _wait_for_person(session, proposal, automatic_only)
         token = repo.claim_apply(session, proposal_id, utcnow(), lease, allowed)
         if token is None:
             session.refresh(proposal)
@@ -243,13 +243,7 @@ def _load(runtime: Runtime, proposal_id: str, token: str, automatic_only: bool) 
             )
             for row in proposal.operations
         ]
-        latest = repo.latest_complete_run(session, org.id)
-        newer = latest is not None and (
-            proposal.confirmed_at is None or latest.finished_at > proposal.confirmed_at
-        )
-        current_plan = None
-        if newer and latest is not None:
-            current_plan = frozenset(operation_key(op, email) for op, email in latest.plan or ())
+        current_plan = _current_plan(session, org.id, proposal.confirmed_at)
         policy_changed = proposal.policy_digest is not None and proposal.policy_digest != policy_digest(
             policy_of(org), scope_of(org)
         )
@@ -263,33 +257,76 @@ def _load(runtime: Runtime, proposal_id: str, token: str, automatic_only: bool) 
         )
 
 
-def _wait_for_person(proposal: Proposal, automatic_only: bool) -> ApplyOutcome:
+def _wait_for_person(session: Session, proposal: Proposal, automatic_only: bool) -> ApplyOutcome:
     """`--ptdirect manual`: nothing can change PT Direct but a person; the steps wait for one.
 
-    The person following the checklist is the applier here, so a removal gets the same guard
-    as on the API: it becomes a step to do only once a complete sync after its approval still
-    calls for it. Until then it waits, and the apply asks for that sync (`resync_org`).
+    The person following the checklist is the applier here, so a step gets the checks the API
+    apply makes before it sends anything:
+    - a proposal planned under another policy or scope is superseded (a new sync re-plans);
+    - a step the newest complete sync no longer calls for is closed, never handed over;
+    - a removal becomes a step only once a complete sync after its approval still calls for it.
+      Until then it waits, and the apply asks for that sync (`resync_org`).
+
+    After a sync (`automatic_only`), the approved steps move on, those approved here and those
+    whose approval a replacing proposal carried over; nothing asks for another sync (no loop).
     """
     if proposal.status not in ("approved", "applying"):
         return ApplyOutcome(proposal.id, proposal.status)
-    # After a sync (`automatic_only`), only the approved steps that waited for it move on.
-    handed = ("waiting",) if automatic_only else ("pending", "waiting", "failed")
-    if not any(row.status in handed for row in proposal.operations):
+    org = proposal.organisation
+    if proposal.policy_digest is not None and proposal.policy_digest != policy_digest(
+        policy_of(org), scope_of(org)
+    ):
+        reason = "the organisation's policy or scope changed since this was planned; a new sync re-plans it"
+        return _supersede_in(session, proposal, reason)
+    handed = [
+        row
+        for row in proposal.operations
+        if row.status in ("pending", "waiting", "failed")
+        and (not automatic_only or row.approved_at is not None)
+    ]
+    if not handed:
         return ApplyOutcome(proposal.id, proposal.status)
+    current_plan = _current_plan(session, org.id, proposal.confirmed_at)
     proposal.status = "approved"
     resync = False
-    for row in proposal.operations:
-        if row.status not in handed:
-            continue  # done, could not be done, closed, or already handed to the person
+    for row in handed:
         operation = Operation.from_dict(row.document)
-        if _destructive(operation) and not _confirmed_after(proposal.confirmed_at, row.approved_at):
+        if current_plan is not None and not still_called_for([operation], current_plan):
+            row.status, row.note = "closed", "no longer called for by the latest sync: never handed over"
+        elif _destructive(operation) and not _confirmed_after(proposal.confirmed_at, row.approved_at):
             row.status, row.note = "waiting", WAITING_FOR_SYNC
-            resync = not automatic_only  # after a sync, never ask for another (no loop)
+            resync = resync or not automatic_only
         else:
             row.status, row.note = "manual", None
-    return ApplyOutcome(
-        proposal.id, WAITING_FOR_PERSON, resync_org=proposal.organisation.slug if resync else None
+    return ApplyOutcome(proposal.id, WAITING_FOR_PERSON, resync_org=org.slug if resync else None)
+
+
+def _current_plan(
+    session: Session, org_id: int, confirmed_at: datetime | None
+) -> frozenset[tuple[str, str]] | None:
+    """(op, email) of the newest complete run's plan, when that run is newer than the proposal's
+    last confirmation (else None: the proposal is the newest plan)."""
+    latest = repo.latest_complete_run(session, org_id)
+    if latest is None or (confirmed_at is not None and latest.finished_at <= confirmed_at):
+        return None
+    return frozenset(operation_key(op, email) for op, email in latest.plan or ())
+
+
+def _supersede_in(session: Session, proposal: Proposal, reason: str) -> ApplyOutcome:
+    """Supersede an unclaimed proposal (manual mode has no applier lease) in this transaction."""
+    now = utcnow()
+    if not repo.transition_proposal(
+        session, proposal.id, P.SUPERSEDED, now, expected=(P.APPROVED,), unowned=True, error=reason
+    ):
+        return ApplyOutcome(proposal.id, proposal.status)
+    for row in proposal.operations:
+        if row.status not in ("applied", "closed", COULD_NOT_DO):
+            row.status, row.note = "closed", "not handed over: " + reason.split(";")[0]
+    repo.audit(
+        session, proposal.org_id, "worker", "proposal_superseded", now, proposal_id=proposal.id, reason=reason
     )
+    log.info("proposal %s superseded: %s", proposal.id, reason)
+    return ApplyOutcome(proposal.id, "superseded", resync_org=proposal.organisation.slug)
 
 
 def _apply_claimed(
