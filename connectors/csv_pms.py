@@ -11,7 +11,7 @@ so a half-read folder can never be mistaken for the clinic's real state.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import numpy as np
 
 from connectors.base import PmsPull, Progress
 from connectors.csv_plain import PlainAccessReader
+from connectors.csv_quotes import refuse_runaway_quote, rows_with_lines
 from connectors.dates import day_to_date, optional_day
 from connectors.errors import InputFileError
 from connectors.limits import first_undecodable_line, limited_lines
@@ -72,17 +73,14 @@ class CsvPmsConnector:
                 if missing:
                     raise InputFileError(NAME, str(path), f"missing column(s) {', '.join(missing)}", line=1)
                 reader.fieldnames = header
-                start = reader.line_num + 1
-                for row in reader:
-                    _refuse_runaway_quote(path, start, reader.line_num, row.values())
-                    start = reader.line_num + 1
+                for start, end, row, last in rows_with_lines(reader, reader):
+                    if last:
+                        refuse_runaway_quote(NAME, path, start, end, row.values())
                     if None in row:
-                        raise InputFileError(
-                            NAME, str(path), "more values than columns", line=reader.line_num
-                        )
+                        raise InputFileError(NAME, str(path), "more values than columns", line=end)
                     if all(not (value or "").strip() for value in row.values()):
                         continue
-                    yield reader.line_num, {key: (value or "").strip() for key, value in row.items()}
+                    yield end, {key: (value or "").strip() for key, value in row.items()}
         except UnicodeDecodeError as exc:
             raise InputFileError(
                 NAME, str(path), f"not UTF-8 text ({exc.reason})", line=first_undecodable_line(path)
@@ -139,20 +137,17 @@ class CsvPmsConnector:
                 yield {column: index for index, column in enumerate(header)}  # the last of a repeated name
                 width = len(header)
                 padding = [""] * width
-                start = reader.line_num + 1
-                for raw in reader:
-                    _refuse_runaway_quote(path, start, reader.line_num, raw)
-                    start = reader.line_num + 1
+                for start, end, raw, last in rows_with_lines(reader, reader):
+                    if last:
+                        refuse_runaway_quote(NAME, path, start, end, raw)
                     if len(raw) > width:
-                        raise InputFileError(
-                            NAME, str(path), "more values than columns", line=reader.line_num
-                        )
+                        raise InputFileError(NAME, str(path), "more values than columns", line=end)
                     values = [value.strip() for value in raw]
                     if not any(values):
                         continue
                     if len(values) < width:
                         values += padding[len(values) :]
-                    yield reader.line_num, values
+                    yield end, values
         except UnicodeDecodeError as exc:
             raise InputFileError(
                 NAME, str(path), f"not UTF-8 text ({exc.reason})", line=first_undecodable_line(path)
@@ -280,13 +275,3 @@ def _parse_timestamp(value: str, path: str, line: int, field: str) -> None:
         raise InputFileError(
             NAME, path, f"expected an ISO timestamp, got {value!r}", line=line, field=field
         ) from None
-
-
-def _refuse_runaway_quote(path: Path, start: int, end: int, values: Iterable[str | None]) -> None:
-    """A row that spans lines because a value's opening quote is never closed (so the rest of
-    the file became one value) is named at the line where it starts, not as a later odd field.
-    No value ptsync reads (ids, names, emails, dates, words) may hold a line break."""
-    if end > start and any(value and ("\n" in value or "\r" in value) for value in values):
-        raise InputFileError(
-            NAME, str(path), f"a quoted value runs on to line {end}: is a closing quote missing?", line=start
-        )

@@ -14,6 +14,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from connectors.csv_quotes import refuse_runaway_quote, rows_with_lines
 from connectors.errors import InputFileError
 from connectors.export_mapping import Mapping
 from connectors.limits import first_undecodable_line
@@ -79,16 +80,20 @@ def _csv_rows(path: Path, mapping: Mapping) -> Iterator[tuple[int, dict[str, Cel
         with path.open(newline="", encoding=mapping.encoding) as handle:
             reader = csv.reader(handle, delimiter=mapping.delimiter)
             header: list[str] | None = None
-            for record in reader:
-                if reader.line_num > MAX_ROWS + mapping.header_row:
+            for start, end, record, last in rows_with_lines(reader, reader):
+                if end > MAX_ROWS + mapping.header_row:
                     raise InputFileError(NAME, str(path), f"more than {MAX_ROWS:,} rows")
                 if header is None:
-                    if reader.line_num >= mapping.header_row:
-                        header = _header(record, path, reader.line_num)
+                    if end >= mapping.header_row:
+                        header = _header(record, path, end)
                     continue
+                if last:
+                    refuse_runaway_quote(
+                        NAME, path, start, end, record, encoding=mapping.encoding, delimiter=mapping.delimiter
+                    )
                 if not any(value.strip() for value in record):
                     continue
-                yield reader.line_num, _row(header, record)
+                yield end, _row(header, record)
             if header is None:
                 raise InputFileError(NAME, str(path), "the file is empty (no header row)", line=1)
     except UnicodeDecodeError as exc:

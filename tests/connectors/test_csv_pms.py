@@ -129,6 +129,23 @@ def test_a_quote_never_closed_is_named_where_it_opens_not_as_a_later_odd_field(t
         'id,name,email,active\n101,Ana,a@c.example,true\n102,"Ben,b@c.example,true\n103,Cara,c@c.example,true\n'
     )
     (tmp_path / "patient_access.csv").write_text(ACCESS)
-    # When it is read; Then the error points at line 3 and the missing closing quote
-    with pytest.raises(InputFileError, match=r"practitioners.csv, line 3: a quoted value runs on to line 4"):
+    # When it is read; Then the error points at line 3 and the quote never closed
+    with pytest.raises(
+        InputFileError, match=r"practitioners.csv, line 3: a quote opened here is never closed"
+    ):
+        _pull(tmp_path)
+
+
+def test_a_quote_never_closed_in_a_column_ptsync_ignores_still_fails_instead_of_losing_rows(tmp_path):
+    # Given a practitioners file whose ignored last column opens a quote on line 2 that is never
+    # closed: Python's csv would read Ben and Cara as part of Ana's note, and they would vanish
+    (tmp_path / "practitioners.csv").write_text(
+        'id,name,email,active,notes\n101,Ana,a@c.example,true,"Mon-Wed\n102,Ben,b@c.example,true,\n'
+        "103,Cara,c@c.example,true,\n"
+    )
+    (tmp_path / "patient_access.csv").write_text(ACCESS)
+    # When it is read; Then it fails at line 2 instead of reading one practitioner
+    with pytest.raises(
+        InputFileError, match=r"practitioners.csv, line 2: a quote opened here is never closed"
+    ):
         _pull(tmp_path)

@@ -138,6 +138,15 @@ def test_a_hostile_or_malformed_file_is_refused_with_its_name_and_reason(tmp_pat
     assert str(path) in str(caught.value) and reason in str(caught.value)
 
 
+def test_a_quote_never_closed_fails_at_its_line_instead_of_swallowing_the_rows_after_it(tmp_path):
+    # Given an export whose status on line 2 opens a quote that is never closed (Python's csv
+    # would read Bob's two appointments as part of that value, and Bob would vanish)
+    path = _write(tmp_path, "export.csv", GENERIC.replace(",booked\n", ',"booked\n', 1))
+    # When it is read; Then it fails naming line 2, and nothing is read
+    with pytest.raises(InputFileError, match=r"export.csv, line 2: a quote opened here is never closed"):
+        _pull(path)
+
+
 def test_a_row_with_control_characters_is_rejected(tmp_path):
     path = _write(tmp_path, "a.csv", GENERIC + "p3,Cy,cy@x.example,pat\x003,2026-10-01,booked\n")
     _, rejected = read_export(path, load_mapping("generic"))
