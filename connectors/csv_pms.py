@@ -20,7 +20,7 @@ import numpy as np
 
 from connectors.base import PmsPull, Progress
 from connectors.csv_plain import PlainAccessReader
-from connectors.csv_quotes import refuse_runaway_quote, rows_with_lines
+from connectors.csv_quotes import check_row, tapped
 from connectors.dates import day_to_date, optional_day
 from connectors.errors import InputFileError
 from connectors.limits import first_undecodable_line, limited_lines
@@ -65,22 +65,27 @@ class CsvPmsConnector:
             raise InputFileError(NAME, str(path), "file not found")
         try:
             with path.open(newline="", encoding="utf-8-sig") as handle:
-                reader = csv.DictReader(limited_lines(NAME, path, handle))
+                pending: list[str] = []
+                reader = csv.DictReader(tapped(limited_lines(NAME, path, handle), pending))
                 header = [column.strip() for column in (reader.fieldnames or [])]
+                pending.clear()
+                previous = reader.line_num
                 if not header:
                     raise InputFileError(NAME, str(path), "the file is empty (no header row)", line=1)
                 missing = [column for column in required if column not in header]
                 if missing:
                     raise InputFileError(NAME, str(path), f"missing column(s) {', '.join(missing)}", line=1)
                 reader.fieldnames = header
-                for start, end, row, last in rows_with_lines(reader, reader):
-                    if last:
-                        refuse_runaway_quote(NAME, path, start, end, row.values())
+                for row in reader:
+                    check_row(NAME, path, pending, previous, reader.line_num)
+                    previous = reader.line_num
                     if None in row:
-                        raise InputFileError(NAME, str(path), "more values than columns", line=end)
+                        raise InputFileError(
+                            NAME, str(path), "more values than columns", line=reader.line_num
+                        )
                     if all(not (value or "").strip() for value in row.values()):
                         continue
-                    yield end, {key: (value or "").strip() for key, value in row.items()}
+                    yield reader.line_num, {key: (value or "").strip() for key, value in row.items()}
         except UnicodeDecodeError as exc:
             raise InputFileError(
                 NAME, str(path), f"not UTF-8 text ({exc.reason})", line=first_undecodable_line(path)
@@ -127,8 +132,11 @@ class CsvPmsConnector:
             raise InputFileError(NAME, str(path), "file not found")
         try:
             with path.open(newline="", encoding="utf-8-sig") as handle:
-                reader = csv.reader(limited_lines(NAME, path, handle))
+                pending: list[str] = []
+                reader = csv.reader(tapped(limited_lines(NAME, path, handle), pending))
                 header = [column.strip() for column in next(reader, [])]
+                pending.clear()
+                previous = reader.line_num
                 if not header:
                     raise InputFileError(NAME, str(path), "the file is empty (no header row)", line=1)
                 missing = [column for column in required if column not in header]
@@ -137,17 +145,23 @@ class CsvPmsConnector:
                 yield {column: index for index, column in enumerate(header)}  # the last of a repeated name
                 width = len(header)
                 padding = [""] * width
-                for start, end, raw, last in rows_with_lines(reader, reader):
-                    if last:
-                        refuse_runaway_quote(NAME, path, start, end, raw)
+                for raw in reader:
+                    line = reader.line_num
+                    if line - previous > 1:
+                        check_row(NAME, path, pending, previous, line)
+                    else:
+                        pending.clear()
+                    previous = line
                     if len(raw) > width:
-                        raise InputFileError(NAME, str(path), "more values than columns", line=end)
+                        raise InputFileError(
+                            NAME, str(path), "more values than columns", line=reader.line_num
+                        )
                     values = [value.strip() for value in raw]
                     if not any(values):
                         continue
                     if len(values) < width:
                         values += padding[len(values) :]
-                    yield end, values
+                    yield reader.line_num, values
         except UnicodeDecodeError as exc:
             raise InputFileError(
                 NAME, str(path), f"not UTF-8 text ({exc.reason})", line=first_undecodable_line(path)

@@ -1,63 +1,64 @@
 """A quote opened and never closed, in a CSV file read as a whole clinic.
 
-Python's csv reader, at the end of a file inside a quoted value, ends the value there: the rest
-of the file becomes one value of one row, and every row after the opening quote is lost without
-a word. Those rows are practitioners or appointments; losing them makes people look gone from
-the PMS. A properly closed value may hold line breaks (an address, a note), so only a row that
-runs to the end of the file inside a quote is refused, named at the line where it starts.
+Python's csv reader (lenient, as ptsync uses it) lets a quoted value run over line breaks until
+it meets another quote, or the end of the file. A quote someone forgot to close therefore joins
+the rows after it into one value, and those rows (practitioners, appointments) are lost without
+a word: people then look gone from the PMS. A properly closed value may hold line breaks (an
+address, a note), so every row that spans several lines is parsed again, strictly, from its own
+text: one that does not end where a value should (it met a stray quote, or the end of the file)
+is refused at the line where it starts. Rows on one line cost one comparison.
+
+The raw lines come from the reader's own input (`tapped`), never from opening the file again:
+a named pipe can be read only once.
 """
 
 from __future__ import annotations
 
 import csv
-import itertools
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
 
 from connectors.errors import InputFileError
 
-Row = TypeVar("Row")
+
+def tapped(lines: Iterable[str], pending: list[str]) -> Iterator[str]:
+    """`lines`, each also appended to `pending` (which the reader's consumer clears per row)."""
+    keep = pending.append
+    for line in lines:
+        keep(line)
+        yield line
 
 
-def rows_with_lines(reader: Any, rows: Iterable[Row]) -> Iterator[tuple[int, int, Row, bool]]:
-    """(first line, last line, row, is the last row) for each row of `reader`, one row ahead."""
-    start = reader.line_num + 1
-    held: tuple[int, int, Row] | None = None
-    for row in rows:
-        if held is not None:
-            yield (*held, False)
-        held = (start, reader.line_num, row)
-        start = reader.line_num + 1
-    if held is not None:
-        yield (*held, True)
-
-
-def refuse_runaway_quote(
+def check_row(
     connector: str,
-    path: Path,
-    start: int,
-    end: int,
-    values: Iterable[Any],
+    path: Path | str,
+    pending: list[str],
+    previous: int,
+    last: int,
     *,
-    encoding: str = "utf-8-sig",
     delimiter: str = ",",
 ) -> None:
-    """For the file's last row: raise when it runs from `start` to the end of the file inside a
-    quote (checked again by a strict reader, only when a value of it holds a line break)."""
-    if end <= start or not any(isinstance(v, str) and ("\n" in v or "\r" in v) for v in values):
-        return
-    try:
-        with path.open(newline="", encoding=encoding) as handle:
-            list(csv.reader(itertools.islice(handle, start - 1, None), delimiter=delimiter, strict=True))
-    except csv.Error as exc:
-        if "unexpected end of data" in str(exc):
-            raise InputFileError(
-                connector,
-                str(path),
-                f"a quote opened here is never closed: the rest of the file (to line {end}) "
-                "would be one value",
-                line=start,
-            ) from None
-    except (OSError, UnicodeDecodeError):
-        return  # cannot be read again (a pipe): the row's own checks still apply
+    """Check the row the reader just produced, which ended on line `last` (the row before it on
+    line `previous`), from its raw lines in `pending`; then clear them.
+
+    Raises an InputFileError at the row's first line when it spans lines and its text is not
+    one well-formed CSV row (a quote never closed, or closed by another row's quote)."""
+    if last - previous > 1:  # several lines (or blank lines before it)
+        own = pending[-(last - previous) :]
+        while len(own) > 1 and not own[0].strip("\r\n"):
+            own = own[1:]  # blank lines the reader skipped before the row
+        if len(own) > 1:
+            try:
+                rows = list(csv.reader(own, delimiter=delimiter, strict=True))
+            except csv.Error:
+                rows = []
+            if len(rows) != 1:
+                start = last - len(own) + 1
+                raise InputFileError(
+                    connector,
+                    str(path),
+                    f"a quote opened here is never closed where a value should end (lines {start} "
+                    f"to {last} would be one row)",
+                    line=start,
+                )
+    pending.clear()

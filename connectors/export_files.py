@@ -14,7 +14,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from connectors.csv_quotes import refuse_runaway_quote, rows_with_lines
+from connectors.csv_quotes import check_row, tapped
 from connectors.errors import InputFileError
 from connectors.export_mapping import Mapping
 from connectors.limits import first_undecodable_line
@@ -78,22 +78,22 @@ def _header(cells: list[Any], path: Path, row: int) -> list[str]:
 def _csv_rows(path: Path, mapping: Mapping) -> Iterator[tuple[int, dict[str, Cell]]]:
     try:
         with path.open(newline="", encoding=mapping.encoding) as handle:
-            reader = csv.reader(handle, delimiter=mapping.delimiter)
+            pending: list[str] = []
+            reader = csv.reader(tapped(handle, pending), delimiter=mapping.delimiter)
             header: list[str] | None = None
-            for start, end, record, last in rows_with_lines(reader, reader):
-                if end > MAX_ROWS + mapping.header_row:
+            previous = 0
+            for record in reader:
+                if reader.line_num > MAX_ROWS + mapping.header_row:
                     raise InputFileError(NAME, str(path), f"more than {MAX_ROWS:,} rows")
+                check_row(NAME, path, pending, previous, reader.line_num, delimiter=mapping.delimiter)
+                previous = reader.line_num
                 if header is None:
-                    if end >= mapping.header_row:
-                        header = _header(record, path, end)
+                    if reader.line_num >= mapping.header_row:
+                        header = _header(record, path, reader.line_num)
                     continue
-                if last:
-                    refuse_runaway_quote(
-                        NAME, path, start, end, record, encoding=mapping.encoding, delimiter=mapping.delimiter
-                    )
                 if not any(value.strip() for value in record):
                     continue
-                yield end, _row(header, record)
+                yield reader.line_num, _row(header, record)
             if header is None:
                 raise InputFileError(NAME, str(path), "the file is empty (no header row)", line=1)
     except UnicodeDecodeError as exc:

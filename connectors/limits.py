@@ -93,7 +93,7 @@ def limited_lines(
 def first_undecodable_line(path: Path, encoding: str = "utf-8") -> int | None:
     """The first line of `path` that is not `encoding` text, for an error that names it (None
     when it cannot be told line by line: a UTF-16 file, or a file that cannot be read again)."""
-    if "16" in encoding or "32" in encoding:
+    if "16" in encoding or "32" in encoding or not path.is_file():  # a pipe can be read only once
         return None
     try:
         with path.open("rb") as handle:
