@@ -320,6 +320,9 @@ class Context:
                 return None, "inactive_here_active_elsewhere"
             return "inactive_in_pms", None
         if elsewhere is not None:
+            twin = self.outside.get(key)  # an active record of the same email, if there is one
+            if not elsewhere.active and twin is not None and twin.active:
+                elsewhere = twin  # linked to an old record, active under a new one: not a leaver
             if not elsewhere.active:
                 return "inactive_in_pms", None
             # Outside, active: departed only if the PMS places them at another site.

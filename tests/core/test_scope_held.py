@@ -93,3 +93,26 @@ def test_an_owner_excluded_by_the_id_of_his_older_record_is_left_alone():
         baseline=Baseline(frozenset({"101", "102"})),
     )
     assert [op.op.value for op in result.operations if op.email == dan] == []
+
+
+def test_a_member_linked_to_an_old_inactive_record_with_an_active_one_unplaced_is_held_not_removed():
+    """Given North (location 1) and Ana, a sharing member whose PT Direct user links to her old
+    PMS record 101 (inactive, last North rows older than the window, so outside the scope), and
+    an active record 201 with the same email that the read places at no site / When North
+    reconciles / Then she is held (an ambiguous_match with side 'scope'), as the same two records
+    are when 101 is still inside the scope ('inactive_here_active_elsewhere'). Today
+    `outside_match` prefers the linked record 101, the branch for a practitioner outside the
+    scope never looks at the active record with her email, and `departure_verdict` answers
+    'inactive_in_pms': her patients are transferred and she is removed although the PMS has her
+    active (a re-hire is not a leaver)."""
+    clinic = Clinic(locations=list(SITES))
+    ana = clinic.practitioner("101", "Ana Silva", member=True, active=False)
+    clinic.practitioner("102", "Ben Ode", member=True, locations=("1",))
+    clinic.practitioner("103", "Cara Lim", member=True, locations=("1",))
+    clinic.co_treat("101", "102", "103", patients=2, location="1", days_ago=600)
+    clinic.co_treat("102", "103", patients=2, location="1")
+    clinic.practitioners.append(PmsPractitioner("201", "Ana Silva", ana, True))
+    result = _north(clinic, frozenset({"101", "102", "103"}))
+    removals = [op.op.value for op in result.operations if op.email == ana and op.op.removal]
+    assert removals == [], (removals, _names(result, ana))
+    assert "ambiguous_match" in _names(result, ana)
