@@ -286,8 +286,16 @@ def _wait_for_person(session: Session, proposal: Proposal, automatic_only: bool)
     ]
     if not handed:
         return ApplyOutcome(proposal.id, proposal.status)
+    # Hand over only while the proposal is still open as read: a sync that superseded or closed
+    # it meanwhile wins (compare-and-set on its status; on PostgreSQL it also holds the row).
+    if not repo.transition_proposal(
+        session, proposal.id, P.APPROVED, utcnow(), expected=(P.APPROVED, P.APPLYING), unowned=True
+    ):
+        session.refresh(proposal)
+        return ApplyOutcome(proposal.id, proposal.status)
+    session.refresh(proposal)
+    handed = [row for row in proposal.operations if row.id in {r.id for r in handed}]
     current_plan = _current_plan(session, org.id, proposal.confirmed_at)
-    proposal.status = "approved"
     resync = False
     for row in handed:
         operation = Operation.from_dict(row.document)
@@ -316,7 +324,7 @@ def _supersede_in(session: Session, proposal: Proposal, reason: str) -> ApplyOut
     """Supersede an unclaimed proposal (manual mode has no applier lease) in this transaction."""
     now = utcnow()
     if not repo.transition_proposal(
-        session, proposal.id, P.SUPERSEDED, now, expected=(P.APPROVED,), unowned=True, error=reason
+        session, proposal.id, P.SUPERSEDED, now, expected=(P.APPROVED, P.APPLYING), unowned=True, error=reason
     ):
         return ApplyOutcome(proposal.id, proposal.status)
     for row in proposal.operations:
