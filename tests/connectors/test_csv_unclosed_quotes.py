@@ -7,7 +7,6 @@ import threading
 
 import pytest
 
-from connectors.csv_pms import CsvPmsConnector
 from connectors.errors import InputFileError
 from tests.connectors.test_csv_pms import ACCESS, _pull
 
@@ -79,7 +78,7 @@ def test_a_named_pipe_whose_last_row_holds_a_line_break_does_not_hang(tmp_path):
     def read():
         try:
             result["snapshot"] = _pull(tmp_path)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             result["error"] = exc
 
     threading.Thread(target=write, daemon=True).start()
