@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 from datetime import date
 
@@ -193,3 +194,25 @@ def test_proposals_shows_an_operation_already_approved_as_approved_not_as_needin
     assert rows and all("approved" in row for row in rows), listed
     [summary] = [line for line in listed.splitlines() if proposal[:8] in line and "approved" in line]
     assert " 0 " in summary, summary
+
+
+def test_recording_a_big_pt_direct_state_lists_the_first_changes_and_counts_the_rest(tmp_path):
+    # Given a manual clinic with a recorded PT Direct state, and a new document with 300 other
+    # users (hundreds of changes against it)
+    snapshot = _manual_clinic(tmp_path)
+    assert ptsync(tmp_path, "ptdirect", "import", "clinic-m", str(snapshot)).returncode == 0
+    users = [
+        {"email": f"u{i}@x.example", "name": f"U {i}", "status": "confirmed", "practitioner_access": True}
+        for i in range(300)
+    ]
+    document = tmp_path / "pt.json"
+    document.write_text(json.dumps({"schema": "ptsync.ptdirect/1", "users": users}))
+    # When it is imported
+    result = ptsync(tmp_path, "ptdirect", "import", "clinic-m", str(document))
+    # Then the first 50 changes are listed and the rest counted, with where to see them all
+    assert result.returncode == 0, result.stderr
+    listed = [line for line in result.stderr.splitlines() if line.startswith("  ") and "..." not in line]
+    assert len(listed) == 50, result.stderr[-500:]
+    assert re.search(
+        r"\.\.\. and [\d,]+ more \(all of them: `ptsync ptdirect history clinic-m`\)", result.stderr
+    )

@@ -26,6 +26,9 @@ def _cli():
     return cli
 
 
+CHANGES_SHOWN = 50
+"""Changes listed after a recording: a first import of a big clinic has tens of thousands."""
+
 IMPORT = "ptdirect import"
 """How errors in an imported or edited document are prefixed."""
 
@@ -41,8 +44,13 @@ def _report(slug: str, recorded) -> None:
         cli.err.print(f"no change: the recorded PT Direct state of {slug} already says this")
         return
     cli.err.print(f"recorded version {recorded.version} of {slug}'s PT Direct state:", markup=False)
-    for change in recorded.changes:
+    for change in recorded.changes[:CHANGES_SHOWN]:
         cli.err.print(f"  {change}", markup=False)
+    hidden = len(recorded.changes) - CHANGES_SHOWN
+    if hidden > 0:
+        cli.err.print(
+            f"  ... and {hidden:,} more (all of them: `ptsync ptdirect history {slug}`)", markup=False
+        )
 
 
 @ptdirect_app.command("show")
