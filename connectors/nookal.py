@@ -357,16 +357,13 @@ def _check_total(document: dict[str, Any], endpoint: str, read: int) -> None:
 
 
 def _next_page(document: dict[str, Any], endpoint: str) -> int | None:
-    for holder in (document.get("details"), document.get("settings")):
-        if isinstance(holder, dict) and "nextPage" in holder:
-            value = holder["nextPage"]
-            if value in (None, "", 0, "0", False):
-                return None
-            try:
-                return int(value)
-            except (TypeError, ValueError):
-                raise ConnectorError(NAME, f"GET /{endpoint}: nextPage is not a number") from None
-    return None
+    value = _paging(document, "nextPage")
+    if value in (None, "", 0, "0", False):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ConnectorError(NAME, f"GET /{endpoint}: nextPage is not a number") from None
 
 
 def _access_log(records: dict[str, dict[str, Any]]):

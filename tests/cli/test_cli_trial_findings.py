@@ -158,7 +158,7 @@ def _web(tmp_path, *args: str, wait: float = 20.0):
 
 
 def test_web_on_a_port_out_of_range_is_refused_instead_of_serving_elsewhere(tmp_path):
-    # When an admin mistypes the port (99999); Then one line refuses it. Today it prints
+    # When an admin mistypes the port (99999); Then one line refuses it. Before the fix it printed
     # "serving on http://127.0.0.1:99999/" and listens on 34463 (99999 - 65536) instead.
     code, output = _web(tmp_path, "--port", "99999")
     assert code not in (None, 0), output

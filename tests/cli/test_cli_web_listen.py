@@ -13,7 +13,7 @@ def test_localhost_resolving_to_ipv6_first_still_serves_ipv4_clients(monkeypatch
     Debian/Ubuntu default; glibc then answers ::1 first) / When `ptsync web --host localhost`
     binds / Then a client of http://127.0.0.1:PORT/ (a health probe, a reverse proxy configured
     with the IPv4 address) still reaches it, as it did when uvicorn bound AF_INET for any host
-    without ':'. Today `_listen` binds only the first getaddrinfo answer: ::1, and 127.0.0.1 is
+    without ':'. Before the fix, `_listen` binds only the first getaddrinfo answer: ::1, and 127.0.0.1 is
     refused."""
     real = socket.getaddrinfo
 

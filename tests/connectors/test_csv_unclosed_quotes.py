@@ -20,7 +20,7 @@ def _practitioners(tmp_path, text):
 
 def test_a_missing_closing_quote_closed_by_a_later_rows_quote_is_refused(tmp_path):
     """Given row 3 opens a quote it never closes, and a later row quotes a name (as exports do
-    for 'Lee, Kim') / When read / Then the read fails at line 3. Today only the file's last row
+    for 'Lee, Kim') / When read / Then the read fails at line 3. Before the fix, only the file's last row
     is checked, so the stray quote pairs with row 5's, rows 3-5 become one row (102) and Bob
     (103) silently vanishes from the PMS read: he looks departed (a destructive removal)."""
     _practitioners(
@@ -34,7 +34,7 @@ def test_a_missing_closing_quote_closed_by_a_later_rows_quote_is_refused(tmp_pat
 
 def test_a_runaway_quote_is_refused_even_after_an_odd_quote_earlier_in_its_row(tmp_path):
     """Given the last row has `"O"Brien` (lenient CSV reads OBrien) and then a quote never
-    closed / When read / Then the read fails. Today the strict re-parse stops at the first
+    closed / When read / Then the read fails. Before the fix, the strict re-parse stops at the first
     strict error ("',' expected after '\"'"), which `refuse_runaway_quote` swallows (it only
     raises on 'unexpected end of data'), so Bob (103) is silently lost."""
     _practitioners(
@@ -48,7 +48,7 @@ def test_a_runaway_quote_is_refused_even_after_an_odd_quote_earlier_in_its_row(t
 
 def test_a_runaway_quote_after_blank_lines_names_the_line_it_starts_on(tmp_path):
     """Given blank lines 3-4 and a quote opened on line 5 never closed / When read / Then the
-    error names line 5. Today DictReader skips blank lines inside one `next`, so
+    error names line 5. Before the fix, DictReader skips blank lines inside one `next`, so
     `rows_with_lines` takes the row's start to be line 3 (a blank line)."""
     _practitioners(
         tmp_path,
@@ -60,7 +60,7 @@ def test_a_runaway_quote_after_blank_lines_names_the_line_it_starts_on(tmp_path)
 
 def test_a_named_pipe_whose_last_row_holds_a_line_break_does_not_hang(tmp_path):
     """Given patient_access.csv is a named pipe whose last row has a closed multi-line comment
-    / When pulled / Then the pull finishes. Today `refuse_runaway_quote` re-opens the path to
+    / When pulled / Then the pull finishes. Before the fix, `refuse_runaway_quote` re-opens the path to
     re-parse it; opening a FIFO whose writer has gone blocks forever (the `except OSError`
     never runs), so the sync hangs."""
     (tmp_path / "practitioners.csv").write_text("id,name,email,active\n101,Ana,a@c.example,true\n")

@@ -32,7 +32,7 @@ def test_a_member_who_moved_to_another_site_under_a_new_pms_record_is_not_silent
     """Given North (location 1) and Ana, a sharing member linked to PMS record 101 at North /
     When she moves to South the way many PMSs do it (101 deactivated, a new active record 201 at
     South with the same email, with bookings there) / Then North's run must either depart her or
-    at least name her in a finding. Today `departed_reason` returns None ('an inactive record
+    at least name her in a finding. Before the fix, `departed_reason` returns None ('an inactive record
     here, an active one outside') and `unlinked_user` skips her, so there is no operation and NO
     finding: she keeps access to North's shared patients forever. Unscoped, the same two records
     give an `ambiguous_match` finding."""
@@ -72,7 +72,7 @@ def test_an_owner_excluded_by_the_id_of_his_older_record_is_left_alone():
     found (inactive, same email), while his PT Direct user links to his current record 104,
     active at South, and he shares patients with North's Ana / When North reconciles / Then
     nothing transfers or removes Dan: the exclude list names him (one person, two records of one
-    email, as the scope treats them elsewhere). Today `_excluded` looks only at the record his
+    email, as the scope treats them elsewhere). Before the fix, `_excluded` looks only at the record his
     link names (104) and at `outside[email]`, which prefers the active record (104), so the
     entry for 108 protects nobody and Dan is proposed for transfer and removal as
     'outside_scope'."""

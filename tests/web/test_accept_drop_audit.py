@@ -12,7 +12,7 @@ def test_accepting_a_pms_drop_through_the_api_names_the_token_and_its_label(clie
     """Given clinic-a's admin token labelled 'test' / When it starts a sync with accept_drop
     (confirming that people missing from the PMS really left: the run may then remove them) /
     Then the `pms_drop_accepted` audit entry names the token as every other token action does
-    (`api:token N "test"`, `audit.token_actor`). Today worker/web/api.py builds
+    (`api:token N "test"`, `audit.token_actor`). Before the fix, worker/web/api.py builds
     `api:token-N` by hand: the entry that authorises mass removals is the one without the label,
     and a search of the audit for `api:token N` misses it."""
     _, token = clinic

@@ -3,18 +3,13 @@ proposal was planned under the current policy and scope."""
 
 from __future__ import annotations
 
-import json
-
 from sqlalchemy import select
 
-from tests.clinic_files import write_clinic
+from tests.worker.test_manual_removal_guard import add_manual_clinic, synced_proposal
 from worker.actors import apply_proposal
 from worker.inprocess import drain
 from worker.services import proposals as service
 from worker.services import ptdirect_state
-from worker.services.orgs import NewOrganisation, add_organisation
-from worker.services.sync import request_sync, run_sync
-from worker.store import repositories as repo
 from worker.store.models import Organisation, Proposal
 
 
@@ -25,15 +20,8 @@ def test_a_manual_addition_planned_before_its_person_was_excluded_is_not_a_step_
     the person as a step to do: with the API or file adapter the same proposal is superseded
     ('policy or scope changed'), but `_wait_for_person` returns before `_load` and never looks at
     the digest or the current plan, so the row becomes 'manual' and mark-applied records it."""
-    pms, snapshot = write_clinic(tmp_path / "clinic")
-    add_organisation(
-        runtime, NewOrganisation(slug="clinic-a", pms="csv", pms_path=str(pms), ptdirect="manual")
-    )
-    ptdirect_state.record(runtime, "clinic-a", json.loads(snapshot.read_text()), "ana", "import", "pt.json")
-    run_id, _ = request_sync(runtime, "clinic-a", "manual")
-    assert run_sync(runtime, run_id).status == "succeeded"
-    with runtime.db.transaction() as session:
-        proposal_id = repo.get_run(session, run_id).report["proposal"]["id"]
+    add_manual_clinic(runtime, tmp_path)
+    proposal_id = synced_proposal(runtime)
     steps = service.checklist_steps(runtime, proposal_id).steps
     assert any("cara@clinic.example" in step.text for step in steps)
     with runtime.db.transaction() as session:
@@ -55,22 +43,11 @@ def test_a_removal_confirmed_on_a_carried_over_proposal_becomes_a_step(runtime, 
     unrelated way before the replan sync (another admin imports a fresh state with a new
     admin user) and the apply job and the sync it asks for run / Then the removal, whose
     approval the new proposal carries and whose sync came after that approval, is a step to do
-    by hand. Today the sync makes a new, already approved proposal whose rows are 'pending', and
+    by hand. Before the fix, the sync makes a new, already approved proposal whose rows are 'pending', and
     the apply it queues (`automatic_only`) only hands over rows that are 'waiting', so the
     removal is never handed to anyone and nothing asks again."""
-    from tests.clinic_files import add_departed_member
-
-    pms, snapshot = write_clinic(tmp_path / "clinic")
-    add_departed_member(pms, snapshot, active=False)
-    add_organisation(
-        runtime, NewOrganisation(slug="clinic-a", pms="csv", pms_path=str(pms), ptdirect="manual")
-    )
-    state = json.loads(snapshot.read_text())
-    ptdirect_state.record(runtime, "clinic-a", state, "ana", "import", "pt.json")
-    run_id, _ = request_sync(runtime, "clinic-a", "manual")
-    assert run_sync(runtime, run_id).status == "succeeded"
-    with runtime.db.transaction() as session:
-        proposal_id = repo.get_run(session, run_id).report["proposal"]["id"]
+    _, state = add_manual_clinic(runtime, tmp_path, departed=True)
+    proposal_id = synced_proposal(runtime)
     service.approve(runtime, proposal_id, "admin", transferred=True)
     extra = dict(next(u for u in state["users"] if u["email"] == "ben@clinic.example"))
     extra.update(email="zed.admin@clinic.example", name="Zed Admin")
