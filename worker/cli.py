@@ -864,7 +864,7 @@ def _run_app() -> None:
         logs.configure()  # PTSYNC_LOG_LEVEL (default WARNING), PTSYNC_LOG_FORMAT text|json
         for handler in logging.getLogger().handlers:
             handler.addFilter(ExpectedFailures())  # one line per expected failure, not a traceback
-        app()
+        code = _invoke_app()
     except PtsyncError as exc:  # the one place the CLI maps the error tree: one line, exit 1
         fail(str(exc) + _hint(exc))
     except KeyboardInterrupt:
@@ -875,6 +875,44 @@ def _run_app() -> None:
         if database_errors is None or not isinstance(exc, database_errors.OperationalError):
             raise
         fail(f"database error: {exc.orig.__class__.__name__}: {str(exc.orig).splitlines()[0]}")
+    if code:
+        sys.exit(code)
+
+
+def _invoke_app() -> int:
+    """Run the command line and return its exit code, with Click's own errors in one line.
+
+    Click's standalone mode prints a usage error as a usage line, a hint and a box of several
+    lines; a script or an admin reading a log wants what every other ptsync error gives: one
+    line naming the command, the problem and where help is (README: errors are one line on
+    stderr). Running Click outside its standalone mode lets the errors reach this function.
+    """
+    try:  # Typer 0.2x carries its own copy of Click; earlier releases use Click itself
+        from typer._click import exceptions as click_errors
+    except ImportError:  # pragma: no cover (the installed Typer decides)
+        from click import exceptions as click_errors
+
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(prog_name="ptsync", standalone_mode=False)
+    except click_errors.NoArgsIsHelpError as exc:  # `ptsync org`: the help is the answer
+        exc.show()
+        return exc.exit_code
+    except click_errors.UsageError as exc:
+        path = exc.ctx.command_path if exc.ctx is not None else "ptsync"
+        message = " ".join(exc.format_message().replace("Value error, ", "").split())
+        fail(f"{path}: {message} (see `{path} --help`)", code=exc.exit_code)
+    except click_errors.ClickException as exc:
+        fail(" ".join(exc.format_message().split()), code=exc.exit_code)
+    except (getattr(click_errors, "Abort", typer.Abort), typer.Abort):
+        fail("aborted")
+    except BrokenPipeError:  # `ptsync report x | head`: the reader left, nothing to say
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (the interpreter flushes it at exit)
+        return 1
+    # Outside standalone mode Click returns an `Exit`'s code, and a command's own return value
+    # (ptsync's commands return None).
+    return result if isinstance(result, int) and not isinstance(result, bool) else 0
 
 
 if __name__ == "__main__":
