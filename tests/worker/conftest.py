@@ -33,6 +33,5 @@ def org(store, tmp_path):
             pms_path=str(pms),
             ptdirect="file",
             ptdirect_path=str(ptdirect),
-            pms_key="sk-very-secret",
         ),
     )

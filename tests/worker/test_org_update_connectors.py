@@ -37,3 +37,24 @@ def test_updating_a_halaxy_client_secret_keeps_the_client_and_changes_only_the_s
         "new-secret",
         None,
     )
+
+
+def test_an_update_refuses_an_option_the_connector_never_reads_and_keeps_the_rest(runtime, tmp_path):
+    """Given a CSV-folder organisation; When an update gives it a PMS key (a CSV folder has none);
+    Then the update is refused in one line and nothing changes; an option it reads still updates."""
+    import pytest
+
+    from worker.errors import InvalidInput
+
+    add_organisation(
+        runtime, NewOrganisation(slug="clinic-c", pms="csv", pms_path=str(tmp_path), ptdirect="manual")
+    )
+    with pytest.raises(InvalidInput, match="--pms-key is not used by --pms csv"):
+        update_organisation(runtime, "clinic-c", {"pms_key": "k", "policy": "observe"}, test=False)
+    with runtime.db.transaction() as session:
+        org = session.scalar(select(Organisation).where(Organisation.slug == "clinic-c"))
+        assert (org.pms_key_encrypted, settings_of(org, runtime).policy) == (None, "propose")
+    other = tmp_path / "other"
+    other.mkdir()
+    changed, _ = update_organisation(runtime, "clinic-c", {"pms_path": str(other)}, test=False)
+    assert changed == ["pms_path"]

@@ -61,3 +61,42 @@ def test_complete_halaxy_and_nookal_options_are_accepted():
         )
     )
     validate(_org(pms="nookal", pms_key="k"))
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"pms": "csv", "pms_path": ".", "pms_key": "k"},
+            "--pms-key is not used by --pms csv (it is for --pms cliniko, fhir, nookal, semble): leave it out",
+        ),
+        (
+            {"pms": "csv", "pms_path": ".", "pms_url": "https://x.test"},
+            "--pms-url is not used by --pms csv (it is for --pms cliniko, fhir, halaxy, nookal, semble): "
+            "leave it out",
+        ),
+        (
+            {"pms": "cliniko", "pms_key": "k-au1", "pms_path": "."},
+            "--pms-path is not used by --pms cliniko (it is for --pms csv, export): leave it out",
+        ),
+        (
+            {"pms": "cliniko", "pms_key": "k-au1", "ptdirect_path": "snapshot.json"},
+            "--ptdirect-path is not used by --ptdirect api (it is for --ptdirect file): leave it out",
+        ),
+    ],
+)
+def test_an_option_the_chosen_connector_never_reads_is_refused_instead_of_stored(options, message):
+    """Given `org add` with an option of another connector (a key for a CSV folder); When it is
+    validated; Then it is refused, naming the option and the connectors that read it: stored, it
+    would let the admin believe it is used."""
+    with pytest.raises(InvalidInput) as refused:
+        validate(_org(**options))
+    assert str(refused.value) == message
+
+
+def test_a_bridge_option_given_with_a_manual_ptdirect_is_refused():
+    """Given PT Direct kept by hand (`--ptdirect manual`) and a bridge key as well; Then the key
+    is refused (nothing would ever use it)."""
+    new = NewOrganisation(slug="clinic-x", pms="csv", pms_path=".", ptdirect="manual", ptdirect_key="k")
+    with pytest.raises(InvalidInput, match="--ptdirect-key is not used by --ptdirect manual"):
+        validate(new)

@@ -33,7 +33,19 @@ def test_migrations_create_every_table_and_running_them_again_changes_nothing(st
     } <= tables
 
 
-def test_credentials_are_stored_encrypted_and_decrypt_with_the_key(store, org):
+def test_credentials_are_stored_encrypted_and_decrypt_with_the_key(store):
+    # Given an organisation added with a PMS key (a FHIR server's bearer token; nothing is tested)
+    add_organisation(
+        store,
+        NewOrganisation(
+            slug="clinic-f",
+            pms="fhir",
+            pms_url="https://fhir.example.test/r4",
+            pms_key="sk-very-secret",
+            ptdirect="manual",
+        ),
+    )
+    # Then the database holds it encrypted, and the key decrypts it
     with store.db.transaction() as session:
         stored = session.scalar(select(Organisation.pms_key_encrypted))
     assert "sk-very-secret" not in stored

@@ -212,7 +212,7 @@ def update_organisation(
     ]
     if not changed:
         return [], []
-    validate(wanted)
+    validate(wanted, given=[name for name, value in changes.items() if value is not None])
     checks = check_connections(runtime, transient_org(wanted, runtime, org_id)) if test else []
     if any(not check.ok for check in checks):
         raise failed_checks_error(checks)

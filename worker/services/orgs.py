@@ -6,6 +6,7 @@ import ipaddress
 import json
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -154,7 +155,40 @@ def check_url(option: str, url: str | None, allow_insecure_http: bool = False) -
         )
 
 
-def validate(new: NewOrganisation) -> None:
+_USED_BY = {
+    "pms_url": ("pms", ("cliniko", "fhir", "halaxy", "nookal", "semble")),
+    "pms_key": ("pms", ("cliniko", "fhir", "nookal", "semble")),
+    "pms_path": ("pms", ("csv", "export")),
+    "ptdirect_path": ("ptdirect", ("file",)),
+    "ptdirect_url": ("ptdirect", ("api",)),
+    "ptdirect_key": ("ptdirect", ("api",)),
+}
+"""Which connectors read each connection option (the others have checks of their own below)."""
+
+
+def refuse_unused_options(new: NewOrganisation, given: Iterable[str] | None = None) -> None:
+    """An option the chosen connector never reads is refused, not stored without a word.
+
+    `--pms-key` on a CSV folder, or `--ptdirect-path` with the bridge, is a mistake about which
+    connector was chosen: storing it would let the admin believe it is used. `given`: the options
+    the admin gave (an update checks only those: settings stored under another connector stay).
+    """
+    for field in given if given is not None else _USED_BY:
+        if field not in _USED_BY or not getattr(new, field):
+            continue
+        side, kinds = _USED_BY[field]
+        chosen = getattr(new, side)
+        if chosen not in kinds:
+            option = "--" + field.replace("_", "-")
+            raise InvalidInput(
+                f"{option} is not used by --{side} {chosen} "
+                f"(it is for --{side} {', '.join(kinds)}): leave it out"
+            )
+
+
+def validate(new: NewOrganisation, given: Iterable[str] | None = None) -> None:
+    """Every setting of `new`, before anything is stored or tested. `given`: for an update, the
+    options the admin changed (see `refuse_unused_options`); for an addition, None (all)."""
     if not _SLUG.match(new.slug):
         raise InvalidInput(
             f"invalid organisation slug {new.slug!r}: use lower-case letters, digits and '-' (max 63)"
@@ -168,6 +202,7 @@ def validate(new: NewOrganisation) -> None:
     check_url("--physitrack-url", new.physitrack_url, new.allow_insecure_http)
     _validate_pms(new)
     _validate_ptdirect(new)
+    refuse_unused_options(new, given)
     if new.physitrack_region is not None and new.physitrack_region not in REGIONS:
         raise InvalidInput(f"--physitrack-region must be one of {', '.join(REGIONS)}")
     if not 0 <= new.webhook_min_interval <= 86_400:
