@@ -241,3 +241,27 @@ def test_a_pms_export_that_lost_everyone_is_suspicious_until_the_drop_is_accepte
 def _runs(runtime) -> list[Run]:
     with runtime.db.transaction() as session:
         return list(session.scalars(select(Run).order_by(Run.requested_at)))
+
+
+def test_marking_steps_of_a_replaced_proposal_names_the_proposal_to_record_them_on(
+    runtime, stub_worker, tmp_path
+):
+    """Given a proposal replaced by a newer sync's (PT Direct changed meanwhile); When a person who
+    followed the old checklist marks it applied; Then nothing is recorded and the one line names
+    the proposal that now holds those steps, and the commands to record them there."""
+    _, ptdirect = _add(runtime, tmp_path)
+    _sync(stub_worker)
+    [first] = _proposals(runtime)
+    document = json.loads(ptdirect.read_text())
+    document["users"].append(
+        {"email": "zed@clinic.example", "name": "Zed", "status": "unconfirmed", "practitioner_access": True}
+    )
+    ptdirect.write_text(json.dumps(document))
+    _sync(stub_worker)
+    old, current = _proposals(runtime)[0], _proposals(runtime)[-1]
+    assert old.id == first.id and old.superseded_by == current.id
+    with pytest.raises(InvalidInput) as refused:
+        proposal_service.mark_applied_by_hand(runtime, first.id, "admin")
+    assert f"its current form is proposal {current.id}" in str(refused.value)
+    assert f"`ptsync mark-applied {current.id}`" in str(refused.value)
+    assert all(row.status != "applied" for row in _proposals(runtime)[0].operations)

@@ -665,6 +665,13 @@ def record_steps(
 def _steps_to_record(proposal: Proposal, positions: set[int]) -> dict[int, ProposalOperation]:
     """The proposal's steps by position, once every position given is an open, unsettled step."""
     if proposal.status not in OPEN_FOR_STEPS:
+        if proposal.superseded_by:  # steps done from an old checklist belong to its current form
+            successor = proposal.superseded_by
+            raise InvalidInput(
+                f"proposal {proposal.id} is {proposal.status}: its current form is proposal {successor}; "
+                f"record the steps there (`ptsync checklist {successor}`, then "
+                f"`ptsync mark-applied {successor}`)"
+            )
         raise InvalidInput(f"proposal {proposal.id} is {proposal.status}; only open proposals can be marked")
     rows = {row.position: row for row in proposal.operations}
     for position in sorted(positions):
