@@ -236,7 +236,13 @@ def generate_clinic(
             }
             for seat in range(4)
         ]
-    return {"practitioners": people, "appointments": rows, "participants": participants}
+    locations = [{"ID": "1", "Name": "Main clinic"}]  # where every practitioner and appointment is
+    return {
+        "practitioners": people,
+        "appointments": rows,
+        "participants": participants,
+        "locations": locations,
+    }
 
 
 def generate_group(today: date) -> dict[str, Any]:

@@ -53,3 +53,30 @@ def test_an_admin_lists_locations_scopes_an_organisation_and_reads_the_scope_in_
     assert document["scope"]["locations"] == ["1"] and document["summary"]["practitioners"] == 3
     html = ptsync(tmp_path, "report", "north", "--format", "html").stdout
     assert 'id="scope"' in html and "at North Physio · 4 elsewhere" in html
+
+
+def test_org_locations_on_a_nookal_clinic_lists_its_one_location_and_says_so_when_there_are_none(tmp_path):
+    """Given the Nookal emulator's single clinic (every practitioner and appointment at location
+    1) / When the admin lists its locations / Then it is one row with its active practitioners;
+    and a PMS that lists no location at all says so in one line instead of an empty table."""
+    from connectors.emulators.nookal import NookalEmulator
+    from connectors.emulators.nookal import generate_clinic as nookal_clinic
+
+    clinic = nookal_clinic(patients=40, practitioners=13, appointments=300, today=date.today())
+    with NookalEmulator(clinic, "nookal-key") as emulator:
+        added = ptsync(
+            tmp_path, "org", "add", "clinic-n", "--pms", "nookal", "--pms-url", emulator.base_url,
+            "--pms-key", "nookal-key", "--ptdirect", "manual",
+        )  # fmt: skip
+        assert added.returncode == 0, added.stderr
+        listed = ptsync(tmp_path, "org", "locations", "clinic-n", "--format", "json")
+        assert [(row["id"], row["name"], row["practitioners"]) for row in json.loads(listed.stdout)] == [
+            ("1", "Main clinic", 12)
+        ]
+        clinic["locations"] = []
+        empty = ptsync(tmp_path, "org", "locations", "clinic-n")
+    assert empty.returncode == 0 and empty.stdout == ""
+    assert empty.stderr.strip() == (
+        "clinic-n's PMS lists no locations: every practitioner it returns is read "
+        "(--locations needs locations to choose from)"
+    )

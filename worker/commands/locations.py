@@ -37,6 +37,12 @@ def locations(
         ]
         cli.out.print(json.dumps(document, indent=2), markup=False)
         return
+    if not rows:
+        cli.err.print(
+            f"{slug}'s PMS lists no locations: every practitioner it returns is read "
+            "(--locations needs locations to choose from)"
+        )
+        return
     table = Table("", "id", "name", "practitioners", title=f"Locations of {slug}'s PMS")
     for row in rows:
         name = f"{row.name} (archived)" if row.archived else row.name
