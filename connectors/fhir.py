@@ -11,7 +11,9 @@ A participant may reference a `PractitionerRole` instead of a `Practitioner` (FH
 both, and Halaxy always books a role): `PractitionerRole.practitioner` says whose role it is, and
 the row counts for that practitioner. Roles are resolved when the access log is built, so a role
 that moves to another practitioner is followed on the next run. A server that does not support
-`PractitionerRole` (404 on its search) is read as having none; any other failure fails the run.
+`PractitionerRole` (404 on its search) is read as having none, unless the appointments read name
+roles: then the 404 was a passing fault, and the read is incomplete (no removals, nothing stored;
+the next run reads again). Any other failure fails the run.
 
 Clinic groups (`--locations`): a site is a `Location`. With `read_locations`, a pull also searches
 `Location` (not incrementally: a location list is small; a server without it answers 404 and
@@ -193,6 +195,7 @@ class FhirConnector:
         previous = previous_records(state, cursors, self.resources, STATE_VERSION)
         incremental = previous is not None
         records = {r: revive((previous or {}).get(r) or {}, FHIR_RESOURCES[r].kind) for r in self.resources}
+        unsupported: list[str] = []  # optional resource types the server answered 404 for
         for resource in self.resources:
             params: list[tuple[str, Any]] = [("_count", self.page_size)]
             if FHIR_RESOURCES[resource].dated:
@@ -205,6 +208,12 @@ class FhirConnector:
                 # A server without the resource type answers its search with 404: it has none.
                 if not (resource in self.optional and exc.status == 404 and not records[resource]):
                     raise
+                unsupported.append(resource)
+        if "PractitionerRole" in unsupported and _names_roles(records):
+            # Appointments that book a role show the server has roles: this 404 was a passing
+            # fault, and read as "no roles" it would take every practitioner's sites and bookings.
+            self.short_reads.append("GET /PractitionerRole: answered 404 while appointments name roles")
+            log.warning("%s: %s; the read is incomplete (no removals)", self.name, self.short_reads[-1])
         practitioners = self._located(records)
         locations = self._sites(records) if self.read_locations else None
         cursor = next_cursor(started_at)
@@ -397,6 +406,16 @@ def _refuse_failed_outcome(connector: str, resource: str, outcome: dict[str, Any
                 connector,
                 f"GET /{resource}: the server reports an {issue['severity']} ({code}): stopping",
             )
+
+
+def _names_roles(records: dict[str, dict[str, Any]]) -> bool:
+    """Whether any appointment, encounter, care team or patient read refers to a PractitionerRole."""
+    return any(
+        isinstance(row, Involvement) and row.roles
+        for resource, rows in records.items()
+        if resource not in ("Practitioner", "PractitionerRole")
+        for row in rows.values()
+    )
 
 
 def _people(references: list[Any]) -> tuple[list[str], list[str], list[str]]:

@@ -59,13 +59,17 @@ def _connector(**kwargs) -> FhirConnector:
     return FhirConnector(BASE, user_agent="ptsync (ops@clinic.example)", sleep=lambda s: None, **kwargs)
 
 
-def _appointment(identifier, practitioner, patient, status="booked", start="2026-11-01T09:00:00Z"):
+def _appointment(
+    identifier, practitioner, patient, status="booked", start="2026-11-01T09:00:00Z", booked="Practitioner"
+):
+    """An appointment of `patient` with `practitioner`: a Practitioner id, or with
+    `booked="PractitionerRole"` a role id."""
     return {
         "id": identifier,
         "status": status,
         "start": start,
         "participant": [
-            {"actor": {"reference": f"Practitioner/{practitioner}"}},
+            {"actor": {"reference": f"{booked}/{practitioner}"}},
             {"actor": {"reference": f"Patient/{patient}"}},
         ],
     }
@@ -209,24 +213,8 @@ def test_a_participant_that_references_a_practitioner_role_counts_for_that_roles
             {"id": "role-x"},
         ],
         appointments=[
-            {
-                "id": "a1",
-                "status": "booked",
-                "start": "2026-11-01T09:00:00Z",
-                "participant": [
-                    {"actor": {"reference": "PractitionerRole/role-2"}},
-                    {"actor": {"reference": "Patient/pt1"}},
-                ],
-            },
-            {
-                "id": "a2",
-                "status": "booked",
-                "start": "2026-11-01T10:00:00Z",
-                "participant": [
-                    {"actor": {"reference": "PractitionerRole/role-x"}},
-                    {"actor": {"reference": "Patient/pt9"}},
-                ],
-            },
+            _appointment("a1", "role-2", "pt1", booked="PractitionerRole"),
+            _appointment("a2", "role-x", "pt9", start="2026-11-01T10:00:00Z", booked="PractitionerRole"),
         ],
         encounters=[
             {
@@ -252,17 +240,7 @@ def test_a_role_that_moves_to_another_practitioner_is_followed_by_an_incremental
     # Given a first run where role-1 belongs to pr1
     _register(
         roles=[{"id": "role-1", "practitioner": {"reference": "Practitioner/pr1"}}],
-        appointments=[
-            {
-                "id": "a1",
-                "status": "booked",
-                "start": "2026-11-01T09:00:00Z",
-                "participant": [
-                    {"actor": {"reference": "PractitionerRole/role-1"}},
-                    {"actor": {"reference": "Patient/pt1"}},
-                ],
-            }
-        ],
+        appointments=[_appointment("a1", "role-1", "pt1", booked="PractitionerRole")],
     )
     first = _connector().pull(window_start=WINDOW, cursors={}, started_at=STARTED)
     # When only the role changes (now pr2's)
@@ -285,6 +263,21 @@ def test_a_server_without_practitioner_roles_is_read_as_having_none():
     # When it is read, Then the pull completes with the practitioner-referenced rows
     pulled = _connector().pull(window_start=WINDOW, cursors={}, started_at=STARTED)
     assert {(r.practitioner_id, r.patient_id) for r in pulled.snapshot.access} == {("pr1", "pt1")}
+
+
+@responses.activate
+def test_a_404_on_roles_while_appointments_book_roles_makes_the_read_incomplete_not_roleless():
+    """Given a server whose appointments book PractitionerRoles, and whose role search answers
+    404 once (a passing fault, not a server without roles) / When it is read / Then the read is
+    incomplete (no removals, nothing stored): read as "no roles", every booking of a role would
+    lose its practitioner, and with clinic groups every practitioner their sites."""
+    booked_role = _appointment("a1", "role-1", "pt1", booked="PractitionerRole")
+    _register(appointments=[booked_role, _appointment("a2", "pr1", "pt2")])
+    responses.replace(
+        responses.GET, f"{BASE}/PractitionerRole", status=404, json={"resourceType": "OperationOutcome"}
+    )
+    pulled = _connector().pull(window_start=WINDOW, cursors={}, started_at=STARTED)
+    assert pulled.snapshot.complete is False
 
 
 @responses.activate
