@@ -297,8 +297,10 @@ class Context:
         A clinic group's scope can leave a sharing member outside without saying they left:
         outside only for want of any site in the read (`outside_scope_unplaced`), or with an
         inactive record here and an active one outside that the read places nowhere
-        (`inactive_here_active_elsewhere`). Neither is acted on; both are reported
-        (`held_by_scope`), so a member who left is never kept silently either.
+        (`inactive_here_active_elsewhere`), or placed only at sites first used after this
+        organisation's were last used (`outside_scope_newer_site`: a renamed site?). None is
+        acted on; each is reported (`held_by_scope`), so a member who left is never kept
+        silently either.
         """
         key = normalise_email(email) or ""
         if key in self.active_pms_emails or key in self.identity.ambiguous_emails:
@@ -317,6 +319,8 @@ class Context:
                 # the active one at another site; else it cannot tell.
                 if elsewhere.id in self.pms.elsewhere:
                     return "outside_scope", None
+                if elsewhere.id in self.pms.newer_sites_only:
+                    return None, "outside_scope_newer_site"
                 return None, "inactive_here_active_elsewhere"
             return "inactive_in_pms", None
         if elsewhere is not None:
@@ -328,6 +332,8 @@ class Context:
             # Outside, active: departed only if the PMS places them at another site.
             if elsewhere.id in self.pms.elsewhere:
                 return "outside_scope", None
+            if elsewhere.id in self.pms.newer_sites_only:
+                return None, "outside_scope_newer_site"
             return None, "outside_scope_unplaced"
         if (
             link is not None

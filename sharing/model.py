@@ -164,6 +164,10 @@ class PmsSnapshot:
     elsewhere: frozenset[str] = frozenset()
     """Ids among `outside` that the PMS places at another of the account's locations (works
     there, or a counted row there in the window): only they can have left for another site."""
+    newer_sites_only: frozenset[str] = frozenset()
+    """Ids among `outside` whose counted rows in the window are only at sites first used after
+    the organisation's locations were last used: a renamed site (an export names locations by
+    their names) or one that replaced them. Not evidence of a move (sharing.scope)."""
 
 
 __all__ = [

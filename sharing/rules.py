@@ -346,6 +346,11 @@ _HELD_WHY = {
         "their PMS record here is inactive, and an active record with the same email is outside "
         "this organisation's scope at no site the PMS names"
     ),
+    "outside_scope_newer_site": (
+        "the PMS places them only at a site first used after this organisation's locations were "
+        "last used: if that site is one of yours renamed (an export names sites by name), add it "
+        "to --locations"
+    ),
 }
 
 

@@ -16,7 +16,9 @@ these". Everyone outside the scope goes to `PmsSnapshot.outside`: never a findin
 operation here, except a confirmed sharing member of this organisation whom the PMS now places
 at another of its locations (`PmsSnapshot.elsewhere`), who departs like anyone leaving the PMS
 (transfer first, approval, the removal threshold). Being outside is not evidence of leaving:
-outside a scope by people, or for want of any location in the read, nobody departs. An include
+outside a scope by people, for want of any location in the read, or seen only at sites first
+used after this organisation's were last used (a renamed site: `newer_sites_only`), nobody
+departs. An include
 entry that matches nobody fails the run (`ScopeError`), and a PT Direct user an exclude entry
 names is left alone even when no PMS record matches it.
 
@@ -187,7 +189,7 @@ def apply_scope(snapshot: PmsSnapshot, scope: Scope, since: date) -> PmsSnapshot
         outside=tuple(outside),
         excluded=frozenset(excluded),
         excluded_keys=exclude,
-        elsewhere=_placed_elsewhere(snapshot, wanted, outside, since) if wanted else frozenset(),
+        **(_placed_elsewhere(snapshot, wanted, outside, since) if wanted else {}),
     )
 
 
@@ -213,13 +215,49 @@ def _check_include_matches(scope: Scope, snapshot: PmsSnapshot) -> None:
 
 def _placed_elsewhere(
     snapshot: PmsSnapshot, wanted: frozenset[str], outside: list[PmsPractitioner], since: date
-) -> frozenset[str]:
-    """Who among `outside` the PMS places at another location: listed as working there, or a
-    counted row there in the window. Someone outside only for want of any location (rows that
-    name none, a PMS that lists no clinician sites) has not moved anywhere the read can show."""
+) -> dict[str, frozenset[str]]:
+    """`elsewhere`: who among `outside` the PMS places at another location (listed as working
+    there, or a counted row there in the window); `newer_sites_only`: who has counted rows only
+    at sites first used after the wanted locations were last used (`_newer_sites`).
+
+    Someone outside only for want of any location (rows that name none, a PMS that lists no
+    clinician sites) has not moved anywhere the read can show. Nor has someone seen only at a
+    site that began when the organisation's sites stopped: that is what a renamed site looks
+    like in an export (a new name is a new location), and people hired after the rename would
+    otherwise look as if they had moved away from their own clinic.
+    """
     others = frozenset(snapshot.access.location_ids) - wanted
-    _, seen = _seen_at(snapshot, others, since) if others else (None, set())
-    return frozenset(p.id for p in outside if p.id in seen or set(p.locations) - wanted)
+    newer = _newer_sites(snapshot, wanted, others)
+    _, seen = _seen_at(snapshot, others - newer, since) if others - newer else (None, set())
+    _, seen_newer = _seen_at(snapshot, newer, since) if newer else (None, set())
+    placed = frozenset(p.id for p in outside if p.id in seen or set(p.locations) - wanted)
+    return {
+        "elsewhere": placed,
+        "newer_sites_only": frozenset(p.id for p in outside if p.id in seen_newer and p.id not in placed),
+    }
+
+
+def _newer_sites(snapshot: PmsSnapshot, wanted: frozenset[str], others: frozenset[str]) -> frozenset[str]:
+    """The locations of `others` whose first counted row in the read is on or after the last
+    counted row at any wanted location (none when the wanted locations have no counted row)."""
+    access = snapshot.access
+    counted = (access.statuses == AccessStatus.ACTIVE) & (access.location_codes >= 0)
+    codes, days = access.location_codes[counted], access.days[counted]
+    ids = access.location_ids
+    wanted_codes = np.array([code for code, location in enumerate(ids) if location in wanted], dtype=np.int32)
+    at_wanted = np.isin(codes, wanted_codes)
+    if not others or not at_wanted.any():
+        return frozenset()
+    last_here = int(days[at_wanted].max())
+    never = np.iinfo(np.int64).max  # a location without counted rows began at no day
+    first = np.full(len(ids), never, dtype=np.int64)
+    np.minimum.at(first, codes, days)
+    began = first.tolist()
+    return frozenset(
+        location
+        for location, day in zip(ids, began, strict=True)
+        if location in others and last_here <= day != never
+    )
 
 
 @dataclass(frozen=True, slots=True)
