@@ -100,3 +100,13 @@ def test_a_bridge_option_given_with_a_manual_ptdirect_is_refused():
     new = NewOrganisation(slug="clinic-x", pms="csv", pms_path=".", ptdirect="manual", ptdirect_key="k")
     with pytest.raises(InvalidInput, match="--ptdirect-key is not used by --ptdirect manual"):
         validate(new)
+
+
+def test_the_cli_takes_as_secrets_exactly_the_settings_the_service_keeps_secret():
+    """Given the CLI's list of secret options (written out so `--help` stays quick) / Then it is
+    the service's: a secret the CLI forgot would be typed on the command line, one the service
+    forgot would be audited in clear."""
+    from worker.commands.org_options import SECRET_FIELDS
+    from worker.services.orgs import SECRET_SETTINGS
+
+    assert SECRET_FIELDS == SECRET_SETTINGS

@@ -439,3 +439,40 @@ def test_given_runs_stored_before_none_became_sql_null_when_the_baseline_is_read
     # Then: the complete run's roster and plan count, not the JSON nulls
     assert baseline is not None and baseline.active_practitioners == frozenset({"ana@x", "ben@x"})
     assert latest is not None and latest.id != incomplete
+
+
+def test_migrating_scrubs_a_client_secret_an_older_org_update_audited_in_clear(database_url: str):
+    """Given a database at revision 0014 whose audit trail holds a Halaxy client secret in clear
+    (what `org update --pms-client-secret` wrote before 0015) and an entry that hid it / When it
+    is migrated / Then the secret reads "(secret changed)", the other settings of the entry are
+    kept, and other entries are untouched."""
+    from alembic import command
+
+    from worker.store.db import alembic_config
+
+    db = Database(database_url)
+    try:
+        command.upgrade(alembic_config(db.engine), "0014")
+        now = utcnow()
+        with db.transaction() as session:
+            session.add(
+                AuditEntry(
+                    org_id=None,
+                    at=now,
+                    actor="cli",
+                    action="organisation_updated",
+                    detail={"changed": {"pms_client_secret": "leaked-secret", "policy": "observe"}},
+                )
+            )
+            session.add(
+                AuditEntry(org_id=None, at=now, actor="cli", action="sync_requested", detail={"n": 1})
+            )
+        db.migrate()
+        with db.transaction() as session:
+            details = [entry.detail for entry in session.scalars(select(AuditEntry).order_by(AuditEntry.id))]
+        assert details == [
+            {"changed": {"pms_client_secret": "(secret changed)", "policy": "observe"}},
+            {"n": 1},
+        ]
+    finally:
+        db.dispose()

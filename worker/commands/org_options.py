@@ -54,7 +54,8 @@ ORG_OPTION_HELP = {
     "exclude_people": "clinic groups: never these PMS practitioners, ids or emails, comma-separated",
 }
 SECRET_FIELDS = ("pms_key", "pms_client_secret", "ptdirect_key")
-"""Options that take a secret: each also takes `-` (prompt or standard input) or `env:NAME`."""
+"""Options that take a secret: each also takes `-` (prompt or standard input) or `env:NAME`.
+`worker.services.orgs.SECRET_SETTINGS`, written out here so the CLI does not import the service."""
 ADD_DEFAULTS = {"ptdirect": "manual"}
 """Defaults of `org add` that differ from the dataclass (which has none for these)."""
 

@@ -21,7 +21,7 @@ from worker.connections import missing_api_path_hint, pms_connector, ptdirect_ad
 from worker.errors import InvalidInput, PtsyncError
 from worker.runtime import Runtime
 from worker.services import pms_account
-from worker.services.orgs import NewOrganisation, validate
+from worker.services.orgs import SECRET_SETTINGS, NewOrganisation, validate
 from worker.services.schedule import next_due
 from worker.store import repositories as repo
 from worker.store.models import Base, Organisation, PmsState, SyncCursor
@@ -230,7 +230,7 @@ def update_organisation(
         if set(changed) & {*PMS_FIELDS, "locations"}:  # locations: rows are read with their site
             session.execute(delete(SyncCursor).where(SyncCursor.org_id == org.id))
             session.execute(delete(PmsState).where(PmsState.org_id == org.id))
-        secret = [f for f in changed if hasattr(Organisation, f"{f}_encrypted")]
+        secret = [f for f in changed if f in SECRET_SETTINGS or hasattr(Organisation, f"{f}_encrypted")]
         repo.audit(
             session,
             org.id,

@@ -155,6 +155,9 @@ def check_url(option: str, url: str | None, allow_insecure_http: bool = False) -
         )
 
 
+SECRET_SETTINGS = ("pms_key", "pms_client_secret", "ptdirect_key")
+"""Settings that are secrets: stored encrypted, shown and audited only as "(secret changed)"."""
+
 _USED_BY = {
     "pms_url": ("pms", ("cliniko", "fhir", "halaxy", "nookal", "semble")),
     "pms_key": ("pms", ("cliniko", "fhir", "nookal", "semble")),
