@@ -31,7 +31,7 @@ def _org(**pms) -> NewOrganisation:
         ),
         (
             {"pms": "halaxy", "pms_client_id": "c", "pms_client_secret": "s", "pms_token_url": "ftp://x"},
-            "--pms-token-url must start with http:// or https://",
+            "--pms-token-url must start with https:// (or http:// on this machine)",
         ),
         ({"pms": "nookal"}, "--pms nookal needs --pms-key (a Nookal API key, from Setup > API Keys)"),
         (

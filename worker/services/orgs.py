@@ -110,8 +110,6 @@ def _validate_halaxy_and_nookal(new: NewOrganisation) -> None:
         )
     if new.pms_key:
         raise InvalidInput("--pms halaxy takes --pms-client-id and --pms-client-secret, not --pms-key")
-    if new.pms_token_url is not None and not new.pms_token_url.startswith(("http://", "https://")):
-        raise InvalidInput("--pms-token-url must start with http:// or https://")
 
 
 def _pms_secret(new: NewOrganisation) -> bytes | None:
@@ -203,6 +201,7 @@ def validate(new: NewOrganisation, given: Iterable[str] | None = None) -> None:
     check_url("--pms-url", new.pms_url, new.allow_insecure_http)
     check_url("--ptdirect-url", new.ptdirect_url, new.allow_insecure_http)
     check_url("--physitrack-url", new.physitrack_url, new.allow_insecure_http)
+    check_url("--pms-token-url", new.pms_token_url, new.allow_insecure_http)  # the client secret goes there
     _validate_pms(new)
     _validate_ptdirect(new)
     refuse_unused_options(new, given)
