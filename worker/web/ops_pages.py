@@ -6,8 +6,6 @@ They use the report pages' session and CSRF helpers, and call the same service f
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
@@ -16,7 +14,7 @@ from worker.errors import InvalidInput, NotFound
 from worker.services import audit
 from worker.services import notifications as channels
 from worker.services.notify_delivery import send_test
-from worker.web.pages import _check_form, _csrf, _render, _session, page_actor
+from worker.web.pages import _check_form, _csrf, _notice, _render, _session, page_actor, signed_notice_url
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
@@ -25,13 +23,15 @@ def _page_actor(request: Request, slug: str) -> str:
     return page_actor(request, slug)
 
 
-def _back(slug: str, notice: str) -> RedirectResponse:
-    return RedirectResponse(f"/orgs/{slug}/notifications?notice={quote(notice)}", status_code=303)
+def _back(request: Request, slug: str, notice: str) -> RedirectResponse:
+    return RedirectResponse(
+        signed_notice_url(request, f"/orgs/{slug}/notifications", notice), status_code=303
+    )
 
 
 @router.get("/orgs/{slug}/notifications")
 def notifications_page(
-    slug: str, request: Request, notice: str | None = None, secret: str | None = None
+    slug: str, request: Request, notice: str | None = None, n: str | None = None, secret: str | None = None
 ) -> Response:
     session_info = _session(request, slug)
     if session_info is None:
@@ -44,7 +44,7 @@ def notifications_page(
         events=channels.EVENT_HELP,
         severities=channels.SEVERITIES,
         csrf=_csrf(request, session_info[1]),
-        notice=notice,
+        notice=_notice(request, notice, n),
     )
 
 
@@ -68,13 +68,13 @@ def add_channel(
             _page_actor(request, slug),
         )
     except InvalidInput as exc:
-        return _back(slug, f"Not added: {exc}")
+        return _back(request, slug, f"Not added: {exc}")
     if added.signing_secret:
         # Shown once, on this response only (never in a URL or a log).
         return _render(
             "notification_secret.html", slug=slug, display=added.display, secret=added.signing_secret
         )
-    return _back(slug, f"Added {added.kind} channel {added.display}.")
+    return _back(request, slug, f"Added {added.kind} channel {added.display}.")
 
 
 @router.post("/orgs/{slug}/notifications/{channel_id}/remove")
@@ -83,8 +83,8 @@ def remove_channel(slug: str, channel_id: int, request: Request, csrf: str = For
     try:
         channels.remove_channel(request.app.state.runtime(), slug, channel_id, _page_actor(request, slug))
     except NotFound:
-        return _back(slug, "That channel no longer exists.")
-    return _back(slug, "Channel removed.")
+        return _back(request, slug, "That channel no longer exists.")
+    return _back(request, slug, "Channel removed.")
 
 
 @router.post("/orgs/{slug}/notifications/test")
@@ -93,10 +93,12 @@ def test_channels(slug: str, request: Request, csrf: str = Form("")) -> Response
     results = send_test(request.app.state.runtime(), slug, _page_actor(request, slug))
     failed = [r for r in results if not r.ok]
     if not results:
-        return _back(slug, "There are no channels to test.")
+        return _back(request, slug, "There are no channels to test.")
     if failed:
-        return _back(slug, f"Test sent; {len(failed)} of {len(results)} channel(s) failed: {failed[0].error}")
-    return _back(slug, f"Test message sent through {len(results)} channel(s).")
+        return _back(
+            request, slug, f"Test sent; {len(failed)} of {len(results)} channel(s) failed: {failed[0].error}"
+        )
+    return _back(request, slug, f"Test message sent through {len(results)} channel(s).")
 
 
 @router.get("/orgs/{slug}/audit")

@@ -103,8 +103,14 @@ def _same_origin(request: Request) -> bool:
 
 def _notice_url(request: Request, slug: str, notice: str) -> str:
     """The report page with a notice the server wrote (signed, so a link cannot plant one)."""
+    return signed_notice_url(request, f"/orgs/{slug}/", notice)
+
+
+def signed_notice_url(request: Request, target: str, notice: str) -> str:
+    """`target` (a page's path) showing a notice the server wrote: signed with the page
+    secret, so a crafted link cannot put words of its own on a logged-in page (`_notice`)."""
     query = urlencode({"notice": notice, "n": _sign(request, "notice:" + notice)[:32]})
-    return f"/orgs/{slug}/?{query}"
+    return f"{target}?{query}"
 
 
 def _notice(request: Request, notice: str | None, signature: str | None) -> str | None:
@@ -240,7 +246,9 @@ def reject(slug: str, proposal_id: str, request: Request, csrf: str = Form("")) 
 
 
 @router.get("/orgs/{slug}/proposals/{proposal_id}/checklist")
-def checklist(slug: str, proposal_id: str, request: Request, notice: str | None = None) -> Response:
+def checklist(
+    slug: str, proposal_id: str, request: Request, notice: str | None = None, n: str | None = None
+) -> Response:
     session_info = _session(request, slug)
     if session_info is None:
         return RedirectResponse(f"/orgs/{slug}/login", status_code=303)
@@ -256,5 +264,5 @@ def checklist(slug: str, proposal_id: str, request: Request, notice: str | None 
         steps=found.steps,
         open_for_steps=found.status in proposal_service.OPEN_FOR_STEPS,
         csrf=_csrf(request, session_info[1]),
-        notice=notice,
+        notice=_notice(request, notice, n),
     )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
@@ -21,7 +20,7 @@ from worker.errors import InvalidInput, NotFound
 from worker.services import proposals as proposal_service
 from worker.services import ptdirect_state
 from worker.store import repositories as repo
-from worker.web.pages import _check_form, _own, _render, _session, page_actor
+from worker.web.pages import _check_form, _notice, _own, _render, _session, page_actor, signed_notice_url
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 BLANK_ROWS = 2
@@ -187,12 +186,13 @@ def _page(
 
 
 @router.get("/orgs/{slug}/ptdirect")
-def ptdirect_page(slug: str, request: Request, notice: str | None = None) -> Response:
+def ptdirect_page(slug: str, request: Request, notice: str | None = None, n: str | None = None) -> Response:
     session_info = _session(request, slug)
     if session_info is None:
         return RedirectResponse(f"/orgs/{slug}/login", status_code=303)
     runtime = request.app.state.runtime()
     rows, master_email, problem = _people(runtime, slug)
+    notice = _notice(request, notice, n)
     return _page(request, slug, session_info[1], rows, master_email, notice=notice, problem=problem)
 
 
@@ -216,7 +216,7 @@ async def save_ptdirect(slug: str, request: Request) -> Response:
                 notice = "Nothing changed: the recorded state already says this."
             else:
                 notice = f"Recorded version {recorded.version}: " + "; ".join(recorded.changes)
-            return _back(f"/orgs/{slug}/ptdirect", notice)
+            return _back(request, f"/orgs/{slug}/ptdirect", notice)
     return _page(request, slug, cookie, rows, master_email, errors=errors)
 
 
@@ -237,7 +237,7 @@ async def record_steps(slug: str, proposal_id: str, request: Request) -> Respons
             could_not[position] = str(form.get(f"reason-{position}", "")).strip()
     target = f"/orgs/{slug}/proposals/{proposal_id}/checklist"
     if not done and not could_not:
-        return _back(target, "Tick at least one step as done or not possible.")
+        return _back(request, target, "Tick at least one step as done or not possible.")
     try:
         proposal = proposal_service.record_steps(
             request.app.state.runtime(),
@@ -247,14 +247,14 @@ async def record_steps(slug: str, proposal_id: str, request: Request) -> Respons
             could_not=could_not,
         )
     except (InvalidInput, NotFound) as exc:
-        return _back(target, str(exc))
+        return _back(request, target, str(exc))
     notice = f"Recorded {len(done)} step(s) as done"
     if could_not:
         notice += f" and {len(could_not)} as not possible"
     if proposal.status == "applied_by_hand":
         notice += ". Every step is recorded; the next sync checks the result."
-    return _back(target, notice)
+    return _back(request, target, notice)
 
 
-def _back(target: str, notice: str) -> Response:
-    return RedirectResponse(f"{target}?notice={quote(notice[:600])}", status_code=303)
+def _back(request: Request, target: str, notice: str) -> Response:
+    return RedirectResponse(signed_notice_url(request, target, notice[:600]), status_code=303)
