@@ -105,9 +105,16 @@ async def _ptsync_error(request: Request, exc: PtsyncError) -> JSONResponse:
     status = http_status_of(exc)
     headers = {"Retry-After": "30"} if status == 503 else None
     if status >= 500:
-        log.error("%s %s answered %d: %s", request.method, request.url.path, status, exc)
+        log.error("%s %s answered %d: %s", request.method, _route_of(request), status, exc)
         return JSONResponse({"detail": GENERIC_DETAIL[status]}, status_code=status, headers=headers)
     return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
+
+
+def _route_of(request: Request) -> str:
+    """The route's template (`/webhooks/physitrack/{token}`), never the path itself: the
+    unsigned webhooks' path carries their organisation's secret token."""
+    route = request.scope.get("route")
+    return getattr(route, "path", None) or "(no route)"
 
 
 async def _database_unavailable(request: Request, exc: OperationalError) -> JSONResponse:
