@@ -441,23 +441,35 @@ def test_given_runs_stored_before_none_became_sql_null_when_the_baseline_is_read
     assert latest is not None and latest.id != incomplete
 
 
-def test_migrating_scrubs_a_client_secret_an_older_org_update_audited_in_clear(database_url: str):
+def test_migrating_scrubs_secrets_older_releases_showed_in_the_audit_trail_and_channel_lists(
+    database_url: str, secret_key: str
+):
     """Given a database at revision 0014 whose audit trail holds a Halaxy client secret in clear
-    (what `org update --pms-client-secret` wrote before 0015) and an entry that hid it / When it
-    is migrated / Then the secret reads "(secret changed)", the other settings of the entry are
-    kept, and other entries are untouched."""
+    (what `org update --pms-client-secret` wrote before 0015), and a catch-hook webhook channel
+    listed and audited with the secret in its path / When it is migrated / Then the client secret
+    reads "(secret changed)", the channel shows its host and first path segment only, in its
+    list and in its audit entry, and everything else is as it was."""
     from alembic import command
 
+    from worker.runtime import Runtime
     from worker.store.db import alembic_config
+    from worker.store.models import NotificationChannel
 
+    hook = "https://hooks.zapier.com/hooks/catch/123456/PathSecret/"
     db = Database(database_url)
     try:
         command.upgrade(alembic_config(db.engine), "0014")
+        runtime = Runtime(
+            Settings(database_url=database_url, secret_key=secret_key), db, SecretBox([secret_key])
+        )
+        org = add_organisation(
+            runtime, NewOrganisation(slug="clinic-h", pms="csv", pms_path=".", ptdirect="manual")
+        )
         now = utcnow()
         with db.transaction() as session:
             session.add(
                 AuditEntry(
-                    org_id=None,
+                    org_id=org.id,
                     at=now,
                     actor="cli",
                     action="organisation_updated",
@@ -465,14 +477,46 @@ def test_migrating_scrubs_a_client_secret_an_older_org_update_audited_in_clear(d
                 )
             )
             session.add(
-                AuditEntry(org_id=None, at=now, actor="cli", action="sync_requested", detail={"n": 1})
+                AuditEntry(
+                    org_id=org.id,
+                    at=now,
+                    actor="cli",
+                    action="notification_channel_added",
+                    detail={"channel": 1, "kind": "webhook", "target": hook, "events": ["findings"]},
+                )
+            )
+            session.add(
+                NotificationChannel(
+                    org_id=org.id,
+                    kind="webhook",
+                    target_encrypted=runtime.secrets.encrypt(hook.encode()),
+                    display=hook,
+                    events=["findings"],
+                    min_severity="info",
+                    digest="off",
+                    created_at=now,
+                    created_by="cli",
+                    consecutive_failures=0,
+                )
             )
         db.migrate()
         with db.transaction() as session:
-            details = [entry.detail for entry in session.scalars(select(AuditEntry).order_by(AuditEntry.id))]
+            details = [
+                entry.detail
+                for entry in session.scalars(select(AuditEntry).order_by(AuditEntry.id))
+                if entry.action != "organisation_added"
+            ]
+            channel = session.scalar(select(NotificationChannel))
+            assert channel.display == "https://hooks.zapier.com/hooks/…"
+            assert runtime.secrets.decrypt(channel.target_encrypted).decode() == hook
         assert details == [
             {"changed": {"pms_client_secret": "(secret changed)", "policy": "observe"}},
-            {"n": 1},
+            {
+                "channel": 1,
+                "kind": "webhook",
+                "target": "https://hooks.zapier.com/hooks/…",
+                "events": ["findings"],
+            },
         ]
     finally:
         db.dispose()

@@ -15,6 +15,7 @@ Targets may hold tokens or passwords: they are stored encrypted and shown redact
 from __future__ import annotations
 
 import base64
+import ipaddress
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -93,11 +94,7 @@ def classify_target(url: str) -> tuple[str, str]:
         raise InvalidInput("the channel URL is empty")
     lowered = url.lower()
     if lowered.startswith(("http://", "https://")):
-        parts = urlsplit(url)
-        if not parts.hostname:
-            raise InvalidInput(f"webhook URL has no host: {url!r}")
-        port = f":{parts.port}" if parts.port else ""
-        return "webhook", f"{parts.scheme}://{parts.hostname}{port}{parts.path or '/'}"
+        return "webhook", _webhook_display(url)
     for prefix in ("email:", "mailto:"):
         if lowered.startswith(prefix) and not lowered.startswith(prefix + "//"):
             addresses = email_addresses(url)
@@ -115,6 +112,49 @@ def classify_target(url: str) -> tuple[str, str]:
             "see README 'Notifications' for the URLs that work"
         )
     return "apprise", plugin.url(privacy=True)[:300]
+
+
+_PRIVATE_SUFFIXES = (".local", ".lan", ".internal", ".home.arpa", ".localhost")
+_SHOWN_SEGMENT = 20
+"""A webhook path's first segment is shown when it is this short (a name, not a token)."""
+
+
+def _webhook_display(url: str) -> str:
+    """The redacted form of a webhook URL (scheme, host, port and the path's first short
+    segment), after checking it: a host, a port in range, and https unless the host is on a
+    private network (the messages name practitioners).
+
+    The URL itself is never echoed in an error: it may carry a password or a token, and the
+    page's answer travels in a redirect's address, which browsers and proxies keep. Only its
+    first path segment is shown: catch hooks carry their secret further down the path.
+    """
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        raise InvalidInput("webhook URL has a port out of range (1-65535)") from None
+    host = parts.hostname
+    if not host:
+        raise InvalidInput("webhook URL has no host")
+    if parts.scheme.lower() == "http" and not _on_private_network(host):
+        raise InvalidInput(
+            f"webhook URL uses plain http:// to {host}, a public address: notifications name "
+            "practitioners, so use https:// (http:// is for hosts on a private network)"
+        )
+    segments = [segment for segment in parts.path.split("/") if segment]
+    shown = "/" + segments[0] if segments and len(segments[0]) <= _SHOWN_SEGMENT else ""
+    rest = "/…" if len(segments) > (1 if shown else 0) else ("" if shown else "/")
+    return f"{parts.scheme.lower()}://{host}{f':{port}' if port else ''}{shown}{rest}"
+
+
+def _on_private_network(host: str) -> bool:
+    """An address on a private network (RFC 1918, loopback, link-local, unique local) or a name
+    that only resolves inside one (no dot, or a private-use suffix); no lookup is made."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return "." not in host or host.lower().endswith(_PRIVATE_SUFFIXES)
+    return address.is_private or address.is_loopback or address.is_link_local
 
 
 def email_addresses(target: str) -> list[str]:
