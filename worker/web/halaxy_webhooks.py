@@ -8,7 +8,8 @@ webhook in Halaxy (Settings > Integrations > Webhooks) with the URL `ptsync org 
 prints, for the Appointment create, update and delete events.
 
 Deduplicated through the inbox like every webhook: the delivery id is the subscription id with
-its event numbers (a redelivery repeats both); without them, a hash of the body, so only
+its event numbers (a redelivery repeats both; hashed when a batch of many events makes it longer
+than a stored id); without them, a hash of the body, so only
 byte-identical repeats coalesce. Appointment events start a sync, incremental as the connector
 is; Patient and Invoice events are stored as ignored (ptsync reads neither from Halaxy). An event
 whose resource cannot be told starts a sync: a spare sync costs a few requests, a missed one
@@ -22,6 +23,7 @@ from typing import Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Request
 
+from worker.services.deliveries import MAX_DELIVERY_ID
 from worker.web.webhooks import DeliveryAnswer, _body, _json_object, _org_by_token, _record, _text
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
@@ -58,7 +60,12 @@ def _delivery_id(status: dict[str, Any], body: bytes) -> str:
     reference = subscription.get("reference") if isinstance(subscription, dict) else None
     numbers = [number for number in (_text(event, "eventNumber") for event in _events(status)) if number]
     if isinstance(reference, str) and reference.strip() and numbers:
-        return f"{reference.rstrip('/').rsplit('/', 1)[-1]}:{','.join(numbers)}"
+        named = f"{reference.rstrip('/').rsplit('/', 1)[-1]}:{','.join(numbers)}"
+        if len(named) <= MAX_DELIVERY_ID:
+            return named
+        # A notification batching many events: the same subscription and events, hashed, so a
+        # redelivery is still recognised (an id is never cut: two batches could share a prefix).
+        return "events-sha256:" + hashlib.sha256(named.encode()).hexdigest()
     return "sha256:" + hashlib.sha256(body).hexdigest()
 
 
