@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 
 from connectors.errors import ConnectorError
@@ -25,6 +25,12 @@ from worker.web.pages import _check_form, _notice, _own, _render, _session, page
 router = APIRouter(tags=["pages"], include_in_schema=False)
 BLANK_ROWS = 2
 MAX_ROWS = 5000
+FIELDS_PER_ROW = 11
+"""`rN_email`, `_name`, `_status`, `_access`, `_link_system`, `_link_id`, `_content`,
+`_patients`, `_recipient`, `_from_pms`, `_fixed` (ptdirect.html)."""
+MAX_FIELDS = MAX_ROWS * FIELDS_PER_ROW + 16
+"""The form's field limit: Starlette's default (1,000) refused the page of any clinic with more
+than about 90 people ("400 Too many fields"). A checklist has two fields a step."""
 
 
 @dataclass
@@ -88,7 +94,10 @@ def _people(runtime, slug: str) -> tuple[list[Person], str | None, str | None]:
 def _from_form(form: Any) -> tuple[list[Person], str]:
     """The rows as submitted (a row is `rN_*`; unticked boxes are simply absent)."""
     rows = []
-    count = min(int(form.get("rows", "0") or 0), MAX_ROWS)
+    rows_field = str(form.get("rows", "0") or "0").strip()
+    if not rows_field.isdigit():
+        raise HTTPException(400, "the form's row count is not a number")
+    count = min(int(rows_field), MAX_ROWS)
     for index in range(count):
         key = f"r{index}_"
         email = (form.get(key + "email") or "").strip()
@@ -198,7 +207,7 @@ def ptdirect_page(slug: str, request: Request, notice: str | None = None, n: str
 
 @router.post("/orgs/{slug}/ptdirect")
 async def save_ptdirect(slug: str, request: Request) -> Response:
-    form = await request.form()
+    form = await request.form(max_fields=MAX_FIELDS)
     _check_form(request, slug, str(form.get("csrf", "")))
     cookie = _session(request, slug)[1]
     rows, master_email = _from_form(form)
@@ -223,7 +232,7 @@ async def save_ptdirect(slug: str, request: Request) -> Response:
 @router.post("/orgs/{slug}/proposals/{proposal_id}/steps")
 async def record_steps(slug: str, proposal_id: str, request: Request) -> Response:
     """The checklist's "Mark applied": steps ticked done, or marked as not possible (with why)."""
-    form = await request.form()
+    form = await request.form(max_fields=MAX_FIELDS)
     org_id = _check_form(request, slug, str(form.get("csrf", "")))
     _own(request, org_id, proposal_id)
     done, could_not = set(), {}
