@@ -29,7 +29,7 @@ from worker.commands import tokens as _tokens
 from worker.commands.org_options import SECRET_FIELDS
 from worker.commands.terminal import SECRET_HELP, ExpectedFailures, read_secret
 from worker.errors import PtsyncError
-from worker.terminal import safe, strip_controls
+from worker.terminal import InertTable, safe, strip_controls
 
 app = typer.Typer(
     add_completion=False,
@@ -198,7 +198,7 @@ def org_list() -> None:
         from worker import views
 
         rows = views.organisations(_runtime())
-    table = Table("slug", "pms", "PT Direct", "policy", "state", "last run", "next sync (UTC)")
+    table = InertTable("slug", "pms", "PT Direct", "policy", "state", "last run", "next sync (UTC)")
     for org in rows:
         due = None if org.paused_at else next_due(org.schedule, now)
         table.add_row(
@@ -445,7 +445,7 @@ def proposals(slug: str) -> None:
     if not items:
         err.print(f"no proposals for {slug}")
         return
-    table = Table("created", "status", "operations", "needs approval")
+    table = InertTable("created", "status", "operations", "needs approval")
     table.add_column("proposal", no_wrap=True, overflow="fold")
     for proposal in items:
         table.add_row(
@@ -457,7 +457,9 @@ def proposals(slug: str) -> None:
         )
     out.print(table)
     latest = items[0]
-    ops = Table("#", "operation", "practitioner", "needs approval", "status", title=f"Proposal {latest.id}")
+    ops = InertTable(
+        "#", "operation", "practitioner", "needs approval", "status", title=f"Proposal {latest.id}"
+    )
     for op in latest.operations:
         ops.add_row(
             str(op.position + 1),
@@ -517,7 +519,9 @@ def _print_proposal_result(proposal_id: str, depth: int = 0) -> None:
         status, error, successor = proposal.status, proposal.error, proposal.superseded_by
         kind = proposal.organisation.ptdirect_kind
         rows = [(op.op, op.email, op.status, op.note or op.error) for op in proposal.operations]
-    table = Table("operation", "practitioner", "status", "note", title=f"Proposal {proposal_id}: {status}")
+    table = InertTable(
+        "operation", "practitioner", "status", "note", title=f"Proposal {proposal_id}: {status}"
+    )
     for row in rows:
         table.add_row(*(safe(cell or "") for cell in row))
     out.print(table)

@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from rich.markup import escape
+from rich.table import Table
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _ESCAPE_SEQUENCE = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-_])")
@@ -24,6 +25,25 @@ def strip_controls(text: str) -> str:
     return _CONTROL.sub("", text.replace("\r\n", " ").replace("\n", " ").replace("\t", " "))
 
 
-def safe(value: Any) -> str:
+class Inert(str):
+    """Text `safe` already made inert: an `InertTable` does not escape it a second time."""
+
+    __slots__ = ()
+
+
+def safe(value: Any) -> Inert:
     """`value` as inert text for a rich console: no control characters, markup escaped."""
-    return escape(strip_controls("" if value is None else str(value)))
+    return Inert(escape(strip_controls("" if value is None else str(value))))
+
+
+class InertTable(Table):
+    """A rich table that shows its text cells as text: each plain `str` cell goes through `safe`
+    (cells `safe` made, and rich renderables, are kept as given).
+
+    The commands' tables show names, emails, location names, webhook triggers and audit details
+    that come from a PMS, PT Direct or a webhook sender: one cell printed as markup crashes the
+    command on a stray `[/bold]`, or puts an escape sequence on the operator's terminal.
+    """
+
+    def add_row(self, *renderables: Any, **options: Any) -> None:
+        super().add_row(*(safe(cell) if type(cell) is str else cell for cell in renderables), **options)

@@ -6,7 +6,8 @@ import json
 from typing import Annotated
 
 import typer
-from rich.table import Table
+
+from worker.terminal import InertTable
 
 
 def locations(
@@ -43,7 +44,7 @@ def locations(
             "(--locations needs locations to choose from)"
         )
         return
-    table = Table("", "id", "name", "practitioners", title=f"Locations of {slug}'s PMS")
+    table = InertTable("", "id", "name", "practitioners", title=f"Locations of {slug}'s PMS")
     for row in rows:
         name = f"{row.name} (archived)" if row.archived else row.name
         table.add_row("*" if row.in_scope else "", row.id, name, str(row.practitioners))

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from worker.clock import iso
+from worker.terminal import InertTable
 
 app = typer.Typer(no_args_is_help=True, help="Notification channels: email, chat, push, signed webhooks.")
 
@@ -62,7 +62,7 @@ def list_channels(slug: str) -> None:
     if not channels:
         err.print(f"no notification channels for {slug} (add one with: ptsync notify add {slug} URL)")
         return
-    table = Table(
+    table = InertTable(
         "id", "kind", "target", "events", "min severity", "digest", "state", "last success", "pending"
     )
     for c in channels:

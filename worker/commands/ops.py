@@ -8,7 +8,8 @@ from enum import StrEnum
 from typing import Annotated
 
 import typer
-from rich.table import Table
+
+from worker.terminal import InertTable
 
 
 class AuditFormat(StrEnum):
@@ -59,7 +60,7 @@ def audit(
     if not rows:
         err.print(f"no audit entries for {slug}" + (f" since {since}" if since else ""))
         return
-    table = Table("when (UTC)", "action", "who", "from", "detail")
+    table = InertTable("when (UTC)", "action", "who", "from", "detail")
     for row in rows:
         table.add_row(row.at, row.action, row.actor, row.origin, row.summary())
     out.print(table)

@@ -11,10 +11,10 @@ import os
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from worker.commands.org_options import SECRET_FIELDS, signature
 from worker.commands.terminal import read_secret
+from worker.terminal import InertTable
 
 
 def _cli():
@@ -42,7 +42,7 @@ def show(
         return
     if format != "table":
         cli.fail("--format must be table or json")
-    table = Table("setting", "value", title=f"Organisation {slug}", show_header=False)
+    table = InertTable("setting", "value", title=f"Organisation {slug}", show_header=False)
     table.add_row(
         "state",
         f"paused since {document['paused_at']} by {document['paused_by']}"
@@ -179,7 +179,7 @@ def runs(
     if not rows:
         cli.err.print(f"no runs for {slug} yet: start one with `ptsync sync {slug}`")
         return
-    table = Table("requested", "trigger", "status", "findings", "error")
+    table = InertTable("requested", "trigger", "status", "findings", "error")
     table.add_column("run", no_wrap=True, overflow="fold")
     for row in rows:
         table.add_row(

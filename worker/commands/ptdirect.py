@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
+
+from worker.terminal import InertTable
 
 ptdirect_app = typer.Typer(
     no_args_is_help=True,
@@ -89,14 +90,14 @@ def show(
         f"by {current.recorded_by} ({current.source})",
         markup=False,
     )
-    users = Table("user", "email", "status", "practitioner access", "PMS link", title="Users")
+    users = InertTable("user", "email", "status", "practitioner access", "PMS link", title="Users")
     for user in snapshot.users:
         link = f"{user.pms_link.system} {user.pms_link.practitioner_id}" if user.pms_link else ""
         users.add_row(
             user.name, user.email, user.status.value, "yes" if user.practitioner_access else "no", link
         )
     cli.out.print(users)
-    sharing = Table("member", "share content", "share patients", title="Practitioner sharing")
+    sharing = InertTable("member", "share content", "share patients", title="Practitioner sharing")
     for member in snapshot.sharing_members:
         sharing.add_row(
             member.email, "yes" if member.share_content else "no", "yes" if member.share_patients else "no"
@@ -195,7 +196,7 @@ def history(slug: str, limit: Annotated[int, typer.Option(help="How many version
     if not versions:
         cli.err.print(f"nothing recorded for {slug} yet")
         return
-    table = Table("version", "recorded", "by", "from", "changes")
+    table = InertTable("version", "recorded", "by", "from", "changes")
     for v in versions:
         table.add_row(
             str(v.version),

@@ -9,10 +9,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from worker.clock import utcnow
-from worker.terminal import safe
+from worker.terminal import InertTable, safe
 
 
 def _when(value) -> str:
@@ -33,7 +32,7 @@ def register(org_app: typer.Typer) -> None:
             err.print(f"{slug} has no admin tokens (create one: ptsync org token {slug})")
             return
         now = utcnow()
-        table = Table("id", "label", "created", "last used", "expires", "state")
+        table = InertTable("id", "label", "created", "last used", "expires", "state")
         for token in tokens:
             table.add_row(
                 str(token.id),
