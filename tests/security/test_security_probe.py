@@ -403,3 +403,23 @@ def test_a_ptdirect_user_named_with_markup_and_escapes_prints_inert_in_ptsync_pt
     imported = CliRunner().invoke(cli_app, ["ptdirect", "import", "clinic-m", str(tmp_path / "pt.json")])
     assert imported.exit_code == 0, imported.output
     _printed_inert(CliRunner().invoke(cli_app, ["ptdirect", "show", "clinic-m"], env={"COLUMNS": "250"}))
+
+
+def test_a_refused_channel_reads_as_a_warning_and_an_added_one_as_done(runtime, client, clinic):
+    """Given an admin on the notifications page / When a channel is refused (plain http to a
+    public address) and then one is added / Then the refusal is shown as a warning (role=alert),
+    not in the green box of a success, and the addition as done; the kind is signed with the
+    text, so a link cannot show a refusal as a success either."""
+    _, token = clinic
+    _logged_in(client, token, "clinic-a")
+    page = "/orgs/clinic-a/notifications"
+    refused = client.post(
+        page, data={"csrf": _csrf(client, page), "url": "http://93.184.216.34/ptsync", "events": ["findings"]}
+    )
+    assert '<p class="warn" role="alert">Not added: webhook URL uses plain http://' in refused.text
+    forged = refused.url.copy_with(
+        params={k: ("done" if k == "k" else v) for k, v in refused.url.params.multi_items()}
+    )
+    assert "Not added" not in client.get(forged).text
+    removed = client.post(f"{page}/999/remove", data={"csrf": _csrf(client, page)})
+    assert '<p class="warn" role="alert">That channel no longer exists.' in removed.text

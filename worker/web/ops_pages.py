@@ -23,15 +23,20 @@ def _page_actor(request: Request, slug: str) -> str:
     return page_actor(request, slug)
 
 
-def _back(request: Request, slug: str, notice: str) -> RedirectResponse:
+def _back(request: Request, slug: str, notice: str, *, problem: bool = False) -> RedirectResponse:
     return RedirectResponse(
-        signed_notice_url(request, f"/orgs/{slug}/notifications", notice), status_code=303
+        signed_notice_url(request, f"/orgs/{slug}/notifications", notice, problem=problem), status_code=303
     )
 
 
 @router.get("/orgs/{slug}/notifications")
 def notifications_page(
-    slug: str, request: Request, notice: str | None = None, n: str | None = None, secret: str | None = None
+    slug: str,
+    request: Request,
+    notice: str | None = None,
+    n: str | None = None,
+    k: str | None = None,
+    secret: str | None = None,
 ) -> Response:
     session_info = _session(request, slug)
     if session_info is None:
@@ -44,7 +49,7 @@ def notifications_page(
         events=channels.EVENT_HELP,
         severities=channels.SEVERITIES,
         csrf=_csrf(request, session_info[1]),
-        notice=_notice(request, notice, n),
+        notice=_notice(request, notice, n, k),
     )
 
 
@@ -68,7 +73,7 @@ def add_channel(
             _page_actor(request, slug),
         )
     except InvalidInput as exc:
-        return _back(request, slug, f"Not added: {exc}")
+        return _back(request, slug, f"Not added: {exc}", problem=True)
     if added.signing_secret:
         # Shown once, on this response only (never in a URL or a log).
         return _render(
@@ -83,7 +88,7 @@ def remove_channel(slug: str, channel_id: int, request: Request, csrf: str = For
     try:
         channels.remove_channel(request.app.state.runtime(), slug, channel_id, _page_actor(request, slug))
     except NotFound:
-        return _back(request, slug, "That channel no longer exists.")
+        return _back(request, slug, "That channel no longer exists.", problem=True)
     return _back(request, slug, "Channel removed.")
 
 
@@ -93,10 +98,13 @@ def test_channels(slug: str, request: Request, csrf: str = Form("")) -> Response
     results = send_test(request.app.state.runtime(), slug, _page_actor(request, slug))
     failed = [r for r in results if not r.ok]
     if not results:
-        return _back(request, slug, "There are no channels to test.")
+        return _back(request, slug, "There are no channels to test.", problem=True)
     if failed:
         return _back(
-            request, slug, f"Test sent; {len(failed)} of {len(results)} channel(s) failed: {failed[0].error}"
+            request,
+            slug,
+            f"Test sent; {len(failed)} of {len(results)} channel(s) failed: {failed[0].error}",
+            problem=True,
         )
     return _back(request, slug, f"Test message sent through {len(results)} channel(s).")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -101,21 +102,33 @@ def _same_origin(request: Request) -> bool:
         return False
 
 
-def _notice_url(request: Request, slug: str, notice: str) -> str:
+def _notice_url(request: Request, slug: str, notice: str, *, problem: bool = False) -> str:
     """The report page with a notice the server wrote (signed, so a link cannot plant one)."""
-    return signed_notice_url(request, f"/orgs/{slug}/", notice)
+    return signed_notice_url(request, f"/orgs/{slug}/", notice, problem=problem)
 
 
-def signed_notice_url(request: Request, target: str, notice: str) -> str:
+@dataclass(frozen=True)
+class Notice:
+    """A line the server wrote for the page after a form: what was done, or (`problem`) why
+    nothing was (shown as a warning, not as a success)."""
+
+    text: str
+    problem: bool = False
+
+
+def signed_notice_url(request: Request, target: str, notice: str, *, problem: bool = False) -> str:
     """`target` (a page's path) showing a notice the server wrote: signed with the page
-    secret, so a crafted link cannot put words of its own on a logged-in page (`_notice`)."""
-    query = urlencode({"notice": notice, "n": _sign(request, "notice:" + notice)[:32]})
-    return f"{target}?{query}"
+    secret, with its kind, so a crafted link cannot put words of its own on a logged-in page,
+    nor show a refusal as a success (`_notice`)."""
+    kind = "problem" if problem else "done"
+    signature = _sign(request, f"notice:{kind}:{notice}")[:32]
+    return f"{target}?{urlencode({'notice': notice, 'k': kind, 'n': signature})}"
 
 
-def _notice(request: Request, notice: str | None, signature: str | None) -> str | None:
-    if notice and _equal(signature, _sign(request, "notice:" + notice)[:32]):
-        return notice
+def _notice(request: Request, notice: str | None, signature: str | None, kind: str | None) -> Notice | None:
+    kind = "problem" if kind == "problem" else "done"
+    if notice and _equal(signature, _sign(request, f"notice:{kind}:{notice}")[:32]):
+        return Notice(notice, kind == "problem")
     return None
 
 
@@ -177,6 +190,7 @@ def report_page(
     request: Request,
     notice: str | None = None,
     n: str | None = None,
+    k: str | None = None,
     who: str | None = None,
 ) -> Response:
     session_info = _session(request, slug)
@@ -184,7 +198,7 @@ def report_page(
         return RedirectResponse(f"/orgs/{slug}/login", status_code=303)
     org_id, cookie = session_info
     context = org_page_context(request.app.state.runtime(), slug, org_id, who)
-    notice_text = _notice(request, notice, n)
+    notice_text = _notice(request, notice, n, k)
     return _render("org.html", **context, slug=slug, csrf=_csrf(request, cookie), notice=notice_text)
 
 
@@ -220,7 +234,7 @@ def approve(
             transferred=transferred == "yes",
         )
     except InvalidInput as exc:
-        return RedirectResponse(_notice_url(request, slug, str(exc)), status_code=303)
+        return RedirectResponse(_notice_url(request, slug, str(exc), problem=True), status_code=303)
     notice = "Proposal approved: applying it now."
     with request.app.state.runtime().db.transaction() as session:
         org = repo.get_proposal(session, proposal_id).organisation
@@ -241,13 +255,18 @@ def reject(slug: str, proposal_id: str, request: Request, csrf: str = Form("")) 
     try:
         proposal_service.reject(request.app.state.runtime(), proposal_id, page_actor(request, slug))
     except InvalidInput as exc:
-        return RedirectResponse(_notice_url(request, slug, str(exc)), status_code=303)
+        return RedirectResponse(_notice_url(request, slug, str(exc), problem=True), status_code=303)
     return RedirectResponse(_notice_url(request, slug, "Proposal rejected."), status_code=303)
 
 
 @router.get("/orgs/{slug}/proposals/{proposal_id}/checklist")
 def checklist(
-    slug: str, proposal_id: str, request: Request, notice: str | None = None, n: str | None = None
+    slug: str,
+    proposal_id: str,
+    request: Request,
+    notice: str | None = None,
+    n: str | None = None,
+    k: str | None = None,
 ) -> Response:
     session_info = _session(request, slug)
     if session_info is None:
@@ -264,5 +283,5 @@ def checklist(
         steps=found.steps,
         open_for_steps=found.status in proposal_service.OPEN_FOR_STEPS,
         csrf=_csrf(request, session_info[1]),
-        notice=_notice(request, notice, n),
+        notice=_notice(request, notice, n, k),
     )

@@ -195,13 +195,15 @@ def _page(
 
 
 @router.get("/orgs/{slug}/ptdirect")
-def ptdirect_page(slug: str, request: Request, notice: str | None = None, n: str | None = None) -> Response:
+def ptdirect_page(
+    slug: str, request: Request, notice: str | None = None, n: str | None = None, k: str | None = None
+) -> Response:
     session_info = _session(request, slug)
     if session_info is None:
         return RedirectResponse(f"/orgs/{slug}/login", status_code=303)
     runtime = request.app.state.runtime()
     rows, master_email, problem = _people(runtime, slug)
-    notice = _notice(request, notice, n)
+    notice = _notice(request, notice, n, k)
     return _page(request, slug, session_info[1], rows, master_email, notice=notice, problem=problem)
 
 
@@ -246,7 +248,7 @@ async def record_steps(slug: str, proposal_id: str, request: Request) -> Respons
             could_not[position] = str(form.get(f"reason-{position}", "")).strip()
     target = f"/orgs/{slug}/proposals/{proposal_id}/checklist"
     if not done and not could_not:
-        return _back(request, target, "Tick at least one step as done or not possible.")
+        return _back(request, target, "Tick at least one step as done or not possible.", problem=True)
     try:
         proposal = proposal_service.record_steps(
             request.app.state.runtime(),
@@ -256,7 +258,7 @@ async def record_steps(slug: str, proposal_id: str, request: Request) -> Respons
             could_not=could_not,
         )
     except (InvalidInput, NotFound) as exc:
-        return _back(request, target, str(exc))
+        return _back(request, target, str(exc), problem=True)
     notice = f"Recorded {len(done)} step(s) as done"
     if could_not:
         notice += f" and {len(could_not)} as not possible"
@@ -265,5 +267,7 @@ async def record_steps(slug: str, proposal_id: str, request: Request) -> Respons
     return _back(request, target, notice)
 
 
-def _back(request: Request, target: str, notice: str) -> Response:
-    return RedirectResponse(signed_notice_url(request, target, notice[:600]), status_code=303)
+def _back(request: Request, target: str, notice: str, *, problem: bool = False) -> Response:
+    return RedirectResponse(
+        signed_notice_url(request, target, notice[:600], problem=problem), status_code=303
+    )
