@@ -57,11 +57,18 @@ def _readiness() -> tuple[bool, dict[str, str]]:
     return readiness(runtime)
 
 
-def start(port: int, exposition: Callable[[], bytes], host: str = "0.0.0.0") -> ThreadingHTTPServer | None:
+def metrics_host() -> str:
+    """Where the worker's and the clock's metrics ports listen: `PTSYNC_METRICS_HOST`, every
+    interface by default (a scraper in another container must reach them); 127.0.0.1 keeps
+    them to this machine."""
+    return os.environ.get("PTSYNC_METRICS_HOST", "").strip() or "0.0.0.0"
+
+
+def start(port: int, exposition: Callable[[], bytes], host: str | None = None) -> ThreadingHTTPServer | None:
     """Serve in a daemon thread; returns the server (`shutdown()` stops it), or None if the port
     is taken: the process goes on working without its metrics port, and says so."""
     try:
-        server = ThreadingHTTPServer((host, port), _handler(exposition))
+        server = ThreadingHTTPServer((host or metrics_host(), port), _handler(exposition))
     except OSError as exc:
         log.error("metrics port %d not served: %s (choose another with --metrics-port)", port, exc.strerror)
         return None
@@ -96,7 +103,7 @@ def serve_worker_port() -> int:
     """dramatiq fork function: the worker's metrics port, for all its processes together."""
     port = int(os.environ.get("PTSYNC_WORKER_METRICS_PORT", "9191"))
     try:
-        server = ThreadingHTTPServer(("0.0.0.0", port), _handler(multiprocess_exposition))
+        server = ThreadingHTTPServer((metrics_host(), port), _handler(multiprocess_exposition))
     except OSError as exc:  # the queue workers go on; only the metrics port is missing
         log.error("metrics port %d not served: %s (choose another with --metrics-port)", port, exc.strerror)
         return 1
