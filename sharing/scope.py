@@ -230,10 +230,15 @@ def _placed_elsewhere(
     newer = _newer_sites(snapshot, wanted, others)
     _, seen = _seen_at(snapshot, others - newer, since) if others - newer else (None, set())
     _, seen_newer = _seen_at(snapshot, newer, since) if newer else (None, set())
-    placed = frozenset(p.id for p in outside if p.id in seen or set(p.locations) - wanted)
+    # A site the PMS lists someone at counts like their rows there: not when it is a newer site.
+    placed = frozenset(p.id for p in outside if p.id in seen or set(p.locations) - wanted - newer)
     return {
         "elsewhere": placed,
-        "newer_sites_only": frozenset(p.id for p in outside if p.id in seen_newer and p.id not in placed),
+        "newer_sites_only": frozenset(
+            p.id
+            for p in outside
+            if p.id not in placed and (p.id in seen_newer or newer.intersection(p.locations))
+        ),
     }
 
 
