@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import secrets
+import socket
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
@@ -153,7 +154,10 @@ def _on_private_network(host: str) -> bool:
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
-        return "." not in host or host.lower().endswith(_PRIVATE_SUFFIXES)
+        try:  # the other ways to write an IPv4 address, which resolvers accept: 134744072, 0x08080808
+            address = ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return "." not in host or host.lower().endswith(_PRIVATE_SUFFIXES)
     return address.is_private or address.is_loopback or address.is_link_local
 
 

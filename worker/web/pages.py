@@ -121,13 +121,20 @@ def signed_notice_url(request: Request, target: str, notice: str, *, problem: bo
     secret, with its kind, so a crafted link cannot put words of its own on a logged-in page,
     nor show a refusal as a success (`_notice`)."""
     kind = "problem" if problem else "done"
-    signature = _sign(request, f"notice:{kind}:{notice}")[:32]
+    signature = _sign(request, _notice_signed_text(target, kind, notice))[:32]
     return f"{target}?{urlencode({'notice': notice, 'k': kind, 'n': signature})}"
+
+
+def _notice_signed_text(path: str, kind: str, notice: str) -> str:
+    """What a notice's signature covers: the page it was written for (and so its organisation),
+    its kind and its text. Without the page, a notice one organisation's admin made the server
+    write (a refused URL is echoed) would show on another organisation's page."""
+    return f"notice\x1f{path}\x1f{kind}\x1f{notice}"
 
 
 def _notice(request: Request, notice: str | None, signature: str | None, kind: str | None) -> Notice | None:
     kind = "problem" if kind == "problem" else "done"
-    if notice and _equal(signature, _sign(request, f"notice:{kind}:{notice}")[:32]):
+    if notice and _equal(signature, _sign(request, _notice_signed_text(request.url.path, kind, notice))[:32]):
         return Notice(notice, kind == "problem")
     return None
 
