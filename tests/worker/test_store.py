@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 
 import pytest
@@ -441,21 +442,15 @@ def test_given_runs_stored_before_none_became_sql_null_when_the_baseline_is_read
     assert latest is not None and latest.id != incomplete
 
 
-def test_migrating_scrubs_secrets_older_releases_showed_in_the_audit_trail_and_channel_lists(
-    database_url: str, secret_key: str
-):
-    """Given a database at revision 0014 whose audit trail holds a Halaxy client secret in clear
-    (what `org update --pms-client-secret` wrote before 0015), and a catch-hook webhook channel
-    listed and audited with the secret in its path / When it is migrated / Then the client secret
-    reads "(secret changed)", the channel shows its host and first path segment only, in its
-    list and in its audit entry, and everything else is as it was."""
+@contextlib.contextmanager
+def _at_revision_0014(database_url: str, secret_key: str):
+    """A database migrated to revision 0014 (before 0015 scrubbed what it shows) and one
+    organisation in it: (runtime, organisation)."""
     from alembic import command
 
     from worker.runtime import Runtime
     from worker.store.db import alembic_config
-    from worker.store.models import NotificationChannel
 
-    hook = "https://hooks.zapier.com/hooks/catch/123456/PathSecret/"
     db = Database(database_url)
     try:
         command.upgrade(alembic_config(db.engine), "0014")
@@ -465,6 +460,24 @@ def test_migrating_scrubs_secrets_older_releases_showed_in_the_audit_trail_and_c
         org = add_organisation(
             runtime, NewOrganisation(slug="clinic-h", pms="csv", pms_path=".", ptdirect="manual")
         )
+        yield runtime, org
+    finally:
+        db.dispose()
+
+
+def test_migrating_scrubs_secrets_older_releases_showed_in_the_audit_trail_and_channel_lists(
+    database_url: str, secret_key: str
+):
+    """Given a database at revision 0014 whose audit trail holds a Halaxy client secret in clear
+    (what `org update --pms-client-secret` wrote before 0015), and a catch-hook webhook channel
+    listed and audited with the secret in its path / When it is migrated / Then the client secret
+    reads "(secret changed)", the channel shows its host and first path segment only, in its
+    list and in its audit entry, and everything else is as it was."""
+    from worker.store.models import NotificationChannel
+
+    hook = "https://hooks.zapier.com/hooks/catch/123456/PathSecret/"
+    with _at_revision_0014(database_url, secret_key) as (runtime, org):
+        db = runtime.db
         now = utcnow()
         with db.transaction() as session:
             session.add(
@@ -518,5 +531,29 @@ def test_migrating_scrubs_secrets_older_releases_showed_in_the_audit_trail_and_c
                 "events": ["findings"],
             },
         ]
-    finally:
-        db.dispose()
+
+
+def test_migrating_drops_a_password_audited_inside_a_halaxy_token_url(database_url: str, secret_key: str):
+    """Given a database at revision 0014 whose audit trail holds an `org update` of Halaxy's
+    `--pms-token-url` given as `https://CLIENT:SECRET@host/token` (accepted then: only its scheme
+    was checked) / When it is migrated / Then the URL is kept without its credentials (found by
+    a review of 0015)."""
+    with _at_revision_0014(database_url, secret_key) as (runtime, org):
+        with runtime.db.transaction() as session:
+            session.add(
+                AuditEntry(
+                    org_id=org.id,
+                    at=utcnow(),
+                    actor="cli",
+                    action="organisation_updated",
+                    detail={"changed": {"pms_token_url": "https://cid:TokenUrlSecret@auth.example/token"}},
+                )
+            )
+        runtime.db.migrate()
+        with runtime.db.transaction() as session:
+            [detail] = [
+                entry.detail
+                for entry in session.scalars(select(AuditEntry))
+                if entry.action == "organisation_updated"
+            ]
+    assert detail == {"changed": {"pms_token_url": "https://auth.example/token"}}

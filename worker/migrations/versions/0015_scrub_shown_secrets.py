@@ -4,7 +4,8 @@ Before this revision, changing `--pms-client-secret` wrote the new secret into t
 `changed` (the setting has no encrypted column of its own: it is stored inside the encrypted
 OAuth client), and a webhook channel was listed, and audited, with its whole path, where catch
 hooks (`https://hooks.zapier.com/hooks/catch/ID/SECRET/`) carry their secret. This revision
-rewrites those entries' secret to "(secret changed)", as every other secret is audited, and
+rewrites those entries' secret to "(secret changed)", as every other secret is audited (and
+drops a `user:password@` from an audited URL, which a Halaxy token URL could carry), and
 each webhook channel's shown form to its host and the path's first short segment (the channel
 itself, stored encrypted, is unchanged). Rotate a Halaxy client secret that was changed that
 way: it was readable by anyone who could read the audit trail or a backup of the database.
@@ -14,6 +15,8 @@ Revises: 0014
 """
 
 from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
 
 import sqlalchemy as sa
 from alembic import op
@@ -71,7 +74,28 @@ def _scrubbed(action: str, detail: dict) -> dict:
     if not isinstance(changed, dict):
         return detail
     leaked = [name for name in SECRETS if name in changed and changed[name] != HIDDEN]
-    return {**detail, "changed": {**changed, **dict.fromkeys(leaked, HIDDEN)}} if leaked else detail
+    # A URL setting given with `user:password@` (a Halaxy token URL could be, before 0015's
+    # release refused it) keeps its address without the credentials.
+    urls = {
+        name: _without_credentials(value)
+        for name, value in changed.items()
+        if isinstance(value, str) and _without_credentials(value) != value
+    }
+    if not leaked and not urls:
+        return detail
+    return {**detail, "changed": {**changed, **urls, **dict.fromkeys(leaked, HIDDEN)}}
+
+
+def _without_credentials(value: str) -> str:
+    if "://" not in value or "@" not in value:
+        return value
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return value
+    if parts.username is None and parts.password is None:
+        return value
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def _shown(display: str) -> str:
