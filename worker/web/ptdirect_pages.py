@@ -95,7 +95,7 @@ def _from_form(form: Any) -> tuple[list[Person], str]:
     """The rows as submitted (a row is `rN_*`; unticked boxes are simply absent)."""
     rows = []
     rows_field = str(form.get("rows", "0") or "0").strip()
-    if not rows_field.isdigit():
+    if not (rows_field.isascii() and rows_field.isdigit()):  # "²" is a digit int() refuses
         raise HTTPException(400, "the form's row count is not a number")
     count = min(int(rows_field), MAX_ROWS)
     for index in range(count):
