@@ -244,7 +244,13 @@ def _placed_elsewhere(
 
 def _newer_sites(snapshot: PmsSnapshot, wanted: frozenset[str], others: frozenset[str]) -> frozenset[str]:
     """The locations of `others` whose first counted row in the read is on or after the last
-    counted row at any wanted location (none when the wanted locations have no counted row)."""
+    counted row at any wanted location, and after the first (none when the wanted locations
+    have no counted row).
+
+    On or after the last: a site renamed in the middle of a working day has rows under both
+    names that day. After the first: sites whose rows all fall on the day the wanted ones began
+    and ended tell nothing about which came first.
+    """
     access = snapshot.access
     counted = (access.statuses == AccessStatus.ACTIVE) & (access.location_codes >= 0)
     codes, days = access.location_codes[counted], access.days[counted]
@@ -253,7 +259,8 @@ def _newer_sites(snapshot: PmsSnapshot, wanted: frozenset[str], others: frozense
     at_wanted = np.isin(codes, wanted_codes)
     if not others or not at_wanted.any():
         return frozenset()
-    last_here = int(days[at_wanted].max())
+    here = days[at_wanted]
+    first_here, last_here = int(here.min()), int(here.max())
     never = np.iinfo(np.int64).max  # a location without counted rows began at no day
     first = np.full(len(ids), never, dtype=np.int64)
     np.minimum.at(first, codes, days)
@@ -261,7 +268,7 @@ def _newer_sites(snapshot: PmsSnapshot, wanted: frozenset[str], others: frozense
     return frozenset(
         location
         for location, day in zip(ids, began, strict=True)
-        if location in others and last_here <= day != never
+        if location in others and last_here <= day != never and day > first_here
     )
 
 
