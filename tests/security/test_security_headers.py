@@ -46,3 +46,13 @@ def test_behind_a_trusted_tls_proxy_the_cookie_is_secure_and_hsts_is_sent(runtim
     cookie = response.headers["set-cookie"]
     assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie
     assert response.headers["Strict-Transport-Security"].startswith("max-age=31536000")
+
+
+def test_the_api_docs_allow_no_script_but_their_own_and_nothing_from_another_origin(client):
+    """Given the API docs at /docs (Swagger UI served from this origin, started by a static
+    script) / When they are fetched / Then their policy allows scripts from this origin only,
+    none inline, and names no other origin (the docs once loaded Swagger from a CDN)."""
+    policy = client.get("/docs").headers["content-security-policy"]
+    directives = dict(part.strip().split(" ", 1) for part in policy.split(";") if part.strip())
+    assert "script-src" not in directives and directives["default-src"] == "'self'"
+    assert "https:" not in policy and "http:" not in policy

@@ -2,7 +2,8 @@
 
 - Content-Security-Policy: only this origin's own scripts, styles and images; no framing
   (`frame-ancestors 'none'`), no plugins, forms post only here. The interactive API docs
-  (`/docs`, `/redoc`) load Swagger/ReDoc from their CDN and get a policy that allows it.
+  (`/docs`, Swagger UI served from this origin: `worker.web.site`) also get the inline styles
+  and `data:` images Swagger UI draws with; no script from anywhere else, none inline.
 - `X-Content-Type-Options: nosniff`, `Referrer-Policy: no-referrer` (URLs carry webhook tokens
   and organisation names), `X-Frame-Options: DENY` for old browsers.
 - `Cache-Control: no-store` on the pages and the API: reports must not stay in shared caches.
@@ -17,12 +18,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 CSP = "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
 DOCS_CSP = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
-    "font-src 'self' https://fonts.gstatic.com; img-src 'self' data: https://fastapi.tiangolo.com "
-    "https://cdn.redoc.ly; worker-src 'self' blob:; frame-ancestors 'none'; object-src 'none'"
+    "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
 )
-DOCS_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc")
+DOCS_PATHS = ("/docs",)
 PRIVATE_PREFIXES = ("/orgs/", "/api/")
 HSTS = "max-age=31536000; includeSubDomains"
 
