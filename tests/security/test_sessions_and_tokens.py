@@ -152,3 +152,18 @@ def test_tokens_are_listed_without_the_secret_and_revoked_from_the_cli(runtime, 
     revoked = runner.invoke(app, ["org", "revoke-token", "clinic-a", str(first)])
     assert revoked.exit_code == 0, revoked.output
     assert "revoked" in runner.invoke(app, ["org", "tokens", "clinic-a"], env={"COLUMNS": "200"}).output
+
+
+def test_a_logout_posted_from_another_site_without_the_cookie_leaves_the_cookie_alone(client, clinic):
+    """Given a logged-in admin / When another site posts to logout and the browser keeps the
+    cookie back (SameSite=Lax) / Then the answer does not clear the cookie: it would log the
+    browser out while the session lives on on the server (found by a security probe)."""
+    _, token = clinic
+    cookie = _log_in(client, token)
+    client.cookies.clear()
+    forged = client.post(
+        "/orgs/clinic-a/logout", headers={"Origin": "https://evil.example"}, follow_redirects=False
+    )
+    assert forged.status_code == 303
+    assert "ptsync_session" not in forged.headers.get("set-cookie", "")
+    assert _opens(client, cookie)

@@ -181,7 +181,10 @@ def logout(slug: str, request: Request, csrf: str = Form("")) -> Response:
             raise HTTPException(403, "the form has expired: reload the page and try again")
         credentials.end_session(request.app.state.runtime(), session_info[1])
     response = RedirectResponse(f"/orgs/{slug}/login", status_code=303)
-    response.delete_cookie(COOKIE, path="/")
+    if session_info is not None or _has_same_origin_header(request):
+        # Not for a post from another site that came without the cookie (SameSite=Lax keeps it
+        # back): clearing it there would log the browser out and leave the session alive.
+        response.delete_cookie(COOKIE, path="/")
     return response
 
 
