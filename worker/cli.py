@@ -29,7 +29,7 @@ from worker.commands import tokens as _tokens
 from worker.commands.org_options import SECRET_FIELDS
 from worker.commands.terminal import SECRET_HELP, ExpectedFailures, read_secret
 from worker.errors import PtsyncError
-from worker.terminal import InertTable, safe, strip_controls
+from worker.terminal import InertTable, folded, safe, strip_controls
 
 app = typer.Typer(
     add_completion=False,
@@ -408,7 +408,7 @@ def _print_report_table(document: dict, console: Console) -> None:
 
     if scope_line := describe_scope(document.get("scope")):
         console.print(safe(scope_line), markup=False)
-    table = Table("state", "severity", "kind", "finding", show_lines=False, expand=False)
+    table = folded(Table("state", "severity", "kind", "finding", show_lines=False, expand=False))
     for finding in document["findings"]:
         style = _SEVERITY_STYLE.get(finding["severity"], "")
         severity = f"[{style}]{safe(finding['severity'])}[/{style}]" if style else safe(finding["severity"])
@@ -422,7 +422,7 @@ def _print_report_table(document: dict, console: Console) -> None:
     proposal = document.get("proposal")
     if proposal:
         console.print(f"\n[bold]Proposal {safe(proposal['id'])}[/bold] ({safe(proposal['status'])})")
-        ops = Table("operation", "practitioner", "needs approval", "status")
+        ops = folded(Table("operation", "practitioner", "needs approval", "status"))
         for op in proposal["operations"]:
             ops.add_row(
                 safe(op["op"]),

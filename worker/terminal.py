@@ -45,5 +45,18 @@ class InertTable(Table):
     command on a stray `[/bold]`, or puts an escape sequence on the operator's terminal.
     """
 
+    def __init__(self, *headers: Any, **options: Any) -> None:
+        super().__init__(*headers, **options)
+        folded(self)
+
     def add_row(self, *renderables: Any, **options: Any) -> None:
         super().add_row(*(safe(cell) if type(cell) is str else cell for cell in renderables), **options)
+
+
+def folded(table: Table) -> Table:
+    """`table` with every column folding a word too long for it onto the next line, instead of
+    cutting it with an ellipsis: on an 80-column terminal an email such as
+    `cara@demo-clinic.example` lost its end, and the admin could not tell who was meant."""
+    for column in table.columns:
+        column.overflow = "fold"
+    return table
