@@ -202,7 +202,7 @@ def org_list() -> None:
     for org in rows:
         due = None if org.paused_at else next_due(org.schedule, now)
         table.add_row(
-            safe(org.slug),
+            org.slug,
             org.pms_kind,
             org.ptdirect_kind,
             org.mode,
@@ -463,10 +463,10 @@ def proposals(slug: str) -> None:
     for op in latest.operations:
         ops.add_row(
             str(op.position + 1),
-            safe(op.op),
-            safe(op.email),
+            op.op,
+            op.email,
             ("approved" if op.approved else "yes") if op.requires_approval else "no",
-            safe(op.status),
+            op.status,
         )
     out.print(ops)
 
@@ -523,7 +523,7 @@ def _print_proposal_result(proposal_id: str, depth: int = 0) -> None:
         "operation", "practitioner", "status", "note", title=f"Proposal {proposal_id}: {status}"
     )
     for row in rows:
-        table.add_row(*(safe(cell or "") for cell in row))
+        table.add_row(*(cell or "" for cell in row))
     out.print(table)
     applied = sum(1 for row in rows if row[2] == "applied")
     if status == "superseded":

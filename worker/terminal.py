@@ -37,8 +37,8 @@ def safe(value: Any) -> Inert:
 
 
 class InertTable(Table):
-    """A rich table that shows its text cells as text: each plain `str` cell goes through `safe`
-    (cells `safe` made, and rich renderables, are kept as given).
+    """A rich table that shows its text cells as text: each `str` cell (an enum's value
+    included) goes through `safe`; cells `safe` made, and rich renderables, are kept as given.
 
     The commands' tables show names, emails, location names, webhook triggers and audit details
     that come from a PMS, PT Direct or a webhook sender: one cell printed as markup crashes the
@@ -50,7 +50,11 @@ class InertTable(Table):
         folded(self)
 
     def add_row(self, *renderables: Any, **options: Any) -> None:
-        super().add_row(*(safe(cell) if type(cell) is str else cell for cell in renderables), **options)
+        super().add_row(*map(_inert, renderables), **options)
+
+
+def _inert(cell: Any) -> Any:
+    return safe(cell) if isinstance(cell, str) and not isinstance(cell, Inert) else cell
 
 
 def folded(table: Table) -> Table:

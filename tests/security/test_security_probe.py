@@ -76,6 +76,15 @@ def _csrf(client, page: str) -> str:
     return re.search(r'name="csrf" value="([0-9a-f]+)"', client.get(page).text).group(1)
 
 
+CHANNELS = "/orgs/clinic-a/notifications"
+
+
+def _add_channel(client, url: str, *, follow_redirects: bool = True):
+    """The notifications page's "add a channel" form for clinic-a, posted by its logged-in admin."""
+    form = {"csrf": _csrf(client, CHANNELS), "url": url, "events": ["findings"]}
+    return client.post(CHANNELS, data=form, follow_redirects=follow_redirects)
+
+
 # Secrets ---------------------------------------------------------------------------------------
 
 
@@ -185,16 +194,9 @@ def test_a_notification_webhook_url_is_listed_without_the_secret_in_its_path(run
     Then the path's secret is not shown (channel URLs are "listed redacted", as apprise URLs are)."""
     _, token = clinic
     _logged_in(client, token, "clinic-a")
-    added = client.post(
-        "/orgs/clinic-a/notifications",
-        data={
-            "csrf": _csrf(client, "/orgs/clinic-a/notifications"),
-            "url": "https://hooks.zapier.com/hooks/catch/123456/zk3Vq9PathSecret/",
-            "events": ["findings"],
-        },
-    )
+    added = _add_channel(client, "https://hooks.zapier.com/hooks/catch/123456/zk3Vq9PathSecret/")
     assert added.status_code == 200  # the page that shows the signing secret once
-    listed = client.get("/orgs/clinic-a/notifications").text
+    listed = client.get(CHANNELS).text
     trail = client.get("/orgs/clinic-a/audit").text
     assert "hooks.zapier.com" in listed
     assert "zk3Vq9PathSecret" not in listed
@@ -208,15 +210,7 @@ def test_a_plain_http_notification_webhook_to_a_public_address_is_refused(runtim
     Then the channel is not added: the answer says to use https."""
     _, token = clinic
     _logged_in(client, token, "clinic-a")
-    answer = client.post(
-        "/orgs/clinic-a/notifications",
-        data={
-            "csrf": _csrf(client, "/orgs/clinic-a/notifications"),
-            "url": "http://93.184.216.34/ptsync",
-            "events": ["findings"],
-        },
-        follow_redirects=False,
-    )
+    answer = _add_channel(client, "http://93.184.216.34/ptsync", follow_redirects=False)
     assert answer.status_code == 303
     assert "Not added" in unquote_plus(answer.headers["location"])
 
@@ -229,15 +223,7 @@ def test_a_password_in_a_refused_notification_url_is_not_copied_into_the_redirec
     it)."""
     _, token = clinic
     _logged_in(client, token, "clinic-a")
-    answer = client.post(
-        "/orgs/clinic-a/notifications",
-        data={
-            "csrf": _csrf(client, "/orgs/clinic-a/notifications"),
-            "url": "https://hooks:Pa55word-in-url@/ptsync",
-            "events": ["findings"],
-        },
-        follow_redirects=False,
-    )
+    answer = _add_channel(client, "https://hooks:Pa55word-in-url@/ptsync", follow_redirects=False)
     assert answer.status_code == 303
     assert "Pa55word-in-url" not in unquote_plus(answer.headers["location"])
 
@@ -290,15 +276,7 @@ def test_a_notification_url_with_a_port_out_of_range_is_refused_not_a_500(runtim
     Then the channel is refused with a notice, never a 500."""
     _, token = clinic
     _logged_in(app_client, token, "clinic-a")
-    answer = app_client.post(
-        "/orgs/clinic-a/notifications",
-        data={
-            "csrf": _csrf(app_client, "/orgs/clinic-a/notifications"),
-            "url": "https://hooks.example:99999/ptsync",
-            "events": ["findings"],
-        },
-        follow_redirects=False,
-    )
+    answer = _add_channel(app_client, "https://hooks.example:99999/ptsync", follow_redirects=False)
     assert answer.status_code == 303
     assert "Not added" in unquote_plus(answer.headers["location"])
 
@@ -407,19 +385,16 @@ def test_a_ptdirect_user_named_with_markup_and_escapes_prints_inert_in_ptsync_pt
 
 def test_a_refused_channel_reads_as_a_warning_and_an_added_one_as_done(runtime, client, clinic):
     """Given an admin on the notifications page / When a channel is refused (plain http to a
-    public address) and then one is added / Then the refusal is shown as a warning (role=alert),
-    not in the green box of a success, and the addition as done; the kind is signed with the
-    text, so a link cannot show a refusal as a success either."""
+    public address), and a channel that does not exist is removed / Then each answer is shown as
+    a warning (role=alert), not in the green box of a success; the kind is signed with the text,
+    so a link that flips it to "done" shows nothing."""
     _, token = clinic
     _logged_in(client, token, "clinic-a")
-    page = "/orgs/clinic-a/notifications"
-    refused = client.post(
-        page, data={"csrf": _csrf(client, page), "url": "http://93.184.216.34/ptsync", "events": ["findings"]}
-    )
+    refused = _add_channel(client, "http://93.184.216.34/ptsync")
     assert '<p class="warn" role="alert">Not added: webhook URL uses plain http://' in refused.text
     forged = refused.url.copy_with(
         params={k: ("done" if k == "k" else v) for k, v in refused.url.params.multi_items()}
     )
     assert "Not added" not in client.get(forged).text
-    removed = client.post(f"{page}/999/remove", data={"csrf": _csrf(client, page)})
+    removed = client.post(f"{CHANNELS}/999/remove", data={"csrf": _csrf(client, CHANNELS)})
     assert '<p class="warn" role="alert">That channel no longer exists.' in removed.text

@@ -480,23 +480,24 @@ def test_migrating_scrubs_secrets_older_releases_showed_in_the_audit_trail_and_c
         db = runtime.db
         now = utcnow()
         with db.transaction() as session:
-            session.add(
-                AuditEntry(
-                    org_id=org.id,
-                    at=now,
-                    actor="cli",
-                    action="organisation_updated",
-                    detail={"changed": {"pms_client_secret": "leaked-secret", "policy": "observe"}},
-                )
+            repo.audit(
+                session,
+                org.id,
+                "cli",
+                "organisation_updated",
+                now,
+                changed={"pms_client_secret": "leaked-secret", "policy": "observe"},
             )
-            session.add(
-                AuditEntry(
-                    org_id=org.id,
-                    at=now,
-                    actor="cli",
-                    action="notification_channel_added",
-                    detail={"channel": 1, "kind": "webhook", "target": hook, "events": ["findings"]},
-                )
+            repo.audit(
+                session,
+                org.id,
+                "cli",
+                "notification_channel_added",
+                now,
+                channel=1,
+                kind="webhook",
+                target=hook,
+                events=["findings"],
             )
             session.add(
                 NotificationChannel(
@@ -540,14 +541,13 @@ def test_migrating_drops_a_password_audited_inside_a_halaxy_token_url(database_u
     a review of 0015)."""
     with _at_revision_0014(database_url, secret_key) as (runtime, org):
         with runtime.db.transaction() as session:
-            session.add(
-                AuditEntry(
-                    org_id=org.id,
-                    at=utcnow(),
-                    actor="cli",
-                    action="organisation_updated",
-                    detail={"changed": {"pms_token_url": "https://cid:TokenUrlSecret@auth.example/token"}},
-                )
+            repo.audit(
+                session,
+                org.id,
+                "cli",
+                "organisation_updated",
+                utcnow(),
+                changed={"pms_token_url": "https://cid:TokenUrlSecret@auth.example/token"},
             )
         runtime.db.migrate()
         with runtime.db.transaction() as session:

@@ -36,7 +36,7 @@ def register(org_app: typer.Typer) -> None:
         for token in tokens:
             table.add_row(
                 str(token.id),
-                safe(token.label),
+                token.label,
                 _when(token.created_at),
                 _when(token.last_used_at),
                 _when(token.expires_at) if token.expires_at else "never",

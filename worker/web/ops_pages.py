@@ -14,7 +14,7 @@ from worker.errors import InvalidInput, NotFound
 from worker.services import audit
 from worker.services import notifications as channels
 from worker.services.notify_delivery import send_test
-from worker.web.pages import _check_form, _csrf, _notice, _render, _session, page_actor, signed_notice_url
+from worker.web.pages import _check_form, _csrf, _notice, _render, _session, page_actor, redirect_with_notice
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
@@ -23,10 +23,8 @@ def _page_actor(request: Request, slug: str) -> str:
     return page_actor(request, slug)
 
 
-def _back(request: Request, slug: str, notice: str, *, problem: bool = False) -> RedirectResponse:
-    return RedirectResponse(
-        signed_notice_url(request, f"/orgs/{slug}/notifications", notice, problem=problem), status_code=303
-    )
+def _back(request: Request, slug: str, notice: str, *, problem: bool = False) -> Response:
+    return redirect_with_notice(request, f"/orgs/{slug}/notifications", notice, problem=problem)
 
 
 @router.get("/orgs/{slug}/notifications")

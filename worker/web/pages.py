@@ -102,11 +102,6 @@ def _same_origin(request: Request) -> bool:
         return False
 
 
-def _notice_url(request: Request, slug: str, notice: str, *, problem: bool = False) -> str:
-    """The report page with a notice the server wrote (signed, so a link cannot plant one)."""
-    return signed_notice_url(request, f"/orgs/{slug}/", notice, problem=problem)
-
-
 @dataclass(frozen=True)
 class Notice:
     """A line the server wrote for the page after a form: what was done, or (`problem`) why
@@ -116,13 +111,14 @@ class Notice:
     problem: bool = False
 
 
-def signed_notice_url(request: Request, target: str, notice: str, *, problem: bool = False) -> str:
-    """`target` (a page's path) showing a notice the server wrote: signed with the page
-    secret, with its kind, so a crafted link cannot put words of its own on a logged-in page,
-    nor show a refusal as a success (`_notice`)."""
+def redirect_with_notice(request: Request, target: str, notice: str, *, problem: bool = False) -> Response:
+    """After a form: back to `target` (a page's path), showing a notice the server wrote, signed
+    with the page secret and its kind, so a crafted link cannot put words of its own on a
+    logged-in page, nor show a refusal as a success (`_notice`)."""
     kind = "problem" if problem else "done"
     signature = _sign(request, _notice_signed_text(target, kind, notice))[:32]
-    return f"{target}?{urlencode({'notice': notice, 'k': kind, 'n': signature})}"
+    query = urlencode({"notice": notice, "k": kind, "n": signature})
+    return RedirectResponse(f"{target}?{query}", status_code=303)
 
 
 def _notice_signed_text(path: str, kind: str, notice: str) -> str:
@@ -244,7 +240,7 @@ def approve(
             transferred=transferred == "yes",
         )
     except InvalidInput as exc:
-        return RedirectResponse(_notice_url(request, slug, str(exc), problem=True), status_code=303)
+        return redirect_with_notice(request, f"/orgs/{slug}/", str(exc), problem=True)
     notice = "Proposal approved: applying it now."
     with request.app.state.runtime().db.transaction() as session:
         org = repo.get_proposal(session, proposal_id).organisation
@@ -255,7 +251,7 @@ def approve(
         notice = f"Proposal approved: {extra}"
     if not approval.queued:
         notice = "Proposal approved: it will be applied as soon as the queue is reachable."
-    return RedirectResponse(_notice_url(request, slug, notice), status_code=303)
+    return redirect_with_notice(request, f"/orgs/{slug}/", notice)
 
 
 @router.post("/orgs/{slug}/proposals/{proposal_id}/reject")
@@ -265,8 +261,8 @@ def reject(slug: str, proposal_id: str, request: Request, csrf: str = Form("")) 
     try:
         proposal_service.reject(request.app.state.runtime(), proposal_id, page_actor(request, slug))
     except InvalidInput as exc:
-        return RedirectResponse(_notice_url(request, slug, str(exc), problem=True), status_code=303)
-    return RedirectResponse(_notice_url(request, slug, "Proposal rejected."), status_code=303)
+        return redirect_with_notice(request, f"/orgs/{slug}/", str(exc), problem=True)
+    return redirect_with_notice(request, f"/orgs/{slug}/", "Proposal rejected.")
 
 
 @router.get("/orgs/{slug}/proposals/{proposal_id}/checklist")

@@ -20,7 +20,7 @@ from worker.errors import InvalidInput, NotFound
 from worker.services import proposals as proposal_service
 from worker.services import ptdirect_state
 from worker.store import repositories as repo
-from worker.web.pages import _check_form, _notice, _own, _render, _session, page_actor, signed_notice_url
+from worker.web.pages import _check_form, _notice, _own, _render, _session, page_actor, redirect_with_notice
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 BLANK_ROWS = 2
@@ -268,6 +268,4 @@ async def record_steps(slug: str, proposal_id: str, request: Request) -> Respons
 
 
 def _back(request: Request, target: str, notice: str, *, problem: bool = False) -> Response:
-    return RedirectResponse(
-        signed_notice_url(request, target, notice[:600], problem=problem), status_code=303
-    )
+    return redirect_with_notice(request, target, notice[:600], problem=problem)

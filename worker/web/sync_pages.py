@@ -14,7 +14,7 @@ from worker import views
 from worker.clock import utcnow
 from worker.services.deliveries import start_manual_sync
 from worker.store import repositories as repo
-from worker.web.pages import _check_form, _notice_url, _render, _session
+from worker.web.pages import _check_form, _render, _session, redirect_with_notice
 from worker.web.timefmt import local, org_zone, relative
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
@@ -26,7 +26,7 @@ def sync_now(slug: str, request: Request, csrf: str = Form("")) -> Response:
     _, run_id = start_manual_sync(request.app.state.runtime(), org_id, request.app.state.send, "web")
     if run_id is None:
         notice = "Sync requested: the queue is unreachable right now, it will start when it is back."
-        return RedirectResponse(_notice_url(request, slug, notice), status_code=303)
+        return redirect_with_notice(request, f"/orgs/{slug}/", notice)
     return RedirectResponse(f"/orgs/{slug}/runs/{run_id}", status_code=303)
 
 
