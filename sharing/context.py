@@ -424,7 +424,7 @@ def build_context(
 ) -> Context:
     practitioners = {practitioner.id: practitioner for practitioner in pms.practitioners}
     identity = match_identities(pms.system, pms.practitioners, ptdirect.users)
-    users = {normalise_email(user.email) or "": user for user in ptdirect.users}
+    users = identity.user_by_email
     members = {normalise_email(m.email) or "": m for m in ptdirect.sharing_members}
     master = ptdirect.master_account
     master_email = normalise_email(master.email) if master else None
@@ -438,14 +438,15 @@ def build_context(
     )
     sharing_patients = frozenset(email for email, member in members.items() if member.share_patients)
     # Licensed and active; of those, eligible (not the master account) and whether they share
-    # patients: one loop over the matched users, each email normalised once.
+    # patients: one loop over the matched users, with the emails matching normalised.
     licensed_active: dict[str, PtUser] = {}
     eligible: dict[str, PtUser] = {}
     eligible_sharing: dict[str, bool] = {}
+    emails = identity.email_by_practitioner
     for practitioner_id, user in identity.user_by_practitioner.items():
         if practitioners[practitioner_id].active and user.confirmed and user.practitioner_access:
             licensed_active[practitioner_id] = user
-            email = normalise_email(user.email)
+            email = emails[practitioner_id] or None
             if email != master_email:
                 eligible[practitioner_id] = user
                 eligible_sharing[practitioner_id] = (email or "") in sharing_patients

@@ -29,7 +29,8 @@ def normalise_email(email: str | None) -> str | None:
     """
     if email is None:
         return None
-    cleaned = unicodedata.normalize("NFC", email).strip().lower()
+    # Text in ASCII (nearly every address) is in NFC already: no normalisation to ask for.
+    cleaned = (email if email.isascii() else unicodedata.normalize("NFC", email)).strip().lower()
     if cleaned == email and type(email) is str:
         return email
     return cleaned or None
@@ -61,6 +62,10 @@ class IdentityMap:
     ambiguous_practitioners: frozenset[str] = frozenset()
     ambiguous_emails: frozenset[str] = frozenset()
     name_suggestions: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    email_by_practitioner: dict[str, str] = field(default_factory=dict)
+    """The normalised email of each matched practitioner's user (`user_by_practitioner`'s)."""
+    user_by_email: dict[str, PtUser] = field(default_factory=dict)
+    """Every user by normalised email ("" for none; of two with one address, the later)."""
 
 
 SIMILAR_NAME_RATIO = 0.88
@@ -125,6 +130,11 @@ def match_identities(
     users_by_link: dict[str, list[PtUser]] = {}
     users_by_email: dict[str, list[PtUser]] = {}
     links: list[tuple[PtUser, str]] = []
+    # Each user's address is normalised once here, and the answers kept for every later pass
+    # and for the reconcile's context (`user_by_email`, `email_by_practitioner`): a run asks
+    # for them tens of thousands of times.
+    user_emails: list[str | None] = []
+    user_by_email: dict[str, PtUser] = {}
     systems: dict[str, str] = {}  # each link's system as compared (stripped, lower case), once per name
     for user in users:
         link = user.pms_link
@@ -142,6 +152,8 @@ def match_identities(
         else:
             linked_elsewhere = False
         email = normalise_email(user.email)
+        user_emails.append(email)
+        user_by_email[email or ""] = user
         if email and not linked_elsewhere:
             users_by_email.setdefault(email, []).append(user)
 
@@ -187,6 +199,7 @@ def match_identities(
                 practitioners_by_user.setdefault(email, [first_id]).append(practitioner_id)
     user_by_practitioner: dict[str, PtUser] = {}
     practitioner_by_email: dict[str, PmsPractitioner] = {}
+    email_by_practitioner: dict[str, str] = {}
     for email, practitioner_ids in practitioners_by_user.items():
         ambiguities.append(Ambiguity("ptdirect", email, tuple(sorted(practitioner_ids))))
         ambiguous_emails.add(email)
@@ -196,12 +209,12 @@ def match_identities(
             continue
         user_by_practitioner[practitioner_id] = tentative[practitioner_id]
         practitioner_by_email[email] = by_id[practitioner_id]
+        email_by_practitioner[practitioner_id] = email
 
     unmatched_users = [
         (normalise_name(user.name), email)
-        for user in users
-        if (email := normalise_email(user.email) or "") not in practitioner_by_email
-        and email not in ambiguous_emails
+        for user, key in zip(users, user_emails, strict=True)
+        if (email := key or "") not in practitioner_by_email and email not in ambiguous_emails
     ]
     unmatched_practitioners = [
         p for p in practitioners if p.id not in user_by_practitioner and p.id not in ambiguous_practitioners
@@ -215,6 +228,8 @@ def match_identities(
         ambiguous_practitioners=frozenset(ambiguous_practitioners),
         ambiguous_emails=frozenset(ambiguous_emails),
         name_suggestions=suggestions,
+        email_by_practitioner=email_by_practitioner,
+        user_by_email=user_by_email,
     )
 
 

@@ -24,7 +24,6 @@ from operator import itemgetter
 import numpy as np
 
 from sharing.context import Context, PairTable
-from sharing.identity import normalise_email
 
 
 class PractitionerState(enum.Enum):
@@ -222,6 +221,7 @@ def _practitioners(
     """
     practitioners = context.practitioners
     users = context.identity.user_by_practitioner
+    keys = context.identity.email_by_practitioner  # each user's email, normalised
     members = context.members
     master_email = context.master_email
     names: list[str] = []
@@ -232,7 +232,7 @@ def _practitioners(
         practitioner = practitioners[pid]
         user = users.get(pid)
         email = user.email if user else practitioner.email
-        key = normalise_email(email) or ""
+        key = keys[pid] if user else ""  # read only for someone with a user
         member = members.get(key) if user else None
         if member is not None and member.share_patients:
             sharing.add(pid)

@@ -115,9 +115,10 @@ def _with_approval(context: Context, op: Operation) -> Operation:
 
 def _sharing_additions(context: Context) -> list[Operation]:
     operations = []
+    emails = context.identity.email_by_practitioner  # each user's, normalised ("" for none)
     for practitioner_id, user in context.belongs_in_sharing().items():
         name = context.practitioners[practitioner_id].name
-        member = context.members.get(normalise_email(user.email) or "")
+        member = context.members.get(emails[practitioner_id])
         if member is None:
             operations.append(
                 Operation(
@@ -147,6 +148,7 @@ def _master_additions(context: Context) -> list[Operation]:
         return []
     recipients = context.recipients
     practitioners = context.practitioners
+    emails = context.identity.email_by_practitioner
     return [
         Operation(
             OpKind.ADD_MASTER_RECIPIENT,
@@ -154,7 +156,7 @@ def _master_additions(context: Context) -> list[Operation]:
             reason=f"{practitioners[pid].name} is active and should receive master content",
         )
         for pid, user in context.eligible.items()
-        if normalise_email(user.email) not in recipients
+        if (emails[pid] or None) not in recipients
     ]
 
 

@@ -109,6 +109,7 @@ def duplicate_patient_risk(context: Context) -> Iterator[Row]:
     ends = [*starts[1:].tolist(), len(people)]
     people_ids, peer_ids = table.ids_at(people), table.ids_at(peers)
     shared_list, days_list, rows_list = shared.tolist(), days.tolist(), rows.tolist()
+    texts = _day_texts(days)
     groups = table.access_groups
     for start, end, severity, total in zip(starts.tolist(), ends, severities, totals, strict=True):
         yield _risk_for(
@@ -117,10 +118,18 @@ def duplicate_patient_risk(context: Context) -> Iterator[Row]:
             peer_ids[start:end],
             shared_list[start:end],
             days_list[start:end],
+            texts[start:end],
             [groups.get(row, ()) for row in rows_list[start:end]] if groups else None,
             _SEVERITY_BY_RANK[severity],
             total,
         )
+
+
+def _day_texts(days: np.ndarray) -> list[str]:
+    """`day_text` of each day number in `days`, each distinct day written once: thousands of
+    pairs fall on a few hundred days."""
+    distinct, inverse = np.unique(days, return_inverse=True)
+    return np.array([day_text(day) for day in distinct.tolist()], dtype=object)[inverse].tolist()
 
 
 def _risk_for(
@@ -129,13 +138,15 @@ def _risk_for(
     peers: list[str],
     shared: list[int],
     days: list[int],
+    texts: list[str],
     groups: list[tuple[str, ...]] | None,
     severity: Severity,
     total: int,
 ) -> Row:
     """The finding of one practitioner at risk with `peers` (most shared patients first).
 
-    `shared`, `days` and `groups` (None when no pair has an access group) are per peer.
+    `shared`, `days` (day numbers), `texts` (the same days written out) and `groups` (None when
+    no pair has an access group) are per peer.
 
     The few colleagues named are written in one expression each (`_pair_detail`'s text), and
     the pairs' documents in one comprehension: a run has hundreds of these findings and
@@ -156,10 +167,10 @@ def _risk_for(
     named = min(len(peers), _COLLEAGUES_NAMED)  # the first few peers: zip stops at `range(named)`
     details = [
         f"{practitioners[peer].name} ({count} patient{'' if count == 1 else 's'}, "
-        f"{'booked for' if day > today else 'most recently'} {day_text(day)})"
+        f"{'booked for' if day > today else 'most recently'} {text})"
         if count
         else _pair_detail(context, practitioners[peer].name, count, day, groups[index] if groups else ())
-        for index, peer, count, day in zip(range(named), peers, shared, days, strict=False)
+        for index, peer, count, day, text in zip(range(named), peers, shared, days, texts, strict=False)
     ]
     if len(peers) > _COLLEAGUES_NAMED:
         details.append(plural(len(peers) - _COLLEAGUES_NAMED, "other colleague"))
@@ -170,9 +181,9 @@ def _risk_for(
         {
             "emails": [email, peer["email"]],
             "shared_patients": count,
-            "last_shared_on": day_text(day) if count else None,
+            "last_shared_on": text if count else None,
         }
-        for peer, count, day in zip(people[1:], shared, days, strict=True)
+        for peer, count, text in zip(people[1:], shared, texts, strict=True)
     ]
     if groups:
         for pair, names in zip(pairs, groups, strict=True):
@@ -222,8 +233,9 @@ def missing_new_user(context: Context) -> Iterator[Row]:
     peers = context.eligible_peers
     practitioners = context.practitioners
     people = context.eligible_people
-    for practitioner_id, user in sorted(context.belongs_in_sharing().items()):
-        key = normalise_email(user.email)
+    emails = context.identity.email_by_practitioner  # each user's, normalised ("" for none)
+    for practitioner_id, _ in sorted(context.belongs_in_sharing().items()):
+        key = emails[practitioner_id] or None
         if key in members:
             continue
         peer_count = peers.get(practitioner_id, 0)
@@ -245,8 +257,8 @@ def missing_new_user(context: Context) -> Iterator[Row]:
     if master is None or context.policy.master_recipients is not MasterRecipients.ALL_ACTIVE:
         return
     recipients = context.recipients
-    for practitioner_id, user in sorted(context.eligible.items()):
-        key = normalise_email(user.email)
+    for practitioner_id, _ in sorted(context.eligible.items()):
+        key = emails[practitioner_id] or None
         if key in recipients:
             continue
         name = practitioners[practitioner_id].name
