@@ -129,6 +129,8 @@ class CoAccess:
     """Patients both practitioners could see (at least 1)."""
     pair_days: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     """The latest day (a day number) by which both had seen one of those patients."""
+    practitioner_ranks: np.ndarray | None = None
+    """`id_ranks(practitioner_ids)`, when pairs were counted (they are put in order by it)."""
 
     @cached_property
     def pairs(self) -> dict[tuple[str, str], PairStat]:
@@ -300,7 +302,8 @@ class AccessLog:
         if not len(pair_keys):
             return CoAccess(patients_per_practitioner, distinct, self.practitioner_ids)
         unique_pairs, counts, last_days = _count_and_latest(pair_keys, pair_days, width * width)
-        firsts, seconds, order = _in_id_order(unique_pairs, self.practitioner_ids)
+        ranks = id_ranks(self.practitioner_ids)
+        firsts, seconds, order = _in_id_order(unique_pairs, ranks)
         last_days = last_days[order].astype(np.int64)
         last_days += since_day
         return CoAccess(
@@ -311,6 +314,7 @@ class AccessLog:
             seconds,
             counts[order].astype(np.int64, copy=False),
             last_days,
+            ranks,
         )
 
 
@@ -404,21 +408,20 @@ def _in_two_threads(log: AccessLog, counted: np.ndarray, since_day: int, width: 
     return [lower, upper]
 
 
-def _in_id_order(pair_keys: np.ndarray, ids: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _in_id_order(pair_keys: np.ndarray, rank: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each pair key's (first * len(ids) + second) two practitioner codes, smaller id first, and
     the order that sorts the pairs by (first id, second id).
 
-    The ids are ranked once; every pair is then put in order by array operations instead of
-    comparing ids in Python, and reports list pairs in this order without sorting them again.
+    `rank`: the ids' `id_ranks`, worked out once (the context's pair table reads them again):
+    every pair is then put in order by array operations instead of comparing ids in Python,
+    and reports list pairs in this order without sorting them again.
     """
-    rank = id_ranks(ids)
-    firsts, seconds = np.divmod(pair_keys, len(ids))
+    width = len(rank)
+    firsts, seconds = np.divmod(pair_keys, width)
     first_ranks, second_ranks = rank[firsts], rank[seconds]
     swap = first_ranks > second_ranks
     low, high = np.where(swap, seconds, firsts), np.where(swap, firsts, seconds)
-    order = np.argsort(
-        np.minimum(first_ranks, second_ranks) * len(ids) + np.maximum(first_ranks, second_ranks)
-    )
+    order = np.argsort(np.minimum(first_ranks, second_ranks) * width + np.maximum(first_ranks, second_ranks))
     return low[order], high[order], order
 
 

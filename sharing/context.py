@@ -56,6 +56,8 @@ class PairTable:
     """Day number of the latest shared day (meaningless where `shared_patients` is 0)."""
     access_groups: dict[int, tuple[str, ...]] = field(default_factory=dict)
     """Row -> names of the PMS access groups that also make the pair (most pairs have none)."""
+    known_ranks: np.ndarray | None = field(default=None, repr=False)
+    """`ranks`, when whoever made the table has them already (the co-access ranks these ids)."""
 
     def __len__(self) -> int:
         return len(self.firsts)
@@ -63,7 +65,7 @@ class PairTable:
     @cached_property
     def ranks(self) -> np.ndarray:
         """Each id's rank in string order: sorting by ranks sorts by ids."""
-        return id_ranks(self.ids)
+        return id_ranks(self.ids) if self.known_ranks is None else self.known_ranks
 
     @cached_property
     def id_array(self) -> np.ndarray:
@@ -488,7 +490,7 @@ def _pair_table(
         keep = known[firsts] & known[seconds]
         firsts, seconds, counts, days = firsts[keep], seconds[keep], counts[keep], days[keep]
     if not groups:
-        return PairTable(ids, firsts, seconds, counts, days)
+        return PairTable(ids, firsts, seconds, counts, days, known_ranks=co_access.practitioner_ranks)
     # Access groups are few and small: merge their pairs in by id, then lay the table out again.
     stats = {
         pair: (count, day)
