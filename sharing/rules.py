@@ -108,20 +108,79 @@ def duplicate_patient_risk(context: Context) -> Iterator[Row]:
     totals = np.add.reduceat(shared, starts).tolist()
     ends = [*starts[1:].tolist(), len(people)]
     people_ids, peer_ids = table.ids_at(people), table.ids_at(peers)
-    shared_list, days_list, rows_list = shared.tolist(), days.tolist(), rows.tolist()
+    shared_list, days_list = shared.tolist(), days.tolist()
     texts = _day_texts(days)
+    # Everyone named is eligible: their person documents are the context's (shared by the
+    # findings naming them), their email their user's (as `Context.person`'s). Each pair's
+    # colleague, name and document are made in one pass over all pairs; findings take slices.
+    eligible_people = context.eligible_people
+    colleagues = list(map(eligible_people.__getitem__, peer_ids))
+    names = [colleague["name"] for colleague in colleagues]
+    emails = [eligible_people[pid]["email"] for pid in people_ids]
+    pairs = [
+        {
+            "emails": [email, colleague["email"]],
+            "shared_patients": count,
+            "last_shared_on": text if count else None,
+        }
+        for email, colleague, count, text in zip(emails, colleagues, shared_list, texts, strict=True)
+    ]
     groups = table.access_groups
+    pair_groups = [groups.get(row, ()) for row in rows.tolist()] if groups else None
+    if pair_groups:
+        for pair, group_names in zip(pairs, pair_groups, strict=True):
+            if group_names:
+                pair["access_groups"] = list(group_names)
+    keys = context.identity.email_by_practitioner
+    members = context.members
+    today = context.today
+    lookback = context.policy.lookback_days
+    within = f" within the last {lookback} days: "
     for start, end, severity, total in zip(starts.tolist(), ends, severities, totals, strict=True):
-        yield _risk_for(
-            context,
-            people_ids[start],
-            peer_ids[start:end],
-            shared_list[start:end],
-            days_list[start:end],
-            texts[start:end],
-            [groups.get(row, ()) for row in rows_list[start:end]] if groups else None,
-            _SEVERITY_BY_RANK[severity],
-            total,
+        practitioner_id = people_ids[start]
+        person = eligible_people[practitioner_id]
+        name = person["name"]
+        if (keys[practitioner_id] or None) in members:
+            gap = f"{name} does not share patients in practitioner sharing"
+        else:
+            gap = f"{name} is not in practitioner sharing"
+        colleague_count = end - start
+        named = start + min(colleague_count, _COLLEAGUES_NAMED)
+        details = [
+            f"{peer_name} ({count} patient{'' if count == 1 else 's'}, "
+            f"{'booked for' if day > today else 'most recently'} {text})"
+            if count
+            else _pair_detail(context, peer_name, count, day, pair_groups[index] if pair_groups else ())
+            for index, peer_name, count, day, text in zip(
+                range(start, named),
+                names[start:named],
+                shared_list[start:named],
+                days_list[start:named],
+                texts[start:named],
+                strict=True,
+            )
+        ]
+        if colleague_count > _COLLEAGUES_NAMED:
+            details.append(plural(colleague_count - _COLLEAGUES_NAMED, "other colleague"))
+        who = "a colleague" if colleague_count == 1 else plural(colleague_count, "colleague")
+        subjects = ("pms:" + practitioner_id,)
+        yield (
+            subjects,
+            finding_document(
+                FindingKind.DUPLICATE_PATIENT_RISK,
+                _SEVERITY_BY_RANK[severity],
+                subjects,
+                f"{gap}, but shares patients in the PMS with {who}{within}{_join(details)}. "
+                "Each of them can create a separate copy of the same patient in Physitrack.",
+                [person, *colleagues[start:end]],
+                {
+                    "lookback_days": lookback,
+                    "not_sharing_patients": [person["email"]],
+                    "colleagues": colleague_count,
+                    "shared_patients": total,
+                    "pairs": pairs[start:end],
+                },
+            ),
         )
 
 
@@ -130,83 +189,6 @@ def _day_texts(days: np.ndarray) -> list[str]:
     pairs fall on a few hundred days."""
     distinct, inverse = np.unique(days, return_inverse=True)
     return np.array([day_text(day) for day in distinct.tolist()], dtype=object)[inverse].tolist()
-
-
-def _risk_for(
-    context: Context,
-    practitioner_id: str,
-    peers: list[str],
-    shared: list[int],
-    days: list[int],
-    texts: list[str],
-    groups: list[tuple[str, ...]] | None,
-    severity: Severity,
-    total: int,
-) -> Row:
-    """The finding of one practitioner at risk with `peers` (most shared patients first).
-
-    `shared`, `days` (day numbers), `texts` (the same days written out) and `groups` (None when
-    no pair has an access group) are per peer.
-
-    The few colleagues named are written in one expression each (`_pair_detail`'s text), and
-    the pairs' documents in one comprehension: a run has hundreds of these findings and
-    thousands of pairs. Everyone named is eligible: their person documents are the context's
-    (`Context.eligible_people`, shared by the findings naming them), their email their user's
-    (as `Context.person`'s).
-    """
-    eligible_people = context.eligible_people
-    person = eligible_people[practitioner_id]
-    email = person["email"]
-    practitioners = context.practitioners
-    name = person["name"]
-    if normalise_email(email) in context.members:
-        gap = f"{name} does not share patients in practitioner sharing"
-    else:
-        gap = f"{name} is not in practitioner sharing"
-    today = context.today
-    named = min(len(peers), _COLLEAGUES_NAMED)  # the first few peers: zip stops at `range(named)`
-    details = [
-        f"{practitioners[peer].name} ({count} patient{'' if count == 1 else 's'}, "
-        f"{'booked for' if day > today else 'most recently'} {text})"
-        if count
-        else _pair_detail(context, practitioners[peer].name, count, day, groups[index] if groups else ())
-        for index, peer, count, day, text in zip(range(named), peers, shared, days, texts, strict=False)
-    ]
-    if len(peers) > _COLLEAGUES_NAMED:
-        details.append(plural(len(peers) - _COLLEAGUES_NAMED, "other colleague"))
-    who = "a colleague" if len(peers) == 1 else plural(len(peers), "colleague")
-    people = [person]
-    people += map(eligible_people.__getitem__, peers)
-    pairs = [
-        {
-            "emails": [email, peer["email"]],
-            "shared_patients": count,
-            "last_shared_on": text if count else None,
-        }
-        for peer, count, text in zip(people[1:], shared, texts, strict=True)
-    ]
-    if groups:
-        for pair, names in zip(pairs, groups, strict=True):
-            if names:
-                pair["access_groups"] = list(names)
-    lookback = context.policy.lookback_days
-    subjects = ("pms:" + practitioner_id,)
-    return subjects, finding_document(
-        FindingKind.DUPLICATE_PATIENT_RISK,
-        severity,
-        subjects,
-        f"{gap}, but shares patients in the PMS with {who} within the last "
-        f"{lookback} days: {_join(details)}. Each of them can create a "
-        "separate copy of the same patient in Physitrack.",
-        people,
-        {
-            "lookback_days": lookback,
-            "not_sharing_patients": [email],
-            "colleagues": len(peers),
-            "shared_patients": total,
-            "pairs": pairs,
-        },
-    )
 
 
 def _missing_from(
