@@ -275,7 +275,14 @@ class Context:
         return (normalise_email(email) or "") in self.sharing_patients
 
     def belongs_in_sharing(self) -> dict[str, PtUser]:
-        """Eligible practitioners the policy wants in practitioner sharing, sharing patients."""
+        """Eligible practitioners the policy wants in practitioner sharing, sharing patients.
+
+        Worked out once (the planner and the missing-user rule both ask): read it, never change it.
+        """
+        return self._belongs_in_sharing
+
+    @cached_property
+    def _belongs_in_sharing(self) -> dict[str, PtUser]:
         if self.policy.sharing_scope is SharingScope.EVERYONE:
             return dict(self.eligible)
         with_peers = self.eligible_peers

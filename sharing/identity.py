@@ -255,10 +255,11 @@ def _stale_links(
             stale.append((user, linked))
     if not stale:
         return []
+    # The active records of just these users' addresses (a few), not a list per practitioner.
+    wanted = {normalise_email(user.email) for user, _ in stale}
     active_by_email: dict[str, list[str]] = {}
     for practitioner in practitioners:
-        email = normalise_email(practitioner.email)
-        if email and practitioner.active:
+        if practitioner.active and (email := normalise_email(practitioner.email)) in wanted and email:
             active_by_email.setdefault(email, []).append(practitioner.id)
     found = []
     for user, linked in stale:

@@ -195,15 +195,11 @@ def _missing_from(
     where: str, key: str | None, person: dict[str, Any], message: str, evidence: dict[str, Any]
 ) -> Row:
     """A missing-user finding's row: `where` the confirmed user is missing from (practitioner
-    sharing or the master account's recipients), `key` their normalised email."""
+    sharing or the master account's recipients), `key` their normalised email; `evidence`
+    starts with `"missing_from": where` (written by the caller: a run has a thousand of these)."""
     subjects = (where, "user:" + (key or ""))
     return subjects, finding_document(
-        FindingKind.MISSING_NEW_USER,
-        Severity.MEDIUM,
-        subjects,
-        message,
-        [person],
-        {"missing_from": where, **evidence},
+        FindingKind.MISSING_NEW_USER, Severity.MEDIUM, subjects, message, [person], evidence
     )
 
 
@@ -233,7 +229,7 @@ def missing_new_user(context: Context) -> Iterator[Row]:
             people[practitioner_id],
             f"{name} is active in the PMS and confirmed in PT Direct but is not in "
             f"practitioner sharing{why}.",
-            {"pms_peers": peer_count},
+            {"missing_from": "practitioner_sharing", "pms_peers": peer_count},
         )
     master = context.ptdirect.master_account
     if master is None or context.policy.master_recipients is not MasterRecipients.ALL_ACTIVE:
@@ -250,15 +246,16 @@ def missing_new_user(context: Context) -> Iterator[Row]:
             people[practitioner_id],
             f"{name} is active in the PMS and confirmed in PT Direct but does not receive "
             f"the master account's content ({master.email}).",
-            {"master_account": master.email},
+            {"missing_from": "master_recipients", "master_account": master.email},
         )
 
 
 def pending_invitation(context: Context) -> Iterator[Row]:
+    practitioners = context.practitioners  # read once: this looks at every matched user
     for practitioner_id, user in sorted(context.identity.user_by_practitioner.items()):
-        if not context.practitioners[practitioner_id].active or user.confirmed:
+        if user.confirmed or not practitioners[practitioner_id].active:
             continue
-        name = context.practitioners[practitioner_id].name
+        name = practitioners[practitioner_id].name
         yield _finding(
             kind=FindingKind.PENDING_INVITATION,
             severity=Severity.LOW,
@@ -274,14 +271,17 @@ def pending_invitation(context: Context) -> Iterator[Row]:
 
 def no_physitrack_licence(context: Context) -> Iterator[Row]:
     patients = context.co_access.patients_per_practitioner
+    # Read once: this looks at every practitioner, and nearly all have a licensed user.
+    ambiguous = context.identity.ambiguous_practitioners
+    users = context.identity.user_by_practitioner
     for practitioner_id, practitioner in sorted(context.practitioners.items()):
-        if not practitioner.active or practitioner_id in context.identity.ambiguous_practitioners:
+        user = users.get(practitioner_id)
+        if user is not None and user.practitioner_access:
+            continue
+        if not practitioner.active or practitioner_id in ambiguous:
             continue
         treating = patients.get(practitioner_id, 0)
         if not treating:
-            continue
-        user = context.identity.user_by_practitioner.get(practitioner_id)
-        if user is not None and user.practitioner_access:
             continue
         evidence: dict[str, object] = {"patients_in_window": treating}
         if user is not None:
