@@ -413,7 +413,7 @@ class Context:
                 continue
             if email == self.master_email:
                 continue
-            if (normalise_email(email) or "") in active:
+            if email in active:  # a key, normalised already (`normalise_email` is idempotent)
                 continue  # `departure_verdict`'s first test, without its call (nearly everyone)
             reason, unclear = self.departure_verdict(email)
             if reason is not None:

@@ -20,8 +20,11 @@ def normalise_email(email: str | None) -> str | None:
     """Unicode NFC, case and surrounding whitespace are not significant; plus-addressing is kept.
 
     NFC first, so an address typed with a combining accent ("e" + U+0301) and one typed with the
-    precomposed letter ("\u00e9") are the same person, as they are to a mail server. Cached: a
-    reconcile asks for the same few addresses tens of thousands of times.
+    precomposed letter ("\u00e9") are the same person, as they are to a mail server. And NFC
+    again after lower-casing, which can undo it ("\u0130" + U+0316 lower-cases to "i" + U+0307 +
+    U+0316, whose marks NFC puts in the other order): an answer normalised again is the same
+    answer, so a key looked up a second time still finds its person. Cached: a reconcile asks
+    for the same few addresses tens of thousands of times.
 
     An address already normalised (nearly all) is answered with itself, not an equal copy: the
     copy was a string a practitioner kept in the cache, in fresh memory in a process's first run,
@@ -30,7 +33,10 @@ def normalise_email(email: str | None) -> str | None:
     if email is None:
         return None
     # Text in ASCII (nearly every address) is in NFC already: no normalisation to ask for.
-    cleaned = (email if email.isascii() else unicodedata.normalize("NFC", email)).strip().lower()
+    if email.isascii():
+        cleaned = email.strip().lower()
+    else:
+        cleaned = unicodedata.normalize("NFC", unicodedata.normalize("NFC", email).strip().lower())
     if cleaned == email and type(email) is str:
         return email
     return cleaned or None

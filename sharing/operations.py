@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import enum
-import unicodedata
 from dataclasses import dataclass
 from typing import Any
+
+from sharing.identity import normalise_email
 
 
 class OpKind(enum.Enum):
@@ -45,8 +46,9 @@ _REMOVALS = frozenset(kind._value_ for kind in (OpKind.REMOVE_SHARING_MEMBER, Op
 
 
 def operation_key(op: str, email: str) -> tuple[str, str]:
-    """What an operation is about: its kind and its person (email in NFC, case-insensitive)."""
-    return (op, unicodedata.normalize("NFC", email).strip().lower())
+    """What an operation is about: its kind and its person (`normalise_email`'s: NFC, stripped,
+    case-insensitive; "" for none)."""
+    return (op, normalise_email(email) or "")
 
 
 @dataclass(frozen=True, slots=True, init=False)

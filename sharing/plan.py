@@ -192,7 +192,7 @@ def _master_departures(context: Context) -> list[Operation]:
     active = context.active_pms_emails
     for email in context.recipients:
         user = users.get(email)
-        if user is None or (normalise_email(email) or "") in active:
+        if user is None or email in active:  # a key, normalised already
             continue  # `departed_reason`'s first test, without its call (nearly everyone)
         if context.departed_reason(email) is None:
             continue

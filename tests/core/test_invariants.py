@@ -266,3 +266,34 @@ def test_a_plan_made_from_one_state_is_never_applied_to_another(data):
     # Then only what the new plan calls for is sent, and nobody active now is cut off
     assert {op.key for op in sent} <= {op.key for op in new_plan.operations}
     assert _destructive_for_active(later, ptdirect, sent) == []
+
+
+# Any text, and text made of the characters whose case and composition interact: a capital
+# dotted I lower-cases to "i" + a combining dot above, which NFC must reorder after a mark below.
+_ADDRESS_TEXT = st.one_of(
+    st.text(max_size=12),
+    st.text(
+        st.sampled_from(["\u0130", "\u0307", "\u0316", "\u0323", "\u0345", "\u0301", "I", "e", " "]),
+        max_size=6,
+    ),
+)
+
+
+@given(_ADDRESS_TEXT)
+def test_an_address_normalised_twice_is_the_address_normalised_once(address: str):
+    # Given any address, awkward Unicode included (lower-casing can undo NFC's order of marks)
+    once = normalise_email(address)
+    # When its normalised form is normalised again
+    twice = normalise_email(once)
+    # Then nothing changes: a key looked up a second time still finds its person
+    assert twice == once
+
+
+def test_a_capital_dotted_i_before_a_mark_below_normalises_to_one_stable_key():
+    # Given an address whose lower case puts a combining dot above before a mark below
+    address = "\u0130\u0316rem@clinic.example"
+    # When it is normalised, and that key normalised again
+    key = normalise_email(address)
+    # Then the key is in NFC and is its own normal form
+    assert key == "i\u0316\u0307rem@clinic.example"
+    assert normalise_email(key) == key
