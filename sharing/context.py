@@ -142,6 +142,8 @@ class Context:
     """PMS practitioners outside the organisation's scope, by id and by normalised email."""
     sharing_patients: frozenset[str]
     """Normalised emails of the sharing members who share patients."""
+    active_practitioners: frozenset[str]
+    """Ids of the read's active PMS practitioners."""
     eligible_sharing: dict[str, bool]
     """Each eligible practitioner's id, and whether they already share patients in PT Direct.
 
@@ -431,7 +433,17 @@ def build_context(
     pseudonym_key: bytes,
     baseline: Baseline | None = None,
 ) -> Context:
-    practitioners = {practitioner.id: practitioner for practitioner in pms.practitioners}
+    # One pass over the PMS practitioners for their lookup, the active ids and active emails.
+    practitioners: dict[str, PmsPractitioner] = {}
+    active_ids: list[str] = []
+    active_emails: set[str] = set()
+    for practitioner in pms.practitioners:
+        practitioners[practitioner.id] = practitioner
+        if practitioner.active:
+            active_ids.append(practitioner.id)
+            if email := normalise_email(practitioner.email):
+                active_emails.add(email)
+    active_practitioners = frozenset(active_ids)
     identity = match_identities(pms.system, pms.practitioners, ptdirect.users)
     users = identity.user_by_email
     members = {normalise_email(m.email) or "": m for m in ptdirect.sharing_members}
@@ -442,9 +454,7 @@ def build_context(
     co_access = pms.access.co_access(as_of - timedelta(days=policy.lookback_days))
     pairs = _pair_table(co_access, practitioners, pms.access_groups)
 
-    active_pms_emails = frozenset(
-        email for p in pms.practitioners if p.active and (email := normalise_email(p.email))
-    )
+    active_pms_emails = frozenset(active_emails)
     sharing_patients = frozenset(email for email, member in members.items() if member.share_patients)
     # Licensed and active; of those, eligible (not the master account) and whether they share
     # patients: one loop over the matched users, with the emails matching normalised.
@@ -476,7 +486,8 @@ def build_context(
         licensed_active=licensed_active,
         eligible=eligible,
         active_pms_emails=active_pms_emails,
-        drop=detect_drop(pms, policy, baseline),
+        drop=detect_drop(pms, policy, baseline, active_practitioners),
+        active_practitioners=active_practitioners,
         outside=_outside(pms),
         sharing_patients=sharing_patients,
         eligible_sharing=eligible_sharing,
@@ -538,15 +549,19 @@ def _outside(pms: PmsSnapshot) -> dict[str, PmsPractitioner]:
     return found
 
 
-def detect_drop(pms: PmsSnapshot, policy: Policy, baseline: Baseline | None) -> Drop | None:
+def detect_drop(
+    pms: PmsSnapshot, policy: Policy, baseline: Baseline | None, active: frozenset[str] | None = None
+) -> Drop | None:
     """A read with nobody in it, or one that lost more than the policy's share of active people.
 
     Like the accidental-deletion threshold of directory-sync tools: an export cut short or an
-    API filter gone wrong must not make a whole clinic look departed.
+    API filter gone wrong must not make a whole clinic look departed. `active`: the ids of the
+    read's active practitioners, when the caller has them.
     """
     if not pms.complete:
         return None  # an incomplete read already plans no removals
-    active = frozenset(p.id for p in pms.practitioners if p.active)
+    if active is None:
+        active = frozenset(p.id for p in pms.practitioners if p.active)
     accepted = baseline is not None and baseline.accept_drop
     if not active:  # nobody, or nobody active: as suspicious whatever the history
         before = len(baseline.active_practitioners) if baseline else 0

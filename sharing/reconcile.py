@@ -91,7 +91,7 @@ def _reconcile(
         operations=operations,
         complete=context.complete,
         suspicious=context.suspicious,
-        active_practitioners=frozenset(p.id for p in pms.practitioners if p.active),
+        active_practitioners=context.active_practitioners,
         practitioner_count=len(pms.practitioners),
         patient_count=context.co_access.distinct_patients,
         shared_pairs=SharedPairs(context.pairs, context.at_risk),
