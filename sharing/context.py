@@ -284,6 +284,35 @@ class Context:
         return self._belongs_in_sharing
 
     @cached_property
+    def sharing_gaps(self) -> tuple[tuple[str, PtUser, SharingMember | None], ...]:
+        """Who belongs in sharing (`belongs_in_sharing`) and does not share patients there:
+        (practitioner id, user, their sharing member or None), in the wish list's order.
+
+        The planner adds or enables them, and the missing-user rule reports those who are not
+        members: worked out once for both, each member found once.
+        """
+        members = self.members
+        emails = self.identity.email_by_practitioner  # each user's, normalised ("" for none)
+        gaps = []
+        for practitioner_id, user in self.belongs_in_sharing().items():
+            member = members.get(emails[practitioner_id])
+            if member is None or not member.share_patients:
+                gaps.append((practitioner_id, user, member))
+        return tuple(gaps)
+
+    @cached_property
+    def master_gaps(self) -> tuple[tuple[str, PtUser], ...]:
+        """Eligible practitioners whose user is not among the master account's recipients:
+        (practitioner id, user), in the eligible order (the planner and the missing-user rule)."""
+        recipients = self.recipients
+        emails = self.identity.email_by_practitioner
+        return tuple(
+            (practitioner_id, user)
+            for practitioner_id, user in self.eligible.items()
+            if (emails[practitioner_id] or None) not in recipients
+        )
+
+    @cached_property
     def _belongs_in_sharing(self) -> dict[str, PtUser]:
         if self.policy.sharing_scope is SharingScope.EVERYONE:
             return dict(self.eligible)
@@ -408,15 +437,16 @@ class Context:
     @cached_property
     def _verdicts(self) -> tuple[tuple[Departure, ...], tuple[Departure, ...]]:
         departed, held = [], []
-        active = self.active_pms_emails
-        for email, member in sorted(self.members.items()):
+        members = self.members
+        # `departure_verdict`'s first test as one set difference: nearly every member is active
+        # in the PMS (the keys are normalised already, and `normalise_email` is idempotent).
+        for email in sorted(members.keys() - self.active_pms_emails):
+            member = members[email]
             user = self.users.get(email)
             if not member.share_patients or user is None or not user.confirmed:
                 continue
             if email == self.master_email:
                 continue
-            if email in active:  # a key, normalised already (`normalise_email` is idempotent)
-                continue  # `departure_verdict`'s first test, without its call (nearly everyone)
             reason, unclear = self.departure_verdict(email)
             if reason is not None:
                 departed.append(Departure(user.email, user, reason))

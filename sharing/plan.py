@@ -115,10 +115,9 @@ def _with_approval(context: Context, op: Operation) -> Operation:
 
 def _sharing_additions(context: Context) -> list[Operation]:
     operations = []
-    emails = context.identity.email_by_practitioner  # each user's, normalised ("" for none)
-    for practitioner_id, user in context.belongs_in_sharing().items():
-        name = context.practitioners[practitioner_id].name
-        member = context.members.get(emails[practitioner_id])
+    practitioners = context.practitioners
+    for practitioner_id, user, member in context.sharing_gaps:
+        name = practitioners[practitioner_id].name
         if member is None:
             operations.append(
                 Operation(
@@ -129,7 +128,7 @@ def _sharing_additions(context: Context) -> list[Operation]:
                     reason=f"{name} should share patients with colleagues who treat the same patients",
                 )
             )
-        elif not member.share_patients:
+        else:  # a member who does not share patients
             operations.append(
                 Operation(
                     OpKind.ENABLE_PATIENT_SHARING,
@@ -146,17 +145,14 @@ def _master_additions(context: Context) -> list[Operation]:
         or context.policy.master_recipients is not MasterRecipients.ALL_ACTIVE
     ):
         return []
-    recipients = context.recipients
     practitioners = context.practitioners
-    emails = context.identity.email_by_practitioner
     return [
         Operation(
             OpKind.ADD_MASTER_RECIPIENT,
             user.email,
             reason=f"{practitioners[pid].name} is active and should receive master content",
         )
-        for pid, user in context.eligible.items()
-        if (emails[pid] or None) not in recipients
+        for pid, user in context.master_gaps
     ]
 
 
@@ -189,12 +185,11 @@ def _master_departures(context: Context) -> list[Operation]:
         return []
     operations = []
     users = context.users
-    active = context.active_pms_emails
-    for email in context.recipients:
+    # `departed_reason`'s first test as one set difference: nearly every recipient is active
+    # in the PMS (the keys are normalised already). The plan is sorted afterwards.
+    for email in context.recipients - context.active_pms_emails:
         user = users.get(email)
-        if user is None or email in active:  # a key, normalised already
-            continue  # `departed_reason`'s first test, without its call (nearly everyone)
-        if context.departed_reason(email) is None:
+        if user is None or context.departed_reason(email) is None:
             continue
         operations.append(
             Operation(

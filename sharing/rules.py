@@ -204,18 +204,17 @@ def _missing_from(
 
 
 def missing_new_user(context: Context) -> Iterator[Row]:
-    """Each address is normalised once per finding (for the membership test and the subject):
-    a run has a thousand of these. Everyone here is eligible, so their person's email is their
-    user's (as `Context.person`'s)."""
-    members = context.members
+    """Those the context finds missing (`Context.sharing_gaps` without a member, and
+    `Context.master_gaps`), each with their address normalised as matching left it: a run has a
+    thousand of these. Everyone here is eligible, so their person's email is their user's (as
+    `Context.person`'s)."""
     peers = context.eligible_peers
     practitioners = context.practitioners
     people = context.eligible_people
     emails = context.identity.email_by_practitioner  # each user's, normalised ("" for none)
-    for practitioner_id, _ in sorted(context.belongs_in_sharing().items()):
+    missing = sorted(practitioner_id for practitioner_id, _, member in context.sharing_gaps if member is None)
+    for practitioner_id in missing:
         key = emails[practitioner_id] or None
-        if key in members:
-            continue
         peer_count = peers.get(practitioner_id, 0)
         name = practitioners[practitioner_id].name
         why = (
@@ -234,11 +233,8 @@ def missing_new_user(context: Context) -> Iterator[Row]:
     master = context.ptdirect.master_account
     if master is None or context.policy.master_recipients is not MasterRecipients.ALL_ACTIVE:
         return
-    recipients = context.recipients
-    for practitioner_id, _ in sorted(context.eligible.items()):
+    for practitioner_id in sorted(practitioner_id for practitioner_id, _ in context.master_gaps):
         key = emails[practitioner_id] or None
-        if key in recipients:
-            continue
         name = practitioners[practitioner_id].name
         yield _missing_from(
             "master_recipients",
@@ -251,9 +247,13 @@ def missing_new_user(context: Context) -> Iterator[Row]:
 
 
 def pending_invitation(context: Context) -> Iterator[Row]:
-    practitioners = context.practitioners  # read once: this looks at every matched user
-    for practitioner_id, user in sorted(context.identity.user_by_practitioner.items()):
-        if user.confirmed or not practitioners[practitioner_id].active:
+    practitioners = context.practitioners
+    users = context.identity.user_by_practitioner
+    # The unconfirmed among every matched user, picked in one comprehension (nearly all are
+    # confirmed), then those active in the PMS, in id order.
+    for practitioner_id in sorted(pid for pid, user in users.items() if not user.confirmed):
+        user = users[practitioner_id]
+        if not practitioners[practitioner_id].active:
             continue
         name = practitioners[practitioner_id].name
         yield _finding(
@@ -271,18 +271,20 @@ def pending_invitation(context: Context) -> Iterator[Row]:
 
 def no_physitrack_licence(context: Context) -> Iterator[Row]:
     patients = context.co_access.patients_per_practitioner
-    # Read once: this looks at every practitioner, and nearly all have a licensed user.
     ambiguous = context.identity.ambiguous_practitioners
     users = context.identity.user_by_practitioner
-    for practitioner_id, practitioner in sorted(context.practitioners.items()):
-        user = users.get(practitioner_id)
-        if user is not None and user.practitioner_access:
+    practitioners = context.practitioners
+    # Those with patients in the window less those with a licensed user, as one set difference:
+    # nearly every practitioner has one.
+    licensed = {pid for pid, user in users.items() if user.practitioner_access}
+    for practitioner_id in sorted(patients.keys() - licensed):
+        practitioner = practitioners.get(practitioner_id)
+        if practitioner is None or not practitioner.active or practitioner_id in ambiguous:
             continue
-        if not practitioner.active or practitioner_id in ambiguous:
-            continue
-        treating = patients.get(practitioner_id, 0)
+        treating = patients[practitioner_id]
         if not treating:
             continue
+        user = users.get(practitioner_id)
         evidence: dict[str, object] = {"patients_in_window": treating}
         if user is not None:
             detail = f"their PT Direct user {user.email} has no practitioner access"
