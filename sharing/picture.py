@@ -181,14 +181,19 @@ def sharing_picture(context: Context) -> SharingPicture:
     ids = sorted(context.practitioners)
     names, emails, states, sharing = _practitioners(context, ids)
     table = context.pairs
+    # Each of the table's ids as a position in `ids` (-1 for an id the PMS does not list): when
+    # the table has exactly the PMS's practitioners (the usual case), their ranks as strings.
+    if context.practitioners.keys() == set(table.ids) and len(table.ids) == len(ids):
+        positions = table.ranks
+    else:
+        position = {pid: index for index, pid in enumerate(ids)}
+        positions = np.array([position.get(pid, -1) for pid in table.ids], dtype=np.int64)
     # Whether each one shares patients is found once per practitioner (`_practitioners`), and
     # each pair's kind is decided by array operations (a run has thousands of pairs).
-    shares = np.array([pid in sharing for pid in table.ids], dtype=bool)
+    shares = np.append(np.array(sharing, dtype=bool), False)[positions]  # -1: the False added
     kinds = np.where(context.at_risk, 0, np.where(shares[table.firsts] & shares[table.seconds], 1, 2))
     # Each pair's two practitioners as positions in `ids` (every practitioner in a pair is one
     # of them), heaviest pair first, ties in pair order (the table's, by ids): a stable sort.
-    position = {pid: index for index, pid in enumerate(ids)}
-    positions = np.array([position.get(pid, -1) for pid in table.ids], dtype=np.int64)
     heaviest_first = np.argsort(-table.shared_patients, kind="stable")
     firsts = positions[table.firsts[heaviest_first]]
     seconds = positions[table.seconds[heaviest_first]]
@@ -212,12 +217,11 @@ def sharing_picture(context: Context) -> SharingPicture:
 
 def _practitioners(
     context: Context, ids: list[str]
-) -> tuple[list[str], list[str | None], list[PractitionerState], set[str]]:
+) -> tuple[list[str], list[str | None], list[PractitionerState], list[bool]]:
     """The name, email and state of each practitioner of `ids`, in one loop over the context's
     lookups (one call per practitioner and their re-reading cost a sixth of this, 2,000
-    practitioners a run), and the ids of those whose PT Direct user shares patients in
-    practitioner sharing (`Context.is_sharing_patients` of their user's email: their member
-    shares patients).
+    practitioners a run), and whether their PT Direct user shares patients in practitioner
+    sharing (`Context.is_sharing_patients` of their user's email: their member shares patients).
     """
     practitioners = context.practitioners
     users = context.identity.user_by_practitioner
@@ -227,15 +231,14 @@ def _practitioners(
     names: list[str] = []
     emails: list[str | None] = []
     states: list[PractitionerState] = []
-    sharing: set[str] = set()
+    sharing: list[bool] = []
     for pid in ids:
         practitioner = practitioners[pid]
         user = users.get(pid)
         email = user.email if user else practitioner.email
         key = keys[pid] if user else ""  # read only for someone with a user
         member = members.get(key) if user else None
-        if member is not None and member.share_patients:
-            sharing.add(pid)
+        sharing.append(member is not None and member.share_patients)
         if not practitioner.active:
             state = PractitionerState.DEPARTED
         elif user is not None and key == master_email:
