@@ -474,7 +474,7 @@ def build_context(
             if email := normalise_email(practitioner.email):
                 active_emails.add(email)
     active_practitioners = frozenset(active_ids)
-    identity = match_identities(pms.system, pms.practitioners, ptdirect.users)
+    identity = match_identities(pms.system, pms.practitioners, ptdirect.users, practitioners)
     users = identity.user_by_email
     members = {normalise_email(m.email) or "": m for m in ptdirect.sharing_members}
     master = ptdirect.master_account
