@@ -108,8 +108,9 @@ def duplicate_patient_risk(context: Context) -> Iterator[Row]:
     totals = np.add.reduceat(shared, starts).tolist()
     ends = [*starts[1:].tolist(), len(people)]
     people_ids, peer_ids = table.ids_at(people), table.ids_at(peers)
-    shared_list, days_list = shared.tolist(), days.tolist()
-    texts = _day_texts(days)
+    shared_list = shared.tolist()
+    day_texts = _day_texts(days)
+    texts = day_texts.tolist()
     # Everyone named is eligible: their person documents are the context's (shared by the
     # findings naming them), their email their user's (as `Context.person`'s). Each pair's
     # colleague, name and document are made in one pass over all pairs; findings take slices.
@@ -131,9 +132,28 @@ def duplicate_patient_risk(context: Context) -> Iterator[Row]:
         for pair, group_names in zip(pairs, pair_groups, strict=True):
             if group_names:
                 pair["access_groups"] = list(group_names)
+    # The few colleagues each finding names in its message (its first pairs), written in one
+    # pass over those pairs: each finding takes the next of them.
+    rank_in_finding = np.arange(len(people)) - np.repeat(starts, np.diff(np.append(starts, len(people))))
+    named_rows = np.flatnonzero(rank_in_finding < _COLLEAGUES_NAMED)
+    today = context.today
+    details_of_named = [
+        f"{peer_name} ({count} patient{'' if count == 1 else 's'}, "
+        f"{'booked for' if day > today else 'most recently'} {text})"
+        if count
+        else _pair_detail(context, peer_name, count, day, pair_groups[row] if pair_groups else ())
+        for row, peer_name, count, day, text in zip(
+            named_rows.tolist(),
+            np.array(names, dtype=object)[named_rows].tolist(),
+            shared[named_rows].tolist(),
+            days[named_rows].tolist(),
+            day_texts[named_rows].tolist(),
+            strict=True,
+        )
+    ]
+    named = 0  # how many of `details_of_named` earlier findings took
     keys = context.identity.email_by_practitioner
     members = context.members
-    today = context.today
     lookback = context.policy.lookback_days
     within = f" within the last {lookback} days: "
     for start, end, severity, total in zip(starts.tolist(), ends, severities, totals, strict=True):
@@ -145,21 +165,8 @@ def duplicate_patient_risk(context: Context) -> Iterator[Row]:
         else:
             gap = f"{name} is not in practitioner sharing"
         colleague_count = end - start
-        named = start + min(colleague_count, _COLLEAGUES_NAMED)
-        details = [
-            f"{peer_name} ({count} patient{'' if count == 1 else 's'}, "
-            f"{'booked for' if day > today else 'most recently'} {text})"
-            if count
-            else _pair_detail(context, peer_name, count, day, pair_groups[index] if pair_groups else ())
-            for index, peer_name, count, day, text in zip(
-                range(start, named),
-                names[start:named],
-                shared_list[start:named],
-                days_list[start:named],
-                texts[start:named],
-                strict=True,
-            )
-        ]
+        details = details_of_named[named : named + min(colleague_count, _COLLEAGUES_NAMED)]
+        named += len(details)
         if colleague_count > _COLLEAGUES_NAMED:
             details.append(plural(colleague_count - _COLLEAGUES_NAMED, "other colleague"))
         who = "a colleague" if colleague_count == 1 else plural(colleague_count, "colleague")
@@ -184,11 +191,11 @@ def duplicate_patient_risk(context: Context) -> Iterator[Row]:
         )
 
 
-def _day_texts(days: np.ndarray) -> list[str]:
-    """`day_text` of each day number in `days`, each distinct day written once: thousands of
-    pairs fall on a few hundred days."""
+def _day_texts(days: np.ndarray) -> np.ndarray:
+    """`day_text` of each day number in `days` (an array of objects), each distinct day written
+    once: thousands of pairs fall on a few hundred days."""
     distinct, inverse = np.unique(days, return_inverse=True)
-    return np.array([day_text(day) for day in distinct.tolist()], dtype=object)[inverse].tolist()
+    return np.array([day_text(day) for day in distinct.tolist()], dtype=object)[inverse]
 
 
 def _missing_from(
@@ -373,9 +380,12 @@ def held_by_scope(context: Context) -> Iterator[Row]:
 
 
 def unlinked_user(context: Context) -> Iterator[Row]:
-    for email, user in sorted(context.users.items()):
-        if email in context.identity.practitioner_by_email or email in context.identity.ambiguous_emails:
-            continue
+    users = context.users
+    # Users matched to a practitioner or part of an ambiguity are not unlinked: nearly everyone,
+    # left out by one set difference.
+    identity = context.identity
+    for email in sorted(users.keys() - identity.practitioner_by_email.keys() - identity.ambiguous_emails):
+        user = users[email]
         if email == context.master_email:
             continue  # a dedicated content account is expected; master_account_issue covers it
         member = context.members.get(email)
