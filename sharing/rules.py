@@ -193,9 +193,25 @@ def duplicate_patient_risk(context: Context) -> Iterator[Row]:
 
 def _day_texts(days: np.ndarray) -> np.ndarray:
     """`day_text` of each day number in `days` (an array of objects), each distinct day written
-    once: thousands of pairs fall on a few hundred days."""
-    distinct, inverse = np.unique(days, return_inverse=True)
-    return np.array([day_text(day) for day in distinct.tolist()], dtype=object)[inverse]
+    once: thousands of pairs fall on a few hundred days.
+
+    The days found are marked in a table over their range when it is short (a window of a year
+    or two: a tenth of `np.unique`'s time), else `np.unique` finds them.
+    """
+    if not len(days):
+        return np.empty(0, dtype=object)
+    low = int(days.min())
+    offsets = days - low
+    span = int(offsets.max()) + 1
+    if span > 4 * len(days) + 1024:
+        distinct, inverse = np.unique(days, return_inverse=True)
+        return np.array([day_text(day) for day in distinct.tolist()], dtype=object)[inverse]
+    present = np.zeros(span, dtype=bool)
+    present[offsets] = True
+    found = np.flatnonzero(present)
+    texts = np.empty(span, dtype=object)
+    texts[found] = np.array([day_text(low + offset) for offset in found.tolist()], dtype=object)
+    return texts[offsets]
 
 
 def _missing_from(

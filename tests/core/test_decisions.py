@@ -254,6 +254,22 @@ def test_a_future_booking_is_described_as_booked_not_treated():
     assert "treat" not in risk.message
 
 
+def test_shared_days_years_apart_are_each_written_as_their_own_date():
+    # Given Cara shares a patient with Ana last week and one with Ben booked three years ahead
+    clinic = Clinic()
+    clinic.practitioner("101", "Ana Silva", member=True)
+    clinic.practitioner("102", "Ben Ode", member=True)
+    clinic.practitioner("103", "Cara Lim", member=False)
+    clinic.co_treat("101", "103", patients=1, days_ago=7)
+    clinic.co_treat("102", "103", patients=1, days_ago=-3 * 365)
+    # When the run reconciles
+    [risk] = of_kind(clinic.reconcile(), "duplicate_patient_risk")
+    # Then each colleague is dated by their own shared day, in the message and in the pairs
+    assert "Ana Silva (1 patient, most recently 2026-11-18)" in risk.message
+    assert "Ben Ode (1 patient, booked for 2029-11-24)" in risk.message
+    assert sorted(pair["last_shared_on"] for pair in risk.evidence["pairs"]) == ["2026-11-18", "2029-11-24"]
+
+
 def test_someone_who_only_appears_through_an_access_group_is_not_said_to_treat_patients():
     # Given Gus has no PT Direct user and sees patients only through a shared access group
     clinic = Clinic()
