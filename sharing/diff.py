@@ -64,19 +64,14 @@ def _current_of_documents(
     findings: Findings, previous: Mapping[str, Mapping[str, Any]], complete: bool
 ) -> tuple[list[dict[str, Any]], set[str]]:
     """`Finding.as_dict(state)` of each finding, from the documents a reconcile keeps: each a
-    copy with its state and a copy of its evidence (as `as_dict` makes), in one C-level step."""
+    copy with its state, in one C-level step. What the copy holds (evidence, people, operations)
+    is the reconcile's own, shared and never changed: a copy of each evidence was 1,600 more
+    dicts a run to make and for the collector to walk."""
     documents = findings.documents
     seen = {document["fingerprint"] for document in documents}
     if not complete:
-        return [
-            {**document, "state": INDETERMINATE, "evidence": dict(document["evidence"])}
-            for document in documents
-        ], seen
+        return [{**document, "state": INDETERMINATE} for document in documents], seen
     return [
-        {
-            **document,
-            "state": ONGOING if document["fingerprint"] in previous else NEW,
-            "evidence": dict(document["evidence"]),
-        }
+        {**document, "state": ONGOING if document["fingerprint"] in previous else NEW}
         for document in documents
     ], seen
