@@ -15,9 +15,10 @@ from sharing.model import MasterRecipients, Mode, PtUser
 from sharing.operations import Operation, OpKind
 
 # Additions first; a departed member's patients are transferred before anyone is removed. By
-# the kinds' values (a str hashes in C, an Enum member in Python).
+# the kinds' values (a str hashes in C, an Enum member in Python), each a one-digit prefix of
+# an operation's sort key: the key is one string (a string compares in half a pair's time).
 _ORDER = {
-    kind._value_: index
+    kind._value_: str(index)
     for index, kind in enumerate(
         (
             OpKind.ADD_SHARING_MEMBER,
@@ -46,7 +47,7 @@ def plan_operations(context: Context) -> tuple[Operation, ...]:
     # kept, and the sort compares the keys alone (ties keep plan order, as before).
     users = context.users
     master_email = context.master_email
-    unique: dict[tuple[str, str], tuple[tuple[int, str], Operation]] = {}
+    unique: dict[tuple[str, str], tuple[str, Operation]] = {}
     for op in planned:
         email = normalise_email(op.email)
         user = users.get(email or "")
@@ -56,7 +57,7 @@ def plan_operations(context: Context) -> tuple[Operation, ...]:
                 continue
         elif not _may_touch(context, op, email, user) or _cuts_off_active(context, op, email or "", user):
             continue
-        unique[(kind, email or "")] = ((_ORDER[kind], op.email.lower()), op)
+        unique[(kind, email or "")] = (_ORDER[kind] + op.email.lower(), op)
     ordered = [op for _, op in sorted(unique.values(), key=itemgetter(0))]
     if context.policy.mode is not Mode.APPLY_SAFE:
         # Nothing is automatic: every operation requires approval, as operations are made.
