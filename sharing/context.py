@@ -292,10 +292,10 @@ class Context:
         members: worked out once for both, each member found once.
         """
         members = self.members
-        emails = self.identity.email_by_practitioner  # each user's, normalised ("" for none)
+        emails = self.identity.email_by_practitioner  # each user's, normalised (None for none)
         gaps = []
         for practitioner_id, user in self.belongs_in_sharing().items():
-            member = members.get(emails[practitioner_id])
+            member = members.get(emails[practitioner_id] or "")
             if member is None or not member.share_patients:
                 gaps.append((practitioner_id, user, member))
         return tuple(gaps)
@@ -309,7 +309,7 @@ class Context:
         return tuple(
             (practitioner_id, user)
             for practitioner_id, user in self.eligible.items()
-            if (emails[practitioner_id] or None) not in recipients
+            if emails[practitioner_id] not in recipients
         )
 
     @cached_property
@@ -495,7 +495,7 @@ def build_context(
     for practitioner_id, user in identity.user_by_practitioner.items():
         if practitioners[practitioner_id].active and user.confirmed and user.practitioner_access:
             licensed_active[practitioner_id] = user
-            email = emails[practitioner_id] or None
+            email = emails[practitioner_id]
             if email != master_email:
                 eligible[practitioner_id] = user
                 eligible_sharing[practitioner_id] = (email or "") in sharing_patients

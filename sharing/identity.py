@@ -68,8 +68,9 @@ class IdentityMap:
     ambiguous_practitioners: frozenset[str] = frozenset()
     ambiguous_emails: frozenset[str] = frozenset()
     name_suggestions: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    email_by_practitioner: dict[str, str] = field(default_factory=dict)
-    """The normalised email of each matched practitioner's user (`user_by_practitioner`'s)."""
+    email_by_practitioner: dict[str, str | None] = field(default_factory=dict)
+    """Each matched practitioner's user's email as `normalise_email` answers it (None for an
+    address of only spaces): the answer every rule and the planner would get by asking."""
     user_by_email: dict[str, PtUser] = field(default_factory=dict)
     """Every user by normalised email ("" for none; of two with one address, the later)."""
 
@@ -199,13 +200,16 @@ def match_identities(
             tentative[practitioner.id] = candidates[0]
             tentative_email[practitioner.id] = normalise_email(candidates[0].email)
             continue
-        distinct = {normalise_email(user.email): user for user in candidates}
+        # Keyed "" for a blank address, so the candidates sort (None among them did not).
+        distinct = {normalise_email(user.email) or "": user for user in candidates}
         if len(distinct) > 1:
             ambiguities.append(Ambiguity("pms", practitioner.id, tuple(sorted(distinct))))
             ambiguous_practitioners.add(practitioner.id)
             ambiguous_emails.update(email for email in distinct if email)
         elif distinct:
-            [(tentative_email[practitioner.id], tentative[practitioner.id])] = distinct.items()
+            [chosen] = distinct.values()
+            tentative[practitioner.id] = chosen
+            tentative_email[practitioner.id] = normalise_email(chosen.email)
 
     # Each email's practitioner (the first, in `practitioner_by_user`) and, for the emails of
     # several, all of them (`practitioners_by_user`): no list per email for the usual one.
@@ -219,7 +223,7 @@ def match_identities(
                 practitioners_by_user.setdefault(email, [first_id]).append(practitioner_id)
     user_by_practitioner: dict[str, PtUser] = {}
     practitioner_by_email: dict[str, PmsPractitioner] = {}
-    email_by_practitioner: dict[str, str] = {}
+    email_by_practitioner: dict[str, str | None] = {}
     for email, practitioner_ids in practitioners_by_user.items():
         ambiguities.append(Ambiguity("ptdirect", email, tuple(sorted(practitioner_ids))))
         ambiguous_emails.add(email)
@@ -229,7 +233,7 @@ def match_identities(
             continue
         user_by_practitioner[practitioner_id] = tentative[practitioner_id]
         practitioner_by_email[email] = by_id[practitioner_id]
-        email_by_practitioner[practitioner_id] = email
+        email_by_practitioner[practitioner_id] = tentative_email[practitioner_id]
 
     unmatched_users = [
         (normalise_name(user.name), email)

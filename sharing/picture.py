@@ -236,7 +236,7 @@ def _practitioners(
         practitioner = practitioners[pid]
         user = users.get(pid)
         email = user.email if user else practitioner.email
-        key = keys[pid] if user else ""  # read only for someone with a user
+        key = (keys[pid] or "") if user else ""  # read only for someone with a user
         member = members.get(key) if user else None
         sharing.append(member is not None and member.share_patients)
         if not practitioner.active:

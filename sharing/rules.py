@@ -160,7 +160,7 @@ def duplicate_patient_risk(context: Context) -> Iterator[Row]:
         practitioner_id = people_ids[start]
         person = eligible_people[practitioner_id]
         name = person["name"]
-        if (keys[practitioner_id] or None) in members:
+        if keys[practitioner_id] in members:
             gap = f"{name} does not share patients in practitioner sharing"
         else:
             gap = f"{name} is not in practitioner sharing"
@@ -234,10 +234,14 @@ def missing_new_user(context: Context) -> Iterator[Row]:
     peers = context.eligible_peers
     practitioners = context.practitioners
     people = context.eligible_people
-    emails = context.identity.email_by_practitioner  # each user's, normalised ("" for none)
-    missing = sorted(practitioner_id for practitioner_id, _, member in context.sharing_gaps if member is None)
-    for practitioner_id in missing:
-        key = emails[practitioner_id] or None
+    emails = context.identity.email_by_practitioner  # each user's, normalised (None for none)
+    missing = {practitioner_id for practitioner_id, _, member in context.sharing_gaps if member is None}
+    if "" in context.members:
+        # This rule asks for each user's own answer, None for an address of spaces: no member
+        # has that key, where the planner looks such a user up under "" and finds a member.
+        missing.update(pid for pid in context.belongs_in_sharing() if emails[pid] is None)
+    for practitioner_id in sorted(missing):
+        key = emails[practitioner_id]
         peer_count = peers.get(practitioner_id, 0)
         name = practitioners[practitioner_id].name
         why = (
@@ -257,7 +261,7 @@ def missing_new_user(context: Context) -> Iterator[Row]:
     if master is None or context.policy.master_recipients is not MasterRecipients.ALL_ACTIVE:
         return
     for practitioner_id in sorted(practitioner_id for practitioner_id, _ in context.master_gaps):
-        key = emails[practitioner_id] or None
+        key = emails[practitioner_id]
         name = practitioners[practitioner_id].name
         yield _missing_from(
             "master_recipients",

@@ -66,6 +66,22 @@ def test_a_user_linked_to_a_gone_record_whose_email_is_active_under_a_new_record
     assert _destructive(result) == []
 
 
+def test_two_users_linked_to_one_record_one_without_an_address_are_an_ambiguity_not_a_crash():
+    # Given two PT Direct users link to Ana's record, one of them with an address of spaces (the
+    # core's callers refuse such an address; the core must still not fail on it)
+    clinic = Clinic()
+    clinic.practitioner("101", "Ana Silva", member=True)
+    clinic.users.append(PtUser("   ", "Ana (old login)", pms_link=PmsLink("cliniko", "101")))
+    clinic.practitioner("102", "Ben Ode", member=True)
+    clinic.co_treat("101", "102")
+    # When the run reconciles
+    result = clinic.reconcile()
+    # Then her record has several candidates: reported, and nothing destructive planned
+    [ambiguous] = of_kind(result, "ambiguous_match")
+    assert "pms:101" in ambiguous.subjects
+    assert _destructive(result) == []
+
+
 def test_emails_in_another_unicode_form_match_the_same_person():
     # Given the PMS stores Zoé's email decomposed (e + combining accent) and PT Direct precomposed
     decomposed = unicodedata.normalize("NFD", "zoé@clinic.example")
