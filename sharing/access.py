@@ -409,8 +409,8 @@ def _in_two_threads(log: AccessLog, counted: np.ndarray, since_day: int, width: 
 
 
 def _in_id_order(pair_keys: np.ndarray, rank: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each pair key's (first * len(ids) + second) two practitioner codes, smaller id first, and
-    the order that sorts the pairs by (first id, second id).
+    """Each pair key's (first * len(rank) + second) two practitioner codes, smaller id first,
+    and the order that sorts the pairs by (first id, second id).
 
     `rank`: the ids' `id_ranks`, worked out once (the context's pair table reads them again):
     every pair is then put in order by array operations instead of comparing ids in Python,

@@ -36,7 +36,8 @@ def normalise_email(email: str | None) -> str | None:
     if email.isascii():
         cleaned = email.strip().lower()
     else:
-        cleaned = unicodedata.normalize("NFC", unicodedata.normalize("NFC", email).strip().lower())
+        cleaned = unicodedata.normalize("NFC", email).strip().lower()
+        cleaned = unicodedata.normalize("NFC", cleaned)  # lower-casing can undo NFC
     if cleaned == email and type(email) is str:
         return email
     return cleaned or None
